@@ -1,0 +1,140 @@
+//! How a worker process finds out that it is one, and where its channels are.
+//!
+//! The primary starts each worker with [`WORKER_ENV`] set and its two socket ends moved to the
+//! fixed fd numbers [`IPC_FD`] and [`HANDLE_FD`]; every other fd of the primary is
+//! close-on-exec. [`WorkerBootstrap`] is that information as a value, both for writing it
+//! ([`WorkerBootstrap::to_env`]) and for reading it back ([`WorkerBootstrap::from_env`]).
+
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::sys::stat::{SFlag, fstat};
+
+use crate::ProtocolError;
+
+/// The marker: present in a worker's environment, absent in the primary's.
+pub const WORKER_ENV: &str = "CORRAL_WORKER";
+/// The worker's slot number.
+pub const SLOT_ENV: &str = "CORRAL_SLOT";
+/// The slot's generation.
+pub const GENERATION_ENV: &str = "CORRAL_GENERATION";
+/// The primary's pid, to notice a primary that died before `PR_SET_PDEATHSIG` was armed.
+pub const PRIMARY_PID_ENV: &str = "CORRAL_PRIMARY_PID";
+/// The maximum frame length both sides use.
+pub const MAX_FRAME_ENV: &str = "CORRAL_MAX_FRAME";
+/// The fd number of the worker's end of the frame stream (`SOCK_STREAM`).
+pub const IPC_FD: RawFd = 3;
+/// The fd number of the worker's end of the handle channel (`SOCK_SEQPACKET`).
+pub const HANDLE_FD: RawFd = 4;
+
+/// What a worker process is told at start.
+///
+/// # Example
+///
+/// ```
+/// use corral_protocol::bootstrap::{WorkerBootstrap, WORKER_ENV};
+///
+/// let boot = WorkerBootstrap { slot: 2, generation: 7, primary_pid: 100, max_frame_length: 1 << 20 };
+/// let env: std::collections::HashMap<_, _> = boot.to_env().into_iter().collect();
+/// assert_eq!(env[WORKER_ENV], "1");
+/// assert_eq!(WorkerBootstrap::from_vars(&env).unwrap(), Some(boot));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerBootstrap {
+    /// The slot the worker fills.
+    pub slot: u32,
+    /// The slot's generation (1 for the first process of a slot).
+    pub generation: u64,
+    /// The pid of the primary that started the worker.
+    pub primary_pid: u32,
+    /// The maximum frame length on the frame stream.
+    pub max_frame_length: usize,
+}
+
+impl WorkerBootstrap {
+    /// The environment variables that describe this worker.
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        vec![
+            (WORKER_ENV.to_string(), "1".to_string()),
+            (SLOT_ENV.to_string(), self.slot.to_string()),
+            (GENERATION_ENV.to_string(), self.generation.to_string()),
+            (PRIMARY_PID_ENV.to_string(), self.primary_pid.to_string()),
+            (MAX_FRAME_ENV.to_string(), self.max_frame_length.to_string()),
+        ]
+    }
+
+    /// Reads the worker description from this process's environment: `Ok(None)` when the
+    /// marker is absent (this process is a primary).
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Bootstrap`] when the marker is present but another variable is missing
+    /// or malformed.
+    pub fn from_env() -> Result<Option<Self>, ProtocolError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_vars(&vars)
+    }
+
+    /// As [`from_env`](Self::from_env), from a given map.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Bootstrap`] naming the variable that is missing or malformed.
+    ///
+    /// ```
+    /// # use corral_protocol::bootstrap::WorkerBootstrap;
+    /// let mut env = std::collections::HashMap::new();
+    /// assert_eq!(WorkerBootstrap::from_vars(&env).unwrap(), None);
+    /// env.insert("CORRAL_WORKER".to_string(), "1".to_string());
+    /// let err = WorkerBootstrap::from_vars(&env).unwrap_err();
+    /// assert!(err.to_string().contains("CORRAL_SLOT"));
+    /// ```
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Option<Self>, ProtocolError> {
+        if !vars.contains_key(WORKER_ENV) {
+            return Ok(None);
+        }
+        Ok(Some(WorkerBootstrap {
+            slot: parse(vars, SLOT_ENV)?,
+            generation: parse(vars, GENERATION_ENV)?,
+            primary_pid: parse(vars, PRIMARY_PID_ENV)?,
+            max_frame_length: parse(vars, MAX_FRAME_ENV)?,
+        }))
+    }
+
+    /// Takes ownership of the inherited frame-stream and handle-channel fds, after checking
+    /// that both are open sockets, and marks them close-on-exec so that the worker's own
+    /// children do not inherit them. Call once.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Bootstrap`] when a fd is not open or not a socket (the process was
+    /// started with the marker but not by a corral primary).
+    pub fn take_fds(&self) -> Result<(OwnedFd, OwnedFd), ProtocolError> {
+        Ok((take_socket_fd(IPC_FD)?, take_socket_fd(HANDLE_FD)?))
+    }
+}
+
+fn parse<T: std::str::FromStr>(vars: &HashMap<String, String>, name: &str) -> Result<T, ProtocolError> {
+    let value = vars
+        .get(name)
+        .ok_or_else(|| ProtocolError::Bootstrap(format!("{name} is not set")))?;
+    value
+        .parse()
+        .map_err(|_| ProtocolError::Bootstrap(format!("{name}={value:?} is not a valid number")))
+}
+
+fn take_socket_fd(raw: RawFd) -> Result<OwnedFd, ProtocolError> {
+    // SAFETY: fstat only reads the fd's metadata; an fd that is not open gives EBADF.
+    let stat = fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) })
+        .map_err(|e| ProtocolError::Bootstrap(format!("fd {raw} is not open: {e}")))?;
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+        return Err(ProtocolError::Bootstrap(format!("fd {raw} is not a socket")));
+    }
+    // SAFETY: the primary placed this socket at `raw` for us alone (dup2 in the spawner), we
+    // checked above that it is open, and this is the only place that takes ownership of it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|e| ProtocolError::Bootstrap(format!("fd {raw}: cannot set close-on-exec: {e}")))?;
+    Ok(fd)
+}

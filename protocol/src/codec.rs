@@ -1,0 +1,149 @@
+//! Length-delimited postcard frames.
+
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+use crate::{Envelope, ProtocolError};
+
+/// Default maximum frame length: 8 MiB, as `LengthDelimitedCodec`'s.
+pub const DEFAULT_MAX_FRAME_LENGTH: usize = 8 * 1024 * 1024;
+
+/// Width of the length prefix.
+const PREFIX: usize = 4;
+
+/// Encodes `Envelope<Out>` and decodes `Envelope<In>` as frames: a u32 big-endian length
+/// prefix, then the postcard body.
+///
+/// The wire format is exactly that of `LengthDelimitedCodec` with a `u32` length field, which
+/// does the decoding; encoding writes the body straight into the output buffer (no copy).
+/// A frame over the maximum length is refused on both sides with
+/// [`ProtocolError::FrameTooLarge`], before any of its body is buffered.
+///
+/// # Example
+///
+/// ```
+/// use bytes::BytesMut;
+/// use corral_protocol::{Envelope, FrameCodec, ProtocolError};
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let mut codec: FrameCodec<Vec<u8>, Vec<u8>> = FrameCodec::new(16);
+/// let mut buf = BytesMut::new();
+/// let err = codec.encode(Envelope::user(1, vec![0u8; 64]), &mut buf).unwrap_err();
+/// assert!(matches!(err, ProtocolError::FrameTooLarge { max: 16, .. }));
+/// assert!(buf.is_empty());
+/// ```
+pub struct FrameCodec<Out, In> {
+    inner: LengthDelimitedCodec,
+    max_frame_length: usize,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<Out, In> FrameCodec<Out, In> {
+    /// A codec refusing frames whose body is longer than `max_frame_length` bytes.
+    ///
+    /// ```
+    /// # use corral_protocol::FrameCodec;
+    /// let codec: FrameCodec<(), ()> = FrameCodec::new(1 << 20);
+    /// assert_eq!(codec.max_frame_length(), 1 << 20);
+    /// ```
+    pub fn new(max_frame_length: usize) -> Self {
+        let inner = LengthDelimitedCodec::builder()
+            .length_field_type::<u32>()
+            .max_frame_length(max_frame_length)
+            .new_codec();
+        FrameCodec { inner, max_frame_length, _types: PhantomData }
+    }
+
+    /// The maximum body length, in bytes.
+    ///
+    /// ```
+    /// # use corral_protocol::{FrameCodec, DEFAULT_MAX_FRAME_LENGTH};
+    /// assert_eq!(FrameCodec::<(), ()>::default().max_frame_length(), DEFAULT_MAX_FRAME_LENGTH);
+    /// ```
+    pub fn max_frame_length(&self) -> usize {
+        self.max_frame_length
+    }
+}
+
+impl<Out, In> Default for FrameCodec<Out, In> {
+    fn default() -> Self {
+        FrameCodec::new(DEFAULT_MAX_FRAME_LENGTH)
+    }
+}
+
+impl<Out, In> std::fmt::Debug for FrameCodec<Out, In> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameCodec").field("max_frame_length", &self.max_frame_length).finish()
+    }
+}
+
+impl<Out: Serialize, In> Encoder<Envelope<Out>> for FrameCodec<Out, In> {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, item: Envelope<Out>, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        let start = dst.len();
+        dst.put_u32(0);
+        let written = postcard::to_io(&item, dst.writer()).map(drop);
+        let len = dst.len() - start - PREFIX;
+        let outcome = match written {
+            Err(e) => Err(ProtocolError::Encode(e)),
+            Ok(_) if len > self.max_frame_length => {
+                Err(ProtocolError::FrameTooLarge { len, max: self.max_frame_length })
+            }
+            Ok(_) => Ok(()),
+        };
+        match outcome {
+            Ok(()) => {
+                // `len <= max_frame_length`, and the constructor's caller chose a max that the
+                // decoder's u32 length field carries; a body over 4 GiB cannot pass the check
+                // above unless max itself is over u32::MAX, which we refuse here too.
+                let Ok(len32) = u32::try_from(len) else {
+                    dst.truncate(start);
+                    return Err(ProtocolError::FrameTooLarge { len, max: u32::MAX as usize });
+                };
+                dst[start..start + PREFIX].copy_from_slice(&len32.to_be_bytes());
+                Ok(())
+            }
+            Err(e) => {
+                dst.truncate(start);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
+    type Item = Envelope<In>;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Envelope<In>>, ProtocolError> {
+        if src.len() >= PREFIX {
+            let len = (&src[..PREFIX]).get_u32() as usize;
+            if len > self.max_frame_length {
+                return Err(ProtocolError::FrameTooLarge { len, max: self.max_frame_length });
+            }
+        }
+        match self.inner.decode(src)? {
+            None => Ok(None),
+            Some(frame) => {
+                let (item, rest) = postcard::take_from_bytes(&frame).map_err(ProtocolError::Decode)?;
+                if rest.is_empty() {
+                    Ok(Some(item))
+                } else {
+                    Err(ProtocolError::TrailingBytes { extra: rest.len() })
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Envelope<In>>, ProtocolError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(ProtocolError::Truncated { buffered: src.len() }),
+        }
+    }
+}

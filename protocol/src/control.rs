@@ -1,0 +1,85 @@
+//! corral's own control messages.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Hello;
+
+/// A control message: corral's side of the protocol, beside the user's messages.
+///
+/// # Example
+///
+/// ```
+/// use corral_protocol::{Control, WorkerStats};
+///
+/// let pong = Control::Pong { nonce: 9, stats: WorkerStats { in_flight: 2, ..Default::default() } };
+/// assert!(matches!(pong, Control::Pong { nonce: 9, .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// Worker → primary, first frame: who the worker is and which protocol it speaks.
+    Hello(Hello),
+    /// Worker → primary: the worker's behaviour has started; it may be given work.
+    Ready,
+    /// Primary → worker: a liveness probe, answered from the worker's own event loop.
+    Ping {
+        /// Echoed in the pong.
+        nonce: u64,
+    },
+    /// Worker → primary: the answer to a [`Control::Ping`], with the worker's counters.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+        /// The worker's counters at the time of the pong.
+        stats: WorkerStats,
+    },
+    /// Primary → worker: stop taking work, finish what is in flight, then exit.
+    Shutdown {
+        /// Milliseconds the worker has before the primary kills it.
+        deadline_ms: u64,
+    },
+    /// Worker → primary: the worker is going away on its own (it began draining).
+    Disconnect,
+    /// Worker → primary: a log line to re-emit in the primary.
+    Log {
+        /// Severity.
+        level: LogLevel,
+        /// The line.
+        message: String,
+    },
+    /// Either way: the peer did something wrong; the connection is about to close.
+    Error {
+        /// What was wrong, for humans.
+        message: String,
+    },
+}
+
+/// Severity of a [`Control::Log`] line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogLevel {
+    /// Errors.
+    Error,
+    /// Warnings.
+    Warn,
+    /// Information.
+    Info,
+    /// Debugging detail.
+    Debug,
+}
+
+/// A worker's counters, reported in every [`Control::Pong`].
+///
+/// ```
+/// # use corral_protocol::WorkerStats;
+/// assert_eq!(WorkerStats::default().handled, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// Requests or connections being handled right now.
+    pub in_flight: u64,
+    /// Requests or connections handled since the worker started.
+    pub handled: u64,
+    /// User messages received from the primary.
+    pub messages_in: u64,
+    /// User messages sent to the primary.
+    pub messages_out: u64,
+}

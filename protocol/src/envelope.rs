@@ -1,0 +1,75 @@
+//! The frame: sequence number, trace context and body.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Control, TraceContext};
+
+/// One frame on the IPC stream.
+///
+/// `M` is the user's own serde type for this direction (one type primary → worker, another
+/// worker → primary).
+///
+/// # Example
+///
+/// ```
+/// use corral_protocol::{Body, Envelope};
+///
+/// let env = Envelope::user(1, 42u32);
+/// assert_eq!(env.seq, 1);
+/// assert!(env.trace.is_none());
+/// assert!(matches!(env.body, Body::User(42)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<M> {
+    /// Per-direction sequence number, counting from 1; 0 means "not numbered".
+    pub seq: u64,
+    /// W3C trace context of the sender's current span, when tracing is on.
+    pub trace: Option<TraceContext>,
+    /// What the frame carries.
+    pub body: Body<M>,
+}
+
+/// What an [`Envelope`] carries: corral's own control message or a user message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Body<M> {
+    /// A message of corral's own protocol.
+    Control(Control),
+    /// A message of the user's type.
+    User(M),
+}
+
+impl<M> Envelope<M> {
+    /// An envelope carrying a user message, with no trace context.
+    ///
+    /// ```
+    /// # use corral_protocol::Envelope;
+    /// let env = Envelope::user(3, "x");
+    /// assert_eq!(env.seq, 3);
+    /// ```
+    pub fn user(seq: u64, msg: M) -> Self {
+        Envelope { seq, trace: None, body: Body::User(msg) }
+    }
+
+    /// An envelope carrying a control message, with no trace context.
+    ///
+    /// ```
+    /// # use corral_protocol::{Control, Envelope};
+    /// let env: Envelope<()> = Envelope::control(0, Control::Ready);
+    /// assert!(env.trace.is_none());
+    /// ```
+    pub fn control(seq: u64, control: Control) -> Self {
+        Envelope { seq, trace: None, body: Body::Control(control) }
+    }
+
+    /// The same envelope with a trace context attached.
+    ///
+    /// ```
+    /// # use corral_protocol::{Envelope, TraceContext};
+    /// let env = Envelope::user(1, ()).with_trace(Some(TraceContext::default()));
+    /// assert!(env.trace.is_some());
+    /// ```
+    pub fn with_trace(mut self, trace: Option<TraceContext>) -> Self {
+        self.trace = trace;
+        self
+    }
+}

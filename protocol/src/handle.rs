@@ -1,0 +1,204 @@
+//! Passing file descriptors (`SCM_RIGHTS`) over a `SOCK_SEQPACKET` socketpair.
+//!
+//! Never mixed into the frame stream: a plain read on a stream socket silently drops attached
+//! fds. Each datagram carries one fd and a small postcard [`HandleHeader`] saying what it is.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use serde::{Deserialize, Serialize};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::{ProtocolError, TraceContext};
+
+/// The largest header accepted, in bytes. SEQPACKET datagrams are capped by `SO_SNDBUF`, so
+/// only small headers travel here; large payloads stay on the frame stream.
+pub const MAX_HANDLE_HEADER: usize = 4096;
+
+/// Room for this many fds in the receive buffer; a datagram carrying more is refused.
+const MAX_FDS_PER_DATAGRAM: usize = 4;
+
+/// What a passed fd is, sent in the same datagram.
+///
+/// ```
+/// use corral_protocol::{HandleHeader, HandleKind};
+///
+/// let h = HandleHeader { id: 1, kind: HandleKind::Listener { addr: "127.0.0.1:8080".into() }, trace: None };
+/// assert_eq!(h.id, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandleHeader {
+    /// Correlates the handle with a request on the frame stream (e.g. a listen request).
+    pub id: u64,
+    /// What the fd is.
+    pub kind: HandleKind,
+    /// Trace context of the span that handed the fd over (e.g. the primary's accept span).
+    pub trace: Option<TraceContext>,
+}
+
+/// The kinds of fd that travel between primary and worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandleKind {
+    /// A listening socket, bound to `addr` (shared scheduling: the worker accepts on it).
+    Listener {
+        /// The address the socket is bound to.
+        addr: String,
+    },
+    /// An accepted connection, from the listener registered under `listener` (round robin:
+    /// the primary accepted it).
+    Connection {
+        /// The id of the listen request the connection belongs to.
+        listener: u64,
+        /// The peer's address, as the primary saw it.
+        peer: String,
+    },
+}
+
+/// One end of the SEQPACKET handle channel, registered with the tokio reactor.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use corral_protocol::{HandleChannel, HandleHeader, HandleKind, seqpacket_pair};
+/// use std::os::fd::AsFd;
+///
+/// let pair = seqpacket_pair().unwrap();
+/// let a = HandleChannel::new(pair.primary).unwrap();
+/// let b = HandleChannel::new(pair.worker).unwrap();
+/// let file = std::fs::File::open("/dev/null").unwrap();
+/// let header = HandleHeader { id: 5, kind: HandleKind::Listener { addr: "x".into() }, trace: None };
+/// a.send(&header, file.as_fd()).await.unwrap();
+/// let (got, _fd) = b.recv().await.unwrap().unwrap();
+/// assert_eq!(got, header);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct HandleChannel {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl HandleChannel {
+    /// Wraps a SEQPACKET socket (one end of [`seqpacket_pair`](crate::seqpacket_pair)), making
+    /// it non-blocking. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Io`] when the fd cannot be made non-blocking or registered.
+    pub fn new(fd: OwnedFd) -> Result<Self, ProtocolError> {
+        let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
+        let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+        fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+        // SAFETY: `fd` is an `OwnedFd`, so it is open; the `AsyncFd` takes ownership of it and
+        // it stays open and unchanged until the `AsyncFd` is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
+            .map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
+        Ok(HandleChannel { fd })
+    }
+
+    /// Sends `fd` with its header as one datagram. The caller keeps its own copy of `fd` and
+    /// may close it once this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Encode`] / [`ProtocolError::FrameTooLarge`] for a header that cannot be
+    /// encoded or is over [`MAX_HANDLE_HEADER`]; [`ProtocolError::Io`] when the socket fails
+    /// (e.g. `EPIPE` once the peer is gone).
+    pub async fn send(&self, header: &HandleHeader, fd: BorrowedFd<'_>) -> Result<(), ProtocolError> {
+        let bytes = postcard::to_stdvec(header).map_err(ProtocolError::Encode)?;
+        if bytes.len() > MAX_HANDLE_HEADER {
+            return Err(ProtocolError::FrameTooLarge { len: bytes.len(), max: MAX_HANDLE_HEADER });
+        }
+        let raw = [fd.as_raw_fd()];
+        loop {
+            let mut guard = self.fd.writable().await?;
+            let sent = guard.try_io(|inner| {
+                let iov = [IoSlice::new(&bytes)];
+                let cmsg = [ControlMessage::ScmRights(&raw)];
+                sendmsg::<()>(inner.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+                    .map_err(io::Error::from)
+            });
+            match sent {
+                Ok(result) => {
+                    result?;
+                    return Ok(());
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Receives one datagram: its header and the fd it carried (close-on-exec).
+    /// `Ok(None)` when the peer has closed its end.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::BadHandle`] for a datagram without exactly one fd, with truncated data
+    /// or control data, or whose header does not decode (any fds it carried are closed);
+    /// [`ProtocolError::Io`] when the socket fails.
+    pub async fn recv(&self) -> Result<Option<(HandleHeader, OwnedFd)>, ProtocolError> {
+        let mut data = vec![0u8; MAX_HANDLE_HEADER];
+        let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let received = guard.try_io(|inner| {
+                receive_one(inner.as_raw_fd(), &mut data, &mut cmsg_buf).map_err(io::Error::from)
+            });
+            match received {
+                Ok(result) => {
+                    return match result?? {
+                        None => Ok(None),
+                        Some((len, fds)) => decode_datagram(&data[..len], fds).map(Some),
+                    };
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// What one `recvmsg` produced: the data length and the fds it carried, or `None` at EOF.
+type Datagram = Option<(usize, Vec<OwnedFd>)>;
+
+fn receive_one(fd: RawFd, data: &mut [u8], cmsg_buf: &mut [u8]) -> Result<Result<Datagram, ProtocolError>, Errno> {
+    let mut iov = [IoSliceMut::new(data)];
+    let msg = recvmsg::<()>(fd, &mut iov, Some(cmsg_buf), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    let cmsgs = match msg.cmsgs() {
+        Ok(cmsgs) => cmsgs,
+        // MSG_CTRUNC: more fds than the buffer holds. The kernel installed those that fit,
+        // but nix will not walk a truncated list, so they cannot be reached to close them.
+        Err(_) => return Ok(Err(ProtocolError::BadHandle("control data truncated (too many fds)".into()))),
+    };
+    for cmsg in cmsgs {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            for r in raw {
+                // SAFETY: the kernel just installed `r` in this process for us (SCM_RIGHTS);
+                // nothing else owns it, so wrapping it makes it closed exactly once.
+                fds.push(unsafe { OwnedFd::from_raw_fd(r) });
+            }
+        }
+    }
+    if msg.bytes == 0 && fds.is_empty() {
+        return Ok(Ok(None));
+    }
+    if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+        return Ok(Err(ProtocolError::BadHandle(format!("header over {} bytes", MAX_HANDLE_HEADER))));
+    }
+    Ok(Ok(Some((msg.bytes, fds))))
+}
+
+fn decode_datagram(data: &[u8], mut fds: Vec<OwnedFd>) -> Result<(HandleHeader, OwnedFd), ProtocolError> {
+    if fds.len() != 1 {
+        return Err(ProtocolError::BadHandle(format!("expected exactly one fd, got {}", fds.len())));
+    }
+    let header: HandleHeader = postcard::from_bytes(data)
+        .map_err(|e| ProtocolError::BadHandle(format!("header does not decode: {e}")))?;
+    // Exactly one element, checked above.
+    let fd = fds.remove(0);
+    Ok((header, fd))
+}

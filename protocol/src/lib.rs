@@ -1,0 +1,56 @@
+//! corral's wire protocol: what the primary and its worker processes say to each other.
+//!
+//! This crate holds no actors and no policy, only the shapes on the wire and the code that
+//! moves them:
+//!
+//! * [`Envelope`]: one frame, with a sequence number, an optional W3C [`TraceContext`] and a
+//!   [`Body`] that is either a [`Control`] message of corral's own or a user message `M`.
+//! * [`FrameCodec`]: u32 big-endian length prefix + postcard body, with a maximum frame length;
+//!   plugs into `tokio_util::codec::{FramedRead, FramedWrite}`.
+//! * [`Hello`] and [`PROTOCOL_VERSION`]: the first frame a worker sends.
+//! * [`HandleChannel`]: file descriptors (listening or accepted sockets) passed with
+//!   `SCM_RIGHTS` over a separate `SOCK_SEQPACKET` socketpair, each with a small [`HandleHeader`].
+//! * [`bootstrap`]: how a worker process finds its ends of the socketpairs (fixed fd numbers,
+//!   named in the environment).
+//!
+//! Linux only.
+//!
+//! # Example
+//!
+//! ```
+//! use corral_protocol::{Body, Control, Envelope, FrameCodec};
+//! use bytes::BytesMut;
+//! use tokio_util::codec::{Decoder, Encoder};
+//!
+//! let mut codec: FrameCodec<String, String> = FrameCodec::new(1024);
+//! let mut buf = BytesMut::new();
+//! codec.encode(Envelope::user(7, "hi".to_string()), &mut buf).unwrap();
+//! codec.encode(Envelope::control(8, Control::Ready), &mut buf).unwrap();
+//! let first = codec.decode(&mut buf).unwrap().unwrap();
+//! assert_eq!(first.seq, 7);
+//! assert!(matches!(first.body, Body::User(ref s) if s == "hi"));
+//! let second = codec.decode(&mut buf).unwrap().unwrap();
+//! assert!(matches!(second.body, Body::Control(Control::Ready)));
+//! ```
+#![warn(missing_docs)]
+
+pub mod bootstrap;
+mod codec;
+mod control;
+mod envelope;
+mod error;
+mod handle;
+mod handshake;
+mod outgoing;
+mod socketpair;
+mod trace;
+
+pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
+pub use control::{Control, LogLevel, WorkerStats};
+pub use envelope::{Body, Envelope};
+pub use error::ProtocolError;
+pub use handle::{HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER};
+pub use handshake::{Hello, PROTOCOL_VERSION};
+pub use outgoing::{Outgoing, write_frames};
+pub use socketpair::{SocketPair, seqpacket_pair, stream_pair};
+pub use trace::TraceContext;

@@ -1,0 +1,355 @@
+//! `Cluster`: the actor at the top of a corral cluster.
+//!
+//! It spawns one linked [`WorkerSupervisor`] per slot, answers status and stop requests, and
+//! applies the escalation policy when a slot gives up. It is an ordinary ractor actor: spawn
+//! it under your own supervisor with [`Cluster::spawn_linked`] and it fails (as an Erlang
+//! supervisor does) when the policy says the cluster must stop.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::watch;
+
+use crate::events::EventBus;
+use crate::routes::Routes;
+use crate::supervisor::{SupervisorArgs, SupervisorMsg, WorkerSupervisor, worker_command};
+use crate::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Escalation, EventStream, WorkerState, WorkerStatus};
+
+/// How a slot ended, as its supervisor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotOutcome {
+    /// Stopped on the cluster's request.
+    Stopped,
+    /// Its worker exited and the restart type says not to restart it.
+    Finished,
+    /// It exceeded its restart intensity.
+    GaveUp {
+        /// Restarts within the window.
+        restarts: usize,
+    },
+}
+
+/// Messages of the [`Cluster`] actor.
+///
+/// Typed user messages go through a [`ClusterHandle`], which writes straight to each worker's
+/// queue; this enum is the actor's own protocol.
+#[derive(Debug)]
+pub enum ClusterMsg {
+    /// Every slot's status, in slot order.
+    Status(RpcReplyPort<Vec<WorkerStatus>>),
+    /// Stop gracefully: drain every worker, then stop the actor. The reply (if any) comes
+    /// once every worker has exited.
+    Stop(Option<RpcReplyPort<()>>),
+    /// Sent by a slot's supervisor when the slot has ended.
+    SlotEnded {
+        /// The slot.
+        slot: usize,
+        /// How it ended.
+        outcome: SlotOutcome,
+    },
+}
+
+/// How a cluster ended, as [`ClusterHandle::wait`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Clean,
+    GaveUp { slot: usize, restarts: usize, period_ms: u128 },
+    Failed(String),
+}
+
+impl Outcome {
+    pub(crate) fn into_result(self) -> Result<(), ClusterError> {
+        match self {
+            Outcome::Clean => Ok(()),
+            Outcome::GaveUp { slot, restarts, period_ms } => Err(ClusterError::GaveUp { slot, restarts, period_ms }),
+            Outcome::Failed(reason) => Err(ClusterError::Failed(reason)),
+        }
+    }
+}
+
+/// The cluster actor. `M` is the type of messages primary → worker, `R` worker → primary.
+///
+/// # Example
+///
+/// ```no_run
+/// use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+///
+/// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+/// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+/// while let Some(event) = events.recv().await {
+///     if let ClusterEvent::Ready { slot, .. } = event {
+///         cluster.send_to(slot, "hello".to_string()).await?;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Cluster<M, R> {
+    _types: PhantomData<fn(M) -> R>,
+}
+
+impl<M, R> Default for Cluster<M, R> {
+    fn default() -> Self {
+        Cluster { _types: PhantomData }
+    }
+}
+
+/// What the cluster actor is started with.
+pub struct ClusterArgs<M, R> {
+    config: Arc<ClusterConfig>,
+    bus: Arc<EventBus<R>>,
+    routes: Arc<Routes<M>>,
+    done: watch::Sender<Option<Outcome>>,
+    id: u64,
+}
+
+/// The cluster actor's state.
+pub struct ClusterState<M, R> {
+    args: ClusterArgs<M, R>,
+    supervisors: Vec<Option<ActorRef<SupervisorMsg>>>,
+    outcomes: Vec<Option<SlotOutcome>>,
+    stopping: bool,
+    failure: Option<Outcome>,
+    waiters: Vec<RpcReplyPort<()>>,
+}
+
+static NEXT_CLUSTER_ID: AtomicU64 = AtomicU64::new(1);
+
+impl<M, R> Cluster<M, R>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Validates `config`, then spawns the cluster actor (unsupervised) and starts its workers.
+    ///
+    /// Returns the handle and an event stream subscribed before the first worker was forked,
+    /// so that no event is missed.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Config`] for a bad configuration, [`ClusterError::Spawn`] when the actor
+    /// cannot be spawned.
+    pub async fn spawn(config: ClusterConfig) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
+        Self::spawn_inner(config, None).await
+    }
+
+    /// As [`spawn`](Self::spawn), linked under `supervisor`, which then receives
+    /// `SupervisionEvent::ActorFailed` if the cluster escalates (a slot gave up under
+    /// [`Escalation::Stop`]) and `ActorTerminated` after a clean stop.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    pub async fn spawn_linked(
+        config: ClusterConfig,
+        supervisor: ActorCell,
+    ) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
+        Self::spawn_inner(config, Some(supervisor)).await
+    }
+
+    async fn spawn_inner(
+        config: ClusterConfig,
+        supervisor: Option<ActorCell>,
+    ) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
+        config.validate()?;
+        let bus = Arc::new(EventBus::new(config.event_buffer));
+        let events = bus.subscribe();
+        let routes = Arc::new(Routes::new(config.workers));
+        let (done, done_rx) = watch::channel(None);
+        let id = NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}-{}-{id}", config.name, std::process::id());
+        let args = ClusterArgs { config: Arc::new(config), bus: bus.clone(), routes: routes.clone(), done, id };
+        let spawned = match supervisor {
+            None => Actor::spawn(Some(name), Cluster::<M, R>::default(), args).await,
+            Some(sup) => Actor::spawn_linked(Some(name), Cluster::<M, R>::default(), args, sup).await,
+        };
+        let (actor, _join) = spawned.map_err(|e| ClusterError::Spawn(e.to_string()))?;
+        Ok((ClusterHandle::new(actor, bus, routes, done_rx), events))
+    }
+
+    fn begin_stop(&self, st: &mut ClusterState<M, R>) {
+        if st.stopping {
+            return;
+        }
+        st.stopping = true;
+        tracing::info!("cluster stopping: draining every worker");
+        st.args.bus.emit(ClusterEvent::Stopping);
+        for sup in st.supervisors.iter().flatten() {
+            let _ = sup.send_message(SupervisorMsg::Stop);
+        }
+    }
+
+    /// Ends the actor once every slot has ended.
+    fn maybe_finish(&self, myself: &ActorRef<ClusterMsg>, st: &mut ClusterState<M, R>) -> Result<(), ActorProcessingErr> {
+        if st.outcomes.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        let outcome = st.failure.clone().unwrap_or(Outcome::Clean);
+        let error = match &outcome {
+            Outcome::Clean => None,
+            other => other.clone().into_result().err().map(|e| e.to_string()),
+        };
+        tracing::info!(?error, "cluster stopped");
+        st.args.bus.emit(ClusterEvent::Stopped { error });
+        for waiter in st.waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+        st.args.done.send_replace(Some(outcome.clone()));
+        match outcome.into_result() {
+            Ok(()) => {
+                myself.stop(None);
+                Ok(())
+            }
+            Err(e) => Err(Box::new(e)),
+        }
+    }
+
+    fn slot_status(st: &ClusterState<M, R>, slot: usize) -> WorkerStatus {
+        let state = match st.outcomes[slot] {
+            Some(SlotOutcome::GaveUp { .. }) => WorkerState::GaveUp,
+            _ => WorkerState::Stopped,
+        };
+        WorkerStatus {
+            slot,
+            pid: None,
+            generation: 0,
+            state,
+            uptime: None,
+            restarts: 0,
+            rss_bytes: None,
+            messages_in: 0,
+            messages_out: 0,
+            stats: None,
+            heartbeat_latency: None,
+        }
+    }
+}
+
+/// How long a status request waits for one supervisor.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl<M, R> Actor for Cluster<M, R>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Msg = ClusterMsg;
+    type State = ClusterState<M, R>;
+    type Arguments = ClusterArgs<M, R>;
+
+    async fn pre_start(&self, myself: ActorRef<ClusterMsg>, args: ClusterArgs<M, R>) -> Result<Self::State, ActorProcessingErr> {
+        let (program, argv0, argv) = worker_command(&args.config.exec);
+        let workers = args.config.workers;
+        let mut supervisors = Vec::with_capacity(workers);
+        for slot in 0..workers {
+            let sup_args = SupervisorArgs {
+                slot,
+                config: args.config.clone(),
+                cluster: myself.clone(),
+                bus: args.bus.clone(),
+                routes: args.routes.clone(),
+                program: program.clone(),
+                argv0: argv0.clone(),
+                args: argv.clone(),
+            };
+            let name = format!("{}-{}-{}-slot-{slot}", args.config.name, std::process::id(), args.id);
+            let (sup, _) = Actor::spawn_linked(Some(name), WorkerSupervisor::<M, R>::default(), sup_args, myself.get_cell()).await?;
+            supervisors.push(Some(sup));
+        }
+        Ok(ClusterState {
+            args,
+            supervisors,
+            outcomes: vec![None; workers],
+            stopping: false,
+            failure: None,
+            waiters: Vec::new(),
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<ClusterMsg>, msg: ClusterMsg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ClusterMsg::Status(reply) => {
+                let mut out = Vec::with_capacity(st.supervisors.len());
+                for slot in 0..st.supervisors.len() {
+                    let live = match &st.supervisors[slot] {
+                        Some(sup) => ractor::call_t!(sup, SupervisorMsg::Status, STATUS_TIMEOUT.as_millis() as u64).ok(),
+                        None => None,
+                    };
+                    out.push(live.unwrap_or_else(|| Self::slot_status(st, slot)));
+                }
+                let _ = reply.send(out);
+            }
+            ClusterMsg::Stop(reply) => {
+                if let Some(reply) = reply {
+                    st.waiters.push(reply);
+                }
+                self.begin_stop(st);
+                return self.maybe_finish(&myself, st);
+            }
+            ClusterMsg::SlotEnded { slot, outcome } => {
+                let Some(sup) = st.supervisors.get_mut(slot).and_then(Option::take) else {
+                    return Ok(());
+                };
+                sup.stop(None);
+                st.outcomes[slot] = Some(outcome);
+                if let SlotOutcome::GaveUp { restarts } = outcome {
+                    match st.args.config.escalation {
+                        Escalation::Stop => {
+                            tracing::error!(slot, "slot gave up; stopping the cluster (escalation: Stop)");
+                            st.failure.get_or_insert(Outcome::GaveUp {
+                                slot,
+                                restarts,
+                                period_ms: st.args.config.period.as_millis(),
+                            });
+                            self.begin_stop(st);
+                        }
+                        Escalation::Degraded => {
+                            tracing::error!(slot, "slot gave up; running degraded (escalation: Degraded)");
+                        }
+                    }
+                }
+                return self.maybe_finish(&myself, st);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<ClusterMsg>,
+        event: SupervisionEvent,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                // A supervisor failing is a bug of ours, not a worker crash: treat the slot as
+                // lost and escalate as if it had given up.
+                let Some(slot) = st.supervisors.iter().position(|s| s.as_ref().is_some_and(|s| s.get_id() == cell.get_id())) else {
+                    return Ok(());
+                };
+                tracing::error!(slot, %error, "worker supervisor failed");
+                st.supervisors[slot] = None;
+                st.outcomes[slot] = Some(SlotOutcome::GaveUp { restarts: 0 });
+                st.failure.get_or_insert(Outcome::Failed(format!("supervisor of slot {slot} failed: {error}")));
+                self.begin_stop(st);
+                self.maybe_finish(&myself, st)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<ClusterMsg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // Stopped from outside (e.g. by a parent) while workers were running: their
+        // supervisors are linked children; stop them so their processes are killed.
+        for sup in st.supervisors.iter().flatten() {
+            sup.stop(Some("cluster stopped".into()));
+        }
+        if st.args.done.borrow().is_none() {
+            st.args.done.send_replace(Some(Outcome::Clean));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,275 @@
+//! The cluster's configuration.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use corral_protocol::DEFAULT_MAX_FRAME_LENGTH;
+
+use crate::{Backoff, ConfigError, Restart};
+
+/// What the cluster does when a slot gives up (it exceeded its restart intensity).
+///
+/// ```
+/// use corral_runtime::Escalation;
+/// assert_eq!(Escalation::default(), Escalation::Stop);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Escalation {
+    /// Stop every other worker gracefully, then fail the cluster actor with
+    /// [`ClusterError::GaveUp`](crate::ClusterError::GaveUp), as an Erlang supervisor does; a
+    /// ractor supervisor above it sees the failure.
+    #[default]
+    Stop,
+    /// Keep the other workers running, one slot short (an event says so).
+    Degraded,
+}
+
+/// Which program a worker process runs.
+///
+/// ```
+/// use corral_runtime::WorkerExec;
+/// assert_eq!(WorkerExec::default(), WorkerExec::CurrentExe);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WorkerExec {
+    /// The primary's own image (`/proc/self/exe`) with the primary's own arguments: one binary
+    /// that is primary or worker by its environment, as in Node's `cluster.fork()`.
+    #[default]
+    CurrentExe,
+    /// Another executable (Node's `setupPrimary({ exec, args })`). It must speak corral's
+    /// protocol on fds 3 and 4, e.g. by calling `corral::main` too.
+    Program {
+        /// Path of the executable.
+        path: PathBuf,
+        /// Its arguments (without argv\[0\]).
+        args: Vec<OsString>,
+    },
+}
+
+/// Configuration of a [`Cluster`](crate::Cluster).
+///
+/// Every field has a chained setter of the same name. [`ClusterConfig::validate`] refuses a
+/// bad value with a message naming the field; spawning a cluster validates first.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_runtime::{ClusterConfig, Restart};
+///
+/// let config = ClusterConfig::default()
+///     .workers(4)
+///     .restart(Restart::Transient)
+///     .max_restarts(3)
+///     .period(Duration::from_secs(30));
+/// assert!(config.validate().is_ok());
+///
+/// let err = ClusterConfig::default().workers(0).validate().unwrap_err();
+/// assert!(err.to_string().contains("workers"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Number of worker slots. Default: the number of CPUs.
+    pub workers: usize,
+    /// Restart type of every slot. Default: [`Restart::Permanent`].
+    pub restart: Restart,
+    /// Backoff between restarts after early deaths.
+    pub backoff: Backoff,
+    /// A worker that was up at least this long before it died is restarted at once and its
+    /// backoff resets. Default: 1 s (PM2's `min_uptime`).
+    pub min_uptime: Duration,
+    /// At most this many restarts of one slot within [`period`](Self::period); one more and
+    /// the slot gives up. Default: 5 (systemd's `StartLimitBurst`).
+    pub max_restarts: u32,
+    /// The window for [`max_restarts`](Self::max_restarts). Default: 10 s (systemd's
+    /// `StartLimitIntervalSec`).
+    pub period: Duration,
+    /// What happens when a slot gives up. Default: [`Escalation::Stop`].
+    pub escalation: Escalation,
+    /// How long a stopping worker may take to drain before it is killed. Default: 5 s.
+    pub kill_timeout: Duration,
+    /// How long a new worker may take to say hello and become ready before it is killed (and
+    /// counted as an early death). Default: 10 s.
+    pub listen_timeout: Duration,
+    /// How often the primary pings each worker. Default: 2 s.
+    pub heartbeat_interval: Duration,
+    /// A worker whose ping has gone unanswered this long (its event loop is stuck) is killed
+    /// and replaced. Default: 10 s.
+    pub heartbeat_timeout: Duration,
+    /// The largest frame either side accepts, in bytes. Default: 8 MiB.
+    pub max_frame_length: usize,
+    /// What program the workers run. Default: the primary's own image.
+    pub exec: WorkerExec,
+    /// Extra environment variables for every worker.
+    pub env: Vec<(OsString, OsString)>,
+    /// How many user messages from workers may wait, unread, in one event subscriber before the
+    /// workers' IPC readers pause (backpressure to the workers). Default: 1024.
+    pub event_buffer: usize,
+    /// Outgoing frames queued per worker before senders wait. Default: 1024.
+    pub send_buffer: usize,
+    /// Prefix of the registered ractor actor names, so that a host application's names do not
+    /// collide with ours. Default: `"corral"`.
+    pub name: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            workers: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            restart: Restart::Permanent,
+            backoff: Backoff::default(),
+            min_uptime: Duration::from_secs(1),
+            max_restarts: 5,
+            period: Duration::from_secs(10),
+            escalation: Escalation::Stop,
+            kill_timeout: Duration::from_secs(5),
+            listen_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_timeout: Duration::from_secs(10),
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            exec: WorkerExec::CurrentExe,
+            env: Vec::new(),
+            event_buffer: 1024,
+            send_buffer: 1024,
+            name: "corral".to_string(),
+        }
+    }
+}
+
+/// The most workers one cluster may have: far above any machine's useful count, low enough
+/// that a typo does not fork-bomb the host.
+pub const MAX_WORKERS: usize = 1024;
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty),* $(,)?) => {
+        impl ClusterConfig {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $field(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Sets [`ClusterConfig::workers`].
+    workers: usize,
+    /// Sets [`ClusterConfig::restart`].
+    restart: Restart,
+    /// Sets [`ClusterConfig::backoff`].
+    backoff: Backoff,
+    /// Sets [`ClusterConfig::min_uptime`].
+    min_uptime: Duration,
+    /// Sets [`ClusterConfig::max_restarts`].
+    max_restarts: u32,
+    /// Sets [`ClusterConfig::period`].
+    period: Duration,
+    /// Sets [`ClusterConfig::escalation`].
+    escalation: Escalation,
+    /// Sets [`ClusterConfig::kill_timeout`].
+    kill_timeout: Duration,
+    /// Sets [`ClusterConfig::listen_timeout`].
+    listen_timeout: Duration,
+    /// Sets [`ClusterConfig::heartbeat_interval`].
+    heartbeat_interval: Duration,
+    /// Sets [`ClusterConfig::heartbeat_timeout`].
+    heartbeat_timeout: Duration,
+    /// Sets [`ClusterConfig::max_frame_length`].
+    max_frame_length: usize,
+    /// Sets [`ClusterConfig::exec`].
+    exec: WorkerExec,
+    /// Sets [`ClusterConfig::event_buffer`].
+    event_buffer: usize,
+    /// Sets [`ClusterConfig::send_buffer`].
+    send_buffer: usize,
+    /// Sets [`ClusterConfig::name`].
+    name: String,
+}
+
+impl ClusterConfig {
+    /// Adds an environment variable for every worker.
+    ///
+    /// ```
+    /// let c = corral_runtime::ClusterConfig::default().env_var("RUST_LOG", "info");
+    /// assert_eq!(c.env.len(), 1);
+    /// ```
+    #[must_use]
+    pub fn env_var(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Checks every value; the error names the first bad field and why.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for: `workers` 0 or over [`MAX_WORKERS`]; `backoff.base`
+    /// zero; `backoff.max` below `backoff.base`; `backoff.factor` below 1 or not finite;
+    /// `backoff.jitter` outside 0 – 1; `max_restarts` 0 with a restarting type; `period`
+    /// zero; `kill_timeout` or `listen_timeout` zero; `heartbeat_interval` zero or above
+    /// `heartbeat_timeout`; `max_frame_length` under 64 bytes or
+    /// over 4 GiB; `event_buffer` or `send_buffer` zero; an empty `name`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
+        if self.workers == 0 {
+            return bad("workers", "must be at least 1".into());
+        }
+        if self.workers > MAX_WORKERS {
+            return bad("workers", format!("{} is over the limit of {MAX_WORKERS}", self.workers));
+        }
+        if self.backoff.base.is_zero() {
+            return bad("backoff.base", "must be greater than zero".into());
+        }
+        if self.backoff.max < self.backoff.base {
+            return bad(
+                "backoff.max",
+                format!("{:?} is below backoff.base ({:?})", self.backoff.max, self.backoff.base),
+            );
+        }
+        if !self.backoff.factor.is_finite() || self.backoff.factor < 1.0 {
+            return bad("backoff.factor", format!("{} must be a finite number ≥ 1", self.backoff.factor));
+        }
+        if !(0.0..=1.0).contains(&self.backoff.jitter) {
+            return bad("backoff.jitter", format!("{} must be between 0 and 1", self.backoff.jitter));
+        }
+        if self.max_restarts == 0 && self.restart != Restart::Temporary {
+            return bad("max_restarts", "must be at least 1 unless restart is Temporary".into());
+        }
+        if self.period.is_zero() {
+            return bad("period", "must be greater than zero".into());
+        }
+        if self.kill_timeout.is_zero() {
+            return bad("kill_timeout", "must be greater than zero".into());
+        }
+        if self.listen_timeout.is_zero() {
+            return bad("listen_timeout", "must be greater than zero".into());
+        }
+        if self.heartbeat_interval.is_zero() {
+            return bad("heartbeat_interval", "must be greater than zero".into());
+        }
+        if self.heartbeat_timeout < self.heartbeat_interval {
+            return bad(
+                "heartbeat_timeout",
+                format!("{:?} is below heartbeat_interval ({:?})", self.heartbeat_timeout, self.heartbeat_interval),
+            );
+        }
+        if self.max_frame_length < 64 || self.max_frame_length > u32::MAX as usize {
+            return bad("max_frame_length", format!("{} must be between 64 bytes and 4 GiB", self.max_frame_length));
+        }
+        if self.event_buffer == 0 {
+            return bad("event_buffer", "must be at least 1".into());
+        }
+        if self.send_buffer == 0 {
+            return bad("send_buffer", "must be at least 1".into());
+        }
+        if self.name.is_empty() {
+            return bad("name", "must not be empty".into());
+        }
+        Ok(())
+    }
+}

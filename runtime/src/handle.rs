@@ -1,0 +1,160 @@
+//! `ClusterHandle`: the typed API of a running cluster.
+
+use std::sync::Arc;
+
+use corral_protocol::Outgoing;
+use ractor::ActorRef;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::cluster::{ClusterMsg, Outcome};
+use crate::events::EventBus;
+use crate::routes::Routes;
+use crate::{ClusterError, EventStream, WorkerStatus};
+
+/// A cheap, cloneable handle to a running [`Cluster`](crate::Cluster).
+///
+/// Typed messages go straight to each worker's writer queue (no hop through an actor), so they
+/// keep their order per worker and wait when a worker's queue is full (backpressure).
+///
+/// # Example
+///
+/// ```no_run
+/// use corral_runtime::{Cluster, ClusterConfig};
+///
+/// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+/// let (cluster, _events) = Cluster::<u64, u64>::spawn(ClusterConfig::default().workers(2)).await?;
+/// cluster.send_to(0, 42).await?;
+/// let sent = cluster.broadcast(7).await;
+/// println!("broadcast reached {sent} workers");
+/// for w in cluster.status().await? {
+///     println!("slot {} pid {:?} {:?}", w.slot, w.pid, w.state);
+/// }
+/// cluster.stop().await?;
+/// # Ok(()) }
+/// ```
+pub struct ClusterHandle<M, R> {
+    actor: ActorRef<ClusterMsg>,
+    bus: Arc<EventBus<R>>,
+    routes: Arc<Routes<M>>,
+    done: watch::Receiver<Option<Outcome>>,
+}
+
+impl<M, R> Clone for ClusterHandle<M, R> {
+    fn clone(&self) -> Self {
+        ClusterHandle {
+            actor: self.actor.clone(),
+            bus: self.bus.clone(),
+            routes: self.routes.clone(),
+            done: self.done.clone(),
+        }
+    }
+}
+
+impl<M, R> std::fmt::Debug for ClusterHandle<M, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHandle").field("actor", &self.actor.get_id()).finish()
+    }
+}
+
+impl<M, R> ClusterHandle<M, R>
+where
+    M: Serialize + Clone + Send + 'static,
+    R: Clone + Send + 'static,
+{
+    pub(crate) fn new(
+        actor: ActorRef<ClusterMsg>,
+        bus: Arc<EventBus<R>>,
+        routes: Arc<Routes<M>>,
+        done: watch::Receiver<Option<Outcome>>,
+    ) -> Self {
+        ClusterHandle { actor, bus, routes, done }
+    }
+
+    /// The cluster actor, e.g. to link it or to send it [`ClusterMsg`]s.
+    pub fn actor(&self) -> &ActorRef<ClusterMsg> {
+        &self.actor
+    }
+
+    /// The number of worker slots.
+    pub fn workers(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Sends `message` to the worker in `slot`, waiting while its queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchSlot`] for a slot out of range; [`ClusterError::NotConnected`]
+    /// when the slot has no live process (it is restarting, or gave up).
+    pub async fn send_to(&self, slot: usize, message: M) -> Result<(), ClusterError> {
+        let route = self
+            .routes
+            .get(slot)
+            .ok_or(ClusterError::NoSuchSlot { slot, workers: self.workers() })?
+            .ok_or(ClusterError::NotConnected { slot })?;
+        route
+            .tx
+            .send(Outgoing::user(message))
+            .await
+            .map_err(|_| ClusterError::NotConnected { slot })
+    }
+
+    /// Sends `message` to every worker that has a live process; returns how many it reached.
+    pub async fn broadcast(&self, message: M) -> usize {
+        let mut sent = 0;
+        for (_, route) in self.routes.all() {
+            let out = Outgoing::user(message.clone());
+            if route.tx.send(out).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// A new event stream, from now on.
+    pub fn subscribe(&self) -> EventStream<R> {
+        self.bus.subscribe()
+    }
+
+    /// Every slot's status, in slot order.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Stopped`] when the cluster actor has stopped.
+    pub async fn status(&self) -> Result<Vec<WorkerStatus>, ClusterError> {
+        ractor::call!(self.actor, ClusterMsg::Status).map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Stops the cluster gracefully (every worker drains, stragglers are killed at
+    /// `kill_timeout`) and waits until it has stopped; returns how it ended.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub async fn stop(&self) -> Result<(), ClusterError> {
+        let _ = self.actor.send_message(ClusterMsg::Stop(None));
+        self.wait().await
+    }
+
+    /// Waits until the cluster has stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::GaveUp`] when a slot gave up and the escalation policy stopped the
+    /// cluster; [`ClusterError::Failed`] when it failed otherwise.
+    pub async fn wait(&self) -> Result<(), ClusterError> {
+        let mut done = self.done.clone();
+        let outcome = match done.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            // The actor is gone without saying how: it was killed.
+            Err(_) => Some(Outcome::Failed("the cluster actor ended without a result".into())),
+        };
+        outcome.unwrap_or(Outcome::Clean).into_result()
+    }
+
+    /// Whether the cluster has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.done.borrow().is_some()
+    }
+}

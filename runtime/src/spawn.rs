@@ -1,0 +1,118 @@
+//! Starting worker processes: re-exec with the socket ends at fixed fd numbers.
+//!
+//! All spawning happens on one dedicated, never-ending OS thread. `PR_SET_PDEATHSIG` fires
+//! when the *thread* that forked the child exits, not the process; tokio's blocking threads
+//! come and go, so a worker forked from one would be signalled when that thread retired.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::mpsc as std_mpsc;
+
+use corral_protocol::bootstrap::{HANDLE_FD, IPC_FD, WorkerBootstrap};
+use nix::fcntl::{FcntlArg, fcntl};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+/// Everything needed to start one worker process.
+pub(crate) struct SpawnSpec {
+    pub program: PathBuf,
+    pub argv0: Option<OsString>,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub boot: WorkerBootstrap,
+    /// The worker's end of the frame stream; ends up at [`IPC_FD`].
+    pub ipc: OwnedFd,
+    /// The worker's end of the handle channel; ends up at [`HANDLE_FD`].
+    pub handles: OwnedFd,
+}
+
+struct Job {
+    spec: SpawnSpec,
+    runtime: tokio::runtime::Handle,
+    reply: oneshot::Sender<io::Result<Child>>,
+}
+
+fn spawner() -> io::Result<&'static std_mpsc::Sender<Job>> {
+    static SPAWNER: OnceLock<std_mpsc::Sender<Job>> = OnceLock::new();
+    if let Some(tx) = SPAWNER.get() {
+        return Ok(tx);
+    }
+    let (tx, rx) = std_mpsc::channel::<Job>();
+    // Two callers may race here; the loser's thread sees its channel closed and ends.
+    std::thread::Builder::new().name("corral-spawner".into()).spawn(move || {
+        for job in rx {
+            let _guard = job.runtime.enter();
+            let _ = job.reply.send(spawn_now(job.spec));
+        }
+    })?;
+    Ok(SPAWNER.get_or_init(|| tx))
+}
+
+/// Starts a worker process from the spawner thread; the returned child is reaped by the
+/// caller's tokio runtime and killed if dropped.
+pub(crate) async fn spawn_worker(spec: SpawnSpec) -> io::Result<Child> {
+    let (reply, rx) = oneshot::channel();
+    let job = Job { spec, runtime: tokio::runtime::Handle::current(), reply };
+    spawner()?
+        .send(job)
+        .map_err(|_| io::Error::other("the corral spawner thread has ended"))?;
+    rx.await.map_err(|_| io::Error::other("the corral spawner thread dropped the request"))?
+}
+
+/// Lowest fd number the child's ends are moved to before the fork, so that neither is
+/// already at 3 or 4 (a `dup2` onto itself would leave close-on-exec set).
+const HIGH_FD: RawFd = 10;
+
+fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
+    let ipc = fcntl(spec.ipc.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
+    let handles = fcntl(spec.handles.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
+    let (ipc_raw, handles_raw) = (ipc.as_raw_fd(), handles.as_raw_fd());
+    let primary_pid = spec.boot.primary_pid as libc::pid_t;
+
+    let mut cmd = Command::new(&spec.program);
+    if let Some(argv0) = &spec.argv0 {
+        cmd.arg0(argv0);
+    }
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(spec.boot.to_env())
+        .kill_on_drop(true)
+        // Its own process group: a terminal's Ctrl-C reaches only the primary, which drains
+        // the workers in order instead of all of them dying at once.
+        .process_group(0);
+    // SAFETY: the closure runs in the child between fork and exec, so it may only call
+    // async-signal-safe functions: dup2, prctl and getppid are plain system calls, and it
+    // allocates nothing (the io::Error it may build wraps an errno, without allocating).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(ipc_raw, IPC_FD) < 0 || libc::dup2(handles_raw, HANDLE_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The primary may have died between fork and prctl: then nobody would signal us.
+            if libc::getppid() != primary_pid {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    // The parent's copies of the child's ends must go, or the primary never sees EOF when
+    // the worker dies.
+    drop((ipc, handles, spec.ipc, spec.handles));
+    child
+}
+
+/// Resident set size of a process, in bytes, from `/proc/<pid>/statm`.
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions; it only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}

@@ -1,0 +1,51 @@
+//! The status snapshot of a worker slot (as `pm2 ls` shows).
+
+use std::time::Duration;
+
+use corral_protocol::WorkerStats;
+
+/// Where a slot is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// The process was started; no hello yet.
+    Starting,
+    /// The worker said hello; its behaviour is starting.
+    Online,
+    /// The worker is ready and gets work.
+    Ready,
+    /// The worker was told to stop and is draining.
+    Stopping,
+    /// The process died; a restart is scheduled.
+    Restarting,
+    /// The slot exceeded its restart intensity.
+    GaveUp,
+    /// The slot ended without restart (stopped, or a transient/temporary worker exited).
+    Stopped,
+}
+
+/// One slot's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerStatus {
+    /// The slot.
+    pub slot: usize,
+    /// The current process's pid, if one is running.
+    pub pid: Option<u32>,
+    /// The slot's generation.
+    pub generation: u64,
+    /// Where the slot is.
+    pub state: WorkerState,
+    /// How long the current process has been up.
+    pub uptime: Option<Duration>,
+    /// Restarts of this slot since the cluster started.
+    pub restarts: u64,
+    /// RSS of the current process in bytes, read from `/proc` by the primary.
+    pub rss_bytes: Option<u64>,
+    /// User messages received from this slot's workers.
+    pub messages_in: u64,
+    /// User messages sent to this slot's workers.
+    pub messages_out: u64,
+    /// The counters from the worker's last pong, if any.
+    pub stats: Option<WorkerStats>,
+    /// Round trip of the last ping, if any.
+    pub heartbeat_latency: Option<Duration>,
+}

@@ -1,0 +1,153 @@
+//! `corral::main` and `corral::run`: primary or worker, by the environment.
+
+use std::future::Future;
+
+use corral_protocol::bootstrap::WorkerBootstrap;
+use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream};
+use corral_workers::{BoxError, EXIT_BOOTSTRAP, Worker};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::Error;
+
+/// Whether this process was started as a worker by a corral primary (Node's
+/// `cluster.isWorker`).
+///
+/// ```
+/// assert!(!corral::is_worker());
+/// ```
+pub fn is_worker() -> bool {
+    std::env::var_os(corral_protocol::bootstrap::WORKER_ENV).is_some()
+}
+
+/// Runs the cluster: in the primary, starts `config.workers` workers and supervises them until
+/// SIGINT or SIGTERM (then drains them and returns) or until the cluster fails; in a worker,
+/// runs `worker` and **exits the process** when it is done (exit code 0 after a clean drain).
+///
+/// The primary logs the cluster's events with `tracing`. Use [`run`] to handle them yourself.
+///
+/// # Errors
+///
+/// [`Error::Cluster`] for a bad config or when a slot gave up under `Escalation::Stop`;
+/// [`Error::Setup`] when the primary cannot set itself up.
+///
+/// ```no_run
+/// # struct Web;
+/// # impl corral::Worker for Web { type Msg = (); type Report = (); type State = ();
+/// #   async fn start(&self, _: &corral::WorkerContext<()>) -> Result<(), corral::BoxError> { Ok(()) } }
+/// fn main() -> Result<(), corral::Error> {
+///     corral::main(corral::ClusterConfig::default(), Web)
+/// }
+/// ```
+pub fn main<W: Worker>(config: ClusterConfig, worker: W) -> Result<(), Error>
+where
+    W::Msg: serde::Serialize + Clone + Sync,
+    W::Report: serde::de::DeserializeOwned + Clone + Sync + std::fmt::Debug,
+{
+    run(config, worker, |cluster, mut events: EventStream<W::Report>| async move {
+        while let Some(event) = events.recv().await {
+            log_event(&event);
+        }
+        cluster.wait().await.map_err(|e| Box::new(e) as BoxError)
+    })
+}
+
+/// As [`main`], with your own code in the primary: `primary` gets the cluster's handle and an
+/// event stream subscribed before the first fork. When it returns, the cluster is stopped
+/// gracefully and `run` returns; SIGINT/SIGTERM stop the cluster gracefully too (and `run`
+/// returns without waiting for `primary`).
+///
+/// # Errors
+///
+/// As [`main`], plus [`Error::Primary`] when `primary` fails.
+///
+/// ```no_run
+/// # struct Web;
+/// # impl corral::Worker for Web { type Msg = String; type Report = String; type State = ();
+/// #   async fn start(&self, _: &corral::WorkerContext<String>) -> Result<(), corral::BoxError> { Ok(()) } }
+/// use corral::ClusterEvent;
+///
+/// fn main() -> Result<(), corral::Error> {
+///     corral::run(corral::ClusterConfig::default().workers(2), Web, |cluster, mut events| async move {
+///         while let Some(event) = events.recv().await {
+///             if let ClusterEvent::Ready { slot, .. } = event {
+///                 cluster.send_to(slot, "welcome".into()).await?;
+///             }
+///         }
+///         Ok(())
+///     })
+/// }
+/// ```
+pub fn run<W, F, Fut>(config: ClusterConfig, worker: W, primary: F) -> Result<(), Error>
+where
+    W: Worker,
+    W::Msg: serde::Serialize + Clone + Sync,
+    W::Report: serde::de::DeserializeOwned + Clone + Sync,
+    F: FnOnce(ClusterHandle<W::Msg, W::Report>, EventStream<W::Report>) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    match WorkerBootstrap::from_env() {
+        Ok(Some(boot)) => {
+            let code = match corral_workers::run(worker, boot) {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot run as a corral worker");
+                    EXIT_BOOTSTRAP
+                }
+            };
+            std::process::exit(code);
+        }
+        Ok(None) => run_primary(config, primary),
+        Err(e) => {
+            tracing::error!(error = %e, "bad corral worker environment");
+            std::process::exit(EXIT_BOOTSTRAP);
+        }
+    }
+}
+
+fn run_primary<M, R, F, Fut>(config: ClusterConfig, primary: F) -> Result<(), Error>
+where
+    M: serde::Serialize + Clone + Send + Sync + 'static,
+    R: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    F: FnOnce(ClusterHandle<M, R>, EventStream<R>) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    config.validate().map_err(corral_runtime::ClusterError::from)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("corral-primary")
+        .build()
+        .map_err(Error::Setup)?;
+    runtime.block_on(async move {
+        let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Setup)?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Setup)?;
+        let (cluster, events) = Cluster::<M, R>::spawn(config).await?;
+        let stopper = cluster.clone();
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = sigint.recv() => "SIGINT",
+                _ = sigterm.recv() => "SIGTERM",
+            };
+            tracing::info!("{name}: stopping the cluster gracefully");
+            let _ = stopper.actor().send_message(corral_runtime::ClusterMsg::Stop(None));
+        });
+        let user = primary(cluster.clone(), events);
+        tokio::select! {
+            result = user => {
+                let stopped = cluster.stop().await;
+                result.map_err(Error::Primary)?;
+                stopped.map_err(Error::from)
+            }
+            outcome = cluster.wait() => outcome.map_err(Error::from),
+        }
+    })
+}
+
+fn log_event<R: std::fmt::Debug>(event: &ClusterEvent<R>) {
+    match event {
+        ClusterEvent::Message { slot, message } => tracing::info!(slot, ?message, "message from worker"),
+        ClusterEvent::Exit { slot, pid, status, exited_after_disconnect } => {
+            tracing::info!(slot, pid, %status, exited_after_disconnect, "worker exited")
+        }
+        other => tracing::debug!(event = ?other, "cluster event"),
+    }
+}

@@ -1,0 +1,82 @@
+//! The ractor actor that drives a [`Worker`] behaviour inside the worker process.
+
+use std::sync::{Arc, OnceLock};
+
+use corral_protocol::{Control, Outgoing};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::{Worker, WorkerContext, WorkerError};
+
+/// Messages of the worker actor.
+pub(crate) enum WorkerMsg<M> {
+    /// A message from the primary, with the reader's credit for it (given back once handled,
+    /// which bounds the actor's otherwise unbounded mailbox).
+    FromPrimary(M, OwnedSemaphorePermit),
+    /// Everything received before this was handled: stop (runs the behaviour's `stop`).
+    Drain,
+}
+
+pub(crate) struct WorkerActor<W> {
+    pub behaviour: Arc<W>,
+    /// The first behaviour failure, for the process's exit code (an actor's join handle does
+    /// not say how it ended).
+    pub failure: Arc<OnceLock<WorkerError>>,
+}
+
+impl<W> WorkerActor<W> {
+    fn fail(&self, error: WorkerError) -> ActorProcessingErr {
+        let text = error.to_string();
+        let _ = self.failure.set(error);
+        text.into()
+    }
+}
+
+pub(crate) struct ActorState<W: Worker> {
+    cx: WorkerContext<W::Report>,
+    state: Option<W::State>,
+}
+
+impl<W: Worker> Actor for WorkerActor<W> {
+    type Msg = WorkerMsg<W::Msg>;
+    type State = ActorState<W>;
+    type Arguments = WorkerContext<W::Report>;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, cx: WorkerContext<W::Report>) -> Result<Self::State, ActorProcessingErr> {
+        let state = self
+            .behaviour
+            .start(&cx)
+            .await
+            .map_err(|e| self.fail(WorkerError::Start(e.to_string())))?;
+        cx.outbox()
+            .send(Outgoing::control(Control::Ready))
+            .await
+            .map_err(|_| self.fail(WorkerError::Disconnected))?;
+        Ok(ActorState { cx, state: Some(state) })
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            WorkerMsg::FromPrimary(msg, _credit) => {
+                if let Some(state) = st.state.as_mut() {
+                    self.behaviour
+                        .handle(&st.cx, msg, state)
+                        .await
+                        .map_err(|e| self.fail(WorkerError::Behaviour(e.to_string())))?;
+                }
+            }
+            WorkerMsg::Drain => myself.stop(Some("drained".into())),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let Some(state) = st.state.take() {
+            self.behaviour
+                .stop(&st.cx, state)
+                .await
+                .map_err(|e| self.fail(WorkerError::Behaviour(e.to_string())))?;
+        }
+        Ok(())
+    }
+}

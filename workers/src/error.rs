@@ -1,0 +1,27 @@
+//! The worker side's error type.
+
+use corral_protocol::ProtocolError;
+
+/// Errors of the worker side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The channel to the primary is closed (the primary is gone or the worker is stopping).
+    #[error("the channel to the primary is closed")]
+    Disconnected,
+    /// The outgoing queue is full ([`WorkerContext::try_report`](crate::WorkerContext::try_report)).
+    #[error("the outgoing queue to the primary is full")]
+    Busy,
+    /// A protocol error.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The worker could not set itself up (runtime, signal handlers, actor).
+    #[error("worker setup failed: {0}")]
+    Setup(String),
+    /// The behaviour's `start` failed.
+    #[error("worker start failed: {0}")]
+    Start(String),
+    /// The behaviour's `handle` or `stop` failed.
+    #[error("worker behaviour failed: {0}")]
+    Behaviour(String),
+}

@@ -1,0 +1,48 @@
+//! corral's worker side: what runs inside each worker process.
+//!
+//! A worker's behaviour is a [`Worker`]: `start`, `handle` a message from the primary,
+//! `stop`. A ractor actor drives it, one message at a time, on the worker's own
+//! single-threaded tokio runtime. [`run`] does the rest: it finds the socket ends the primary
+//! left at fixed fds, says hello, answers heartbeats from the event loop, delivers the
+//! primary's messages to the actor (with backpressure), sends the behaviour's reports, and
+//! drains on shutdown, SIGTERM or the primary's death.
+//!
+//! Most users go through the `corral` facade (`corral::main`), which calls [`run`] when the
+//! process was started as a worker. Linux only.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use corral_workers::{BoxError, Worker, WorkerContext};
+//!
+//! struct Hello;
+//!
+//! impl Worker for Hello {
+//!     type Msg = String;
+//!     type Report = String;
+//!     type State = ();
+//!
+//!     async fn start(&self, cx: &WorkerContext<String>) -> Result<(), BoxError> {
+//!         cx.report(format!("slot {} up", cx.slot())).await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() {
+//!     let boot = corral_protocol::bootstrap::WorkerBootstrap::from_env().unwrap().expect("started by a corral primary");
+//!     let code = corral_workers::run(Hello, boot).unwrap_or(corral_workers::EXIT_BOOTSTRAP);
+//!     std::process::exit(code);
+//! }
+//! ```
+#![warn(missing_docs)]
+
+mod actor;
+mod behaviour;
+mod context;
+mod error;
+mod run;
+
+pub use behaviour::{BoxError, Worker};
+pub use context::WorkerContext;
+pub use error::WorkerError;
+pub use run::{EXIT_BEHAVIOUR, EXIT_BOOTSTRAP, EXIT_DRAIN_TIMEOUT, EXIT_OK, EXIT_PROTOCOL, run};

@@ -1,0 +1,241 @@
+//! Running a worker process: bootstrap, IPC tasks, the behaviour's actor, draining, exit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use corral_protocol::bootstrap::WorkerBootstrap;
+use corral_protocol::{Body, Control, FrameCodec, Hello, Outgoing, ProtocolError, WorkerStats, write_frames};
+use futures_util::StreamExt;
+use ractor::{Actor, ActorRef};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::actor::{WorkerActor, WorkerMsg};
+use crate::context::Counters;
+use crate::{Worker, WorkerContext, WorkerError};
+
+/// Exit code of a worker that drained cleanly.
+pub const EXIT_OK: i32 = 0;
+/// Exit code of a worker whose behaviour failed (start, handle or stop).
+pub const EXIT_BEHAVIOUR: i32 = 1;
+/// Exit code of a process started with the worker marker but not by a corral primary (or
+/// whose primary was already gone).
+pub const EXIT_BOOTSTRAP: i32 = 2;
+/// Exit code of a worker that saw the primary break the protocol.
+pub const EXIT_PROTOCOL: i32 = 3;
+/// Exit code of a worker that did not finish draining before its deadline.
+pub const EXIT_DRAIN_TIMEOUT: i32 = 4;
+
+/// How long a worker drains when it is not told a deadline (SIGTERM, or the primary is gone).
+const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+/// Messages from the primary that may wait in the behaviour's mailbox.
+const INBOX_CREDITS: usize = 1024;
+/// Frames that may wait for the writer.
+const OUTBOX: usize = 1024;
+
+/// Runs `worker` as this process's behaviour until it is told to drain, and returns the
+/// process exit code ([`EXIT_OK`] after a clean drain). Builds its own single-threaded tokio
+/// runtime, as a Node worker has one event loop: a handler that blocks it misses heartbeats.
+///
+/// # Errors
+///
+/// [`WorkerError::Setup`] when the environment is not a corral worker's (wrong fds) or the
+/// runtime cannot be built; the caller exits with [`EXIT_BOOTSTRAP`].
+pub fn run<W: Worker>(worker: W, boot: WorkerBootstrap) -> Result<i32, WorkerError> {
+    // The primary may have died before our PR_SET_PDEATHSIG was armed.
+    if nix::unistd::getppid().as_raw() as u32 != boot.primary_pid {
+        return Err(WorkerError::Setup("the primary that started this worker is gone".into()));
+    }
+    let (ipc, handles) = boot.take_fds()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| WorkerError::Setup(format!("cannot build the tokio runtime: {e}")))?;
+    runtime.block_on(run_async(worker, boot, ipc, handles))
+}
+
+async fn run_async<W: Worker>(
+    worker: W,
+    boot: WorkerBootstrap,
+    ipc: std::os::fd::OwnedFd,
+    handles: std::os::fd::OwnedFd,
+) -> Result<i32, WorkerError> {
+    let setup = |e: std::io::Error| WorkerError::Setup(e.to_string());
+    let ipc = std::os::unix::net::UnixStream::from(ipc);
+    ipc.set_nonblocking(true).map_err(setup)?;
+    let (read, write) = tokio::net::UnixStream::from_std(ipc).map_err(setup)?.into_split();
+    // The handle channel carries listeners and connections; kept open for the process's life.
+    let _handles = handles;
+
+    let (outbox, outbox_rx) = mpsc::channel::<Outgoing<W::Report>>(OUTBOX);
+    let flush = CancellationToken::new();
+    let writer = tokio::spawn(write_frames(
+        write,
+        FrameCodec::<W::Report, W::Msg>::new(boot.max_frame_length),
+        outbox_rx,
+        flush.clone(),
+        || {},
+    ));
+    let hello = Hello::new(boot.slot, boot.generation, std::process::id());
+    outbox.send(Outgoing::control(Control::Hello(hello))).await.map_err(|_| WorkerError::Disconnected)?;
+
+    let shutdown = CancellationToken::new();
+    let counters = Arc::new(Counters::default());
+    let cx = WorkerContext::new(boot.slot as usize, boot.generation, outbox.clone(), shutdown.clone(), counters.clone());
+    let drain_deadline = Arc::new(AtomicU64::new(u64::try_from(DEFAULT_DRAIN.as_millis()).unwrap_or(u64::MAX)));
+    let protocol_failed = Arc::new(OnceLock::new());
+
+    // SIGTERM (also what PR_SET_PDEATHSIG sends when the primary dies) drains.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(setup)?;
+    let on_term = shutdown.clone();
+    tokio::spawn(async move {
+        if sigterm.recv().await.is_some() {
+            tracing::info!("SIGTERM: draining");
+            on_term.cancel();
+        }
+    });
+
+    let (actor_tx, actor_rx) = watch::channel::<Option<ActorRef<WorkerMsg<W::Msg>>>>(None);
+    let reader = Reader {
+        outbox: outbox.clone(),
+        counters: counters.clone(),
+        shutdown: shutdown.clone(),
+        drain_deadline: drain_deadline.clone(),
+        credits: Arc::new(Semaphore::new(INBOX_CREDITS)),
+        actor: actor_rx,
+        protocol_failed: protocol_failed.clone(),
+    };
+    tokio::spawn(reader.run(FramedRead::new(read, FrameCodec::<W::Report, W::Msg>::new(boot.max_frame_length))));
+
+    let failure = Arc::new(OnceLock::new());
+    let behaviour = WorkerActor { behaviour: Arc::new(worker), failure: failure.clone() };
+    let name = format!("corral-worker-{}-{}", boot.slot, boot.generation);
+    let spawned = Actor::spawn(Some(name), behaviour, cx).await;
+    let (actor, join) = match spawned {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let message = failure.get().map_or_else(|| e.to_string(), ToString::to_string);
+            tracing::error!(error = %message, "worker failed to start");
+            let _ = outbox.send(Outgoing::control(Control::Error { message })).await;
+            finish_writer(&flush, outbox, writer).await;
+            return Ok(EXIT_BEHAVIOUR);
+        }
+    };
+    let _ = actor_tx.send(Some(actor.clone()));
+
+    // Draining: whoever asked (primary, SIGTERM, EOF, the behaviour itself), the behaviour sees
+    // every message already received, then stops; a watchdog bounds the whole drain.
+    let drainer = {
+        let shutdown = shutdown.clone();
+        let actor = actor.clone();
+        let deadline = drain_deadline.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            arm_watchdog(Duration::from_millis(deadline.load(Ordering::Relaxed)));
+            let _ = actor.send_message(WorkerMsg::Drain);
+        })
+    };
+    let _ = join.await;
+    drainer.abort();
+    let code = if let Some(err) = failure.get() {
+        tracing::error!(error = %err, "worker behaviour failed");
+        let _ = outbox.send(Outgoing::control(Control::Error { message: err.to_string() })).await;
+        EXIT_BEHAVIOUR
+    } else if protocol_failed.get().is_some() {
+        EXIT_PROTOCOL
+    } else {
+        EXIT_OK
+    };
+    finish_writer(&flush, outbox, writer).await;
+    Ok(code)
+}
+
+/// Writes everything still queued for the primary, then returns.
+async fn finish_writer(
+    flush: &CancellationToken,
+    outbox: mpsc::Sender<Outgoing<impl Send>>,
+    writer: tokio::task::JoinHandle<Result<(), ProtocolError>>,
+) {
+    drop(outbox);
+    flush.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+/// Exits the process if draining takes longer than `deadline` (plus a little, so that the
+/// primary's own kill_timeout normally acts first). Runs on its own OS thread, so that even a
+/// stuck event loop cannot hold the process open.
+fn arm_watchdog(deadline: Duration) {
+    let spawned = std::thread::Builder::new().name("corral-drain-watchdog".into()).spawn(move || {
+        std::thread::sleep(deadline + Duration::from_millis(500));
+        tracing::error!(?deadline, "worker did not drain in time; exiting");
+        std::process::exit(EXIT_DRAIN_TIMEOUT);
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the drain watchdog");
+    }
+}
+
+/// Reads the primary's frames: user messages go to the behaviour's actor, pings are answered
+/// at once from this event loop, shutdown and EOF start the drain.
+struct Reader<M, R> {
+    outbox: mpsc::Sender<Outgoing<R>>,
+    counters: Arc<Counters>,
+    shutdown: CancellationToken,
+    drain_deadline: Arc<AtomicU64>,
+    credits: Arc<Semaphore>,
+    actor: watch::Receiver<Option<ActorRef<WorkerMsg<M>>>>,
+    protocol_failed: Arc<OnceLock<ProtocolError>>,
+}
+
+impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<M, R> {
+    async fn run(mut self, mut frames: FramedRead<OwnedReadHalf, FrameCodec<R, M>>) {
+        if let Err(e) = self.read(&mut frames).await {
+            tracing::error!(error = %e, "the primary broke the protocol; draining");
+            let _ = self.protocol_failed.set(e);
+        } else {
+            tracing::info!("the channel to the primary closed; draining");
+        }
+        self.shutdown.cancel();
+    }
+
+    async fn read(&mut self, frames: &mut FramedRead<OwnedReadHalf, FrameCodec<R, M>>) -> Result<(), ProtocolError> {
+        while let Some(frame) = frames.next().await {
+            match frame?.body {
+                Body::User(message) => self.deliver(message).await,
+                Body::Control(Control::Ping { nonce }) => {
+                    let stats = WorkerStats {
+                        in_flight: self.counters.in_flight.load(Ordering::Relaxed),
+                        handled: self.counters.handled.load(Ordering::Relaxed),
+                        messages_in: self.counters.messages_in.load(Ordering::Relaxed),
+                        messages_out: self.counters.messages_out.load(Ordering::Relaxed),
+                    };
+                    let _ = self.outbox.send(Outgoing::control(Control::Pong { nonce, stats })).await;
+                }
+                Body::Control(Control::Shutdown { deadline_ms }) => {
+                    self.drain_deadline.store(deadline_ms, Ordering::Relaxed);
+                    self.shutdown.cancel();
+                }
+                Body::Control(other) => {
+                    return Err(ProtocolError::Unexpected(format!("{other:?} from the primary")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver(&mut self, message: M) {
+        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+        let Ok(credit) = self.credits.clone().acquire_owned().await else { return };
+        // Messages that arrive before the behaviour has started wait for it.
+        let actor = match self.actor.wait_for(Option::is_some).await {
+            Ok(actor) => actor.clone(),
+            Err(_) => return,
+        };
+        if let Some(actor) = actor {
+            let _ = actor.send_message(WorkerMsg::FromPrimary(message, credit));
+        }
+    }
+}
