@@ -43,12 +43,16 @@ where
     W::Msg: serde::Serialize + Clone + Sync,
     W::Report: serde::de::DeserializeOwned + Clone + Sync + std::fmt::Debug,
 {
-    run(config, worker, |cluster, mut events: EventStream<W::Report>| async move {
-        while let Some(event) = events.recv().await {
-            log_event(&event);
-        }
-        cluster.wait().await.map_err(|e| Box::new(e) as BoxError)
-    })
+    run(
+        config,
+        worker,
+        |cluster, mut events: EventStream<W::Report>| async move {
+            while let Some(event) = events.recv().await {
+                log_event(&event);
+            }
+            cluster.wait().await.map_err(|e| Box::new(e) as BoxError)
+        },
+    )
 }
 
 /// As [`main`], with your own code in the primary: `primary` gets the cluster's handle and an
@@ -111,7 +115,9 @@ where
     F: FnOnce(ClusterHandle<M, R>, EventStream<R>) -> Fut,
     Fut: Future<Output = Result<(), BoxError>>,
 {
-    config.validate().map_err(corral_runtime::ClusterError::from)?;
+    config
+        .validate()
+        .map_err(corral_runtime::ClusterError::from)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("corral-primary")
@@ -128,7 +134,9 @@ where
                 _ = sigterm.recv() => "SIGTERM",
             };
             tracing::info!("{name}: stopping the cluster gracefully");
-            let _ = stopper.actor().send_message(corral_runtime::ClusterMsg::Stop(None));
+            let _ = stopper
+                .actor()
+                .send_message(corral_runtime::ClusterMsg::Stop(None));
         });
         let user = primary(cluster.clone(), events);
         tokio::select! {
@@ -144,8 +152,15 @@ where
 
 fn log_event<R: std::fmt::Debug>(event: &ClusterEvent<R>) {
     match event {
-        ClusterEvent::Message { slot, message } => tracing::info!(slot, ?message, "message from worker"),
-        ClusterEvent::Exit { slot, pid, status, exited_after_disconnect } => {
+        ClusterEvent::Message { slot, message } => {
+            tracing::info!(slot, ?message, "message from worker")
+        }
+        ClusterEvent::Exit {
+            slot,
+            pid,
+            status,
+            exited_after_disconnect,
+        } => {
             tracing::info!(slot, pid, %status, exited_after_disconnect, "worker exited")
         }
         other => tracing::debug!(event = ?other, "cluster event"),

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{Envelope, ProtocolError};
 
@@ -17,8 +17,9 @@ const PREFIX: usize = 4;
 /// Encodes `Envelope<Out>` and decodes `Envelope<In>` as frames: a u32 big-endian length
 /// prefix, then the postcard body.
 ///
-/// The wire format is exactly that of `LengthDelimitedCodec` with a `u32` length field, which
-/// does the decoding; encoding writes the body straight into the output buffer (no copy).
+/// The wire format is exactly that of tokio-util's `LengthDelimitedCodec` with a `u32` length
+/// field. Both directions work in place: encoding writes the body straight into the output
+/// buffer, decoding checks the prefix against the maximum before buffering any of the body.
 /// A frame over the maximum length is refused on both sides with
 /// [`ProtocolError::FrameTooLarge`], before any of its body is buffered.
 ///
@@ -36,7 +37,6 @@ const PREFIX: usize = 4;
 /// assert!(buf.is_empty());
 /// ```
 pub struct FrameCodec<Out, In> {
-    inner: LengthDelimitedCodec,
     max_frame_length: usize,
     _types: PhantomData<fn(Out) -> In>,
 }
@@ -50,11 +50,10 @@ impl<Out, In> FrameCodec<Out, In> {
     /// assert_eq!(codec.max_frame_length(), 1 << 20);
     /// ```
     pub fn new(max_frame_length: usize) -> Self {
-        let inner = LengthDelimitedCodec::builder()
-            .length_field_type::<u32>()
-            .max_frame_length(max_frame_length)
-            .new_codec();
-        FrameCodec { inner, max_frame_length, _types: PhantomData }
+        FrameCodec {
+            max_frame_length,
+            _types: PhantomData,
+        }
     }
 
     /// The maximum body length, in bytes.
@@ -76,7 +75,9 @@ impl<Out, In> Default for FrameCodec<Out, In> {
 
 impl<Out, In> std::fmt::Debug for FrameCodec<Out, In> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrameCodec").field("max_frame_length", &self.max_frame_length).finish()
+        f.debug_struct("FrameCodec")
+            .field("max_frame_length", &self.max_frame_length)
+            .finish()
     }
 }
 
@@ -90,9 +91,10 @@ impl<Out: Serialize, In> Encoder<Envelope<Out>> for FrameCodec<Out, In> {
         let len = dst.len() - start - PREFIX;
         let outcome = match written {
             Err(e) => Err(ProtocolError::Encode(e)),
-            Ok(_) if len > self.max_frame_length => {
-                Err(ProtocolError::FrameTooLarge { len, max: self.max_frame_length })
-            }
+            Ok(_) if len > self.max_frame_length => Err(ProtocolError::FrameTooLarge {
+                len,
+                max: self.max_frame_length,
+            }),
             Ok(_) => Ok(()),
         };
         match outcome {
@@ -102,7 +104,10 @@ impl<Out: Serialize, In> Encoder<Envelope<Out>> for FrameCodec<Out, In> {
                 // above unless max itself is over u32::MAX, which we refuse here too.
                 let Ok(len32) = u32::try_from(len) else {
                     dst.truncate(start);
-                    return Err(ProtocolError::FrameTooLarge { len, max: u32::MAX as usize });
+                    return Err(ProtocolError::FrameTooLarge {
+                        len,
+                        max: u32::MAX as usize,
+                    });
                 };
                 dst[start..start + PREFIX].copy_from_slice(&len32.to_be_bytes());
                 Ok(())
@@ -120,22 +125,29 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Envelope<In>>, ProtocolError> {
-        if src.len() >= PREFIX {
-            let len = (&src[..PREFIX]).get_u32() as usize;
-            if len > self.max_frame_length {
-                return Err(ProtocolError::FrameTooLarge { len, max: self.max_frame_length });
-            }
+        if src.len() < PREFIX {
+            return Ok(None);
         }
-        match self.inner.decode(src)? {
-            None => Ok(None),
-            Some(frame) => {
-                let (item, rest) = postcard::take_from_bytes(&frame).map_err(ProtocolError::Decode)?;
-                if rest.is_empty() {
-                    Ok(Some(item))
-                } else {
-                    Err(ProtocolError::TrailingBytes { extra: rest.len() })
-                }
-            }
+        // The prefix stays in the buffer until its whole frame has arrived, so a frame split
+        // anywhere (even right after its prefix) is read again from its start.
+        let len = (&src[..PREFIX]).get_u32() as usize;
+        if len > self.max_frame_length {
+            return Err(ProtocolError::FrameTooLarge {
+                len,
+                max: self.max_frame_length,
+            });
+        }
+        if src.len() < PREFIX + len {
+            src.reserve(PREFIX + len - src.len());
+            return Ok(None);
+        }
+        src.advance(PREFIX);
+        let frame = src.split_to(len);
+        let (item, rest) = postcard::take_from_bytes(&frame).map_err(ProtocolError::Decode)?;
+        if rest.is_empty() {
+            Ok(Some(item))
+        } else {
+            Err(ProtocolError::TrailingBytes { extra: rest.len() })
         }
     }
 
@@ -143,7 +155,9 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() => Ok(None),
-            None => Err(ProtocolError::Truncated { buffered: src.len() }),
+            None => Err(ProtocolError::Truncated {
+                buffered: src.len(),
+            }),
         }
     }
 }

@@ -57,7 +57,9 @@ pub enum ProtocolError {
         theirs: u32,
     },
     /// The hello names another slot or generation than the connection was made for.
-    #[error("hello from slot {slot} generation {generation}, expected slot {expected_slot} generation {expected_generation}")]
+    #[error(
+        "hello from slot {slot} generation {generation}, expected slot {expected_slot} generation {expected_generation}"
+    )]
     WrongPeer {
         /// Slot the connection was made for.
         expected_slot: u32,

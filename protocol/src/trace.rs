@@ -74,7 +74,14 @@ impl TraceContext {
         let trace = parts.next()?;
         let span = parts.next()?;
         let flags = parts.next()?;
-        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        let mut v = [0u8; 1];
+        parse_hex(version, &mut v)?;
+        // Version ff is invalid; version 00 has exactly four fields; later versions may add
+        // fields after the flags.
+        if v[0] == 0xff || (v[0] == 0 && parts.next().is_some()) {
+            return None;
+        }
+        if trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
             return None;
         }
         let mut cx = TraceContext::default();
@@ -103,9 +110,15 @@ fn parse_hex(text: &str, out: &mut [u8]) -> Option<()> {
     if bytes.len() != out.len() * 2 {
         return None;
     }
+    // W3C trace context allows lowercase hex only.
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(u32::from(b - b'0')),
+        b'a'..=b'f' => Some(u32::from(b - b'a' + 10)),
+        _ => None,
+    };
     for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
+        let hi = digit(pair[0])?;
+        let lo = digit(pair[1])?;
         // Two hex digits always fit a byte.
         out[i] = (hi * 16 + lo) as u8;
     }

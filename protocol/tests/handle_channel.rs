@@ -369,6 +369,25 @@ async fn unknown_kind_variant_is_bad_handle() {
     );
 }
 
+/// A valid header followed by garbage is malformed, as trailing bytes in a frame are
+/// (`ProtocolError::TrailingBytes` on the frame stream).
+#[tokio::test]
+async fn header_with_trailing_bytes_is_bad_handle() {
+    let (raw, good, worker) = raw_sender_pair();
+    let (read_end, _w) = probe_pipe();
+    let mut data = postcard::to_stdvec(&listener_header(1, "x")).unwrap();
+    data.extend_from_slice(&[0xde, 0xad]);
+    send_raw(&raw, &data, &[read_end.as_raw_fd()]);
+    assert_bad_handle(recv(&worker).await);
+    send(&good, &listener_header(2, "next"), read_end.as_fd())
+        .await
+        .unwrap();
+    assert_eq!(
+        recv(&worker).await.unwrap().unwrap().0,
+        listener_header(2, "next")
+    );
+}
+
 #[tokio::test]
 async fn hand_made_valid_datagram_is_accepted() {
     // The raw path itself works, so the failures above are about their content.

@@ -41,7 +41,12 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { base: Duration::from_millis(100), factor: 2.0, max: Duration::from_secs(15), jitter: 0.2 }
+        Backoff {
+            base: Duration::from_millis(100),
+            factor: 2.0,
+            max: Duration::from_secs(15),
+            jitter: 0.2,
+        }
     }
 }
 

@@ -17,7 +17,10 @@ use tokio::sync::watch;
 use crate::events::EventBus;
 use crate::routes::Routes;
 use crate::supervisor::{SupervisorArgs, SupervisorMsg, WorkerSupervisor, worker_command};
-use crate::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Escalation, EventStream, WorkerState, WorkerStatus};
+use crate::{
+    ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Escalation, EventStream, WorkerState,
+    WorkerStatus,
+};
 
 /// How a slot ended, as its supervisor reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +60,11 @@ pub enum ClusterMsg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Clean,
-    GaveUp { slot: usize, restarts: usize, period_ms: u128 },
+    GaveUp {
+        slot: usize,
+        restarts: usize,
+        period_ms: u128,
+    },
     Failed(String),
 }
 
@@ -65,7 +72,15 @@ impl Outcome {
     pub(crate) fn into_result(self) -> Result<(), ClusterError> {
         match self {
             Outcome::Clean => Ok(()),
-            Outcome::GaveUp { slot, restarts, period_ms } => Err(ClusterError::GaveUp { slot, restarts, period_ms }),
+            Outcome::GaveUp {
+                slot,
+                restarts,
+                period_ms,
+            } => Err(ClusterError::GaveUp {
+                slot,
+                restarts,
+                period_ms,
+            }),
             Outcome::Failed(reason) => Err(ClusterError::Failed(reason)),
         }
     }
@@ -93,7 +108,9 @@ pub struct Cluster<M, R> {
 
 impl<M, R> Default for Cluster<M, R> {
     fn default() -> Self {
-        Cluster { _types: PhantomData }
+        Cluster {
+            _types: PhantomData,
+        }
     }
 }
 
@@ -132,7 +149,9 @@ where
     ///
     /// [`ClusterError::Config`] for a bad configuration, [`ClusterError::Spawn`] when the actor
     /// cannot be spawned.
-    pub async fn spawn(config: ClusterConfig) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
+    pub async fn spawn(
+        config: ClusterConfig,
+    ) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
         Self::spawn_inner(config, None).await
     }
 
@@ -161,10 +180,18 @@ where
         let (done, done_rx) = watch::channel(None);
         let id = NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{}-{id}", config.name, std::process::id());
-        let args = ClusterArgs { config: Arc::new(config), bus: bus.clone(), routes: routes.clone(), done, id };
+        let args = ClusterArgs {
+            config: Arc::new(config),
+            bus: bus.clone(),
+            routes: routes.clone(),
+            done,
+            id,
+        };
         let spawned = match supervisor {
             None => Actor::spawn(Some(name), Cluster::<M, R>::default(), args).await,
-            Some(sup) => Actor::spawn_linked(Some(name), Cluster::<M, R>::default(), args, sup).await,
+            Some(sup) => {
+                Actor::spawn_linked(Some(name), Cluster::<M, R>::default(), args, sup).await
+            }
         };
         let (actor, _join) = spawned.map_err(|e| ClusterError::Spawn(e.to_string()))?;
         Ok((ClusterHandle::new(actor, bus, routes, done_rx), events))
@@ -183,7 +210,11 @@ where
     }
 
     /// Ends the actor once every slot has ended.
-    fn maybe_finish(&self, myself: &ActorRef<ClusterMsg>, st: &mut ClusterState<M, R>) -> Result<(), ActorProcessingErr> {
+    fn maybe_finish(
+        &self,
+        myself: &ActorRef<ClusterMsg>,
+        st: &mut ClusterState<M, R>,
+    ) -> Result<(), ActorProcessingErr> {
         if st.outcomes.iter().any(Option::is_none) {
             return Ok(());
         }
@@ -240,7 +271,11 @@ where
     type State = ClusterState<M, R>;
     type Arguments = ClusterArgs<M, R>;
 
-    async fn pre_start(&self, myself: ActorRef<ClusterMsg>, args: ClusterArgs<M, R>) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ClusterMsg>,
+        args: ClusterArgs<M, R>,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let (program, argv0, argv) = worker_command(&args.config.exec);
         let workers = args.config.workers;
         let mut supervisors = Vec::with_capacity(workers);
@@ -255,8 +290,19 @@ where
                 argv0: argv0.clone(),
                 args: argv.clone(),
             };
-            let name = format!("{}-{}-{}-slot-{slot}", args.config.name, std::process::id(), args.id);
-            let (sup, _) = Actor::spawn_linked(Some(name), WorkerSupervisor::<M, R>::default(), sup_args, myself.get_cell()).await?;
+            let name = format!(
+                "{}-{}-{}-slot-{slot}",
+                args.config.name,
+                std::process::id(),
+                args.id
+            );
+            let (sup, _) = Actor::spawn_linked(
+                Some(name),
+                WorkerSupervisor::<M, R>::default(),
+                sup_args,
+                myself.get_cell(),
+            )
+            .await?;
             supervisors.push(Some(sup));
         }
         Ok(ClusterState {
@@ -269,13 +315,23 @@ where
         })
     }
 
-    async fn handle(&self, myself: ActorRef<ClusterMsg>, msg: ClusterMsg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<ClusterMsg>,
+        msg: ClusterMsg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             ClusterMsg::Status(reply) => {
                 let mut out = Vec::with_capacity(st.supervisors.len());
                 for slot in 0..st.supervisors.len() {
                     let live = match &st.supervisors[slot] {
-                        Some(sup) => ractor::call_t!(sup, SupervisorMsg::Status, STATUS_TIMEOUT.as_millis() as u64).ok(),
+                        Some(sup) => ractor::call_t!(
+                            sup,
+                            SupervisorMsg::Status,
+                            STATUS_TIMEOUT.as_millis() as u64
+                        )
+                        .ok(),
                         None => None,
                     };
                     out.push(live.unwrap_or_else(|| Self::slot_status(st, slot)));
@@ -298,7 +354,10 @@ where
                 if let SlotOutcome::GaveUp { restarts } = outcome {
                     match st.args.config.escalation {
                         Escalation::Stop => {
-                            tracing::error!(slot, "slot gave up; stopping the cluster (escalation: Stop)");
+                            tracing::error!(
+                                slot,
+                                "slot gave up; stopping the cluster (escalation: Stop)"
+                            );
                             st.failure.get_or_insert(Outcome::GaveUp {
                                 slot,
                                 restarts,
@@ -307,7 +366,10 @@ where
                             self.begin_stop(st);
                         }
                         Escalation::Degraded => {
-                            tracing::error!(slot, "slot gave up; running degraded (escalation: Degraded)");
+                            tracing::error!(
+                                slot,
+                                "slot gave up; running degraded (escalation: Degraded)"
+                            );
                         }
                     }
                 }
@@ -327,13 +389,19 @@ where
             SupervisionEvent::ActorFailed(cell, error) => {
                 // A supervisor failing is a bug of ours, not a worker crash: treat the slot as
                 // lost and escalate as if it had given up.
-                let Some(slot) = st.supervisors.iter().position(|s| s.as_ref().is_some_and(|s| s.get_id() == cell.get_id())) else {
+                let Some(slot) = st
+                    .supervisors
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|s| s.get_id() == cell.get_id()))
+                else {
                     return Ok(());
                 };
                 tracing::error!(slot, %error, "worker supervisor failed");
                 st.supervisors[slot] = None;
                 st.outcomes[slot] = Some(SlotOutcome::GaveUp { restarts: 0 });
-                st.failure.get_or_insert(Outcome::Failed(format!("supervisor of slot {slot} failed: {error}")));
+                st.failure.get_or_insert(Outcome::Failed(format!(
+                    "supervisor of slot {slot} failed: {error}"
+                )));
                 self.begin_stop(st);
                 self.maybe_finish(&myself, st)
             }
@@ -341,7 +409,11 @@ where
         }
     }
 
-    async fn post_stop(&self, _myself: ActorRef<ClusterMsg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ClusterMsg>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         // Stopped from outside (e.g. by a parent) while workers were running: their
         // supervisors are linked children; stop them so their processes are killed.
         for sup in st.supervisors.iter().flatten() {

@@ -116,7 +116,9 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
-            workers: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            workers: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1),
             restart: Restart::Permanent,
             backoff: Backoff::default(),
             min_uptime: Duration::from_secs(1),
@@ -220,7 +222,10 @@ impl ClusterConfig {
             return bad("workers", "must be at least 1".into());
         }
         if self.workers > MAX_WORKERS {
-            return bad("workers", format!("{} is over the limit of {MAX_WORKERS}", self.workers));
+            return bad(
+                "workers",
+                format!("{} is over the limit of {MAX_WORKERS}", self.workers),
+            );
         }
         if self.backoff.base.is_zero() {
             return bad("backoff.base", "must be greater than zero".into());
@@ -228,17 +233,29 @@ impl ClusterConfig {
         if self.backoff.max < self.backoff.base {
             return bad(
                 "backoff.max",
-                format!("{:?} is below backoff.base ({:?})", self.backoff.max, self.backoff.base),
+                format!(
+                    "{:?} is below backoff.base ({:?})",
+                    self.backoff.max, self.backoff.base
+                ),
             );
         }
         if !self.backoff.factor.is_finite() || self.backoff.factor < 1.0 {
-            return bad("backoff.factor", format!("{} must be a finite number ≥ 1", self.backoff.factor));
+            return bad(
+                "backoff.factor",
+                format!("{} must be a finite number ≥ 1", self.backoff.factor),
+            );
         }
         if !(0.0..=1.0).contains(&self.backoff.jitter) {
-            return bad("backoff.jitter", format!("{} must be between 0 and 1", self.backoff.jitter));
+            return bad(
+                "backoff.jitter",
+                format!("{} must be between 0 and 1", self.backoff.jitter),
+            );
         }
         if self.max_restarts == 0 && self.restart != Restart::Temporary {
-            return bad("max_restarts", "must be at least 1 unless restart is Temporary".into());
+            return bad(
+                "max_restarts",
+                "must be at least 1 unless restart is Temporary".into(),
+            );
         }
         if self.period.is_zero() {
             return bad("period", "must be greater than zero".into());
@@ -255,11 +272,20 @@ impl ClusterConfig {
         if self.heartbeat_timeout < self.heartbeat_interval {
             return bad(
                 "heartbeat_timeout",
-                format!("{:?} is below heartbeat_interval ({:?})", self.heartbeat_timeout, self.heartbeat_interval),
+                format!(
+                    "{:?} is below heartbeat_interval ({:?})",
+                    self.heartbeat_timeout, self.heartbeat_interval
+                ),
             );
         }
         if self.max_frame_length < 64 || self.max_frame_length > u32::MAX as usize {
-            return bad("max_frame_length", format!("{} must be between 64 bytes and 4 GiB", self.max_frame_length));
+            return bad(
+                "max_frame_length",
+                format!(
+                    "{} must be between 64 bytes and 4 GiB",
+                    self.max_frame_length
+                ),
+            );
         }
         if self.event_buffer == 0 {
             return bad("event_buffer", "must be at least 1".into());

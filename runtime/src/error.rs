@@ -30,7 +30,9 @@ pub enum ClusterError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A slot exceeded its restart intensity and the escalation policy stopped the cluster.
-    #[error("worker slot {slot} gave up after {restarts} restarts within {period_ms} ms; cluster stopped")]
+    #[error(
+        "worker slot {slot} gave up after {restarts} restarts within {period_ms} ms; cluster stopped"
+    )]
     GaveUp {
         /// The slot that gave up.
         slot: usize,

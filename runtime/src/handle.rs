@@ -53,7 +53,9 @@ impl<M, R> Clone for ClusterHandle<M, R> {
 
 impl<M, R> std::fmt::Debug for ClusterHandle<M, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterHandle").field("actor", &self.actor.get_id()).finish()
+        f.debug_struct("ClusterHandle")
+            .field("actor", &self.actor.get_id())
+            .finish()
     }
 }
 
@@ -68,7 +70,12 @@ where
         routes: Arc<Routes<M>>,
         done: watch::Receiver<Option<Outcome>>,
     ) -> Self {
-        ClusterHandle { actor, bus, routes, done }
+        ClusterHandle {
+            actor,
+            bus,
+            routes,
+            done,
+        }
     }
 
     /// The cluster actor, e.g. to link it or to send it [`ClusterMsg`]s.
@@ -83,6 +90,10 @@ where
 
     /// Sends `message` to the worker in `slot`, waiting while its queue is full.
     ///
+    /// Backpressure runs both ways: a worker that answers every message stops reading while
+    /// its answers wait unread in your event stream. So do not send a long burst from the same
+    /// task that reads the events; send from another task (or raise `event_buffer`).
+    ///
     /// # Errors
     ///
     /// [`ClusterError::NoSuchSlot`] for a slot out of range; [`ClusterError::NotConnected`]
@@ -91,7 +102,10 @@ where
         let route = self
             .routes
             .get(slot)
-            .ok_or(ClusterError::NoSuchSlot { slot, workers: self.workers() })?
+            .ok_or(ClusterError::NoSuchSlot {
+                slot,
+                workers: self.workers(),
+            })?
             .ok_or(ClusterError::NotConnected { slot })?;
         route
             .tx
@@ -148,7 +162,9 @@ where
         let outcome = match done.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone(),
             // The actor is gone without saying how: it was killed.
-            Err(_) => Some(Outcome::Failed("the cluster actor ended without a result".into())),
+            Err(_) => Some(Outcome::Failed(
+                "the cluster actor ended without a result".into(),
+            )),
         };
         outcome.unwrap_or(Outcome::Clean).into_result()
     }

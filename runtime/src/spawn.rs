@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::mpsc as std_mpsc;
@@ -42,12 +42,14 @@ fn spawner() -> io::Result<&'static std_mpsc::Sender<Job>> {
     }
     let (tx, rx) = std_mpsc::channel::<Job>();
     // Two callers may race here; the loser's thread sees its channel closed and ends.
-    std::thread::Builder::new().name("corral-spawner".into()).spawn(move || {
-        for job in rx {
-            let _guard = job.runtime.enter();
-            let _ = job.reply.send(spawn_now(job.spec));
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("corral-spawner".into())
+        .spawn(move || {
+            for job in rx {
+                let _guard = job.runtime.enter();
+                let _ = job.reply.send(spawn_now(job.spec));
+            }
+        })?;
     Ok(SPAWNER.get_or_init(|| tx))
 }
 
@@ -55,11 +57,16 @@ fn spawner() -> io::Result<&'static std_mpsc::Sender<Job>> {
 /// caller's tokio runtime and killed if dropped.
 pub(crate) async fn spawn_worker(spec: SpawnSpec) -> io::Result<Child> {
     let (reply, rx) = oneshot::channel();
-    let job = Job { spec, runtime: tokio::runtime::Handle::current(), reply };
+    let job = Job {
+        spec,
+        runtime: tokio::runtime::Handle::current(),
+        reply,
+    };
     spawner()?
         .send(job)
         .map_err(|_| io::Error::other("the corral spawner thread has ended"))?;
-    rx.await.map_err(|_| io::Error::other("the corral spawner thread dropped the request"))?
+    rx.await
+        .map_err(|_| io::Error::other("the corral spawner thread dropped the request"))?
 }
 
 /// Lowest fd number the child's ends are moved to before the fork, so that neither is
@@ -67,8 +74,8 @@ pub(crate) async fn spawn_worker(spec: SpawnSpec) -> io::Result<Child> {
 const HIGH_FD: RawFd = 10;
 
 fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
-    let ipc = fcntl(spec.ipc.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
-    let handles = fcntl(spec.handles.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
+    let ipc = dup_high(&spec.ipc)?;
+    let handles = dup_high(&spec.handles)?;
     let (ipc_raw, handles_raw) = (ipc.as_raw_fd(), handles.as_raw_fd());
     let primary_pid = spec.boot.primary_pid as libc::pid_t;
 
@@ -91,7 +98,14 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
             if libc::dup2(ipc_raw, IPC_FD) < 0 || libc::dup2(handles_raw, HANDLE_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
                 return Err(io::Error::last_os_error());
             }
             // The primary may have died between fork and prctl: then nobody would signal us.
@@ -106,6 +120,14 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
     // the worker dies.
     drop((ipc, handles, spec.ipc, spec.handles));
     child
+}
+
+/// A close-on-exec duplicate of `fd` numbered [`HIGH_FD`] or above.
+fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    let raw = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
+    // SAFETY: F_DUPFD_CLOEXEC just created `raw` for us; nothing else owns it, so the OwnedFd
+    // closes it exactly once.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Resident set size of a process, in bytes, from `/proc/<pid>/statm`.

@@ -22,7 +22,10 @@ use crate::conn::{ProcessCommand, ReaderCtx, SlotCounters, run_reader, run_waite
 use crate::events::EventBus;
 use crate::routes::{Route, Routes};
 use crate::spawn::{SpawnSpec, rss_bytes, spawn_worker};
-use crate::{ClusterConfig, ClusterEvent, ExitStatus, RestartIntensity, WorkerExec, WorkerState, WorkerStatus};
+use crate::{
+    ClusterConfig, ClusterEvent, ExitStatus, RestartIntensity, WorkerExec, WorkerState,
+    WorkerStatus,
+};
 
 /// Messages of a [`WorkerSupervisor`].
 #[derive(Debug)]
@@ -59,6 +62,8 @@ pub enum SupervisorMsg {
         generation: u64,
         /// The protocol error, if that is why.
         error: Option<String>,
+        /// Whether the error rules out a restart (a protocol version mismatch).
+        fatal: bool,
     },
     /// The process exited.
     Exited {
@@ -94,7 +99,9 @@ pub struct WorkerSupervisor<M, R> {
 
 impl<M, R> Default for WorkerSupervisor<M, R> {
     fn default() -> Self {
-        WorkerSupervisor { _types: PhantomData }
+        WorkerSupervisor {
+            _types: PhantomData,
+        }
     }
 }
 
@@ -119,6 +126,8 @@ struct Running {
     ready: bool,
     online: bool,
     protocol_error: Option<String>,
+    /// A protocol error that restarting cannot fix (version mismatch).
+    fatal: bool,
     /// When the unanswered ping was sent, and its nonce.
     ping: Option<(u64, Instant)>,
 }
@@ -162,7 +171,15 @@ where
                 tracing::error!(slot, error = %e, "cannot start worker process");
                 // Counted as an early death, so that a broken executable hits the intensity
                 // limit instead of looping.
-                self.after_exit(myself, st, ExitStatus { code: None, signal: None }, Duration::ZERO);
+                self.after_exit(
+                    myself,
+                    st,
+                    ExitStatus {
+                        code: None,
+                        signal: None,
+                    },
+                    Duration::ZERO,
+                );
             }
         }
     }
@@ -205,8 +222,35 @@ where
         let (tx, rx) = mpsc::channel::<Outgoing<M>>(config.send_buffer);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = oneshot::channel();
+        // Route, state and fork event first: the reader's events (online, ready) must find
+        // them in place.
+        st.args.routes.set(slot, Route { generation, tx });
+        st.running = Some(Running {
+            pid,
+            generation,
+            started: Instant::now(),
+            commands: cmd_tx,
+            ready: false,
+            online: false,
+            protocol_error: None,
+            fatal: false,
+            ping: None,
+        });
+        tracing::info!(slot, generation, pid, "worker started");
+        st.args.bus.emit(ClusterEvent::Fork {
+            slot,
+            generation,
+            pid,
+        });
+
         let max = config.max_frame_length;
-        tokio::spawn(run_writer(write, FrameCodec::<M, R>::new(max), rx, st.counters.clone(), slot));
+        tokio::spawn(run_writer(
+            write,
+            FrameCodec::<M, R>::new(max),
+            rx,
+            st.counters.clone(),
+            slot,
+        ));
         let reader_cx = ReaderCtx {
             slot,
             generation,
@@ -220,47 +264,48 @@ where
             let _keep_handle_channel_open = handle_end;
             run_reader(read, FrameCodec::<M, R>::new(max), reader_cx, done_tx).await;
         });
-        tokio::spawn(run_waiter(child, cmd_rx, done_rx, myself.clone(), generation));
-
-        st.args.routes.set(slot, Route { generation, tx });
-        st.running = Some(Running {
-            pid,
+        tokio::spawn(run_waiter(
+            child,
+            cmd_rx,
+            done_rx,
+            myself.clone(),
             generation,
-            started: Instant::now(),
-            commands: cmd_tx,
-            ready: false,
-            online: false,
-            protocol_error: None,
-            ping: None,
-        });
-        tracing::info!(slot, generation, pid, "worker started");
-        st.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
+        ));
+
         Ok(())
     }
 
     /// Decides what follows an exit: nothing (stopping, or not restarted by type), a restart
     /// after a delay, or giving up.
-    fn after_exit(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SlotState<M, R>, status: ExitStatus, uptime: Duration) {
+    fn after_exit(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        st: &mut SlotState<M, R>,
+        status: ExitStatus,
+        uptime: Duration,
+    ) {
         let slot = st.args.slot;
         let config = st.args.config.clone();
         if st.stopping {
             st.state = WorkerState::Stopped;
-            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::Stopped });
+            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded {
+                slot,
+                outcome: SlotOutcome::Stopped,
+            });
             return;
         }
         if !config.restart.should_restart(&status) {
             st.state = WorkerState::Stopped;
             tracing::info!(slot, %status, restart = ?config.restart, "worker not restarted");
-            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::Finished });
+            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded {
+                slot,
+                outcome: SlotOutcome::Finished,
+            });
             return;
         }
-        let now = Instant::now();
-        if !st.intensity.allow(now) {
-            let restarts = st.intensity.count();
-            st.state = WorkerState::GaveUp;
-            tracing::error!(slot, restarts, period = ?config.period, "worker slot gave up: too many restarts");
-            st.args.bus.emit(ClusterEvent::GaveUp { slot, restarts });
-            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::GaveUp { restarts } });
+        if !st.intensity.allow(Instant::now()) {
+            tracing::error!(slot, period = ?config.period, "too many restarts");
+            self.give_up(st);
             return;
         }
         let delay = if uptime >= config.min_uptime {
@@ -274,12 +319,29 @@ where
         st.restarts += 1;
         st.state = WorkerState::Restarting;
         tracing::warn!(slot, %status, ?delay, attempt = st.attempt, "restarting worker");
-        st.args.bus.emit(ClusterEvent::Restarting { slot, delay, attempt: st.attempt });
+        st.args.bus.emit(ClusterEvent::Restarting {
+            slot,
+            delay,
+            attempt: st.attempt,
+        });
         if delay.is_zero() {
             let _ = myself.send_message(SupervisorMsg::Start);
         } else {
             myself.send_after(delay, || SupervisorMsg::Start);
         }
+    }
+
+    /// The slot will not be restarted again; the cluster decides what follows.
+    fn give_up(&self, st: &mut SlotState<M, R>) {
+        let slot = st.args.slot;
+        let restarts = st.intensity.count();
+        st.state = WorkerState::GaveUp;
+        tracing::error!(slot, restarts, "worker slot gave up");
+        st.args.bus.emit(ClusterEvent::GaveUp { slot, restarts });
+        let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded {
+            slot,
+            outcome: SlotOutcome::GaveUp { restarts },
+        });
     }
 
     fn signal(st: &SlotState<M, R>, sig: Signal) {
@@ -328,7 +390,11 @@ where
     type State = SlotState<M, R>;
     type Arguments = SupervisorArgs<M, R>;
 
-    async fn pre_start(&self, myself: ActorRef<SupervisorMsg>, args: SupervisorArgs<M, R>) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs<M, R>,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let intensity = RestartIntensity::new(args.config.max_restarts, args.config.period);
         let interval = args.config.heartbeat_interval;
         myself.send_interval(interval, || SupervisorMsg::Heartbeat);
@@ -349,7 +415,12 @@ where
         })
     }
 
-    async fn handle(&self, myself: ActorRef<SupervisorMsg>, msg: SupervisorMsg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let slot = st.args.slot;
         let live = st.running.as_ref().map(|r| r.generation);
         match msg {
@@ -374,7 +445,11 @@ where
                     st.state = WorkerState::Ready;
                 }
             }
-            SupervisorMsg::Pong { generation, nonce, stats } if current(live, generation) => {
+            SupervisorMsg::Pong {
+                generation,
+                nonce,
+                stats,
+            } if current(live, generation) => {
                 st.last_stats = Some(stats);
                 if let Some(run) = st.running.as_mut()
                     && let Some((sent_nonce, sent)) = run.ping
@@ -387,20 +462,31 @@ where
             SupervisorMsg::Draining { generation } if current(live, generation) => {
                 st.state = WorkerState::Stopping;
             }
-            SupervisorMsg::ReaderEnded { generation, error } if current(live, generation) => {
+            SupervisorMsg::ReaderEnded {
+                generation,
+                error,
+                fatal,
+            } if current(live, generation) => {
                 if let Some(error) = error {
                     let pid = st.running.as_ref().map_or(0, |r| r.pid);
                     tracing::error!(slot, pid, %error, "worker broke the protocol; killing it");
-                    st.args.bus.emit(ClusterEvent::ProtocolError { slot, pid, error: error.clone() });
+                    st.args.bus.emit(ClusterEvent::ProtocolError {
+                        slot,
+                        pid,
+                        error: error.clone(),
+                    });
                     if let Some(run) = st.running.as_mut() {
                         run.protocol_error = Some(error);
+                        run.fatal = fatal;
                     }
                     Self::signal(st, Signal::SIGKILL);
                 }
             }
             SupervisorMsg::Exited { generation, status } if current(live, generation) => {
                 // `live` is Some, so `running` is too.
-                let Some(run) = st.running.take() else { return Ok(()) };
+                let Some(run) = st.running.take() else {
+                    return Ok(());
+                };
                 st.args.routes.clear(slot, generation);
                 let uptime = run.started.elapsed();
                 tracing::info!(slot, pid = run.pid, %status, ?uptime, "worker exited");
@@ -412,8 +498,16 @@ where
                 });
                 // A worker that broke the protocol or never became ready died early, however
                 // long it took to do so.
-                let effective_uptime = if run.protocol_error.is_some() || !run.ready { Duration::ZERO } else { uptime };
-                self.after_exit(&myself, st, status, effective_uptime);
+                let effective_uptime = if run.protocol_error.is_some() || !run.ready {
+                    Duration::ZERO
+                } else {
+                    uptime
+                };
+                if run.fatal && !st.stopping {
+                    self.give_up(st);
+                } else {
+                    self.after_exit(&myself, st, status, effective_uptime);
+                }
             }
             SupervisorMsg::StartTimeout { generation } if current(live, generation) => {
                 if st.running.as_ref().is_some_and(|r| !r.ready) && !st.stopping {
@@ -429,13 +523,20 @@ where
             SupervisorMsg::Heartbeat => {
                 let timeout = st.args.config.heartbeat_timeout;
                 let nonce = st.next_nonce;
-                let Some(run) = st.running.as_mut() else { return Ok(()) };
+                let Some(run) = st.running.as_mut() else {
+                    return Ok(());
+                };
                 if !run.online {
                     return Ok(());
                 }
                 match run.ping {
                     Some((_, sent)) if sent.elapsed() >= timeout => {
-                        tracing::error!(slot, pid = run.pid, ?timeout, "worker missed its heartbeat; killing it");
+                        tracing::error!(
+                            slot,
+                            pid = run.pid,
+                            ?timeout,
+                            "worker missed its heartbeat; killing it"
+                        );
                         run.ping = None;
                         Self::signal(st, Signal::SIGKILL);
                     }
@@ -453,7 +554,10 @@ where
                     None => {
                         if st.state != WorkerState::Stopped {
                             st.state = WorkerState::Stopped;
-                            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::Stopped });
+                            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded {
+                                slot,
+                                outcome: SlotOutcome::Stopped,
+                            });
                         }
                     }
                     Some(run) => {
@@ -465,7 +569,8 @@ where
                             // No channel to the worker: its SIGTERM handler drains instead.
                             Self::signal(st, Signal::SIGTERM);
                         }
-                        myself.send_after(timeout, move || SupervisorMsg::KillTimeout { generation });
+                        myself
+                            .send_after(timeout, move || SupervisorMsg::KillTimeout { generation });
                     }
                 }
             }
@@ -480,14 +585,24 @@ where
 }
 
 /// Where the worker processes come from: program, argv\[0\] and arguments.
-pub(crate) fn worker_command(exec: &WorkerExec) -> (std::path::PathBuf, Option<std::ffi::OsString>, Vec<std::ffi::OsString>) {
+pub(crate) fn worker_command(
+    exec: &WorkerExec,
+) -> (
+    std::path::PathBuf,
+    Option<std::ffi::OsString>,
+    Vec<std::ffi::OsString>,
+) {
     match exec {
         WorkerExec::CurrentExe => {
             let mut args = std::env::args_os();
             let argv0 = args.next();
             // /proc/self/exe is the primary's own image even after the file on disk was
             // replaced or deleted, so a crash restart runs the same code as its siblings.
-            (std::path::PathBuf::from("/proc/self/exe"), argv0, args.collect())
+            (
+                std::path::PathBuf::from("/proc/self/exe"),
+                argv0,
+                args.collect(),
+            )
         }
         WorkerExec::Program { path, args } => (path.clone(), None, args.clone()),
     }

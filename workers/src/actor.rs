@@ -42,7 +42,11 @@ impl<W: Worker> Actor for WorkerActor<W> {
     type State = ActorState<W>;
     type Arguments = WorkerContext<W::Report>;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, cx: WorkerContext<W::Report>) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        cx: WorkerContext<W::Report>,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let state = self
             .behaviour
             .start(&cx)
@@ -52,10 +56,18 @@ impl<W: Worker> Actor for WorkerActor<W> {
             .send(Outgoing::control(Control::Ready))
             .await
             .map_err(|_| self.fail(WorkerError::Disconnected))?;
-        Ok(ActorState { cx, state: Some(state) })
+        Ok(ActorState {
+            cx,
+            state: Some(state),
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             WorkerMsg::FromPrimary(msg, _credit) => {
                 if let Some(state) = st.state.as_mut() {
@@ -70,7 +82,11 @@ impl<W: Worker> Actor for WorkerActor<W> {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(state) = st.state.take() {
             self.behaviour
                 .stop(&st.cx, state)

@@ -59,7 +59,10 @@ pub trait Worker: Send + Sync + Sized + 'static {
     type State: Send + 'static;
 
     /// Starts the worker: bind listeners, spawn servers, build the state.
-    fn start(&self, cx: &WorkerContext<Self::Report>) -> impl Future<Output = Result<Self::State, BoxError>> + Send;
+    fn start(
+        &self,
+        cx: &WorkerContext<Self::Report>,
+    ) -> impl Future<Output = Result<Self::State, BoxError>> + Send;
 
     /// Handles one message from the primary. The default ignores it.
     fn handle(
@@ -74,7 +77,11 @@ pub trait Worker: Send + Sync + Sized + 'static {
 
     /// Drains: finish in-flight work, release resources. The default does nothing. The
     /// [`WorkerContext::shutdown_token`] is already cancelled when this runs.
-    fn stop(&self, cx: &WorkerContext<Self::Report>, state: Self::State) -> impl Future<Output = Result<(), BoxError>> + Send {
+    fn stop(
+        &self,
+        cx: &WorkerContext<Self::Report>,
+        state: Self::State,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = (cx, state);
         async { Ok(()) }
     }

@@ -42,7 +42,9 @@ pub struct WorkerContext<R> {
 
 impl<R> Clone for WorkerContext<R> {
     fn clone(&self) -> Self {
-        WorkerContext { inner: self.inner.clone() }
+        WorkerContext {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -63,7 +65,15 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         shutdown: CancellationToken,
         counters: Arc<Counters>,
     ) -> Self {
-        WorkerContext { inner: Arc::new(Inner { slot, generation, outbox, shutdown, counters }) }
+        WorkerContext {
+            inner: Arc::new(Inner {
+                slot,
+                generation,
+                outbox,
+                shutdown,
+                counters,
+            }),
+        }
     }
 
     /// The slot this worker fills (0-based, as `cluster.worker.id - 1` in Node).
@@ -82,8 +92,15 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     ///
     /// [`WorkerError::Disconnected`] when the channel to the primary is closed.
     pub async fn report(&self, message: R) -> Result<(), WorkerError> {
-        self.inner.outbox.send(Outgoing::user(message)).await.map_err(|_| WorkerError::Disconnected)?;
-        self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .outbox
+            .send(Outgoing::user(message))
+            .await
+            .map_err(|_| WorkerError::Disconnected)?;
+        self.inner
+            .counters
+            .messages_out
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -94,11 +111,17 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// [`WorkerError::Busy`] when the queue is full, [`WorkerError::Disconnected`] when it is
     /// closed.
     pub fn try_report(&self, message: R) -> Result<(), WorkerError> {
-        self.inner.outbox.try_send(Outgoing::user(message)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => WorkerError::Busy,
-            mpsc::error::TrySendError::Closed(_) => WorkerError::Disconnected,
-        })?;
-        self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .outbox
+            .try_send(Outgoing::user(message))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => WorkerError::Busy,
+                mpsc::error::TrySendError::Closed(_) => WorkerError::Disconnected,
+            })?;
+        self.inner
+            .counters
+            .messages_out
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -116,12 +139,18 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
 
     /// Records the start of a request (reported to the primary as in-flight).
     pub fn request_started(&self) {
-        self.inner.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records the end of a request started with [`request_started`](Self::request_started).
     pub fn request_finished(&self) {
-        self.inner.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
         self.inner.counters.handled.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -1,0 +1,183 @@
+//! The worker program corral's black-box tests and benchmarks drive: an echo worker with a
+//! switchboard of failure modes. Not a tutorial; see `01_basic_cluster` for that.
+//!
+//! The primary side lives in the tests (`tests/`); this binary is only ever started as a
+//! worker. Its behaviour is chosen by environment variables:
+//!
+//! * `TESTBED_MODE`: `echo` (default), `crash_start` (start fails), `exit_after_ready`
+//!   (drains itself at once: exit 0), `crash_after_ready` (exits 1 right after ready),
+//!   `silent` (never says hello), `garbage` (writes garbage instead of frames),
+//!   `bad_version` (says hello with protocol version 99), `oversized` (a length prefix over the
+//!   limit), `truncated` (half a frame, then EOF), `unknown_variant` (a body with an unknown
+//!   enum variant).
+//! * `TESTBED_FAULT_SLOT`, `TESTBED_FAULT_GEN`: apply the mode only to that slot / generation;
+//!   every other process is a plain echo worker.
+
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::time::Duration;
+
+use corral::protocol::bootstrap::{IPC_FD, WorkerBootstrap};
+use corral::protocol::{Control, Envelope, FrameCodec, Hello};
+use corral::{BoxError, ClusterConfig, Worker, WorkerContext};
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::Encoder;
+
+/// Primary → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TestCmd {
+    /// Answer with `TestReport::Pong`.
+    Ping(u64),
+    /// Exit the process at once with this code.
+    Exit(i32),
+    /// Drain and exit 0.
+    Stop,
+    /// Block the event loop for this many milliseconds.
+    Block(u64),
+    /// Send this many `TestReport::Flood` messages.
+    Flood(u64),
+}
+
+/// Worker → primary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TestReport {
+    /// Sent once at start.
+    Hello {
+        slot: usize,
+        generation: u64,
+        pid: u32,
+    },
+    /// The answer to `Ping`.
+    Pong { n: u64, slot: usize, pid: u32 },
+    /// One of a flood.
+    Flood(u64),
+}
+
+struct Testbed {
+    mode: String,
+}
+
+impl Worker for Testbed {
+    type Msg = TestCmd;
+    type Report = TestReport;
+    type State = ();
+
+    async fn start(&self, cx: &WorkerContext<TestReport>) -> Result<(), BoxError> {
+        match self.mode.as_str() {
+            "crash_start" => return Err("testbed: start fails on purpose".into()),
+            "exit_after_ready" => cx.request_stop(),
+            "crash_after_ready" => {
+                tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    std::process::exit(1);
+                });
+            }
+            _ => {}
+        }
+        let pid = std::process::id();
+        cx.report(TestReport::Hello {
+            slot: cx.slot(),
+            generation: cx.generation(),
+            pid,
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        cx: &WorkerContext<TestReport>,
+        msg: TestCmd,
+        _: &mut (),
+    ) -> Result<(), BoxError> {
+        match msg {
+            TestCmd::Ping(n) => {
+                cx.report(TestReport::Pong {
+                    n,
+                    slot: cx.slot(),
+                    pid: std::process::id(),
+                })
+                .await?
+            }
+            TestCmd::Exit(code) => std::process::exit(code),
+            TestCmd::Stop => cx.request_stop(),
+            TestCmd::Block(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            TestCmd::Flood(n) => {
+                for i in 0..n {
+                    cx.report(TestReport::Flood(i)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Speaks the protocol by hand, wrongly, as `mode` says; never returns.
+fn misbehave(mode: &str, boot: &WorkerBootstrap) -> ! {
+    // SAFETY: the primary placed our frame-stream socket at IPC_FD; nothing else in this
+    // process uses it, since we bypass corral's worker runtime in this mode.
+    let mut ipc = unsafe { std::os::unix::net::UnixStream::from_raw_fd(IPC_FD) };
+    let mut codec: FrameCodec<(), ()> = FrameCodec::new(boot.max_frame_length);
+    let mut buf = bytes::BytesMut::new();
+    let hello = |version: u32| Hello {
+        version,
+        ..Hello::new(boot.slot, boot.generation, std::process::id())
+    };
+    let mut put_hello = |buf: &mut bytes::BytesMut, version: u32| {
+        codec
+            .encode(Envelope::control(1, Control::Hello(hello(version))), buf)
+            .expect("encode hello");
+    };
+    match mode {
+        "garbage" => {
+            buf.extend_from_slice(b"\x00\x00\x00\x05\xff\xff\xff\xff\xff GET / HTTP/1.1\r\n")
+        }
+        "bad_version" => put_hello(&mut buf, 99),
+        "oversized" => {
+            put_hello(&mut buf, corral::protocol::PROTOCOL_VERSION);
+            buf.extend_from_slice(&u32::MAX.to_be_bytes());
+        }
+        "truncated" => {
+            put_hello(&mut buf, corral::protocol::PROTOCOL_VERSION);
+            buf.extend_from_slice(&[0, 0, 0, 10, 1, 2]);
+        }
+        "unknown_variant" => {
+            put_hello(&mut buf, corral::protocol::PROTOCOL_VERSION);
+            // seq 2, no trace, body variant 7 (Body has two).
+            buf.extend_from_slice(&[0, 0, 0, 3, 2, 0, 7]);
+        }
+        "silent" => {}
+        other => panic!("testbed: unknown TESTBED_MODE {other:?}"),
+    }
+    ipc.write_all(&buf).expect("write to the primary");
+    if mode == "truncated" {
+        std::process::exit(0);
+    }
+    // Stay alive until the primary kills us (or dies: PR_SET_PDEATHSIG).
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn main() -> Result<(), corral::Error> {
+    corral::init_tracing();
+    let Some(boot) = WorkerBootstrap::from_env().expect("worker environment") else {
+        eprintln!("testbed is a worker program: the tests start it through a corral primary");
+        std::process::exit(2);
+    };
+    let var = |name: &str| std::env::var(name).ok();
+    let applies = var("TESTBED_FAULT_SLOT").is_none_or(|s| s == boot.slot.to_string())
+        && var("TESTBED_FAULT_GEN").is_none_or(|g| g == boot.generation.to_string());
+    let mode = if applies {
+        var("TESTBED_MODE").unwrap_or_else(|| "echo".into())
+    } else {
+        "echo".into()
+    };
+    if !matches!(
+        mode.as_str(),
+        "echo" | "crash_start" | "exit_after_ready" | "crash_after_ready"
+    ) {
+        misbehave(&mode, &boot);
+    }
+    corral::main(ClusterConfig::default(), Testbed { mode })
+}

@@ -1,0 +1,196 @@
+//! Shared helpers of the black-box tests: the testbed worker program, a test config, and an
+//! event log with bounded waits.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use corral::{
+    Backoff, Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, WorkerExec,
+};
+use serde::{Deserialize, Serialize};
+
+/// Every wait in the tests is bounded by this.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Primary → worker, as `examples/testbed.rs` defines it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TestCmd {
+    Ping(u64),
+    Exit(i32),
+    Stop,
+    Block(u64),
+    Flood(u64),
+}
+
+/// Worker → primary, as `examples/testbed.rs` defines it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TestReport {
+    Hello {
+        slot: usize,
+        generation: u64,
+        pid: u32,
+    },
+    Pong {
+        n: u64,
+        slot: usize,
+        pid: u32,
+    },
+    Flood(u64),
+}
+
+/// A built example (cargo test builds every example before it runs the tests).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/examples/<name>
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the examples)",
+        path.display()
+    );
+    path
+}
+
+/// A config running `workers` testbed workers, with quick timings for tests.
+pub fn config(workers: usize) -> ClusterConfig {
+    ClusterConfig::default()
+        .workers(workers)
+        .exec(WorkerExec::Program {
+            path: example("testbed"),
+            args: Vec::new(),
+        })
+        .backoff(Backoff {
+            base: Duration::from_millis(50),
+            factor: 2.0,
+            max: Duration::from_secs(2),
+            jitter: 0.0,
+        })
+        .min_uptime(Duration::from_millis(500))
+        .kill_timeout(Duration::from_secs(3))
+        .listen_timeout(Duration::from_secs(10))
+        .env_var("RUST_LOG", "warn")
+}
+
+pub type Handle = ClusterHandle<TestCmd, TestReport>;
+
+/// An event stream that remembers what it has seen.
+pub struct Events {
+    stream: EventStream<TestReport>,
+    pub seen: Vec<ClusterEvent<TestReport>>,
+}
+
+impl Events {
+    pub fn new(stream: EventStream<TestReport>) -> Self {
+        Events {
+            stream,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) for the next event matching `pred`, returning it.
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ClusterEvent<TestReport>) -> bool,
+    ) -> ClusterEvent<TestReport> {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.recv()).await;
+            match next {
+                Err(_) => panic!("timed out waiting for {what}; seen: {:#?}", self.seen),
+                Ok(None) => panic!(
+                    "event stream ended while waiting for {what}; seen: {:#?}",
+                    self.seen
+                ),
+                Ok(Some(event)) => {
+                    self.seen.push(event.clone());
+                    if pred(&event) {
+                        return event;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first event already seen that matches `pred`, or else the next one to come.
+    pub async fn seen_or_wait(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ClusterEvent<TestReport>) -> bool,
+    ) -> ClusterEvent<TestReport> {
+        if let Some(event) = self.seen.iter().find(|e| pred(e)) {
+            return event.clone();
+        }
+        self.wait_for(what, pred).await
+    }
+
+    /// Waits until every slot in `0..n` has a `Ready` event; returns their pids by slot.
+    pub async fn all_ready(&mut self, n: usize) -> Vec<u32> {
+        let mut pids = vec![None; n];
+        while pids.iter().any(Option::is_none) {
+            if let ClusterEvent::Ready { slot, pid, .. } = self
+                .wait_for("all workers ready", |e| {
+                    matches!(e, ClusterEvent::Ready { .. })
+                })
+                .await
+            {
+                pids[slot] = Some(pid);
+            }
+        }
+        pids.into_iter().map(|p| p.unwrap_or_default()).collect()
+    }
+
+    /// Collects events (bounded) until `pred` matches, returning them all (the match last).
+    pub async fn until(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ClusterEvent<TestReport>) -> bool,
+    ) -> Vec<ClusterEvent<TestReport>> {
+        let start = self.seen.len();
+        self.wait_for(what, &mut pred).await;
+        self.seen[start..].to_vec()
+    }
+}
+
+/// Spawns a cluster of testbed workers and returns its handle and event log.
+pub async fn spawn(config: ClusterConfig) -> (Handle, Events) {
+    if std::env::var_os("TEST_LOG").is_some() {
+        corral::init_tracing();
+    }
+    let (cluster, events) = Cluster::<TestCmd, TestReport>::spawn(config)
+        .await
+        .expect("cluster spawns");
+    (cluster, Events::new(events))
+}
+
+/// Whether a process is gone (no such pid, or a zombie nobody has reaped yet).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Waits (bounded by `limit`) until every pid is gone; returns those still alive.
+pub async fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let alive: Vec<u32> = pids.iter().copied().filter(|&p| !process_gone(p)).collect();
+        if alive.is_empty() || tokio::time::Instant::now() >= deadline {
+            return alive;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).expect("kill");
+}
