@@ -45,7 +45,7 @@ pub use corral_runtime::{
 };
 pub use corral_workers::{BoxError, Worker, WorkerContext, WorkerError};
 pub use error::Error;
-pub use primary::{is_worker, main, run};
+pub use primary::{is_worker, main, run, run_if_worker};
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
 /// `info`). For examples and small programs; larger ones set up their own.

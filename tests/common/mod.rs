@@ -74,7 +74,7 @@ pub fn config(workers: usize) -> ClusterConfig {
         .min_uptime(Duration::from_millis(500))
         .kill_timeout(Duration::from_secs(3))
         .listen_timeout(Duration::from_secs(10))
-        .env_var("RUST_LOG", "warn")
+        .env_var("RUST_LOG", if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "off" })
 }
 
 pub type Handle = ClusterHandle<TestCmd, TestReport>;

@@ -1,0 +1,70 @@
+//! The primary as its own process (the `01_basic_cluster` example): workers die with it,
+//! however it dies, and SIGTERM drains them and exits 0.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Starts `01_basic_cluster --workers n` and returns it with its workers' pids, once all have
+/// printed that they started.
+async fn start_primary(n: usize) -> (Child, Vec<u32>) {
+    let mut child = Command::new(example("01_basic_cluster"))
+        .args(["--workers", &n.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the primary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut pids = Vec::new();
+    let found = tokio::time::timeout(TIMEOUT, async {
+        while pids.len() < n {
+            let line = lines.next_line().await.expect("read").expect("primary's stdout open");
+            // "Worker <pid> started (slot …)"
+            if let Some(rest) = line.strip_prefix("Worker ")
+                && let Some((pid, tail)) = rest.split_once(' ')
+                && tail.starts_with("started")
+            {
+                pids.push(pid.parse::<u32>().expect("pid"));
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "workers did not start; got {pids:?}");
+    // Keep draining stdout so the workers never block on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, pids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_primary_leaves_no_worker_alive() {
+    let (mut primary, pids) = start_primary(3).await;
+    assert!(pids.iter().all(|&p| !process_gone(p)));
+    primary.start_kill().expect("SIGKILL the primary");
+    primary.wait().await.expect("reaped");
+    let alive = wait_gone(&pids, Duration::from_secs(2)).await;
+    assert!(alive.is_empty(), "workers still alive 2 s after the primary died: {alive:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_workers_and_exits_zero() {
+    let (mut primary, pids) = start_primary(2).await;
+    kill(primary.id().expect("pid"), Signal::SIGTERM);
+    let status = tokio::time::timeout(TIMEOUT, primary.wait()).await.expect("primary exits").expect("status");
+    assert_eq!(status.code(), Some(0));
+    assert!(wait_gone(&pids, Duration::from_secs(2)).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_flag_is_a_usage_error() {
+    let out = Command::new(example("01_basic_cluster")).args(["--workers", "0"]).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
+}
