@@ -119,7 +119,8 @@ fn child(mode: &str) -> Result<(), corral::Error> {
                     }
                 }
                 samples.sort_by(f64::total_cmp);
-                let pct = |p: f64| samples[((p / 100.0 * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+                let pct =
+                    |p: f64| samples[((p / 100.0 * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
                 let mean = samples.iter().sum::<f64>() / samples.len() as f64;
                 format!(
                     r#"{{"impl":"corral","mode":"rtt","count":{RTT_COUNT},"payload":{PAYLOAD},"p50_us":{:.2},"p90_us":{:.2},"p99_us":{:.2},"max_us":{:.2},"mean_us":{mean:.2}}}"#,
@@ -176,7 +177,10 @@ fn main() -> Result<(), corral::Error> {
         if has_node {
             for ser in ["json", "advanced"] {
                 let name = if ser == "json" { "node json" } else { "node advanced" };
-                v.push((name, vec!["node".into(), node_script.into(), "--serialization".into(), ser.into(), "--mode".into()]));
+                v.push((
+                    name,
+                    vec!["node".into(), node_script.into(), "--serialization".into(), ser.into(), "--mode".into()],
+                ));
             }
         } else {
             eprintln!("node not found: measuring corral only");

@@ -24,21 +24,12 @@ impl Worker for Basic {
     type State = ();
 
     async fn start(&self, cx: &WorkerContext<()>) -> Result<(), BoxError> {
-        println!(
-            "Worker {} started (slot {}, generation {})",
-            std::process::id(),
-            cx.slot(),
-            cx.generation()
-        );
+        println!("Worker {} started (slot {}, generation {})", std::process::id(), cx.slot(), cx.generation());
         Ok(())
     }
 
     async fn stop(&self, cx: &WorkerContext<()>, _state: ()) -> Result<(), BoxError> {
-        println!(
-            "Worker {} (slot {}) stopping",
-            std::process::id(),
-            cx.slot()
-        );
+        println!("Worker {} (slot {}) stopping", std::process::id(), cx.slot());
         Ok(())
     }
 }
@@ -51,11 +42,7 @@ fn main() -> Result<(), corral::Error> {
         config = config.workers(usize::from(n));
     }
     if !corral::is_worker() {
-        println!(
-            "Primary {} is running with {} workers",
-            std::process::id(),
-            config.workers
-        );
+        println!("Primary {} is running with {} workers", std::process::id(), config.workers);
     }
     corral::run(config, Basic, |_cluster, mut events| async move {
         while let Some(event) = events.recv().await {
@@ -63,12 +50,7 @@ fn main() -> Result<(), corral::Error> {
                 ClusterEvent::Online { slot, pid, .. } => {
                     println!("Worker {pid} (slot {slot}) is online")
                 }
-                ClusterEvent::Exit {
-                    slot,
-                    pid,
-                    status,
-                    exited_after_disconnect: false,
-                } => {
+                ClusterEvent::Exit { slot, pid, status, exited_after_disconnect: false } => {
                     println!("Worker {pid} (slot {slot}) died ({status}); restarting")
                 }
                 ClusterEvent::GaveUp { slot, restarts } => {

@@ -69,8 +69,12 @@ impl App {
             while let Some(event) = events.recv().await {
                 match event {
                     ClusterEvent::Ready { slot, pid, .. } => println!("[app] worker {slot} ready (pid {pid})"),
-                    ClusterEvent::Restarting { slot, delay, .. } => println!("[app] worker {slot} restarting in {delay:?}"),
-                    ClusterEvent::GaveUp { slot, restarts } => println!("[app] worker {slot} gave up after {restarts} restarts"),
+                    ClusterEvent::Restarting { slot, delay, .. } => {
+                        println!("[app] worker {slot} restarting in {delay:?}")
+                    }
+                    ClusterEvent::GaveUp { slot, restarts } => {
+                        println!("[app] worker {slot} gave up after {restarts} restarts")
+                    }
                     _ => {}
                 }
             }
@@ -89,7 +93,12 @@ impl Actor for App {
         Ok(AppState { args, cluster: Some(cluster), restarts: 0 })
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<()>, event: SupervisionEvent, st: &mut AppState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        event: SupervisionEvent,
+        st: &mut AppState,
+    ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(_, error) => {
                 println!("[app] cluster failed: {error}");

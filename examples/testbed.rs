@@ -42,11 +42,7 @@ pub enum TestCmd {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TestReport {
     /// Sent once at start.
-    Hello {
-        slot: usize,
-        generation: u64,
-        pid: u32,
-    },
+    Hello { slot: usize, generation: u64, pid: u32 },
     /// The answer to `Ping`.
     Pong { n: u64, slot: usize, pid: u32 },
     /// One of a flood.
@@ -75,30 +71,13 @@ impl Worker for Testbed {
             _ => {}
         }
         let pid = std::process::id();
-        cx.report(TestReport::Hello {
-            slot: cx.slot(),
-            generation: cx.generation(),
-            pid,
-        })
-        .await?;
+        cx.report(TestReport::Hello { slot: cx.slot(), generation: cx.generation(), pid }).await?;
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        cx: &WorkerContext<TestReport>,
-        msg: TestCmd,
-        _: &mut (),
-    ) -> Result<(), BoxError> {
+    async fn handle(&self, cx: &WorkerContext<TestReport>, msg: TestCmd, _: &mut ()) -> Result<(), BoxError> {
         match msg {
-            TestCmd::Ping(n) => {
-                cx.report(TestReport::Pong {
-                    n,
-                    slot: cx.slot(),
-                    pid: std::process::id(),
-                })
-                .await?
-            }
+            TestCmd::Ping(n) => cx.report(TestReport::Pong { n, slot: cx.slot(), pid: std::process::id() }).await?,
             TestCmd::Exit(code) => std::process::exit(code),
             TestCmd::Stop => cx.request_stop(),
             TestCmd::Block(ms) => std::thread::sleep(Duration::from_millis(ms)),
@@ -119,19 +98,12 @@ fn misbehave(mode: &str, boot: &WorkerBootstrap) -> ! {
     let mut ipc = unsafe { std::os::unix::net::UnixStream::from_raw_fd(IPC_FD) };
     let mut codec: FrameCodec<(), ()> = FrameCodec::new(boot.max_frame_length);
     let mut buf = bytes::BytesMut::new();
-    let hello = |version: u32| Hello {
-        version,
-        ..Hello::new(boot.slot, boot.generation, std::process::id())
-    };
+    let hello = |version: u32| Hello { version, ..Hello::new(boot.slot, boot.generation, std::process::id()) };
     let mut put_hello = |buf: &mut bytes::BytesMut, version: u32| {
-        codec
-            .encode(Envelope::control(1, Control::Hello(hello(version))), buf)
-            .expect("encode hello");
+        codec.encode(Envelope::control(1, Control::Hello(hello(version))), buf).expect("encode hello");
     };
     match mode {
-        "garbage" => {
-            buf.extend_from_slice(b"\x00\x00\x00\x05\xff\xff\xff\xff\xff GET / HTTP/1.1\r\n")
-        }
+        "garbage" => buf.extend_from_slice(b"\x00\x00\x00\x05\xff\xff\xff\xff\xff GET / HTTP/1.1\r\n"),
         "bad_version" => put_hello(&mut buf, 99),
         "oversized" => {
             put_hello(&mut buf, corral::protocol::PROTOCOL_VERSION);
@@ -168,15 +140,8 @@ fn main() -> Result<(), corral::Error> {
     let var = |name: &str| std::env::var(name).ok();
     let applies = var("TESTBED_FAULT_SLOT").is_none_or(|s| s == boot.slot.to_string())
         && var("TESTBED_FAULT_GEN").is_none_or(|g| g == boot.generation.to_string());
-    let mode = if applies {
-        var("TESTBED_MODE").unwrap_or_else(|| "echo".into())
-    } else {
-        "echo".into()
-    };
-    if !matches!(
-        mode.as_str(),
-        "echo" | "crash_start" | "exit_after_ready" | "crash_after_ready"
-    ) {
+    let mode = if applies { var("TESTBED_MODE").unwrap_or_else(|| "echo".into()) } else { "echo".into() };
+    if !matches!(mode.as_str(), "echo" | "crash_start" | "exit_after_ready" | "crash_after_ready") {
         misbehave(&mode, &boot);
     }
     corral::main(ClusterConfig::default(), Testbed { mode })

@@ -39,11 +39,10 @@ mod primary;
 
 pub use corral_protocol as protocol;
 pub use corral_runtime::{
-    Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg,
-    ConfigError, Escalation, EventStream, ExitStatus, Restart, RestartIntensity, WorkerExec,
-    WorkerState, WorkerStatus,
+    Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError, Escalation,
+    EventStream, ExitStatus, Restart, RestartIntensity, Scheduling, WorkerExec, WorkerState, WorkerStatus,
 };
-pub use corral_workers::{BoxError, Worker, WorkerContext, WorkerError};
+pub use corral_workers::{BoxError, Connection, Listener, Worker, WorkerContext, WorkerError};
 pub use error::Error;
 pub use primary::{is_worker, main, run, run_if_worker};
 
@@ -52,8 +51,5 @@ pub use primary::{is_worker, main, run, run_if_worker};
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

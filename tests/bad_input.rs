@@ -14,57 +14,28 @@ async fn replaced_after(mode: &str, expect_in_error: &str) {
         .env_var("TESTBED_FAULT_GEN", "1")
         .max_frame_length(64 * 1024);
     let (cluster, mut events) = spawn(config).await;
-    let ready0 = events
-        .seen_or_wait("slot 0 ready", |e| {
-            matches!(e, ClusterEvent::Ready { slot: 0, .. })
-        })
-        .await;
-    let ClusterEvent::Ready { pid: pid0, .. } = ready0 else {
-        unreachable!()
-    };
+    let ready0 = events.seen_or_wait("slot 0 ready", |e| matches!(e, ClusterEvent::Ready { slot: 0, .. })).await;
+    let ClusterEvent::Ready { pid: pid0, .. } = ready0 else { unreachable!() };
 
-    let err = events
-        .seen_or_wait("protocol error", |e| {
-            matches!(e, ClusterEvent::ProtocolError { slot: 1, .. })
-        })
-        .await;
-    let ClusterEvent::ProtocolError { error, .. } = err else {
-        unreachable!()
-    };
-    assert!(
-        error.contains(expect_in_error),
-        "{mode}: error {error:?} should mention {expect_in_error:?}"
-    );
-    events
-        .seen_or_wait("replacement ready", |e| {
-            matches!(
-                e,
-                ClusterEvent::Ready {
-                    slot: 1,
-                    generation: 2,
-                    ..
-                }
-            )
-        })
-        .await;
+    let err = events.seen_or_wait("protocol error", |e| matches!(e, ClusterEvent::ProtocolError { slot: 1, .. })).await;
+    let ClusterEvent::ProtocolError { error, .. } = err else { unreachable!() };
+    assert!(error.contains(expect_in_error), "{mode}: error {error:?} should mention {expect_in_error:?}");
+    events.seen_or_wait("replacement ready", |e| matches!(e, ClusterEvent::Ready { slot: 1, generation: 2, .. })).await;
 
     // The replacement and the untouched worker both work.
     for slot in 0..2 {
-        cluster
-            .send_to(slot, TestCmd::Ping(slot as u64))
-            .await
-            .expect("send");
-        events.wait_for("pong", |e| matches!(e, ClusterEvent::Message { slot: s, message: TestReport::Pong { .. } } if *s == slot)).await;
+        cluster.send_to(slot, TestCmd::Ping(slot as u64)).await.expect("send");
+        events
+            .wait_for(
+                "pong",
+                |e| matches!(e, ClusterEvent::Message { slot: s, message: TestReport::Pong { .. } } if *s == slot),
+            )
+            .await;
     }
     let status = cluster.status().await.expect("status");
     assert_eq!(status[0].pid, Some(pid0), "{mode}: slot 0 kept its process");
     assert_eq!(status[0].generation, 1);
-    assert!(
-        !events
-            .seen
-            .iter()
-            .any(|e| matches!(e, ClusterEvent::Exit { slot: 0, .. }))
-    );
+    assert!(!events.seen.iter().any(|e| matches!(e, ClusterEvent::Exit { slot: 0, .. })));
     cluster.stop().await.expect("clean stop");
 }
 
@@ -95,20 +66,9 @@ async fn no_hello_within_the_listen_timeout() {
         .env_var("TESTBED_FAULT_GEN", "1")
         .listen_timeout(std::time::Duration::from_millis(500));
     let (cluster, mut events) = spawn(config).await;
-    let err = events
-        .wait_for("protocol error", |e| {
-            matches!(e, ClusterEvent::ProtocolError { .. })
-        })
-        .await;
-    assert!(
-        matches!(err, ClusterEvent::ProtocolError { ref error, .. } if error.contains("no hello")),
-        "{err:?}"
-    );
-    events
-        .wait_for("replacement ready", |e| {
-            matches!(e, ClusterEvent::Ready { generation: 2, .. })
-        })
-        .await;
+    let err = events.wait_for("protocol error", |e| matches!(e, ClusterEvent::ProtocolError { .. })).await;
+    assert!(matches!(err, ClusterEvent::ProtocolError { ref error, .. } if error.contains("no hello")), "{err:?}");
+    events.wait_for("replacement ready", |e| matches!(e, ClusterEvent::Ready { generation: 2, .. })).await;
     cluster.stop().await.expect("clean stop");
 }
 
@@ -119,44 +79,19 @@ async fn wrong_protocol_version_is_not_restarted() {
         .env_var("TESTBED_FAULT_SLOT", "1")
         .escalation(Escalation::Degraded);
     let (cluster, mut events) = spawn(config).await;
-    let err = events
-        .wait_for("protocol error", |e| {
-            matches!(e, ClusterEvent::ProtocolError { slot: 1, .. })
-        })
-        .await;
+    let err = events.wait_for("protocol error", |e| matches!(e, ClusterEvent::ProtocolError { slot: 1, .. })).await;
     assert!(
         matches!(err, ClusterEvent::ProtocolError { ref error, .. } if error.contains("version mismatch: we speak 1, the peer speaks 99")),
         "{err:?}"
     );
-    events
-        .wait_for("gave up", |e| {
-            matches!(e, ClusterEvent::GaveUp { slot: 1, .. })
-        })
-        .await;
+    events.wait_for("gave up", |e| matches!(e, ClusterEvent::GaveUp { slot: 1, .. })).await;
     assert!(
-        !events
-            .seen
-            .iter()
-            .any(|e| matches!(e, ClusterEvent::Restarting { slot: 1, .. })),
+        !events.seen.iter().any(|e| matches!(e, ClusterEvent::Restarting { slot: 1, .. })),
         "no restart for a version mismatch"
     );
     // Slot 0 is unaffected.
-    events
-        .seen_or_wait("slot 0 ready", |e| {
-            matches!(e, ClusterEvent::Ready { slot: 0, .. })
-        })
-        .await;
+    events.seen_or_wait("slot 0 ready", |e| matches!(e, ClusterEvent::Ready { slot: 0, .. })).await;
     cluster.send_to(0, TestCmd::Ping(1)).await.expect("send");
-    events
-        .wait_for("pong", |e| {
-            matches!(
-                e,
-                ClusterEvent::Message {
-                    slot: 0,
-                    message: TestReport::Pong { .. }
-                }
-            )
-        })
-        .await;
+    events.wait_for("pong", |e| matches!(e, ClusterEvent::Message { slot: 0, message: TestReport::Pong { .. } })).await;
     cluster.stop().await.expect("clean stop");
 }

@@ -21,7 +21,12 @@ impl Actor for Parent {
         Ok(tx)
     }
 
-    async fn handle_supervisor_evt(&self, _: ActorRef<()>, event: SupervisionEvent, tx: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        tx: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let _ = match event {
             SupervisionEvent::ActorFailed(_, error) => tx.send(format!("failed: {error}")),
             SupervisionEvent::ActorTerminated(..) => tx.send("terminated".into()),
@@ -45,7 +50,8 @@ async fn the_parent_sees_the_cluster_fail_when_a_slot_gives_up() {
         .max_restarts(2)
         .period(Duration::from_secs(60))
         .escalation(Escalation::Stop);
-    let (cluster, _events) = Cluster::<TestCmd, TestReport>::spawn_linked(config, parent.get_cell()).await.expect("spawn");
+    let (cluster, _events) =
+        Cluster::<TestCmd, TestReport>::spawn_linked(config, parent.get_cell()).await.expect("spawn");
     let heard = next(&mut rx).await;
     assert!(heard.starts_with("failed:") && heard.contains("worker slot 0 gave up after 2 restarts"), "{heard}");
     assert!(cluster.is_stopped());
@@ -56,7 +62,8 @@ async fn the_parent_sees_the_cluster_fail_when_a_slot_gives_up() {
 async fn a_clean_stop_terminates_the_cluster_actor_normally() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (parent, _) = Actor::spawn(None, Parent, tx).await.expect("parent");
-    let (cluster, events) = Cluster::<TestCmd, TestReport>::spawn_linked(config(1), parent.get_cell()).await.expect("spawn");
+    let (cluster, events) =
+        Cluster::<TestCmd, TestReport>::spawn_linked(config(1), parent.get_cell()).await.expect("spawn");
     Events::new(events).all_ready(1).await;
     cluster.stop().await.expect("clean stop");
     assert_eq!(next(&mut rx).await, "terminated");

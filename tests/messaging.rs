@@ -14,49 +14,27 @@ async fn typed_round_trips_to_each_worker() {
     let pids = events.all_ready(3).await;
     // Worker → primary: each worker's start reported a typed Hello.
     for slot in 0..3 {
-        let hello = events.seen_or_wait("hello", |e| matches!(e, ClusterEvent::Message { slot: s, message: TestReport::Hello { .. } } if *s == slot)).await;
-        let ClusterEvent::Message {
-            message:
-                TestReport::Hello {
-                    slot: s,
-                    generation,
-                    pid,
-                },
-            ..
-        } = hello
-        else {
+        let hello = events
+            .seen_or_wait(
+                "hello",
+                |e| matches!(e, ClusterEvent::Message { slot: s, message: TestReport::Hello { .. } } if *s == slot),
+            )
+            .await;
+        let ClusterEvent::Message { message: TestReport::Hello { slot: s, generation, pid }, .. } = hello else {
             unreachable!()
         };
         assert_eq!((s, generation, pid), (slot, 1, pids[slot]));
     }
     // Primary → worker → primary.
     for slot in 0..3 {
-        cluster
-            .send_to(slot, TestCmd::Ping(100 + slot as u64))
-            .await
-            .expect("send");
+        cluster.send_to(slot, TestCmd::Ping(100 + slot as u64)).await.expect("send");
         let pong = events
-            .wait_for("pong", |e| {
-                matches!(
-                    e,
-                    ClusterEvent::Message {
-                        message: TestReport::Pong { .. },
-                        ..
-                    }
-                )
-            })
+            .wait_for("pong", |e| matches!(e, ClusterEvent::Message { message: TestReport::Pong { .. }, .. }))
             .await;
-        let ClusterEvent::Message {
-            slot: from,
-            message: TestReport::Pong { n, slot: s, pid },
-        } = pong
-        else {
+        let ClusterEvent::Message { slot: from, message: TestReport::Pong { n, slot: s, pid } } = pong else {
             unreachable!()
         };
-        assert_eq!(
-            (from, n, s, pid),
-            (slot, 100 + slot as u64, slot, pids[slot])
-        );
+        assert_eq!((from, n, s, pid), (slot, 100 + slot as u64, slot, pids[slot]));
     }
     let status = cluster.status().await.expect("status");
     for w in &status {
@@ -73,18 +51,9 @@ async fn broadcast_reaches_every_worker() {
     assert_eq!(cluster.broadcast(TestCmd::Ping(9)).await, 4);
     let mut from = HashSet::new();
     while from.len() < 4 {
-        if let ClusterEvent::Message {
-            slot,
-            message: TestReport::Pong { n: 9, pid, .. },
-        } = events
+        if let ClusterEvent::Message { slot, message: TestReport::Pong { n: 9, pid, .. } } = events
             .wait_for("broadcast pongs", |e| {
-                matches!(
-                    e,
-                    ClusterEvent::Message {
-                        message: TestReport::Pong { n: 9, .. },
-                        ..
-                    }
-                )
+                matches!(e, ClusterEvent::Message { message: TestReport::Pong { n: 9, .. }, .. })
             })
             .await
         {
@@ -109,19 +78,8 @@ async fn messages_keep_their_order_both_ways() {
     });
     let mut next = 0;
     while next < 2000 {
-        if let ClusterEvent::Message {
-            message: TestReport::Pong { n, .. },
-            ..
-        } = events
-            .wait_for("pongs in order", |e| {
-                matches!(
-                    e,
-                    ClusterEvent::Message {
-                        message: TestReport::Pong { .. },
-                        ..
-                    }
-                )
-            })
+        if let ClusterEvent::Message { message: TestReport::Pong { n, .. }, .. } = events
+            .wait_for("pongs in order", |e| matches!(e, ClusterEvent::Message { message: TestReport::Pong { .. }, .. }))
             .await
         {
             assert_eq!(n, next);
@@ -137,26 +95,11 @@ async fn a_slow_subscriber_holds_back_a_flood_without_losing_any() {
     // event_buffer 16: the worker can only run 16 messages ahead of this reader.
     let (cluster, mut events) = spawn(config(1).event_buffer(16)).await;
     events.all_ready(1).await;
-    cluster
-        .send_to(0, TestCmd::Flood(5000))
-        .await
-        .expect("send");
+    cluster.send_to(0, TestCmd::Flood(5000)).await.expect("send");
     let mut next = 0;
     while next < 5000 {
-        if let ClusterEvent::Message {
-            message: TestReport::Flood(i),
-            ..
-        } = events
-            .wait_for("flood", |e| {
-                matches!(
-                    e,
-                    ClusterEvent::Message {
-                        message: TestReport::Flood(_),
-                        ..
-                    }
-                )
-            })
-            .await
+        if let ClusterEvent::Message { message: TestReport::Flood(i), .. } =
+            events.wait_for("flood", |e| matches!(e, ClusterEvent::Message { message: TestReport::Flood(_), .. })).await
         {
             assert_eq!(i, next, "no message lost or reordered");
             next += 1;
@@ -174,14 +117,8 @@ async fn sending_to_a_bad_slot_is_a_typed_error() {
     events.all_ready(1).await;
     assert!(matches!(
         cluster.send_to(5, TestCmd::Ping(0)).await,
-        Err(ClusterError::NoSuchSlot {
-            slot: 5,
-            workers: 1
-        })
+        Err(ClusterError::NoSuchSlot { slot: 5, workers: 1 })
     ));
     cluster.stop().await.expect("clean stop");
-    assert!(matches!(
-        cluster.send_to(0, TestCmd::Ping(0)).await,
-        Err(ClusterError::NotConnected { slot: 0 })
-    ));
+    assert!(matches!(cluster.send_to(0, TestCmd::Ping(0)).await, Err(ClusterError::NotConnected { slot: 0 })));
 }

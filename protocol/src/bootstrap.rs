@@ -115,16 +115,9 @@ impl WorkerBootstrap {
     }
 }
 
-fn parse<T: std::str::FromStr>(
-    vars: &HashMap<String, String>,
-    name: &str,
-) -> Result<T, ProtocolError> {
-    let value = vars
-        .get(name)
-        .ok_or_else(|| ProtocolError::Bootstrap(format!("{name} is not set")))?;
-    value
-        .parse()
-        .map_err(|_| ProtocolError::Bootstrap(format!("{name}={value:?} is not a valid number")))
+fn parse<T: std::str::FromStr>(vars: &HashMap<String, String>, name: &str) -> Result<T, ProtocolError> {
+    let value = vars.get(name).ok_or_else(|| ProtocolError::Bootstrap(format!("{name} is not set")))?;
+    value.parse().map_err(|_| ProtocolError::Bootstrap(format!("{name}={value:?} is not a valid number")))
 }
 
 fn take_socket_fd(raw: RawFd) -> Result<OwnedFd, ProtocolError> {
@@ -132,15 +125,12 @@ fn take_socket_fd(raw: RawFd) -> Result<OwnedFd, ProtocolError> {
     let stat = fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) })
         .map_err(|e| ProtocolError::Bootstrap(format!("fd {raw} is not open: {e}")))?;
     if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
-        return Err(ProtocolError::Bootstrap(format!(
-            "fd {raw} is not a socket"
-        )));
+        return Err(ProtocolError::Bootstrap(format!("fd {raw} is not a socket")));
     }
     // SAFETY: the primary placed this socket at `raw` for us alone (dup2 in the spawner), we
     // checked above that it is open, and this is the only place that takes ownership of it.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| {
-        ProtocolError::Bootstrap(format!("fd {raw}: cannot set close-on-exec: {e}"))
-    })?;
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|e| ProtocolError::Bootstrap(format!("fd {raw}: cannot set close-on-exec: {e}")))?;
     Ok(fd)
 }

@@ -50,10 +50,7 @@ impl<Out, In> FrameCodec<Out, In> {
     /// assert_eq!(codec.max_frame_length(), 1 << 20);
     /// ```
     pub fn new(max_frame_length: usize) -> Self {
-        FrameCodec {
-            max_frame_length,
-            _types: PhantomData,
-        }
+        FrameCodec { max_frame_length, _types: PhantomData }
     }
 
     /// The maximum body length, in bytes.
@@ -75,9 +72,7 @@ impl<Out, In> Default for FrameCodec<Out, In> {
 
 impl<Out, In> std::fmt::Debug for FrameCodec<Out, In> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrameCodec")
-            .field("max_frame_length", &self.max_frame_length)
-            .finish()
+        f.debug_struct("FrameCodec").field("max_frame_length", &self.max_frame_length).finish()
     }
 }
 
@@ -91,10 +86,9 @@ impl<Out: Serialize, In> Encoder<Envelope<Out>> for FrameCodec<Out, In> {
         let len = dst.len() - start - PREFIX;
         let outcome = match written {
             Err(e) => Err(ProtocolError::Encode(e)),
-            Ok(_) if len > self.max_frame_length => Err(ProtocolError::FrameTooLarge {
-                len,
-                max: self.max_frame_length,
-            }),
+            Ok(_) if len > self.max_frame_length => {
+                Err(ProtocolError::FrameTooLarge { len, max: self.max_frame_length })
+            }
             Ok(_) => Ok(()),
         };
         match outcome {
@@ -104,10 +98,7 @@ impl<Out: Serialize, In> Encoder<Envelope<Out>> for FrameCodec<Out, In> {
                 // above unless max itself is over u32::MAX, which we refuse here too.
                 let Ok(len32) = u32::try_from(len) else {
                     dst.truncate(start);
-                    return Err(ProtocolError::FrameTooLarge {
-                        len,
-                        max: u32::MAX as usize,
-                    });
+                    return Err(ProtocolError::FrameTooLarge { len, max: u32::MAX as usize });
                 };
                 dst[start..start + PREFIX].copy_from_slice(&len32.to_be_bytes());
                 Ok(())
@@ -132,10 +123,7 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
         // anywhere (even right after its prefix) is read again from its start.
         let len = (&src[..PREFIX]).get_u32() as usize;
         if len > self.max_frame_length {
-            return Err(ProtocolError::FrameTooLarge {
-                len,
-                max: self.max_frame_length,
-            });
+            return Err(ProtocolError::FrameTooLarge { len, max: self.max_frame_length });
         }
         if src.len() < PREFIX + len {
             src.reserve(PREFIX + len - src.len());
@@ -144,20 +132,14 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
         src.advance(PREFIX);
         let frame = src.split_to(len);
         let (item, rest) = postcard::take_from_bytes(&frame).map_err(ProtocolError::Decode)?;
-        if rest.is_empty() {
-            Ok(Some(item))
-        } else {
-            Err(ProtocolError::TrailingBytes { extra: rest.len() })
-        }
+        if rest.is_empty() { Ok(Some(item)) } else { Err(ProtocolError::TrailingBytes { extra: rest.len() }) }
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Envelope<In>>, ProtocolError> {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() => Ok(None),
-            None => Err(ProtocolError::Truncated {
-                buffered: src.len(),
-            }),
+            None => Err(ProtocolError::Truncated { buffered: src.len() }),
         }
     }
 }

@@ -20,6 +20,26 @@ pub enum Control {
     Hello(Hello),
     /// Worker → primary: the worker's behaviour has started; it may be given work.
     Ready,
+    /// Worker → primary: listen on `addr` (the primary owns the socket and shares it).
+    Listen {
+        /// Correlates the answer (and any fds for this listener on the handle channel).
+        id: u64,
+        /// The address asked for, e.g. `127.0.0.1:3000` or `0.0.0.0:0`.
+        addr: String,
+    },
+    /// Primary → worker: the answer to [`Control::Listen`].
+    ListenAck {
+        /// The request's id.
+        id: u64,
+        /// The grant, or why the address could not be listened on.
+        result: Result<ListenGrant, String>,
+    },
+    /// Worker → primary: how many connections the worker has open (sent when it changes,
+    /// at most every few milliseconds), for least-connections balancing.
+    Load {
+        /// Open connections.
+        open: u64,
+    },
     /// Primary → worker: a liveness probe, answered from the worker's own event loop.
     Ping {
         /// Echoed in the pong.
@@ -51,6 +71,28 @@ pub enum Control {
         /// What was wrong, for humans.
         message: String,
     },
+}
+
+/// How a worker gets its connections for a granted listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scheduling {
+    /// The primary accepts and passes each connection to the next ready worker.
+    RoundRobin,
+    /// As round robin, to the ready worker with the fewest open connections.
+    LeastConnections,
+    /// The listening socket itself is passed; workers accept on it.
+    Shared,
+    /// Each worker binds its own `SO_REUSEPORT` socket to the address.
+    ReusePort,
+}
+
+/// What a worker was granted for a [`Control::Listen`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenGrant {
+    /// The address actually bound (port 0 resolved).
+    pub addr: String,
+    /// How connections reach the worker.
+    pub scheduling: Scheduling,
 }
 
 /// Severity of a [`Control::Log`] line.

@@ -47,11 +47,7 @@ impl<M> Envelope<M> {
     /// assert_eq!(env.seq, 3);
     /// ```
     pub fn user(seq: u64, msg: M) -> Self {
-        Envelope {
-            seq,
-            trace: None,
-            body: Body::User(msg),
-        }
+        Envelope { seq, trace: None, body: Body::User(msg) }
     }
 
     /// An envelope carrying a control message, with no trace context.
@@ -62,11 +58,7 @@ impl<M> Envelope<M> {
     /// assert!(env.trace.is_none());
     /// ```
     pub fn control(seq: u64, control: Control) -> Self {
-        Envelope {
-            seq,
-            trace: None,
-            body: Body::Control(control),
-        }
+        Envelope { seq, trace: None, body: Body::Control(control) }
     }
 
     /// The same envelope with a trace context attached.

@@ -95,9 +95,8 @@ impl HandleChannel {
         fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
         // SAFETY: `fd` is an `OwnedFd`, so it is open; the `AsyncFd` takes ownership of it and
         // it stays open and unchanged until the `AsyncFd` is dropped.
-        let fd =
-            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
-                .map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
+            .map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
         Ok(HandleChannel { fd })
     }
 
@@ -109,17 +108,10 @@ impl HandleChannel {
     /// [`ProtocolError::Encode`] / [`ProtocolError::FrameTooLarge`] for a header that cannot be
     /// encoded or is over [`MAX_HANDLE_HEADER`]; [`ProtocolError::Io`] when the socket fails
     /// (e.g. `EPIPE` once the peer is gone).
-    pub async fn send(
-        &self,
-        header: &HandleHeader,
-        fd: BorrowedFd<'_>,
-    ) -> Result<(), ProtocolError> {
+    pub async fn send(&self, header: &HandleHeader, fd: BorrowedFd<'_>) -> Result<(), ProtocolError> {
         let bytes = postcard::to_stdvec(header).map_err(ProtocolError::Encode)?;
         if bytes.len() > MAX_HANDLE_HEADER {
-            return Err(ProtocolError::FrameTooLarge {
-                len: bytes.len(),
-                max: MAX_HANDLE_HEADER,
-            });
+            return Err(ProtocolError::FrameTooLarge { len: bytes.len(), max: MAX_HANDLE_HEADER });
         }
         let raw = [fd.as_raw_fd()];
         loop {
@@ -127,8 +119,7 @@ impl HandleChannel {
             let sent = guard.try_io(|inner| {
                 let iov = [IoSlice::new(&bytes)];
                 let cmsg = [ControlMessage::ScmRights(&raw)];
-                sendmsg::<()>(inner.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
-                    .map_err(io::Error::from)
+                sendmsg::<()>(inner.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
             });
             match sent {
                 Ok(result) => {
@@ -153,9 +144,8 @@ impl HandleChannel {
         let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
         loop {
             let mut guard = self.fd.readable().await?;
-            let received = guard.try_io(|inner| {
-                receive_one(inner.as_raw_fd(), &mut data, &mut cmsg_buf).map_err(io::Error::from)
-            });
+            let received =
+                guard.try_io(|inner| receive_one(inner.as_raw_fd(), &mut data, &mut cmsg_buf).map_err(io::Error::from));
             match received {
                 Ok(result) => {
                     return match result?? {
@@ -172,11 +162,7 @@ impl HandleChannel {
 /// What one `recvmsg` produced: the data length and the fds it carried, or `None` at EOF.
 type Datagram = Option<(usize, Vec<OwnedFd>)>;
 
-fn receive_one(
-    fd: RawFd,
-    data: &mut [u8],
-    cmsg_buf: &mut [u8],
-) -> Result<Result<Datagram, ProtocolError>, Errno> {
+fn receive_one(fd: RawFd, data: &mut [u8], cmsg_buf: &mut [u8]) -> Result<Result<Datagram, ProtocolError>, Errno> {
     let mut iov = [IoSliceMut::new(data)];
     let msg = recvmsg::<()>(fd, &mut iov, Some(cmsg_buf), MsgFlags::MSG_CMSG_CLOEXEC)?;
     let mut fds = Vec::new();
@@ -185,9 +171,7 @@ fn receive_one(
         // MSG_CTRUNC: more fds than the buffer holds. The kernel installed those that fit,
         // but nix will not walk a truncated list, so they cannot be reached to close them.
         Err(_) => {
-            return Ok(Err(ProtocolError::BadHandle(
-                "control data truncated (too many fds)".into(),
-            )));
+            return Ok(Err(ProtocolError::BadHandle("control data truncated (too many fds)".into())));
         }
     };
     for cmsg in cmsgs {
@@ -203,31 +187,19 @@ fn receive_one(
         return Ok(Ok(None));
     }
     if msg.flags.contains(MsgFlags::MSG_TRUNC) {
-        return Ok(Err(ProtocolError::BadHandle(format!(
-            "header over {} bytes",
-            MAX_HANDLE_HEADER
-        ))));
+        return Ok(Err(ProtocolError::BadHandle(format!("header over {} bytes", MAX_HANDLE_HEADER))));
     }
     Ok(Ok(Some((msg.bytes, fds))))
 }
 
-fn decode_datagram(
-    data: &[u8],
-    mut fds: Vec<OwnedFd>,
-) -> Result<(HandleHeader, OwnedFd), ProtocolError> {
+fn decode_datagram(data: &[u8], mut fds: Vec<OwnedFd>) -> Result<(HandleHeader, OwnedFd), ProtocolError> {
     if fds.len() != 1 {
-        return Err(ProtocolError::BadHandle(format!(
-            "expected exactly one fd, got {}",
-            fds.len()
-        )));
+        return Err(ProtocolError::BadHandle(format!("expected exactly one fd, got {}", fds.len())));
     }
     let (header, rest): (HandleHeader, _) = postcard::take_from_bytes(data)
         .map_err(|e| ProtocolError::BadHandle(format!("header does not decode: {e}")))?;
     if !rest.is_empty() {
-        return Err(ProtocolError::BadHandle(format!(
-            "{} bytes after the header",
-            rest.len()
-        )));
+        return Err(ProtocolError::BadHandle(format!("{} bytes after the header", rest.len())));
     }
     // Exactly one element, checked above.
     let fd = fds.remove(0);

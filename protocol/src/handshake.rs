@@ -41,12 +41,7 @@ impl Hello {
     /// assert_eq!(Hello::new(2, 5, 99).slot, 2);
     /// ```
     pub fn new(slot: u32, generation: u64, pid: u32) -> Self {
-        Hello {
-            version: PROTOCOL_VERSION,
-            slot,
-            generation,
-            pid,
-        }
+        Hello { version: PROTOCOL_VERSION, slot, generation, pid }
     }
 
     /// Checks a received hello against what the primary expects of that connection.
@@ -63,10 +58,7 @@ impl Hello {
     /// ```
     pub fn check(&self, slot: u32, generation: u64) -> Result<(), ProtocolError> {
         if self.version != PROTOCOL_VERSION {
-            return Err(ProtocolError::VersionMismatch {
-                ours: PROTOCOL_VERSION,
-                theirs: self.version,
-            });
+            return Err(ProtocolError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: self.version });
         }
         if self.slot != slot || self.generation != generation {
             return Err(ProtocolError::WrongPeer {

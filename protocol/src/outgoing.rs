@@ -27,18 +27,12 @@ pub struct Outgoing<M> {
 impl<M> Outgoing<M> {
     /// A user message without trace context.
     pub fn user(message: M) -> Self {
-        Outgoing {
-            body: Body::User(message),
-            trace: None,
-        }
+        Outgoing { body: Body::User(message), trace: None }
     }
 
     /// A control message without trace context.
     pub fn control(control: crate::Control) -> Self {
-        Outgoing {
-            body: Body::Control(control),
-            trace: None,
-        }
+        Outgoing { body: Body::Control(control), trace: None }
     }
 }
 
@@ -104,14 +98,7 @@ where
         while let Some(out) = next.take() {
             seq += 1;
             let is_user = matches!(out.body, Body::User(_));
-            match framed
-                .feed(Envelope {
-                    seq,
-                    trace: out.trace,
-                    body: out.body,
-                })
-                .await
-            {
+            match framed.feed(Envelope { seq, trace: out.trace, body: out.body }).await {
                 Ok(()) if is_user => on_user_sent(),
                 Ok(()) => {}
                 // The codec left the buffer as it was: drop this message, keep the connection.

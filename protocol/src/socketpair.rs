@@ -47,7 +47,7 @@ pub fn seqpacket_pair() -> Result<SocketPair, ProtocolError> {
 }
 
 fn pair(kind: SockType) -> Result<SocketPair, ProtocolError> {
-    let (primary, worker) = socketpair(AddressFamily::Unix, kind, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|e| ProtocolError::Io(e.into()))?;
+    let (primary, worker) =
+        socketpair(AddressFamily::Unix, kind, None, SockFlag::SOCK_CLOEXEC).map_err(|e| ProtocolError::Io(e.into()))?;
     Ok(SocketPair { primary, worker })
 }

@@ -20,10 +20,7 @@ fn decode_one(
 fn assert_decode_error(body: &[u8]) {
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
     let result = decode_one(&mut codec, &raw_frame(body));
-    assert!(
-        matches!(result, Err(ProtocolError::Decode(_))),
-        "body {body:02x?}: {result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::Decode(_))), "body {body:02x?}: {result:?}");
 }
 
 // ---- garbage bodies --------------------------------------------------------------------
@@ -70,15 +67,7 @@ fn valid_neighbours_of_the_unknown_variants_decode() {
     // The same bytes with in-range indices, so the tests above fail for the right reason.
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
     let ready = decode_one(&mut codec, &raw_frame(&[0x01, 0x00, 0x00, 0x07, 0x00])).unwrap();
-    assert_eq!(
-        ready,
-        Some(Envelope::control(
-            1,
-            Control::Error {
-                message: String::new()
-            }
-        ))
-    );
+    assert_eq!(ready, Some(Envelope::control(1, Control::Error { message: String::new() })));
     let unit = decode_one(&mut codec, &raw_frame(&[0x01, 0x00, 0x01, 0x00])).unwrap();
     assert_eq!(unit, Some(Envelope::user(1, UserMsg::Unit)));
 }
@@ -87,24 +76,15 @@ fn valid_neighbours_of_the_unknown_variants_decode() {
 fn trailing_bytes_after_valid_body() {
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
     // Control::Ready, then two extra bytes inside the frame.
-    let result = decode_one(
-        &mut codec,
-        &raw_frame(&[0x01, 0x00, 0x00, 0x01, 0xaa, 0xbb]),
-    );
-    assert!(
-        matches!(result, Err(ProtocolError::TrailingBytes { extra: 2 })),
-        "{result:?}"
-    );
+    let result = decode_one(&mut codec, &raw_frame(&[0x01, 0x00, 0x00, 0x01, 0xaa, 0xbb]));
+    assert!(matches!(result, Err(ProtocolError::TrailingBytes { extra: 2 })), "{result:?}");
 
     // A real encoded user message with one byte appended inside the frame.
     let env = Envelope::user(77, UserMsg::Mixed("x".into(), vec![1, 2], 3));
     let mut body = postcard::to_stdvec(&env).unwrap();
     body.push(0);
     let result = decode_one(&mut codec, &raw_frame(&body));
-    assert!(
-        matches!(result, Err(ProtocolError::TrailingBytes { extra: 1 })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::TrailingBytes { extra: 1 })), "{result:?}");
 }
 
 // ---- frames over the maximum -----------------------------------------------------------
@@ -114,16 +94,7 @@ fn length_prefix_over_max_fails_before_the_body_arrives() {
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::new(1024);
     // Only the prefix is there; no body bytes at all.
     let result = decode_one(&mut codec, &1025u32.to_be_bytes());
-    assert!(
-        matches!(
-            result,
-            Err(ProtocolError::FrameTooLarge {
-                len: 1025,
-                max: 1024
-            })
-        ),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::FrameTooLarge { len: 1025, max: 1024 })), "{result:?}");
 
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
     let result = decode_one(&mut codec, &u32::MAX.to_be_bytes());
@@ -142,13 +113,7 @@ fn length_prefix_over_max_arriving_in_pieces() {
     assert!(codec.decode(&mut buf).unwrap().is_none());
     buf.extend_from_slice(&[17]);
     let result = codec.decode(&mut buf);
-    assert!(
-        matches!(
-            result,
-            Err(ProtocolError::FrameTooLarge { len: 17, max: 16 })
-        ),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::FrameTooLarge { len: 17, max: 16 })), "{result:?}");
 }
 
 #[test]
@@ -167,13 +132,7 @@ fn oversized_frame_after_a_valid_one() {
     let mut buf = BytesMut::from(&bytes[..]);
     assert_eq!(codec.decode(&mut buf).unwrap(), Some(env));
     let result = codec.decode(&mut buf);
-    assert!(
-        matches!(
-            result,
-            Err(ProtocolError::FrameTooLarge { len: 65, max: 64 })
-        ),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::FrameTooLarge { len: 65, max: 64 })), "{result:?}");
 }
 
 #[test]
@@ -200,10 +159,7 @@ fn encoding_over_max_fails_and_leaves_the_buffer_unchanged() {
     // Empty buffer stays empty.
     let mut buf = BytesMut::new();
     let err = codec.encode(env.clone(), &mut buf).unwrap_err();
-    assert!(
-        matches!(err, ProtocolError::FrameTooLarge { len: l, max } if l == len && max == len - 1),
-        "{err:?}"
-    );
+    assert!(matches!(err, ProtocolError::FrameTooLarge { len: l, max } if l == len && max == len - 1), "{err:?}");
     assert!(buf.is_empty());
 
     // A buffer already holding a frame keeps exactly that frame.
@@ -211,10 +167,7 @@ fn encoding_over_max_fails_and_leaves_the_buffer_unchanged() {
     codec.encode(small.clone(), &mut buf).unwrap();
     let before = buf.clone();
     let err = codec.encode(env, &mut buf).unwrap_err();
-    assert!(
-        matches!(err, ProtocolError::FrameTooLarge { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, ProtocolError::FrameTooLarge { .. }), "{err:?}");
     assert_eq!(buf, before);
 
     // The codec still works, and the buffer holds two clean frames.
@@ -252,16 +205,12 @@ impl Serialize for UnknownLengthSeq {
 fn unencodable_message_is_encode_error_and_leaves_the_buffer_unchanged() {
     let mut codec: FrameCodec<Unserializable, ()> = FrameCodec::default();
     let mut buf = BytesMut::from(&b"keep"[..]);
-    let err = codec
-        .encode(Envelope::user(9, Unserializable), &mut buf)
-        .unwrap_err();
+    let err = codec.encode(Envelope::user(9, Unserializable), &mut buf).unwrap_err();
     assert!(matches!(err, ProtocolError::Encode(_)), "{err:?}");
     assert_eq!(&buf[..], b"keep");
 
     let mut codec: FrameCodec<UnknownLengthSeq, ()> = FrameCodec::default();
-    let err = codec
-        .encode(Envelope::user(9, UnknownLengthSeq), &mut buf)
-        .unwrap_err();
+    let err = codec.encode(Envelope::user(9, UnknownLengthSeq), &mut buf).unwrap_err();
     assert!(matches!(err, ProtocolError::Encode(_)), "{err:?}");
     assert_eq!(&buf[..], b"keep");
 }
@@ -273,10 +222,7 @@ fn eof_inside_the_length_prefix_is_truncated() {
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
     let mut buf = BytesMut::from(&[0u8, 0][..]);
     let result = codec.decode_eof(&mut buf);
-    assert!(
-        matches!(result, Err(ProtocolError::Truncated { buffered: 2 })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::Truncated { buffered: 2 })), "{result:?}");
 }
 
 #[test]
@@ -284,10 +230,7 @@ fn eof_inside_the_body_is_truncated() {
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
     let mut buf = BytesMut::from(&[0u8, 0, 0, 10, 1, 2, 3][..]);
     let result = codec.decode_eof(&mut buf);
-    assert!(
-        matches!(result, Err(ProtocolError::Truncated { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::Truncated { .. })), "{result:?}");
 }
 
 #[test]
@@ -299,10 +242,7 @@ fn eof_after_complete_frame_and_partial_next_is_frame_then_truncated() {
     let mut buf = BytesMut::from(&bytes[..]);
     assert_eq!(codec.decode_eof(&mut buf).unwrap(), Some(env));
     let result = codec.decode_eof(&mut buf);
-    assert!(
-        matches!(result, Err(ProtocolError::Truncated { buffered: 2 })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::Truncated { buffered: 2 })), "{result:?}");
 }
 
 /// A stream that ends right after a length prefix announcing a non-empty body has lost a
@@ -312,10 +252,7 @@ fn eof_right_after_the_length_prefix_is_truncated() {
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
     let mut buf = BytesMut::from(&[0u8, 0, 0, 10][..]);
     let result = codec.decode_eof(&mut buf);
-    assert!(
-        matches!(result, Err(ProtocolError::Truncated { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::Truncated { .. })), "{result:?}");
 }
 
 /// The same when `decode` saw the prefix first (what `FramedRead` does: `decode` on every
@@ -326,10 +263,7 @@ fn eof_after_decode_saw_only_the_length_prefix_is_truncated() {
     let mut buf = BytesMut::from(&[0u8, 0, 0, 10][..]);
     assert!(codec.decode(&mut buf).unwrap().is_none());
     let result = codec.decode_eof(&mut buf);
-    assert!(
-        matches!(result, Err(ProtocolError::Truncated { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::Truncated { .. })), "{result:?}");
 }
 
 /// `buffered` counts the bytes of the incomplete frame that had arrived, prefix included.
@@ -338,10 +272,7 @@ fn truncated_counts_every_buffered_byte_of_the_frame() {
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
     let mut buf = BytesMut::from(&[0u8, 0, 0, 10, 1, 2, 3][..]);
     let result = codec.decode_eof(&mut buf);
-    assert!(
-        matches!(result, Err(ProtocolError::Truncated { buffered: 7 })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::Truncated { buffered: 7 })), "{result:?}");
 }
 
 // ---- hello ------------------------------------------------------------------------------
@@ -357,10 +288,7 @@ fn hello_for_the_expected_peer_passes() {
 #[test]
 fn hello_with_another_version_is_version_mismatch() {
     for theirs in [0, PROTOCOL_VERSION + 1, u32::MAX] {
-        let hello = Hello {
-            version: theirs,
-            ..Hello::new(3, 7, 1234)
-        };
+        let hello = Hello { version: theirs, ..Hello::new(3, 7, 1234) };
         let err = hello.check(3, 7).unwrap_err();
         assert!(
             matches!(err, ProtocolError::VersionMismatch { ours, theirs: t } if ours == PROTOCOL_VERSION && t == theirs),
@@ -373,54 +301,27 @@ fn hello_with_another_version_is_version_mismatch() {
 
 #[test]
 fn version_is_checked_before_the_peer() {
-    let hello = Hello {
-        version: PROTOCOL_VERSION + 1,
-        ..Hello::new(99, 99, 1)
-    };
-    assert!(matches!(
-        hello.check(3, 7),
-        Err(ProtocolError::VersionMismatch { .. })
-    ));
+    let hello = Hello { version: PROTOCOL_VERSION + 1, ..Hello::new(99, 99, 1) };
+    assert!(matches!(hello.check(3, 7), Err(ProtocolError::VersionMismatch { .. })));
 }
 
 #[test]
 fn hello_from_another_slot_or_generation_is_wrong_peer() {
     let err = Hello::new(4, 7, 1).check(3, 7).unwrap_err();
     assert!(
-        matches!(
-            err,
-            ProtocolError::WrongPeer {
-                expected_slot: 3,
-                expected_generation: 7,
-                slot: 4,
-                generation: 7
-            }
-        ),
+        matches!(err, ProtocolError::WrongPeer { expected_slot: 3, expected_generation: 7, slot: 4, generation: 7 }),
         "{err:?}"
     );
     let err = Hello::new(3, 6, 1).check(3, 7).unwrap_err();
     assert!(
-        matches!(
-            err,
-            ProtocolError::WrongPeer {
-                expected_slot: 3,
-                expected_generation: 7,
-                slot: 3,
-                generation: 6
-            }
-        ),
+        matches!(err, ProtocolError::WrongPeer { expected_slot: 3, expected_generation: 7, slot: 3, generation: 6 }),
         "{err:?}"
     );
     let err = Hello::new(0, u64::MAX, 1).check(1, 0).unwrap_err();
     assert!(
         matches!(
             err,
-            ProtocolError::WrongPeer {
-                expected_slot: 1,
-                expected_generation: 0,
-                slot: 0,
-                generation: u64::MAX
-            }
+            ProtocolError::WrongPeer { expected_slot: 1, expected_generation: 0, slot: 0, generation: u64::MAX }
         ),
         "{err:?}"
     );
@@ -434,14 +335,8 @@ fn hello_pid_is_not_checked() {
 
 #[test]
 fn error_messages_name_the_numbers() {
-    let err = ProtocolError::FrameTooLarge {
-        len: 10_000,
-        max: 4096,
-    };
-    assert_eq!(
-        err.to_string(),
-        "frame of 10000 bytes exceeds the maximum of 4096 bytes"
-    );
+    let err = ProtocolError::FrameTooLarge { len: 10_000, max: 4096 };
+    assert_eq!(err.to_string(), "frame of 10000 bytes exceeds the maximum of 4096 bytes");
     let err = ProtocolError::TrailingBytes { extra: 3 };
     assert!(err.to_string().contains('3'));
     let err = ProtocolError::Truncated { buffered: 12 };

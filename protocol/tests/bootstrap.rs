@@ -14,28 +14,16 @@ use std::time::Duration;
 
 use corral_protocol::ProtocolError;
 use corral_protocol::bootstrap::{
-    GENERATION_ENV, HANDLE_FD, IPC_FD, MAX_FRAME_ENV, PRIMARY_PID_ENV, SLOT_ENV, WORKER_ENV,
-    WorkerBootstrap,
+    GENERATION_ENV, HANDLE_FD, IPC_FD, MAX_FRAME_ENV, PRIMARY_PID_ENV, SLOT_ENV, WORKER_ENV, WorkerBootstrap,
 };
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{SockType, getsockopt, sockopt};
 use proptest::prelude::*;
 
-const ALL_VARS: [&str; 5] = [
-    WORKER_ENV,
-    SLOT_ENV,
-    GENERATION_ENV,
-    PRIMARY_PID_ENV,
-    MAX_FRAME_ENV,
-];
+const ALL_VARS: [&str; 5] = [WORKER_ENV, SLOT_ENV, GENERATION_ENV, PRIMARY_PID_ENV, MAX_FRAME_ENV];
 
 fn sample() -> WorkerBootstrap {
-    WorkerBootstrap {
-        slot: 3,
-        generation: 12,
-        primary_pid: 4321,
-        max_frame_length: 1 << 20,
-    }
+    WorkerBootstrap { slot: 3, generation: 12, primary_pid: 4321, max_frame_length: 1 << 20 }
 }
 
 fn env_of(boot: &WorkerBootstrap) -> HashMap<String, String> {
@@ -96,41 +84,23 @@ fn each_missing_variable_is_named() {
         let mut env = env_of(&sample());
         env.remove(missing);
         let text = bootstrap_error(&env);
-        assert!(
-            text.contains(missing),
-            "error for missing {missing}: {text}"
-        );
+        assert!(text.contains(missing), "error for missing {missing}: {text}");
         for other in ALL_VARS.iter().filter(|v| **v != missing) {
-            assert!(
-                !text.contains(other),
-                "error for missing {missing} names {other}: {text}"
-            );
+            assert!(!text.contains(other), "error for missing {missing} names {other}: {text}");
         }
     }
 }
 
 #[test]
 fn each_malformed_variable_is_named_with_its_value() {
-    let bad_values = [
-        "",
-        "abc",
-        "-1",
-        "1.5",
-        " 7",
-        "7 ",
-        "0x10",
-        "99999999999999999999999",
-    ];
+    let bad_values = ["", "abc", "-1", "1.5", " 7", "7 ", "0x10", "99999999999999999999999"];
     for var in [SLOT_ENV, GENERATION_ENV, PRIMARY_PID_ENV, MAX_FRAME_ENV] {
         for value in bad_values {
             let mut env = env_of(&sample());
             env.insert(var.to_string(), value.to_string());
             let text = bootstrap_error(&env);
             assert!(text.contains(var), "{var}={value:?}: {text}");
-            assert!(
-                text.contains(&format!("{value:?}")),
-                "{var}={value:?}: {text}"
-            );
+            assert!(text.contains(&format!("{value:?}")), "{var}={value:?}: {text}");
         }
     }
 }
@@ -145,33 +115,17 @@ fn values_out_of_range_for_their_type_are_refused() {
     }
     // generation is u64.
     let mut env = env_of(&sample());
-    env.insert(
-        GENERATION_ENV.to_string(),
-        (u128::from(u64::MAX) + 1).to_string(),
-    );
+    env.insert(GENERATION_ENV.to_string(), (u128::from(u64::MAX) + 1).to_string());
     assert!(bootstrap_error(&env).contains(GENERATION_ENV));
 }
 
 #[test]
 fn extremes_round_trip() {
     for boot in [
-        WorkerBootstrap {
-            slot: 0,
-            generation: 0,
-            primary_pid: 0,
-            max_frame_length: 0,
-        },
-        WorkerBootstrap {
-            slot: u32::MAX,
-            generation: u64::MAX,
-            primary_pid: u32::MAX,
-            max_frame_length: usize::MAX,
-        },
+        WorkerBootstrap { slot: 0, generation: 0, primary_pid: 0, max_frame_length: 0 },
+        WorkerBootstrap { slot: u32::MAX, generation: u64::MAX, primary_pid: u32::MAX, max_frame_length: usize::MAX },
     ] {
-        assert_eq!(
-            WorkerBootstrap::from_vars(&env_of(&boot)).unwrap(),
-            Some(boot)
-        );
+        assert_eq!(WorkerBootstrap::from_vars(&env_of(&boot)).unwrap(), Some(boot));
     }
 }
 
@@ -209,37 +163,22 @@ fn take_fds_child() {
     let Ok(mode) = std::env::var(CHILD_MODE_ENV) else {
         return;
     };
-    let boot = WorkerBootstrap::from_env()
-        .unwrap()
-        .expect("worker marker set by the parent");
+    let boot = WorkerBootstrap::from_env().unwrap().expect("worker marker set by the parent");
     assert_eq!(boot, sample());
     match mode.as_str() {
         "sockets" => {
             // Inherited without close-on-exec (dup2 clears it).
-            assert!(!cloexec(unsafe {
-                std::os::fd::BorrowedFd::borrow_raw(IPC_FD)
-            }));
+            assert!(!cloexec(unsafe { std::os::fd::BorrowedFd::borrow_raw(IPC_FD) }));
             let (ipc, handle) = boot.take_fds().unwrap();
             assert!(cloexec(&ipc));
             assert!(cloexec(&handle));
-            assert_eq!(
-                getsockopt(&ipc, sockopt::SockType).unwrap(),
-                SockType::Stream
-            );
-            assert_eq!(
-                getsockopt(&handle, sockopt::SockType).unwrap(),
-                SockType::SeqPacket
-            );
-            UnixStream::from(ipc)
-                .write_all(b"hello from the child")
-                .unwrap();
+            assert_eq!(getsockopt(&ipc, sockopt::SockType).unwrap(), SockType::Stream);
+            assert_eq!(getsockopt(&handle, sockopt::SockType).unwrap(), SockType::SeqPacket);
+            UnixStream::from(ipc).write_all(b"hello from the child").unwrap();
         }
         "not-a-socket" => match boot.take_fds() {
             Err(ProtocolError::Bootstrap(text)) => {
-                assert!(
-                    text.contains("fd 3") && text.contains("not a socket"),
-                    "{text}"
-                )
+                assert!(text.contains("fd 3") && text.contains("not a socket"), "{text}")
             }
             other => panic!("{other:?}"),
         },
@@ -268,15 +207,9 @@ fn run_child(mode: &str, fd3: OwnedFd, fd4: Option<OwnedFd>) -> String {
     let fd3 = high_copy(fd3);
     let fd4 = fd4.map(high_copy);
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        CHILD_TEST,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_MODE_ENV, mode)
-    .envs(sample().to_env());
+    cmd.args([CHILD_TEST, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_MODE_ENV, mode)
+        .envs(sample().to_env());
     let raw3 = std::os::fd::AsRawFd::as_raw_fd(&fd3);
     let raw4 = fd4.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     // SAFETY: between fork and exec only dup2 and close are called (async-signal-safe); the
@@ -310,10 +243,7 @@ fn run_child(mode: &str, fd3: OwnedFd, fd4: Option<OwnedFd>) -> String {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        stdout.contains(CHILD_DONE),
-        "the child test did not run:\n{stdout}"
-    );
+    assert!(stdout.contains(CHILD_DONE), "the child test did not run:\n{stdout}");
     stdout
 }
 
@@ -324,9 +254,7 @@ fn take_fds_in_a_child_process() {
     run_child("sockets", ipc.worker, Some(handle.worker));
     // The child wrote on its end of the frame stream: the fds really were ours.
     let mut primary = UnixStream::from(ipc.primary);
-    primary
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    primary.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut got = [0u8; 20];
     primary.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"hello from the child");

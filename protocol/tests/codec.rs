@@ -6,18 +6,13 @@ mod common;
 use bytes::BytesMut;
 use common::{UserMsg, expected_frame, raw_frame};
 use corral_protocol::{
-    Body, Control, DEFAULT_MAX_FRAME_LENGTH, Envelope, FrameCodec, Hello, LogLevel,
-    PROTOCOL_VERSION, ProtocolError, TraceContext, WorkerStats,
+    Body, Control, DEFAULT_MAX_FRAME_LENGTH, Envelope, FrameCodec, Hello, LogLevel, PROTOCOL_VERSION, ProtocolError,
+    TraceContext, WorkerStats,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
 fn sample_envelopes() -> Vec<Envelope<UserMsg>> {
-    let trace = TraceContext {
-        trace_id: [0xab; 16],
-        span_id: [0xcd; 8],
-        flags: 1,
-        tracestate: "k=v".into(),
-    };
+    let trace = TraceContext { trace_id: [0xab; 16], span_id: [0xcd; 8], flags: 1, tracestate: "k=v".into() };
     vec![
         Envelope::control(1, Control::Hello(Hello::new(3, 9, 4242))),
         Envelope::control(2, Control::Ready),
@@ -26,34 +21,13 @@ fn sample_envelopes() -> Vec<Envelope<UserMsg>> {
             4,
             Control::Pong {
                 nonce: 17,
-                stats: WorkerStats {
-                    in_flight: 2,
-                    handled: 3,
-                    messages_in: 4,
-                    messages_out: 5,
-                },
+                stats: WorkerStats { in_flight: 2, handled: 3, messages_in: 4, messages_out: 5 },
             },
         ),
-        Envelope::control(
-            5,
-            Control::Shutdown {
-                deadline_ms: 30_000,
-            },
-        ),
+        Envelope::control(5, Control::Shutdown { deadline_ms: 30_000 }),
         Envelope::control(6, Control::Disconnect),
-        Envelope::control(
-            7,
-            Control::Log {
-                level: LogLevel::Warn,
-                message: "disk ½ full".into(),
-            },
-        ),
-        Envelope::control(
-            8,
-            Control::Error {
-                message: String::new(),
-            },
-        ),
+        Envelope::control(7, Control::Log { level: LogLevel::Warn, message: "disk ½ full".into() }),
+        Envelope::control(8, Control::Error { message: String::new() }),
         Envelope::user(9, UserMsg::Unit),
         Envelope::user(10, UserMsg::Text("héllo wörld".into())).with_trace(Some(trace.clone())),
         Envelope::user(11, UserMsg::Bytes(vec![0, 1, 2, 255])),
@@ -92,9 +66,7 @@ fn wire_format_of_ready_is_pinned() {
     // seq 1, no trace, Body::Control (variant 0), Control::Ready (variant 1).
     let mut codec: FrameCodec<(), ()> = FrameCodec::default();
     let mut buf = BytesMut::new();
-    codec
-        .encode(Envelope::control(1, Control::Ready), &mut buf)
-        .unwrap();
+    codec.encode(Envelope::control(1, Control::Ready), &mut buf).unwrap();
     assert_eq!(&buf[..], &[0, 0, 0, 4, 0x01, 0x00, 0x00, 0x01]);
 }
 
@@ -112,34 +84,16 @@ fn wire_format_of_hello_is_pinned() {
     // The hello must stay decodable across protocol versions, or the version check could
     // never report a mismatch: seq 0, no trace, Control (0), Hello (0), version, slot,
     // generation, pid (1000 = varint e8 07).
-    assert_eq!(
-        PROTOCOL_VERSION, 1,
-        "update this test when the version changes"
-    );
+    assert_eq!(PROTOCOL_VERSION, 1, "update this test when the version changes");
     let mut codec: FrameCodec<(), ()> = FrameCodec::default();
     let mut buf = BytesMut::new();
-    codec
-        .encode(
-            Envelope::control(0, Control::Hello(Hello::new(3, 5, 1000))),
-            &mut buf,
-        )
-        .unwrap();
-    assert_eq!(
-        &buf[..],
-        &[
-            0, 0, 0, 9, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, 0x05, 0xe8, 0x07
-        ]
-    );
+    codec.encode(Envelope::control(0, Control::Hello(Hello::new(3, 5, 1000))), &mut buf).unwrap();
+    assert_eq!(&buf[..], &[0, 0, 0, 9, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, 0x05, 0xe8, 0x07]);
 }
 
 #[test]
 fn wire_format_with_trace_context() {
-    let trace = TraceContext {
-        trace_id: [1; 16],
-        span_id: [2; 8],
-        flags: 1,
-        tracestate: "a".into(),
-    };
+    let trace = TraceContext { trace_id: [1; 16], span_id: [2; 8], flags: 1, tracestate: "a".into() };
     let env: Envelope<()> = Envelope::control(1, Control::Ready).with_trace(Some(trace));
     let mut codec: FrameCodec<(), ()> = FrameCodec::default();
     let mut buf = BytesMut::new();
@@ -223,10 +177,7 @@ fn frame_split_right_after_length_prefix_decodes() {
     assert!(codec.decode(&mut buf).unwrap().is_none());
     buf.extend_from_slice(&frame[4..]);
     let result = codec.decode(&mut buf);
-    assert!(
-        matches!(result, Ok(Some(ref got)) if *got == env),
-        "{result:?}"
-    );
+    assert!(matches!(result, Ok(Some(ref got)) if *got == env), "{result:?}");
 }
 
 /// The same with a small maximum: a frame under the maximum, split inside its body.
@@ -240,10 +191,7 @@ fn frame_split_inside_body_decodes_with_small_max() {
     assert!(codec.decode(&mut buf).unwrap().is_none());
     buf.extend_from_slice(&frame[6..]);
     let result = codec.decode(&mut buf);
-    assert!(
-        matches!(result, Ok(Some(ref got)) if *got == env),
-        "{result:?}"
-    );
+    assert!(matches!(result, Ok(Some(ref got)) if *got == env), "{result:?}");
 }
 
 #[test]
@@ -272,8 +220,7 @@ fn decoding_with_another_user_type_is_a_decode_error() {
     let mut tx: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
     let mut rx: FrameCodec<(), bool> = FrameCodec::default();
     let mut buf = BytesMut::new();
-    tx.encode(Envelope::user(1, UserMsg::Num(7)), &mut buf)
-        .unwrap();
+    tx.encode(Envelope::user(1, UserMsg::Num(7)), &mut buf).unwrap();
     let err = rx.decode(&mut buf).unwrap_err();
     assert!(matches!(err, ProtocolError::Decode(_)), "{err:?}");
 }
@@ -284,8 +231,7 @@ fn body_helpers() {
     assert_eq!(env.seq, 4);
     assert!(env.trace.is_none());
     assert_eq!(env.body, Body::User(UserMsg::Unit));
-    let env: Envelope<UserMsg> =
-        Envelope::control(5, Control::Disconnect).with_trace(Some(TraceContext::default()));
+    let env: Envelope<UserMsg> = Envelope::control(5, Control::Disconnect).with_trace(Some(TraceContext::default()));
     assert_eq!(env.trace, Some(TraceContext::default()));
     assert_eq!(env.body, Body::Control(Control::Disconnect));
     assert_eq!(env.with_trace(None).trace, None);

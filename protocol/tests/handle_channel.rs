@@ -9,8 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use common::STEP;
 use corral_protocol::{
-    HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER, ProtocolError, TraceContext,
-    seqpacket_pair,
+    HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER, ProtocolError, TraceContext, seqpacket_pair,
 };
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -21,22 +20,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 fn listener_header(id: u64, addr: &str) -> HandleHeader {
-    HandleHeader {
-        id,
-        kind: HandleKind::Listener {
-            addr: addr.to_string(),
-        },
-        trace: None,
-    }
+    HandleHeader { id, kind: HandleKind::Listener { addr: addr.to_string() }, trace: None }
 }
 
 fn connection_header(id: u64) -> HandleHeader {
     HandleHeader {
         id,
-        kind: HandleKind::Connection {
-            listener: id / 3,
-            peer: format!("10.0.0.{}:{}", id % 256, 1000 + id),
-        },
+        kind: HandleKind::Connection { listener: id / 3, peer: format!("10.0.0.{}:{}", id % 256, 1000 + id) },
         trace: (id % 2 == 0).then(|| TraceContext {
             trace_id: [(id % 200) as u8 + 1; 16],
             span_id: [9; 8],
@@ -49,10 +39,7 @@ fn connection_header(id: u64) -> HandleHeader {
 /// Both ends wrapped as channels.
 fn channel_pair() -> (HandleChannel, HandleChannel) {
     let pair = seqpacket_pair().unwrap();
-    (
-        HandleChannel::new(pair.primary).unwrap(),
-        HandleChannel::new(pair.worker).unwrap(),
-    )
+    (HandleChannel::new(pair.primary).unwrap(), HandleChannel::new(pair.worker).unwrap())
 }
 
 /// A receiving channel and the raw socket of the other end, to send hand-made datagrams, plus
@@ -60,11 +47,7 @@ fn channel_pair() -> (HandleChannel, HandleChannel) {
 fn raw_sender_pair() -> (OwnedFd, HandleChannel, HandleChannel) {
     let pair = seqpacket_pair().unwrap();
     let good_sender = HandleChannel::new(pair.primary.try_clone().unwrap()).unwrap();
-    (
-        pair.primary,
-        good_sender,
-        HandleChannel::new(pair.worker).unwrap(),
-    )
+    (pair.primary, good_sender, HandleChannel::new(pair.worker).unwrap())
 }
 
 fn send_raw(sock: &OwnedFd, data: &[u8], fds: &[RawFd]) {
@@ -114,21 +97,12 @@ async fn recv(ch: &HandleChannel) -> Result<Option<(HandleHeader, OwnedFd)>, Pro
     timeout(STEP, ch.recv()).await.expect("recv timed out")
 }
 
-async fn send(
-    ch: &HandleChannel,
-    header: &HandleHeader,
-    fd: BorrowedFd<'_>,
-) -> Result<(), ProtocolError> {
-    timeout(STEP, ch.send(header, fd))
-        .await
-        .expect("send timed out")
+async fn send(ch: &HandleChannel, header: &HandleHeader, fd: BorrowedFd<'_>) -> Result<(), ProtocolError> {
+    timeout(STEP, ch.send(header, fd)).await.expect("send timed out")
 }
 
 fn assert_bad_handle(result: Result<Option<(HandleHeader, OwnedFd)>, ProtocolError>) {
-    assert!(
-        matches!(result, Err(ProtocolError::BadHandle(_))),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProtocolError::BadHandle(_))), "{result:?}");
 }
 
 // ---- good datagrams ---------------------------------------------------------------------
@@ -157,15 +131,9 @@ async fn listener_fd_arrives_and_accepts_connections() {
         stream.read_exact(&mut answer).await.unwrap();
         answer
     });
-    let (mut conn, _) = timeout(STEP, received.accept())
-        .await
-        .expect("accept timed out")
-        .unwrap();
+    let (mut conn, _) = timeout(STEP, received.accept()).await.expect("accept timed out").unwrap();
     let mut request = [0u8; 4];
-    timeout(STEP, conn.read_exact(&mut request))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(STEP, conn.read_exact(&mut request)).await.unwrap().unwrap();
     assert_eq!(&request, b"ping");
     conn.write_all(b"pong").await.unwrap();
     assert_eq!(&timeout(STEP, client).await.unwrap().unwrap(), b"pong");
@@ -175,9 +143,7 @@ async fn listener_fd_arrives_and_accepts_connections() {
 async fn pipe_fd_arrives_and_reads_what_was_written() {
     let (primary, worker) = channel_pair();
     let (read_end, write_end) = pipe().unwrap();
-    send(&primary, &connection_header(8), read_end.as_fd())
-        .await
-        .unwrap();
+    send(&primary, &connection_header(8), read_end.as_fd()).await.unwrap();
     let expected = identity(read_end.as_fd());
     drop(read_end);
 
@@ -198,9 +164,7 @@ async fn received_fd_is_close_on_exec() {
     // pipe(2) without O_CLOEXEC: the flag must come from the receiving side.
     let (read_end, _write_end) = pipe().unwrap();
     assert!(!cloexec(read_end.as_fd()));
-    send(&primary, &listener_header(2, "x"), read_end.as_fd())
-        .await
-        .unwrap();
+    send(&primary, &listener_header(2, "x"), read_end.as_fd()).await.unwrap();
     let (_, fd) = recv(&worker).await.unwrap().unwrap();
     assert!(cloexec(fd.as_fd()));
     assert_ne!(fd.as_raw_fd(), read_end.as_raw_fd());
@@ -210,9 +174,7 @@ async fn received_fd_is_close_on_exec() {
 async fn channel_works_in_both_directions() {
     let (primary, worker) = channel_pair();
     let (read_end, _w) = probe_pipe();
-    send(&worker, &connection_header(5), read_end.as_fd())
-        .await
-        .unwrap();
+    send(&worker, &connection_header(5), read_end.as_fd()).await.unwrap();
     let (got, fd) = recv(&primary).await.unwrap().unwrap();
     assert_eq!(got, connection_header(5));
     assert_eq!(identity(fd.as_fd()), identity(read_end.as_fd()));
@@ -222,22 +184,12 @@ async fn channel_works_in_both_directions() {
 async fn recv_returns_none_after_the_peer_is_dropped() {
     let (primary, worker) = channel_pair();
     let (read_end, _w) = probe_pipe();
-    send(&primary, &connection_header(1), read_end.as_fd())
-        .await
-        .unwrap();
-    send(&primary, &connection_header(2), read_end.as_fd())
-        .await
-        .unwrap();
+    send(&primary, &connection_header(1), read_end.as_fd()).await.unwrap();
+    send(&primary, &connection_header(2), read_end.as_fd()).await.unwrap();
     drop(primary);
     // Datagrams sent before the close are still delivered, then the end.
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        connection_header(1)
-    );
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        connection_header(2)
-    );
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, connection_header(1));
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, connection_header(2));
     assert!(recv(&worker).await.unwrap().is_none());
     assert!(recv(&worker).await.unwrap().is_none());
 }
@@ -247,13 +199,8 @@ async fn send_after_the_peer_is_dropped_is_broken_pipe() {
     let (primary, worker) = channel_pair();
     drop(worker);
     let (read_end, _w) = probe_pipe();
-    let err = send(&primary, &connection_header(1), read_end.as_fd())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, ProtocolError::Io(ref e) if e.raw_os_error() == Some(Errno::EPIPE as i32)),
-        "{err:?}"
-    );
+    let err = send(&primary, &connection_header(1), read_end.as_fd()).await.unwrap_err();
+    assert!(matches!(err, ProtocolError::Io(ref e) if e.raw_os_error() == Some(Errno::EPIPE as i32)), "{err:?}");
 }
 
 #[tokio::test]
@@ -274,19 +221,13 @@ async fn a_thousand_fds_arrive_in_order() {
         for i in 0..N {
             let (header, fd) = worker.recv().await.unwrap().expect("channel closed early");
             assert_eq!(header, connection_header(i));
-            assert_eq!(
-                identity(fd.as_fd()),
-                ids[(i % 7) as usize],
-                "fd of datagram {i}"
-            );
+            assert_eq!(identity(fd.as_fd()), ids[(i % 7) as usize], "fd of datagram {i}");
             assert!(cloexec(fd.as_fd()));
         }
     };
-    timeout(std::time::Duration::from_secs(20), async {
-        tokio::join!(sender, receiver)
-    })
-    .await
-    .expect("transfer timed out");
+    timeout(std::time::Duration::from_secs(20), async { tokio::join!(sender, receiver) })
+        .await
+        .expect("transfer timed out");
 
     // Every received copy was dropped: once our own read ends are closed, no reader is left.
     drop(worker);
@@ -308,13 +249,8 @@ async fn send_refuses_a_header_over_the_maximum() {
         "{err:?}"
     );
     // Nothing went out: the next datagram the worker sees is the next good one.
-    send(&primary, &listener_header(2, "ok"), read_end.as_fd())
-        .await
-        .unwrap();
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        listener_header(2, "ok")
-    );
+    send(&primary, &listener_header(2, "ok"), read_end.as_fd()).await.unwrap();
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(2, "ok"));
 }
 
 #[tokio::test]
@@ -323,10 +259,7 @@ async fn header_just_under_the_maximum_passes() {
     let (read_end, _w) = probe_pipe();
     // id 1 (1 byte), Listener (1 byte), string length (2 bytes), trace None (1 byte).
     let header = listener_header(1, &"a".repeat(MAX_HANDLE_HEADER - 5));
-    assert_eq!(
-        postcard::to_stdvec(&header).unwrap().len(),
-        MAX_HANDLE_HEADER
-    );
+    assert_eq!(postcard::to_stdvec(&header).unwrap().len(), MAX_HANDLE_HEADER);
     send(&primary, &header, read_end.as_fd()).await.unwrap();
     assert_eq!(recv(&worker).await.unwrap().unwrap().0, header);
 }
@@ -345,9 +278,7 @@ async fn garbage_header_with_fd_is_bad_handle_and_channel_keeps_working() {
     assert!(all_writers_closed(&probe_r));
 
     let (read_end, _w) = probe_pipe();
-    send(&good, &connection_header(3), read_end.as_fd())
-        .await
-        .unwrap();
+    send(&good, &connection_header(3), read_end.as_fd()).await.unwrap();
     let (header, fd) = recv(&worker).await.unwrap().unwrap();
     assert_eq!(header, connection_header(3));
     assert_eq!(identity(fd.as_fd()), identity(read_end.as_fd()));
@@ -360,13 +291,8 @@ async fn unknown_kind_variant_is_bad_handle() {
     // id 1, HandleKind variant 2 (there are two), trace None.
     send_raw(&raw, &[0x01, 0x02, 0x00], &[read_end.as_raw_fd()]);
     assert_bad_handle(recv(&worker).await);
-    send(&good, &listener_header(4, "next"), read_end.as_fd())
-        .await
-        .unwrap();
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        listener_header(4, "next")
-    );
+    send(&good, &listener_header(4, "next"), read_end.as_fd()).await.unwrap();
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(4, "next"));
 }
 
 /// A valid header followed by garbage is malformed, as trailing bytes in a frame are
@@ -379,13 +305,8 @@ async fn header_with_trailing_bytes_is_bad_handle() {
     data.extend_from_slice(&[0xde, 0xad]);
     send_raw(&raw, &data, &[read_end.as_raw_fd()]);
     assert_bad_handle(recv(&worker).await);
-    send(&good, &listener_header(2, "next"), read_end.as_fd())
-        .await
-        .unwrap();
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        listener_header(2, "next")
-    );
+    send(&good, &listener_header(2, "next"), read_end.as_fd()).await.unwrap();
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(2, "next"));
 }
 
 #[tokio::test]
@@ -394,11 +315,7 @@ async fn hand_made_valid_datagram_is_accepted() {
     let (raw, _good, worker) = raw_sender_pair();
     let (read_end, _w) = probe_pipe();
     let header = connection_header(6);
-    send_raw(
-        &raw,
-        &postcard::to_stdvec(&header).unwrap(),
-        &[read_end.as_raw_fd()],
-    );
+    send_raw(&raw, &postcard::to_stdvec(&header).unwrap(), &[read_end.as_raw_fd()]);
     let (got, fd) = recv(&worker).await.unwrap().unwrap();
     assert_eq!(got, header);
     assert_eq!(identity(fd.as_fd()), identity(read_end.as_fd()));
@@ -407,21 +324,12 @@ async fn hand_made_valid_datagram_is_accepted() {
 #[tokio::test]
 async fn datagram_without_fd_is_bad_handle() {
     let (raw, good, worker) = raw_sender_pair();
-    send_raw(
-        &raw,
-        &postcard::to_stdvec(&listener_header(1, "no fd")).unwrap(),
-        &[],
-    );
+    send_raw(&raw, &postcard::to_stdvec(&listener_header(1, "no fd")).unwrap(), &[]);
     assert_bad_handle(recv(&worker).await);
 
     let (read_end, _w) = probe_pipe();
-    send(&good, &listener_header(2, "fd"), read_end.as_fd())
-        .await
-        .unwrap();
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        listener_header(2, "fd")
-    );
+    send(&good, &listener_header(2, "fd"), read_end.as_fd()).await.unwrap();
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(2, "fd"));
 }
 
 #[tokio::test]
@@ -433,13 +341,8 @@ async fn datagram_with_fd_but_no_header_is_bad_handle() {
     drop(probe_w);
     assert!(all_writers_closed(&probe_r));
 
-    send(&good, &listener_header(2, "fd"), probe_r.as_fd())
-        .await
-        .unwrap();
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        listener_header(2, "fd")
-    );
+    send(&good, &listener_header(2, "fd"), probe_r.as_fd()).await.unwrap();
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(2, "fd"));
 }
 
 #[tokio::test]
@@ -447,23 +350,14 @@ async fn datagram_with_two_fds_is_bad_handle_and_both_are_closed() {
     let (raw, good, worker) = raw_sender_pair();
     let (r1, w1) = probe_pipe();
     let (r2, w2) = probe_pipe();
-    send_raw(
-        &raw,
-        &postcard::to_stdvec(&listener_header(1, "two")).unwrap(),
-        &[w1.as_raw_fd(), w2.as_raw_fd()],
-    );
+    send_raw(&raw, &postcard::to_stdvec(&listener_header(1, "two")).unwrap(), &[w1.as_raw_fd(), w2.as_raw_fd()]);
     assert_bad_handle(recv(&worker).await);
     drop((w1, w2));
     assert!(all_writers_closed(&r1));
     assert!(all_writers_closed(&r2));
 
-    send(&good, &listener_header(2, "one"), r1.as_fd())
-        .await
-        .unwrap();
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        listener_header(2, "one")
-    );
+    send(&good, &listener_header(2, "one"), r1.as_fd()).await.unwrap();
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(2, "one"));
 }
 
 #[tokio::test]
@@ -471,56 +365,32 @@ async fn datagram_with_too_many_fds_is_bad_handle_and_channel_keeps_working() {
     let (raw, good, worker) = raw_sender_pair();
     let (read_end, _w) = probe_pipe();
     let fds = [read_end.as_raw_fd(); 8];
-    send_raw(
-        &raw,
-        &postcard::to_stdvec(&listener_header(1, "many")).unwrap(),
-        &fds,
-    );
+    send_raw(&raw, &postcard::to_stdvec(&listener_header(1, "many")).unwrap(), &fds);
     assert_bad_handle(recv(&worker).await);
 
-    send(&good, &listener_header(2, "after"), read_end.as_fd())
-        .await
-        .unwrap();
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        listener_header(2, "after")
-    );
+    send(&good, &listener_header(2, "after"), read_end.as_fd()).await.unwrap();
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(2, "after"));
 }
 
 #[tokio::test]
 async fn datagram_over_the_header_maximum_is_bad_handle_and_its_fd_is_closed() {
     let (raw, good, worker) = raw_sender_pair();
     let (probe_r, probe_w) = probe_pipe();
-    send_raw(
-        &raw,
-        &vec![0x01; MAX_HANDLE_HEADER + 100],
-        &[probe_w.as_raw_fd()],
-    );
+    send_raw(&raw, &vec![0x01; MAX_HANDLE_HEADER + 100], &[probe_w.as_raw_fd()]);
     assert_bad_handle(recv(&worker).await);
     drop(probe_w);
     assert!(all_writers_closed(&probe_r));
 
-    send(&good, &listener_header(2, "after"), probe_r.as_fd())
-        .await
-        .unwrap();
-    assert_eq!(
-        recv(&worker).await.unwrap().unwrap().0,
-        listener_header(2, "after")
-    );
+    send(&good, &listener_header(2, "after"), probe_r.as_fd()).await.unwrap();
+    assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(2, "after"));
 }
 
 #[test]
 fn handle_header_postcard_round_trip() {
-    for header in [
-        listener_header(0, ""),
-        listener_header(u64::MAX, "[::1]:443"),
-        connection_header(4),
-        connection_header(5),
-    ] {
+    for header in
+        [listener_header(0, ""), listener_header(u64::MAX, "[::1]:443"), connection_header(4), connection_header(5)]
+    {
         let bytes = postcard::to_stdvec(&header).unwrap();
-        assert_eq!(
-            postcard::from_bytes::<HandleHeader>(&bytes).unwrap(),
-            header
-        );
+        assert_eq!(postcard::from_bytes::<HandleHeader>(&bytes).unwrap(), header);
     }
 }

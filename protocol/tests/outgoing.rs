@@ -11,9 +11,7 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use common::{STEP, UserMsg};
-use corral_protocol::{
-    Body, Control, Envelope, FrameCodec, Outgoing, ProtocolError, TraceContext, write_frames,
-};
+use corral_protocol::{Body, Control, Envelope, FrameCodec, Outgoing, ProtocolError, TraceContext, write_frames};
 use futures_util::StreamExt;
 use serde::ser::{Error as _, Serialize, Serializer};
 use tokio::io::AsyncWrite;
@@ -44,33 +42,20 @@ async fn write_all_to_vec<M: Serialize>(max: usize, items: Vec<Outgoing<M>>) -> 
     let mut sink = Vec::new();
     let mut users = 0;
     let codec: FrameCodec<M, ()> = FrameCodec::new(max);
-    timeout(
-        STEP,
-        write_frames(&mut sink, codec, rx, CancellationToken::new(), || {
-            users += 1
-        }),
-    )
-    .await
-    .expect("write_frames timed out")
-    .unwrap();
+    timeout(STEP, write_frames(&mut sink, codec, rx, CancellationToken::new(), || users += 1))
+        .await
+        .expect("write_frames timed out")
+        .unwrap();
     (sink, users)
 }
 
 #[tokio::test]
 async fn frames_are_numbered_from_one_in_queue_order() {
-    let trace = TraceContext {
-        trace_id: [3; 16],
-        span_id: [4; 8],
-        flags: 1,
-        tracestate: "x=y".into(),
-    };
+    let trace = TraceContext { trace_id: [3; 16], span_id: [4; 8], flags: 1, tracestate: "x=y".into() };
     let items = vec![
         Outgoing::user(UserMsg::Text("a".into())),
         Outgoing::control(Control::Ready),
-        Outgoing {
-            body: Body::User(UserMsg::Num(2)),
-            trace: Some(trace.clone()),
-        },
+        Outgoing { body: Body::User(UserMsg::Num(2)), trace: Some(trace.clone()) },
         Outgoing::control(Control::Disconnect),
     ];
     let (bytes, users) = write_all_to_vec(1024, items).await;
@@ -117,10 +102,7 @@ async fn oversized_and_unencodable_messages_are_skipped() {
     let (bytes, users) = write_all_to_vec(64, items).await;
     let got: Vec<Envelope<UserMsg>> = decode_all(&bytes);
     let bodies: Vec<_> = got.iter().map(|e| e.body.clone()).collect();
-    assert_eq!(
-        bodies,
-        vec![Body::User(UserMsg::Num(1)), Body::User(UserMsg::Num(3))]
-    );
+    assert_eq!(bodies, vec![Body::User(UserMsg::Num(1)), Body::User(UserMsg::Num(3))]);
     assert_eq!(got[0].seq, 1);
     assert!(got[1].seq > got[0].seq);
     assert_eq!(users, 2, "a skipped message is not counted as sent");
@@ -141,42 +123,21 @@ async fn oversized_and_unencodable_messages_are_skipped() {
 async fn a_lone_message_is_flushed_without_waiting_for_more() {
     let (a, b) = UnixStream::pair().unwrap();
     let (tx, rx) = mpsc::channel(8);
-    let writer = tokio::spawn(write_frames(
-        a,
-        FrameCodec::<UserMsg, ()>::default(),
-        rx,
-        CancellationToken::new(),
-        || {},
-    ));
+    let writer =
+        tokio::spawn(write_frames(a, FrameCodec::<UserMsg, ()>::default(), rx, CancellationToken::new(), || {}));
     let mut reader = FramedRead::new(b, FrameCodec::<(), UserMsg>::default());
 
-    tx.send(Outgoing::user(UserMsg::Text("now".into())))
-        .await
-        .unwrap();
+    tx.send(Outgoing::user(UserMsg::Text("now".into()))).await.unwrap();
     // The queue is still open, yet the frame arrives.
-    let first = timeout(STEP, reader.next())
-        .await
-        .expect("frame was not flushed");
-    assert!(
-        matches!(first, Some(Ok(ref env)) if *env == Envelope::user(1, UserMsg::Text("now".into()))),
-        "{first:?}"
-    );
+    let first = timeout(STEP, reader.next()).await.expect("frame was not flushed");
+    assert!(matches!(first, Some(Ok(ref env)) if *env == Envelope::user(1, UserMsg::Text("now".into()))), "{first:?}");
 
     tx.send(Outgoing::control(Control::Ready)).await.unwrap();
-    let second = timeout(STEP, reader.next())
-        .await
-        .expect("frame was not flushed");
-    assert!(
-        matches!(second, Some(Ok(ref env)) if *env == Envelope::control(2, Control::Ready)),
-        "{second:?}"
-    );
+    let second = timeout(STEP, reader.next()).await.expect("frame was not flushed");
+    assert!(matches!(second, Some(Ok(ref env)) if *env == Envelope::control(2, Control::Ready)), "{second:?}");
 
     drop(tx);
-    timeout(STEP, writer)
-        .await
-        .expect("writer did not stop")
-        .unwrap()
-        .unwrap();
+    timeout(STEP, writer).await.expect("writer did not stop").unwrap().unwrap();
     assert!(timeout(STEP, reader.next()).await.unwrap().is_none());
 }
 
@@ -191,21 +152,10 @@ async fn close_writes_what_is_queued_then_stops_taking_frames() {
     let mut sink = Vec::new();
     let codec: FrameCodec<UserMsg, ()> = FrameCodec::default();
     // The sender is still alive: only the token can end the loop.
-    timeout(STEP, write_frames(&mut sink, codec, rx, close, || {}))
-        .await
-        .expect("close was ignored")
-        .unwrap();
+    timeout(STEP, write_frames(&mut sink, codec, rx, close, || {})).await.expect("close was ignored").unwrap();
     let got: Vec<Envelope<UserMsg>> = decode_all(&sink);
-    assert_eq!(
-        got,
-        (0..5)
-            .map(|i| Envelope::user(i + 1, UserMsg::Num(i)))
-            .collect::<Vec<_>>()
-    );
-    assert!(
-        tx.send(Outgoing::user(UserMsg::Unit)).await.is_err(),
-        "the queue is closed"
-    );
+    assert_eq!(got, (0..5).map(|i| Envelope::user(i + 1, UserMsg::Num(i))).collect::<Vec<_>>());
+    assert!(tx.send(Outgoing::user(UserMsg::Unit)).await.is_err(), "the queue is closed");
 }
 
 #[tokio::test]
@@ -216,24 +166,12 @@ async fn close_while_idle_returns() {
         let close = close.clone();
         async move {
             let mut sink = Vec::new();
-            write_frames(
-                &mut sink,
-                FrameCodec::<UserMsg, ()>::default(),
-                rx,
-                close,
-                || {},
-            )
-            .await
-            .map(|()| sink)
+            write_frames(&mut sink, FrameCodec::<UserMsg, ()>::default(), rx, close, || {}).await.map(|()| sink)
         }
     });
     tokio::task::yield_now().await;
     close.cancel();
-    let sink = timeout(STEP, task)
-        .await
-        .expect("close was ignored")
-        .unwrap()
-        .unwrap();
+    let sink = timeout(STEP, task).await.expect("close was ignored").unwrap().unwrap();
     assert!(sink.is_empty());
     drop(tx);
 }
@@ -245,11 +183,7 @@ struct CountingWriter {
 }
 
 impl AsyncWrite for CountingWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.bytes.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -273,20 +207,11 @@ async fn a_burst_goes_out_in_few_flushes() {
     }
     drop(tx);
     let flushes = Arc::new(AtomicUsize::new(0));
-    let mut writer = CountingWriter {
-        bytes: Vec::new(),
-        flushes: flushes.clone(),
-    };
+    let mut writer = CountingWriter { bytes: Vec::new(), flushes: flushes.clone() };
     let mut users = 0;
     timeout(
         STEP,
-        write_frames(
-            &mut writer,
-            FrameCodec::<UserMsg, ()>::default(),
-            rx,
-            CancellationToken::new(),
-            || users += 1,
-        ),
+        write_frames(&mut writer, FrameCodec::<UserMsg, ()>::default(), rx, CancellationToken::new(), || users += 1),
     )
     .await
     .unwrap()
@@ -298,10 +223,7 @@ async fn a_burst_goes_out_in_few_flushes() {
     }
     assert_eq!(users, N as usize);
     let flushes = flushes.load(Ordering::Relaxed);
-    assert!(
-        (1..=8).contains(&flushes),
-        "{flushes} flushes for a burst of {N}"
-    );
+    assert!((1..=8).contains(&flushes), "{flushes} flushes for a burst of {N}");
 }
 
 #[tokio::test]
@@ -309,24 +231,11 @@ async fn socket_failure_ends_the_loop_with_an_io_error() {
     let (a, b) = UnixStream::pair().unwrap();
     drop(b);
     let (tx, rx) = mpsc::channel(4);
-    tx.send(Outgoing::user(UserMsg::Text("into the void".into())))
-        .await
-        .unwrap();
-    let result = timeout(
-        STEP,
-        write_frames(
-            a,
-            FrameCodec::<UserMsg, ()>::default(),
-            rx,
-            CancellationToken::new(),
-            || {},
-        ),
-    )
-    .await
-    .expect("write_frames did not notice the closed socket");
-    assert!(
-        matches!(result, Err(ProtocolError::Io(ref e)) if e.kind() == io::ErrorKind::BrokenPipe),
-        "{result:?}"
-    );
+    tx.send(Outgoing::user(UserMsg::Text("into the void".into()))).await.unwrap();
+    let result =
+        timeout(STEP, write_frames(a, FrameCodec::<UserMsg, ()>::default(), rx, CancellationToken::new(), || {}))
+            .await
+            .expect("write_frames did not notice the closed socket");
+    assert!(matches!(result, Err(ProtocolError::Io(ref e)) if e.kind() == io::ErrorKind::BrokenPipe), "{result:?}");
     drop(tx);
 }

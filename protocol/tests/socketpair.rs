@@ -9,8 +9,7 @@ use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{MsgFlags, SockType, getsockopt, recvmsg, sendmsg, sockopt};
 
 fn cloexec(fd: &OwnedFd) -> bool {
-    FdFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFD).unwrap())
-        .contains(FdFlag::FD_CLOEXEC)
+    FdFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFD).unwrap()).contains(FdFlag::FD_CLOEXEC)
 }
 
 #[test]
@@ -18,10 +17,7 @@ fn stream_pair_is_a_connected_close_on_exec_stream() {
     let pair = stream_pair().unwrap();
     for end in [&pair.primary, &pair.worker] {
         assert!(cloexec(end));
-        assert_eq!(
-            getsockopt(end, sockopt::SockType).unwrap(),
-            SockType::Stream
-        );
+        assert_eq!(getsockopt(end, sockopt::SockType).unwrap(), SockType::Stream);
     }
     let mut primary = UnixStream::from(pair.primary);
     let mut worker = UnixStream::from(pair.worker);
@@ -41,26 +37,15 @@ fn seqpacket_pair_keeps_message_boundaries() {
     let pair = seqpacket_pair().unwrap();
     for end in [&pair.primary, &pair.worker] {
         assert!(cloexec(end));
-        assert_eq!(
-            getsockopt(end, sockopt::SockType).unwrap(),
-            SockType::SeqPacket
-        );
+        assert_eq!(getsockopt(end, sockopt::SockType).unwrap(), SockType::SeqPacket);
     }
     for msg in [&b"one"[..], b"second message"] {
-        sendmsg::<()>(
-            pair.primary.as_raw_fd(),
-            &[IoSlice::new(msg)],
-            &[],
-            MsgFlags::empty(),
-            None,
-        )
-        .unwrap();
+        sendmsg::<()>(pair.primary.as_raw_fd(), &[IoSlice::new(msg)], &[], MsgFlags::empty(), None).unwrap();
     }
     for expected in [&b"one"[..], b"second message"] {
         let mut buf = [0u8; 64];
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let got =
-            recvmsg::<()>(pair.worker.as_raw_fd(), &mut iov, None, MsgFlags::empty()).unwrap();
+        let got = recvmsg::<()>(pair.worker.as_raw_fd(), &mut iov, None, MsgFlags::empty()).unwrap();
         assert_eq!(got.bytes, expected.len());
         assert_eq!(&buf[..expected.len()], expected);
     }
@@ -83,10 +68,7 @@ fn pairs_are_independent() {
     aw.set_nonblocking(true).unwrap();
     bw.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 5];
-    assert_eq!(
-        bw.read(&mut buf).unwrap_err().kind(),
-        std::io::ErrorKind::WouldBlock
-    );
+    assert_eq!(bw.read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
     assert_eq!(aw.read(&mut buf).unwrap(), 5);
     assert_eq!(&buf, b"for a");
 }

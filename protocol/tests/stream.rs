@@ -6,8 +6,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 
 use common::{STEP, UserMsg, expected_frame};
 use corral_protocol::{
-    Body, Control, Envelope, FrameCodec, Hello, ProtocolError, TraceContext, WorkerStats,
-    stream_pair,
+    Body, Control, Envelope, FrameCodec, Hello, ProtocolError, TraceContext, WorkerStats, stream_pair,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -65,13 +64,8 @@ async fn bulk_round_trip(max: usize) {
         // The writer closed: clean end of stream, no error.
         assert!(reader.next().await.is_none());
     };
-    timeout(std::time::Duration::from_secs(20), receive)
-        .await
-        .expect("bulk transfer timed out");
-    timeout(STEP, send)
-        .await
-        .expect("writer timed out")
-        .unwrap();
+    timeout(std::time::Duration::from_secs(20), receive).await.expect("bulk transfer timed out");
+    timeout(STEP, send).await.expect("writer timed out").unwrap();
 }
 
 #[tokio::test]
@@ -93,40 +87,22 @@ async fn handshake_ping_pong_and_shutdown() {
     let mut worker = Framed::new(w, FrameCodec::<String, String>::default());
 
     let worker_task = tokio::spawn(async move {
-        worker
-            .send(Envelope::control(1, Control::Hello(Hello::new(2, 5, 777))))
-            .await
-            .unwrap();
-        worker
-            .send(Envelope::control(2, Control::Ready))
-            .await
-            .unwrap();
+        worker.send(Envelope::control(1, Control::Hello(Hello::new(2, 5, 777)))).await.unwrap();
+        worker.send(Envelope::control(2, Control::Ready)).await.unwrap();
         let mut seq = 3;
         loop {
             let env = worker.next().await.expect("primary closed").expect("frame");
             match env.body {
                 Body::Control(Control::Ping { nonce }) => {
-                    let stats = WorkerStats {
-                        handled: nonce,
-                        ..Default::default()
-                    };
-                    worker
-                        .send(Envelope::control(seq, Control::Pong { nonce, stats }))
-                        .await
-                        .unwrap();
+                    let stats = WorkerStats { handled: nonce, ..Default::default() };
+                    worker.send(Envelope::control(seq, Control::Pong { nonce, stats })).await.unwrap();
                 }
                 Body::User(text) => {
-                    worker
-                        .send(Envelope::user(seq, text.to_uppercase()))
-                        .await
-                        .unwrap();
+                    worker.send(Envelope::user(seq, text.to_uppercase())).await.unwrap();
                 }
                 Body::Control(Control::Shutdown { deadline_ms }) => {
                     assert_eq!(deadline_ms, 1500);
-                    worker
-                        .send(Envelope::control(seq, Control::Disconnect))
-                        .await
-                        .unwrap();
+                    worker.send(Envelope::control(seq, Control::Disconnect)).await.unwrap();
                     worker.close().await.unwrap();
                     return;
                 }
@@ -138,55 +114,30 @@ async fn handshake_ping_pong_and_shutdown() {
 
     let primary_side = async {
         let first = primary.next().await.unwrap().unwrap();
-        let Body::Control(Control::Hello(hello)) = first.body else {
-            panic!("first frame {first:?}")
-        };
+        let Body::Control(Control::Hello(hello)) = first.body else { panic!("first frame {first:?}") };
         hello.check(2, 5).unwrap();
         assert_eq!(hello.pid, 777);
-        assert!(matches!(
-            primary.next().await.unwrap().unwrap().body,
-            Body::Control(Control::Ready)
-        ));
+        assert!(matches!(primary.next().await.unwrap().unwrap().body, Body::Control(Control::Ready)));
 
-        primary
-            .send(Envelope::control(1, Control::Ping { nonce: 42 }))
-            .await
-            .unwrap();
+        primary.send(Envelope::control(1, Control::Ping { nonce: 42 })).await.unwrap();
         let pong = primary.next().await.unwrap().unwrap();
         assert_eq!(pong.seq, 3);
         assert!(matches!(
             pong.body,
-            Body::Control(Control::Pong {
-                nonce: 42,
-                stats: WorkerStats { handled: 42, .. }
-            })
+            Body::Control(Control::Pong { nonce: 42, stats: WorkerStats { handled: 42, .. } })
         ));
 
-        primary
-            .send(Envelope::user(2, "shout".to_string()))
-            .await
-            .unwrap();
+        primary.send(Envelope::user(2, "shout".to_string())).await.unwrap();
         let reply = primary.next().await.unwrap().unwrap();
         assert_eq!(reply.body, Body::User("SHOUT".to_string()));
 
-        primary
-            .send(Envelope::control(
-                3,
-                Control::Shutdown { deadline_ms: 1500 },
-            ))
-            .await
-            .unwrap();
+        primary.send(Envelope::control(3, Control::Shutdown { deadline_ms: 1500 })).await.unwrap();
         let bye = primary.next().await.unwrap().unwrap();
         assert_eq!(bye.body, Body::Control(Control::Disconnect));
         assert!(primary.next().await.is_none());
     };
-    timeout(STEP, primary_side)
-        .await
-        .expect("primary timed out");
-    timeout(STEP, worker_task)
-        .await
-        .expect("worker timed out")
-        .unwrap();
+    timeout(STEP, primary_side).await.expect("primary timed out");
+    timeout(STEP, worker_task).await.expect("worker timed out").unwrap();
 }
 
 /// The crate's own `stream_pair` carries frames once wrapped for tokio.
@@ -207,9 +158,7 @@ async fn frames_over_crate_stream_pair() {
             writer.send(env).await.unwrap();
         }
     });
-    let got = timeout(STEP, reader.by_ref().take(50).collect::<Vec<_>>())
-        .await
-        .expect("timed out");
+    let got = timeout(STEP, reader.by_ref().take(50).collect::<Vec<_>>()).await.expect("timed out");
     let got: Vec<_> = got.into_iter().map(Result::unwrap).collect();
     assert_eq!(got, envs);
     timeout(STEP, send).await.unwrap().unwrap();
@@ -231,13 +180,9 @@ async fn first_item_after_raw_write(
     if close {
         a.shutdown().await.unwrap();
         drop(a);
-        timeout(STEP, reader.next())
-            .await
-            .expect("reader timed out")
+        timeout(STEP, reader.next()).await.expect("reader timed out")
     } else {
-        let item = timeout(STEP, reader.next())
-            .await
-            .expect("reader waited for more bytes");
+        let item = timeout(STEP, reader.next()).await.expect("reader waited for more bytes");
         drop(a);
         item
     }
@@ -248,10 +193,7 @@ async fn garbage_on_the_stream_is_decode_error() {
     let mut bytes = 5u32.to_be_bytes().to_vec();
     bytes.extend_from_slice(&[0xff; 5]);
     let item = first_item_after_raw_write(bytes, false, 1024).await;
-    assert!(
-        matches!(item, Some(Err(ProtocolError::Decode(_)))),
-        "{item:?}"
-    );
+    assert!(matches!(item, Some(Err(ProtocolError::Decode(_)))), "{item:?}");
 }
 
 #[tokio::test]
@@ -264,26 +206,15 @@ async fn garbage_after_good_frames_yields_them_then_the_error() {
     bytes.extend_from_slice(&[0, 0, 0, 4, 0x02, 0x00, 0x01, 0xc8]);
     a.write_all(&bytes).await.unwrap();
     let first = timeout(STEP, reader.next()).await.unwrap();
-    assert!(
-        matches!(first, Some(Ok(ref env)) if *env == good),
-        "{first:?}"
-    );
+    assert!(matches!(first, Some(Ok(ref env)) if *env == good), "{first:?}");
     let second = timeout(STEP, reader.next()).await.unwrap();
-    assert!(
-        matches!(second, Some(Err(ProtocolError::Decode(_)))),
-        "{second:?}"
-    );
+    assert!(matches!(second, Some(Err(ProtocolError::Decode(_)))), "{second:?}");
 }
 
 #[tokio::test]
 async fn trailing_bytes_on_the_stream() {
-    let item =
-        first_item_after_raw_write(vec![0, 0, 0, 5, 0x01, 0x00, 0x00, 0x01, 0x00], false, 1024)
-            .await;
-    assert!(
-        matches!(item, Some(Err(ProtocolError::TrailingBytes { extra: 1 }))),
-        "{item:?}"
-    );
+    let item = first_item_after_raw_write(vec![0, 0, 0, 5, 0x01, 0x00, 0x00, 0x01, 0x00], false, 1024).await;
+    assert!(matches!(item, Some(Err(ProtocolError::TrailingBytes { extra: 1 }))), "{item:?}");
 }
 
 /// An oversized length prefix is refused at once, although the peer is still connected and
@@ -291,34 +222,19 @@ async fn trailing_bytes_on_the_stream() {
 #[tokio::test]
 async fn oversized_prefix_on_the_stream_is_refused_without_waiting() {
     let item = first_item_after_raw_write(4096u32.to_be_bytes().to_vec(), false, 1024).await;
-    assert!(
-        matches!(
-            item,
-            Some(Err(ProtocolError::FrameTooLarge {
-                len: 4096,
-                max: 1024
-            }))
-        ),
-        "{item:?}"
-    );
+    assert!(matches!(item, Some(Err(ProtocolError::FrameTooLarge { len: 4096, max: 1024 }))), "{item:?}");
 }
 
 #[tokio::test]
 async fn stream_closed_inside_the_body_is_truncated() {
     let item = first_item_after_raw_write(vec![0, 0, 0, 10, 1, 2, 3], true, 1024).await;
-    assert!(
-        matches!(item, Some(Err(ProtocolError::Truncated { .. }))),
-        "{item:?}"
-    );
+    assert!(matches!(item, Some(Err(ProtocolError::Truncated { .. }))), "{item:?}");
 }
 
 #[tokio::test]
 async fn stream_closed_inside_the_prefix_is_truncated() {
     let item = first_item_after_raw_write(vec![0, 0], true, 1024).await;
-    assert!(
-        matches!(item, Some(Err(ProtocolError::Truncated { buffered: 2 }))),
-        "{item:?}"
-    );
+    assert!(matches!(item, Some(Err(ProtocolError::Truncated { buffered: 2 }))), "{item:?}");
 }
 
 /// A peer that dies right after writing a length prefix has lost a frame; the reader must
@@ -326,10 +242,7 @@ async fn stream_closed_inside_the_prefix_is_truncated() {
 #[tokio::test]
 async fn stream_closed_right_after_the_prefix_is_truncated() {
     let item = first_item_after_raw_write(vec![0, 0, 0, 10], true, 1024).await;
-    assert!(
-        matches!(item, Some(Err(ProtocolError::Truncated { .. }))),
-        "{item:?}"
-    );
+    assert!(matches!(item, Some(Err(ProtocolError::Truncated { .. }))), "{item:?}");
 }
 
 #[tokio::test]
@@ -340,10 +253,7 @@ async fn stream_closed_between_frames_is_a_clean_end() {
     a.write_all(&expected_frame(&env)).await.unwrap();
     drop(a);
     let first = timeout(STEP, reader.next()).await.unwrap();
-    assert!(
-        matches!(first, Some(Ok(ref got)) if *got == env),
-        "{first:?}"
-    );
+    assert!(matches!(first, Some(Ok(ref got)) if *got == env), "{first:?}");
     assert!(timeout(STEP, reader.next()).await.unwrap().is_none());
 }
 
@@ -352,14 +262,8 @@ async fn writer_refuses_an_oversized_message_and_stays_usable() {
     let (a, b) = UnixStream::pair().unwrap();
     let mut writer = FramedWrite::new(a, FrameCodec::<UserMsg, ()>::new(256));
     let mut reader = FramedRead::new(b, FrameCodec::<(), UserMsg>::new(256));
-    let err = writer
-        .send(Envelope::user(1, UserMsg::Bytes(vec![0; 1000])))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, ProtocolError::FrameTooLarge { max: 256, .. }),
-        "{err:?}"
-    );
+    let err = writer.send(Envelope::user(1, UserMsg::Bytes(vec![0; 1000]))).await.unwrap_err();
+    assert!(matches!(err, ProtocolError::FrameTooLarge { max: 256, .. }), "{err:?}");
     let ok = Envelope::user(2, UserMsg::Bytes(vec![1; 100]));
     writer.send(ok.clone()).await.unwrap();
     let got = timeout(STEP, reader.next()).await.unwrap();

@@ -9,9 +9,8 @@ use proptest::sample::Index;
 const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn non_zero_ids() -> impl Strategy<Value = ([u8; 16], [u8; 8])> {
-    (any::<[u8; 16]>(), any::<[u8; 8]>()).prop_filter("all-zero ids are invalid", |(t, s)| {
-        *t != [0; 16] && *s != [0; 8]
-    })
+    (any::<[u8; 16]>(), any::<[u8; 8]>())
+        .prop_filter("all-zero ids are invalid", |(t, s)| *t != [0; 16] && *s != [0; 8])
 }
 
 #[test]
@@ -19,10 +18,7 @@ fn w3c_example_parses() {
     let cx = TraceContext::from_traceparent(VALID).unwrap();
     assert_eq!(
         cx.trace_id,
-        [
-            0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
-            0x47, 0x36
-        ]
+        [0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36]
     );
     assert_eq!(cx.span_id, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
     assert_eq!(cx.flags, 1);
@@ -33,15 +29,11 @@ fn w3c_example_parses() {
 
 #[test]
 fn unsampled_flags() {
-    let cx =
-        TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
-            .unwrap();
+    let cx = TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
     assert_eq!(cx.flags, 0);
     assert!(!cx.is_sampled());
     // Other flag bits are kept but do not mean sampled.
-    let cx =
-        TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fe")
-            .unwrap();
+    let cx = TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fe").unwrap();
     assert_eq!(cx.flags, 0xfe);
     assert!(!cx.is_sampled());
 }
@@ -55,10 +47,7 @@ fn surrounding_whitespace_is_ignored() {
 #[test]
 fn default_renders_all_zero_and_is_rejected_when_parsed() {
     let text = TraceContext::default().traceparent();
-    assert_eq!(
-        text,
-        "00-00000000000000000000000000000000-0000000000000000-00"
-    );
+    assert_eq!(text, "00-00000000000000000000000000000000-0000000000000000-00");
     assert_eq!(TraceContext::from_traceparent(&text), None);
 }
 
@@ -98,11 +87,7 @@ fn malformed_headers_are_rejected() {
         "00-4bf92f3577b34da6a3ce929d0e0e47é-00f067aa0ba902b7-01",
     ];
     for case in cases {
-        assert_eq!(
-            TraceContext::from_traceparent(case),
-            None,
-            "{case:?} was accepted"
-        );
+        assert_eq!(TraceContext::from_traceparent(case), None, "{case:?} was accepted");
     }
 }
 
@@ -111,11 +96,7 @@ fn malformed_headers_are_rejected() {
 fn non_hex_version_is_rejected() {
     for version in ["0g", "zz", "--", "0 ", "G0"] {
         let text = format!("{version}{}", &VALID[2..]);
-        assert_eq!(
-            TraceContext::from_traceparent(&text),
-            None,
-            "{text:?} was accepted"
-        );
+        assert_eq!(TraceContext::from_traceparent(&text), None, "{text:?} was accepted");
     }
 }
 
@@ -127,11 +108,7 @@ fn uppercase_hex_is_rejected() {
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
     ] {
-        assert_eq!(
-            TraceContext::from_traceparent(text),
-            None,
-            "{text:?} was accepted"
-        );
+        assert_eq!(TraceContext::from_traceparent(text), None, "{text:?} was accepted");
     }
 }
 
@@ -139,16 +116,8 @@ fn uppercase_hex_is_rejected() {
 /// it invalid.
 #[test]
 fn version_00_with_extra_fields_is_rejected() {
-    for text in [
-        format!("{VALID}-extra"),
-        format!("{VALID}-"),
-        format!("{VALID}-00"),
-    ] {
-        assert_eq!(
-            TraceContext::from_traceparent(&text),
-            None,
-            "{text:?} was accepted"
-        );
+    for text in [format!("{VALID}-extra"), format!("{VALID}-"), format!("{VALID}-00")] {
+        assert_eq!(TraceContext::from_traceparent(&text), None, "{text:?} was accepted");
     }
 }
 

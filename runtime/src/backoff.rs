@@ -41,12 +41,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(100),
-            factor: 2.0,
-            max: Duration::from_secs(15),
-            jitter: 0.2,
-        }
+        Backoff { base: Duration::from_millis(100), factor: 2.0, max: Duration::from_secs(15), jitter: 0.2 }
     }
 }
 
@@ -74,10 +69,6 @@ impl Backoff {
     pub fn nominal(&self, attempt: u32) -> Duration {
         let exponent = i32::try_from(attempt).unwrap_or(i32::MAX);
         let secs = self.base.as_secs_f64() * self.factor.powi(exponent);
-        if !secs.is_finite() || secs >= self.max.as_secs_f64() {
-            self.max
-        } else {
-            Duration::from_secs_f64(secs)
-        }
+        if !secs.is_finite() || secs >= self.max.as_secs_f64() { self.max } else { Duration::from_secs_f64(secs) }
     }
 }

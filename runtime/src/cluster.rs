@@ -15,11 +15,11 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::watch;
 
 use crate::events::EventBus;
+use crate::listener::Listeners;
 use crate::routes::Routes;
 use crate::supervisor::{SupervisorArgs, SupervisorMsg, WorkerSupervisor, worker_command};
 use crate::{
-    ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Escalation, EventStream, WorkerState,
-    WorkerStatus,
+    ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Escalation, EventStream, WorkerState, WorkerStatus,
 };
 
 /// How a slot ended, as its supervisor reports it.
@@ -47,6 +47,14 @@ pub enum ClusterMsg {
     /// Stop gracefully: drain every worker, then stop the actor. The reply (if any) comes
     /// once every worker has exited.
     Stop(Option<RpcReplyPort<()>>),
+    /// Sent by a slot's supervisor when its worker asked for an address that cannot be
+    /// listened on: the cluster stops with [`ClusterError::Listen`].
+    ListenFailed {
+        /// The slot.
+        slot: usize,
+        /// What failed, naming the address.
+        error: String,
+    },
     /// Sent by a slot's supervisor when the slot has ended.
     SlotEnded {
         /// The slot.
@@ -60,11 +68,8 @@ pub enum ClusterMsg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Clean,
-    GaveUp {
-        slot: usize,
-        restarts: usize,
-        period_ms: u128,
-    },
+    GaveUp { slot: usize, restarts: usize, period_ms: u128 },
+    Listen(String),
     Failed(String),
 }
 
@@ -72,15 +77,8 @@ impl Outcome {
     pub(crate) fn into_result(self) -> Result<(), ClusterError> {
         match self {
             Outcome::Clean => Ok(()),
-            Outcome::GaveUp {
-                slot,
-                restarts,
-                period_ms,
-            } => Err(ClusterError::GaveUp {
-                slot,
-                restarts,
-                period_ms,
-            }),
+            Outcome::GaveUp { slot, restarts, period_ms } => Err(ClusterError::GaveUp { slot, restarts, period_ms }),
+            Outcome::Listen(reason) => Err(ClusterError::Listen(reason)),
             Outcome::Failed(reason) => Err(ClusterError::Failed(reason)),
         }
     }
@@ -108,9 +106,7 @@ pub struct Cluster<M, R> {
 
 impl<M, R> Default for Cluster<M, R> {
     fn default() -> Self {
-        Cluster {
-            _types: PhantomData,
-        }
+        Cluster { _types: PhantomData }
     }
 }
 
@@ -119,6 +115,7 @@ pub struct ClusterArgs<M, R> {
     config: Arc<ClusterConfig>,
     bus: Arc<EventBus<R>>,
     routes: Arc<Routes<M>>,
+    listeners: Arc<Listeners>,
     done: watch::Sender<Option<Outcome>>,
     id: u64,
 }
@@ -149,9 +146,7 @@ where
     ///
     /// [`ClusterError::Config`] for a bad configuration, [`ClusterError::Spawn`] when the actor
     /// cannot be spawned.
-    pub async fn spawn(
-        config: ClusterConfig,
-    ) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
+    pub async fn spawn(config: ClusterConfig) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
         Self::spawn_inner(config, None).await
     }
 
@@ -180,18 +175,12 @@ where
         let (done, done_rx) = watch::channel(None);
         let id = NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{}-{id}", config.name, std::process::id());
-        let args = ClusterArgs {
-            config: Arc::new(config),
-            bus: bus.clone(),
-            routes: routes.clone(),
-            done,
-            id,
-        };
+        let listeners = Arc::new(Listeners::new(config.scheduling));
+        let args =
+            ClusterArgs { config: Arc::new(config), bus: bus.clone(), routes: routes.clone(), listeners, done, id };
         let spawned = match supervisor {
             None => Actor::spawn(Some(name), Cluster::<M, R>::default(), args).await,
-            Some(sup) => {
-                Actor::spawn_linked(Some(name), Cluster::<M, R>::default(), args, sup).await
-            }
+            Some(sup) => Actor::spawn_linked(Some(name), Cluster::<M, R>::default(), args, sup).await,
         };
         let (actor, _join) = spawned.map_err(|e| ClusterError::Spawn(e.to_string()))?;
         Ok((ClusterHandle::new(actor, bus, routes, done_rx), events))
@@ -286,23 +275,15 @@ where
                 cluster: myself.clone(),
                 bus: args.bus.clone(),
                 routes: args.routes.clone(),
+                listeners: args.listeners.clone(),
                 program: program.clone(),
                 argv0: argv0.clone(),
                 args: argv.clone(),
             };
-            let name = format!(
-                "{}-{}-{}-slot-{slot}",
-                args.config.name,
-                std::process::id(),
-                args.id
-            );
-            let (sup, _) = Actor::spawn_linked(
-                Some(name),
-                WorkerSupervisor::<M, R>::default(),
-                sup_args,
-                myself.get_cell(),
-            )
-            .await?;
+            let name = format!("{}-{}-{}-slot-{slot}", args.config.name, std::process::id(), args.id);
+            let (sup, _) =
+                Actor::spawn_linked(Some(name), WorkerSupervisor::<M, R>::default(), sup_args, myself.get_cell())
+                    .await?;
             supervisors.push(Some(sup));
         }
         Ok(ClusterState {
@@ -326,12 +307,9 @@ where
                 let mut out = Vec::with_capacity(st.supervisors.len());
                 for slot in 0..st.supervisors.len() {
                     let live = match &st.supervisors[slot] {
-                        Some(sup) => ractor::call_t!(
-                            sup,
-                            SupervisorMsg::Status,
-                            STATUS_TIMEOUT.as_millis() as u64
-                        )
-                        .ok(),
+                        Some(sup) => {
+                            ractor::call_t!(sup, SupervisorMsg::Status, STATUS_TIMEOUT.as_millis() as u64).ok()
+                        }
                         None => None,
                     };
                     out.push(live.unwrap_or_else(|| Self::slot_status(st, slot)));
@@ -345,6 +323,12 @@ where
                 self.begin_stop(st);
                 return self.maybe_finish(&myself, st);
             }
+            ClusterMsg::ListenFailed { slot, error } => {
+                tracing::error!(slot, %error, "stopping the cluster");
+                st.failure.get_or_insert(Outcome::Listen(error));
+                self.begin_stop(st);
+                return self.maybe_finish(&myself, st);
+            }
             ClusterMsg::SlotEnded { slot, outcome } => {
                 let Some(sup) = st.supervisors.get_mut(slot).and_then(Option::take) else {
                     return Ok(());
@@ -354,10 +338,7 @@ where
                 if let SlotOutcome::GaveUp { restarts } = outcome {
                     match st.args.config.escalation {
                         Escalation::Stop => {
-                            tracing::error!(
-                                slot,
-                                "slot gave up; stopping the cluster (escalation: Stop)"
-                            );
+                            tracing::error!(slot, "slot gave up; stopping the cluster (escalation: Stop)");
                             st.failure.get_or_insert(Outcome::GaveUp {
                                 slot,
                                 restarts,
@@ -366,10 +347,7 @@ where
                             self.begin_stop(st);
                         }
                         Escalation::Degraded => {
-                            tracing::error!(
-                                slot,
-                                "slot gave up; running degraded (escalation: Degraded)"
-                            );
+                            tracing::error!(slot, "slot gave up; running degraded (escalation: Degraded)");
                         }
                     }
                 }
@@ -389,19 +367,15 @@ where
             SupervisionEvent::ActorFailed(cell, error) => {
                 // A supervisor failing is a bug of ours, not a worker crash: treat the slot as
                 // lost and escalate as if it had given up.
-                let Some(slot) = st
-                    .supervisors
-                    .iter()
-                    .position(|s| s.as_ref().is_some_and(|s| s.get_id() == cell.get_id()))
+                let Some(slot) =
+                    st.supervisors.iter().position(|s| s.as_ref().is_some_and(|s| s.get_id() == cell.get_id()))
                 else {
                     return Ok(());
                 };
                 tracing::error!(slot, %error, "worker supervisor failed");
                 st.supervisors[slot] = None;
                 st.outcomes[slot] = Some(SlotOutcome::GaveUp { restarts: 0 });
-                st.failure.get_or_insert(Outcome::Failed(format!(
-                    "supervisor of slot {slot} failed: {error}"
-                )));
+                st.failure.get_or_insert(Outcome::Failed(format!("supervisor of slot {slot} failed: {error}")));
                 self.begin_stop(st);
                 self.maybe_finish(&myself, st)
             }
@@ -409,11 +383,7 @@ where
         }
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<ClusterMsg>,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: ActorRef<ClusterMsg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
         // Stopped from outside (e.g. by a parent) while workers were running: their
         // supervisors are linked children; stop them so their processes are killed.
         for sup in st.supervisors.iter().flatten() {

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use corral_protocol::DEFAULT_MAX_FRAME_LENGTH;
+use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
 use crate::{Backoff, ConfigError, Restart};
 
@@ -85,6 +85,9 @@ pub struct ClusterConfig {
     /// The window for [`max_restarts`](Self::max_restarts). Default: 10 s (systemd's
     /// `StartLimitIntervalSec`).
     pub period: Duration,
+    /// How connections to shared listeners reach the workers. Default:
+    /// [`Scheduling::RoundRobin`] (as Node on Linux).
+    pub scheduling: Scheduling,
     /// What happens when a slot gives up. Default: [`Escalation::Stop`].
     pub escalation: Escalation,
     /// How long a stopping worker may take to drain before it is killed. Default: 5 s.
@@ -116,14 +119,13 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
-            workers: std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(1),
+            workers: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             restart: Restart::Permanent,
             backoff: Backoff::default(),
             min_uptime: Duration::from_secs(1),
             max_restarts: 5,
             period: Duration::from_secs(10),
+            scheduling: Scheduling::RoundRobin,
             escalation: Escalation::Stop,
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(10),
@@ -171,6 +173,8 @@ setters! {
     max_restarts: u32,
     /// Sets [`ClusterConfig::period`].
     period: Duration,
+    /// Sets [`ClusterConfig::scheduling`].
+    scheduling: Scheduling,
     /// Sets [`ClusterConfig::escalation`].
     escalation: Escalation,
     /// Sets [`ClusterConfig::kill_timeout`].
@@ -222,10 +226,7 @@ impl ClusterConfig {
             return bad("workers", "must be at least 1".into());
         }
         if self.workers > MAX_WORKERS {
-            return bad(
-                "workers",
-                format!("{} is over the limit of {MAX_WORKERS}", self.workers),
-            );
+            return bad("workers", format!("{} is over the limit of {MAX_WORKERS}", self.workers));
         }
         if self.backoff.base.is_zero() {
             return bad("backoff.base", "must be greater than zero".into());
@@ -233,29 +234,17 @@ impl ClusterConfig {
         if self.backoff.max < self.backoff.base {
             return bad(
                 "backoff.max",
-                format!(
-                    "{:?} is below backoff.base ({:?})",
-                    self.backoff.max, self.backoff.base
-                ),
+                format!("{:?} is below backoff.base ({:?})", self.backoff.max, self.backoff.base),
             );
         }
         if !self.backoff.factor.is_finite() || self.backoff.factor < 1.0 {
-            return bad(
-                "backoff.factor",
-                format!("{} must be a finite number ≥ 1", self.backoff.factor),
-            );
+            return bad("backoff.factor", format!("{} must be a finite number ≥ 1", self.backoff.factor));
         }
         if !(0.0..=1.0).contains(&self.backoff.jitter) {
-            return bad(
-                "backoff.jitter",
-                format!("{} must be between 0 and 1", self.backoff.jitter),
-            );
+            return bad("backoff.jitter", format!("{} must be between 0 and 1", self.backoff.jitter));
         }
         if self.max_restarts == 0 && self.restart != Restart::Temporary {
-            return bad(
-                "max_restarts",
-                "must be at least 1 unless restart is Temporary".into(),
-            );
+            return bad("max_restarts", "must be at least 1 unless restart is Temporary".into());
         }
         if self.period.is_zero() {
             return bad("period", "must be greater than zero".into());
@@ -272,20 +261,11 @@ impl ClusterConfig {
         if self.heartbeat_timeout < self.heartbeat_interval {
             return bad(
                 "heartbeat_timeout",
-                format!(
-                    "{:?} is below heartbeat_interval ({:?})",
-                    self.heartbeat_timeout, self.heartbeat_interval
-                ),
+                format!("{:?} is below heartbeat_interval ({:?})", self.heartbeat_timeout, self.heartbeat_interval),
             );
         }
         if self.max_frame_length < 64 || self.max_frame_length > u32::MAX as usize {
-            return bad(
-                "max_frame_length",
-                format!(
-                    "{} must be between 64 bytes and 4 GiB",
-                    self.max_frame_length
-                ),
-            );
+            return bad("max_frame_length", format!("{} must be between 64 bytes and 4 GiB", self.max_frame_length));
         }
         if self.event_buffer == 0 {
             return bad("event_buffer", "must be at least 1".into());

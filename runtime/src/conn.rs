@@ -66,10 +66,7 @@ pub(crate) async fn run_reader<M, R: DeserializeOwned + Clone + Send + 'static>(
 ) {
     let mut frames = FramedRead::new(read, codec);
     let error = read_frames(&mut frames, &cx).await.err();
-    cx.bus.emit(ClusterEvent::Disconnect {
-        slot: cx.slot,
-        pid: cx.pid,
-    });
+    cx.bus.emit(ClusterEvent::Disconnect { slot: cx.slot, pid: cx.pid });
     // A worker of another protocol version will not get better by restarting it.
     let fatal = matches!(error, Some(ProtocolError::VersionMismatch { .. }));
     let _ = cx.supervisor.send_message(SupervisorMsg::ReaderEnded {
@@ -87,9 +84,7 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
     let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
     let first = match tokio::time::timeout(cx.hello_timeout, frames.next()).await {
         Err(_elapsed) => {
-            return Err(ProtocolError::Unexpected(
-                "no hello within the listen timeout".into(),
-            ));
+            return Err(ProtocolError::Unexpected("no hello within the listen timeout".into()));
         }
         Ok(None) => return Err(ProtocolError::Closed),
         Ok(Some(frame)) => frame?,
@@ -97,19 +92,11 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
     match first.body {
         Body::Control(Control::Hello(hello)) => hello.check(slot as u32, generation)?,
         _ => {
-            return Err(ProtocolError::Unexpected(
-                "the first frame is not a hello".into(),
-            ));
+            return Err(ProtocolError::Unexpected("the first frame is not a hello".into()));
         }
     }
-    cx.bus.emit(ClusterEvent::Online {
-        slot,
-        generation,
-        pid,
-    });
-    let _ = cx
-        .supervisor
-        .send_message(SupervisorMsg::Online { generation });
+    cx.bus.emit(ClusterEvent::Online { slot, generation, pid });
+    let _ = cx.supervisor.send_message(SupervisorMsg::Online { generation });
 
     let mut snapshot = BusSnapshot::default();
     while let Some(frame) = frames.next().await {
@@ -120,26 +107,20 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
                 cx.bus.emit_message(&mut snapshot, slot, message).await;
             }
             Body::Control(Control::Ready) => {
-                cx.bus.emit(ClusterEvent::Ready {
-                    slot,
-                    generation,
-                    pid,
-                });
-                let _ = cx
-                    .supervisor
-                    .send_message(SupervisorMsg::Ready { generation });
+                cx.bus.emit(ClusterEvent::Ready { slot, generation, pid });
+                let _ = cx.supervisor.send_message(SupervisorMsg::Ready { generation });
             }
             Body::Control(Control::Pong { nonce, stats }) => {
-                let _ = cx.supervisor.send_message(SupervisorMsg::Pong {
-                    generation,
-                    nonce,
-                    stats,
-                });
+                let _ = cx.supervisor.send_message(SupervisorMsg::Pong { generation, nonce, stats });
+            }
+            Body::Control(Control::Listen { id, addr }) => {
+                let _ = cx.supervisor.send_message(SupervisorMsg::Listen { generation, id, addr });
+            }
+            Body::Control(Control::Load { open }) => {
+                let _ = cx.supervisor.send_message(SupervisorMsg::Load { generation, open });
             }
             Body::Control(Control::Disconnect) => {
-                let _ = cx
-                    .supervisor
-                    .send_message(SupervisorMsg::Draining { generation });
+                let _ = cx.supervisor.send_message(SupervisorMsg::Draining { generation });
             }
             Body::Control(Control::Log { level, message }) => match level {
                 LogLevel::Error => tracing::error!(slot, pid, "{message}"),
@@ -151,9 +132,7 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
                 tracing::error!(slot, pid, "worker reports: {message}");
             }
             Body::Control(other) => {
-                return Err(ProtocolError::Unexpected(format!(
-                    "{other:?} from a worker"
-                )));
+                return Err(ProtocolError::Unexpected(format!("{other:?} from a worker")));
             }
         }
     }
@@ -199,10 +178,7 @@ pub(crate) async fn run_waiter(
         Ok(status) => ExitStatus::from(status),
         Err(e) => {
             tracing::error!(error = %e, "waiting for a worker process failed");
-            ExitStatus {
-                code: None,
-                signal: None,
-            }
+            ExitStatus { code: None, signal: None }
         }
     };
     // A worker that forked a child holding its socket keeps the reader open; don't wait forever.

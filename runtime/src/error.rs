@@ -30,9 +30,7 @@ pub enum ClusterError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A slot exceeded its restart intensity and the escalation policy stopped the cluster.
-    #[error(
-        "worker slot {slot} gave up after {restarts} restarts within {period_ms} ms; cluster stopped"
-    )]
+    #[error("worker slot {slot} gave up after {restarts} restarts within {period_ms} ms; cluster stopped")]
     GaveUp {
         /// The slot that gave up.
         slot: usize,
@@ -56,6 +54,10 @@ pub enum ClusterError {
         /// The slot.
         slot: usize,
     },
+    /// A worker asked to listen on an address the primary cannot bind (in use, not
+    /// permitted, unresolvable); the cluster stopped instead of restarting into the same error.
+    #[error("{0}")]
+    Listen(String),
     /// The cluster failed for another reason (e.g. one of its supervisors failed).
     #[error("the cluster failed: {0}")]
     Failed(String),

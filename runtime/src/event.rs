@@ -41,6 +41,13 @@ pub enum ClusterEvent<R> {
         /// The process id.
         pid: u32,
     },
+    /// A worker listens on an address (Node's `listening`).
+    Listening {
+        /// The slot.
+        slot: usize,
+        /// The address the primary bound for it (port 0 resolved).
+        addr: std::net::SocketAddr,
+    },
     /// A worker sent a message (Node's `message`).
     Message {
         /// The slot.
@@ -115,6 +122,7 @@ impl<R> ClusterEvent<R> {
             ClusterEvent::Fork { slot, .. }
             | ClusterEvent::Online { slot, .. }
             | ClusterEvent::Ready { slot, .. }
+            | ClusterEvent::Listening { slot, .. }
             | ClusterEvent::Message { slot, .. }
             | ClusterEvent::Disconnect { slot, .. }
             | ClusterEvent::Exit { slot, .. }

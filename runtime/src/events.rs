@@ -25,10 +25,7 @@ struct Subscriber<R> {
 
 impl<R> Clone for Subscriber<R> {
     fn clone(&self) -> Self {
-        Subscriber {
-            tx: self.tx.clone(),
-            credits: self.credits.clone(),
-        }
+        Subscriber { tx: self.tx.clone(), credits: self.credits.clone() }
     }
 }
 
@@ -48,39 +45,26 @@ pub(crate) struct BusSnapshot<R> {
 
 impl<R> Default for BusSnapshot<R> {
     fn default() -> Self {
-        BusSnapshot {
-            version: u64::MAX,
-            subscribers: Arc::new(Vec::new()),
-        }
+        BusSnapshot { version: u64::MAX, subscribers: Arc::new(Vec::new()) }
     }
 }
 
 impl<R: Clone + Send + 'static> EventBus<R> {
     pub(crate) fn new(buffer: usize) -> Self {
-        EventBus {
-            subscribers: Mutex::new(Arc::new(Vec::new())),
-            version: AtomicU64::new(0),
-            buffer,
-        }
+        EventBus { subscribers: Mutex::new(Arc::new(Vec::new())), version: AtomicU64::new(0), buffer }
     }
 
     fn with_list<T>(&self, f: impl FnOnce(&mut Arc<Vec<Subscriber<R>>>) -> T) -> T {
         // A panic while holding this lock cannot leave the list half-updated (every update
         // replaces the Arc whole), so a poisoned lock is safe to keep using.
-        let mut guard = self
-            .subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.subscribers.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut guard)
     }
 
     /// A new subscriber that sees every event from now on.
     pub(crate) fn subscribe(&self) -> EventStream<R> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let sub = Subscriber {
-            tx,
-            credits: Arc::new(Semaphore::new(self.buffer)),
-        };
+        let sub = Subscriber { tx, credits: Arc::new(Semaphore::new(self.buffer)) };
         self.with_list(|list| {
             let mut next: Vec<_> = list.iter().filter(|s| !s.tx.is_closed()).cloned().collect();
             next.push(sub);
@@ -95,13 +79,7 @@ impl<R: Clone + Send + 'static> EventBus<R> {
         let list = self.with_list(|list| list.clone());
         let mut closed = false;
         for sub in list.iter() {
-            closed |= sub
-                .tx
-                .send(Delivery {
-                    event: event.clone(),
-                    _credit: None,
-                })
-                .is_err();
+            closed |= sub.tx.send(Delivery { event: event.clone(), _credit: None }).is_err();
         }
         if closed {
             self.prune();
@@ -117,12 +95,7 @@ impl<R: Clone + Send + 'static> EventBus<R> {
     }
 
     /// Delivers a user message to every subscriber, waiting for a credit from each.
-    pub(crate) async fn emit_message(
-        &self,
-        snapshot: &mut BusSnapshot<R>,
-        slot: usize,
-        message: R,
-    ) {
+    pub(crate) async fn emit_message(&self, snapshot: &mut BusSnapshot<R>, slot: usize, message: R) {
         let version = self.version.load(Ordering::Acquire);
         if version != snapshot.version {
             snapshot.subscribers = self.with_list(|list| list.clone());
@@ -157,12 +130,7 @@ async fn deliver<R>(sub: &Subscriber<R>, slot: usize, message: R) -> bool {
             }
         }
     };
-    sub.tx
-        .send(Delivery {
-            event: ClusterEvent::Message { slot, message },
-            _credit: Some(credit),
-        })
-        .is_ok()
+    sub.tx.send(Delivery { event: ClusterEvent::Message { slot, message }, _credit: Some(credit) }).is_ok()
 }
 
 /// A subscriber's stream of [`ClusterEvent`]s. Drop it to unsubscribe.
@@ -203,8 +171,6 @@ impl<R> EventStream<R> {
 
 impl<R> std::fmt::Debug for EventStream<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream")
-            .field("queued", &self.rx.len())
-            .finish()
+        f.debug_struct("EventStream").field("queued", &self.rx.len()).finish()
     }
 }

@@ -28,10 +28,7 @@ impl ExitStatus {
 impl From<std::process::ExitStatus> for ExitStatus {
     fn from(status: std::process::ExitStatus) -> Self {
         use std::os::unix::process::ExitStatusExt;
-        ExitStatus {
-            code: status.code(),
-            signal: status.signal(),
-        }
+        ExitStatus { code: status.code(), signal: status.signal() }
     }
 }
 
@@ -40,9 +37,7 @@ impl fmt::Display for ExitStatus {
         match (self.code, self.signal) {
             (Some(code), _) => write!(f, "exited with code {code}"),
             (None, Some(sig)) => {
-                let name = nix::sys::signal::Signal::try_from(sig)
-                    .map(|s| s.as_str())
-                    .unwrap_or("?");
+                let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("?");
                 write!(f, "killed by signal {sig} ({name})")
             }
             (None, None) => write!(f, "ended with an unknown status"),

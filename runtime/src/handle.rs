@@ -53,9 +53,7 @@ impl<M, R> Clone for ClusterHandle<M, R> {
 
 impl<M, R> std::fmt::Debug for ClusterHandle<M, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterHandle")
-            .field("actor", &self.actor.get_id())
-            .finish()
+        f.debug_struct("ClusterHandle").field("actor", &self.actor.get_id()).finish()
     }
 }
 
@@ -70,12 +68,7 @@ where
         routes: Arc<Routes<M>>,
         done: watch::Receiver<Option<Outcome>>,
     ) -> Self {
-        ClusterHandle {
-            actor,
-            bus,
-            routes,
-            done,
-        }
+        ClusterHandle { actor, bus, routes, done }
     }
 
     /// The cluster actor, e.g. to link it or to send it [`ClusterMsg`]s.
@@ -102,16 +95,9 @@ where
         let route = self
             .routes
             .get(slot)
-            .ok_or(ClusterError::NoSuchSlot {
-                slot,
-                workers: self.workers(),
-            })?
+            .ok_or(ClusterError::NoSuchSlot { slot, workers: self.workers() })?
             .ok_or(ClusterError::NotConnected { slot })?;
-        route
-            .tx
-            .send(Outgoing::user(message))
-            .await
-            .map_err(|_| ClusterError::NotConnected { slot })
+        route.tx.send(Outgoing::user(message)).await.map_err(|_| ClusterError::NotConnected { slot })
     }
 
     /// Sends `message` to every worker that has a live process; returns how many it reached.
@@ -162,9 +148,7 @@ where
         let outcome = match done.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone(),
             // The actor is gone without saying how: it was killed.
-            Err(_) => Some(Outcome::Failed(
-                "the cluster actor ended without a result".into(),
-            )),
+            Err(_) => Some(Outcome::Failed("the cluster actor ended without a result".into())),
         };
         outcome.unwrap_or(Outcome::Clean).into_result()
     }

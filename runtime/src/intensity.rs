@@ -30,11 +30,7 @@ pub struct RestartIntensity {
 impl RestartIntensity {
     /// A window allowing `max_restarts` restarts per `period`.
     pub fn new(max_restarts: u32, period: Duration) -> Self {
-        RestartIntensity {
-            max_restarts,
-            period,
-            recent: VecDeque::new(),
-        }
+        RestartIntensity { max_restarts, period, recent: VecDeque::new() }
     }
 
     /// Records a restart at `now` and says whether it is allowed. A refused restart is not

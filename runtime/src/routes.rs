@@ -13,10 +13,7 @@ pub(crate) struct Route<M> {
 
 impl<M> Clone for Route<M> {
     fn clone(&self) -> Self {
-        Route {
-            generation: self.generation,
-            tx: self.tx.clone(),
-        }
+        Route { generation: self.generation, tx: self.tx.clone() }
     }
 }
 
@@ -28,9 +25,7 @@ pub(crate) struct Routes<M> {
 
 impl<M> Routes<M> {
     pub(crate) fn new(workers: usize) -> Self {
-        Routes {
-            slots: RwLock::new((0..workers).map(|_| None).collect()),
-        }
+        Routes { slots: RwLock::new((0..workers).map(|_| None).collect()) }
     }
 
     // Every writer replaces or clears one whole entry, so a lock poisoned by a panic
@@ -52,12 +47,7 @@ impl<M> Routes<M> {
     }
 
     pub(crate) fn all(&self) -> Vec<(usize, Route<M>)> {
-        self.read(|s| {
-            s.iter()
-                .enumerate()
-                .filter_map(|(i, r)| r.clone().map(|r| (i, r)))
-                .collect()
-        })
+        self.read(|s| s.iter().enumerate().filter_map(|(i, r)| r.clone().map(|r| (i, r))).collect())
     }
 
     pub(crate) fn set(&self, slot: usize, route: Route<M>) {

@@ -42,14 +42,12 @@ fn spawner() -> io::Result<&'static std_mpsc::Sender<Job>> {
     }
     let (tx, rx) = std_mpsc::channel::<Job>();
     // Two callers may race here; the loser's thread sees its channel closed and ends.
-    std::thread::Builder::new()
-        .name("corral-spawner".into())
-        .spawn(move || {
-            for job in rx {
-                let _guard = job.runtime.enter();
-                let _ = job.reply.send(spawn_now(job.spec));
-            }
-        })?;
+    std::thread::Builder::new().name("corral-spawner".into()).spawn(move || {
+        for job in rx {
+            let _guard = job.runtime.enter();
+            let _ = job.reply.send(spawn_now(job.spec));
+        }
+    })?;
     Ok(SPAWNER.get_or_init(|| tx))
 }
 
@@ -57,16 +55,9 @@ fn spawner() -> io::Result<&'static std_mpsc::Sender<Job>> {
 /// caller's tokio runtime and killed if dropped.
 pub(crate) async fn spawn_worker(spec: SpawnSpec) -> io::Result<Child> {
     let (reply, rx) = oneshot::channel();
-    let job = Job {
-        spec,
-        runtime: tokio::runtime::Handle::current(),
-        reply,
-    };
-    spawner()?
-        .send(job)
-        .map_err(|_| io::Error::other("the corral spawner thread has ended"))?;
-    rx.await
-        .map_err(|_| io::Error::other("the corral spawner thread dropped the request"))?
+    let job = Job { spec, runtime: tokio::runtime::Handle::current(), reply };
+    spawner()?.send(job).map_err(|_| io::Error::other("the corral spawner thread has ended"))?;
+    rx.await.map_err(|_| io::Error::other("the corral spawner thread dropped the request"))?
 }
 
 /// Lowest fd number the child's ends are moved to before the fork, so that neither is
@@ -98,14 +89,7 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
             if libc::dup2(ipc_raw, IPC_FD) < 0 || libc::dup2(handles_raw, HANDLE_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) < 0
-            {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
             // The primary may have died between fork and prctl: then nobody would signal us.

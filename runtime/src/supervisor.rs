@@ -7,11 +7,13 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use corral_protocol::bootstrap::WorkerBootstrap;
-use corral_protocol::{Control, FrameCodec, Outgoing, WorkerStats, seqpacket_pair, stream_pair};
+use corral_protocol::{
+    Control, FrameCodec, HandleChannel, ListenGrant, Outgoing, Scheduling, WorkerStats, seqpacket_pair, stream_pair,
+};
 use nix::sys::signal::Signal;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Serialize, de::DeserializeOwned};
@@ -20,12 +22,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cluster::{ClusterMsg, SlotOutcome};
 use crate::conn::{ProcessCommand, ReaderCtx, SlotCounters, run_reader, run_waiter, run_writer};
 use crate::events::EventBus;
+use crate::listener::{Listeners, Load, Target};
 use crate::routes::{Route, Routes};
 use crate::spawn::{SpawnSpec, rss_bytes, spawn_worker};
-use crate::{
-    ClusterConfig, ClusterEvent, ExitStatus, RestartIntensity, WorkerExec, WorkerState,
-    WorkerStatus,
-};
+use crate::{ClusterConfig, ClusterEvent, ExitStatus, RestartIntensity, WorkerExec, WorkerState, WorkerStatus};
 
 /// Messages of a [`WorkerSupervisor`].
 #[derive(Debug)]
@@ -50,6 +50,22 @@ pub enum SupervisorMsg {
         nonce: u64,
         /// The worker's counters.
         stats: WorkerStats,
+    },
+    /// The worker asks to listen on an address.
+    Listen {
+        /// Generation of the process.
+        generation: u64,
+        /// The request's id.
+        id: u64,
+        /// The address asked for.
+        addr: String,
+    },
+    /// The worker reports its open connections.
+    Load {
+        /// Generation of the process.
+        generation: u64,
+        /// Open connections.
+        open: u64,
     },
     /// The worker began draining on its own.
     Draining {
@@ -99,9 +115,7 @@ pub struct WorkerSupervisor<M, R> {
 
 impl<M, R> Default for WorkerSupervisor<M, R> {
     fn default() -> Self {
-        WorkerSupervisor {
-            _types: PhantomData,
-        }
+        WorkerSupervisor { _types: PhantomData }
     }
 }
 
@@ -112,6 +126,7 @@ pub struct SupervisorArgs<M, R> {
     pub(crate) cluster: ActorRef<ClusterMsg>,
     pub(crate) bus: Arc<EventBus<R>>,
     pub(crate) routes: Arc<Routes<M>>,
+    pub(crate) listeners: Arc<Listeners>,
     pub(crate) program: std::path::PathBuf,
     pub(crate) argv0: Option<std::ffi::OsString>,
     pub(crate) args: Vec<std::ffi::OsString>,
@@ -130,6 +145,12 @@ struct Running {
     fatal: bool,
     /// When the unanswered ping was sent, and its nonce.
     ping: Option<(u64, Instant)>,
+    /// The primary's end of the handle channel (connections and listeners go through it).
+    handles: Arc<HandleChannel>,
+    /// Whether listeners may dispatch connections to this process (ready, not draining).
+    accepting: Arc<AtomicBool>,
+    /// Open connections, as the worker reports them.
+    load: Arc<Load>,
 }
 
 /// The supervisor's state.
@@ -171,15 +192,7 @@ where
                 tracing::error!(slot, error = %e, "cannot start worker process");
                 // Counted as an early death, so that a broken executable hits the intensity
                 // limit instead of looping.
-                self.after_exit(
-                    myself,
-                    st,
-                    ExitStatus {
-                        code: None,
-                        signal: None,
-                    },
-                    Duration::ZERO,
-                );
+                self.after_exit(myself, st, ExitStatus { code: None, signal: None }, Duration::ZERO);
             }
         }
     }
@@ -217,7 +230,7 @@ where
         let (read, write) = tokio::net::UnixStream::from_std(ipc)?.into_split();
         // The handle channel carries listeners and connections (see the listener module);
         // it is kept open for the life of the process.
-        let handle_end = handles.primary;
+        let handle_channel = Arc::new(HandleChannel::new(handles.primary).map_err(std::io::Error::other)?);
 
         let (tx, rx) = mpsc::channel::<Outgoing<M>>(config.send_buffer);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -235,22 +248,15 @@ where
             protocol_error: None,
             fatal: false,
             ping: None,
+            handles: handle_channel,
+            accepting: Arc::new(AtomicBool::new(false)),
+            load: Arc::new(Load::default()),
         });
         tracing::info!(slot, generation, pid, "worker started");
-        st.args.bus.emit(ClusterEvent::Fork {
-            slot,
-            generation,
-            pid,
-        });
+        st.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
 
         let max = config.max_frame_length;
-        tokio::spawn(run_writer(
-            write,
-            FrameCodec::<M, R>::new(max),
-            rx,
-            st.counters.clone(),
-            slot,
-        ));
+        tokio::spawn(run_writer(write, FrameCodec::<M, R>::new(max), rx, st.counters.clone(), slot));
         let reader_cx = ReaderCtx {
             slot,
             generation,
@@ -260,17 +266,8 @@ where
             counters: st.counters.clone(),
             hello_timeout: config.listen_timeout,
         };
-        tokio::spawn(async move {
-            let _keep_handle_channel_open = handle_end;
-            run_reader(read, FrameCodec::<M, R>::new(max), reader_cx, done_tx).await;
-        });
-        tokio::spawn(run_waiter(
-            child,
-            cmd_rx,
-            done_rx,
-            myself.clone(),
-            generation,
-        ));
+        tokio::spawn(run_reader(read, FrameCodec::<M, R>::new(max), reader_cx, done_tx));
+        tokio::spawn(run_waiter(child, cmd_rx, done_rx, myself.clone(), generation));
 
         Ok(())
     }
@@ -288,19 +285,13 @@ where
         let config = st.args.config.clone();
         if st.stopping {
             st.state = WorkerState::Stopped;
-            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded {
-                slot,
-                outcome: SlotOutcome::Stopped,
-            });
+            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::Stopped });
             return;
         }
         if !config.restart.should_restart(&status) {
             st.state = WorkerState::Stopped;
             tracing::info!(slot, %status, restart = ?config.restart, "worker not restarted");
-            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded {
-                slot,
-                outcome: SlotOutcome::Finished,
-            });
+            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::Finished });
             return;
         }
         if !st.intensity.allow(Instant::now()) {
@@ -319,15 +310,58 @@ where
         st.restarts += 1;
         st.state = WorkerState::Restarting;
         tracing::warn!(slot, %status, ?delay, attempt = st.attempt, "restarting worker");
-        st.args.bus.emit(ClusterEvent::Restarting {
-            slot,
-            delay,
-            attempt: st.attempt,
-        });
+        st.args.bus.emit(ClusterEvent::Restarting { slot, delay, attempt: st.attempt });
         if delay.is_zero() {
             let _ = myself.send_message(SupervisorMsg::Start);
         } else {
             myself.send_after(delay, || SupervisorMsg::Start);
+        }
+    }
+
+    /// Answers a worker's listen request: binds (or shares) the address and registers the
+    /// worker on it as the scheduling requires.
+    async fn listen(&self, st: &mut SlotState<M, R>, id: u64, requested: &str) {
+        let slot = st.args.slot;
+        let Some(run) = st.running.as_ref() else { return };
+        let listeners = st.args.listeners.clone();
+        let scheduling = listeners.scheduling();
+        let result = match listeners.listen(requested) {
+            Err(error) => Err(error),
+            Ok(listener) => {
+                let granted = match scheduling {
+                    Scheduling::RoundRobin | Scheduling::LeastConnections => {
+                        listeners.register(
+                            &listener,
+                            Target {
+                                slot,
+                                generation: run.generation,
+                                listen_id: id,
+                                channel: run.handles.clone(),
+                                ready: run.accepting.clone(),
+                                load: run.load.clone(),
+                            },
+                        );
+                        Ok(())
+                    }
+                    Scheduling::Shared => listeners
+                        .send_listener(&listener, &run.handles, id)
+                        .await
+                        .map_err(|e| format!("cannot pass the socket for {requested}: {e}")),
+                    Scheduling::ReusePort => Ok(()),
+                };
+                granted.map(|()| (listener.addr, ListenGrant { addr: listener.addr.to_string(), scheduling }))
+            }
+        };
+        match result {
+            Ok((addr, grant)) => {
+                Self::send_control(st, Control::ListenAck { id, result: Ok(grant) });
+                st.args.bus.emit(ClusterEvent::Listening { slot, addr });
+            }
+            Err(error) => {
+                tracing::error!(slot, %error, "listen failed");
+                Self::send_control(st, Control::ListenAck { id, result: Err(error.clone()) });
+                let _ = st.args.cluster.send_message(ClusterMsg::ListenFailed { slot, error });
+            }
         }
     }
 
@@ -338,10 +372,7 @@ where
         st.state = WorkerState::GaveUp;
         tracing::error!(slot, restarts, "worker slot gave up");
         st.args.bus.emit(ClusterEvent::GaveUp { slot, restarts });
-        let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded {
-            slot,
-            outcome: SlotOutcome::GaveUp { restarts },
-        });
+        let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::GaveUp { restarts } });
     }
 
     fn signal(st: &SlotState<M, R>, sig: Signal) {
@@ -440,16 +471,24 @@ where
             SupervisorMsg::Ready { generation } if current(live, generation) => {
                 if let Some(run) = st.running.as_mut() {
                     run.ready = true;
+                    if !st.stopping {
+                        run.accepting.store(true, Ordering::Release);
+                    }
                 }
                 if !st.stopping {
                     st.state = WorkerState::Ready;
+                    st.args.listeners.readiness_changed();
                 }
             }
-            SupervisorMsg::Pong {
-                generation,
-                nonce,
-                stats,
-            } if current(live, generation) => {
+            SupervisorMsg::Listen { generation, id, addr } if current(live, generation) => {
+                self.listen(st, id, &addr).await;
+            }
+            SupervisorMsg::Load { generation, open } if current(live, generation) => {
+                if let Some(run) = &st.running {
+                    run.load.report(open);
+                }
+            }
+            SupervisorMsg::Pong { generation, nonce, stats } if current(live, generation) => {
                 st.last_stats = Some(stats);
                 if let Some(run) = st.running.as_mut()
                     && let Some((sent_nonce, sent)) = run.ping
@@ -461,20 +500,15 @@ where
             }
             SupervisorMsg::Draining { generation } if current(live, generation) => {
                 st.state = WorkerState::Stopping;
+                if let Some(run) = &st.running {
+                    run.accepting.store(false, Ordering::Release);
+                }
             }
-            SupervisorMsg::ReaderEnded {
-                generation,
-                error,
-                fatal,
-            } if current(live, generation) => {
+            SupervisorMsg::ReaderEnded { generation, error, fatal } if current(live, generation) => {
                 if let Some(error) = error {
                     let pid = st.running.as_ref().map_or(0, |r| r.pid);
                     tracing::error!(slot, pid, %error, "worker broke the protocol; killing it");
-                    st.args.bus.emit(ClusterEvent::ProtocolError {
-                        slot,
-                        pid,
-                        error: error.clone(),
-                    });
+                    st.args.bus.emit(ClusterEvent::ProtocolError { slot, pid, error: error.clone() });
                     if let Some(run) = st.running.as_mut() {
                         run.protocol_error = Some(error);
                         run.fatal = fatal;
@@ -488,6 +522,8 @@ where
                     return Ok(());
                 };
                 st.args.routes.clear(slot, generation);
+                run.accepting.store(false, Ordering::Release);
+                st.args.listeners.unregister(slot, generation);
                 let uptime = run.started.elapsed();
                 tracing::info!(slot, pid = run.pid, %status, ?uptime, "worker exited");
                 st.args.bus.emit(ClusterEvent::Exit {
@@ -498,11 +534,7 @@ where
                 });
                 // A worker that broke the protocol or never became ready died early, however
                 // long it took to do so.
-                let effective_uptime = if run.protocol_error.is_some() || !run.ready {
-                    Duration::ZERO
-                } else {
-                    uptime
-                };
+                let effective_uptime = if run.protocol_error.is_some() || !run.ready { Duration::ZERO } else { uptime };
                 if run.fatal && !st.stopping {
                     self.give_up(st);
                 } else {
@@ -531,12 +563,7 @@ where
                 }
                 match run.ping {
                     Some((_, sent)) if sent.elapsed() >= timeout => {
-                        tracing::error!(
-                            slot,
-                            pid = run.pid,
-                            ?timeout,
-                            "worker missed its heartbeat; killing it"
-                        );
+                        tracing::error!(slot, pid = run.pid, ?timeout, "worker missed its heartbeat; killing it");
                         run.ping = None;
                         Self::signal(st, Signal::SIGKILL);
                     }
@@ -554,14 +581,16 @@ where
                     None => {
                         if st.state != WorkerState::Stopped {
                             st.state = WorkerState::Stopped;
-                            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded {
-                                slot,
-                                outcome: SlotOutcome::Stopped,
-                            });
+                            let _ = st
+                                .args
+                                .cluster
+                                .send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::Stopped });
                         }
                     }
                     Some(run) => {
                         let generation = run.generation;
+                        // No new connection goes to a draining worker.
+                        run.accepting.store(false, Ordering::Release);
                         st.state = WorkerState::Stopping;
                         let timeout = st.args.config.kill_timeout;
                         let deadline_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
@@ -569,8 +598,7 @@ where
                             // No channel to the worker: its SIGTERM handler drains instead.
                             Self::signal(st, Signal::SIGTERM);
                         }
-                        myself
-                            .send_after(timeout, move || SupervisorMsg::KillTimeout { generation });
+                        myself.send_after(timeout, move || SupervisorMsg::KillTimeout { generation });
                     }
                 }
             }
@@ -587,22 +615,14 @@ where
 /// Where the worker processes come from: program, argv\[0\] and arguments.
 pub(crate) fn worker_command(
     exec: &WorkerExec,
-) -> (
-    std::path::PathBuf,
-    Option<std::ffi::OsString>,
-    Vec<std::ffi::OsString>,
-) {
+) -> (std::path::PathBuf, Option<std::ffi::OsString>, Vec<std::ffi::OsString>) {
     match exec {
         WorkerExec::CurrentExe => {
             let mut args = std::env::args_os();
             let argv0 = args.next();
             // /proc/self/exe is the primary's own image even after the file on disk was
             // replaced or deleted, so a crash restart runs the same code as its siblings.
-            (
-                std::path::PathBuf::from("/proc/self/exe"),
-                argv0,
-                args.collect(),
-            )
+            (std::path::PathBuf::from("/proc/self/exe"), argv0, args.collect())
         }
         WorkerExec::Program { path, args } => (path.clone(), None, args.clone()),
     }

@@ -5,9 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use corral::{
-    Backoff, Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, WorkerExec,
-};
+use corral::{Backoff, Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, WorkerExec};
 use serde::{Deserialize, Serialize};
 
 /// Every wait in the tests is bounded by this.
@@ -26,16 +24,8 @@ pub enum TestCmd {
 /// Worker → primary, as `examples/testbed.rs` defines it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TestReport {
-    Hello {
-        slot: usize,
-        generation: u64,
-        pid: u32,
-    },
-    Pong {
-        n: u64,
-        slot: usize,
-        pid: u32,
-    },
+    Hello { slot: usize, generation: u64, pid: u32 },
+    Pong { n: u64, slot: usize, pid: u32 },
     Flood(u64),
 }
 
@@ -43,12 +33,7 @@ pub enum TestReport {
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/examples/<name>
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("examples")
-        .join(name);
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join(name);
     assert!(
         path.exists(),
         "{} is missing: run the tests with `cargo test --workspace` (it builds the examples)",
@@ -61,16 +46,8 @@ pub fn example(name: &str) -> PathBuf {
 pub fn config(workers: usize) -> ClusterConfig {
     ClusterConfig::default()
         .workers(workers)
-        .exec(WorkerExec::Program {
-            path: example("testbed"),
-            args: Vec::new(),
-        })
-        .backoff(Backoff {
-            base: Duration::from_millis(50),
-            factor: 2.0,
-            max: Duration::from_secs(2),
-            jitter: 0.0,
-        })
+        .exec(WorkerExec::Program { path: example("testbed"), args: Vec::new() })
+        .backoff(Backoff { base: Duration::from_millis(50), factor: 2.0, max: Duration::from_secs(2), jitter: 0.0 })
         .min_uptime(Duration::from_millis(500))
         .kill_timeout(Duration::from_secs(3))
         .listen_timeout(Duration::from_secs(10))
@@ -87,10 +64,7 @@ pub struct Events {
 
 impl Events {
     pub fn new(stream: EventStream<TestReport>) -> Self {
-        Events {
-            stream,
-            seen: Vec::new(),
-        }
+        Events { stream, seen: Vec::new() }
     }
 
     /// Waits (bounded) for the next event matching `pred`, returning it.
@@ -104,10 +78,7 @@ impl Events {
             let next = tokio::time::timeout_at(deadline, self.stream.recv()).await;
             match next {
                 Err(_) => panic!("timed out waiting for {what}; seen: {:#?}", self.seen),
-                Ok(None) => panic!(
-                    "event stream ended while waiting for {what}; seen: {:#?}",
-                    self.seen
-                ),
+                Ok(None) => panic!("event stream ended while waiting for {what}; seen: {:#?}", self.seen),
                 Ok(Some(event)) => {
                     self.seen.push(event.clone());
                     if pred(&event) {
@@ -134,11 +105,8 @@ impl Events {
     pub async fn all_ready(&mut self, n: usize) -> Vec<u32> {
         let mut pids = vec![None; n];
         while pids.iter().any(Option::is_none) {
-            if let ClusterEvent::Ready { slot, pid, .. } = self
-                .wait_for("all workers ready", |e| {
-                    matches!(e, ClusterEvent::Ready { .. })
-                })
-                .await
+            if let ClusterEvent::Ready { slot, pid, .. } =
+                self.wait_for("all workers ready", |e| matches!(e, ClusterEvent::Ready { .. })).await
             {
                 pids[slot] = Some(pid);
             }
@@ -163,9 +131,7 @@ pub async fn spawn(config: ClusterConfig) -> (Handle, Events) {
     if std::env::var_os("TEST_LOG").is_some() {
         corral::init_tracing();
     }
-    let (cluster, events) = Cluster::<TestCmd, TestReport>::spawn(config)
-        .await
-        .expect("cluster spawns");
+    let (cluster, events) = Cluster::<TestCmd, TestReport>::spawn(config).await.expect("cluster spawns");
     (cluster, Events::new(events))
 }
 
@@ -173,9 +139,7 @@ pub async fn spawn(config: ClusterConfig) -> (Handle, Events) {
 pub fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
     }
 }
 

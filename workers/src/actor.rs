@@ -47,19 +47,9 @@ impl<W: Worker> Actor for WorkerActor<W> {
         _myself: ActorRef<Self::Msg>,
         cx: WorkerContext<W::Report>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let state = self
-            .behaviour
-            .start(&cx)
-            .await
-            .map_err(|e| self.fail(WorkerError::Start(e.to_string())))?;
-        cx.outbox()
-            .send(Outgoing::control(Control::Ready))
-            .await
-            .map_err(|_| self.fail(WorkerError::Disconnected))?;
-        Ok(ActorState {
-            cx,
-            state: Some(state),
-        })
+        let state = self.behaviour.start(&cx).await.map_err(|e| self.fail(WorkerError::Start(e.to_string())))?;
+        cx.outbox().send(Outgoing::control(Control::Ready)).await.map_err(|_| self.fail(WorkerError::Disconnected))?;
+        Ok(ActorState { cx, state: Some(state) })
     }
 
     async fn handle(
@@ -82,16 +72,9 @@ impl<W: Worker> Actor for WorkerActor<W> {
         Ok(())
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
         if let Some(state) = st.state.take() {
-            self.behaviour
-                .stop(&st.cx, state)
-                .await
-                .map_err(|e| self.fail(WorkerError::Behaviour(e.to_string())))?;
+            self.behaviour.stop(&st.cx, state).await.map_err(|e| self.fail(WorkerError::Behaviour(e.to_string())))?;
         }
         Ok(())
     }

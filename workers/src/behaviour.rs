@@ -59,10 +59,7 @@ pub trait Worker: Send + Sync + Sized + 'static {
     type State: Send + 'static;
 
     /// Starts the worker: bind listeners, spawn servers, build the state.
-    fn start(
-        &self,
-        cx: &WorkerContext<Self::Report>,
-    ) -> impl Future<Output = Result<Self::State, BoxError>> + Send;
+    fn start(&self, cx: &WorkerContext<Self::Report>) -> impl Future<Output = Result<Self::State, BoxError>> + Send;
 
     /// Handles one message from the primary. The default ignores it.
     fn handle(

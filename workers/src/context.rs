@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use corral_protocol::Outgoing;
+use corral_protocol::{Control, Outgoing, Scheduling};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::WorkerError;
+use crate::listen::{ListenRegistry, Listener, bind_reuse_port, from_passed_socket};
 
 /// Counters a worker reports to the primary in every pong.
 #[derive(Debug, Default)]
@@ -25,6 +26,7 @@ struct Inner<R> {
     outbox: mpsc::Sender<Outgoing<R>>,
     shutdown: CancellationToken,
     counters: Arc<Counters>,
+    listens: Arc<ListenRegistry>,
 }
 
 /// The worker's view of itself and its way to the primary. Cheap to clone.
@@ -42,9 +44,7 @@ pub struct WorkerContext<R> {
 
 impl<R> Clone for WorkerContext<R> {
     fn clone(&self) -> Self {
-        WorkerContext {
-            inner: self.inner.clone(),
-        }
+        WorkerContext { inner: self.inner.clone() }
     }
 }
 
@@ -64,16 +64,55 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         outbox: mpsc::Sender<Outgoing<R>>,
         shutdown: CancellationToken,
         counters: Arc<Counters>,
+        listens: Arc<ListenRegistry>,
     ) -> Self {
-        WorkerContext {
-            inner: Arc::new(Inner {
-                slot,
-                generation,
-                outbox,
-                shutdown,
-                counters,
-            }),
+        WorkerContext { inner: Arc::new(Inner { slot, generation, outbox, shutdown, counters, listens }) }
+    }
+
+    /// Listens on `addr` through the primary, which owns the socket and shares it between all
+    /// workers (port 0 resolves once, so every worker and every restarted worker gets the same
+    /// port). The returned [`Listener`] works with `axum::serve` whatever the cluster's
+    /// scheduling; connections arrive once this worker is ready.
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError::Listen`] when the primary cannot bind the address (the message names
+    /// it; the primary then stops the cluster rather than restart into the same error) or the
+    /// socket cannot be set up; [`WorkerError::Disconnected`] when the primary is gone.
+    pub async fn listen(&self, addr: &str) -> Result<Listener, WorkerError> {
+        let listens = &self.inner.listens;
+        let (id, mut pending) = listens.open();
+        let request = Outgoing::control(Control::Listen { id, addr: addr.to_string() });
+        if self.inner.outbox.send(request).await.is_err() {
+            listens.settle(id, None);
+            return Err(WorkerError::Disconnected);
         }
+        let answer = (&mut pending.ack).await;
+        let grant = match answer {
+            Ok(Ok(grant)) => grant,
+            Ok(Err(reason)) => {
+                listens.settle(id, None);
+                return Err(WorkerError::Listen(reason));
+            }
+            Err(_) => {
+                listens.settle(id, None);
+                return Err(WorkerError::Disconnected);
+            }
+        };
+        listens.settle(id, Some(grant.scheduling));
+        let failed = |e: std::io::Error| WorkerError::Listen(format!("{addr}: {e}"));
+        let socket = match grant.scheduling {
+            Scheduling::RoundRobin | Scheduling::LeastConnections => None,
+            Scheduling::Shared => {
+                let fd = (&mut pending.socket).await.map_err(|_| WorkerError::Disconnected)?;
+                Some(from_passed_socket(fd).map_err(failed)?)
+            }
+            Scheduling::ReusePort => {
+                let granted = grant.addr.parse().map_err(|e| WorkerError::Listen(format!("{addr}: {e}")))?;
+                Some(bind_reuse_port(granted).map_err(failed)?)
+            }
+        };
+        Listener::new(&grant, pending, socket, self.inner.counters.clone()).map_err(failed)
     }
 
     /// The slot this worker fills (0-based, as `cluster.worker.id - 1` in Node).
@@ -92,15 +131,8 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     ///
     /// [`WorkerError::Disconnected`] when the channel to the primary is closed.
     pub async fn report(&self, message: R) -> Result<(), WorkerError> {
-        self.inner
-            .outbox
-            .send(Outgoing::user(message))
-            .await
-            .map_err(|_| WorkerError::Disconnected)?;
-        self.inner
-            .counters
-            .messages_out
-            .fetch_add(1, Ordering::Relaxed);
+        self.inner.outbox.send(Outgoing::user(message)).await.map_err(|_| WorkerError::Disconnected)?;
+        self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -111,17 +143,11 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// [`WorkerError::Busy`] when the queue is full, [`WorkerError::Disconnected`] when it is
     /// closed.
     pub fn try_report(&self, message: R) -> Result<(), WorkerError> {
-        self.inner
-            .outbox
-            .try_send(Outgoing::user(message))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => WorkerError::Busy,
-                mpsc::error::TrySendError::Closed(_) => WorkerError::Disconnected,
-            })?;
-        self.inner
-            .counters
-            .messages_out
-            .fetch_add(1, Ordering::Relaxed);
+        self.inner.outbox.try_send(Outgoing::user(message)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => WorkerError::Busy,
+            mpsc::error::TrySendError::Closed(_) => WorkerError::Disconnected,
+        })?;
+        self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -137,21 +163,9 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         self.inner.shutdown.cancel();
     }
 
-    /// Records the start of a request (reported to the primary as in-flight).
-    pub fn request_started(&self) {
-        self.inner
-            .counters
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records the end of a request started with [`request_started`](Self::request_started).
-    pub fn request_finished(&self) {
-        self.inner
-            .counters
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
-        self.inner.counters.handled.fetch_add(1, Ordering::Relaxed);
+    /// Connections open right now on this worker's listeners.
+    pub fn open_connections(&self) -> u64 {
+        self.inner.counters.in_flight.load(Ordering::Relaxed)
     }
 
     pub(crate) fn outbox(&self) -> &mpsc::Sender<Outgoing<R>> {

@@ -12,6 +12,9 @@ pub enum WorkerError {
     /// The outgoing queue is full ([`WorkerContext::try_report`](crate::WorkerContext::try_report)).
     #[error("the outgoing queue to the primary is full")]
     Busy,
+    /// Listening failed.
+    #[error("cannot listen: {0}")]
+    Listen(String),
     /// A protocol error.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),

@@ -40,9 +40,11 @@ mod actor;
 mod behaviour;
 mod context;
 mod error;
+mod listen;
 mod run;
 
 pub use behaviour::{BoxError, Worker};
 pub use context::WorkerContext;
 pub use error::WorkerError;
+pub use listen::{Connection, Listener};
 pub use run::{EXIT_BEHAVIOUR, EXIT_BOOTSTRAP, EXIT_DRAIN_TIMEOUT, EXIT_OK, EXIT_PROTOCOL, run};

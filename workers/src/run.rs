@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use corral_protocol::bootstrap::WorkerBootstrap;
 use corral_protocol::{
-    Body, Control, FrameCodec, Hello, Outgoing, ProtocolError, WorkerStats, write_frames,
+    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, ProtocolError, WorkerStats, write_frames,
 };
 use futures_util::StreamExt;
 use ractor::{Actor, ActorRef};
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actor::{WorkerActor, WorkerMsg};
 use crate::context::Counters;
+use crate::listen::ListenRegistry;
 use crate::{Worker, WorkerContext, WorkerError};
 
 /// Exit code of a worker that drained cleanly.
@@ -49,9 +50,7 @@ const OUTBOX: usize = 1024;
 pub fn run<W: Worker>(worker: W, boot: WorkerBootstrap) -> Result<i32, WorkerError> {
     // The primary may have died before our PR_SET_PDEATHSIG was armed.
     if nix::unistd::getppid().as_raw() as u32 != boot.primary_pid {
-        return Err(WorkerError::Setup(
-            "the primary that started this worker is gone".into(),
-        ));
+        return Err(WorkerError::Setup("the primary that started this worker is gone".into()));
     }
     let (ipc, handles) = boot.take_fds()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -70,11 +69,10 @@ async fn run_async<W: Worker>(
     let setup = |e: std::io::Error| WorkerError::Setup(e.to_string());
     let ipc = std::os::unix::net::UnixStream::from(ipc);
     ipc.set_nonblocking(true).map_err(setup)?;
-    let (read, write) = tokio::net::UnixStream::from_std(ipc)
-        .map_err(setup)?
-        .into_split();
-    // The handle channel carries listeners and connections; kept open for the process's life.
-    let _handles = handles;
+    let (read, write) = tokio::net::UnixStream::from_std(ipc).map_err(setup)?.into_split();
+    let listens = Arc::new(ListenRegistry::default());
+    let handle_channel = HandleChannel::new(handles)?;
+    tokio::spawn(listens.clone().run_handle_reader(handle_channel));
 
     let (outbox, outbox_rx) = mpsc::channel::<Outgoing<W::Report>>(OUTBOX);
     let flush = CancellationToken::new();
@@ -86,10 +84,7 @@ async fn run_async<W: Worker>(
         || {},
     ));
     let hello = Hello::new(boot.slot, boot.generation, std::process::id());
-    outbox
-        .send(Outgoing::control(Control::Hello(hello)))
-        .await
-        .map_err(|_| WorkerError::Disconnected)?;
+    outbox.send(Outgoing::control(Control::Hello(hello))).await.map_err(|_| WorkerError::Disconnected)?;
 
     let shutdown = CancellationToken::new();
     let counters = Arc::new(Counters::default());
@@ -99,15 +94,14 @@ async fn run_async<W: Worker>(
         outbox.clone(),
         shutdown.clone(),
         counters.clone(),
+        listens.clone(),
     );
-    let drain_deadline = Arc::new(AtomicU64::new(
-        u64::try_from(DEFAULT_DRAIN.as_millis()).unwrap_or(u64::MAX),
-    ));
+    tokio::spawn(report_load(outbox.clone(), counters.clone(), shutdown.clone()));
+    let drain_deadline = Arc::new(AtomicU64::new(u64::try_from(DEFAULT_DRAIN.as_millis()).unwrap_or(u64::MAX)));
     let protocol_failed = Arc::new(OnceLock::new());
 
     // SIGTERM (also what PR_SET_PDEATHSIG sends when the primary dies) drains.
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(setup)?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(setup)?;
     let on_term = shutdown.clone();
     tokio::spawn(async move {
         if sigterm.recv().await.is_some() {
@@ -123,31 +117,22 @@ async fn run_async<W: Worker>(
         shutdown: shutdown.clone(),
         drain_deadline: drain_deadline.clone(),
         credits: Arc::new(Semaphore::new(INBOX_CREDITS)),
+        listens,
         actor: actor_rx,
         protocol_failed: protocol_failed.clone(),
     };
-    tokio::spawn(reader.run(FramedRead::new(
-        read,
-        FrameCodec::<W::Report, W::Msg>::new(boot.max_frame_length),
-    )));
+    tokio::spawn(reader.run(FramedRead::new(read, FrameCodec::<W::Report, W::Msg>::new(boot.max_frame_length))));
 
     let failure = Arc::new(OnceLock::new());
-    let behaviour = WorkerActor {
-        behaviour: Arc::new(worker),
-        failure: failure.clone(),
-    };
+    let behaviour = WorkerActor { behaviour: Arc::new(worker), failure: failure.clone() };
     let name = format!("corral-worker-{}-{}", boot.slot, boot.generation);
     let spawned = Actor::spawn(Some(name), behaviour, cx).await;
     let (actor, join) = match spawned {
         Ok(spawned) => spawned,
         Err(e) => {
-            let message = failure
-                .get()
-                .map_or_else(|| e.to_string(), ToString::to_string);
+            let message = failure.get().map_or_else(|| e.to_string(), ToString::to_string);
             tracing::error!(error = %message, "worker failed to start");
-            let _ = outbox
-                .send(Outgoing::control(Control::Error { message }))
-                .await;
+            let _ = outbox.send(Outgoing::control(Control::Error { message })).await;
             finish_writer(&flush, outbox, writer).await;
             return Ok(EXIT_BEHAVIOUR);
         }
@@ -170,11 +155,7 @@ async fn run_async<W: Worker>(
     drainer.abort();
     let code = if let Some(err) = failure.get() {
         tracing::error!(error = %err, "worker behaviour failed");
-        let _ = outbox
-            .send(Outgoing::control(Control::Error {
-                message: err.to_string(),
-            }))
-            .await;
+        let _ = outbox.send(Outgoing::control(Control::Error { message: err.to_string() })).await;
         EXIT_BEHAVIOUR
     } else if protocol_failed.get().is_some() {
         EXIT_PROTOCOL
@@ -183,6 +164,27 @@ async fn run_async<W: Worker>(
     };
     finish_writer(&flush, outbox, writer).await;
     Ok(code)
+}
+
+/// How often open-connection counts may be reported (least-connections balancing).
+const LOAD_REPORT_EVERY: Duration = Duration::from_millis(5);
+
+/// Reports the open-connection count to the primary whenever it changed, at most every
+/// [`LOAD_REPORT_EVERY`], until the worker drains.
+async fn report_load<R>(outbox: mpsc::Sender<Outgoing<R>>, counters: Arc<Counters>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(LOAD_REPORT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let open = counters.in_flight.load(Ordering::Relaxed);
+        if open != last && outbox.try_send(Outgoing::control(Control::Load { open })).is_ok() {
+            last = open;
+        }
+    }
 }
 
 /// Writes everything still queued for the primary, then returns.
@@ -200,13 +202,11 @@ async fn finish_writer(
 /// primary's own kill_timeout normally acts first). Runs on its own OS thread, so that even a
 /// stuck event loop cannot hold the process open.
 fn arm_watchdog(deadline: Duration) {
-    let spawned = std::thread::Builder::new()
-        .name("corral-drain-watchdog".into())
-        .spawn(move || {
-            std::thread::sleep(deadline + Duration::from_millis(500));
-            tracing::error!(?deadline, "worker did not drain in time; exiting");
-            std::process::exit(EXIT_DRAIN_TIMEOUT);
-        });
+    let spawned = std::thread::Builder::new().name("corral-drain-watchdog".into()).spawn(move || {
+        std::thread::sleep(deadline + Duration::from_millis(500));
+        tracing::error!(?deadline, "worker did not drain in time; exiting");
+        std::process::exit(EXIT_DRAIN_TIMEOUT);
+    });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the drain watchdog");
     }
@@ -222,6 +222,7 @@ struct Reader<M, R> {
     credits: Arc<Semaphore>,
     actor: watch::Receiver<Option<ActorRef<WorkerMsg<M>>>>,
     protocol_failed: Arc<OnceLock<ProtocolError>>,
+    listens: Arc<ListenRegistry>,
 }
 
 impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<M, R> {
@@ -235,10 +236,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
         self.shutdown.cancel();
     }
 
-    async fn read(
-        &mut self,
-        frames: &mut FramedRead<OwnedReadHalf, FrameCodec<R, M>>,
-    ) -> Result<(), ProtocolError> {
+    async fn read(&mut self, frames: &mut FramedRead<OwnedReadHalf, FrameCodec<R, M>>) -> Result<(), ProtocolError> {
         while let Some(frame) = frames.next().await {
             match frame?.body {
                 Body::User(message) => self.deliver(message).await,
@@ -249,19 +247,15 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                         messages_in: self.counters.messages_in.load(Ordering::Relaxed),
                         messages_out: self.counters.messages_out.load(Ordering::Relaxed),
                     };
-                    let _ = self
-                        .outbox
-                        .send(Outgoing::control(Control::Pong { nonce, stats }))
-                        .await;
+                    let _ = self.outbox.send(Outgoing::control(Control::Pong { nonce, stats })).await;
                 }
+                Body::Control(Control::ListenAck { id, result }) => self.listens.acked(id, result),
                 Body::Control(Control::Shutdown { deadline_ms }) => {
                     self.drain_deadline.store(deadline_ms, Ordering::Relaxed);
                     self.shutdown.cancel();
                 }
                 Body::Control(other) => {
-                    return Err(ProtocolError::Unexpected(format!(
-                        "{other:?} from the primary"
-                    )));
+                    return Err(ProtocolError::Unexpected(format!("{other:?} from the primary")));
                 }
             }
         }

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use corral_protocol::{
-    Body, Control, Envelope, FrameCodec, Hello, LogLevel, ProtocolError, TraceContext, WorkerStats,
-};
+use corral_protocol::{Body, Control, Envelope, FrameCodec, Hello, LogLevel, ProtocolError, TraceContext, WorkerStats};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use serde::{Deserialize, Serialize};
@@ -25,25 +23,13 @@ pub enum UserMsg {
     Bytes(Vec<u8>),
     Num(u64),
     Mixed(String, Vec<u8>, u64),
-    Request {
-        id: u32,
-        path: String,
-        headers: Vec<(String, String)>,
-        body: Option<Vec<u8>>,
-        signed: i64,
-        ok: bool,
-    },
+    Request { id: u32, path: String, headers: Vec<(String, String)>, body: Option<Vec<u8>>, signed: i64, ok: bool },
 }
 
 /// Proptest configuration: a fixed seed (the run is the same every time) and no failure
 /// persistence files written next to the sources.
 pub fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(0x636f_7272_616c),
-        failure_persistence: None,
-        ..Config::default()
-    }
+    Config { cases, rng_seed: RngSeed::Fixed(0x636f_7272_616c), failure_persistence: None, ..Config::default() }
 }
 
 pub fn user_msg() -> impl Strategy<Value = UserMsg> {
@@ -52,11 +38,7 @@ pub fn user_msg() -> impl Strategy<Value = UserMsg> {
         any::<String>().prop_map(UserMsg::Text),
         prop::collection::vec(any::<u8>(), 0..300).prop_map(UserMsg::Bytes),
         any::<u64>().prop_map(UserMsg::Num),
-        (
-            any::<String>(),
-            prop::collection::vec(any::<u8>(), 0..64),
-            any::<u64>()
-        )
+        (any::<String>(), prop::collection::vec(any::<u8>(), 0..64), any::<u64>())
             .prop_map(|(s, b, n)| UserMsg::Mixed(s, b, n)),
         (
             any::<u32>(),
@@ -78,50 +60,27 @@ pub fn user_msg() -> impl Strategy<Value = UserMsg> {
 }
 
 pub fn trace_context() -> impl Strategy<Value = TraceContext> {
-    (
-        any::<[u8; 16]>(),
-        any::<[u8; 8]>(),
-        any::<u8>(),
-        any::<String>(),
-    )
-        .prop_map(|(trace_id, span_id, flags, tracestate)| TraceContext {
-            trace_id,
-            span_id,
-            flags,
-            tracestate,
-        })
+    (any::<[u8; 16]>(), any::<[u8; 8]>(), any::<u8>(), any::<String>())
+        .prop_map(|(trace_id, span_id, flags, tracestate)| TraceContext { trace_id, span_id, flags, tracestate })
 }
 
 pub fn log_level() -> impl Strategy<Value = LogLevel> {
-    prop_oneof![
-        Just(LogLevel::Error),
-        Just(LogLevel::Warn),
-        Just(LogLevel::Info),
-        Just(LogLevel::Debug),
-    ]
+    prop_oneof![Just(LogLevel::Error), Just(LogLevel::Warn), Just(LogLevel::Info), Just(LogLevel::Debug),]
 }
 
 pub fn worker_stats() -> impl Strategy<Value = WorkerStats> {
-    any::<[u64; 4]>().prop_map(
-        |[in_flight, handled, messages_in, messages_out]| WorkerStats {
-            in_flight,
-            handled,
-            messages_in,
-            messages_out,
-        },
-    )
+    any::<[u64; 4]>().prop_map(|[in_flight, handled, messages_in, messages_out]| WorkerStats {
+        in_flight,
+        handled,
+        messages_in,
+        messages_out,
+    })
 }
 
 pub fn control() -> impl Strategy<Value = Control> {
     prop_oneof![
-        (any::<u32>(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
-            |(version, slot, generation, pid)| Control::Hello(Hello {
-                version,
-                slot,
-                generation,
-                pid
-            })
-        ),
+        (any::<u32>(), any::<u32>(), any::<u64>(), any::<u32>())
+            .prop_map(|(version, slot, generation, pid)| Control::Hello(Hello { version, slot, generation, pid })),
         Just(Control::Ready),
         any::<u64>().prop_map(|nonce| Control::Ping { nonce }),
         (any::<u64>(), worker_stats()).prop_map(|(nonce, stats)| Control::Pong { nonce, stats }),
@@ -133,19 +92,12 @@ pub fn control() -> impl Strategy<Value = Control> {
 }
 
 pub fn envelope() -> impl Strategy<Value = Envelope<UserMsg>> {
-    let body = prop_oneof![
-        control().prop_map(Body::Control),
-        user_msg().prop_map(Body::User)
-    ];
-    (any::<u64>(), prop::option::of(trace_context()), body)
-        .prop_map(|(seq, trace, body)| Envelope { seq, trace, body })
+    let body = prop_oneof![control().prop_map(Body::Control), user_msg().prop_map(Body::User)];
+    (any::<u64>(), prop::option::of(trace_context()), body).prop_map(|(seq, trace, body)| Envelope { seq, trace, body })
 }
 
 /// Encodes every envelope, in order, into one buffer.
-pub fn encode_all(
-    codec: &mut FrameCodec<UserMsg, UserMsg>,
-    envs: &[Envelope<UserMsg>],
-) -> BytesMut {
+pub fn encode_all(codec: &mut FrameCodec<UserMsg, UserMsg>, envs: &[Envelope<UserMsg>]) -> BytesMut {
     let mut buf = BytesMut::new();
     for env in envs {
         codec.encode(env.clone(), &mut buf).expect("encode");

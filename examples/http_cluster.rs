@@ -1,0 +1,173 @@
+//! The flagship: an axum HTTP server run as a corral cluster on one shared port.
+//!
+//! ```text
+//! cargo run --release --example http_cluster -- --workers 4 --port 3000 --sched rr
+//! curl http://127.0.0.1:3000/            # Handled by worker 2 (pid 12345)
+//! curl http://127.0.0.1:3000/slow?ms=200 # answers after 200 ms
+//! curl http://127.0.0.1:3000/heavy?ms=50 # burns about 50 ms of CPU
+//! ```
+//!
+//! The primary prints `listening on http://HOST:PORT` once every worker is ready. SIGINT or
+//! SIGTERM drains the workers (in-flight requests finish) and exits 0.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::{Parser, ValueEnum};
+use corral::{BoxError, ClusterConfig, ClusterEvent, Scheduling, Worker, WorkerContext};
+use serde::Deserialize;
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Number of workers (default: the number of CPUs).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// How connections are shared out among the workers.
+    #[arg(long, value_enum, default_value_t = Sched::Rr)]
+    sched: Sched,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Sched {
+    /// Round robin: the primary accepts and passes connections in turn.
+    Rr,
+    /// Least connections: to the worker with the fewest open connections.
+    Lc,
+    /// The listening socket is shared; workers accept.
+    Shared,
+    /// Each worker has its own SO_REUSEPORT socket.
+    Reuseport,
+}
+
+impl From<Sched> for Scheduling {
+    fn from(s: Sched) -> Self {
+        match s {
+            Sched::Rr => Scheduling::RoundRobin,
+            Sched::Lc => Scheduling::LeastConnections,
+            Sched::Shared => Scheduling::Shared,
+            Sched::Reuseport => Scheduling::ReusePort,
+        }
+    }
+}
+
+/// The longest `/slow` or `/heavy` accepts, in milliseconds.
+const MAX_MS: u64 = 60_000;
+
+#[derive(Deserialize)]
+struct Millis {
+    ms: u64,
+}
+
+fn millis(query: Result<Query<Millis>, QueryRejection>) -> Result<Duration, (StatusCode, String)> {
+    let Query(Millis { ms }) = query.map_err(|e| (StatusCode::BAD_REQUEST, format!("bad query: {}\n", e.body_text())))?;
+    if ms > MAX_MS {
+        return Err((StatusCode::BAD_REQUEST, format!("bad query: ms must be at most {MAX_MS}\n")));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Real CPU work for about `budget`: hashing, not sleeping.
+fn burn(budget: Duration) -> u64 {
+    let start = Instant::now();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rounds = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        rounds += 1;
+    }
+    x.wrapping_add(rounds)
+}
+
+fn router(slot: usize) -> Router {
+    let pid = std::process::id();
+    Router::new()
+        .route("/", get(move || async move { format!("Handled by worker {slot} (pid {pid})\n") }))
+        .route(
+            "/slow",
+            get(|q: Result<Query<Millis>, QueryRejection>| async move {
+                let wait = millis(q)?;
+                tokio::time::sleep(wait).await;
+                Ok::<_, (StatusCode, String)>(format!("slept {} ms\n", wait.as_millis()))
+            }),
+        )
+        .route(
+            "/heavy",
+            get(|q: Result<Query<Millis>, QueryRejection>| async move {
+                let budget = millis(q)?;
+                let result = burn(budget);
+                Ok::<_, (StatusCode, String)>(format!("burned {} ms of CPU ({result:x})\n", budget.as_millis()))
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+}
+
+struct Http {
+    addr: String,
+}
+
+impl Worker for Http {
+    type Msg = ();
+    type Report = ();
+    type State = tokio::task::JoinHandle<std::io::Result<()>>;
+
+    async fn start(&self, cx: &WorkerContext<()>) -> Result<Self::State, BoxError> {
+        let listener = cx.listen(&self.addr).await?;
+        let shutdown = cx.shutdown_token();
+        let server = axum::serve(listener, router(cx.slot())).with_graceful_shutdown(shutdown.cancelled_owned());
+        Ok(tokio::spawn(async move { server.await }))
+    }
+
+    async fn stop(&self, _cx: &WorkerContext<()>, server: Self::State) -> Result<(), BoxError> {
+        // The shutdown token is cancelled: axum stops accepting and finishes in-flight requests.
+        server.await??;
+        Ok(())
+    }
+}
+
+fn main() -> Result<(), corral::Error> {
+    corral::init_tracing();
+    let args = Args::parse();
+    let addr = std::net::SocketAddr::new(args.host, args.port).to_string();
+    let mut config = ClusterConfig::default().scheduling(args.sched.into());
+    if let Some(n) = args.workers {
+        config = config.workers(usize::from(n));
+    }
+    corral::run(config, Http { addr }, |cluster, mut events| async move {
+        let mut ready = 0;
+        let mut bound = None;
+        let mut announced = false;
+        while let Some(event) = events.recv().await {
+            match event {
+                ClusterEvent::Listening { addr, .. } => bound = Some(addr),
+                ClusterEvent::Ready { .. } => ready += 1,
+                ClusterEvent::Exit { slot, status, exited_after_disconnect: false, .. } => {
+                    tracing::warn!(slot, %status, "worker died; restarting it");
+                }
+                _ => {}
+            }
+            if !announced
+                && ready >= cluster.workers()
+                && let Some(addr) = bound
+            {
+                println!("listening on http://{addr}");
+                announced = true;
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,323 @@
+//! Listening inside a worker: `WorkerContext::listen` and the [`Listener`] it returns.
+//!
+//! Whatever the cluster's scheduling, a worker gets a [`Listener`] that yields accepted
+//! [`Connection`]s (a `tokio::net::TcpStream` that counts itself while open):
+//!
+//! * round robin / least connections: the primary accepts and passes each connection's fd
+//!   over the handle channel; the listener yields them;
+//! * shared: the primary passes the listening socket; the listener accepts on it;
+//! * reuse-port: the worker binds its own `SO_REUSEPORT` socket to the granted address.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use corral_protocol::{HandleChannel, HandleKind, ListenGrant, ProtocolError, Scheduling};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::context::Counters;
+
+type Accepted = (TcpStream, SocketAddr);
+
+/// The worker's side of its listeners: requests waiting for the primary's answer, and where
+/// passed fds go.
+#[derive(Default)]
+pub(crate) struct ListenRegistry {
+    next_id: AtomicU64,
+    inner: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    acks: HashMap<u64, oneshot::Sender<Result<ListenGrant, String>>>,
+    sockets: HashMap<u64, oneshot::Sender<OwnedFd>>,
+    connections: HashMap<u64, mpsc::UnboundedSender<Accepted>>,
+}
+
+impl ListenRegistry {
+    fn with<T>(&self, f: impl FnOnce(&mut Pending) -> T) -> T {
+        // Each update is a single map operation, so a poisoned lock still guards valid maps.
+        f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A new request: its id, and where its answer, socket and connections will arrive.
+    /// Registered before the request is sent, so nothing that follows can be missed.
+    pub(crate) fn open(&self) -> (u64, PendingListen) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (ack_tx, ack) = oneshot::channel();
+        let (socket_tx, socket) = oneshot::channel();
+        let (conn_tx, connections) = mpsc::unbounded_channel();
+        self.with(|p| {
+            p.acks.insert(id, ack_tx);
+            p.sockets.insert(id, socket_tx);
+            p.connections.insert(id, conn_tx);
+        });
+        (id, PendingListen { ack, socket, connections })
+    }
+
+    /// Drops whatever the registry keeps for `id` that the listener will not use.
+    pub(crate) fn settle(&self, id: u64, scheduling: Option<Scheduling>) {
+        self.with(|p| {
+            p.acks.remove(&id);
+            p.sockets.remove(&id);
+            if !matches!(scheduling, Some(Scheduling::RoundRobin | Scheduling::LeastConnections)) {
+                p.connections.remove(&id);
+            }
+        });
+    }
+
+    /// The primary's answer to request `id`.
+    pub(crate) fn acked(&self, id: u64, result: Result<ListenGrant, String>) {
+        if let Some(tx) = self.with(|p| p.acks.remove(&id)) {
+            let _ = tx.send(result);
+        }
+    }
+
+    /// Reads the handle channel until it closes, routing each fd to its listener.
+    pub(crate) async fn run_handle_reader(self: Arc<Self>, channel: HandleChannel) {
+        loop {
+            match channel.recv().await {
+                Ok(None) => return,
+                Ok(Some((header, fd))) => match header.kind {
+                    HandleKind::Connection { listener, peer } => {
+                        let Some(tx) = self.with(|p| p.connections.get(&listener).cloned()) else {
+                            tracing::warn!(listener, "connection for an unknown listener; closing it");
+                            continue;
+                        };
+                        match to_tokio_stream(fd, &peer) {
+                            Ok(accepted) => {
+                                let _ = tx.send(accepted);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "bad connection fd from the primary"),
+                        }
+                    }
+                    HandleKind::Listener { .. } => {
+                        if let Some(tx) = self.with(|p| p.sockets.remove(&header.id)) {
+                            let _ = tx.send(fd);
+                        }
+                    }
+                },
+                Err(ProtocolError::Io(e)) => {
+                    tracing::debug!(error = %e, "handle channel closed");
+                    return;
+                }
+                // A malformed datagram: its fds are closed; the channel goes on.
+                Err(e) => tracing::warn!(error = %e, "bad datagram on the handle channel"),
+            }
+        }
+    }
+}
+
+/// What a listen request waits on.
+pub(crate) struct PendingListen {
+    pub ack: oneshot::Receiver<Result<ListenGrant, String>>,
+    pub socket: oneshot::Receiver<OwnedFd>,
+    pub connections: mpsc::UnboundedReceiver<Accepted>,
+}
+
+fn to_tokio_stream(fd: OwnedFd, peer: &str) -> io::Result<Accepted> {
+    let std_stream = std::net::TcpStream::from(fd);
+    std_stream.set_nonblocking(true)?;
+    let peer =
+        peer.parse().or_else(|_| std_stream.peer_addr()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((TcpStream::from_std(std_stream)?, peer))
+}
+
+enum Source {
+    /// Connections passed by the primary.
+    Passed(mpsc::UnboundedReceiver<Accepted>),
+    /// A listening socket of our own (shared by the primary, or bound with SO_REUSEPORT).
+    Socket(tokio::net::TcpListener),
+}
+
+/// A listener on the cluster's shared port. Yields [`Connection`]s; with the default `axum`
+/// feature it implements `axum::serve::Listener`, so `axum::serve(listener, app)` works.
+///
+/// ```no_run
+/// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let mut listener = cx.listen("127.0.0.1:3000").await?;
+/// let (connection, peer) = listener.accept().await?;
+/// println!("{peer} connected to {}", listener.local_addr());
+/// # drop(connection); Ok(()) }
+/// ```
+pub struct Listener {
+    source: Source,
+    local: SocketAddr,
+    scheduling: Scheduling,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").field("local", &self.local).field("scheduling", &self.scheduling).finish()
+    }
+}
+
+impl Listener {
+    pub(crate) fn new(
+        grant: &ListenGrant,
+        pending: PendingListen,
+        socket: Option<tokio::net::TcpListener>,
+        counters: Arc<Counters>,
+    ) -> io::Result<Self> {
+        let local = grant.addr.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let source = match socket {
+            Some(s) => Source::Socket(s),
+            None => Source::Passed(pending.connections),
+        };
+        Ok(Listener { source, local, scheduling: grant.scheduling, counters })
+    }
+
+    /// The next connection.
+    ///
+    /// # Errors
+    ///
+    /// The accept error of an own socket (shared / reuse-port), or `NotConnected` once the
+    /// primary has gone and no more connections will be passed.
+    pub async fn accept(&mut self) -> io::Result<(Connection, SocketAddr)> {
+        let (stream, peer) = match &mut self.source {
+            Source::Passed(rx) => rx
+                .recv()
+                .await
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the primary passes no more connections"))?,
+            Source::Socket(listener) => listener.accept().await?,
+        };
+        Ok((Connection::new(stream, self.counters.clone()), peer))
+    }
+
+    /// The shared address (port 0 resolved by the primary).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// How this listener gets its connections.
+    pub fn scheduling(&self) -> Scheduling {
+        self.scheduling
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::serve::Listener for Listener {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        loop {
+            match Listener::accept(self).await {
+                Ok(accepted) => return accepted,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    // No connection will ever come again: park this accept loop for good.
+                    std::future::pending::<()>().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// An accepted connection: a `tokio::net::TcpStream` (it derefs to one) that is counted as
+/// open, for draining and least-connections balancing, until it is dropped.
+pub struct Connection {
+    stream: TcpStream,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.stream.fmt(f)
+    }
+}
+
+impl Connection {
+    fn new(stream: TcpStream, counters: Arc<Counters>) -> Self {
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        Connection { stream, counters }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.counters.handled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Deref for Connection {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Binds this worker's own `SO_REUSEPORT` socket to `addr`.
+pub(crate) fn bind_reuse_port(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
+/// A listening socket passed by the primary, as a tokio listener.
+pub(crate) fn from_passed_socket(fd: OwnedFd) -> io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::from(fd);
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
