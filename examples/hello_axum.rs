@@ -40,9 +40,7 @@ async fn main() -> std::io::Result<()> {
     stdout.flush()?;
     drop(stdout);
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -70,7 +70,8 @@ struct Millis {
 }
 
 fn millis(query: Result<Query<Millis>, QueryRejection>) -> Result<Duration, (StatusCode, String)> {
-    let Query(Millis { ms }) = query.map_err(|e| (StatusCode::BAD_REQUEST, format!("bad query: {}\n", e.body_text())))?;
+    let Query(Millis { ms }) =
+        query.map_err(|e| (StatusCode::BAD_REQUEST, format!("bad query: {}\n", e.body_text())))?;
     if ms > MAX_MS {
         return Err((StatusCode::BAD_REQUEST, format!("bad query: ms must be at most {MAX_MS}\n")));
     }

@@ -10,8 +10,11 @@
 //!   `bad_version` (says hello with protocol version 99), `oversized` (a length prefix over the
 //!   limit), `truncated` (half a frame, then EOF), `unknown_variant` (a body with an unknown
 //!   enum variant).
+//!   `slow_start` (start takes `TESTBED_START_DELAY_MS`, after it has called `listen`).
 //! * `TESTBED_FAULT_SLOT`, `TESTBED_FAULT_GEN`: apply the mode only to that slot / generation;
 //!   every other process is a plain echo worker.
+//! * `TESTBED_HTTP=ADDR`: also serve HTTP on the cluster's shared `ADDR`: `GET /` answers
+//!   `<slot> <pid>`, `GET /slow?ms=N` answers after N ms.
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -53,13 +56,40 @@ struct Testbed {
     mode: String,
 }
 
+/// The HTTP side of the testbed.
+fn router(slot: usize) -> axum::Router {
+    use axum::routing::get;
+    #[derive(Deserialize)]
+    struct Ms {
+        ms: u64,
+    }
+    let pid = std::process::id();
+    axum::Router::new().route("/", get(move || async move { format!("{slot} {pid}") })).route(
+        "/slow",
+        get(move |axum::extract::Query(Ms { ms }): axum::extract::Query<Ms>| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            format!("{slot} {pid}")
+        }),
+    )
+}
+
 impl Worker for Testbed {
     type Msg = TestCmd;
     type Report = TestReport;
     type State = ();
 
     async fn start(&self, cx: &WorkerContext<TestReport>) -> Result<(), BoxError> {
+        if let Ok(addr) = std::env::var("TESTBED_HTTP") {
+            let listener = cx.listen(&addr).await?;
+            let server =
+                axum::serve(listener, router(cx.slot())).with_graceful_shutdown(cx.shutdown_token().cancelled_owned());
+            tokio::spawn(async move { server.await });
+        }
         match self.mode.as_str() {
+            "slow_start" => {
+                let ms = std::env::var("TESTBED_START_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             "crash_start" => return Err("testbed: start fails on purpose".into()),
             "exit_after_ready" => cx.request_stop(),
             "crash_after_ready" => {
@@ -141,7 +171,7 @@ fn main() -> Result<(), corral::Error> {
     let applies = var("TESTBED_FAULT_SLOT").is_none_or(|s| s == boot.slot.to_string())
         && var("TESTBED_FAULT_GEN").is_none_or(|g| g == boot.generation.to_string());
     let mode = if applies { var("TESTBED_MODE").unwrap_or_else(|| "echo".into()) } else { "echo".into() };
-    if !matches!(mode.as_str(), "echo" | "crash_start" | "exit_after_ready" | "crash_after_ready") {
+    if !matches!(mode.as_str(), "echo" | "crash_start" | "exit_after_ready" | "crash_after_ready" | "slow_start") {
         misbehave(&mode, &boot);
     }
     corral::main(ClusterConfig::default(), Testbed { mode })

@@ -68,3 +68,54 @@ async fn a_bad_flag_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_cluster_refuses_bad_flags() {
+    for args in [&["--sched", "fastest"][..], &["--workers", "0"], &["--port", "70000"]] {
+        let out = Command::new(example("http_cluster")).args(args).output().await.expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?} is a usage error");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(args[0]), "{args:?}: the error names the flag");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_cluster_on_a_port_in_use_fails_at_start_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let run = Command::new(example("http_cluster"))
+        .args(["--workers", "2", "--port", &port.to_string()])
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(TIMEOUT, run).await.expect("exits at start").expect("run");
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("in use"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_cluster_serves_on_any_free_port() {
+    let mut child = Command::new(example("http_cluster"))
+        .args(["--workers", "2", "--port", "0"])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line =
+        tokio::time::timeout(TIMEOUT, lines.next_line()).await.expect("announces").expect("read").expect("a line");
+    let url = line.strip_prefix("listening on http://").expect("the announced line");
+    let addr: std::net::SocketAddr = url.parse().expect("host:port");
+    let (status, body) = http_get(addr, "/").await.expect("GET /");
+    assert_eq!(status, 200);
+    assert!(body.starts_with("Handled by worker ") && body.contains("(pid "), "{body}");
+    assert_eq!(http_get(addr, "/slow?ms=30").await.expect("slow").0, 200);
+    assert_eq!(http_get(addr, "/heavy?ms=30").await.expect("heavy").0, 200);
+    assert_eq!(http_get(addr, "/slow?ms=abc").await.expect("bad").0, 400);
+    assert_eq!(http_get(addr, "/heavy?ms=99999999").await.expect("too long").0, 400);
+    assert_eq!(http_get(addr, "/nope").await.expect("404").0, 404);
+    kill(child.id().expect("pid"), Signal::SIGTERM);
+    let status = tokio::time::timeout(TIMEOUT, child.wait()).await.expect("exits").expect("status");
+    assert_eq!(status.code(), Some(0));
+}

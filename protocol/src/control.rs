@@ -39,6 +39,8 @@ pub enum Control {
     Load {
         /// Open connections.
         open: u64,
+        /// Connections received since the worker started (open or closed).
+        accepted: u64,
     },
     /// Primary → worker: a liveness probe, answered from the worker's own event loop.
     Ping {

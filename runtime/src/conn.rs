@@ -16,6 +16,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{BusSnapshot, EventBus};
+use crate::listener::Load;
 use crate::supervisor::SupervisorMsg;
 use crate::{ClusterEvent, ExitStatus};
 
@@ -44,6 +45,8 @@ pub(crate) async fn run_writer<M: Serialize, R>(
 
 /// What the reader needs to know and where it reports.
 pub(crate) struct ReaderCtx<R> {
+    /// The worker's load, updated straight from its reports (least connections reads it).
+    pub load: Arc<Load>,
     pub slot: usize,
     pub generation: u64,
     pub pid: u32,
@@ -116,9 +119,7 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
             Body::Control(Control::Listen { id, addr }) => {
                 let _ = cx.supervisor.send_message(SupervisorMsg::Listen { generation, id, addr });
             }
-            Body::Control(Control::Load { open }) => {
-                let _ = cx.supervisor.send_message(SupervisorMsg::Load { generation, open });
-            }
+            Body::Control(Control::Load { open, accepted }) => cx.load.report(open, accepted),
             Body::Control(Control::Disconnect) => {
                 let _ = cx.supervisor.send_message(SupervisorMsg::Draining { generation });
             }

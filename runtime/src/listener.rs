@@ -40,23 +40,29 @@ pub(crate) struct Target {
     pub load: Arc<Load>,
 }
 
-/// A worker's load, as least-connections sees it.
+/// A worker's load, as least-connections sees it: the open connections it last reported,
+/// plus those dispatched to it that its report did not count yet.
 #[derive(Debug, Default)]
 pub(crate) struct Load {
-    /// Open connections at the worker's last report.
-    pub reported: AtomicU64,
-    /// Connections dispatched to it since that report.
-    pub since_report: AtomicU64,
+    open: AtomicU64,
+    accepted: AtomicU64,
+    dispatched: AtomicU64,
 }
 
 impl Load {
     fn estimate(&self) -> u64 {
-        self.reported.load(Ordering::Relaxed) + self.since_report.load(Ordering::Relaxed)
+        let unseen = self.dispatched.load(Ordering::Relaxed).saturating_sub(self.accepted.load(Ordering::Relaxed));
+        self.open.load(Ordering::Relaxed) + unseen
     }
 
-    pub(crate) fn report(&self, open: u64) {
-        self.reported.store(open, Ordering::Relaxed);
-        self.since_report.store(0, Ordering::Relaxed);
+    fn dispatched_one(&self) {
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The worker's report: `open` connections now, `accepted` since it started.
+    pub(crate) fn report(&self, open: u64, accepted: u64) {
+        self.open.store(open, Ordering::Relaxed);
+        self.accepted.store(accepted, Ordering::Relaxed);
     }
 }
 
@@ -250,7 +256,7 @@ async fn dispatch(listener: &SharedListener, scheduling: Scheduling, stream: tok
             };
             match channel.send(&header, stream.as_fd()).await {
                 Ok(()) => {
-                    load.since_report.fetch_add(1, Ordering::Relaxed);
+                    load.dispatched_one();
                     return; // The worker has its own copy; ours closes here.
                 }
                 Err(e) => {

@@ -60,13 +60,6 @@ pub enum SupervisorMsg {
         /// The address asked for.
         addr: String,
     },
-    /// The worker reports its open connections.
-    Load {
-        /// Generation of the process.
-        generation: u64,
-        /// Open connections.
-        open: u64,
-    },
     /// The worker began draining on its own.
     Draining {
         /// Generation of the process.
@@ -237,6 +230,7 @@ where
         let (done_tx, done_rx) = oneshot::channel();
         // Route, state and fork event first: the reader's events (online, ready) must find
         // them in place.
+        let load = Arc::new(Load::default());
         st.args.routes.set(slot, Route { generation, tx });
         st.running = Some(Running {
             pid,
@@ -250,7 +244,7 @@ where
             ping: None,
             handles: handle_channel,
             accepting: Arc::new(AtomicBool::new(false)),
-            load: Arc::new(Load::default()),
+            load: load.clone(),
         });
         tracing::info!(slot, generation, pid, "worker started");
         st.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
@@ -258,6 +252,7 @@ where
         let max = config.max_frame_length;
         tokio::spawn(run_writer(write, FrameCodec::<M, R>::new(max), rx, st.counters.clone(), slot));
         let reader_cx = ReaderCtx {
+            load: load.clone(),
             slot,
             generation,
             pid,
@@ -482,11 +477,6 @@ where
             }
             SupervisorMsg::Listen { generation, id, addr } if current(live, generation) => {
                 self.listen(st, id, &addr).await;
-            }
-            SupervisorMsg::Load { generation, open } if current(live, generation) => {
-                if let Some(run) = &st.running {
-                    run.load.report(open);
-                }
             }
             SupervisorMsg::Pong { generation, nonce, stats } if current(live, generation) => {
                 st.last_stats = Some(stats);

@@ -158,3 +158,43 @@ pub async fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
 pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).expect("kill");
 }
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`): status and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    assert!(addr.ip().is_loopback(), "tests only talk to 127.0.0.0/8");
+    let request = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Ok((status, body))
+    };
+    tokio::time::timeout(TIMEOUT, request).await.map_err(|_| std::io::Error::other("HTTP request timed out"))?
+}
+
+/// The worker slot that answered a testbed request (`"<slot> <pid>"`).
+pub fn answered_by(body: &str) -> (usize, u32) {
+    let mut it = body.split_whitespace();
+    let slot = it.next().and_then(|s| s.parse().ok()).expect("slot in body");
+    let pid = it.next().and_then(|s| s.parse().ok()).expect("pid in body");
+    (slot, pid)
+}
+
+/// A testbed config that also serves HTTP on a shared 127.0.0.1 port.
+pub fn http_config(workers: usize, scheduling: corral::Scheduling) -> ClusterConfig {
+    config(workers).scheduling(scheduling).env_var("TESTBED_HTTP", "127.0.0.1:0")
+}
+
+impl Events {
+    /// Waits until every slot is ready and returns the shared address.
+    pub async fn http_ready(&mut self, n: usize) -> std::net::SocketAddr {
+        self.all_ready(n).await;
+        let listening = self.seen_or_wait("listening", |e| matches!(e, ClusterEvent::Listening { .. })).await;
+        let ClusterEvent::Listening { addr, .. } = listening else { unreachable!() };
+        addr
+    }
+}

@@ -167,22 +167,25 @@ async fn run_async<W: Worker>(
 }
 
 /// How often open-connection counts may be reported (least-connections balancing).
-const LOAD_REPORT_EVERY: Duration = Duration::from_millis(5);
+const LOAD_REPORT_EVERY: Duration = Duration::from_millis(2);
 
 /// Reports the open-connection count to the primary whenever it changed, at most every
 /// [`LOAD_REPORT_EVERY`], until the worker drains.
 async fn report_load<R>(outbox: mpsc::Sender<Outgoing<R>>, counters: Arc<Counters>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(LOAD_REPORT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last = 0;
+    // The primary counts what it dispatched since our last report on top of it, so report
+    // whenever a connection came or went, even if the open count is back where it was.
+    let mut last = (0, 0);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let open = counters.in_flight.load(Ordering::Relaxed);
-        if open != last && outbox.try_send(Outgoing::control(Control::Load { open })).is_ok() {
-            last = open;
+        let now = (counters.in_flight.load(Ordering::Relaxed), counters.handled.load(Ordering::Relaxed));
+        let report = Control::Load { open: now.0, accepted: now.0 + now.1 };
+        if now != last && outbox.try_send(Outgoing::control(report)).is_ok() {
+            last = now;
         }
     }
 }
