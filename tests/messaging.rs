@@ -13,7 +13,7 @@ async fn typed_round_trips_to_each_worker() {
     let (cluster, mut events) = spawn(config(3)).await;
     let pids = events.all_ready(3).await;
     // Worker → primary: each worker's start reported a typed Hello.
-    for slot in 0..3 {
+    for (slot, &pid_of_slot) in pids.iter().enumerate() {
         let hello = events
             .seen_or_wait(
                 "hello",
@@ -23,10 +23,10 @@ async fn typed_round_trips_to_each_worker() {
         let ClusterEvent::Message { message: TestReport::Hello { slot: s, generation, pid }, .. } = hello else {
             unreachable!()
         };
-        assert_eq!((s, generation, pid), (slot, 1, pids[slot]));
+        assert_eq!((s, generation, pid), (slot, 1, pid_of_slot));
     }
     // Primary → worker → primary.
-    for slot in 0..3 {
+    for (slot, &pid_of_slot) in pids.iter().enumerate() {
         cluster.send_to(slot, TestCmd::Ping(100 + slot as u64)).await.expect("send");
         let pong = events
             .wait_for("pong", |e| matches!(e, ClusterEvent::Message { message: TestReport::Pong { .. }, .. }))
@@ -34,7 +34,7 @@ async fn typed_round_trips_to_each_worker() {
         let ClusterEvent::Message { slot: from, message: TestReport::Pong { n, slot: s, pid } } = pong else {
             unreachable!()
         };
-        assert_eq!((from, n, s, pid), (slot, 100 + slot as u64, slot, pids[slot]));
+        assert_eq!((from, n, s, pid), (slot, 100 + slot as u64, slot, pid_of_slot));
     }
     let status = cluster.status().await.expect("status");
     for w in &status {

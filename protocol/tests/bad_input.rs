@@ -52,12 +52,12 @@ fn zero_length_frame_is_decode_error() {
 fn unknown_enum_variant_is_decode_error() {
     // Body has two variants (Control = 0, User = 1).
     assert_decode_error(&[0x01, 0x00, 0x02]);
-    // Control has eight variants (Hello = 0 ... Error = 7).
-    assert_decode_error(&[0x01, 0x00, 0x00, 0x08]);
+    // Control has eleven variants (Hello = 0 ... Error = 10).
+    assert_decode_error(&[0x01, 0x00, 0x00, 0x0b]);
     // A huge variant index.
     assert_decode_error(&[0x01, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x0f]);
-    // LogLevel has four variants: Control::Log (6) with level 4.
-    assert_decode_error(&[0x01, 0x00, 0x00, 0x06, 0x04, 0x00]);
+    // LogLevel has four variants: Control::Log (9) with level 4.
+    assert_decode_error(&[0x01, 0x00, 0x00, 0x09, 0x04, 0x00]);
     // UserMsg has six variants.
     assert_decode_error(&[0x01, 0x00, 0x01, 0x06]);
 }
@@ -66,7 +66,7 @@ fn unknown_enum_variant_is_decode_error() {
 fn valid_neighbours_of_the_unknown_variants_decode() {
     // The same bytes with in-range indices, so the tests above fail for the right reason.
     let mut codec: FrameCodec<UserMsg, UserMsg> = FrameCodec::default();
-    let ready = decode_one(&mut codec, &raw_frame(&[0x01, 0x00, 0x00, 0x07, 0x00])).unwrap();
+    let ready = decode_one(&mut codec, &raw_frame(&[0x01, 0x00, 0x00, 0x0a, 0x00])).unwrap();
     assert_eq!(ready, Some(Envelope::control(1, Control::Error { message: String::new() })));
     let unit = decode_one(&mut codec, &raw_frame(&[0x01, 0x00, 0x01, 0x00])).unwrap();
     assert_eq!(unit, Some(Envelope::user(1, UserMsg::Unit)));

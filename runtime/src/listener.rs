@@ -66,6 +66,15 @@ impl Load {
     }
 }
 
+/// The target a connection goes to.
+struct Pick {
+    slot: usize,
+    generation: u64,
+    listen_id: u64,
+    channel: Arc<HandleChannel>,
+    load: Arc<Load>,
+}
+
 /// One address the primary listens on.
 pub(crate) struct SharedListener {
     pub addr: SocketAddr,
@@ -83,7 +92,7 @@ impl SharedListener {
     }
 
     /// The next ready target in turn (round robin) or by least load; `None` if none is ready.
-    fn pick(&self, scheduling: Scheduling) -> Option<(usize, u64, u64, Arc<HandleChannel>, Arc<Load>)> {
+    fn pick(&self, scheduling: Scheduling) -> Option<Pick> {
         self.with_targets(|targets| {
             let ready: Vec<&Target> = targets.iter().filter(|t| t.ready.load(Ordering::Acquire)).collect();
             if ready.is_empty() {
@@ -97,7 +106,13 @@ impl SharedListener {
                 }
                 _ => ready[self.next.fetch_add(1, Ordering::Relaxed) % ready.len()],
             };
-            Some((chosen.slot, chosen.generation, chosen.listen_id, chosen.channel.clone(), chosen.load.clone()))
+            Some(Pick {
+                slot: chosen.slot,
+                generation: chosen.generation,
+                listen_id: chosen.listen_id,
+                channel: chosen.channel.clone(),
+                load: chosen.load.clone(),
+            })
         })
     }
 
@@ -248,7 +263,7 @@ async fn dispatch(listener: &SharedListener, scheduling: Scheduling, stream: tok
         tokio::pin!(changed);
         // Registered before looking, so a worker that becomes ready in between still wakes us.
         changed.as_mut().enable();
-        if let Some((slot, generation, listen_id, channel, load)) = listener.pick(scheduling) {
+        if let Some(Pick { slot, generation, listen_id, channel, load }) = listener.pick(scheduling) {
             let header = HandleHeader {
                 id: listen_id,
                 kind: HandleKind::Connection { listener: listen_id, peer: peer.to_string() },

@@ -450,10 +450,8 @@ where
         let slot = st.args.slot;
         let live = st.running.as_ref().map(|r| r.generation);
         match msg {
-            SupervisorMsg::Start => {
-                if st.running.is_none() && !st.stopping {
-                    self.start_process(&myself, st).await;
-                }
+            SupervisorMsg::Start if st.running.is_none() && !st.stopping => {
+                self.start_process(&myself, st).await;
             }
             SupervisorMsg::Online { generation } if current(live, generation) => {
                 if let Some(run) = st.running.as_mut() {
@@ -494,17 +492,15 @@ where
                     run.accepting.store(false, Ordering::Release);
                 }
             }
-            SupervisorMsg::ReaderEnded { generation, error, fatal } if current(live, generation) => {
-                if let Some(error) = error {
-                    let pid = st.running.as_ref().map_or(0, |r| r.pid);
-                    tracing::error!(slot, pid, %error, "worker broke the protocol; killing it");
-                    st.args.bus.emit(ClusterEvent::ProtocolError { slot, pid, error: error.clone() });
-                    if let Some(run) = st.running.as_mut() {
-                        run.protocol_error = Some(error);
-                        run.fatal = fatal;
-                    }
-                    Self::signal(st, Signal::SIGKILL);
+            SupervisorMsg::ReaderEnded { generation, error: Some(error), fatal } if current(live, generation) => {
+                let pid = st.running.as_ref().map_or(0, |r| r.pid);
+                tracing::error!(slot, pid, %error, "worker broke the protocol; killing it");
+                st.args.bus.emit(ClusterEvent::ProtocolError { slot, pid, error: error.clone() });
+                if let Some(run) = st.running.as_mut() {
+                    run.protocol_error = Some(error);
+                    run.fatal = fatal;
                 }
+                Self::signal(st, Signal::SIGKILL);
             }
             SupervisorMsg::Exited { generation, status } if current(live, generation) => {
                 // `live` is Some, so `running` is too.
@@ -531,11 +527,11 @@ where
                     self.after_exit(&myself, st, status, effective_uptime);
                 }
             }
-            SupervisorMsg::StartTimeout { generation } if current(live, generation) => {
-                if st.running.as_ref().is_some_and(|r| !r.ready) && !st.stopping {
-                    tracing::error!(slot, timeout = ?st.args.config.listen_timeout, "worker did not become ready in time; killing it");
-                    Self::signal(st, Signal::SIGKILL);
-                }
+            SupervisorMsg::StartTimeout { generation }
+                if current(live, generation) && st.running.as_ref().is_some_and(|r| !r.ready) && !st.stopping =>
+            {
+                tracing::error!(slot, timeout = ?st.args.config.listen_timeout, "worker did not become ready in time; killing it");
+                Self::signal(st, Signal::SIGKILL);
             }
             SupervisorMsg::KillTimeout { generation } if current(live, generation) => {
                 let pid = st.running.as_ref().map_or(0, |r| r.pid);
