@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use corral_protocol::bootstrap::WorkerBootstrap;
-use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream};
+use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, Scale};
 use corral_workers::{BoxError, EXIT_BOOTSTRAP, Worker};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -137,18 +137,9 @@ where
     // 47 µs instead of 70 µs round trip unpinned, 2.4× the one-way throughput).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Setup)?;
     runtime.block_on(async move {
-        let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Setup)?;
-        let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Setup)?;
+        let signals = Signals::install().map_err(Error::Setup)?;
         let (cluster, events) = Cluster::<M, R>::spawn(config).await?;
-        let stopper = cluster.clone();
-        tokio::spawn(async move {
-            let name = tokio::select! {
-                _ = sigint.recv() => "SIGINT",
-                _ = sigterm.recv() => "SIGTERM",
-            };
-            tracing::info!("{name}: stopping the cluster gracefully");
-            let _ = stopper.actor().send_message(corral_runtime::ClusterMsg::Stop(None));
-        });
+        tokio::spawn(signals.serve(cluster.clone()));
         let user = primary(cluster.clone(), events);
         tokio::select! {
             result = user => {
@@ -159,6 +150,85 @@ where
             outcome = cluster.wait() => outcome.map_err(Error::from),
         }
     })
+}
+
+/// The primary's signal handlers, as PM2 and gunicorn users expect them.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    ttin: tokio::signal::unix::Signal,
+    ttou: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            ttin: signal(SignalKind::from_raw(libc::SIGTTIN))?,
+            ttou: signal(SignalKind::from_raw(libc::SIGTTOU))?,
+        })
+    }
+
+    /// SIGINT / SIGTERM: graceful stop (again: no effect, the stop is under way). SIGHUP:
+    /// rolling reload (one during another is refused, logged). SIGTTIN / SIGTTOU: one worker
+    /// more / fewer (refused below one, logged).
+    async fn serve<M, R>(mut self, cluster: ClusterHandle<M, R>)
+    where
+        M: serde::Serialize + Clone + Send + Sync + 'static,
+        R: Clone + Send + 'static,
+    {
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => Self::stop(&cluster, "SIGINT"),
+                _ = self.term.recv() => Self::stop(&cluster, "SIGTERM"),
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: rolling reload");
+                    let cluster = cluster.clone();
+                    tokio::spawn(async move {
+                        match cluster.reload().await {
+                            Ok(report) if report.is_complete() => {
+                                tracing::info!(replaced = report.replaced.len(), "reload complete")
+                            }
+                            Ok(report) => tracing::error!(
+                                replaced = report.replaced.len(),
+                                error = report.error.as_deref().unwrap_or(""),
+                                "reload aborted; the old workers keep serving"
+                            ),
+                            Err(e) => tracing::error!(error = %e, "reload failed"),
+                        }
+                    });
+                }
+                _ = self.ttin.recv() => Self::scale(&cluster, Scale::By(1), "SIGTTIN"),
+                _ = self.ttou.recv() => Self::scale(&cluster, Scale::By(-1), "SIGTTOU"),
+            }
+        }
+    }
+
+    fn stop<M, R>(cluster: &ClusterHandle<M, R>, name: &str)
+    where
+        M: serde::Serialize + Clone + Send + 'static,
+        R: Clone + Send + 'static,
+    {
+        tracing::info!("{name}: stopping the cluster gracefully");
+        let _ = cluster.actor().send_message(corral_runtime::ClusterMsg::Stop(None));
+    }
+
+    fn scale<M, R>(cluster: &ClusterHandle<M, R>, request: Scale, name: &'static str)
+    where
+        M: serde::Serialize + Clone + Send + Sync + 'static,
+        R: Clone + Send + 'static,
+    {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            match cluster.scale(request).await {
+                Ok(report) => tracing::info!(from = report.from, to = report.to, note = ?report.note, "{name}: scaled"),
+                Err(e) => tracing::warn!(error = %e, "{name}: not scaled"),
+            }
+        });
+    }
 }
 
 fn log_event<R: std::fmt::Debug>(event: &ClusterEvent<R>) {

@@ -16,17 +16,23 @@ use tokio::sync::watch;
 
 use crate::events::EventBus;
 use crate::listener::Listeners;
+use crate::reload::{ReloadReport, ScaleReport};
 use crate::routes::Routes;
-use crate::supervisor::{SupervisorArgs, SupervisorMsg, WorkerSupervisor, worker_command};
+use crate::supervisor::{ReplaceReason, SupervisorArgs, SupervisorMsg, WorkerCommand, WorkerSupervisor};
 use crate::{
-    ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Escalation, EventStream, WorkerState, WorkerStatus,
+    ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Escalation, EventStream, MAX_WORKERS, WorkerState,
+    WorkerStatus,
 };
 
 /// How a slot ended, as its supervisor reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotOutcome {
     /// Stopped on the cluster's request.
-    Stopped,
+    Stopped {
+        /// Pids of the slot's processes that did not drain within `kill_timeout` and were
+        /// killed.
+        killed: Vec<u32>,
+    },
     /// Its worker exited and the restart type says not to restart it.
     Finished,
     /// It exceeded its restart intensity.
@@ -34,6 +40,15 @@ pub enum SlotOutcome {
         /// Restarts within the window.
         restarts: usize,
     },
+}
+
+/// A scale request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Exactly this many workers.
+    To(usize),
+    /// This many more (positive) or fewer (negative) workers.
+    By(i64),
 }
 
 /// Messages of the [`Cluster`] actor.
@@ -47,6 +62,15 @@ pub enum ClusterMsg {
     /// Stop gracefully: drain every worker, then stop the actor. The reply (if any) comes
     /// once every worker has exited.
     Stop(Option<RpcReplyPort<()>>),
+    /// Rolling reload: replace the workers one slot at a time, each replacement ready before
+    /// its old process drains. Refused (the report says why) while another reload runs or
+    /// the cluster stops.
+    Reload(Option<RpcReplyPort<ReloadReport>>),
+    /// Add or remove workers. Refused below 1 worker, during a reload, while the cluster stops
+    /// or while an earlier scale-down still drains; capped at [`MAX_WORKERS`].
+    Scale(Scale, Option<RpcReplyPort<Result<ScaleReport, String>>>),
+    /// Sent by the reload task when it is done.
+    ReloadFinished(ReloadReport),
     /// Sent by a slot's supervisor when its worker asked for an address that cannot be
     /// listened on: the cluster stops with [`ClusterError::Listen`].
     ListenFailed {
@@ -70,6 +94,7 @@ pub(crate) enum Outcome {
     Clean,
     GaveUp { slot: usize, restarts: usize, period_ms: u128 },
     Listen(String),
+    Killed(String),
     Failed(String),
 }
 
@@ -79,6 +104,7 @@ impl Outcome {
             Outcome::Clean => Ok(()),
             Outcome::GaveUp { slot, restarts, period_ms } => Err(ClusterError::GaveUp { slot, restarts, period_ms }),
             Outcome::Listen(reason) => Err(ClusterError::Listen(reason)),
+            Outcome::Killed(which) => Err(ClusterError::Killed(which)),
             Outcome::Failed(reason) => Err(ClusterError::Failed(reason)),
         }
     }
@@ -120,17 +146,29 @@ pub struct ClusterArgs<M, R> {
     id: u64,
 }
 
+/// One worker slot, as the cluster sees it.
+struct Slot {
+    supervisor: Option<ActorRef<SupervisorMsg>>,
+    outcome: Option<SlotOutcome>,
+    /// Being removed by a scale-down: its worker drains, then the slot goes.
+    removing: bool,
+}
+
 /// The cluster actor's state.
 pub struct ClusterState<M, R> {
     args: ClusterArgs<M, R>,
-    supervisors: Vec<Option<ActorRef<SupervisorMsg>>>,
-    outcomes: Vec<Option<SlotOutcome>>,
+    command: Arc<WorkerCommand>,
+    slots: Vec<Slot>,
     stopping: bool,
+    reloading: bool,
     failure: Option<Outcome>,
     waiters: Vec<RpcReplyPort<()>>,
 }
 
 static NEXT_CLUSTER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How long a status request waits for one supervisor.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl<M, R> Cluster<M, R>
 where
@@ -186,6 +224,27 @@ where
         Ok((ClusterHandle::new(actor, bus, routes, done_rx), events))
     }
 
+    async fn spawn_slot(
+        myself: &ActorRef<ClusterMsg>,
+        args: &ClusterArgs<M, R>,
+        command: &Arc<WorkerCommand>,
+        slot: usize,
+    ) -> Result<Slot, ActorProcessingErr> {
+        let sup_args = SupervisorArgs {
+            slot,
+            config: args.config.clone(),
+            cluster: myself.clone(),
+            bus: args.bus.clone(),
+            routes: args.routes.clone(),
+            listeners: args.listeners.clone(),
+            command: command.clone(),
+        };
+        let name = format!("{}-{}-{}-slot-{slot}", args.config.name, std::process::id(), args.id);
+        let (sup, _) =
+            Actor::spawn_linked(Some(name), WorkerSupervisor::<M, R>::default(), sup_args, myself.get_cell()).await?;
+        Ok(Slot { supervisor: Some(sup), outcome: None, removing: false })
+    }
+
     fn begin_stop(&self, st: &mut ClusterState<M, R>) {
         if st.stopping {
             return;
@@ -193,7 +252,7 @@ where
         st.stopping = true;
         tracing::info!("cluster stopping: draining every worker");
         st.args.bus.emit(ClusterEvent::Stopping);
-        for sup in st.supervisors.iter().flatten() {
+        for sup in st.slots.iter().filter_map(|s| s.supervisor.as_ref()) {
             let _ = sup.send_message(SupervisorMsg::Stop);
         }
     }
@@ -204,8 +263,26 @@ where
         myself: &ActorRef<ClusterMsg>,
         st: &mut ClusterState<M, R>,
     ) -> Result<(), ActorProcessingErr> {
-        if st.outcomes.iter().any(Option::is_none) {
+        if st.slots.iter().any(|s| s.outcome.is_none()) {
             return Ok(());
+        }
+        let killed: Vec<String> = st
+            .slots
+            .iter()
+            .enumerate()
+            .flat_map(|(slot, s)| match &s.outcome {
+                Some(SlotOutcome::Stopped { killed }) => {
+                    killed.iter().map(|pid| format!("slot {slot} (pid {pid})")).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        if !killed.is_empty() {
+            let timeout = st.args.config.kill_timeout;
+            st.failure.get_or_insert(Outcome::Killed(format!(
+                "{} did not drain within {timeout:?} and had to be killed",
+                killed.join(", ")
+            )));
         }
         let outcome = st.failure.clone().unwrap_or(Outcome::Clean);
         let error = match &outcome {
@@ -227,8 +304,8 @@ where
         }
     }
 
-    fn slot_status(st: &ClusterState<M, R>, slot: usize) -> WorkerStatus {
-        let state = match st.outcomes[slot] {
+    fn ended_status(slot: usize, outcome: Option<&SlotOutcome>) -> WorkerStatus {
+        let state = match outcome {
             Some(SlotOutcome::GaveUp { .. }) => WorkerState::GaveUp,
             _ => WorkerState::Stopped,
         };
@@ -246,10 +323,131 @@ where
             heartbeat_latency: None,
         }
     }
-}
 
-/// How long a status request waits for one supervisor.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Replaces every slot in turn, in a task (the cluster keeps answering meanwhile).
+    fn start_reload(
+        &self,
+        myself: &ActorRef<ClusterMsg>,
+        st: &mut ClusterState<M, R>,
+        reply: Option<RpcReplyPort<ReloadReport>>,
+    ) {
+        let refused = if st.stopping {
+            Some("the cluster is stopping")
+        } else if st.reloading {
+            Some("a rolling reload is already running")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            tracing::warn!(why, "reload refused");
+            if let Some(reply) = reply {
+                let _ = reply.send(ReloadReport { replaced: Vec::new(), error: Some(why.to_string()) });
+            }
+            return;
+        }
+        st.reloading = true;
+        let supervisors: Vec<(usize, ActorRef<SupervisorMsg>)> = st
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.removing)
+            .filter_map(|(i, s)| s.supervisor.clone().map(|sup| (i, sup)))
+            .collect();
+        // A replacement has listen_timeout to become ready; allow for the spawn itself.
+        let patience = st.args.config.listen_timeout + Duration::from_secs(5);
+        let cluster = myself.clone();
+        tracing::info!(slots = supervisors.len(), "rolling reload started");
+        tokio::spawn(async move {
+            let mut report = ReloadReport::default();
+            for (slot, sup) in supervisors {
+                let call =
+                    sup.call(|port| SupervisorMsg::Replace(ReplaceReason::Reload, Some(port)), Some(patience)).await;
+                match call {
+                    Ok(ractor::rpc::CallResult::Success(Ok(replaced))) => report.replaced.push(replaced),
+                    Ok(ractor::rpc::CallResult::Success(Err(why))) => {
+                        report.error = Some(why);
+                        break;
+                    }
+                    Ok(_) | Err(_) => {
+                        report.error = Some(format!("slot {slot} did not answer the reload in {patience:?}"));
+                        break;
+                    }
+                }
+            }
+            match &report.error {
+                None => tracing::info!(replaced = report.replaced.len(), "rolling reload done"),
+                Some(error) => {
+                    tracing::error!(replaced = report.replaced.len(), %error, "rolling reload aborted; the remaining workers keep serving")
+                }
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(report.clone());
+            }
+            let _ = cluster.send_message(ClusterMsg::ReloadFinished(report));
+        });
+    }
+
+    async fn scale(
+        &self,
+        myself: &ActorRef<ClusterMsg>,
+        st: &mut ClusterState<M, R>,
+        request: Scale,
+    ) -> Result<ScaleReport, String> {
+        if st.stopping {
+            return Err("the cluster is stopping".into());
+        }
+        if st.reloading {
+            return Err("a rolling reload is running; scale once it is done".into());
+        }
+        if st.slots.iter().any(|s| s.removing) {
+            return Err("an earlier scale-down is still draining; try again once it is done".into());
+        }
+        let from = st.slots.len();
+        let wanted = match request {
+            Scale::To(n) => n as i64,
+            Scale::By(delta) => from as i64 + delta,
+        };
+        if wanted < 1 {
+            return Err(format!("cannot scale to {wanted} workers: at least 1 (stop the cluster instead)"));
+        }
+        let mut note = None;
+        let to = if wanted as usize > MAX_WORKERS {
+            note = Some(format!("{wanted} workers asked; capped at {MAX_WORKERS}"));
+            MAX_WORKERS
+        } else {
+            wanted as usize
+        };
+        tracing::info!(from, to, "scaling");
+        if to > from {
+            st.args.routes.resize(to);
+            for slot in from..to {
+                match Self::spawn_slot(myself, &st.args, &st.command, slot).await {
+                    Ok(new) => st.slots.push(new),
+                    Err(e) => {
+                        st.args.routes.resize(st.slots.len());
+                        return Err(format!("cannot start slot {slot}: {e}"));
+                    }
+                }
+            }
+        } else {
+            for slot in st.slots.iter_mut().skip(to) {
+                slot.removing = true;
+                if let Some(sup) = &slot.supervisor {
+                    let _ = sup.send_message(SupervisorMsg::Stop);
+                }
+            }
+        }
+        Ok(ScaleReport { from, to, note })
+    }
+
+    /// Drops slots at the end that a scale-down removed and that have ended.
+    fn trim_removed(&self, st: &mut ClusterState<M, R>) {
+        while st.slots.last().is_some_and(|s| s.removing && s.outcome.is_some()) {
+            st.slots.pop();
+        }
+        st.args.routes.resize(st.slots.len());
+    }
+}
 
 impl<M, R> Actor for Cluster<M, R>
 where
@@ -265,35 +463,12 @@ where
         myself: ActorRef<ClusterMsg>,
         args: ClusterArgs<M, R>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (program, argv0, argv) = worker_command(&args.config.exec);
-        let workers = args.config.workers;
-        let mut supervisors = Vec::with_capacity(workers);
-        for slot in 0..workers {
-            let sup_args = SupervisorArgs {
-                slot,
-                config: args.config.clone(),
-                cluster: myself.clone(),
-                bus: args.bus.clone(),
-                routes: args.routes.clone(),
-                listeners: args.listeners.clone(),
-                program: program.clone(),
-                argv0: argv0.clone(),
-                args: argv.clone(),
-            };
-            let name = format!("{}-{}-{}-slot-{slot}", args.config.name, std::process::id(), args.id);
-            let (sup, _) =
-                Actor::spawn_linked(Some(name), WorkerSupervisor::<M, R>::default(), sup_args, myself.get_cell())
-                    .await?;
-            supervisors.push(Some(sup));
+        let command = Arc::new(WorkerCommand::new(&args.config.exec));
+        let mut slots = Vec::with_capacity(args.config.workers);
+        for slot in 0..args.config.workers {
+            slots.push(Self::spawn_slot(&myself, &args, &command, slot).await?);
         }
-        Ok(ClusterState {
-            args,
-            supervisors,
-            outcomes: vec![None; workers],
-            stopping: false,
-            failure: None,
-            waiters: Vec::new(),
-        })
+        Ok(ClusterState { args, command, slots, stopping: false, reloading: false, failure: None, waiters: Vec::new() })
     }
 
     async fn handle(
@@ -304,15 +479,15 @@ where
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ClusterMsg::Status(reply) => {
-                let mut out = Vec::with_capacity(st.supervisors.len());
-                for slot in 0..st.supervisors.len() {
-                    let live = match &st.supervisors[slot] {
+                let mut out = Vec::with_capacity(st.slots.len());
+                for (i, slot) in st.slots.iter().enumerate() {
+                    let live = match &slot.supervisor {
                         Some(sup) => {
                             ractor::call_t!(sup, SupervisorMsg::Status, STATUS_TIMEOUT.as_millis() as u64).ok()
                         }
                         None => None,
                     };
-                    out.push(live.unwrap_or_else(|| Self::slot_status(st, slot)));
+                    out.push(live.unwrap_or_else(|| Self::ended_status(i, slot.outcome.as_ref())));
                 }
                 let _ = reply.send(out);
             }
@@ -323,6 +498,20 @@ where
                 self.begin_stop(st);
                 return self.maybe_finish(&myself, st);
             }
+            ClusterMsg::Reload(reply) => self.start_reload(&myself, st, reply),
+            ClusterMsg::ReloadFinished(report) => {
+                st.reloading = false;
+                st.args.bus.emit(ClusterEvent::Reloaded { replaced: report.replaced.len(), error: report.error });
+            }
+            ClusterMsg::Scale(request, reply) => {
+                let result = self.scale(&myself, st, request).await;
+                if let Err(why) = &result {
+                    tracing::warn!(%why, "scale refused");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
             ClusterMsg::ListenFailed { slot, error } => {
                 tracing::error!(slot, %error, "stopping the cluster");
                 st.failure.get_or_insert(Outcome::Listen(error));
@@ -330,11 +519,14 @@ where
                 return self.maybe_finish(&myself, st);
             }
             ClusterMsg::SlotEnded { slot, outcome } => {
-                let Some(sup) = st.supervisors.get_mut(slot).and_then(Option::take) else {
-                    return Ok(());
-                };
+                let Some(entry) = st.slots.get_mut(slot) else { return Ok(()) };
+                let Some(sup) = entry.supervisor.take() else { return Ok(()) };
                 sup.stop(None);
-                st.outcomes[slot] = Some(outcome);
+                entry.outcome = Some(outcome.clone());
+                if entry.removing {
+                    self.trim_removed(st);
+                    return Ok(());
+                }
                 if let SlotOutcome::GaveUp { restarts } = outcome {
                     match st.args.config.escalation {
                         Escalation::Stop => {
@@ -368,13 +560,13 @@ where
                 // A supervisor failing is a bug of ours, not a worker crash: treat the slot as
                 // lost and escalate as if it had given up.
                 let Some(slot) =
-                    st.supervisors.iter().position(|s| s.as_ref().is_some_and(|s| s.get_id() == cell.get_id()))
+                    st.slots.iter().position(|s| s.supervisor.as_ref().is_some_and(|s| s.get_id() == cell.get_id()))
                 else {
                     return Ok(());
                 };
                 tracing::error!(slot, %error, "worker supervisor failed");
-                st.supervisors[slot] = None;
-                st.outcomes[slot] = Some(SlotOutcome::GaveUp { restarts: 0 });
+                st.slots[slot].supervisor = None;
+                st.slots[slot].outcome = Some(SlotOutcome::GaveUp { restarts: 0 });
                 st.failure.get_or_insert(Outcome::Failed(format!("supervisor of slot {slot} failed: {error}")));
                 self.begin_stop(st);
                 self.maybe_finish(&myself, st)
@@ -386,7 +578,7 @@ where
     async fn post_stop(&self, _myself: ActorRef<ClusterMsg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
         // Stopped from outside (e.g. by a parent) while workers were running: their
         // supervisors are linked children; stop them so their processes are killed.
-        for sup in st.supervisors.iter().flatten() {
+        for sup in st.slots.iter().filter_map(|s| s.supervisor.as_ref()) {
             sup.stop(Some("cluster stopped".into()));
         }
         if st.args.done.borrow().is_none() {

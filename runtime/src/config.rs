@@ -95,6 +95,15 @@ pub struct ClusterConfig {
     /// How long a new worker may take to say hello and become ready before it is killed (and
     /// counted as an early death). Default: 10 s.
     pub listen_timeout: Duration,
+    /// Recycle a worker (replacement first) whose RSS, read by the primary from `/proc`, stays
+    /// over this many bytes for two heartbeats in a row. Default: no limit.
+    pub max_memory: Option<u64>,
+    /// Recycle a worker (replacement first) after it handled this many connections, plus a
+    /// random 0..=`max_requests_jitter`, so that workers do not recycle together (gunicorn's
+    /// `max_requests`). Default: no limit.
+    pub max_requests: Option<u64>,
+    /// See [`max_requests`](Self::max_requests). Default: 0.
+    pub max_requests_jitter: u64,
     /// How often the primary pings each worker. Default: 2 s.
     pub heartbeat_interval: Duration,
     /// A worker whose ping has gone unanswered this long (its event loop is stuck) is killed
@@ -129,6 +138,9 @@ impl Default for ClusterConfig {
             escalation: Escalation::Stop,
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(10),
+            max_memory: None,
+            max_requests: None,
+            max_requests_jitter: 0,
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(10),
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
@@ -181,6 +193,12 @@ setters! {
     kill_timeout: Duration,
     /// Sets [`ClusterConfig::listen_timeout`].
     listen_timeout: Duration,
+    /// Sets [`ClusterConfig::max_memory`].
+    max_memory: Option<u64>,
+    /// Sets [`ClusterConfig::max_requests`].
+    max_requests: Option<u64>,
+    /// Sets [`ClusterConfig::max_requests_jitter`].
+    max_requests_jitter: u64,
     /// Sets [`ClusterConfig::heartbeat_interval`].
     heartbeat_interval: Duration,
     /// Sets [`ClusterConfig::heartbeat_timeout`].
@@ -254,6 +272,12 @@ impl ClusterConfig {
         }
         if self.listen_timeout.is_zero() {
             return bad("listen_timeout", "must be greater than zero".into());
+        }
+        if self.max_memory == Some(0) {
+            return bad("max_memory", "must be greater than zero (or None for no limit)".into());
+        }
+        if self.max_requests == Some(0) {
+            return bad("max_requests", "must be greater than zero (or None for no limit)".into());
         }
         if self.heartbeat_interval.is_zero() {
             return bad("heartbeat_interval", "must be greater than zero".into());

@@ -58,9 +58,16 @@ pub enum ClusterError {
     /// permitted, unresolvable); the cluster stopped instead of restarting into the same error.
     #[error("{0}")]
     Listen(String),
+    /// The cluster stopped, but some workers did not drain within `kill_timeout` and were
+    /// killed.
+    #[error("cluster stopped, but {0}")]
+    Killed(String),
     /// The cluster failed for another reason (e.g. one of its supervisors failed).
     #[error("the cluster failed: {0}")]
     Failed(String),
+    /// A request was refused (the message says why).
+    #[error("refused: {0}")]
+    Refused(String),
     /// The cluster actor has stopped.
     #[error("the cluster has stopped")]
     Stopped,

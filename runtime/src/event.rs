@@ -100,6 +100,13 @@ pub enum ClusterEvent<R> {
         /// What was wrong.
         error: String,
     },
+    /// A rolling reload finished.
+    Reloaded {
+        /// Slots replaced.
+        replaced: usize,
+        /// Why it stopped early, if it did.
+        error: Option<String>,
+    },
     /// The cluster is stopping: every worker is being drained.
     Stopping,
     /// The cluster has stopped; no event follows.
@@ -129,7 +136,7 @@ impl<R> ClusterEvent<R> {
             | ClusterEvent::Restarting { slot, .. }
             | ClusterEvent::GaveUp { slot, .. }
             | ClusterEvent::ProtocolError { slot, .. } => Some(*slot),
-            ClusterEvent::Stopping | ClusterEvent::Stopped { .. } => None,
+            ClusterEvent::Reloaded { .. } | ClusterEvent::Stopping | ClusterEvent::Stopped { .. } => None,
         }
     }
 }

@@ -7,10 +7,10 @@ use ractor::ActorRef;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cluster::{ClusterMsg, Outcome};
+use crate::cluster::{ClusterMsg, Outcome, Scale};
 use crate::events::EventBus;
 use crate::routes::Routes;
-use crate::{ClusterError, EventStream, WorkerStatus};
+use crate::{ClusterError, EventStream, ReloadReport, ScaleReport, WorkerStatus};
 
 /// A cheap, cloneable handle to a running [`Cluster`](crate::Cluster).
 ///
@@ -124,6 +124,36 @@ where
     /// [`ClusterError::Stopped`] when the cluster actor has stopped.
     pub async fn status(&self) -> Result<Vec<WorkerStatus>, ClusterError> {
         ractor::call!(self.actor, ClusterMsg::Status).map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Rolling reload: replaces the workers one slot at a time, each replacement (a new
+    /// generation, running the executable as it is on disk now) ready before the old process
+    /// drains, so capacity never drops. A replacement that crashes or is not ready within
+    /// `listen_timeout` aborts the reload; the remaining workers keep serving. The report says
+    /// what was replaced and why it stopped, if it did; a reload asked for while another runs
+    /// is refused in the report.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Stopped`] when the cluster actor has stopped.
+    pub async fn reload(&self) -> Result<ReloadReport, ClusterError> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.actor.send_message(ClusterMsg::Reload(Some(tx.into()))).map_err(|_| ClusterError::Stopped)?;
+        rx.await.map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Adds or removes workers (removed ones drain first). Refused below 1 worker, during a
+    /// reload, while stopping, or while an earlier scale-down drains; capped at
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS) (the report notes it).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Refused`] with the reason; [`ClusterError::Stopped`] when the cluster
+    /// actor has stopped.
+    pub async fn scale(&self, request: Scale) -> Result<ScaleReport, ClusterError> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.actor.send_message(ClusterMsg::Scale(request, Some(tx.into()))).map_err(|_| ClusterError::Stopped)?;
+        rx.await.map_err(|_| ClusterError::Stopped)?.map_err(ClusterError::Refused)
     }
 
     /// Stops the cluster gracefully (every worker drains, stragglers are killed at

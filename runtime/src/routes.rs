@@ -50,6 +50,11 @@ impl<M> Routes<M> {
         self.read(|s| s.iter().enumerate().filter_map(|(i, r)| r.clone().map(|r| (i, r))).collect())
     }
 
+    /// Grows (new slots start without a route) or shrinks to `workers` slots.
+    pub(crate) fn resize(&self, workers: usize) {
+        self.write(|s| s.resize_with(workers, || None));
+    }
+
     pub(crate) fn set(&self, slot: usize, route: Route<M>) {
         self.write(|s| {
             if let Some(entry) = s.get_mut(slot) {

@@ -1,11 +1,16 @@
 //! `WorkerSupervisor`: the actor that owns one worker slot.
 //!
-//! It starts the slot's process, watches it (hello, readiness, heartbeats, exit) and applies
-//! the restart policy one-for-one: the restart type decides whether to restart, the backoff
-//! how long to wait, the intensity window whether to give up. It reports the end of the slot
-//! to the [`Cluster`](crate::Cluster) and leaves the escalation to it.
+//! It starts the slot's process, watches it (hello, readiness, heartbeats, memory, exit) and
+//! applies the restart policy one-for-one: the restart type decides whether to restart, the
+//! backoff how long to wait, the intensity window whether to give up. It reports the end of
+//! the slot to the [`Cluster`](crate::Cluster) and leaves the escalation to it.
+//!
+//! A slot may briefly have three processes: the **current** one, a **candidate** started to
+//! replace it (rolling reload, recycling) that takes over only once it is ready, and the
+//! **retiring** one it replaced, draining. Capacity never drops while a slot is replaced.
 
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -16,6 +21,7 @@ use corral_protocol::{
 };
 use nix::sys::signal::Signal;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rand::Rng;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,13 +31,28 @@ use crate::events::EventBus;
 use crate::listener::{Listeners, Load, Target};
 use crate::routes::{Route, Routes};
 use crate::spawn::{SpawnSpec, rss_bytes, spawn_worker};
-use crate::{ClusterConfig, ClusterEvent, ExitStatus, RestartIntensity, WorkerExec, WorkerState, WorkerStatus};
+use crate::{
+    ClusterConfig, ClusterEvent, ExitStatus, Replaced, RestartIntensity, WorkerExec, WorkerState, WorkerStatus,
+};
+
+/// Why a slot's process is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaceReason {
+    /// A rolling reload: the replacement runs the executable as it is on disk now.
+    Reload,
+    /// Recycling (memory or request limit): the replacement runs the same image.
+    Recycle,
+}
 
 /// Messages of a [`WorkerSupervisor`].
 #[derive(Debug)]
 pub enum SupervisorMsg {
     /// Start the slot's process (first start and every restart).
     Start,
+    /// Start a replacement, make it current once ready, then drain the old process. The reply
+    /// comes once the replacement is ready, or with why it failed (the old process then keeps
+    /// serving).
+    Replace(ReplaceReason, Option<RpcReplyPort<Result<Replaced, String>>>),
     /// The worker said a valid hello.
     Online {
         /// Generation of the process.
@@ -91,9 +112,9 @@ pub enum SupervisorMsg {
         /// Generation of the process.
         generation: u64,
     },
-    /// Time to ping (and to check the last ping was answered).
+    /// Time to ping (and to check the last ping was answered, and the memory limit).
     Heartbeat,
-    /// Stop the slot: drain the process, do not restart.
+    /// Stop the slot: drain its processes, do not restart.
     Stop,
     /// The slot's status.
     Status(RpcReplyPort<WorkerStatus>),
@@ -120,30 +141,95 @@ pub struct SupervisorArgs<M, R> {
     pub(crate) bus: Arc<EventBus<R>>,
     pub(crate) routes: Arc<Routes<M>>,
     pub(crate) listeners: Arc<Listeners>,
-    pub(crate) program: std::path::PathBuf,
-    pub(crate) argv0: Option<std::ffi::OsString>,
-    pub(crate) args: Vec<std::ffi::OsString>,
+    pub(crate) command: Arc<WorkerCommand>,
 }
 
-/// The process currently filling the slot.
-struct Running {
+/// Which program the workers run, for restarts and for reloads.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerCommand {
+    /// For first starts, restarts and recycling: the primary's own image.
+    pub program: PathBuf,
+    /// For rolling reloads: the executable as it is on disk now (a deploy is picked up).
+    pub reload_program: PathBuf,
+    pub argv0: Option<std::ffi::OsString>,
+    pub args: Vec<std::ffi::OsString>,
+}
+
+impl WorkerCommand {
+    pub(crate) fn new(exec: &WorkerExec) -> Self {
+        match exec {
+            WorkerExec::CurrentExe => {
+                let mut args = std::env::args_os();
+                let argv0 = args.next();
+                // The path as it was when the primary started; `current_exe` says
+                // "… (deleted)" once the file was replaced, so take the name off.
+                let on_disk = std::env::current_exe()
+                    .map(|p| {
+                        let text = p.to_string_lossy();
+                        PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text).to_string())
+                    })
+                    .unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+                WorkerCommand {
+                    // /proc/self/exe is the primary's own image even after the file on disk
+                    // was replaced or deleted, so a crash restart runs the same code as its
+                    // siblings.
+                    program: PathBuf::from("/proc/self/exe"),
+                    reload_program: on_disk,
+                    argv0,
+                    args: args.collect(),
+                }
+            }
+            WorkerExec::Program { path, args } => {
+                WorkerCommand { program: path.clone(), reload_program: path.clone(), argv0: None, args: args.clone() }
+            }
+        }
+    }
+}
+
+/// What a process is to its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Current,
+    Candidate,
+    Retiring,
+}
+
+/// One process of the slot.
+struct Proc<M> {
+    role: Role,
     pid: u32,
     generation: u64,
     started: Instant,
     commands: mpsc::UnboundedSender<ProcessCommand>,
+    /// The process's writer queue.
+    tx: mpsc::Sender<Outgoing<M>>,
     ready: bool,
     online: bool,
+    draining: bool,
+    /// Why the supervisor killed it, if it did.
+    killed_because: Option<String>,
     protocol_error: Option<String>,
     /// A protocol error that restarting cannot fix (version mismatch).
     fatal: bool,
     /// When the unanswered ping was sent, and its nonce.
     ping: Option<(u64, Instant)>,
-    /// The primary's end of the handle channel (connections and listeners go through it).
     handles: Arc<HandleChannel>,
-    /// Whether listeners may dispatch connections to this process (ready, not draining).
+    /// Whether listeners may dispatch connections to this process (ready, current, not
+    /// draining).
     accepting: Arc<AtomicBool>,
-    /// Open connections, as the worker reports them.
     load: Arc<Load>,
+    /// Consecutive heartbeats with RSS over `max_memory`.
+    over_memory: u32,
+    /// Handled requests after which this process is recycled (`max_requests` + jitter).
+    request_limit: Option<u64>,
+}
+
+/// A replacement under way.
+struct Pending {
+    generation: u64,
+    old_pid: u32,
+    reason: ReplaceReason,
+    reply: Option<RpcReplyPort<Result<Replaced, String>>>,
 }
 
 /// The supervisor's state.
@@ -151,16 +237,45 @@ pub struct SlotState<M, R> {
     args: SupervisorArgs<M, R>,
     counters: Arc<SlotCounters>,
     generation: u64,
-    running: Option<Running>,
+    procs: Vec<Proc<M>>,
+    replacing: Option<Pending>,
     state: WorkerState,
     /// Consecutive early deaths (the backoff exponent).
     attempt: u32,
     intensity: RestartIntensity,
     restarts: u64,
     stopping: bool,
+    /// Processes killed at `kill_timeout` while stopping.
+    killed_while_stopping: Vec<u32>,
     next_nonce: u64,
     last_stats: Option<WorkerStats>,
     last_latency: Option<Duration>,
+}
+
+impl<M, R> SlotState<M, R> {
+    fn proc(&self, generation: u64) -> Option<&Proc<M>> {
+        self.procs.iter().find(|p| p.generation == generation)
+    }
+
+    fn proc_mut(&mut self, generation: u64) -> Option<&mut Proc<M>> {
+        self.procs.iter_mut().find(|p| p.generation == generation)
+    }
+
+    fn current(&self) -> Option<&Proc<M>> {
+        self.procs.iter().find(|p| p.role == Role::Current)
+    }
+
+    fn current_mut(&mut self) -> Option<&mut Proc<M>> {
+        self.procs.iter_mut().find(|p| p.role == Role::Current)
+    }
+}
+
+fn signal<M>(proc: &Proc<M>, sig: Signal) {
+    let _ = proc.commands.send(ProcessCommand::Signal(sig));
+}
+
+fn send_control<M>(proc: &Proc<M>, control: Control) -> bool {
+    proc.tx.try_send(Outgoing::control(control)).is_ok()
 }
 
 impl<M, R> WorkerSupervisor<M, R>
@@ -168,19 +283,12 @@ where
     M: Serialize + Send + 'static,
     R: DeserializeOwned + Clone + Send + 'static,
 {
-    async fn start_process(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SlotState<M, R>) {
-        if st.stopping {
-            return;
-        }
-        st.generation += 1;
-        let generation = st.generation;
+    /// Starts the slot's current process (first start or restart).
+    async fn start_current(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SlotState<M, R>) {
         let slot = st.args.slot;
-        match self.launch(myself, st, generation).await {
-            Ok(()) => {
-                st.state = WorkerState::Starting;
-                let timeout = st.args.config.listen_timeout;
-                myself.send_after(timeout, move || SupervisorMsg::StartTimeout { generation });
-            }
+        let program = st.args.command.program.clone();
+        match self.launch(myself, st, Role::Current, program).await {
+            Ok(_) => st.state = WorkerState::Starting,
             Err(e) => {
                 tracing::error!(slot, error = %e, "cannot start worker process");
                 // Counted as an early death, so that a broken executable hits the intensity
@@ -190,14 +298,18 @@ where
         }
     }
 
+    /// Starts a process; returns its generation.
     async fn launch(
         &self,
         myself: &ActorRef<SupervisorMsg>,
         st: &mut SlotState<M, R>,
-        generation: u64,
-    ) -> std::io::Result<()> {
+        role: Role,
+        program: PathBuf,
+    ) -> std::io::Result<u64> {
+        st.generation += 1;
+        let generation = st.generation;
         let slot = st.args.slot;
-        let config = &st.args.config;
+        let config = st.args.config.clone();
         let stream = stream_pair().map_err(std::io::Error::other)?;
         let handles = seqpacket_pair().map_err(std::io::Error::other)?;
         let boot = WorkerBootstrap {
@@ -207,9 +319,9 @@ where
             max_frame_length: config.max_frame_length,
         };
         let spec = SpawnSpec {
-            program: st.args.program.clone(),
-            argv0: st.args.argv0.clone(),
-            args: st.args.args.clone(),
+            program,
+            argv0: st.args.command.argv0.clone(),
+            args: st.args.command.args.clone(),
             env: config.env.clone(),
             boot,
             ipc: stream.worker,
@@ -221,38 +333,52 @@ where
         let ipc = std::os::unix::net::UnixStream::from(stream.primary);
         ipc.set_nonblocking(true)?;
         let (read, write) = tokio::net::UnixStream::from_std(ipc)?.into_split();
-        // The handle channel carries listeners and connections (see the listener module);
-        // it is kept open for the life of the process.
         let handle_channel = Arc::new(HandleChannel::new(handles.primary).map_err(std::io::Error::other)?);
 
         let (tx, rx) = mpsc::channel::<Outgoing<M>>(config.send_buffer);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = oneshot::channel();
+        let load = Arc::new(Load::default());
         // Route, state and fork event first: the reader's events (online, ready) must find
         // them in place.
-        let load = Arc::new(Load::default());
-        st.args.routes.set(slot, Route { generation, tx });
-        st.running = Some(Running {
+        if role == Role::Current {
+            st.args.routes.set(slot, Route { generation, tx: tx.clone() });
+        }
+        let request_limit = config.max_requests.map(|limit| {
+            let jitter = if config.max_requests_jitter == 0 {
+                0
+            } else {
+                rand::rng().random_range(0..=config.max_requests_jitter)
+            };
+            limit + jitter
+        });
+        st.procs.push(Proc {
+            role,
             pid,
             generation,
             started: Instant::now(),
             commands: cmd_tx,
+            tx,
             ready: false,
             online: false,
+            draining: false,
+            killed_because: None,
             protocol_error: None,
             fatal: false,
             ping: None,
             handles: handle_channel,
             accepting: Arc::new(AtomicBool::new(false)),
             load: load.clone(),
+            over_memory: 0,
+            request_limit,
         });
-        tracing::info!(slot, generation, pid, "worker started");
+        tracing::info!(slot, generation, pid, ?role, "worker started");
         st.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
 
         let max = config.max_frame_length;
         tokio::spawn(run_writer(write, FrameCodec::<M, R>::new(max), rx, st.counters.clone(), slot));
         let reader_cx = ReaderCtx {
-            load: load.clone(),
+            load,
             slot,
             generation,
             pid,
@@ -263,12 +389,13 @@ where
         };
         tokio::spawn(run_reader(read, FrameCodec::<M, R>::new(max), reader_cx, done_tx));
         tokio::spawn(run_waiter(child, cmd_rx, done_rx, myself.clone(), generation));
-
-        Ok(())
+        let timeout = config.listen_timeout;
+        myself.send_after(timeout, move || SupervisorMsg::StartTimeout { generation });
+        Ok(generation)
     }
 
-    /// Decides what follows an exit: nothing (stopping, or not restarted by type), a restart
-    /// after a delay, or giving up.
+    /// Decides what follows the exit of the current process: nothing (stopping, or not
+    /// restarted by type), a restart after a delay, or giving up.
     fn after_exit(
         &self,
         myself: &ActorRef<SupervisorMsg>,
@@ -279,8 +406,7 @@ where
         let slot = st.args.slot;
         let config = st.args.config.clone();
         if st.stopping {
-            st.state = WorkerState::Stopped;
-            let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::Stopped });
+            self.maybe_stopped(st);
             return;
         }
         if !config.restart.should_restart(&status) {
@@ -313,11 +439,100 @@ where
         }
     }
 
+    /// While stopping: once no process is left, the slot has ended.
+    fn maybe_stopped(&self, st: &mut SlotState<M, R>) {
+        if !st.procs.is_empty() || st.state == WorkerState::Stopped {
+            return;
+        }
+        st.state = WorkerState::Stopped;
+        let killed = st.killed_while_stopping.clone();
+        let _ = st
+            .args
+            .cluster
+            .send_message(ClusterMsg::SlotEnded { slot: st.args.slot, outcome: SlotOutcome::Stopped { killed } });
+    }
+
+    /// Tells a process to drain (shutdown frame, or SIGTERM without a channel) and arms its
+    /// kill timer.
+    fn drain(&self, myself: &ActorRef<SupervisorMsg>, st: &SlotState<M, R>, generation: u64) {
+        let Some(proc) = st.proc(generation) else { return };
+        proc.accepting.store(false, Ordering::Release);
+        let timeout = st.args.config.kill_timeout;
+        let deadline_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        if !send_control(proc, Control::Shutdown { deadline_ms }) {
+            // No channel to the worker: its SIGTERM handler drains instead.
+            signal(proc, Signal::SIGTERM);
+        }
+        myself.send_after(timeout, move || SupervisorMsg::KillTimeout { generation });
+    }
+
+    /// Starts a replacement for the current process.
+    async fn replace(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        st: &mut SlotState<M, R>,
+        reason: ReplaceReason,
+        reply: Option<RpcReplyPort<Result<Replaced, String>>>,
+    ) {
+        let slot = st.args.slot;
+        let refuse = |reply: Option<RpcReplyPort<Result<Replaced, String>>>, why: String| {
+            tracing::warn!(slot, %why, "replacement refused");
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(why));
+            }
+        };
+        if st.stopping {
+            return refuse(reply, format!("slot {slot} is stopping"));
+        }
+        if st.replacing.is_some() {
+            return refuse(reply, format!("slot {slot} is already being replaced"));
+        }
+        let Some(old_pid) = st.current().filter(|p| p.ready && !p.draining).map(|p| p.pid) else {
+            return refuse(reply, format!("slot {slot} has no ready worker to replace"));
+        };
+        let program = match reason {
+            ReplaceReason::Reload => st.args.command.reload_program.clone(),
+            ReplaceReason::Recycle => st.args.command.program.clone(),
+        };
+        match self.launch(myself, st, Role::Candidate, program.clone()).await {
+            Ok(generation) => st.replacing = Some(Pending { generation, old_pid, reason, reply }),
+            Err(e) => {
+                refuse(reply, format!("cannot start a replacement for slot {slot} from {}: {e}", program.display()))
+            }
+        }
+    }
+
+    /// The candidate is ready: it becomes current; the old process drains.
+    fn promote(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SlotState<M, R>, generation: u64) {
+        let slot = st.args.slot;
+        let old = st.procs.iter().find(|p| p.role == Role::Current && p.generation != generation).map(|p| p.generation);
+        let Some(new) = st.proc_mut(generation) else { return };
+        new.role = Role::Current;
+        new.accepting.store(true, Ordering::Release);
+        let (new_pid, tx) = (new.pid, new.tx.clone());
+        st.args.routes.set(slot, Route { generation, tx });
+        if let Some(old) = old
+            && let Some(proc) = st.proc_mut(old)
+        {
+            proc.role = Role::Retiring;
+            proc.draining = true;
+            self.drain(myself, st, old);
+        }
+        st.state = WorkerState::Ready;
+        st.args.listeners.readiness_changed();
+        if let Some(pending) = st.replacing.take() {
+            tracing::info!(slot, old_pid = pending.old_pid, new_pid, generation, reason = ?pending.reason, "worker replaced");
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Ok(Replaced { slot, old_pid: pending.old_pid, new_pid, generation }));
+            }
+        }
+    }
+
     /// Answers a worker's listen request: binds (or shares) the address and registers the
     /// worker on it as the scheduling requires.
-    async fn listen(&self, st: &mut SlotState<M, R>, id: u64, requested: &str) {
+    async fn listen(&self, st: &mut SlotState<M, R>, generation: u64, id: u64, requested: &str) {
         let slot = st.args.slot;
-        let Some(run) = st.running.as_ref() else { return };
+        let Some(proc) = st.proc(generation) else { return };
         let listeners = st.args.listeners.clone();
         let scheduling = listeners.scheduling();
         let result = match listeners.listen(requested) {
@@ -329,17 +544,17 @@ where
                             &listener,
                             Target {
                                 slot,
-                                generation: run.generation,
+                                generation,
                                 listen_id: id,
-                                channel: run.handles.clone(),
-                                ready: run.accepting.clone(),
-                                load: run.load.clone(),
+                                channel: proc.handles.clone(),
+                                ready: proc.accepting.clone(),
+                                load: proc.load.clone(),
                             },
                         );
                         Ok(())
                     }
                     Scheduling::Shared => listeners
-                        .send_listener(&listener, &run.handles, id)
+                        .send_listener(&listener, &proc.handles, id)
                         .await
                         .map_err(|e| format!("cannot pass the socket for {requested}: {e}")),
                     Scheduling::ReusePort => Ok(()),
@@ -349,12 +564,12 @@ where
         };
         match result {
             Ok((addr, grant)) => {
-                Self::send_control(st, Control::ListenAck { id, result: Ok(grant) });
+                send_control(proc, Control::ListenAck { id, result: Ok(grant) });
                 st.args.bus.emit(ClusterEvent::Listening { slot, addr });
             }
             Err(error) => {
                 tracing::error!(slot, %error, "listen failed");
-                Self::send_control(st, Control::ListenAck { id, result: Err(error.clone()) });
+                send_control(proc, Control::ListenAck { id, result: Err(error.clone()) });
                 let _ = st.args.cluster.send_message(ClusterMsg::ListenFailed { slot, error });
             }
         }
@@ -370,41 +585,119 @@ where
         let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::GaveUp { restarts } });
     }
 
-    fn signal(st: &SlotState<M, R>, sig: Signal) {
-        if let Some(run) = &st.running {
-            let _ = run.commands.send(ProcessCommand::Signal(sig));
+    /// A process exited: forget it, and act by its role.
+    fn exited(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SlotState<M, R>, generation: u64, status: ExitStatus) {
+        let slot = st.args.slot;
+        let Some(index) = st.procs.iter().position(|p| p.generation == generation) else { return };
+        let proc = st.procs.remove(index);
+        proc.accepting.store(false, Ordering::Release);
+        st.args.listeners.unregister(slot, generation);
+        let uptime = proc.started.elapsed();
+        tracing::info!(slot, pid = proc.pid, %status, ?uptime, role = ?proc.role, "worker exited");
+        st.args.bus.emit(ClusterEvent::Exit {
+            slot,
+            pid: proc.pid,
+            status,
+            exited_after_disconnect: proc.draining || st.stopping,
+        });
+        match proc.role {
+            Role::Retiring => {
+                if st.stopping {
+                    self.maybe_stopped(st);
+                }
+            }
+            Role::Candidate => {
+                if let Some(pending) = st.replacing.take() {
+                    let why = proc.killed_because.clone().unwrap_or_else(|| format!("it {status} before it was ready"));
+                    let error = format!("the replacement for slot {slot} (pid {}) failed: {why}", proc.pid);
+                    tracing::error!(slot, %error, "replacement failed; the old worker keeps serving");
+                    if let Some(reply) = pending.reply {
+                        let _ = reply.send(Err(error));
+                    }
+                }
+                if st.stopping {
+                    self.maybe_stopped(st);
+                }
+            }
+            Role::Current => {
+                st.args.routes.clear(slot, generation);
+                // A candidate on its way takes over; no restart needed.
+                if let Some(candidate) = st.procs.iter_mut().find(|p| p.role == Role::Candidate) {
+                    candidate.role = Role::Current;
+                    let (generation, tx, ready) = (candidate.generation, candidate.tx.clone(), candidate.ready);
+                    st.args.routes.set(slot, Route { generation, tx });
+                    if ready {
+                        self.promote(myself, st, generation);
+                    }
+                    return;
+                }
+                if proc.fatal && !st.stopping {
+                    self.give_up(st);
+                    return;
+                }
+                // A worker that broke the protocol or never became ready died early, however
+                // long it took to do so.
+                let effective = if proc.protocol_error.is_some() || !proc.ready { Duration::ZERO } else { uptime };
+                self.after_exit(myself, st, status, effective);
+            }
         }
     }
 
-    fn send_control(st: &SlotState<M, R>, control: Control) -> bool {
-        match st.args.routes.get(st.args.slot).flatten() {
-            Some(route) if Some(route.generation) == st.running.as_ref().map(|r| r.generation) => {
-                route.tx.try_send(Outgoing::control(control)).is_ok()
+    fn heartbeat(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SlotState<M, R>) {
+        let slot = st.args.slot;
+        let config = st.args.config.clone();
+        let nonce = st.next_nonce;
+        let replacing = st.replacing.is_some() || st.stopping;
+        let Some(proc) = st.current_mut() else { return };
+        if !proc.online || proc.draining {
+            return;
+        }
+        match proc.ping {
+            Some((_, sent)) if sent.elapsed() >= config.heartbeat_timeout => {
+                tracing::error!(slot, pid = proc.pid, timeout = ?config.heartbeat_timeout, "worker missed its heartbeat; killing it");
+                proc.ping = None;
+                proc.killed_because = Some("it missed its heartbeat".into());
+                signal(proc, Signal::SIGKILL);
+                return;
             }
-            _ => false,
+            Some(_) => {}
+            None => {
+                proc.ping = Some((nonce, Instant::now()));
+                send_control(proc, Control::Ping { nonce });
+                st.next_nonce += 1;
+            }
+        }
+        // Memory: act on a sustained excess (two heartbeats in a row), not on a spike.
+        let Some(proc) = st.current_mut() else { return };
+        if let Some(limit) = config.max_memory
+            && proc.ready
+        {
+            let rss = rss_bytes(proc.pid).unwrap_or(0);
+            proc.over_memory = if rss > limit { proc.over_memory + 1 } else { 0 };
+            if proc.over_memory >= 2 && !replacing {
+                tracing::warn!(slot, pid = proc.pid, rss, limit, "worker over max_memory; recycling it");
+                proc.over_memory = 0;
+                let _ = myself.send_message(SupervisorMsg::Replace(ReplaceReason::Recycle, None));
+            }
         }
     }
 
     fn status(st: &SlotState<M, R>) -> WorkerStatus {
-        let run = st.running.as_ref();
+        let proc = st.current().or_else(|| st.procs.first());
         WorkerStatus {
             slot: st.args.slot,
-            pid: run.map(|r| r.pid),
-            generation: st.generation,
+            pid: proc.map(|p| p.pid),
+            generation: proc.map_or(st.generation, |p| p.generation),
             state: st.state,
-            uptime: run.map(|r| r.started.elapsed()),
+            uptime: proc.map(|p| p.started.elapsed()),
             restarts: st.restarts,
-            rss_bytes: run.and_then(|r| rss_bytes(r.pid)),
+            rss_bytes: proc.and_then(|p| rss_bytes(p.pid)),
             messages_in: st.counters.messages_in.load(Ordering::Relaxed),
             messages_out: st.counters.messages_out.load(Ordering::Relaxed),
             stats: st.last_stats,
             heartbeat_latency: st.last_latency,
         }
     }
-}
-
-fn current(st_generation: Option<u64>, generation: u64) -> bool {
-    st_generation == Some(generation)
 }
 
 impl<M, R> Actor for WorkerSupervisor<M, R>
@@ -429,12 +722,14 @@ where
             args,
             counters: Arc::new(SlotCounters::default()),
             generation: 0,
-            running: None,
+            procs: Vec::new(),
+            replacing: None,
             state: WorkerState::Starting,
             attempt: 0,
             intensity,
             restarts: 0,
             stopping: false,
+            killed_while_stopping: Vec::new(),
             next_nonce: 0,
             last_stats: None,
             last_latency: None,
@@ -448,168 +743,140 @@ where
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let slot = st.args.slot;
-        let live = st.running.as_ref().map(|r| r.generation);
         match msg {
-            SupervisorMsg::Start if st.running.is_none() && !st.stopping => {
-                self.start_process(&myself, st).await;
+            SupervisorMsg::Start if st.current().is_none() && !st.stopping => {
+                self.start_current(&myself, st).await;
             }
-            SupervisorMsg::Online { generation } if current(live, generation) => {
-                if let Some(run) = st.running.as_mut() {
-                    run.online = true;
-                }
-                if st.state == WorkerState::Starting {
-                    st.state = WorkerState::Online;
-                }
-            }
-            SupervisorMsg::Ready { generation } if current(live, generation) => {
-                if let Some(run) = st.running.as_mut() {
-                    run.ready = true;
-                    if !st.stopping {
-                        run.accepting.store(true, Ordering::Release);
+            SupervisorMsg::Replace(reason, reply) => self.replace(&myself, st, reason, reply).await,
+            SupervisorMsg::Online { generation } => {
+                if let Some(proc) = st.proc_mut(generation) {
+                    proc.online = true;
+                    if proc.role == Role::Current && st.state == WorkerState::Starting {
+                        st.state = WorkerState::Online;
                     }
                 }
-                if !st.stopping {
-                    st.state = WorkerState::Ready;
-                    st.args.listeners.readiness_changed();
+            }
+            SupervisorMsg::Ready { generation } => {
+                let stopping = st.stopping;
+                let Some(proc) = st.proc_mut(generation) else { return Ok(()) };
+                proc.ready = true;
+                let (role, draining) = (proc.role, proc.draining);
+                match role {
+                    Role::Candidate if !stopping => self.promote(&myself, st, generation),
+                    Role::Current if !stopping && !draining => {
+                        proc.accepting.store(true, Ordering::Release);
+                        st.state = WorkerState::Ready;
+                        st.args.listeners.readiness_changed();
+                        if st.replacing.as_ref().is_some_and(|p| p.generation == generation) {
+                            // The old process died while this one started: it took over
+                            // already; the reload of this slot is done.
+                            self.promote(&myself, st, generation);
+                        }
+                    }
+                    _ => {}
                 }
             }
-            SupervisorMsg::Listen { generation, id, addr } if current(live, generation) => {
-                self.listen(st, id, &addr).await;
-            }
-            SupervisorMsg::Pong { generation, nonce, stats } if current(live, generation) => {
-                st.last_stats = Some(stats);
-                if let Some(run) = st.running.as_mut()
-                    && let Some((sent_nonce, sent)) = run.ping
+            SupervisorMsg::Listen { generation, id, addr } => self.listen(st, generation, id, &addr).await,
+            SupervisorMsg::Pong { generation, nonce, stats } => {
+                let Some(proc) = st.procs.iter_mut().find(|p| p.generation == generation) else { return Ok(()) };
+                let mut recycle = false;
+                if let Some((sent_nonce, sent)) = proc.ping
                     && sent_nonce == nonce
                 {
                     st.last_latency = Some(sent.elapsed());
-                    run.ping = None;
+                    proc.ping = None;
+                }
+                if proc.role == Role::Current {
+                    st.last_stats = Some(stats);
+                    if let Some(limit) = proc.request_limit
+                        && stats.handled >= limit
+                        && proc.ready
+                    {
+                        proc.request_limit = None;
+                        recycle = true;
+                        tracing::info!(
+                            slot,
+                            pid = proc.pid,
+                            handled = stats.handled,
+                            limit,
+                            "max_requests reached; recycling"
+                        );
+                    }
+                }
+                if recycle && st.replacing.is_none() && !st.stopping {
+                    self.replace(&myself, st, ReplaceReason::Recycle, None).await;
                 }
             }
-            SupervisorMsg::Draining { generation } if current(live, generation) => {
-                st.state = WorkerState::Stopping;
-                if let Some(run) = &st.running {
-                    run.accepting.store(false, Ordering::Release);
+            SupervisorMsg::Draining { generation } => {
+                if let Some(proc) = st.proc_mut(generation) {
+                    proc.draining = true;
+                    proc.accepting.store(false, Ordering::Release);
+                    if proc.role == Role::Current {
+                        st.state = WorkerState::Stopping;
+                    }
                 }
             }
-            SupervisorMsg::ReaderEnded { generation, error: Some(error), fatal } if current(live, generation) => {
-                let pid = st.running.as_ref().map_or(0, |r| r.pid);
+            SupervisorMsg::ReaderEnded { generation, error: Some(error), fatal } => {
+                let Some(proc) = st.proc_mut(generation) else { return Ok(()) };
+                let pid = proc.pid;
                 tracing::error!(slot, pid, %error, "worker broke the protocol; killing it");
-                st.args.bus.emit(ClusterEvent::ProtocolError { slot, pid, error: error.clone() });
-                if let Some(run) = st.running.as_mut() {
-                    run.protocol_error = Some(error);
-                    run.fatal = fatal;
-                }
-                Self::signal(st, Signal::SIGKILL);
+                proc.protocol_error = Some(error.clone());
+                proc.killed_because = Some(format!("it broke the protocol: {error}"));
+                proc.fatal = fatal;
+                signal(proc, Signal::SIGKILL);
+                st.args.bus.emit(ClusterEvent::ProtocolError { slot, pid, error });
             }
-            SupervisorMsg::Exited { generation, status } if current(live, generation) => {
-                // `live` is Some, so `running` is too.
-                let Some(run) = st.running.take() else {
-                    return Ok(());
-                };
-                st.args.routes.clear(slot, generation);
-                run.accepting.store(false, Ordering::Release);
-                st.args.listeners.unregister(slot, generation);
-                let uptime = run.started.elapsed();
-                tracing::info!(slot, pid = run.pid, %status, ?uptime, "worker exited");
-                st.args.bus.emit(ClusterEvent::Exit {
-                    slot,
-                    pid: run.pid,
-                    status,
-                    exited_after_disconnect: st.stopping,
-                });
-                // A worker that broke the protocol or never became ready died early, however
-                // long it took to do so.
-                let effective_uptime = if run.protocol_error.is_some() || !run.ready { Duration::ZERO } else { uptime };
-                if run.fatal && !st.stopping {
-                    self.give_up(st);
-                } else {
-                    self.after_exit(&myself, st, status, effective_uptime);
+            SupervisorMsg::Exited { generation, status } => self.exited(&myself, st, generation, status),
+            SupervisorMsg::StartTimeout { generation } => {
+                let timeout = st.args.config.listen_timeout;
+                if let Some(proc) = st.proc_mut(generation)
+                    && !proc.ready
+                    && !proc.draining
+                {
+                    tracing::error!(slot, pid = proc.pid, ?timeout, "worker did not become ready in time; killing it");
+                    proc.killed_because = Some(format!("it did not become ready within {timeout:?}"));
+                    signal(proc, Signal::SIGKILL);
                 }
             }
-            SupervisorMsg::StartTimeout { generation }
-                if current(live, generation) && st.running.as_ref().is_some_and(|r| !r.ready) && !st.stopping =>
-            {
-                tracing::error!(slot, timeout = ?st.args.config.listen_timeout, "worker did not become ready in time; killing it");
-                Self::signal(st, Signal::SIGKILL);
-            }
-            SupervisorMsg::KillTimeout { generation } if current(live, generation) => {
-                let pid = st.running.as_ref().map_or(0, |r| r.pid);
-                tracing::warn!(slot, pid, timeout = ?st.args.config.kill_timeout, "worker did not drain in time; killing it");
-                Self::signal(st, Signal::SIGKILL);
-            }
-            SupervisorMsg::Heartbeat => {
-                let timeout = st.args.config.heartbeat_timeout;
-                let nonce = st.next_nonce;
-                let Some(run) = st.running.as_mut() else {
-                    return Ok(());
-                };
-                if !run.online {
-                    return Ok(());
-                }
-                match run.ping {
-                    Some((_, sent)) if sent.elapsed() >= timeout => {
-                        tracing::error!(slot, pid = run.pid, ?timeout, "worker missed its heartbeat; killing it");
-                        run.ping = None;
-                        Self::signal(st, Signal::SIGKILL);
-                    }
-                    Some(_) => {}
-                    None => {
-                        run.ping = Some((nonce, Instant::now()));
-                        st.next_nonce += 1;
-                        Self::send_control(st, Control::Ping { nonce });
+            SupervisorMsg::KillTimeout { generation } => {
+                let timeout = st.args.config.kill_timeout;
+                let stopping = st.stopping;
+                if let Some(proc) = st.proc_mut(generation) {
+                    tracing::warn!(slot, pid = proc.pid, ?timeout, "worker did not drain in time; killing it");
+                    proc.killed_because = Some(format!("it did not drain within {timeout:?}"));
+                    signal(proc, Signal::SIGKILL);
+                    if stopping {
+                        let pid = proc.pid;
+                        st.killed_while_stopping.push(pid);
                     }
                 }
             }
+            SupervisorMsg::Heartbeat => self.heartbeat(&myself, st),
             SupervisorMsg::Stop => {
                 st.stopping = true;
-                match &st.running {
-                    None => {
-                        if st.state != WorkerState::Stopped {
-                            st.state = WorkerState::Stopped;
-                            let _ = st
-                                .args
-                                .cluster
-                                .send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::Stopped });
-                        }
-                    }
-                    Some(run) => {
-                        let generation = run.generation;
-                        // No new connection goes to a draining worker.
-                        run.accepting.store(false, Ordering::Release);
-                        st.state = WorkerState::Stopping;
-                        let timeout = st.args.config.kill_timeout;
-                        let deadline_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-                        if !Self::send_control(st, Control::Shutdown { deadline_ms }) {
-                            // No channel to the worker: its SIGTERM handler drains instead.
-                            Self::signal(st, Signal::SIGTERM);
-                        }
-                        myself.send_after(timeout, move || SupervisorMsg::KillTimeout { generation });
-                    }
+                if let Some(pending) = st.replacing.take()
+                    && let Some(reply) = pending.reply
+                {
+                    let _ = reply.send(Err(format!("slot {slot} is stopping")));
                 }
+                let live: Vec<u64> = st.procs.iter().filter(|p| !p.draining).map(|p| p.generation).collect();
+                for generation in live {
+                    if let Some(proc) = st.proc_mut(generation) {
+                        proc.draining = true;
+                    }
+                    self.drain(&myself, st, generation);
+                }
+                if st.current().is_some() {
+                    st.state = WorkerState::Stopping;
+                }
+                self.maybe_stopped(st);
             }
             SupervisorMsg::Status(reply) => {
                 let _ = reply.send(Self::status(st));
             }
-            // A message about a process generation that has already gone.
+            // A message about a process that has already gone, or a start while one runs.
             _ => {}
         }
         Ok(())
-    }
-}
-
-/// Where the worker processes come from: program, argv\[0\] and arguments.
-pub(crate) fn worker_command(
-    exec: &WorkerExec,
-) -> (std::path::PathBuf, Option<std::ffi::OsString>, Vec<std::ffi::OsString>) {
-    match exec {
-        WorkerExec::CurrentExe => {
-            let mut args = std::env::args_os();
-            let argv0 = args.next();
-            // /proc/self/exe is the primary's own image even after the file on disk was
-            // replaced or deleted, so a crash restart runs the same code as its siblings.
-            (std::path::PathBuf::from("/proc/self/exe"), argv0, args.collect())
-        }
-        WorkerExec::Program { path, args } => (path.clone(), None, args.clone()),
     }
 }
