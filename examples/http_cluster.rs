@@ -128,13 +128,14 @@ impl Worker for Http {
 
     async fn start(&self, cx: &WorkerContext<()>) -> Result<Self::State, BoxError> {
         let listener = cx.listen(&self.addr).await?;
-        let shutdown = cx.shutdown_token();
-        let server = axum::serve(listener, router(cx.slot())).with_graceful_shutdown(shutdown.cancelled_owned());
-        Ok(tokio::spawn(async move { server.await }))
+        // corral's serve drains without breaking keep-alive clients (see corral::http).
+        let server = corral::http::serve(listener, router(cx.slot()), cx.shutdown_token(), Default::default());
+        Ok(tokio::spawn(server))
     }
 
     async fn stop(&self, _cx: &WorkerContext<()>, server: Self::State) -> Result<(), BoxError> {
-        // The shutdown token is cancelled: axum stops accepting and finishes in-flight requests.
+        // The shutdown token is cancelled: serve stops accepting, answers `Connection: close`,
+        // and returns once every connection has finished.
         server.await??;
         Ok(())
     }

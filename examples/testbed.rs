@@ -13,6 +13,7 @@
 //!   `slow_start` (start takes `TESTBED_START_DELAY_MS`, after it has called `listen`).
 //! * `TESTBED_FAULT_SLOT`, `TESTBED_FAULT_GEN`: apply the mode only to that slot / generation;
 //!   every other process is a plain echo worker.
+//! * `TESTBED_CRASH_IF_EXISTS=PATH`: start fails while that file exists (a bad deploy).
 //! * `TESTBED_HTTP=ADDR`: also serve HTTP on the cluster's shared `ADDR`: `GET /` answers
 //!   `<slot> <pid>`, `GET /slow?ms=N` answers after N ms.
 
@@ -39,6 +40,8 @@ pub enum TestCmd {
     Block(u64),
     /// Send this many `TestReport::Flood` messages.
     Flood(u64),
+    /// Allocate and touch this many MiB, and keep them.
+    Alloc(u64),
 }
 
 /// Worker → primary.
@@ -79,11 +82,14 @@ impl Worker for Testbed {
     type State = ();
 
     async fn start(&self, cx: &WorkerContext<TestReport>) -> Result<(), BoxError> {
+        if let Ok(path) = std::env::var("TESTBED_CRASH_IF_EXISTS")
+            && std::path::Path::new(&path).exists()
+        {
+            return Err(format!("testbed: {path} exists, so this start fails").into());
+        }
         if let Ok(addr) = std::env::var("TESTBED_HTTP") {
             let listener = cx.listen(&addr).await?;
-            let server =
-                axum::serve(listener, router(cx.slot())).with_graceful_shutdown(cx.shutdown_token().cancelled_owned());
-            tokio::spawn(async move { server.await });
+            cx.spawn_tracked(corral::http::serve(listener, router(cx.slot()), cx.shutdown_token(), Default::default()));
         }
         match self.mode.as_str() {
             "slow_start" => {
@@ -111,6 +117,11 @@ impl Worker for Testbed {
             TestCmd::Exit(code) => std::process::exit(code),
             TestCmd::Stop => cx.request_stop(),
             TestCmd::Block(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            TestCmd::Alloc(mib) => {
+                let block = vec![1u8; (mib as usize) << 20];
+                // Kept for the life of the process: the point is to grow its RSS.
+                std::mem::forget(block);
+            }
             TestCmd::Flood(n) => {
                 for i in 0..n {
                     cx.report(TestReport::Flood(i)).await?;

@@ -43,6 +43,7 @@ pub use corral_runtime::{
     EventStream, ExitStatus, ReloadReport, Replaced, Restart, RestartIntensity, Scale, ScaleReport, Scheduling,
     WorkerExec, WorkerState, WorkerStatus,
 };
+pub use corral_workers::http;
 pub use corral_workers::{BoxError, Connection, Listener, Worker, WorkerContext, WorkerError};
 pub use error::Error;
 pub use primary::{is_worker, main, run, run_if_worker};

@@ -245,13 +245,15 @@ where
         Ok(Slot { supervisor: Some(sup), outcome: None, removing: false })
     }
 
-    fn begin_stop(&self, st: &mut ClusterState<M, R>) {
+    async fn begin_stop(&self, st: &mut ClusterState<M, R>) {
         if st.stopping {
             return;
         }
         st.stopping = true;
         tracing::info!("cluster stopping: draining every worker");
         st.args.bus.emit(ClusterEvent::Stopping);
+        // Stop accepting first: what is already queued goes to the workers before they drain.
+        st.args.listeners.close_all().await;
         for sup in st.slots.iter().filter_map(|s| s.supervisor.as_ref()) {
             let _ = sup.send_message(SupervisorMsg::Stop);
         }
@@ -495,7 +497,7 @@ where
                 if let Some(reply) = reply {
                     st.waiters.push(reply);
                 }
-                self.begin_stop(st);
+                self.begin_stop(st).await;
                 return self.maybe_finish(&myself, st);
             }
             ClusterMsg::Reload(reply) => self.start_reload(&myself, st, reply),
@@ -515,7 +517,7 @@ where
             ClusterMsg::ListenFailed { slot, error } => {
                 tracing::error!(slot, %error, "stopping the cluster");
                 st.failure.get_or_insert(Outcome::Listen(error));
-                self.begin_stop(st);
+                self.begin_stop(st).await;
                 return self.maybe_finish(&myself, st);
             }
             ClusterMsg::SlotEnded { slot, outcome } => {
@@ -536,7 +538,7 @@ where
                                 restarts,
                                 period_ms: st.args.config.period.as_millis(),
                             });
-                            self.begin_stop(st);
+                            self.begin_stop(st).await;
                         }
                         Escalation::Degraded => {
                             tracing::error!(slot, "slot gave up; running degraded (escalation: Degraded)");
@@ -568,7 +570,7 @@ where
                 st.slots[slot].supervisor = None;
                 st.slots[slot].outcome = Some(SlotOutcome::GaveUp { restarts: 0 });
                 st.failure.get_or_insert(Outcome::Failed(format!("supervisor of slot {slot} failed: {error}")));
-                self.begin_stop(st);
+                self.begin_stop(st).await;
                 self.maybe_finish(&myself, st)
             }
             _ => Ok(()),

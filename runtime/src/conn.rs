@@ -98,8 +98,9 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
             return Err(ProtocolError::Unexpected("the first frame is not a hello".into()));
         }
     }
-    cx.bus.emit(ClusterEvent::Online { slot, generation, pid });
+    // The supervisor hears first, so that whoever reacts to the event finds it up to date.
     let _ = cx.supervisor.send_message(SupervisorMsg::Online { generation });
+    cx.bus.emit(ClusterEvent::Online { slot, generation, pid });
 
     let mut snapshot = BusSnapshot::default();
     while let Some(frame) = frames.next().await {
@@ -110,8 +111,8 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
                 cx.bus.emit_message(&mut snapshot, slot, message).await;
             }
             Body::Control(Control::Ready) => {
-                cx.bus.emit(ClusterEvent::Ready { slot, generation, pid });
                 let _ = cx.supervisor.send_message(SupervisorMsg::Ready { generation });
+                cx.bus.emit(ClusterEvent::Ready { slot, generation, pid });
             }
             Body::Control(Control::Pong { nonce, stats }) => {
                 let _ = cx.supervisor.send_message(SupervisorMsg::Pong { generation, nonce, stats });

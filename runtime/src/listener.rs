@@ -23,6 +23,7 @@ use std::time::Duration;
 use corral_protocol::{HandleChannel, HandleHeader, HandleKind, Scheduling};
 use socket2::{Domain, Socket, Type};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Backlog of every listening socket the primary creates.
 const BACKLOG: i32 = 1024;
@@ -125,11 +126,19 @@ impl SharedListener {
 pub(crate) struct Listeners {
     scheduling: Scheduling,
     by_addr: Mutex<HashMap<String, Arc<SharedListener>>>,
+    /// Cancelled when the cluster stops: acceptors hand out their backlog, then close.
+    closing: CancellationToken,
+    acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Listeners {
     pub(crate) fn new(scheduling: Scheduling) -> Self {
-        Listeners { scheduling, by_addr: Mutex::new(HashMap::new()) }
+        Listeners {
+            scheduling,
+            by_addr: Mutex::new(HashMap::new()),
+            closing: CancellationToken::new(),
+            acceptors: Mutex::new(Vec::new()),
+        }
     }
 
     pub(crate) fn scheduling(&self) -> Scheduling {
@@ -179,11 +188,24 @@ impl Listeners {
                 listener.socket.try_clone().map_err(|e| format!("cannot listen on {requested}: {e}"))?.into();
             let acceptor = tokio::net::TcpListener::from_std(std_listener)
                 .map_err(|e| format!("cannot listen on {requested}: {e}"))?;
-            tokio::spawn(accept_loop(acceptor, listener.clone(), self.scheduling));
+            let task = tokio::spawn(accept_loop(acceptor, listener.clone(), self.scheduling, self.closing.clone()));
+            self.acceptors.lock().unwrap_or_else(PoisonError::into_inner).push(task);
         }
         map.insert(requested.to_string(), listener.clone());
         tracing::info!(%requested, addr = %bound, scheduling = ?self.scheduling, "listening");
         Ok(listener)
+    }
+
+    /// Stops listening: every acceptor hands the connections already in its backlog to the
+    /// workers (still accepting at this point), then every listening socket closes, so that
+    /// later connection attempts are refused instead of queued and reset.
+    pub(crate) async fn close_all(&self) {
+        self.closing.cancel();
+        let acceptors = std::mem::take(&mut *self.acceptors.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in acceptors {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        self.by_addr.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// Registers a worker on a listener (it gets connections once `ready` is set).
@@ -239,20 +261,34 @@ fn bind(addr: SocketAddr, scheduling: Scheduling) -> io::Result<Socket> {
 /// How long an accepted connection may wait for a ready worker before it is closed.
 const DISPATCH_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Accepts connections and hands each to a ready worker.
-async fn accept_loop(acceptor: tokio::net::TcpListener, listener: Arc<SharedListener>, scheduling: Scheduling) {
+/// Accepts connections and hands each to a ready worker, until `closing`; then hands out the
+/// backlog and returns (closing the socket).
+async fn accept_loop(
+    acceptor: tokio::net::TcpListener,
+    listener: Arc<SharedListener>,
+    scheduling: Scheduling,
+    closing: CancellationToken,
+) {
     loop {
-        let (stream, peer) = match acceptor.accept().await {
-            Ok(accepted) => accepted,
+        let accepted = tokio::select! {
+            biased;
+            () = closing.cancelled() => break,
+            accepted = acceptor.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => dispatch(&listener, scheduling, stream, peer).await,
             Err(e) => {
                 // EMFILE and the like: back off a little instead of spinning.
                 tracing::warn!(addr = %listener.addr, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
+        }
+    }
+    // A zero timeout still polls once: it takes exactly what is queued now.
+    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, acceptor.accept()).await {
         dispatch(&listener, scheduling, stream, peer).await;
     }
+    tracing::debug!(addr = %listener.addr, "listener closed");
 }
 
 /// Passes one accepted connection to a ready worker, trying others if a hand-off fails.

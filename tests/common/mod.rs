@@ -19,6 +19,7 @@ pub enum TestCmd {
     Stop,
     Block(u64),
     Flood(u64),
+    Alloc(u64),
 }
 
 /// Worker → primary, as `examples/testbed.rs` defines it.
@@ -197,4 +198,116 @@ impl Events {
         let ClusterEvent::Listening { addr, .. } = listening else { unreachable!() };
         addr
     }
+}
+
+/// A minimal HTTP/1.1 keep-alive client: requests on one connection until the server says
+/// `Connection: close`, then reconnects.
+pub struct KeepAlive {
+    addr: std::net::SocketAddr,
+    stream: Option<tokio::io::BufReader<tokio::net::TcpStream>>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        assert!(addr.ip().is_loopback(), "tests only talk to 127.0.0.0/8");
+        KeepAlive { addr, stream: None }
+    }
+
+    /// One request: status, body, and whether the server closed the connection after it.
+    pub async fn get(&mut self, path: &str) -> std::io::Result<(u16, String, bool)> {
+        tokio::time::timeout(TIMEOUT, self.get_inner(path)).await.map_err(|_| std::io::Error::other("timed out"))?
+    }
+
+    async fn get_inner(&mut self, path: &str) -> std::io::Result<(u16, String, bool)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        if self.stream.is_none() {
+            self.stream = Some(tokio::io::BufReader::new(tokio::net::TcpStream::connect(self.addr).await?));
+        }
+        let Some(stream) = self.stream.as_mut() else { unreachable!() };
+        stream.get_mut().write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).await?;
+        let mut status_line = String::new();
+        if stream.read_line(&mut status_line).await? == 0 {
+            self.stream = None;
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before the response"));
+        }
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let (mut length, mut close) = (0usize, false);
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+        }
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await?;
+        if close {
+            self.stream = None;
+        }
+        Ok((status, String::from_utf8_lossy(&body).to_string(), close))
+    }
+}
+
+/// What a load run saw.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub ok: u64,
+    pub failed: Vec<String>,
+    pub closes: u64,
+    pub pids: std::collections::HashSet<u32>,
+}
+
+/// Runs `clients` keep-alive clients and `clients` one-request-per-connection clients on
+/// `path` until `stop` is cancelled (bounded by TIMEOUT), collecting every outcome.
+pub async fn load(
+    addr: std::net::SocketAddr,
+    clients: usize,
+    path: &'static str,
+    stop: tokio_util::sync::CancellationToken,
+) -> LoadReport {
+    let mut tasks = Vec::new();
+    for i in 0..clients * 2 {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut report = LoadReport::default();
+            let mut keep_alive = KeepAlive::new(addr);
+            let deadline = tokio::time::Instant::now() + TIMEOUT;
+            while !stop.is_cancelled() && tokio::time::Instant::now() < deadline {
+                let result = if i % 2 == 0 {
+                    keep_alive.get(path).await
+                } else {
+                    http_get(addr, path).await.map(|(s, b)| (s, b, true))
+                };
+                match result {
+                    Ok((200, body, close)) => {
+                        report.ok += 1;
+                        report.closes += u64::from(close && i % 2 == 0);
+                        if let Some(pid) = body.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+                            report.pids.insert(pid);
+                        }
+                    }
+                    Ok((status, body, _)) => report.failed.push(format!("status {status}: {body}")),
+                    Err(e) => report.failed.push(e.to_string()),
+                }
+            }
+            report
+        }));
+    }
+    let mut total = LoadReport::default();
+    for task in tasks {
+        let r = task.await.expect("load task");
+        total.ok += r.ok;
+        total.closes += r.closes;
+        total.failed.extend(r.failed);
+        total.pids.extend(r.pids);
+    }
+    total
 }

@@ -7,6 +7,7 @@ use corral_protocol::{Control, Outgoing, Scheduling};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::WorkerError;
 use crate::listen::{ListenRegistry, Listener, bind_reuse_port, from_passed_socket};
@@ -27,6 +28,7 @@ struct Inner<R> {
     shutdown: CancellationToken,
     counters: Arc<Counters>,
     listens: Arc<ListenRegistry>,
+    tasks: TaskTracker,
 }
 
 /// The worker's view of itself and its way to the primary. Cheap to clone.
@@ -66,7 +68,8 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         counters: Arc<Counters>,
         listens: Arc<ListenRegistry>,
     ) -> Self {
-        WorkerContext { inner: Arc::new(Inner { slot, generation, outbox, shutdown, counters, listens }) }
+        let tasks = TaskTracker::new();
+        WorkerContext { inner: Arc::new(Inner { slot, generation, outbox, shutdown, counters, listens, tasks }) }
     }
 
     /// Listens on `addr` through the primary, which owns the socket and shares it between all
@@ -161,6 +164,31 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// `stop` runs and the process exits with code 0 (a permanent worker is restarted).
     pub fn request_stop(&self) {
         self.inner.shutdown.cancel();
+    }
+
+    /// Spawns a task the worker waits for before it exits: a server draining its connections,
+    /// a flush of some buffer. Tasks still running when the drain deadline passes are cut
+    /// short with the process.
+    ///
+    /// ```no_run
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::BoxError> {
+    /// let listener = cx.listen("127.0.0.1:3000").await?;
+    /// let app = axum::Router::new();
+    /// cx.spawn_tracked(corral_workers::http::serve(listener, app, cx.shutdown_token(), Default::default()));
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn_tracked<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.tasks.spawn(task)
+    }
+
+    /// Waits for every task started with [`spawn_tracked`](Self::spawn_tracked).
+    pub(crate) async fn wait_tracked(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
     }
 
     /// Connections open right now on this worker's listeners.

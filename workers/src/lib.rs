@@ -40,6 +40,8 @@ mod actor;
 mod behaviour;
 mod context;
 mod error;
+#[cfg(feature = "axum")]
+pub mod http;
 mod listen;
 mod run;
 

@@ -126,6 +126,7 @@ async fn run_async<W: Worker>(
     let failure = Arc::new(OnceLock::new());
     let behaviour = WorkerActor { behaviour: Arc::new(worker), failure: failure.clone() };
     let name = format!("corral-worker-{}-{}", boot.slot, boot.generation);
+    let tracked = cx.clone();
     let spawned = Actor::spawn(Some(name), behaviour, cx).await;
     let (actor, join) = match spawned {
         Ok(spawned) => spawned,
@@ -153,6 +154,8 @@ async fn run_async<W: Worker>(
     };
     let _ = join.await;
     drainer.abort();
+    // Servers and other tracked tasks finish their drain (the watchdog bounds it).
+    tracked.wait_tracked().await;
     let code = if let Some(err) = failure.get() {
         tracing::error!(error = %err, "worker behaviour failed");
         let _ = outbox.send(Outgoing::control(Control::Error { message: err.to_string() })).await;
@@ -163,6 +166,7 @@ async fn run_async<W: Worker>(
         EXIT_OK
     };
     finish_writer(&flush, outbox, writer).await;
+    tracing::debug!(code, "worker exits");
     Ok(code)
 }
 
@@ -254,6 +258,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                 }
                 Body::Control(Control::ListenAck { id, result }) => self.listens.acked(id, result),
                 Body::Control(Control::Shutdown { deadline_ms }) => {
+                    tracing::info!(deadline_ms, "the primary asks this worker to drain");
                     self.drain_deadline.store(deadline_ms, Ordering::Relaxed);
                     self.shutdown.cancel();
                 }

@@ -1,0 +1,139 @@
+//! Serving an axum app on a [`Listener`] with a drain that loses no request.
+//!
+//! `axum::serve(..).with_graceful_shutdown(..)` (like hyper's `graceful_shutdown` and Node's
+//! `server.close()`) closes idle keep-alive connections at once, which races a request the
+//! client has already put on the wire: the client sees a reset or a silent close. [`serve`]
+//! drains instead as DESIGN.md asks:
+//!
+//! 1. stop accepting, after taking every connection already handed to this worker;
+//! 2. answer each connection's next request with `Connection: close` (the client reconnects,
+//!    to another worker);
+//! 3. close only connections still idle after [`DrainOptions::idle_grace`]; in-flight
+//!    requests always finish.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, Request, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::Listener;
+
+/// How [`serve`] drains.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainOptions {
+    /// Connections still idle this long after the drain began are closed. Default: 1 s.
+    pub idle_grace: Duration,
+    /// Once the drain began, connections already on their way to this worker are still taken
+    /// until none has come for this long. Default: 50 ms.
+    pub handoff_settle: Duration,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        DrainOptions { idle_grace: Duration::from_secs(1), handoff_settle: Duration::from_millis(50) }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then drains (see the module
+/// docs) and returns once every connection has closed.
+///
+/// ```no_run
+/// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::BoxError> {
+/// use axum::{Router, routing::get};
+/// let listener = cx.listen("127.0.0.1:3000").await?;
+/// let app = Router::new().route("/", get(|| async { "hello" }));
+/// tokio::spawn(corral_workers::http::serve(listener, app, cx.shutdown_token(), Default::default()));
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// None today; the `Result` leaves room for listener failures that end serving.
+pub async fn serve(
+    mut listener: Listener,
+    app: Router,
+    shutdown: CancellationToken,
+    options: DrainOptions,
+) -> io::Result<()> {
+    let draining = Arc::new(AtomicBool::new(false));
+    let close_idle = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let spawn = |stream: crate::Connection| {
+        tracker.spawn(serve_connection(stream, app.clone(), draining.clone(), close_idle.clone()));
+    };
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => spawn(stream),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
+    // From here on every response says `Connection: close`.
+    draining.store(true, Ordering::Release);
+    // Take what was already handed to us (passed fds in flight, our own accept queue).
+    while let Ok(Ok((stream, _))) = tokio::time::timeout(options.handoff_settle, listener.accept()).await {
+        spawn(stream);
+    }
+    drop(listener);
+    let grace = options.idle_grace;
+    let closer = close_idle.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        closer.cancel();
+    });
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+async fn serve_connection(
+    stream: crate::Connection,
+    app: Router,
+    draining: Arc<AtomicBool>,
+    close_idle: CancellationToken,
+) {
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let app = app.clone();
+        let draining = draining.clone();
+        async move {
+            let mut response = match app.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            if draining.load(Ordering::Acquire) {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        () = close_idle.cancelled() => {
+            // Idle connections close now; one in the middle of a request finishes it first.
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
