@@ -10,6 +10,7 @@
 //!   `bad_version` (says hello with protocol version 99), `oversized` (a length prefix over the
 //!   limit), `truncated` (half a frame, then EOF), `unknown_variant` (a body with an unknown
 //!   enum variant).
+//!   `defer_ready` (says ready itself `TESTBED_START_DELAY_MS` after start returned),
 //!   `slow_start` (start takes `TESTBED_START_DELAY_MS`, after it has called `listen`).
 //! * `TESTBED_FAULT_SLOT`, `TESTBED_FAULT_GEN`: apply the mode only to that slot / generation;
 //!   every other process is a plain echo worker.
@@ -92,6 +93,15 @@ impl Worker for Testbed {
             cx.spawn_tracked(corral::http::serve(listener, router(cx.slot()), cx.shutdown_token(), Default::default()));
         }
         match self.mode.as_str() {
+            "defer_ready" => {
+                cx.defer_ready();
+                let ms = std::env::var("TESTBED_START_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+                let cx = cx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let _ = cx.ready().await;
+                });
+            }
             "slow_start" => {
                 let ms = std::env::var("TESTBED_START_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -182,7 +192,10 @@ fn main() -> Result<(), corral::Error> {
     let applies = var("TESTBED_FAULT_SLOT").is_none_or(|s| s == boot.slot.to_string())
         && var("TESTBED_FAULT_GEN").is_none_or(|g| g == boot.generation.to_string());
     let mode = if applies { var("TESTBED_MODE").unwrap_or_else(|| "echo".into()) } else { "echo".into() };
-    if !matches!(mode.as_str(), "echo" | "crash_start" | "exit_after_ready" | "crash_after_ready" | "slow_start") {
+    if !matches!(
+        mode.as_str(),
+        "echo" | "crash_start" | "exit_after_ready" | "crash_after_ready" | "slow_start" | "defer_ready"
+    ) {
         misbehave(&mode, &boot);
     }
     corral::main(ClusterConfig::default(), Testbed { mode })

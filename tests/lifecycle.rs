@@ -305,3 +305,31 @@ async fn a_stop_that_had_to_kill_says_which_worker() {
     assert!(text.contains(&format!("slot 1 (pid {})", pids[1])) && text.contains("killed"), "{text}");
     assert!(!text.contains("slot 0"), "slot 0 drained: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_defers_readiness_is_ready_when_it_says_so() {
+    let config = http_config(1, Scheduling::RoundRobin)
+        .env_var("TESTBED_MODE", "defer_ready")
+        .env_var("TESTBED_START_DELAY_MS", "300");
+    let (cluster, mut events) = spawn(config).await;
+    let listening = events.seen_or_wait("listening", |e| matches!(e, ClusterEvent::Listening { .. })).await;
+    let started = tokio::time::Instant::now();
+    events.seen_or_wait("ready", |e| matches!(e, ClusterEvent::Ready { .. })).await;
+    assert!(started.elapsed() >= Duration::from_millis(200), "ready came {:?} after listening", started.elapsed());
+    drop(listening);
+    cluster.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_never_says_ready_is_killed_at_the_listen_timeout() {
+    let config = config(1)
+        .env_var("TESTBED_MODE", "defer_ready")
+        .env_var("TESTBED_START_DELAY_MS", "60000")
+        .env_var("TESTBED_FAULT_GEN", "1")
+        .listen_timeout(Duration::from_millis(400));
+    let (cluster, mut events) = spawn(config).await;
+    let exit = events.wait_for("killed", |e| matches!(e, ClusterEvent::Exit { .. })).await;
+    assert!(matches!(exit, ClusterEvent::Exit { status, .. } if status.signal == Some(9)), "{exit:?}");
+    events.wait_for("replacement ready", |e| matches!(e, ClusterEvent::Ready { generation: 2, .. })).await;
+    cluster.stop().await.expect("clean stop");
+}

@@ -2,7 +2,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use corral_protocol::{Control, Outgoing};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -48,7 +47,7 @@ impl<W: Worker> Actor for WorkerActor<W> {
         cx: WorkerContext<W::Report>,
     ) -> Result<Self::State, ActorProcessingErr> {
         let state = self.behaviour.start(&cx).await.map_err(|e| self.fail(WorkerError::Start(e.to_string())))?;
-        cx.outbox().send(Outgoing::control(Control::Ready)).await.map_err(|_| self.fail(WorkerError::Disconnected))?;
+        cx.ready_after_start().await.map_err(|e| self.fail(e))?;
         Ok(ActorState { cx, state: Some(state) })
     }
 

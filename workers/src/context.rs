@@ -1,7 +1,7 @@
 //! `WorkerContext`: what a behaviour can reach inside its worker process.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use corral_protocol::{Control, Outgoing, Scheduling};
 use serde::Serialize;
@@ -29,6 +29,10 @@ struct Inner<R> {
     counters: Arc<Counters>,
     listens: Arc<ListenRegistry>,
     tasks: TaskTracker,
+    /// `start` asked to say ready itself (PM2's `wait_ready`).
+    ready_deferred: AtomicBool,
+    /// Ready was sent.
+    ready_sent: AtomicBool,
 }
 
 /// The worker's view of itself and its way to the primary. Cheap to clone.
@@ -69,7 +73,47 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         listens: Arc<ListenRegistry>,
     ) -> Self {
         let tasks = TaskTracker::new();
-        WorkerContext { inner: Arc::new(Inner { slot, generation, outbox, shutdown, counters, listens, tasks }) }
+        WorkerContext {
+            inner: Arc::new(Inner {
+                slot,
+                generation,
+                outbox,
+                shutdown,
+                counters,
+                listens,
+                tasks,
+                ready_deferred: AtomicBool::new(false),
+                ready_sent: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Called in `start`: this worker will say [`ready`](Self::ready) itself, later, instead
+    /// of being ready when `start` returns (PM2's `wait_ready`). The primary still kills it if
+    /// it is not ready within `listen_timeout`.
+    pub fn defer_ready(&self) {
+        self.inner.ready_deferred.store(true, Ordering::Release);
+    }
+
+    /// Tells the primary this worker is ready (after [`defer_ready`](Self::defer_ready)); only
+    /// the first call counts.
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError::Disconnected`] when the primary is gone.
+    pub async fn ready(&self) -> Result<(), WorkerError> {
+        if self.inner.ready_sent.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.outbox.send(Outgoing::control(Control::Ready)).await.map_err(|_| WorkerError::Disconnected)
+    }
+
+    /// Sends ready after `start` unless it was deferred.
+    pub(crate) async fn ready_after_start(&self) -> Result<(), WorkerError> {
+        if self.inner.ready_deferred.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.ready().await
     }
 
     /// Listens on `addr` through the primary, which owns the socket and shares it between all
@@ -194,9 +238,5 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// Connections open right now on this worker's listeners.
     pub fn open_connections(&self) -> u64 {
         self.inner.counters.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn outbox(&self) -> &mpsc::Sender<Outgoing<R>> {
-        &self.inner.outbox
     }
 }
