@@ -14,6 +14,7 @@
 //!   `slow_start` (start takes `TESTBED_START_DELAY_MS`, after it has called `listen`).
 //! * `TESTBED_FAULT_SLOT`, `TESTBED_FAULT_GEN`: apply the mode only to that slot / generation;
 //!   every other process is a plain echo worker.
+//! * `TESTBED_SAY=TEXT`: print a line with TEXT on stdout and one on stderr at start.
 //! * `TESTBED_CRASH_IF_EXISTS=PATH`: start fails while that file exists (a bad deploy).
 //! * `TESTBED_HTTP=ADDR`: also serve HTTP on the cluster's shared `ADDR`: `GET /` answers
 //!   `<slot> <pid>`, `GET /slow?ms=N` answers after N ms.
@@ -83,6 +84,10 @@ impl Worker for Testbed {
     type State = ();
 
     async fn start(&self, cx: &WorkerContext<TestReport>) -> Result<(), BoxError> {
+        if let Ok(text) = std::env::var("TESTBED_SAY") {
+            println!("{text} from slot {} on stdout", cx.slot());
+            eprintln!("{text} from slot {} on stderr", cx.slot());
+        }
         if let Ok(path) = std::env::var("TESTBED_CRASH_IF_EXISTS")
             && std::path::Path::new(&path).exists()
         {

@@ -40,8 +40,8 @@ mod primary;
 pub use corral_protocol as protocol;
 pub use corral_runtime::{
     Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError, Escalation,
-    EventStream, ExitStatus, ReloadReport, Replaced, Restart, RestartIntensity, Scale, ScaleReport, Scheduling,
-    WorkerExec, WorkerState, WorkerStatus,
+    EventStream, ExitStatus, OutputStream, ReloadReport, Replaced, Restart, RestartIntensity, Scale, ScaleReport,
+    Scheduling, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
 };
 pub use corral_workers::http;
 pub use corral_workers::{BoxError, Connection, Listener, Worker, WorkerContext, WorkerError};

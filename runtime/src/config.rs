@@ -47,6 +47,25 @@ pub enum WorkerExec {
     },
 }
 
+/// Where a worker's stdout and stderr go.
+///
+/// ```
+/// use corral_runtime::WorkerOutput;
+/// assert_eq!(WorkerOutput::default(), WorkerOutput::Inherit);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WorkerOutput {
+    /// The primary's own stdout and stderr (Node's default).
+    #[default]
+    Inherit,
+    /// Captured by the primary and re-emitted line by line, as `tracing` events (target
+    /// `corral::worker`, with slot, pid and stream) and as [`ClusterEvent::Output`] events
+    /// (Node's `silent: true`, without the plumbing).
+    ///
+    /// [`ClusterEvent::Output`]: crate::ClusterEvent::Output
+    Capture,
+}
+
 /// Configuration of a [`Cluster`](crate::Cluster).
 ///
 /// Every field has a chained setter of the same name. [`ClusterConfig::validate`] refuses a
@@ -113,6 +132,8 @@ pub struct ClusterConfig {
     pub max_frame_length: usize,
     /// What program the workers run. Default: the primary's own image.
     pub exec: WorkerExec,
+    /// Where the workers' stdout and stderr go. Default: [`WorkerOutput::Inherit`].
+    pub output: WorkerOutput,
     /// Extra environment variables for every worker.
     pub env: Vec<(OsString, OsString)>,
     /// How many user messages from workers may wait, unread, in one event subscriber before the
@@ -145,6 +166,7 @@ impl Default for ClusterConfig {
             heartbeat_timeout: Duration::from_secs(10),
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             exec: WorkerExec::CurrentExe,
+            output: WorkerOutput::Inherit,
             env: Vec::new(),
             event_buffer: 1024,
             send_buffer: 1024,
@@ -207,6 +229,8 @@ setters! {
     max_frame_length: usize,
     /// Sets [`ClusterConfig::exec`].
     exec: WorkerExec,
+    /// Sets [`ClusterConfig::output`].
+    output: WorkerOutput,
     /// Sets [`ClusterConfig::event_buffer`].
     event_buffer: usize,
     /// Sets [`ClusterConfig::send_buffer`].

@@ -48,6 +48,19 @@ pub enum ClusterEvent<R> {
         /// The address the primary bound for it (port 0 resolved).
         addr: std::net::SocketAddr,
     },
+    /// A line a worker wrote to stdout or stderr, with [`WorkerOutput::Capture`].
+    ///
+    /// [`WorkerOutput::Capture`]: crate::WorkerOutput::Capture
+    Output {
+        /// The slot.
+        slot: usize,
+        /// The process id.
+        pid: u32,
+        /// Which stream.
+        stream: OutputStream,
+        /// The line, without its newline (invalid UTF-8 replaced).
+        line: String,
+    },
     /// A worker sent a message (Node's `message`).
     Message {
         /// The slot.
@@ -116,6 +129,15 @@ pub enum ClusterEvent<R> {
     },
 }
 
+/// A worker's output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
 impl<R> ClusterEvent<R> {
     /// The slot the event is about, if any.
     ///
@@ -130,6 +152,7 @@ impl<R> ClusterEvent<R> {
             | ClusterEvent::Online { slot, .. }
             | ClusterEvent::Ready { slot, .. }
             | ClusterEvent::Listening { slot, .. }
+            | ClusterEvent::Output { slot, .. }
             | ClusterEvent::Message { slot, .. }
             | ClusterEvent::Disconnect { slot, .. }
             | ClusterEvent::Exit { slot, .. }

@@ -27,6 +27,8 @@ pub(crate) struct SpawnSpec {
     pub ipc: OwnedFd,
     /// The worker's end of the handle channel; ends up at [`HANDLE_FD`].
     pub handles: OwnedFd,
+    /// Pipe the worker's stdout and stderr to the primary instead of inheriting them.
+    pub capture_output: bool,
 }
 
 struct Job {
@@ -78,9 +80,13 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .envs(spec.boot.to_env())
         .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
         // Its own process group: a terminal's Ctrl-C reaches only the primary, which drains
         // the workers in order instead of all of them dying at once.
         .process_group(0);
+    if spec.capture_output {
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    }
     // SAFETY: the closure runs in the child between fork and exec, so it may only call
     // async-signal-safe functions: dup2, prctl and getppid are plain system calls, and it
     // allocates nothing (the io::Error it may build wraps an errno, without allocating).

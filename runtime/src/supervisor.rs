@@ -29,10 +29,12 @@ use crate::cluster::{ClusterMsg, SlotOutcome};
 use crate::conn::{ProcessCommand, ReaderCtx, SlotCounters, run_reader, run_waiter, run_writer};
 use crate::events::EventBus;
 use crate::listener::{Listeners, Load, Target};
+use crate::output::forward_lines;
 use crate::routes::{Route, Routes};
 use crate::spawn::{SpawnSpec, rss_bytes, spawn_worker};
 use crate::{
-    ClusterConfig, ClusterEvent, ExitStatus, Replaced, RestartIntensity, WorkerExec, WorkerState, WorkerStatus,
+    ClusterConfig, ClusterEvent, ExitStatus, OutputStream, Replaced, RestartIntensity, WorkerExec, WorkerOutput,
+    WorkerState, WorkerStatus,
 };
 
 /// Why a slot's process is replaced.
@@ -326,9 +328,16 @@ where
             boot,
             ipc: stream.worker,
             handles: handles.worker,
+            capture_output: config.output == WorkerOutput::Capture,
         };
-        let child = spawn_worker(spec).await?;
+        let mut child = spawn_worker(spec).await?;
         let pid = child.id().unwrap_or(0);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward_lines(out, OutputStream::Stdout, slot, pid, st.args.bus.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward_lines(err, OutputStream::Stderr, slot, pid, st.args.bus.clone()));
+        }
 
         let ipc = std::os::unix::net::UnixStream::from(stream.primary);
         ipc.set_nonblocking(true)?;
