@@ -4,7 +4,7 @@
 //! cargo run --release --example http_cluster -- --workers 4 --port 3000 --sched rr
 //! curl http://127.0.0.1:3000/            # Handled by worker 2 (pid 12345)
 //! curl http://127.0.0.1:3000/slow?ms=200 # answers after 200 ms
-//! curl http://127.0.0.1:3000/heavy?ms=50 # burns about 50 ms of CPU
+//! curl http://127.0.0.1:3000/heavy?ms=50 # burns about 50 ms of CPU on the worker's CPU pool
 //! ```
 //!
 //! The primary prints `listening on http://HOST:PORT` once every worker is ready. SIGINT or
@@ -94,7 +94,7 @@ fn burn(budget: Duration) -> u64 {
     x.wrapping_add(rounds)
 }
 
-fn router(slot: usize) -> Router {
+fn router(slot: usize, pool: corral::CpuPoolHandle) -> Router {
     let pid = std::process::id();
     Router::new()
         .route("/", get(move || async move { format!("Handled by worker {slot} (pid {pid})\n") }))
@@ -108,9 +108,13 @@ fn router(slot: usize) -> Router {
         )
         .route(
             "/heavy",
-            get(|q: Result<Query<Millis>, QueryRejection>| async move {
+            get(move |q: Result<Query<Millis>, QueryRejection>| async move {
                 let budget = millis(q)?;
-                let result = burn(budget);
+                // On the worker's CPU pool: the event loop keeps answering other requests.
+                let result = pool
+                    .run(move || burn(budget))
+                    .await
+                    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("cpu pool: {e}\n")))?;
                 Ok::<_, (StatusCode, String)>(format!("burned {} ms of CPU ({result:x})\n", budget.as_millis()))
             }),
         )
@@ -129,7 +133,12 @@ impl Worker for Http {
     async fn start(&self, cx: &WorkerContext<()>) -> Result<Self::State, BoxError> {
         let listener = cx.listen(&self.addr).await?;
         // corral's serve drains without breaking keep-alive clients (see corral::http).
-        let server = corral::http::serve(listener, router(cx.slot()), cx.shutdown_token(), Default::default());
+        let server = corral::http::serve(
+            listener,
+            router(cx.slot(), cx.cpu_pool().clone()),
+            cx.shutdown_token(),
+            Default::default(),
+        );
         Ok(tokio::spawn(server))
     }
 

@@ -44,6 +44,8 @@ pub enum TestCmd {
     Flood(u64),
     /// Allocate and touch this many MiB, and keep them.
     Alloc(u64),
+    /// Spin this many milliseconds on the CPU pool.
+    Pool(u64),
 }
 
 /// Worker → primary.
@@ -132,6 +134,16 @@ impl Worker for Testbed {
             TestCmd::Exit(code) => std::process::exit(code),
             TestCmd::Stop => cx.request_stop(),
             TestCmd::Block(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            TestCmd::Pool(ms) => {
+                cx.cpu_pool()
+                    .run(move || {
+                        let start = std::time::Instant::now();
+                        while start.elapsed() < Duration::from_millis(ms) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                    .await?;
+            }
             TestCmd::Alloc(mib) => {
                 let block = vec![1u8; (mib as usize) << 20];
                 // Kept for the life of the process: the point is to grow its RSS.

@@ -40,11 +40,14 @@ mod primary;
 pub use corral_protocol as protocol;
 pub use corral_runtime::{
     Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError, Escalation,
-    EventStream, ExitStatus, OutputStream, ReloadReport, Replaced, Restart, RestartIntensity, Scale, ScaleReport,
-    Scheduling, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
+    EventStream, ExitStatus, OutputStream, PoolStats, ReloadReport, Replaced, Restart, RestartIntensity, Scale,
+    ScaleReport, Scheduling, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
 };
 pub use corral_workers::http;
-pub use corral_workers::{BoxError, Connection, Listener, Worker, WorkerContext, WorkerError};
+pub use corral_workers::{
+    BoxError, Connection, CpuPool, CpuPoolConfig, CpuPoolError, CpuPoolHandle, CpuPoolStats, Listener, Worker,
+    WorkerContext, WorkerError,
+};
 pub use error::Error;
 pub use primary::{is_worker, main, run, run_if_worker};
 

@@ -20,11 +20,11 @@ async fn captured_output_arrives_tagged_with_slot_and_pid() {
             _ => {}
         }
     }
-    for slot in 0..2 {
+    for (slot, &pid) in pids.iter().enumerate() {
         for (stream, name) in [(OutputStream::Stdout, "stdout"), (OutputStream::Stderr, "stderr")] {
             let want = format!("hello from slot {slot} on {name}");
             assert!(
-                lines.iter().any(|(s, p, st, l)| *s == slot && *p == pids[slot] && *st == stream && *l == want),
+                lines.iter().any(|(s, p, st, l)| *s == slot && *p == pid && *st == stream && *l == want),
                 "missing {want:?} in {lines:?}"
             );
         }

@@ -23,6 +23,8 @@ pub const GENERATION_ENV: &str = "CORRAL_GENERATION";
 pub const PRIMARY_PID_ENV: &str = "CORRAL_PRIMARY_PID";
 /// The maximum frame length both sides use.
 pub const MAX_FRAME_ENV: &str = "CORRAL_MAX_FRAME";
+/// Threads of the worker's CPU pool.
+pub const CPU_THREADS_ENV: &str = "CORRAL_CPU_THREADS";
 /// The fd number of the worker's end of the frame stream (`SOCK_STREAM`).
 pub const IPC_FD: RawFd = 3;
 /// The fd number of the worker's end of the handle channel (`SOCK_SEQPACKET`).
@@ -35,7 +37,7 @@ pub const HANDLE_FD: RawFd = 4;
 /// ```
 /// use corral_protocol::bootstrap::{WorkerBootstrap, WORKER_ENV};
 ///
-/// let boot = WorkerBootstrap { slot: 2, generation: 7, primary_pid: 100, max_frame_length: 1 << 20 };
+/// let boot = WorkerBootstrap { slot: 2, generation: 7, primary_pid: 100, max_frame_length: 1 << 20, cpu_threads: 1 };
 /// let env: std::collections::HashMap<_, _> = boot.to_env().into_iter().collect();
 /// assert_eq!(env[WORKER_ENV], "1");
 /// assert_eq!(WorkerBootstrap::from_vars(&env).unwrap(), Some(boot));
@@ -50,6 +52,8 @@ pub struct WorkerBootstrap {
     pub primary_pid: u32,
     /// The maximum frame length on the frame stream.
     pub max_frame_length: usize,
+    /// Threads of the worker's CPU pool.
+    pub cpu_threads: usize,
 }
 
 impl WorkerBootstrap {
@@ -61,6 +65,7 @@ impl WorkerBootstrap {
             (GENERATION_ENV.to_string(), self.generation.to_string()),
             (PRIMARY_PID_ENV.to_string(), self.primary_pid.to_string()),
             (MAX_FRAME_ENV.to_string(), self.max_frame_length.to_string()),
+            (CPU_THREADS_ENV.to_string(), self.cpu_threads.to_string()),
         ]
     }
 
@@ -99,6 +104,7 @@ impl WorkerBootstrap {
             generation: parse(vars, GENERATION_ENV)?,
             primary_pid: parse(vars, PRIMARY_PID_ENV)?,
             max_frame_length: parse(vars, MAX_FRAME_ENV)?,
+            cpu_threads: parse(vars, CPU_THREADS_ENV)?,
         }))
     }
 

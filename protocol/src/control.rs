@@ -126,4 +126,32 @@ pub struct WorkerStats {
     pub messages_in: u64,
     /// User messages sent to the primary.
     pub messages_out: u64,
+    /// The worker's CPU pool counters, if it has a pool.
+    pub pool: Option<PoolStats>,
+}
+
+/// A worker's CPU pool counters, as reported in heartbeats.
+///
+/// ```
+/// # use corral_protocol::PoolStats;
+/// assert_eq!(PoolStats::default().running, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStats {
+    /// Pool threads.
+    pub threads: u64,
+    /// Places in the queue.
+    pub queue_capacity: u64,
+    /// Tasks waiting now.
+    pub queued: u64,
+    /// Tasks running now.
+    pub running: u64,
+    /// Tasks that returned.
+    pub done: u64,
+    /// Tasks refused because the queue was full.
+    pub rejected: u64,
+    /// Tasks that panicked.
+    pub panicked: u64,
+    /// Tasks skipped because their caller had gone.
+    pub skipped: u64,
 }

@@ -46,7 +46,7 @@ mod socketpair;
 mod trace;
 
 pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
-pub use control::{Control, ListenGrant, LogLevel, Scheduling, WorkerStats};
+pub use control::{Control, ListenGrant, LogLevel, PoolStats, Scheduling, WorkerStats};
 pub use envelope::{Body, Envelope};
 pub use error::ProtocolError;
 pub use handle::{HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER};

@@ -14,16 +14,17 @@ use std::time::Duration;
 
 use corral_protocol::ProtocolError;
 use corral_protocol::bootstrap::{
-    GENERATION_ENV, HANDLE_FD, IPC_FD, MAX_FRAME_ENV, PRIMARY_PID_ENV, SLOT_ENV, WORKER_ENV, WorkerBootstrap,
+    CPU_THREADS_ENV, GENERATION_ENV, HANDLE_FD, IPC_FD, MAX_FRAME_ENV, PRIMARY_PID_ENV, SLOT_ENV, WORKER_ENV,
+    WorkerBootstrap,
 };
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{SockType, getsockopt, sockopt};
 use proptest::prelude::*;
 
-const ALL_VARS: [&str; 5] = [WORKER_ENV, SLOT_ENV, GENERATION_ENV, PRIMARY_PID_ENV, MAX_FRAME_ENV];
+const ALL_VARS: [&str; 6] = [WORKER_ENV, SLOT_ENV, GENERATION_ENV, PRIMARY_PID_ENV, MAX_FRAME_ENV, CPU_THREADS_ENV];
 
 fn sample() -> WorkerBootstrap {
-    WorkerBootstrap { slot: 3, generation: 12, primary_pid: 4321, max_frame_length: 1 << 20 }
+    WorkerBootstrap { slot: 3, generation: 12, primary_pid: 4321, max_frame_length: 1 << 20, cpu_threads: 2 }
 }
 
 fn env_of(boot: &WorkerBootstrap) -> HashMap<String, String> {
@@ -44,21 +45,22 @@ fn constants() {
     let mut names = ALL_VARS.to_vec();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 5, "variable names must be distinct");
+    assert_eq!(names.len(), ALL_VARS.len(), "variable names must be distinct");
     assert!(ALL_VARS.iter().all(|n| n.starts_with("CORRAL_")));
 }
 
 #[test]
 fn to_env_writes_every_variable_once() {
     let pairs = sample().to_env();
-    assert_eq!(pairs.len(), 5);
+    assert_eq!(pairs.len(), 6);
     let env = env_of(&sample());
-    assert_eq!(env.len(), 5);
+    assert_eq!(env.len(), 6);
     assert_eq!(env[WORKER_ENV], "1");
     assert_eq!(env[SLOT_ENV], "3");
     assert_eq!(env[GENERATION_ENV], "12");
     assert_eq!(env[PRIMARY_PID_ENV], "4321");
     assert_eq!(env[MAX_FRAME_ENV], "1048576");
+    assert_eq!(env[CPU_THREADS_ENV], "2");
 }
 
 #[test]
@@ -80,7 +82,7 @@ fn round_trip_with_unrelated_variables_around() {
 
 #[test]
 fn each_missing_variable_is_named() {
-    for missing in [SLOT_ENV, GENERATION_ENV, PRIMARY_PID_ENV, MAX_FRAME_ENV] {
+    for missing in [SLOT_ENV, GENERATION_ENV, PRIMARY_PID_ENV, MAX_FRAME_ENV, CPU_THREADS_ENV] {
         let mut env = env_of(&sample());
         env.remove(missing);
         let text = bootstrap_error(&env);
@@ -94,7 +96,7 @@ fn each_missing_variable_is_named() {
 #[test]
 fn each_malformed_variable_is_named_with_its_value() {
     let bad_values = ["", "abc", "-1", "1.5", " 7", "7 ", "0x10", "99999999999999999999999"];
-    for var in [SLOT_ENV, GENERATION_ENV, PRIMARY_PID_ENV, MAX_FRAME_ENV] {
+    for var in [SLOT_ENV, GENERATION_ENV, PRIMARY_PID_ENV, MAX_FRAME_ENV, CPU_THREADS_ENV] {
         for value in bad_values {
             let mut env = env_of(&sample());
             env.insert(var.to_string(), value.to_string());
@@ -122,8 +124,14 @@ fn values_out_of_range_for_their_type_are_refused() {
 #[test]
 fn extremes_round_trip() {
     for boot in [
-        WorkerBootstrap { slot: 0, generation: 0, primary_pid: 0, max_frame_length: 0 },
-        WorkerBootstrap { slot: u32::MAX, generation: u64::MAX, primary_pid: u32::MAX, max_frame_length: usize::MAX },
+        WorkerBootstrap { slot: 0, generation: 0, primary_pid: 0, max_frame_length: 0, cpu_threads: 0 },
+        WorkerBootstrap {
+            slot: u32::MAX,
+            generation: u64::MAX,
+            primary_pid: u32::MAX,
+            max_frame_length: usize::MAX,
+            cpu_threads: usize::MAX,
+        },
     ] {
         assert_eq!(WorkerBootstrap::from_vars(&env_of(&boot)).unwrap(), Some(boot));
     }
@@ -138,8 +146,9 @@ proptest! {
         generation in any::<u64>(),
         primary_pid in any::<u32>(),
         max_frame_length in any::<usize>(),
+        cpu_threads in any::<usize>(),
     ) {
-        let boot = WorkerBootstrap { slot, generation, primary_pid, max_frame_length };
+        let boot = WorkerBootstrap { slot, generation, primary_pid, max_frame_length, cpu_threads };
         prop_assert_eq!(WorkerBootstrap::from_vars(&env_of(&boot)).unwrap(), Some(boot));
     }
 }

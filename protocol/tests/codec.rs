@@ -21,7 +21,7 @@ fn sample_envelopes() -> Vec<Envelope<UserMsg>> {
             4,
             Control::Pong {
                 nonce: 17,
-                stats: WorkerStats { in_flight: 2, handled: 3, messages_in: 4, messages_out: 5 },
+                stats: WorkerStats { in_flight: 2, handled: 3, messages_in: 4, messages_out: 5, pool: None },
             },
         ),
         Envelope::control(5, Control::Shutdown { deadline_ms: 30_000 }),

@@ -132,6 +132,9 @@ pub struct ClusterConfig {
     pub max_frame_length: usize,
     /// What program the workers run. Default: the primary's own image.
     pub exec: WorkerExec,
+    /// Threads of each worker's CPU pool. Default: the CPUs shared out among the workers, at
+    /// least 1.
+    pub cpu_threads: Option<usize>,
     /// Where the workers' stdout and stderr go. Default: [`WorkerOutput::Inherit`].
     pub output: WorkerOutput,
     /// Extra environment variables for every worker.
@@ -166,6 +169,7 @@ impl Default for ClusterConfig {
             heartbeat_timeout: Duration::from_secs(10),
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             exec: WorkerExec::CurrentExe,
+            cpu_threads: None,
             output: WorkerOutput::Inherit,
             env: Vec::new(),
             event_buffer: 1024,
@@ -229,6 +233,8 @@ setters! {
     max_frame_length: usize,
     /// Sets [`ClusterConfig::exec`].
     exec: WorkerExec,
+    /// Sets [`ClusterConfig::cpu_threads`].
+    cpu_threads: Option<usize>,
     /// Sets [`ClusterConfig::output`].
     output: WorkerOutput,
     /// Sets [`ClusterConfig::event_buffer`].
@@ -240,6 +246,20 @@ setters! {
 }
 
 impl ClusterConfig {
+    /// The CPU pool size each worker gets: [`cpu_threads`](Self::cpu_threads), or the CPUs
+    /// shared out among the workers, at least 1.
+    ///
+    /// ```
+    /// let c = corral_runtime::ClusterConfig::default().workers(64);
+    /// assert_eq!(c.effective_cpu_threads(), 1);
+    /// ```
+    pub fn effective_cpu_threads(&self) -> usize {
+        self.cpu_threads.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+            (cpus / self.workers.max(1)).max(1)
+        })
+    }
+
     /// Adds an environment variable for every worker.
     ///
     /// ```
@@ -296,6 +316,9 @@ impl ClusterConfig {
         }
         if self.listen_timeout.is_zero() {
             return bad("listen_timeout", "must be greater than zero".into());
+        }
+        if self.cpu_threads == Some(0) || self.cpu_threads.is_some_and(|n| n > 1024) {
+            return bad("cpu_threads", "must be between 1 and 1024 (or None for the default)".into());
         }
         if self.max_memory == Some(0) {
             return bad("max_memory", "must be greater than zero (or None for no limit)".into());

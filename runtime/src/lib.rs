@@ -57,7 +57,7 @@ mod supervisor;
 pub use backoff::Backoff;
 pub use cluster::{Cluster, ClusterArgs, ClusterMsg, ClusterState, Scale, SlotOutcome};
 pub use config::{ClusterConfig, Escalation, MAX_WORKERS, WorkerExec, WorkerOutput};
-pub use corral_protocol::Scheduling;
+pub use corral_protocol::{PoolStats, Scheduling, WorkerStats};
 pub use error::{ClusterError, ConfigError};
 pub use event::{ClusterEvent, OutputStream};
 pub use events::EventStream;

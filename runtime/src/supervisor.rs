@@ -319,6 +319,7 @@ where
             generation,
             primary_pid: std::process::id(),
             max_frame_length: config.max_frame_length,
+            cpu_threads: config.effective_cpu_threads(),
         };
         let spec = SpawnSpec {
             program,

@@ -20,6 +20,7 @@ pub enum TestCmd {
     Block(u64),
     Flood(u64),
     Alloc(u64),
+    Pool(u64),
 }
 
 /// Worker → primary, as `examples/testbed.rs` defines it.

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::WorkerError;
 use crate::listen::{ListenRegistry, Listener, bind_reuse_port, from_passed_socket};
+use crate::{CpuPoolHandle, WorkerError};
 
 /// Counters a worker reports to the primary in every pong.
 #[derive(Debug, Default)]
@@ -29,6 +29,7 @@ struct Inner<R> {
     counters: Arc<Counters>,
     listens: Arc<ListenRegistry>,
     tasks: TaskTracker,
+    pool: CpuPoolHandle,
     /// `start` asked to say ready itself (PM2's `wait_ready`).
     ready_deferred: AtomicBool,
     /// Ready was sent.
@@ -71,6 +72,7 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         shutdown: CancellationToken,
         counters: Arc<Counters>,
         listens: Arc<ListenRegistry>,
+        pool: CpuPoolHandle,
     ) -> Self {
         let tasks = TaskTracker::new();
         WorkerContext {
@@ -82,6 +84,7 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
                 counters,
                 listens,
                 tasks,
+                pool,
                 ready_deferred: AtomicBool::new(false),
                 ready_sent: AtomicBool::new(false),
             }),
@@ -233,6 +236,18 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     pub(crate) async fn wait_tracked(&self) {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+    }
+
+    /// This worker's CPU pool: dedicated OS threads for CPU-heavy work, so that it never
+    /// stalls the worker's event loop (sized by the cluster's `cpu_threads`).
+    ///
+    /// ```no_run
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::CpuPoolError> {
+    /// let sum = cx.cpu_pool().run(|| (0..10_000_000u64).sum::<u64>()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cpu_pool(&self) -> &CpuPoolHandle {
+        &self.inner.pool
     }
 
     /// Connections open right now on this worker's listeners.

@@ -39,6 +39,7 @@
 mod actor;
 mod behaviour;
 mod context;
+mod cpu_pool;
 mod error;
 #[cfg(feature = "axum")]
 pub mod http;
@@ -47,6 +48,10 @@ mod run;
 
 pub use behaviour::{BoxError, Worker};
 pub use context::WorkerContext;
+pub use cpu_pool::{
+    CpuPool, CpuPoolConfig, CpuPoolError, CpuPoolHandle, CpuPoolMsg, CpuPoolState, CpuPoolStats, CpuTask,
+    default_threads,
+};
 pub use error::WorkerError;
 pub use listen::{Connection, Listener};
 pub use run::{EXIT_BEHAVIOUR, EXIT_BOOTSTRAP, EXIT_DRAIN_TIMEOUT, EXIT_OK, EXIT_PROTOCOL, run};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use corral_protocol::bootstrap::WorkerBootstrap;
 use corral_protocol::{
-    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, ProtocolError, WorkerStats, write_frames,
+    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PoolStats, ProtocolError, WorkerStats, write_frames,
 };
 use futures_util::StreamExt;
 use ractor::{Actor, ActorRef};
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actor::{WorkerActor, WorkerMsg};
 use crate::context::Counters;
 use crate::listen::ListenRegistry;
-use crate::{Worker, WorkerContext, WorkerError};
+use crate::{CpuPool, CpuPoolConfig, CpuPoolHandle, Worker, WorkerContext, WorkerError};
 
 /// Exit code of a worker that drained cleanly.
 pub const EXIT_OK: i32 = 0;
@@ -88,6 +88,8 @@ async fn run_async<W: Worker>(
 
     let shutdown = CancellationToken::new();
     let counters = Arc::new(Counters::default());
+    let pool_config = CpuPoolConfig::default().threads(boot.cpu_threads.max(1));
+    let (pool, _pool_actor) = CpuPool::start(pool_config).await.map_err(|e| WorkerError::Setup(e.to_string()))?;
     let cx = WorkerContext::new(
         boot.slot as usize,
         boot.generation,
@@ -95,6 +97,7 @@ async fn run_async<W: Worker>(
         shutdown.clone(),
         counters.clone(),
         listens.clone(),
+        pool.clone(),
     );
     tokio::spawn(report_load(outbox.clone(), counters.clone(), shutdown.clone()));
     let drain_deadline = Arc::new(AtomicU64::new(u64::try_from(DEFAULT_DRAIN.as_millis()).unwrap_or(u64::MAX)));
@@ -118,6 +121,7 @@ async fn run_async<W: Worker>(
         drain_deadline: drain_deadline.clone(),
         credits: Arc::new(Semaphore::new(INBOX_CREDITS)),
         listens,
+        pool: pool.clone(),
         actor: actor_rx,
         protocol_failed: protocol_failed.clone(),
     };
@@ -154,8 +158,10 @@ async fn run_async<W: Worker>(
     };
     let _ = join.await;
     drainer.abort();
-    // Servers and other tracked tasks finish their drain (the watchdog bounds it).
+    // Servers and other tracked tasks finish their drain (the watchdog bounds it), then the
+    // CPU pool runs what is queued and joins its threads.
     tracked.wait_tracked().await;
+    pool.stop().await;
     let code = if let Some(err) = failure.get() {
         tracing::error!(error = %err, "worker behaviour failed");
         let _ = outbox.send(Outgoing::control(Control::Error { message: err.to_string() })).await;
@@ -168,6 +174,20 @@ async fn run_async<W: Worker>(
     finish_writer(&flush, outbox, writer).await;
     tracing::debug!(code, "worker exits");
     Ok(code)
+}
+
+/// The pool's counters as they travel in a pong.
+fn pool_stats(s: &crate::CpuPoolStats) -> PoolStats {
+    PoolStats {
+        threads: s.threads as u64,
+        queue_capacity: s.queue_capacity as u64,
+        queued: s.queued,
+        running: s.running,
+        done: s.done,
+        rejected: s.rejected,
+        panicked: s.panicked,
+        skipped: s.skipped,
+    }
 }
 
 /// How often open-connection counts may be reported (least-connections balancing).
@@ -230,6 +250,7 @@ struct Reader<M, R> {
     actor: watch::Receiver<Option<ActorRef<WorkerMsg<M>>>>,
     protocol_failed: Arc<OnceLock<ProtocolError>>,
     listens: Arc<ListenRegistry>,
+    pool: CpuPoolHandle,
 }
 
 impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<M, R> {
@@ -253,6 +274,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                         handled: self.counters.handled.load(Ordering::Relaxed),
                         messages_in: self.counters.messages_in.load(Ordering::Relaxed),
                         messages_out: self.counters.messages_out.load(Ordering::Relaxed),
+                        pool: Some(pool_stats(&self.pool.stats())),
                     };
                     let _ = self.outbox.send(Outgoing::control(Control::Pong { nonce, stats })).await;
                 }

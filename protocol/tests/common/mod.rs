@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use corral_protocol::{Body, Control, Envelope, FrameCodec, Hello, LogLevel, ProtocolError, TraceContext, WorkerStats};
+use corral_protocol::{
+    Body, Control, Envelope, FrameCodec, Hello, LogLevel, PoolStats, ProtocolError, TraceContext, WorkerStats,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use serde::{Deserialize, Serialize};
@@ -68,13 +70,22 @@ pub fn log_level() -> impl Strategy<Value = LogLevel> {
     prop_oneof![Just(LogLevel::Error), Just(LogLevel::Warn), Just(LogLevel::Info), Just(LogLevel::Debug),]
 }
 
-pub fn worker_stats() -> impl Strategy<Value = WorkerStats> {
-    any::<[u64; 4]>().prop_map(|[in_flight, handled, messages_in, messages_out]| WorkerStats {
-        in_flight,
-        handled,
-        messages_in,
-        messages_out,
+pub fn pool_stats() -> impl Strategy<Value = PoolStats> {
+    any::<[u64; 8]>().prop_map(|[threads, queue_capacity, queued, running, done, rejected, panicked, skipped]| {
+        PoolStats { threads, queue_capacity, queued, running, done, rejected, panicked, skipped }
     })
+}
+
+pub fn worker_stats() -> impl Strategy<Value = WorkerStats> {
+    (any::<[u64; 4]>(), proptest::option::of(pool_stats())).prop_map(
+        |([in_flight, handled, messages_in, messages_out], pool)| WorkerStats {
+            in_flight,
+            handled,
+            messages_in,
+            messages_out,
+            pool,
+        },
+    )
 }
 
 pub fn control() -> impl Strategy<Value = Control> {
