@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_counters_reach_the_primary_in_heartbeats() {
@@ -35,16 +33,7 @@ async fn pool_counters_reach_the_primary_in_heartbeats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_loop_answers_while_the_pool_is_saturated() {
-    let mut primary = tokio::process::Command::new(example("http_cluster"))
-        .args(["--workers", "1", "--port", "0"])
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start");
-    let mut lines = BufReader::new(primary.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(TIMEOUT, lines.next_line()).await.expect("announced").expect("read").expect("line");
-    let addr: std::net::SocketAddr = line.trim_start_matches("listening on http://").parse().expect("addr");
+    let (mut primary, addr) = start_http_cluster(&["--workers", "1"]).await;
     // More heavy requests than pool threads: the pool is busy for seconds.
     let heavy: Vec<_> = (0..6).map(|_| tokio::spawn(http_get(addr, "/heavy?ms=1500"))).collect();
     // Sample `/` every 100 ms for a second, all while the pool works through ≈ 4.5 s of

@@ -227,18 +227,7 @@ async fn a_worker_is_recycled_after_max_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_every_accepted_request_and_exits_zero() {
-    use std::process::Stdio;
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut primary = tokio::process::Command::new(example("http_cluster"))
-        .args(["--workers", "2", "--port", "0"])
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start");
-    let mut lines = BufReader::new(primary.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(TIMEOUT, lines.next_line()).await.expect("announced").expect("read").expect("line");
-    let addr: std::net::SocketAddr = line.trim_start_matches("listening on http://").parse().expect("addr");
+    let (mut primary, addr) = start_http_cluster(&["--workers", "2"]).await;
 
     // Clients: half keep-alive, half one request per connection, on a slow route. A client
     // stops once a new connection is refused (the primary stopped listening); any request

@@ -95,18 +95,7 @@ async fn http_cluster_on_a_port_in_use_fails_at_start_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_cluster_serves_on_any_free_port() {
-    let mut child = Command::new(example("http_cluster"))
-        .args(["--workers", "2", "--port", "0"])
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line =
-        tokio::time::timeout(TIMEOUT, lines.next_line()).await.expect("announces").expect("read").expect("a line");
-    let url = line.strip_prefix("listening on http://").expect("the announced line");
-    let addr: std::net::SocketAddr = url.parse().expect("host:port");
+    let (mut child, addr) = start_http_cluster(&["--workers", "2"]).await;
     let (status, body) = http_get(addr, "/").await.expect("GET /");
     assert_eq!(status, 200);
     assert!(body.starts_with("Handled by worker ") && body.contains("(pid "), "{body}");

@@ -6,30 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use corral::{Backoff, Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, WorkerExec};
-use serde::{Deserialize, Serialize};
 
 /// Every wait in the tests is bounded by this.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Primary → worker, as `examples/testbed.rs` defines it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum TestCmd {
-    Ping(u64),
-    Exit(i32),
-    Stop,
-    Block(u64),
-    Flood(u64),
-    Alloc(u64),
-    Pool(u64),
-}
-
-/// Worker → primary, as `examples/testbed.rs` defines it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum TestReport {
-    Hello { slot: usize, generation: u64, pid: u32 },
-    Pong { n: u64, slot: usize, pid: u32 },
-    Flood(u64),
-}
+#[path = "../../examples/testbed/messages.rs"]
+mod messages;
+pub use messages::{TestCmd, TestReport};
 
 /// A built example (cargo test builds every example before it runs the tests).
 pub fn example(name: &str) -> PathBuf {
@@ -311,4 +294,26 @@ pub async fn load(
         total.pids.extend(r.pids);
     }
     total
+}
+
+/// Starts the `http_cluster` example with `args` (plus `--port 0`) and waits (bounded) for
+/// its `listening on http://…` line; returns the primary and the address.
+pub async fn start_http_cluster(args: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut primary = tokio::process::Command::new(example("http_cluster"))
+        .args(args)
+        .args(["--port", "0"])
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start http_cluster");
+    let mut lines = BufReader::new(primary.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(TIMEOUT, lines.next_line()).await.expect("announced").expect("read").expect("line");
+    let url = line.strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let addr: std::net::SocketAddr = url.parse().expect("host:port");
+    assert!(addr.ip().is_loopback());
+    // Keep draining stdout so the primary never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (primary, addr)
 }

@@ -1,0 +1,33 @@
+//! The testbed's messages, shared with the black-box tests (`tests/common`).
+
+use serde::{Deserialize, Serialize};
+
+/// Primary → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TestCmd {
+    /// Answer with `TestReport::Pong`.
+    Ping(u64),
+    /// Exit the process at once with this code.
+    Exit(i32),
+    /// Drain and exit 0.
+    Stop,
+    /// Block the event loop for this many milliseconds.
+    Block(u64),
+    /// Send this many `TestReport::Flood` messages.
+    Flood(u64),
+    /// Allocate and touch this many MiB, and keep them.
+    Alloc(u64),
+    /// Spin this many milliseconds on the CPU pool.
+    Pool(u64),
+}
+
+/// Worker → primary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TestReport {
+    /// Sent once at start.
+    Hello { slot: usize, generation: u64, pid: u32 },
+    /// The answer to `Ping`.
+    Pong { n: u64, slot: usize, pid: u32 },
+    /// One of a flood.
+    Flood(u64),
+}
