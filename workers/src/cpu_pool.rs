@@ -8,13 +8,14 @@
 //! The design, the stopping rules and an example are on [`CpuPool`] (this module is private;
 //! the crate re-exports its items). The pool threads' side is in `thread`.
 
+mod spin;
 mod thread;
 
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 use tokio::task::JoinHandle;
 
+use self::spin::SpinPolicy;
 use self::thread::{Counters, Shared, TaskCell, thread_main};
 
 /// The number of pool threads each of `workers` worker processes gets by default: the cores
@@ -69,9 +71,10 @@ pub struct CpuPoolConfig {
     pub stack_size: Option<usize>,
     /// How long an awaited [`CpuTask`] keeps its runtime awake (re-polling itself, between
     /// the event loop's other tasks) instead of parking until the pool thread wakes it, while
-    /// the pool's recent tasks ran shorter than this. Waking a parked runtime costs a few µs
-    /// (an `eventfd` write and an inter-processor interrupt, more in a VM): for short tasks,
-    /// spinning halves the round trip. `Duration::ZERO` turns it off. Default: 20 µs.
+    /// the pool's recent tasks ran shorter than this and spinning kept paying off (see
+    /// [`CpuPool`]). Waking a parked runtime costs a few µs (an `eventfd` write and an
+    /// inter-processor interrupt, more in a VM): for short tasks, spinning cuts the round trip
+    /// to about a microsecond. `Duration::ZERO` turns it off. Default: 20 µs.
     pub spin: Duration,
 }
 
@@ -311,13 +314,16 @@ pub enum CpuPoolMsg {
 ///   and an inter-processor interrupt, dearer in a VM) is most of a short task's round trip.
 ///   So an awaited [`CpuTask`] re-polls itself for up to [`CpuPoolConfig::spin`] (20 µs by
 ///   default) before it lets the runtime park: cooperatively (the event loop runs its other
-///   ready tasks between two polls and still polls I/O), and only while the pool's recent
-///   tasks ran shorter than that budget (a moving average kept by the threads), so long tasks
-///   never spin. On the 2-core VM of `cargo bench --bench cpu_pool`, an empty task's round
-///   trip from a current-thread runtime is about 1 µs at the median with spinning and about
-///   5 µs without, against about 17 µs for a Node `worker_threads` `postMessage` round trip.
-///   The price is up to `spin` of the event loop's otherwise idle time per short task;
-///   `spin(Duration::ZERO)` turns it off.
+///   ready tasks between two polls and still polls I/O). It spins only when that pays: while
+///   the pool's recent tasks ran shorter than the budget (a moving average kept by the
+///   threads), and not after spins that ran out without a result — which is what happens when
+///   no core is free and the woken pool thread waits behind the spinning caller; the next
+///   1, 2, 4 … 1024 tasks then do not spin, and the first spin that succeeds resets that.
+///   With a free core, an empty task's round trip from a current-thread runtime is about
+///   1 µs at the median with spinning and about 5 µs without (`cargo bench --bench
+///   cpu_pool`, 2-core VM), against about 17 µs for a Node `worker_threads` `postMessage`
+///   round trip. The price is up to `spin` of the event loop's otherwise idle time per short
+///   task; `spin(Duration::ZERO)` turns it off.
 /// - **Tasks run outside tokio**: on a pool thread there is no runtime context, so a task
 ///   cannot `tokio::spawn` (it would panic, which the caller gets as
 ///   [`CpuPoolError::Panicked`]); it is plain synchronous code.
@@ -480,8 +486,7 @@ impl Actor for CpuPool {
             submitting: AtomicUsize::new(0),
             threads: config.threads,
             capacity: config.queue_capacity,
-            spin: config.spin,
-            task_time_ns: AtomicU64::new(0),
+            spin: SpinPolicy::new(config.spin),
         });
         let mut state = CpuPoolState {
             shared,
@@ -709,7 +714,8 @@ impl CpuPoolHandle {
     {
         let (reply, result) = oneshot::channel();
         self.shared.send(Box::new(TaskCell { f, reply }))?;
-        Ok(CpuTask { result, spin_until: self.shared.spin_deadline() })
+        let spinning = self.shared.spin.deadline().map(|until| Spinning { until, shared: self.shared.clone() });
+        Ok(CpuTask { result, spinning })
     }
 
     /// The pool's counters, read directly (no message to the actor).
@@ -828,8 +834,15 @@ impl CpuPoolHandle {
 #[derive(Debug)]
 pub struct CpuTask<T> {
     result: oneshot::Receiver<Result<T, CpuPoolError>>,
-    /// Until when a pending poll re-schedules the task at once rather than wait to be woken.
-    spin_until: Option<Instant>,
+    /// Set while a pending poll re-schedules the task at once rather than wait to be woken.
+    spinning: Option<Spinning>,
+}
+
+/// A task's spin: its deadline, and the pool's policy to tell how it went.
+#[derive(Debug)]
+struct Spinning {
+    until: Instant,
+    shared: Arc<Shared>,
 }
 
 impl<T> Future for CpuTask<T> {
@@ -837,18 +850,25 @@ impl<T> Future for CpuTask<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match Pin::new(&mut self.result).poll(cx) {
-            // The sender only goes away unsent when the task never ran: the pool stopped.
-            Poll::Ready(result) => Poll::Ready(result.unwrap_or(Err(CpuPoolError::Stopped))),
+            Poll::Ready(result) => {
+                if let Some(spinning) = self.spinning.take() {
+                    spinning.shared.spin.succeeded();
+                }
+                // The sender only goes away unsent when the task never ran: the pool stopped.
+                Poll::Ready(result.unwrap_or(Err(CpuPoolError::Stopped)))
+            }
             Poll::Pending => {
-                if let Some(until) = self.spin_until {
-                    if Instant::now() < until {
-                        // Cooperative spinning: the runtime polls us again after its other
-                        // ready tasks instead of parking. The receiver registered the waker
-                        // as well, so a result after the deadline still wakes us.
-                        cx.waker().wake_by_ref();
-                    } else {
-                        self.spin_until = None;
+                match self.spinning.as_ref().map(|s| Instant::now() < s.until) {
+                    // Cooperative spinning: the runtime polls us again after its other ready
+                    // tasks instead of parking. The receiver registered the waker as well, so
+                    // a result after the deadline still wakes us.
+                    Some(true) => cx.waker().wake_by_ref(),
+                    Some(false) => {
+                        if let Some(spinning) = self.spinning.take() {
+                            spinning.shared.spin.failed();
+                        }
                     }
+                    None => {}
                 }
                 Poll::Pending
             }

@@ -5,11 +5,12 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::{Semaphore, oneshot};
 
+use super::spin::SpinPolicy;
 use super::{CpuPoolError, CpuPoolStats};
 
 /// What travels from a handle to the threads.
@@ -49,10 +50,10 @@ where
         let TaskCell { f, reply } = *self;
         let counters = &shared.counters;
         counters.running.fetch_add(1, Ordering::Relaxed);
-        let started = (!shared.spin.is_zero()).then(Instant::now);
+        let started = shared.spin.enabled().then(Instant::now);
         let outcome = catch_unwind(AssertUnwindSafe(f));
         if let Some(started) = started {
-            shared.record_task_time(started.elapsed());
+            shared.spin.record_task_time(started.elapsed());
         }
         counters.running.fetch_sub(1, Ordering::Relaxed);
         // The counters move before the result is sent, so a caller that has its result sees
@@ -126,10 +127,8 @@ pub(super) struct Shared {
     pub submitting: AtomicUsize,
     pub threads: usize,
     pub capacity: usize,
-    /// [`CpuPoolConfig::spin`](super::CpuPoolConfig::spin).
-    pub spin: Duration,
-    /// Moving average of the tasks' run time (only kept when `spin` is on).
-    pub task_time_ns: AtomicU64,
+    /// When awaited tasks spin ([`CpuPoolConfig::spin`](super::CpuPoolConfig::spin)).
+    pub spin: SpinPolicy,
 }
 
 impl Shared {
@@ -178,23 +177,6 @@ impl Shared {
             let _ = self.tx.send(Job::Exit);
         }
         true
-    }
-
-    /// Until when a task submitted now should spin: while recent tasks ran shorter than the
-    /// spin budget.
-    pub fn spin_deadline(&self) -> Option<Instant> {
-        if self.spin.is_zero() || u128::from(self.task_time_ns.load(Ordering::Relaxed)) >= self.spin.as_nanos() {
-            return None;
-        }
-        Some(Instant::now() + self.spin)
-    }
-
-    /// Folds one task's run time into the moving average (weight 1/8; racy updates between
-    /// threads may lose a sample, which is fine for a hint).
-    fn record_task_time(&self, elapsed: Duration) {
-        let sample = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let old = self.task_time_ns.load(Ordering::Relaxed);
-        self.task_time_ns.store(old - old / 8 + sample / 8, Ordering::Relaxed);
     }
 
     /// A snapshot of the counters (each read on its own: not one atomic snapshot).
