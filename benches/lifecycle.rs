@@ -19,11 +19,11 @@
 //!    wrk's error counters are reported as they are, but wrk 4.1 connects without blocking, so
 //!    a connection *refused* (once the primary has stopped listening) shows up as a write (or
 //!    read) error, not a connect error: after SIGTERM its read/write counts mix refusals with
-//!    lost requests. So a probe of our own runs beside wrk, 4 keep-alive connections that
-//!    reconnect after `Connection: close` as wrk does, and sorts every request into: answered
-//!    2xx, non-2xx, *refused* (the connect failed: no one had accepted it) and *lost* (the
-//!    connection was established, the request sent, and no complete answer came). Lost
-//!    requests are what the zero-failure target is about.
+//!    lost requests. So a probe of our own runs beside wrk, 4 keep-alive connections (a request
+//!    every millisecond or so) that reconnect after `Connection: close` as wrk does, and sorts
+//!    every request into: answered 2xx, non-2xx, *refused* (the connect failed: no one had
+//!    accepted it) and *lost* (the connection was established, the request sent, and no
+//!    complete answer came). Lost requests are what the zero-failure target is about.
 //! 2. **kill** — SIGKILL of a worker that has been up for more than 1.1 s to its replacement
 //!    serving, 20 kills per server. Both servers run one worker (`--workers 1`), so any
 //!    answer after the kill comes from the replacement. From the kill on, a `GET /` on a
@@ -63,8 +63,10 @@ const WORKERS: usize = 2;
 /// wrk's open connections and run length under load.
 const WRK_CONNECTIONS: u32 = 64;
 const WRK_SECS: u64 = 6;
-/// Keep-alive connections of the probe that runs beside wrk.
+/// Keep-alive connections of the probe that runs beside wrk, and the pause after each of
+/// their requests (so that the probe takes little CPU from wrk and the server).
 const PROBE_CONNECTIONS: usize = 4;
+const PROBE_PAUSE: Duration = Duration::from_millis(1);
 /// When the signal is sent, counted from wrk's start.
 const RELOAD_AT: Duration = Duration::from_secs(2);
 const TERM_AT: Duration = Duration::from_secs(3);
@@ -88,6 +90,8 @@ const IDLE: Duration = Duration::from_secs(1);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server may take to exit after SIGTERM before it is SIGKILLed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A stop under load slower than this is reported with the primary's log.
+const SLOW_STOP: Duration = Duration::from_millis(200);
 /// How long workers may outlive their primary before they are SIGKILLed.
 const ORPHAN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Extra time wrk gets past its `-d` before it is killed.
@@ -134,7 +138,8 @@ struct Server {
 struct Stopped {
     /// `None` if it was still running `STOP_TIMEOUT` after the signal (then SIGKILLed).
     status: Option<ExitStatus>,
-    /// From SIGTERM to its exit.
+    /// When SIGTERM was sent, and from then to its exit.
+    signalled: Instant,
     took: Duration,
     /// Descendants still alive `ORPHAN_TIMEOUT` after it exited (they were SIGKILLed).
     leftovers: Vec<i32>,
@@ -153,8 +158,9 @@ struct WrkReport {
 }
 
 impl WrkReport {
-    /// Requests accepted by the server that got no 2xx/3xx answer.
-    fn lost(&self) -> u64 {
+    /// Every socket error but connect's, plus non-2xx answers: failed requests as long as the
+    /// server keeps listening (after that, refused connects count as write or read errors).
+    fn failed(&self) -> u64 {
         self.read + self.write + self.timeout + self.non2xx
     }
 }
@@ -196,6 +202,8 @@ struct TermSample {
     wrk: WrkReport,
     probe: ProbeCounts,
     stopped: Stopped,
+    /// The primary's log from SIGTERM on, if the stop was slow or not clean.
+    log: Option<String>,
 }
 
 /// Section 4: one idle cluster.
@@ -258,113 +266,144 @@ fn main() {
     for rep in 1..=reps {
         let tag = format!("[rep {rep}/{reps}]");
         if run("load") && wrk.is_some() {
-            match reload_under_load(&http_cluster) {
-                Ok(s) => {
-                    let reload = s.reload.map_or("?".into(), fmt_dur);
-                    eprintln!(
-                        "{tag} SIGHUP  under load: {}; pids replaced: {}, reload {reload}",
-                        fmt_load(&s.wrk, &s.probe),
-                        s.replaced
-                    );
-                    if s.wrk.lost() + s.probe.lost + s.probe.non2xx > 0 || !s.replaced {
-                        r.notes.push(format!(
-                            "SIGHUP run {rep}: {}; worker pids {:?} -> {:?}; wrk said:\n{}",
-                            fmt_load(&s.wrk, &s.probe),
-                            s.pids.0,
-                            s.pids.1,
-                            indent(&s.wrk.output)
-                        ));
-                    }
-                    r.reload.push(s);
-                }
-                Err(e) => r.notes.push(format!("SIGHUP run {rep} failed: {e}")),
-            }
-            match term_under_load(&http_cluster) {
-                Ok(s) => {
-                    eprintln!(
-                        "{tag} SIGTERM under load: {}; exit {} after {}",
-                        fmt_load(&s.wrk, &s.probe),
-                        fmt_status(s.stopped.status),
-                        fmt_dur(s.stopped.took)
-                    );
-                    let failed = s.wrk.timeout + s.wrk.non2xx + s.probe.lost + s.probe.non2xx > 0;
-                    // wrk's output once (its write errors are refused connects), and on failure.
-                    if r.term.is_empty() || failed || !clean_exit(&s.stopped) {
-                        r.notes.push(format!(
-                            "SIGTERM run {rep}: {}; exit {}, leftover workers {:?}; wrk said:\n{}",
-                            fmt_load(&s.wrk, &s.probe),
-                            fmt_status(s.stopped.status),
-                            s.stopped.leftovers,
-                            indent(&s.wrk.output)
-                        ));
-                    }
-                    r.term.push(s);
-                }
-                Err(e) => r.notes.push(format!("SIGTERM run {rep} failed: {e}")),
-            }
+            run_load(&mut r, &tag, &http_cluster);
         }
         if run("kill") {
-            for &kind in &kinds {
-                match kill_to_serving(kind, &http_cluster, &mut r.notes) {
-                    Ok((times, (hung, all))) => {
-                        let stats = (percentile(&times, 50.0), percentile(&times, 99.0));
-                        eprintln!(
-                            "{tag} kill -> serving {:<6}: p50 {}  p99 {}  ({} kills, {hung} of {all} polls hung)",
-                            kind.label(),
-                            fmt_dur(stats.0),
-                            fmt_dur(stats.1),
-                            times.len()
-                        );
-                        r.kill[kind as usize].push(stats);
-                        let h = &mut r.hung_polls[kind as usize];
-                        *h = (h.0 + hung, h.1 + all);
-                    }
-                    Err(e) => r.notes.push(format!("kill {} run {rep} failed: {e}", kind.label())),
-                }
-            }
+            run_kill(&mut r, &tag, &http_cluster, &kinds);
         }
         if run("cold") {
-            let mut times: [Vec<Duration>; 2] = Default::default();
-            for _ in 0..COLD_STARTS {
-                for &kind in &kinds {
-                    match cold_start(kind, &http_cluster, &mut r.notes) {
-                        Ok(t) => times[kind as usize].push(t),
-                        Err(e) => r.notes.push(format!("cold start {} run {rep} failed: {e}", kind.label())),
-                    }
-                }
-            }
-            for &kind in &kinds {
-                let t = &times[kind as usize];
-                if !t.is_empty() {
-                    let p50 = percentile(t, 50.0);
-                    eprintln!("{tag} cold start {:<6}: p50 {} ({} starts)", kind.label(), fmt_dur(p50), t.len());
-                    r.cold[kind as usize].push(p50);
-                }
-            }
+            run_cold(&mut r, &tag, &http_cluster, &kinds);
         }
         if run("rss") {
-            for &kind in &kinds {
-                match idle_rss(kind, &http_cluster, &mut r.notes) {
-                    Ok(s) => {
-                        eprintln!(
-                            "{tag} idle RSS {:<6}: primary {}  worker {} (anon {} / {})",
-                            kind.label(),
-                            fmt_kib(s.primary_kib),
-                            fmt_kib(s.worker_kib),
-                            fmt_kib(s.primary_anon_kib),
-                            fmt_kib(s.worker_anon_kib)
-                        );
-                        r.rss[kind as usize].push(s);
-                    }
-                    Err(e) => r.notes.push(format!("idle RSS {} run {rep} failed: {e}", kind.label())),
-                }
-            }
+            run_rss(&mut r, &tag, &http_cluster, &kinds);
         }
     }
 
     print_report(&r, reps);
     println!();
-    println!("Total time: {:.0} s", started.elapsed().as_secs_f64());
+    println!("Total time: {:.0} s; load average now {}", started.elapsed().as_secs_f64(), load_average());
+}
+
+// ---------------------------------------------------------------------------------------------
+// One repetition of each section: measure, print progress on stderr, keep the figures
+// ---------------------------------------------------------------------------------------------
+
+/// Section 1: SIGHUP, then SIGTERM, under load.
+fn run_load(r: &mut Results, tag: &str, http_cluster: &Path) {
+    match reload_under_load(http_cluster) {
+        Ok(s) => {
+            let reload = s.reload.map_or("?".into(), fmt_dur);
+            eprintln!(
+                "{tag} SIGHUP  under load: {}; pids replaced: {}, reload {reload}",
+                fmt_load(&s.wrk, &s.probe),
+                s.replaced
+            );
+            if s.wrk.failed() + s.probe.lost + s.probe.non2xx > 0 || !s.replaced {
+                r.notes.push(format!(
+                    "{tag} SIGHUP: {}; worker pids {:?} -> {:?}; wrk said:\n{}",
+                    fmt_load(&s.wrk, &s.probe),
+                    s.pids.0,
+                    s.pids.1,
+                    indent(&s.wrk.output)
+                ));
+            }
+            r.reload.push(s);
+        }
+        Err(e) => r.notes.push(format!("{tag} SIGHUP failed: {e}")),
+    }
+    match term_under_load(http_cluster) {
+        Ok(s) => {
+            eprintln!(
+                "{tag} SIGTERM under load: {}; exit {} after {}",
+                fmt_load(&s.wrk, &s.probe),
+                fmt_status(s.stopped.status),
+                fmt_dur(s.stopped.took)
+            );
+            let failed = s.wrk.timeout + s.wrk.non2xx + s.probe.lost + s.probe.non2xx > 0;
+            if let Some(log) = &s.log {
+                r.notes.push(format!(
+                    "{tag} SIGTERM: the primary exited {} after the signal; its log from the signal on:\n{}",
+                    fmt_dur(s.stopped.took),
+                    indent(log)
+                ));
+            }
+            // wrk's output once (its write errors are refused connects), and on failure.
+            if r.term.is_empty() || failed || !clean_exit(&s.stopped) {
+                r.notes.push(format!(
+                    "{tag} SIGTERM: {}; exit {}, leftover workers {:?}; wrk said:\n{}",
+                    fmt_load(&s.wrk, &s.probe),
+                    fmt_status(s.stopped.status),
+                    s.stopped.leftovers,
+                    indent(&s.wrk.output)
+                ));
+            }
+            r.term.push(s);
+        }
+        Err(e) => r.notes.push(format!("{tag} SIGTERM failed: {e}")),
+    }
+}
+
+/// Section 2: kill to serving, per kind.
+fn run_kill(r: &mut Results, tag: &str, http_cluster: &Path, kinds: &[Kind]) {
+    for &kind in kinds {
+        match kill_to_serving(kind, http_cluster, &mut r.notes) {
+            Ok((times, (hung, all))) => {
+                let stats = (percentile(&times, 50.0), percentile(&times, 99.0));
+                eprintln!(
+                    "{tag} kill -> serving {:<6}: p50 {}  p99 {}  ({} kills, {hung} of {all} polls hung)",
+                    kind.label(),
+                    fmt_dur(stats.0),
+                    fmt_dur(stats.1),
+                    times.len()
+                );
+                r.kill[kind as usize].push(stats);
+                let h = &mut r.hung_polls[kind as usize];
+                *h = (h.0 + hung, h.1 + all);
+            }
+            Err(e) => r.notes.push(format!("{tag} kill {} failed: {e}", kind.label())),
+        }
+    }
+}
+
+/// Section 3: cold starts, kinds interleaved.
+fn run_cold(r: &mut Results, tag: &str, http_cluster: &Path, kinds: &[Kind]) {
+    let mut times: [Vec<Duration>; 2] = Default::default();
+    for _ in 0..COLD_STARTS {
+        for &kind in kinds {
+            match cold_start(kind, http_cluster, &mut r.notes) {
+                Ok(t) => times[kind as usize].push(t),
+                Err(e) => r.notes.push(format!("{tag} cold start {} failed: {e}", kind.label())),
+            }
+        }
+    }
+    for &kind in kinds {
+        let t = &times[kind as usize];
+        if !t.is_empty() {
+            let p50 = percentile(t, 50.0);
+            eprintln!("{tag} cold start {:<6}: p50 {} ({} starts)", kind.label(), fmt_dur(p50), t.len());
+            r.cold[kind as usize].push(p50);
+        }
+    }
+}
+
+/// Section 4: idle memory, per kind.
+fn run_rss(r: &mut Results, tag: &str, http_cluster: &Path, kinds: &[Kind]) {
+    for &kind in kinds {
+        match idle_rss(kind, http_cluster, &mut r.notes) {
+            Ok(s) => {
+                eprintln!(
+                    "{tag} idle RSS {:<6}: primary {}  worker {} (anon {} / {})",
+                    kind.label(),
+                    fmt_kib(s.primary_kib),
+                    fmt_kib(s.worker_kib),
+                    fmt_kib(s.primary_anon_kib),
+                    fmt_kib(s.worker_anon_kib)
+                );
+                r.rss[kind as usize].push(s);
+            }
+            Err(e) => r.notes.push(format!("{tag} idle RSS {} failed: {e}", kind.label())),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,7 +454,10 @@ fn term_under_load(http_cluster: &Path) -> Result<TermSample, String> {
     // Waits (bounded) for the drain and the exit while wrk keeps going.
     let stopped = terminate(&mut server);
     let report = wrk.finish()?;
-    Ok(TermSample { wrk: report, probe: join_probe(probe), stopped })
+    // What the primary logged while it stopped, if that was slow (the drain usually takes
+    // about 60 ms) or not clean.
+    let log = (stopped.took > SLOW_STOP || !clean_exit(&stopped)).then(|| server.log_since(stopped.signalled));
+    Ok(TermSample { wrk: report, probe: join_probe(probe), stopped, log })
 }
 
 /// The poll requests of section 2: their threads (to join) and how many hung.
@@ -607,6 +649,18 @@ impl Server {
         log.iter().find(|(at, line)| *at >= after && line.contains(needle)).map(|(at, _)| *at)
     }
 
+    /// The stderr lines read since `at`, each prefixed with its offset from `at`.
+    fn log_since(&self, at: Instant) -> String {
+        let log = self.log.lock().unwrap();
+        let lines: Vec<String> = log
+            .iter()
+            .filter(|(t, _)| *t >= at)
+            .take(40)
+            .map(|(t, line)| format!("+{:>9} {line}", fmt_dur(*t - at)))
+            .collect();
+        lines.join("\n")
+    }
+
     /// `e` followed by the last lines of the server's stderr.
     fn with_log(&self, e: String) -> String {
         let log = self.log.lock().unwrap();
@@ -645,7 +699,7 @@ fn terminate(server: &mut Server) -> Stopped {
         let _ = server.child.wait();
     }
     let leftovers = kill_leftovers(&tree, pid, ORPHAN_TIMEOUT);
-    Stopped { status, took, leftovers }
+    Stopped { status, signalled, took, leftovers }
 }
 
 /// Waits up to `patience` for the processes of `tree` still in process group `pgid` to go
@@ -887,7 +941,7 @@ fn probe_connection(port: u16, until: Instant) -> ProbeCounts {
                 Err(_) => {
                     // No one accepted the connection, so no request was lost.
                     counts.refused += 1;
-                    thread::sleep(Duration::from_millis(1));
+                    thread::sleep(PROBE_PAUSE);
                     continue;
                 }
             },
@@ -905,6 +959,7 @@ fn probe_connection(port: u16, until: Instant) -> ProbeCounts {
             }
             Err(_) => counts.lost += 1,
         }
+        thread::sleep(PROBE_PAUSE);
     }
     counts
 }
@@ -1079,7 +1134,7 @@ fn print_machine(wrk: Option<&str>, node: Option<&str>) {
         .map_or_else(|| "unknown CPU".to_owned(), |(_, m)| m.trim().to_owned());
     let nproc = thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!("Machine: nproc {nproc}, {model}, Linux {}", kernel.trim());
+    println!("Machine: nproc {nproc}, {model}, Linux {}, load average {}", kernel.trim(), load_average());
     println!("Tools: {}; node {}", wrk.unwrap_or("wrk not found"), node.unwrap_or("not found"));
 }
 
@@ -1240,7 +1295,7 @@ fn print_load(r: &Results) {
             v.len()
         );
         // On reload the listener stays open: every wrk error is a failed request.
-        let wrk_failed = median_max(v.iter().map(|s| s.wrk.lost()));
+        let wrk_failed = median_max(v.iter().map(|s| s.wrk.failed()));
         let lost = median_max(v.iter().map(|s| s.probe.lost + s.probe.non2xx));
         let met = wrk_failed.1 == 0 && lost.1 == 0 && replaced == v.len();
         println!(
@@ -1441,6 +1496,12 @@ fn strip_ansi(line: &str) -> String {
 
 fn sleep_until(at: Instant) {
     thread::sleep(at.saturating_duration_since(Instant::now()));
+}
+
+/// The 1, 5 and 15 minute load averages (other work on the machine skews every figure).
+fn load_average() -> String {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// Where `cargo build --release --examples` puts the examples: `<target>/release/examples`,
