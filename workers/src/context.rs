@@ -19,6 +19,8 @@ pub(crate) struct Counters {
     pub messages_out: AtomicU64,
     pub in_flight: AtomicU64,
     pub handled: AtomicU64,
+    /// Woken when a connection opens or closes (the load reporter sleeps until then).
+    pub connections_changed: tokio::sync::Notify,
 }
 
 struct Inner<R> {

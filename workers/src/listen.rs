@@ -246,6 +246,7 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     fn new(stream: TcpStream, counters: Arc<Counters>) -> Self {
         counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        counters.connections_changed.notify_one();
         Connection { stream, counters }
     }
 }
@@ -253,6 +254,7 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.counters.connections_changed.notify_one();
         self.counters.handled.fetch_add(1, Ordering::Relaxed);
     }
 }

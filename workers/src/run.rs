@@ -193,19 +193,20 @@ fn pool_stats(s: &crate::CpuPoolStats) -> PoolStats {
 /// How often open-connection counts may be reported (least-connections balancing).
 const LOAD_REPORT_EVERY: Duration = Duration::from_millis(2);
 
-/// Reports the open-connection count to the primary whenever it changed, at most every
+/// Reports the open-connection count to the primary after it changed, at most every
 /// [`LOAD_REPORT_EVERY`], until the worker drains.
 async fn report_load<R>(outbox: mpsc::Sender<Outgoing<R>>, counters: Arc<Counters>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(LOAD_REPORT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // The primary counts what it dispatched since our last report on top of it, so report
-    // whenever a connection came or went, even if the open count is back where it was.
+    // whenever a connection came or went, even if the open count is back where it was. An
+    // idle worker sleeps here: no timer wakes its event loop.
     let mut last = (0, 0);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            () = counters.connections_changed.notified() => {}
             () = shutdown.cancelled() => return,
         }
+        // Coalesce a burst of changes into one report.
+        tokio::time::sleep(LOAD_REPORT_EVERY).await;
         let now = (counters.in_flight.load(Ordering::Relaxed), counters.handled.load(Ordering::Relaxed));
         let report = Control::Load { open: now.0, accepted: now.0 + now.1 };
         if now != last && outbox.try_send(Outgoing::control(report)).is_ok() {
