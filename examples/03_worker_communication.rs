@@ -90,7 +90,9 @@ fn main() -> Result<(), corral::Error> {
         while ready < cluster.workers() {
             match events.recv().await {
                 Some(ClusterEvent::Ready { .. }) => ready += 1,
-                Some(ClusterEvent::Message { slot, message }) => println!("[primary] from worker {slot}: {message:?}"),
+                Some(ClusterEvent::Message { slot, message, .. }) => {
+                    println!("[primary] from worker {slot}: {message:?}")
+                }
                 Some(_) => {}
                 None => return Ok(()),
             }
@@ -115,10 +117,10 @@ fn main() -> Result<(), corral::Error> {
                     }
                 }
                 event = events.recv() => match event {
-                    Some(ClusterEvent::Message { slot, message: Report::Metrics { requests, uptime_ms, rss_kib } }) => {
+                    Some(ClusterEvent::Message { slot, message: Report::Metrics { requests, uptime_ms, rss_kib }, .. }) => {
                         println!("[primary] worker {slot} metrics: requests={requests} uptime={uptime_ms}ms rss={rss_kib}KiB");
                     }
-                    Some(ClusterEvent::Message { slot, message }) => println!("[primary] from worker {slot}: {message:?}"),
+                    Some(ClusterEvent::Message { slot, message, .. }) => println!("[primary] from worker {slot}: {message:?}"),
                     Some(_) => {}
                     None => break,
                 },

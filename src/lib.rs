@@ -36,6 +36,8 @@
 
 mod error;
 mod primary;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 pub use corral_protocol as protocol;
 pub use corral_runtime::{
@@ -52,9 +54,36 @@ pub use error::Error;
 pub use primary::{is_worker, main, run, run_if_worker};
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
-/// `info`). For examples and small programs; larger ones set up their own.
+/// `info`), and — with the `telemetry` feature (default) and `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// set — exports spans over OTLP as [`telemetry`] describes. Call it first thing in `main`, in
+/// primary and workers alike (they run the same `main`). A telemetry set-up that fails (say,
+/// an unknown `OTEL_EXPORTER_OTLP_PROTOCOL`) is logged and the program runs without export.
+/// Does nothing when a global subscriber is already installed. For examples and services
+/// happy with this set-up; others compose their own (see [`telemetry::layer`]).
+///
+/// ```no_run
+/// corral::init_tracing();
+/// tracing::info!("logged to stderr, and exported when OTEL_EXPORTER_OTLP_ENDPOINT is set");
+/// ```
 pub fn init_tracing() {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    #[cfg(feature = "telemetry")]
+    {
+        let (otel, failed) = match telemetry::layer() {
+            Ok(otel) => (otel, None),
+            Err(e) => (None, Some(e)),
+        };
+        if tracing_subscriber::registry().with(fmt).with(otel).try_init().is_ok()
+            && let Some(e) = failed
+        {
+            tracing::error!(error = %e, "OpenTelemetry export is off");
+        }
+    }
+    #[cfg(not(feature = "telemetry"))]
+    {
+        let _ = tracing_subscriber::registry().with(fmt).try_init();
+    }
 }

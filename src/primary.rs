@@ -114,6 +114,9 @@ pub fn run_if_worker<W: Worker>(worker: W) {
                     EXIT_BOOTSTRAP
                 }
             };
+            // `exit` runs no destructors: the spans still queued leave now.
+            #[cfg(feature = "telemetry")]
+            crate::telemetry::shutdown();
             std::process::exit(code);
         }
         Ok(None) => {}
@@ -153,6 +156,8 @@ where
     // Every worker has exited by now; whatever task is left (a reader winding down) must not
     // hold the process's exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    #[cfg(feature = "telemetry")]
+    crate::telemetry::flush();
     outcome
 }
 
@@ -237,8 +242,8 @@ impl Signals {
 
 fn log_event<R: std::fmt::Debug>(event: &ClusterEvent<R>) {
     match event {
-        ClusterEvent::Message { slot, message } => {
-            tracing::info!(slot, ?message, "message from worker")
+        ClusterEvent::Message { slot, message, span } => {
+            span.in_scope(|| tracing::info!(slot, ?message, "message from worker"))
         }
         ClusterEvent::Exit { slot, pid, status, exited_after_disconnect } => {
             tracing::info!(slot, pid, %status, exited_after_disconnect, "worker exited")

@@ -28,7 +28,7 @@ async fn replaced_after(mode: &str, expect_in_error: &str) {
         events
             .wait_for(
                 "pong",
-                |e| matches!(e, ClusterEvent::Message { slot: s, message: TestReport::Pong { .. } } if *s == slot),
+                |e| matches!(e, ClusterEvent::Message { slot: s, message: TestReport::Pong { .. }, .. } if *s == slot),
             )
             .await;
     }
@@ -92,6 +92,8 @@ async fn wrong_protocol_version_is_not_restarted() {
     // Slot 0 is unaffected.
     events.seen_or_wait("slot 0 ready", |e| matches!(e, ClusterEvent::Ready { slot: 0, .. })).await;
     cluster.send_to(0, TestCmd::Ping(1)).await.expect("send");
-    events.wait_for("pong", |e| matches!(e, ClusterEvent::Message { slot: 0, message: TestReport::Pong { .. } })).await;
+    events
+        .wait_for("pong", |e| matches!(e, ClusterEvent::Message { slot: 0, message: TestReport::Pong { .. }, .. }))
+        .await;
     cluster.stop().await.expect("clean stop");
 }

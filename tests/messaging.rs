@@ -17,7 +17,7 @@ async fn typed_round_trips_to_each_worker() {
         let hello = events
             .seen_or_wait(
                 "hello",
-                |e| matches!(e, ClusterEvent::Message { slot: s, message: TestReport::Hello { .. } } if *s == slot),
+                |e| matches!(e, ClusterEvent::Message { slot: s, message: TestReport::Hello { .. }, .. } if *s == slot),
             )
             .await;
         let ClusterEvent::Message { message: TestReport::Hello { slot: s, generation, pid }, .. } = hello else {
@@ -31,7 +31,7 @@ async fn typed_round_trips_to_each_worker() {
         let pong = events
             .wait_for("pong", |e| matches!(e, ClusterEvent::Message { message: TestReport::Pong { .. }, .. }))
             .await;
-        let ClusterEvent::Message { slot: from, message: TestReport::Pong { n, slot: s, pid } } = pong else {
+        let ClusterEvent::Message { slot: from, message: TestReport::Pong { n, slot: s, pid }, .. } = pong else {
             unreachable!()
         };
         assert_eq!((from, n, s, pid), (slot, 100 + slot as u64, slot, pid_of_slot));
@@ -51,7 +51,7 @@ async fn broadcast_reaches_every_worker() {
     assert_eq!(cluster.broadcast(TestCmd::Ping(9)).await, 4);
     let mut from = HashSet::new();
     while from.len() < 4 {
-        if let ClusterEvent::Message { slot, message: TestReport::Pong { n: 9, pid, .. } } = events
+        if let ClusterEvent::Message { slot, message: TestReport::Pong { n: 9, pid, .. }, .. } = events
             .wait_for("broadcast pongs", |e| {
                 matches!(e, ClusterEvent::Message { message: TestReport::Pong { n: 9, .. }, .. })
             })

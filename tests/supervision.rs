@@ -128,7 +128,9 @@ async fn degraded_escalation_keeps_the_other_workers() {
     // The healthy worker still works.
     cluster.send_to(1, TestCmd::Ping(7)).await.expect("send");
     events
-        .wait_for("pong", |e| matches!(e, ClusterEvent::Message { slot: 1, message: TestReport::Pong { n: 7, .. } }))
+        .wait_for("pong", |e| {
+            matches!(e, ClusterEvent::Message { slot: 1, message: TestReport::Pong { n: 7, .. }, .. })
+        })
         .await;
     assert!(matches!(cluster.send_to(0, TestCmd::Ping(1)).await, Err(ClusterError::NotConnected { slot: 0 })));
     cluster.stop().await.expect("a degraded cluster still stops cleanly");

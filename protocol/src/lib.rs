@@ -10,6 +10,8 @@
 //! * [`Hello`] and [`PROTOCOL_VERSION`]: the first frame a worker sends.
 //! * [`HandleChannel`]: file descriptors (listening or accepted sockets) passed with
 //!   `SCM_RIGHTS` over a separate `SOCK_SEQPACKET` socketpair, each with a small [`HandleHeader`].
+//! * [`spans`]: the IPC `tracing` spans (messaging conventions); [`TraceContext::of_span`]
+//!   and [`TraceContext::set_parent_of`] carry their OpenTelemetry context inside frames.
 //! * [`bootstrap`]: how a worker process finds its ends of the socketpairs (fixed fd numbers,
 //!   named in the environment).
 //!
@@ -42,7 +44,9 @@ mod error;
 mod handle;
 mod handshake;
 mod outgoing;
+mod propagation;
 mod socketpair;
+pub mod spans;
 mod trace;
 
 pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};

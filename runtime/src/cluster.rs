@@ -13,8 +13,11 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::watch;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::events::EventBus;
+use crate::lifecycle::{self, TARGET};
 use crate::listener::Listeners;
 use crate::reload::{ReloadReport, ScaleReport};
 use crate::routes::Routes;
@@ -163,6 +166,10 @@ pub struct ClusterState<M, R> {
     reloading: bool,
     failure: Option<Outcome>,
     waiters: Vec<RpcReplyPort<()>>,
+    /// The `reload` span, while a rolling reload runs.
+    reload_span: Option<Span>,
+    /// The `shutdown` span, from the beginning of the stop until the cluster stopped.
+    shutdown_span: Option<Span>,
 }
 
 static NEXT_CLUSTER_ID: AtomicU64 = AtomicU64::new(1);
@@ -250,12 +257,21 @@ where
             return;
         }
         st.stopping = true;
-        tracing::info!("cluster stopping: draining every worker");
+        let span = tracing::info_span!(
+            target: TARGET,
+            parent: None,
+            "shutdown",
+            corral.slots = st.slots.len(),
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
+        span.in_scope(|| tracing::info!("cluster stopping: draining every worker"));
+        st.shutdown_span = Some(span.clone());
         st.args.bus.emit(ClusterEvent::Stopping);
         // Stop accepting first: what is already queued goes to the workers before they drain.
-        st.args.listeners.close_all().await;
+        st.args.listeners.close_all().instrument(span.clone()).await;
         for sup in st.slots.iter().filter_map(|s| s.supervisor.as_ref()) {
-            let _ = sup.send_message(SupervisorMsg::Stop);
+            let _ = sup.send_message(SupervisorMsg::Stop(span.clone()));
         }
     }
 
@@ -291,7 +307,12 @@ where
             Outcome::Clean => None,
             other => other.clone().into_result().err().map(|e| e.to_string()),
         };
-        tracing::info!(?error, "cluster stopped");
+        let span = st.shutdown_span.take().unwrap_or_else(Span::none);
+        if let Some(error) = &error {
+            lifecycle::fail(&span, error);
+        }
+        span.in_scope(|| tracing::info!(?error, "cluster stopped"));
+        drop(span);
         st.args.bus.emit(ClusterEvent::Stopped { error });
         for waiter in st.waiters.drain(..) {
             let _ = waiter.send(());
@@ -358,12 +379,27 @@ where
         // A replacement has listen_timeout to become ready; allow for the spawn itself.
         let patience = st.args.config.listen_timeout + Duration::from_secs(5);
         let cluster = myself.clone();
-        tracing::info!(slots = supervisors.len(), "rolling reload started");
-        tokio::spawn(async move {
+        let span = tracing::info_span!(
+            target: TARGET,
+            parent: None,
+            "reload",
+            corral.slots = supervisors.len(),
+            corral.replaced = Empty,
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
+        span.in_scope(|| tracing::info!(slots = supervisors.len(), "rolling reload started"));
+        st.reload_span = Some(span.clone());
+        let parent = span.clone();
+        let task = async move {
             let mut report = ReloadReport::default();
             for (slot, sup) in supervisors {
-                let call =
-                    sup.call(|port| SupervisorMsg::Replace(ReplaceReason::Reload, Some(port)), Some(patience)).await;
+                let replace = |port| SupervisorMsg::Replace {
+                    reason: ReplaceReason::Reload,
+                    parent: parent.clone(),
+                    reply: Some(port),
+                };
+                let call = sup.call(replace, Some(patience)).await;
                 match call {
                     Ok(ractor::rpc::CallResult::Success(Ok(replaced))) => report.replaced.push(replaced),
                     Ok(ractor::rpc::CallResult::Success(Err(why))) => {
@@ -386,7 +422,8 @@ where
                 let _ = reply.send(report.clone());
             }
             let _ = cluster.send_message(ClusterMsg::ReloadFinished(report));
-        });
+        };
+        tokio::spawn(task.instrument(span));
     }
 
     async fn scale(
@@ -435,7 +472,7 @@ where
             for slot in st.slots.iter_mut().skip(to) {
                 slot.removing = true;
                 if let Some(sup) = &slot.supervisor {
-                    let _ = sup.send_message(SupervisorMsg::Stop);
+                    let _ = sup.send_message(SupervisorMsg::Stop(Span::none()));
                 }
             }
         }
@@ -470,7 +507,17 @@ where
         for slot in 0..args.config.workers {
             slots.push(Self::spawn_slot(&myself, &args, &command, slot).await?);
         }
-        Ok(ClusterState { args, command, slots, stopping: false, reloading: false, failure: None, waiters: Vec::new() })
+        Ok(ClusterState {
+            args,
+            command,
+            slots,
+            stopping: false,
+            reloading: false,
+            failure: None,
+            waiters: Vec::new(),
+            reload_span: None,
+            shutdown_span: None,
+        })
     }
 
     async fn handle(
@@ -503,6 +550,12 @@ where
             ClusterMsg::Reload(reply) => self.start_reload(&myself, st, reply),
             ClusterMsg::ReloadFinished(report) => {
                 st.reloading = false;
+                if let Some(span) = st.reload_span.take() {
+                    span.record("corral.replaced", report.replaced.len());
+                    if let Some(error) = &report.error {
+                        lifecycle::fail(&span, error);
+                    }
+                }
                 st.args.bus.emit(ClusterEvent::Reloaded { replaced: report.replaced.len(), error: report.error });
             }
             ClusterMsg::Scale(request, reply) => {

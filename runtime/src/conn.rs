@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use corral_protocol::spans::{self, PRIMARY_DESTINATION};
 use corral_protocol::{Body, Control, FrameCodec, LogLevel, Outgoing, ProtocolError, write_frames};
 use futures_util::StreamExt;
 use ractor::ActorRef;
@@ -108,7 +109,8 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
         match frame.body {
             Body::User(message) => {
                 cx.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                cx.bus.emit_message(&mut snapshot, slot, message).await;
+                let span = spans::receive(PRIMARY_DESTINATION, slot, frame.seq, "receive", frame.trace.as_ref());
+                cx.bus.emit_message(&mut snapshot, slot, message, span).await;
             }
             Body::Control(Control::Ready) => {
                 let _ = cx.supervisor.send_message(SupervisorMsg::Ready { generation });

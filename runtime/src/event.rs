@@ -67,6 +67,10 @@ pub enum ClusterEvent<R> {
         slot: usize,
         /// The message.
         message: R,
+        /// The `receive` span of this message (target `corral::ipc`): a child of the worker's
+        /// `send` span when tracing is on, disabled otherwise. Handle the message inside it
+        /// (`span.in_scope(..)` or `.instrument(span.clone())`) to continue the worker's trace.
+        span: tracing::Span,
     },
     /// The IPC channel to a worker closed (Node's `disconnect`).
     Disconnect {
@@ -143,7 +147,7 @@ impl<R> ClusterEvent<R> {
     ///
     /// ```
     /// use corral_runtime::ClusterEvent;
-    /// let ev: ClusterEvent<()> = ClusterEvent::Message { slot: 3, message: () };
+    /// let ev: ClusterEvent<()> = ClusterEvent::Message { slot: 3, message: (), span: tracing::Span::none() };
     /// assert_eq!(ev.slot(), Some(3));
     /// ```
     pub fn slot(&self) -> Option<usize> {

@@ -95,7 +95,13 @@ impl<R: Clone + Send + 'static> EventBus<R> {
     }
 
     /// Delivers a user message to every subscriber, waiting for a credit from each.
-    pub(crate) async fn emit_message(&self, snapshot: &mut BusSnapshot<R>, slot: usize, message: R) {
+    pub(crate) async fn emit_message(
+        &self,
+        snapshot: &mut BusSnapshot<R>,
+        slot: usize,
+        message: R,
+        span: tracing::Span,
+    ) {
         let version = self.version.load(Ordering::Acquire);
         if version != snapshot.version {
             snapshot.subscribers = self.with_list(|list| list.clone());
@@ -107,9 +113,9 @@ impl<R: Clone + Send + 'static> EventBus<R> {
         };
         let mut closed = false;
         for sub in rest {
-            closed |= !deliver(sub, slot, message.clone()).await;
+            closed |= !deliver(sub, slot, message.clone(), span.clone()).await;
         }
-        closed |= !deliver(last, slot, message).await;
+        closed |= !deliver(last, slot, message, span).await;
         if closed {
             self.prune();
         }
@@ -117,7 +123,7 @@ impl<R: Clone + Send + 'static> EventBus<R> {
 }
 
 /// Sends one message to one subscriber; false when the subscriber is gone.
-async fn deliver<R>(sub: &Subscriber<R>, slot: usize, message: R) -> bool {
+async fn deliver<R>(sub: &Subscriber<R>, slot: usize, message: R, span: tracing::Span) -> bool {
     let credit = match sub.credits.clone().try_acquire_owned() {
         Ok(credit) => credit,
         Err(_) => {
@@ -130,7 +136,7 @@ async fn deliver<R>(sub: &Subscriber<R>, slot: usize, message: R) -> bool {
             }
         }
     };
-    sub.tx.send(Delivery { event: ClusterEvent::Message { slot, message }, _credit: Some(credit) }).is_ok()
+    sub.tx.send(Delivery { event: ClusterEvent::Message { slot, message, span }, _credit: Some(credit) }).is_ok()
 }
 
 /// A subscriber's stream of [`ClusterEvent`]s. Drop it to unsubscribe.

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use corral_protocol::Outgoing;
+use corral_protocol::{Body, Outgoing, TraceContext, spans};
 use ractor::ActorRef;
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::cluster::{ClusterMsg, Outcome, Scale};
 use crate::events::EventBus;
@@ -97,15 +98,18 @@ where
             .get(slot)
             .ok_or(ClusterError::NoSuchSlot { slot, workers: self.workers() })?
             .ok_or(ClusterError::NotConnected { slot })?;
-        route.tx.send(Outgoing::user(message)).await.map_err(|_| ClusterError::NotConnected { slot })
+        let span = spans::send(spans::worker_destination(slot), slot);
+        let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
+        route.tx.send(out).instrument(span).await.map_err(|_| ClusterError::NotConnected { slot })
     }
 
     /// Sends `message` to every worker that has a live process; returns how many it reached.
     pub async fn broadcast(&self, message: M) -> usize {
         let mut sent = 0;
-        for (_, route) in self.routes.all() {
-            let out = Outgoing::user(message.clone());
-            if route.tx.send(out).await.is_ok() {
+        for (slot, route) in self.routes.all() {
+            let span = spans::send(spans::worker_destination(slot), slot);
+            let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message.clone()) };
+            if route.tx.send(out).instrument(span).await.is_ok() {
                 sent += 1;
             }
         }

@@ -26,7 +26,7 @@
 //! let (cluster, mut events) = Cluster::<String, String>::spawn(config).await?;
 //! while let Some(event) = events.recv().await {
 //!     match event {
-//!         ClusterEvent::Message { slot, message } => println!("worker {slot} says {message}"),
+//!         ClusterEvent::Message { slot, message, .. } => println!("worker {slot} says {message}"),
 //!         ClusterEvent::Exit { slot, status, .. } => println!("worker {slot} {status}"),
 //!         _ => {}
 //!     }
@@ -45,6 +45,7 @@ mod events;
 mod exit;
 mod handle;
 mod intensity;
+pub mod lifecycle;
 mod listener;
 mod output;
 mod reload;

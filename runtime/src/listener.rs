@@ -20,10 +20,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use corral_protocol::{HandleChannel, HandleHeader, HandleKind, Scheduling};
+use corral_protocol::{HandleChannel, HandleHeader, HandleKind, Scheduling, TraceContext};
 use socket2::{Domain, Socket, Type};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Backlog of every listening socket the primary creates.
 const BACKLOG: i32 = 1024;
@@ -261,6 +262,9 @@ fn bind(addr: SocketAddr, scheduling: Scheduling) -> io::Result<Socket> {
 /// How long an accepted connection may wait for a ready worker before it is closed.
 const DISPATCH_PATIENCE: Duration = Duration::from_secs(30);
 
+/// The tracing target of connection spans.
+const NET_TARGET: &str = "corral::net";
+
 /// Accepts connections and hands each to a ready worker, until `closing`; then hands out the
 /// backlog and returns (closing the socket).
 async fn accept_loop(
@@ -292,7 +296,32 @@ async fn accept_loop(
 }
 
 /// Passes one accepted connection to a ready worker, trying others if a hand-off fails.
+///
+/// The hand-off is a `dispatch` span (target `corral::net`); its OpenTelemetry context travels
+/// with the fd, so the worker's span for the connection is its child.
 async fn dispatch(listener: &SharedListener, scheduling: Scheduling, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let span = tracing::debug_span!(
+        target: NET_TARGET,
+        "dispatch",
+        otel.kind = "producer",
+        server.address = %listener.addr.ip(),
+        server.port = listener.addr.port(),
+        client.address = %peer.ip(),
+        client.port = peer.port(),
+        corral.scheduling = ?scheduling,
+        corral.slot = tracing::field::Empty,
+    );
+    let trace = TraceContext::of_span(&span);
+    dispatch_in(listener, scheduling, stream, peer, trace).instrument(span).await;
+}
+
+async fn dispatch_in(
+    listener: &SharedListener,
+    scheduling: Scheduling,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    trace: Option<TraceContext>,
+) {
     let deadline = tokio::time::Instant::now() + DISPATCH_PATIENCE;
     loop {
         let changed = listener.changed.notified();
@@ -303,8 +332,9 @@ async fn dispatch(listener: &SharedListener, scheduling: Scheduling, stream: tok
             let header = HandleHeader {
                 id: listen_id,
                 kind: HandleKind::Connection { listener: listen_id, peer: peer.to_string() },
-                trace: None,
+                trace: trace.clone(),
             };
+            tracing::Span::current().record("corral.slot", slot);
             match channel.send(&header, stream.as_fd()).await {
                 Ok(()) => {
                     load.dispatched_one();

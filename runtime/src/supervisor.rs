@@ -24,10 +24,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rand::Rng;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Span;
+use tracing::field::Empty;
 
 use crate::cluster::{ClusterMsg, SlotOutcome};
 use crate::conn::{ProcessCommand, ReaderCtx, SlotCounters, run_reader, run_waiter, run_writer};
 use crate::events::EventBus;
+use crate::lifecycle::{self, TARGET};
 use crate::listener::{Listeners, Load, Target};
 use crate::output::forward_lines;
 use crate::routes::{Route, Routes};
@@ -42,8 +45,21 @@ use crate::{
 pub enum ReplaceReason {
     /// A rolling reload: the replacement runs the executable as it is on disk now.
     Reload,
-    /// Recycling (memory or request limit): the replacement runs the same image.
-    Recycle,
+    /// Recycling over `max_memory`: the replacement runs the same image.
+    MaxMemory,
+    /// Recycling after `max_requests`: the replacement runs the same image.
+    MaxRequests,
+}
+
+impl ReplaceReason {
+    /// The reason as the `replace` span's `corral.replace.reason` says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplaceReason::Reload => "reload",
+            ReplaceReason::MaxMemory => "max_memory",
+            ReplaceReason::MaxRequests => "max_requests",
+        }
+    }
 }
 
 /// Messages of a [`WorkerSupervisor`].
@@ -54,7 +70,14 @@ pub enum SupervisorMsg {
     /// Start a replacement, make it current once ready, then drain the old process. The reply
     /// comes once the replacement is ready, or with why it failed (the old process then keeps
     /// serving).
-    Replace(ReplaceReason, Option<RpcReplyPort<Result<Replaced, String>>>),
+    Replace {
+        /// Why.
+        reason: ReplaceReason,
+        /// Parent of the `replace` span (the `reload` span); `Span::none()` for a root span.
+        parent: Span,
+        /// Where to answer.
+        reply: Option<RpcReplyPort<Result<Replaced, String>>>,
+    },
     /// The worker said a valid hello.
     Online {
         /// Generation of the process.
@@ -116,8 +139,9 @@ pub enum SupervisorMsg {
     },
     /// Time to ping (and to check the last ping was answered, and the memory limit).
     Heartbeat,
-    /// Stop the slot: drain its processes, do not restart.
-    Stop,
+    /// Stop the slot: drain its processes, do not restart. The span (the cluster's `shutdown`
+    /// span, or `Span::none()`) is the parent of the processes' `drain` spans.
+    Stop(Span),
     /// The slot's status.
     Status(RpcReplyPort<WorkerStatus>),
 }
@@ -196,6 +220,29 @@ enum Role {
     Retiring,
 }
 
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Current => "current",
+            Role::Candidate => "candidate",
+            Role::Retiring => "retiring",
+        }
+    }
+}
+
+/// The lifecycle spans a process holds open (see [`lifecycle`]); each ends when dropped.
+#[derive(Default)]
+struct ProcSpans {
+    /// `fork`: until the hello arrives or the start fails.
+    fork: Option<Span>,
+    /// The `restart` that started this process: until it is online.
+    restart: Option<Span>,
+    /// `drain`: from the drain request until the process exits.
+    drain: Option<Span>,
+    /// The `replace` that retired this process: until it exits.
+    replace: Option<Span>,
+}
+
 /// One process of the slot.
 struct Proc<M> {
     role: Role,
@@ -224,6 +271,7 @@ struct Proc<M> {
     over_memory: u32,
     /// Handled requests after which this process is recycled (`max_requests` + jitter).
     request_limit: Option<u64>,
+    spans: ProcSpans,
 }
 
 /// A replacement under way.
@@ -232,6 +280,8 @@ struct Pending {
     old_pid: u32,
     reason: ReplaceReason,
     reply: Option<RpcReplyPort<Result<Replaced, String>>>,
+    /// The `replace` span: moves to the old process once the new one took over.
+    span: Span,
 }
 
 /// The supervisor's state.
@@ -244,6 +294,8 @@ pub struct SlotState<M, R> {
     state: WorkerState,
     /// Consecutive early deaths (the backoff exponent).
     attempt: u32,
+    /// The `restart` span of a restart waiting for its backoff delay.
+    restart_span: Option<Span>,
     intensity: RestartIntensity,
     restarts: u64,
     stopping: bool,
@@ -289,10 +341,21 @@ where
     async fn start_current(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SlotState<M, R>) {
         let slot = st.args.slot;
         let program = st.args.command.program.clone();
-        match self.launch(myself, st, Role::Current, program).await {
-            Ok(_) => st.state = WorkerState::Starting,
+        // A restart's span stays open until its process is online.
+        let restart = st.restart_span.take();
+        let parent = restart.clone().unwrap_or_else(Span::none);
+        match self.launch(myself, st, Role::Current, program, &parent).await {
+            Ok(generation) => {
+                st.state = WorkerState::Starting;
+                if let Some(proc) = st.proc_mut(generation) {
+                    proc.spans.restart = restart;
+                }
+            }
             Err(e) => {
-                tracing::error!(slot, error = %e, "cannot start worker process");
+                if let Some(restart) = &restart {
+                    lifecycle::fail(restart, format_args!("cannot start worker process: {e}"));
+                }
+                parent.in_scope(|| tracing::error!(slot, error = %e, "cannot start worker process"));
                 // Counted as an early death, so that a broken executable hits the intensity
                 // limit instead of looping.
                 self.after_exit(myself, st, ExitStatus { code: None, signal: None }, Duration::ZERO);
@@ -300,15 +363,43 @@ where
         }
     }
 
-    /// Starts a process; returns its generation.
+    /// Starts a process under a `fork` span (child of `parent`); returns its generation.
     async fn launch(
         &self,
         myself: &ActorRef<SupervisorMsg>,
         st: &mut SlotState<M, R>,
         role: Role,
         program: PathBuf,
+        parent: &Span,
     ) -> std::io::Result<u64> {
         st.generation += 1;
+        let fork = tracing::info_span!(
+            target: TARGET,
+            parent: parent,
+            "fork",
+            corral.slot = st.args.slot,
+            corral.generation = st.generation,
+            corral.role = role.as_str(),
+            process.pid = Empty,
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
+        let launched = self.launch_in(myself, st, role, program, &fork).await;
+        if let Err(e) = &launched {
+            lifecycle::fail(&fork, e);
+        }
+        launched
+    }
+
+    /// [`launch`](Self::launch), within its `fork` span.
+    async fn launch_in(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        st: &mut SlotState<M, R>,
+        role: Role,
+        program: PathBuf,
+        fork: &Span,
+    ) -> std::io::Result<u64> {
         let generation = st.generation;
         let slot = st.args.slot;
         let config = st.args.config.clone();
@@ -333,6 +424,7 @@ where
         };
         let mut child = spawn_worker(spec).await?;
         let pid = child.id().unwrap_or(0);
+        fork.record("process.pid", pid);
         if let Some(out) = child.stdout.take() {
             tokio::spawn(forward_lines(out, OutputStream::Stdout, slot, pid, st.args.bus.clone()));
         }
@@ -381,8 +473,9 @@ where
             load: load.clone(),
             over_memory: 0,
             request_limit,
+            spans: ProcSpans { fork: Some(fork.clone()), ..ProcSpans::default() },
         });
-        tracing::info!(slot, generation, pid, ?role, "worker started");
+        fork.in_scope(|| tracing::info!(slot, generation, pid, ?role, "worker started"));
         st.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
 
         let max = config.max_frame_length;
@@ -440,7 +533,19 @@ where
         };
         st.restarts += 1;
         st.state = WorkerState::Restarting;
-        tracing::warn!(slot, %status, ?delay, attempt = st.attempt, "restarting worker");
+        let restart = tracing::info_span!(
+            target: TARGET,
+            parent: None,
+            "restart",
+            corral.slot = slot,
+            corral.restart.attempt = st.attempt,
+            corral.restart.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            corral.exit = %status,
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
+        restart.in_scope(|| tracing::warn!(slot, %status, ?delay, attempt = st.attempt, "restarting worker"));
+        st.restart_span = Some(restart);
         st.args.bus.emit(ClusterEvent::Restarting { slot, delay, attempt: st.attempt });
         if delay.is_zero() {
             let _ = myself.send_message(SupervisorMsg::Start);
@@ -463,11 +568,22 @@ where
     }
 
     /// Tells a process to drain (shutdown frame, or SIGTERM without a channel) and arms its
-    /// kill timer.
-    fn drain(&self, myself: &ActorRef<SupervisorMsg>, st: &SlotState<M, R>, generation: u64) {
-        let Some(proc) = st.proc(generation) else { return };
-        proc.accepting.store(false, Ordering::Release);
+    /// kill timer. Its `drain` span (child of `parent`) lasts until it exits.
+    fn drain(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SlotState<M, R>, generation: u64, parent: &Span) {
+        let slot = st.args.slot;
         let timeout = st.args.config.kill_timeout;
+        let Some(proc) = st.proc_mut(generation) else { return };
+        proc.spans.drain = Some(tracing::info_span!(
+            target: TARGET,
+            parent: parent,
+            "drain",
+            corral.slot = slot,
+            corral.generation = generation,
+            process.pid = proc.pid,
+            corral.killed = Empty,
+            corral.exit = Empty,
+        ));
+        proc.accepting.store(false, Ordering::Release);
         let deadline_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         if !send_control(proc, Control::Shutdown { deadline_ms }) {
             // No channel to the worker: its SIGTERM handler drains instead.
@@ -476,17 +592,31 @@ where
         myself.send_after(timeout, move || SupervisorMsg::KillTimeout { generation });
     }
 
-    /// Starts a replacement for the current process.
+    /// Starts a replacement for the current process, under a `replace` span (child of
+    /// `parent`) that lasts until the old process has exited or the replacement failed.
     async fn replace(
         &self,
         myself: &ActorRef<SupervisorMsg>,
         st: &mut SlotState<M, R>,
         reason: ReplaceReason,
+        parent: &Span,
         reply: Option<RpcReplyPort<Result<Replaced, String>>>,
     ) {
         let slot = st.args.slot;
+        let span = tracing::info_span!(
+            target: TARGET,
+            parent: parent,
+            "replace",
+            corral.slot = slot,
+            corral.replace.reason = reason.as_str(),
+            corral.replace.old_pid = Empty,
+            corral.replace.new_pid = Empty,
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
         let refuse = |reply: Option<RpcReplyPort<Result<Replaced, String>>>, why: String| {
-            tracing::warn!(slot, %why, "replacement refused");
+            lifecycle::fail(&span, &why);
+            span.in_scope(|| tracing::warn!(slot, %why, "replacement refused"));
             if let Some(reply) = reply {
                 let _ = reply.send(Err(why));
             }
@@ -500,12 +630,18 @@ where
         let Some(old_pid) = st.current().filter(|p| p.ready && !p.draining).map(|p| p.pid) else {
             return refuse(reply, format!("slot {slot} has no ready worker to replace"));
         };
+        span.record("corral.replace.old_pid", old_pid);
         let program = match reason {
             ReplaceReason::Reload => st.args.command.reload_program.clone(),
-            ReplaceReason::Recycle => st.args.command.program.clone(),
+            ReplaceReason::MaxMemory | ReplaceReason::MaxRequests => st.args.command.program.clone(),
         };
-        match self.launch(myself, st, Role::Candidate, program.clone()).await {
-            Ok(generation) => st.replacing = Some(Pending { generation, old_pid, reason, reply }),
+        match self.launch(myself, st, Role::Candidate, program.clone(), &span).await {
+            Ok(generation) => {
+                if let Some(new) = st.proc(generation) {
+                    span.record("corral.replace.new_pid", new.pid);
+                }
+                st.replacing = Some(Pending { generation, old_pid, reason, reply, span: span.clone() });
+            }
             Err(e) => {
                 refuse(reply, format!("cannot start a replacement for slot {slot} from {}: {e}", program.display()))
             }
@@ -521,17 +657,22 @@ where
         new.accepting.store(true, Ordering::Release);
         let (new_pid, tx) = (new.pid, new.tx.clone());
         st.args.routes.set(slot, Route { generation, tx });
+        // The `replace` span goes on until the old process has exited (or ends here without one).
+        let span = st.replacing.as_ref().map_or_else(Span::none, |p| p.span.clone());
         if let Some(old) = old
             && let Some(proc) = st.proc_mut(old)
         {
             proc.role = Role::Retiring;
             proc.draining = true;
-            self.drain(myself, st, old);
+            proc.spans.replace = Some(span.clone());
+            self.drain(myself, st, old, &span);
         }
         st.state = WorkerState::Ready;
         st.args.listeners.readiness_changed();
         if let Some(pending) = st.replacing.take() {
-            tracing::info!(slot, old_pid = pending.old_pid, new_pid, generation, reason = ?pending.reason, "worker replaced");
+            pending.span.in_scope(|| {
+                tracing::info!(slot, old_pid = pending.old_pid, new_pid, generation, reason = ?pending.reason, "worker replaced");
+            });
             if let Some(reply) = pending.reply {
                 let _ = reply.send(Ok(Replaced { slot, old_pid: pending.old_pid, new_pid, generation }));
             }
@@ -595,15 +736,37 @@ where
         let _ = st.args.cluster.send_message(ClusterMsg::SlotEnded { slot, outcome: SlotOutcome::GaveUp { restarts } });
     }
 
+    /// Ends the lifecycle spans an exited process held: a start that had not come online
+    /// failed (unless the process was told to drain), a drain is over, a replace is complete.
+    fn close_spans(proc: &Proc<M>, spans: ProcSpans, status: ExitStatus, stopping: bool) {
+        let ProcSpans { fork, restart, drain, replace } = spans;
+        if !proc.draining && !stopping {
+            for span in fork.iter().chain(restart.iter()) {
+                match &proc.killed_because {
+                    Some(why) => lifecycle::fail(span, why),
+                    None => lifecycle::fail(span, format_args!("it {status} before it was online")),
+                }
+            }
+        }
+        if let Some(drain) = &drain {
+            drain.record("corral.exit", tracing::field::display(status));
+        }
+        drop((fork, restart, drain, replace));
+    }
+
     /// A process exited: forget it, and act by its role.
     fn exited(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SlotState<M, R>, generation: u64, status: ExitStatus) {
         let slot = st.args.slot;
         let Some(index) = st.procs.iter().position(|p| p.generation == generation) else { return };
-        let proc = st.procs.remove(index);
+        let mut proc = st.procs.remove(index);
         proc.accepting.store(false, Ordering::Release);
         st.args.listeners.unregister(slot, generation);
         let uptime = proc.started.elapsed();
-        tracing::info!(slot, pid = proc.pid, %status, ?uptime, role = ?proc.role, "worker exited");
+        let spans = std::mem::take(&mut proc.spans);
+        let none = Span::none();
+        let scope = spans.drain.as_ref().or(spans.fork.as_ref()).unwrap_or(&none);
+        scope.in_scope(|| tracing::info!(slot, pid = proc.pid, %status, ?uptime, role = ?proc.role, "worker exited"));
+        Self::close_spans(&proc, spans, status, st.stopping);
         st.args.bus.emit(ClusterEvent::Exit {
             slot,
             pid: proc.pid,
@@ -620,7 +783,10 @@ where
                 if let Some(pending) = st.replacing.take() {
                     let why = proc.killed_because.clone().unwrap_or_else(|| format!("it {status} before it was ready"));
                     let error = format!("the replacement for slot {slot} (pid {}) failed: {why}", proc.pid);
-                    tracing::error!(slot, %error, "replacement failed; the old worker keeps serving");
+                    lifecycle::fail(&pending.span, &error);
+                    pending.span.in_scope(|| {
+                        tracing::error!(slot, %error, "replacement failed; the old worker keeps serving");
+                    });
                     if let Some(reply) = pending.reply {
                         let _ = reply.send(Err(error));
                     }
@@ -687,7 +853,11 @@ where
             if proc.over_memory >= 2 && !replacing {
                 tracing::warn!(slot, pid = proc.pid, rss, limit, "worker over max_memory; recycling it");
                 proc.over_memory = 0;
-                let _ = myself.send_message(SupervisorMsg::Replace(ReplaceReason::Recycle, None));
+                let _ = myself.send_message(SupervisorMsg::Replace {
+                    reason: ReplaceReason::MaxMemory,
+                    parent: Span::none(),
+                    reply: None,
+                });
             }
         }
     }
@@ -736,6 +906,7 @@ where
             replacing: None,
             state: WorkerState::Starting,
             attempt: 0,
+            restart_span: None,
             intensity,
             restarts: 0,
             stopping: false,
@@ -757,10 +928,13 @@ where
             SupervisorMsg::Start if st.current().is_none() && !st.stopping => {
                 self.start_current(&myself, st).await;
             }
-            SupervisorMsg::Replace(reason, reply) => self.replace(&myself, st, reason, reply).await,
+            SupervisorMsg::Replace { reason, parent, reply } => self.replace(&myself, st, reason, &parent, reply).await,
             SupervisorMsg::Online { generation } => {
                 if let Some(proc) = st.proc_mut(generation) {
                     proc.online = true;
+                    // The start is over: `fork` ends, and so does the `restart` behind it.
+                    proc.spans.fork = None;
+                    proc.spans.restart = None;
                     if proc.role == Role::Current && st.state == WorkerState::Starting {
                         st.state = WorkerState::Online;
                     }
@@ -814,7 +988,7 @@ where
                     }
                 }
                 if recycle && st.replacing.is_none() && !st.stopping {
-                    self.replace(&myself, st, ReplaceReason::Recycle, None).await;
+                    self.replace(&myself, st, ReplaceReason::MaxRequests, &Span::none(), None).await;
                 }
             }
             SupervisorMsg::Draining { generation } => {
@@ -852,7 +1026,11 @@ where
                 let timeout = st.args.config.kill_timeout;
                 let stopping = st.stopping;
                 if let Some(proc) = st.proc_mut(generation) {
-                    tracing::warn!(slot, pid = proc.pid, ?timeout, "worker did not drain in time; killing it");
+                    let scope = proc.spans.drain.clone().unwrap_or_else(Span::none);
+                    scope.record("corral.killed", true);
+                    scope.in_scope(|| {
+                        tracing::warn!(slot, pid = proc.pid, ?timeout, "worker did not drain in time; killing it");
+                    });
                     proc.killed_because = Some(format!("it did not drain within {timeout:?}"));
                     signal(proc, Signal::SIGKILL);
                     if stopping {
@@ -862,19 +1040,23 @@ where
                 }
             }
             SupervisorMsg::Heartbeat => self.heartbeat(&myself, st),
-            SupervisorMsg::Stop => {
+            SupervisorMsg::Stop(parent) => {
                 st.stopping = true;
-                if let Some(pending) = st.replacing.take()
-                    && let Some(reply) = pending.reply
-                {
-                    let _ = reply.send(Err(format!("slot {slot} is stopping")));
+                // A restart waiting for its delay will not happen.
+                st.restart_span = None;
+                if let Some(pending) = st.replacing.take() {
+                    let why = format!("slot {slot} is stopping");
+                    lifecycle::fail(&pending.span, &why);
+                    if let Some(reply) = pending.reply {
+                        let _ = reply.send(Err(why));
+                    }
                 }
                 let live: Vec<u64> = st.procs.iter().filter(|p| !p.draining).map(|p| p.generation).collect();
                 for generation in live {
                     if let Some(proc) = st.proc_mut(generation) {
                         proc.draining = true;
                     }
-                    self.drain(&myself, st, generation);
+                    self.drain(&myself, st, generation, &parent);
                 }
                 if st.current().is_some() {
                     st.state = WorkerState::Stopping;

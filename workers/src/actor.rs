@@ -4,14 +4,16 @@ use std::sync::{Arc, OnceLock};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 use crate::{Worker, WorkerContext, WorkerError};
 
 /// Messages of the worker actor.
 pub(crate) enum WorkerMsg<M> {
     /// A message from the primary, with the reader's credit for it (given back once handled,
-    /// which bounds the actor's otherwise unbounded mailbox).
-    FromPrimary(M, OwnedSemaphorePermit),
+    /// which bounds the actor's otherwise unbounded mailbox) and its `receive` span, in which
+    /// the behaviour handles it.
+    FromPrimary(M, OwnedSemaphorePermit, tracing::Span),
     /// Everything received before this was handled: stop (runs the behaviour's `stop`).
     Drain,
 }
@@ -58,10 +60,11 @@ impl<W: Worker> Actor for WorkerActor<W> {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            WorkerMsg::FromPrimary(msg, _credit) => {
+            WorkerMsg::FromPrimary(msg, _credit, span) => {
                 if let Some(state) = st.state.as_mut() {
                     self.behaviour
                         .handle(&st.cx, msg, state)
+                        .instrument(span)
                         .await
                         .map_err(|e| self.fail(WorkerError::Behaviour(e.to_string())))?;
                 }

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use corral_protocol::{Control, Outgoing, Scheduling};
+use corral_protocol::spans::{self, PRIMARY_DESTINATION};
+use corral_protocol::{Body, Control, Outgoing, Scheduling, TraceContext};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::listen::{ListenRegistry, Listener, bind_reuse_port, from_passed_socket};
 use crate::{CpuPoolHandle, WorkerError};
@@ -183,7 +185,9 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     ///
     /// [`WorkerError::Disconnected`] when the channel to the primary is closed.
     pub async fn report(&self, message: R) -> Result<(), WorkerError> {
-        self.inner.outbox.send(Outgoing::user(message)).await.map_err(|_| WorkerError::Disconnected)?;
+        let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
+        let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
+        self.inner.outbox.send(out).instrument(span).await.map_err(|_| WorkerError::Disconnected)?;
         self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -195,7 +199,10 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// [`WorkerError::Busy`] when the queue is full, [`WorkerError::Disconnected`] when it is
     /// closed.
     pub fn try_report(&self, message: R) -> Result<(), WorkerError> {
-        self.inner.outbox.try_send(Outgoing::user(message)).map_err(|e| match e {
+        let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
+        let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
+        let _sending = span.enter();
+        self.inner.outbox.try_send(out).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => WorkerError::Busy,
             mpsc::error::TrySendError::Closed(_) => WorkerError::Disconnected,
         })?;

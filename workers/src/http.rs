@@ -10,6 +10,10 @@
 //!    to another worker);
 //! 3. close only connections still idle after [`DrainOptions::idle_grace`]; in-flight
 //!    requests always finish.
+//!
+//! Each connection is served inside its [`Connection::span`](crate::Connection::span) and each
+//! request in a `request` span (target `corral::net`, `DEBUG`), so with round robin one trace
+//! runs from the primary's `dispatch` to your handler's own spans.
 
 use std::convert::Infallible;
 use std::io;
@@ -24,6 +28,7 @@ use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::Listener;
 
@@ -68,7 +73,8 @@ pub async fn serve(
     let close_idle = CancellationToken::new();
     let tracker = TaskTracker::new();
     let spawn = |stream: crate::Connection| {
-        tracker.spawn(serve_connection(stream, app.clone(), draining.clone(), close_idle.clone()));
+        let span = stream.span().clone();
+        tracker.spawn(serve_connection(stream, app.clone(), draining.clone(), close_idle.clone()).instrument(span));
     };
     loop {
         tokio::select! {
@@ -112,10 +118,22 @@ async fn serve_connection(
         let app = app.clone();
         let draining = draining.clone();
         async move {
-            let mut response = match app.oneshot(request).await {
+            // One `request` span per request (target `corral::net`, HTTP server conventions),
+            // inside the connection's span: accept → worker → handler in one trace.
+            let span = tracing::debug_span!(
+                target: "corral::net",
+                "request",
+                otel.kind = "server",
+                otel.name = %request.method(),
+                http.request.method = %request.method(),
+                url.path = request.uri().path(),
+                http.response.status_code = tracing::field::Empty,
+            );
+            let mut response = match app.oneshot(request).instrument(span.clone()).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
+            span.record("http.response.status_code", response.status().as_u16());
             if draining.load(Ordering::Acquire) {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }

@@ -18,14 +18,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use corral_protocol::{HandleChannel, HandleKind, ListenGrant, ProtocolError, Scheduling};
+use corral_protocol::{HandleChannel, HandleKind, ListenGrant, ProtocolError, Scheduling, TraceContext};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Span;
 
 use crate::context::Counters;
 
-type Accepted = (TcpStream, SocketAddr);
+/// A connection passed by the primary: the stream, its peer, and its `connection` span.
+type Accepted = (TcpStream, SocketAddr, Span);
+
+/// The tracing target of connection spans.
+const NET_TARGET: &str = "corral::net";
+
+/// The span of one connection in this worker (target `corral::net`): a child of the primary's
+/// `dispatch` span when the connection was passed with a trace context, a root otherwise.
+fn connection_span(peer: &SocketAddr, local: &SocketAddr, parent: Option<&TraceContext>) -> Span {
+    let span = tracing::debug_span!(
+        target: NET_TARGET,
+        "connection",
+        otel.kind = "consumer",
+        server.address = %local.ip(),
+        server.port = local.port(),
+        client.address = %peer.ip(),
+        client.port = peer.port(),
+    );
+    if let Some(parent) = parent {
+        parent.set_parent_of(&span);
+    }
+    span
+}
 
 /// The worker's side of its listeners: requests waiting for the primary's answer, and where
 /// passed fds go.
@@ -93,8 +116,10 @@ impl ListenRegistry {
                             continue;
                         };
                         match to_tokio_stream(fd, &peer) {
-                            Ok(accepted) => {
-                                let _ = tx.send(accepted);
+                            Ok((stream, peer)) => {
+                                let local = stream.local_addr().unwrap_or(peer);
+                                let span = connection_span(&peer, &local, header.trace.as_ref());
+                                let _ = tx.send((stream, peer, span));
                             }
                             Err(e) => tracing::warn!(error = %e, "bad connection fd from the primary"),
                         }
@@ -123,7 +148,7 @@ pub(crate) struct PendingListen {
     pub connections: mpsc::UnboundedReceiver<Accepted>,
 }
 
-fn to_tokio_stream(fd: OwnedFd, peer: &str) -> io::Result<Accepted> {
+fn to_tokio_stream(fd: OwnedFd, peer: &str) -> io::Result<(TcpStream, SocketAddr)> {
     let std_stream = std::net::TcpStream::from(fd);
     std_stream.set_nonblocking(true)?;
     let peer =
@@ -183,14 +208,17 @@ impl Listener {
     /// The accept error of an own socket (shared / reuse-port), or `NotConnected` once the
     /// primary has gone and no more connections will be passed.
     pub async fn accept(&mut self) -> io::Result<(Connection, SocketAddr)> {
-        let (stream, peer) = match &mut self.source {
+        let (stream, peer, span) = match &mut self.source {
             Source::Passed(rx) => rx
                 .recv()
                 .await
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the primary passes no more connections"))?,
-            Source::Socket(listener) => listener.accept().await?,
+            Source::Socket(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                (stream, peer, connection_span(&peer, &self.local, None))
+            }
         };
-        Ok((Connection::new(stream, self.counters.clone()), peer))
+        Ok((Connection::new(stream, self.counters.clone(), span), peer))
     }
 
     /// The shared address (port 0 resolved by the primary).
@@ -235,6 +263,7 @@ impl axum::serve::Listener for Listener {
 pub struct Connection {
     stream: TcpStream,
     counters: Arc<Counters>,
+    span: Span,
 }
 
 impl std::fmt::Debug for Connection {
@@ -244,10 +273,27 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, counters: Arc<Counters>) -> Self {
+    fn new(stream: TcpStream, counters: Arc<Counters>, span: Span) -> Self {
         counters.in_flight.fetch_add(1, Ordering::Relaxed);
         counters.connections_changed.notify_one();
-        Connection { stream, counters }
+        Connection { stream, counters, span }
+    }
+
+    /// This connection's `connection` span (target `corral::net`, disabled when tracing is
+    /// off). With round robin or least connections it is the child of the primary's
+    /// `dispatch` span, so serving the connection inside it (as [`crate::http::serve`] does)
+    /// puts accept → worker → handler in one trace.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut listener: corral_workers::Listener) -> std::io::Result<()> {
+    /// use tracing::Instrument;
+    /// let (connection, _peer) = listener.accept().await?;
+    /// let span = connection.span().clone();
+    /// tokio::spawn(async move { drop(connection) }.instrument(span));
+    /// # Ok(()) }
+    /// ```
+    pub fn span(&self) -> &Span {
+        &self.span
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use corral_protocol::bootstrap::WorkerBootstrap;
+use corral_protocol::spans;
 use corral_protocol::{
     Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PoolStats, ProtocolError, WorkerStats, write_frames,
 };
@@ -115,6 +116,7 @@ async fn run_async<W: Worker>(
 
     let (actor_tx, actor_rx) = watch::channel::<Option<ActorRef<WorkerMsg<W::Msg>>>>(None);
     let reader = Reader {
+        slot: boot.slot as usize,
         outbox: outbox.clone(),
         counters: counters.clone(),
         shutdown: shutdown.clone(),
@@ -243,6 +245,7 @@ fn arm_watchdog(deadline: Duration) {
 /// Reads the primary's frames: user messages go to the behaviour's actor, pings are answered
 /// at once from this event loop, shutdown and EOF start the drain.
 struct Reader<M, R> {
+    slot: usize,
     outbox: mpsc::Sender<Outgoing<R>>,
     counters: Arc<Counters>,
     shutdown: CancellationToken,
@@ -267,8 +270,13 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
 
     async fn read(&mut self, frames: &mut FramedRead<OwnedReadHalf, FrameCodec<R, M>>) -> Result<(), ProtocolError> {
         while let Some(frame) = frames.next().await {
-            match frame?.body {
-                Body::User(message) => self.deliver(message).await,
+            let frame = frame?;
+            match frame.body {
+                Body::User(message) => {
+                    let destination = spans::worker_destination(self.slot);
+                    let span = spans::receive(destination, self.slot, frame.seq, "process", frame.trace.as_ref());
+                    self.deliver(message, span).await;
+                }
                 Body::Control(Control::Ping { nonce }) => {
                     let stats = WorkerStats {
                         in_flight: self.counters.in_flight.load(Ordering::Relaxed),
@@ -293,7 +301,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
         Ok(())
     }
 
-    async fn deliver(&mut self, message: M) {
+    async fn deliver(&mut self, message: M, span: tracing::Span) {
         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
         let Ok(credit) = self.credits.clone().acquire_owned().await else {
             return;
@@ -304,7 +312,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
             Err(_) => return,
         };
         if let Some(actor) = actor {
-            let _ = actor.send_message(WorkerMsg::FromPrimary(message, credit));
+            let _ = actor.send_message(WorkerMsg::FromPrimary(message, credit, span));
         }
     }
 }

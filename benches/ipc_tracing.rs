@@ -1,0 +1,246 @@
+//! What tracing costs IPC: worker → primary throughput (the `ipc` benchmark's flood) with
+//! tracing off, on without export, and on with OTLP export, side by side in one run.
+//!
+//! ```text
+//! cargo bench --bench ipc_tracing                       # 5 repetitions, medians
+//! BENCH_REPS=3 cargo bench --bench ipc_tracing
+//! IPC_BASELINE=/path/to/ipc-bench-binary cargo bench --bench ipc_tracing
+//! ```
+//!
+//! Modes (both processes, primary and worker, set up the same way):
+//! - `off`: no subscriber at all;
+//! - `logging`: `corral::init_tracing()` without an OTLP endpoint (a fmt subscriber at
+//!   `info`: corral's per-message spans, at `debug`, stay off) — how a service runs with
+//!   tracing off;
+//! - `otel`: the OpenTelemetry layer as `corral::telemetry` configures it, every span sampled
+//!   (`AlwaysOn`), no exporter: the cost of making the spans and carrying their context;
+//! - `export`: `corral::init_tracing()` with `OTEL_EXPORTER_OTLP_ENDPOINT` set to an OTLP/HTTP
+//!   sink this benchmark runs on 127.0.0.1 (it decodes every request and counts the spans),
+//!   every span sampled, default batch processor settings;
+//! - `baseline` (when `IPC_BASELINE` names the `ipc` benchmark binary built from a commit
+//!   before tracing existed): the plain figure, in the same run.
+//!
+//! Every measurement runs in a fresh process (this binary re-executes itself), unpinned.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::prelude::*;
+
+const PAYLOAD: usize = 64;
+const COUNT: u64 = 200_000;
+const WARMUP: u64 = 10_000;
+/// The environment variable that tells both processes which mode they run in.
+const MODE_ENV: &str = "IPC_TRACING_MODE";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum BenchCmd {
+    Flood { count: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BenchMsg {
+    seq: u64,
+    data: String,
+}
+
+struct BenchWorker;
+
+impl Worker for BenchWorker {
+    type Msg = BenchCmd;
+    type Report = BenchMsg;
+    type State = ();
+
+    async fn start(&self, _: &WorkerContext<BenchMsg>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    async fn handle(&self, cx: &WorkerContext<BenchMsg>, cmd: BenchCmd, _: &mut ()) -> Result<(), BoxError> {
+        let BenchCmd::Flood { count } = cmd;
+        let data = "x".repeat(PAYLOAD);
+        for seq in 0..count {
+            cx.report(BenchMsg { seq, data: data.clone() }).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets up this process's tracing for `mode`; the returned provider must live as long as the
+/// process records spans.
+fn setup_tracing(mode: &str) -> Option<SdkTracerProvider> {
+    match mode {
+        "logging" | "export" => {
+            corral::init_tracing();
+            None
+        }
+        "otel" => {
+            let provider = SdkTracerProvider::builder().with_sampler(Sampler::AlwaysOn).build();
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("corral"))
+                .with_threads(false)
+                .with_location(false)
+                .with_tracked_inactivity(false)
+                .with_filter(tracing_subscriber::EnvFilter::new(corral::telemetry::DEFAULT_FILTER));
+            tracing_subscriber::registry().with(layer).init();
+            Some(provider)
+        }
+        _ => None,
+    }
+}
+
+/// One measurement in this process (the primary): prints one JSON line.
+fn child() -> Result<(), corral::Error> {
+    corral::run(ClusterConfig::default().workers(1), BenchWorker, move |cluster, mut events| async move {
+        loop {
+            match events.recv().await {
+                Some(ClusterEvent::Ready { .. }) => break,
+                Some(_) => {}
+                None => return Err("cluster stopped before ready".into()),
+            }
+        }
+        cluster.send_to(0, BenchCmd::Flood { count: WARMUP + COUNT }).await?;
+        let mut start = None;
+        let last = WARMUP + COUNT - 1;
+        let mut traced = 0u64;
+        loop {
+            match events.recv().await {
+                Some(ClusterEvent::Message { message, span, .. }) => {
+                    traced += u64::from(!span.is_disabled());
+                    if message.seq + 1 == WARMUP {
+                        start = Some(Instant::now());
+                    }
+                    if message.seq == last {
+                        break;
+                    }
+                }
+                Some(_) => {}
+                None => return Err("cluster stopped".into()),
+            }
+        }
+        let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed()).as_secs_f64();
+        println!(r#"{{"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4},"traced":{traced}}}"#, COUNT as f64 / elapsed);
+        Ok(())
+    })
+}
+
+/// An OTLP/HTTP sink on 127.0.0.1: answers every export, counts the spans it decodes.
+struct Sink {
+    endpoint: String,
+    spans: Arc<AtomicU64>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        use axum::body::Bytes;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("sink runtime");
+        let spans = Arc::new(AtomicU64::new(0));
+        let counted = spans.clone();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind sink");
+        let endpoint = format!("http://{}", listener.local_addr().expect("sink addr"));
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: Bytes| {
+                let counted = counted.clone();
+                async move {
+                    if let Ok(request) = ExportTraceServiceRequest::decode(body) {
+                        let n: usize =
+                            request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+                        counted.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+                }
+            }),
+        );
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Sink { endpoint, spans, _runtime: runtime }
+    }
+}
+
+fn run_child(program: &str, args: &[&str], env: &[(&str, &str)]) -> Option<serde_json::Value> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).env("RUST_LOG", "off").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        eprintln!("{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last()?).ok()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+fn main() -> Result<(), corral::Error> {
+    let mode = std::env::var(MODE_ENV).unwrap_or_default();
+    let _provider = setup_tracing(&mode);
+    corral::run_if_worker(BenchWorker);
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--child") {
+        return child();
+    }
+    let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let exe = std::env::current_exe().map_err(corral::Error::Setup)?.to_string_lossy().to_string();
+    let baseline = std::env::var("IPC_BASELINE").ok();
+    let sink = Sink::start();
+
+    let mut modes: Vec<&str> = Vec::new();
+    if baseline.is_some() {
+        modes.push("baseline");
+    }
+    modes.extend(["off", "logging", "otel", "export"]);
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut exported: Vec<u64> = Vec::new();
+    // Interleaved: every repetition measures every mode once, so drift hits all alike.
+    for _ in 0..reps {
+        for (i, mode) in modes.iter().enumerate() {
+            let before = sink.spans.load(Ordering::Relaxed);
+            let line = match *mode {
+                "baseline" => run_child(baseline.as_deref().unwrap_or_default(), &["--child-mode", "throughput"], &[]),
+                "export" => run_child(
+                    &exe,
+                    &["--child"],
+                    &[
+                        (MODE_ENV, "export"),
+                        ("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint),
+                        ("OTEL_SERVICE_NAME", "ipc-bench"),
+                    ],
+                ),
+                other => run_child(&exe, &["--child"], &[(MODE_ENV, other)]),
+            };
+            if let Some(j) = line {
+                results[i].push(j["msgs_per_sec"].as_f64().unwrap_or(f64::NAN));
+                if *mode == "export" {
+                    exported.push(sink.spans.load(Ordering::Relaxed) - before);
+                }
+            }
+        }
+    }
+    println!("IPC tracing benchmark: worker → primary flood of {COUNT} messages, {reps} repetitions, medians");
+    println!("{:<10} {:>12} {:>10}", "mode", "msgs/s", "vs off");
+    let off = median(results[modes.iter().position(|m| *m == "off").unwrap_or(0)].clone());
+    for (mode, tp) in modes.iter().zip(&results) {
+        let tp = median(tp.clone());
+        println!("{mode:<10} {tp:>12.0} {:>9.1}%", (tp / off - 1.0) * 100.0);
+    }
+    let per_run = (WARMUP + COUNT) * 2;
+    println!(
+        "export: spans received by the sink per run (median): {:.0} of ≈ {per_run} made (2 per message + a few)",
+        median(exported.iter().map(|&n| n as f64).collect())
+    );
+    Ok(())
+}

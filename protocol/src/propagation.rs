@@ -1,0 +1,84 @@
+//! Moving an OpenTelemetry span context into a frame and out of it again, through
+//! `tracing-opentelemetry`: the sender injects the context of its `send` span, the receiver
+//! makes its own span a child of it, so one trace crosses the process boundary.
+//!
+//! Both directions cost one branch when the span is disabled (no subscriber, or a filter that
+//! leaves corral's spans out): nothing is built or copied.
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::TraceContext;
+
+impl TraceContext {
+    /// The OpenTelemetry context of `span`, to put in a frame; `None` when `span` is disabled
+    /// or no OpenTelemetry layer records it (so the frame carries nothing).
+    ///
+    /// ```
+    /// use corral_protocol::TraceContext;
+    /// // No subscriber here: the span is disabled and nothing is injected.
+    /// let span = tracing::info_span!("send");
+    /// assert!(TraceContext::of_span(&span).is_none());
+    /// ```
+    pub fn of_span(span: &tracing::Span) -> Option<TraceContext> {
+        if span.is_disabled() {
+            return None;
+        }
+        let context = span.context();
+        let otel_span = context.span();
+        let sc = otel_span.span_context();
+        if !sc.is_valid() {
+            return None;
+        }
+        Some(TraceContext {
+            trace_id: sc.trace_id().to_bytes(),
+            span_id: sc.span_id().to_bytes(),
+            flags: sc.trace_flags().to_u8(),
+            tracestate: sc.trace_state().header(),
+        })
+    }
+
+    /// This context as a remote OpenTelemetry parent (invalid when the ids are all zero; a
+    /// malformed `tracestate` is dropped, the ids are kept).
+    ///
+    /// ```
+    /// use corral_protocol::TraceContext;
+    /// use opentelemetry::trace::TraceContextExt;
+    /// let cx = TraceContext { trace_id: [1; 16], span_id: [2; 8], flags: 1, tracestate: String::new() };
+    /// let otel = cx.to_otel();
+    /// assert!(otel.span().span_context().is_remote());
+    /// assert!(otel.span().span_context().is_sampled());
+    /// ```
+    pub fn to_otel(&self) -> opentelemetry::Context {
+        let state = if self.tracestate.is_empty() {
+            TraceState::default()
+        } else {
+            self.tracestate.parse().unwrap_or_default()
+        };
+        let sc = SpanContext::new(
+            TraceId::from_bytes(self.trace_id),
+            SpanId::from_bytes(self.span_id),
+            TraceFlags::new(self.flags),
+            true,
+            state,
+        );
+        opentelemetry::Context::new().with_remote_span_context(sc)
+    }
+
+    /// Makes `span` a child of this remote context. Call it before the span is first entered
+    /// (OpenTelemetry fixes a span's parent when the span starts); returns whether the parent
+    /// was set (`false` when the span is disabled, has no OpenTelemetry layer, or had started).
+    ///
+    /// ```
+    /// use corral_protocol::TraceContext;
+    /// let cx = TraceContext { trace_id: [1; 16], span_id: [2; 8], flags: 1, tracestate: String::new() };
+    /// let span = tracing::info_span!("receive");
+    /// assert!(!cx.set_parent_of(&span)); // no subscriber: nothing to parent
+    /// ```
+    pub fn set_parent_of(&self, span: &tracing::Span) -> bool {
+        if span.is_disabled() || self.trace_id == [0; 16] || self.span_id == [0; 8] {
+            return false;
+        }
+        span.set_parent(self.to_otel()).is_ok()
+    }
+}
