@@ -5,6 +5,7 @@
 //! cargo bench --bench ipc_tracing                       # 5 repetitions, medians
 //! BENCH_REPS=3 cargo bench --bench ipc_tracing
 //! IPC_BASELINE=/path/to/ipc-bench-binary cargo bench --bench ipc_tracing
+//! BENCH_MODES=baseline,otel cargo bench --bench ipc_tracing   # `off` and these only
 //! ```
 //!
 //! Modes (both processes, primary and worker, set up the same way):
@@ -14,9 +15,12 @@
 //!   tracing off;
 //! - `otel`: the OpenTelemetry layer as `corral::telemetry` configures it, every span sampled
 //!   (`AlwaysOn`), no exporter: the cost of making the spans and carrying their context;
+//! - `otel-1%`: the same with one trace in a hundred sampled (`TraceIdRatioBased(0.01)`);
 //! - `export`: `corral::init_tracing()` with `OTEL_EXPORTER_OTLP_ENDPOINT` set to an OTLP/HTTP
 //!   sink this benchmark runs on 127.0.0.1 (it decodes every request and counts the spans),
-//!   every span sampled, default batch processor settings;
+//!   every span sampled, default batch processor settings (a 2,048-span queue: what does not
+//!   fit is dropped, as the SDK does under overload);
+//! - `export-all`: the same with a queue and batches big enough that every span is exported;
 //! - `baseline` (when `IPC_BASELINE` names the `ipc` benchmark binary built from a commit
 //!   before tracing existed): the plain figure, in the same run.
 //!
@@ -35,7 +39,11 @@ use serde::{Deserialize, Serialize};
 use tracing_subscriber::prelude::*;
 
 const PAYLOAD: usize = 64;
-const COUNT: u64 = 200_000;
+/// Messages measured per run (`IPC_COUNT`, default 1,000,000: long enough to average out
+/// scheduling noise), after [`WARMUP`] unmeasured ones.
+fn count() -> u64 {
+    std::env::var("IPC_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(1_000_000)
+}
 const WARMUP: u64 = 10_000;
 /// The environment variable that tells both processes which mode they run in.
 const MODE_ENV: &str = "IPC_TRACING_MODE";
@@ -80,8 +88,10 @@ fn setup_tracing(mode: &str) -> Option<SdkTracerProvider> {
             corral::init_tracing();
             None
         }
-        "otel" => {
-            let provider = SdkTracerProvider::builder().with_sampler(Sampler::AlwaysOn).build();
+        "otel" | "otel-1%" => {
+            // `otel-1%`: one trace in a hundred sampled; the others' spans are still made.
+            let sampler = if mode == "otel" { Sampler::AlwaysOn } else { Sampler::TraceIdRatioBased(0.01) };
+            let provider = SdkTracerProvider::builder().with_sampler(sampler).build();
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("corral"))
                 .with_threads(false)
@@ -105,9 +115,9 @@ fn child() -> Result<(), corral::Error> {
                 None => return Err("cluster stopped before ready".into()),
             }
         }
-        cluster.send_to(0, BenchCmd::Flood { count: WARMUP + COUNT }).await?;
+        cluster.send_to(0, BenchCmd::Flood { count: WARMUP + count() }).await?;
         let mut start = None;
-        let last = WARMUP + COUNT - 1;
+        let last = WARMUP + count() - 1;
         let mut traced = 0u64;
         loop {
             match events.recv().await {
@@ -125,7 +135,7 @@ fn child() -> Result<(), corral::Error> {
             }
         }
         let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed()).as_secs_f64();
-        println!(r#"{{"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4},"traced":{traced}}}"#, COUNT as f64 / elapsed);
+        println!(r#"{{"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4},"traced":{traced}}}"#, count() as f64 / elapsed);
         Ok(())
     })
 }
@@ -141,7 +151,9 @@ impl Sink {
     fn start() -> Sink {
         use axum::body::Bytes;
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("sink runtime");
+        // Its own thread runs it while this one waits for the measurements.
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("sink runtime");
         let spans = Arc::new(AtomicU64::new(0));
         let counted = spans.clone();
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind sink");
@@ -167,7 +179,10 @@ impl Sink {
 
 fn run_child(program: &str, args: &[&str], env: &[(&str, &str)]) -> Option<serde_json::Value> {
     let mut cmd = Command::new(program);
-    cmd.args(args).env("RUST_LOG", "off").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    cmd.args(args)
+        .env("RUST_LOG", "off")
+        .env("IPC_COUNT", count().to_string())
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -177,6 +192,9 @@ fn run_child(program: &str, args: &[&str], env: &[(&str, &str)]) -> Option<serde
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        eprintln!("{args:?} {env:?}: {}", text.trim());
+    }
     serde_json::from_str(text.lines().last()?).ok()
 }
 
@@ -202,9 +220,14 @@ fn main() -> Result<(), corral::Error> {
     if baseline.is_some() {
         modes.push("baseline");
     }
-    modes.extend(["off", "logging", "otel", "export"]);
+    modes.extend(["off", "logging", "otel", "otel-1%", "export", "export-all"]);
+    // BENCH_MODES=off,otel measures a subset.
+    let only = std::env::var("BENCH_MODES").unwrap_or_default();
+    if !only.is_empty() {
+        modes.retain(|m| *m == "off" || only.split(',').any(|o| o == *m));
+    }
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    let mut exported: Vec<u64> = Vec::new();
+    let mut exported: Vec<Vec<u64>> = vec![Vec::new(); modes.len()];
     // Interleaved: every repetition measures every mode once, so drift hits all alike.
     for _ in 0..reps {
         for (i, mode) in modes.iter().enumerate() {
@@ -220,27 +243,41 @@ fn main() -> Result<(), corral::Error> {
                         ("OTEL_SERVICE_NAME", "ipc-bench"),
                     ],
                 ),
+                // A queue and batches big enough that no span is dropped.
+                "export-all" => run_child(
+                    &exe,
+                    &["--child"],
+                    &[
+                        (MODE_ENV, "export"),
+                        ("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint),
+                        ("OTEL_SERVICE_NAME", "ipc-bench"),
+                        ("OTEL_BSP_MAX_QUEUE_SIZE", "4194304"),
+                        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16384"),
+                        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+                    ],
+                ),
                 other => run_child(&exe, &["--child"], &[(MODE_ENV, other)]),
             };
             if let Some(j) = line {
                 results[i].push(j["msgs_per_sec"].as_f64().unwrap_or(f64::NAN));
-                if *mode == "export" {
-                    exported.push(sink.spans.load(Ordering::Relaxed) - before);
+                if mode.starts_with("export") {
+                    exported[i].push(sink.spans.load(Ordering::Relaxed) - before);
                 }
             }
         }
     }
-    println!("IPC tracing benchmark: worker → primary flood of {COUNT} messages, {reps} repetitions, medians");
-    println!("{:<10} {:>12} {:>10}", "mode", "msgs/s", "vs off");
+    println!("IPC tracing benchmark: worker → primary flood of {} messages, {reps} repetitions, medians", count());
+    println!("{:<11} {:>12} {:>10} {:>14}", "mode", "msgs/s", "vs off", "spans exported");
     let off = median(results[modes.iter().position(|m| *m == "off").unwrap_or(0)].clone());
-    for (mode, tp) in modes.iter().zip(&results) {
+    for ((mode, tp), sent) in modes.iter().zip(&results).zip(&exported) {
         let tp = median(tp.clone());
-        println!("{mode:<10} {tp:>12.0} {:>9.1}%", (tp / off - 1.0) * 100.0);
+        let sent = if sent.is_empty() {
+            String::new()
+        } else {
+            format!("{:.0}", median(sent.iter().map(|&n| n as f64).collect()))
+        };
+        println!("{mode:<11} {tp:>12.0} {:>9.1}% {sent:>14}", (tp / off - 1.0) * 100.0);
     }
-    let per_run = (WARMUP + COUNT) * 2;
-    println!(
-        "export: spans received by the sink per run (median): {:.0} of ≈ {per_run} made (2 per message + a few)",
-        median(exported.iter().map(|&n| n as f64).collect())
-    );
+    println!("(≈ {} spans are made per run with tracing on: a send and a receive per message)", (WARMUP + count()) * 2);
     Ok(())
 }

@@ -17,8 +17,8 @@ use axum::Router;
 use axum::routing::get;
 use clap::Parser;
 use corral::{
-    Backoff, BoxError, ClusterConfig, ClusterEvent, Escalation, Restart, Scheduling, Worker, WorkerContext,
-    WorkerStatus,
+    Backoff, BoxError, ClusterConfig, ClusterEvent, Escalation, Restart, Scheduling, StatusTable, Worker,
+    WorkerContext, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -158,24 +158,7 @@ impl Worker for Web {
 
 /// A `pm2 ls`-style table.
 fn print_table(rows: &[WorkerStatus]) {
-    println!("┌──────┬─────────┬─────┬────────────┬──────────┬──────────┬──────────┬─────────┬──────────┐");
-    println!("│ slot │ pid     │ gen │ state      │ uptime   │ restarts │ rss      │ handled │ ping     │");
-    println!("├──────┼─────────┼─────┼────────────┼──────────┼──────────┼──────────┼─────────┼──────────┤");
-    for w in rows {
-        println!(
-            "│ {:<4} │ {:<7} │ {:<3} │ {:<10} │ {:>8} │ {:>8} │ {:>6.1}Mi │ {:>7} │ {:>8} │",
-            w.slot,
-            w.pid.map_or("-".into(), |p| p.to_string()),
-            w.generation,
-            format!("{:?}", w.state),
-            w.uptime.map_or("-".into(), |u| format!("{}s", u.as_secs())),
-            w.restarts,
-            w.rss_bytes.unwrap_or(0) as f64 / f64::from(1 << 20),
-            w.stats.map_or(0, |s| s.handled),
-            w.heartbeat_latency.map_or("-".into(), |l| format!("{}µs", l.as_micros())),
-        );
-    }
-    println!("└──────┴─────────┴─────┴────────────┴──────────┴──────────┴──────────┴─────────┴──────────┘");
+    print!("{}", StatusTable(rows));
 }
 
 fn main() -> Result<(), BoxError> {

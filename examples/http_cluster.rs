@@ -9,6 +9,11 @@
 //!
 //! The primary prints `listening on http://HOST:PORT` once every worker is ready. SIGINT or
 //! SIGTERM drains the workers (in-flight requests finish) and exits 0.
+//!
+//! Built with `--features telemetry` (as README's command does), it exports its traces over
+//! OTLP whenever `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`OTEL_EXPORTER_OTLP_PROTOCOL` = `grpc`
+//! or `http/protobuf`): per request, the primary's `dispatch` span, the worker's `connection`
+//! span and the request's `GET` span form one trace.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -43,7 +43,7 @@ pub use corral_protocol as protocol;
 pub use corral_runtime::{
     Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError, Escalation,
     EventStream, ExitStatus, OutputStream, PoolStats, ReloadReport, Replaced, Restart, RestartIntensity, Scale,
-    ScaleReport, Scheduling, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
+    ScaleReport, Scheduling, StatusTable, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
 };
 pub use corral_workers::http;
 pub use corral_workers::{
@@ -54,12 +54,12 @@ pub use error::Error;
 pub use primary::{is_worker, main, run, run_if_worker};
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
-/// `info`), and — with the `telemetry` feature (default) and `OTEL_EXPORTER_OTLP_ENDPOINT`
-/// set — exports spans over OTLP as [`telemetry`] describes. Call it first thing in `main`, in
+/// `info`), and — with the `telemetry` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// set — exports spans over OTLP as `corral::telemetry` describes. Call it first thing in `main`, in
 /// primary and workers alike (they run the same `main`). A telemetry set-up that fails (say,
 /// an unknown `OTEL_EXPORTER_OTLP_PROTOCOL`) is logged and the program runs without export.
 /// Does nothing when a global subscriber is already installed. For examples and services
-/// happy with this set-up; others compose their own (see [`telemetry::layer`]).
+/// happy with this set-up; others compose their own (see `corral::telemetry::layer`).
 ///
 /// ```no_run
 /// corral::init_tracing();

@@ -1,4 +1,4 @@
-//! OpenTelemetry export (cargo feature `telemetry`, on by default): corral's spans — IPC
+//! OpenTelemetry export (cargo feature `telemetry`, opt-in): corral's spans — IPC
 //! `send`/`receive`, connection `dispatch`/`connection`, lifecycle `fork`, `restart`,
 //! `reload`, `shutdown` — and your own, sent over OTLP from the primary and from every worker,
 //! configured by the standard `OTEL_*` environment variables (workers inherit them):

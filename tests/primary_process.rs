@@ -108,3 +108,67 @@ async fn http_cluster_serves_on_any_free_port() {
     let status = tokio::time::timeout(TIMEOUT, child.wait()).await.expect("exits").expect("status");
     assert_eq!(status.code(), Some(0));
 }
+
+/// One row of a `StatusTable`: (slot, pid, generation, state, restarts).
+type Row = (usize, Option<u32>, u64, String, u64);
+
+/// Reads the next whole table `07_status_table` prints.
+async fn next_table(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    loop {
+        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+            .await
+            .expect("a table in time")
+            .expect("read")
+            .expect("the example is still printing");
+        if line.starts_with('└') {
+            return rows;
+        }
+        let cells: Vec<&str> = line.split('│').map(str::trim).filter(|c| !c.is_empty()).collect();
+        if let Some(slot) = cells.first().and_then(|c| c.parse().ok()) {
+            rows.push((
+                slot,
+                cells[1].parse().ok(),
+                cells[2].parse().expect("gen"),
+                cells[3].into(),
+                cells[5].parse().expect("restarts"),
+            ));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_table_follows_a_restart() {
+    let mut primary = Command::new(example("07_status_table"))
+        .args(["--workers", "2", "--port", "0", "--interval-ms", "50"])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start 07_status_table");
+    let mut lines = BufReader::new(primary.stdout.take().expect("stdout")).lines();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let old = loop {
+        let table = next_table(&mut lines).await;
+        assert_eq!(table.len(), 2, "one row per slot: {table:?}");
+        if table.iter().all(|r| r.3 == "ready") {
+            break table;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "workers never all ready: {table:?}");
+    };
+    let (_, Some(old_pid), 1, _, 0) = old[0] else { panic!("slot 0 starts at generation 1 without restarts: {old:?}") };
+    kill(old_pid, Signal::SIGKILL);
+    loop {
+        let table = next_table(&mut lines).await;
+        let row = &table[0];
+        if row.1.is_some_and(|pid| pid != old_pid) && row.3 == "ready" {
+            assert_eq!((row.2, row.4), (2, 1), "a new generation and one restart: {table:?}");
+            assert_eq!(table[1], old[1], "slot 1 is untouched");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slot 0 never came back: {table:?}");
+    }
+    kill(primary.id().expect("pid"), Signal::SIGTERM);
+    let status = tokio::time::timeout(TIMEOUT, primary.wait()).await.expect("exits").expect("wait");
+    assert!(status.success(), "{status:?}");
+}

@@ -1,8 +1,12 @@
 //! The `tracing` spans of IPC, shared by both sides so that their names and fields agree.
 //!
-//! They follow OpenTelemetry's messaging conventions: `messaging.system = "corral"`, an
-//! operation (`send` on the sending side, `receive` on the receiving side), and the
-//! destination: `worker.<slot>` for messages to a worker, `primary` for a worker's reports.
+//! They follow OpenTelemetry's messaging conventions: span kind producer / consumer,
+//! `messaging.system = "corral"`, `messaging.operation.type` (`send`; `receive` where a message
+//! is handed on, `process` where a handler runs in the span), `messaging.destination.name`
+//! (`worker.<slot>` for messages to a worker, `primary` for a worker's reports), and on the
+//! receiving side `messaging.message.id` (the frame's sequence number). The span name is the
+//! operation (`send` / `receive`); `corral.slot` names the worker at the other end. Fields are
+//! kept few: each costs an attribute per message when the spans are exported.
 //! Their target is `corral::ipc` at `DEBUG` level, so a filter such as `corral::ipc=debug`
 //! turns them on without the rest of corral's debug output; when they are filtered out (or no
 //! subscriber is installed) creating them costs one branch.
@@ -19,6 +23,19 @@ pub const IPC_TARGET: &str = "corral::ipc";
 pub const PRIMARY_DESTINATION: &str = "primary";
 /// Slots with a named destination of their own; higher ones share `worker`.
 const NAMED_SLOTS: usize = 1024;
+
+/// Whether IPC spans can be on at all: a quick check (one atomic load) of the most verbose
+/// level any subscriber wants, so that the per-message code can skip making spans, carrying
+/// them and wrapping futures in them when tracing is off.
+///
+/// ```
+/// // No subscriber in this example.
+/// assert!(!corral_protocol::spans::enabled());
+/// ```
+#[inline]
+pub fn enabled() -> bool {
+    tracing::level_enabled!(tracing::Level::DEBUG)
+}
 
 /// The destination name of messages to the worker in `slot`: `worker.<slot>`.
 ///
@@ -50,7 +67,6 @@ pub fn send(destination: &'static str, slot: usize) -> Span {
         otel.kind = "producer",
         messaging.system = "corral",
         messaging.operation.type = "send",
-        messaging.operation.name = "send",
         messaging.destination.name = destination,
         corral.slot = slot,
     )
@@ -78,7 +94,6 @@ pub fn receive(
         otel.kind = "consumer",
         messaging.system = "corral",
         messaging.operation.type = operation,
-        messaging.operation.name = "receive",
         messaging.destination.name = destination,
         messaging.message.id = seq,
         corral.slot = slot,

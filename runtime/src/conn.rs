@@ -109,7 +109,11 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
         match frame.body {
             Body::User(message) => {
                 cx.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                let span = spans::receive(PRIMARY_DESTINATION, slot, frame.seq, "receive", frame.trace.as_ref());
+                let span = if spans::enabled() {
+                    spans::receive(PRIMARY_DESTINATION, slot, frame.seq, "receive", frame.trace.as_ref())
+                } else {
+                    tracing::Span::none()
+                };
                 cx.bus.emit_message(&mut snapshot, slot, message, span).await;
             }
             Body::Control(Control::Ready) => {

@@ -98,22 +98,32 @@ where
             .get(slot)
             .ok_or(ClusterError::NoSuchSlot { slot, workers: self.workers() })?
             .ok_or(ClusterError::NotConnected { slot })?;
-        let span = spans::send(spans::worker_destination(slot), slot);
-        let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
-        route.tx.send(out).instrument(span).await.map_err(|_| ClusterError::NotConnected { slot })
+        let sent = if spans::enabled() {
+            let span = spans::send(spans::worker_destination(slot), slot);
+            let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
+            route.tx.send(out).instrument(span).await
+        } else {
+            route.tx.send(Outgoing::user(message)).await
+        };
+        sent.map_err(|_| ClusterError::NotConnected { slot })
     }
 
     /// Sends `message` to every worker that has a live process; returns how many it reached.
     pub async fn broadcast(&self, message: M) -> usize {
-        let mut sent = 0;
+        let mut reached = 0;
         for (slot, route) in self.routes.all() {
-            let span = spans::send(spans::worker_destination(slot), slot);
-            let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message.clone()) };
-            if route.tx.send(out).instrument(span).await.is_ok() {
-                sent += 1;
+            let sent = if spans::enabled() {
+                let span = spans::send(spans::worker_destination(slot), slot);
+                let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message.clone()) };
+                route.tx.send(out).instrument(span).await
+            } else {
+                route.tx.send(Outgoing::user(message.clone())).await
+            };
+            if sent.is_ok() {
+                reached += 1;
             }
         }
-        sent
+        reached
     }
 
     /// A new event stream, from now on.

@@ -53,6 +53,7 @@ mod restart;
 mod routes;
 mod spawn;
 mod status;
+mod status_table;
 mod supervisor;
 
 pub use backoff::Backoff;
@@ -68,4 +69,5 @@ pub use intensity::RestartIntensity;
 pub use reload::{ReloadReport, Replaced, ScaleReport};
 pub use restart::Restart;
 pub use status::{WorkerState, WorkerStatus};
+pub use status_table::StatusTable;
 pub use supervisor::{ReplaceReason, SlotState, SupervisorArgs, SupervisorMsg, WorkerSupervisor};

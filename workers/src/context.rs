@@ -185,9 +185,14 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     ///
     /// [`WorkerError::Disconnected`] when the channel to the primary is closed.
     pub async fn report(&self, message: R) -> Result<(), WorkerError> {
-        let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
-        let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
-        self.inner.outbox.send(out).instrument(span).await.map_err(|_| WorkerError::Disconnected)?;
+        let sent = if spans::enabled() {
+            let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
+            let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
+            self.inner.outbox.send(out).instrument(span).await
+        } else {
+            self.inner.outbox.send(Outgoing::user(message)).await
+        };
+        sent.map_err(|_| WorkerError::Disconnected)?;
         self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -199,8 +204,12 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// [`WorkerError::Busy`] when the queue is full, [`WorkerError::Disconnected`] when it is
     /// closed.
     pub fn try_report(&self, message: R) -> Result<(), WorkerError> {
-        let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
-        let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
+        let (out, span) = if spans::enabled() {
+            let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
+            (Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) }, span)
+        } else {
+            (Outgoing::user(message), tracing::Span::none())
+        };
         let _sending = span.enter();
         self.inner.outbox.try_send(out).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => WorkerError::Busy,

@@ -273,8 +273,12 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
             let frame = frame?;
             match frame.body {
                 Body::User(message) => {
-                    let destination = spans::worker_destination(self.slot);
-                    let span = spans::receive(destination, self.slot, frame.seq, "process", frame.trace.as_ref());
+                    let span = if spans::enabled() {
+                        let destination = spans::worker_destination(self.slot);
+                        spans::receive(destination, self.slot, frame.seq, "process", frame.trace.as_ref())
+                    } else {
+                        tracing::Span::none()
+                    };
                     self.deliver(message, span).await;
                 }
                 Body::Control(Control::Ping { nonce }) => {
