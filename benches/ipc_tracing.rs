@@ -2,10 +2,10 @@
 //! tracing off, on without export, and on with OTLP export, side by side in one run.
 //!
 //! ```text
-//! cargo bench --bench ipc_tracing                       # 5 repetitions, medians
-//! BENCH_REPS=3 cargo bench --bench ipc_tracing
-//! IPC_BASELINE=/path/to/ipc-bench-binary cargo bench --bench ipc_tracing
-//! BENCH_MODES=baseline,otel cargo bench --bench ipc_tracing   # `off` and these only
+//! cargo bench --features telemetry --bench ipc_tracing                       # 5 repetitions, medians
+//! BENCH_REPS=3 cargo bench --features telemetry --bench ipc_tracing
+//! IPC_BASELINE=/path/to/ipc-bench-binary cargo bench --features telemetry --bench ipc_tracing
+//! BENCH_MODES=baseline,otel cargo bench --features telemetry --bench ipc_tracing   # `off` and these only
 //! ```
 //!
 //! Modes (both processes, primary and worker, set up the same way):

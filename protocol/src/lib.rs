@@ -56,5 +56,6 @@ pub use error::ProtocolError;
 pub use handle::{HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER};
 pub use handshake::{Hello, PROTOCOL_VERSION};
 pub use outgoing::{Outgoing, write_frames};
+pub use propagation::MAX_TRACESTATE;
 pub use socketpair::{SocketPair, seqpacket_pair, stream_pair};
 pub use trace::TraceContext;

@@ -10,6 +10,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::TraceContext;
 
+/// The longest `tracestate` carried. W3C lets a propagator drop a `tracestate` over 512
+/// characters; dropping it keeps every frame and fd-passing header small (the latter must fit
+/// one datagram), while the trace and span ids always travel.
+pub const MAX_TRACESTATE: usize = 512;
+
+fn bounded_tracestate(header: String) -> String {
+    if header.len() > MAX_TRACESTATE { String::new() } else { header }
+}
+
 impl TraceContext {
     /// The OpenTelemetry context of `span`, to put in a frame; `None` when `span` is disabled
     /// or no OpenTelemetry layer records it (so the frame carries nothing).
@@ -34,7 +43,7 @@ impl TraceContext {
             trace_id: sc.trace_id().to_bytes(),
             span_id: sc.span_id().to_bytes(),
             flags: sc.trace_flags().to_u8(),
-            tracestate: sc.trace_state().header(),
+            tracestate: bounded_tracestate(sc.trace_state().header()),
         })
     }
 
@@ -80,5 +89,36 @@ impl TraceContext {
             return false;
         }
         span.set_parent(self.to_otel()).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_tracestate_is_dropped_a_short_one_kept() {
+        assert_eq!(bounded_tracestate("a=1,b=2".into()), "a=1,b=2");
+        assert_eq!(bounded_tracestate("k=".to_string() + &"v".repeat(MAX_TRACESTATE)), "");
+    }
+
+    #[test]
+    fn the_remote_parent_keeps_ids_flags_and_state() {
+        let cx = TraceContext { trace_id: [7; 16], span_id: [9; 8], flags: 1, tracestate: "vendor=x".into() };
+        let otel = cx.to_otel();
+        let sc = otel.span().span_context().clone();
+        assert_eq!(sc.trace_id().to_bytes(), [7; 16]);
+        assert_eq!(sc.span_id().to_bytes(), [9; 8]);
+        assert!(sc.is_sampled() && sc.is_remote());
+        assert_eq!(sc.trace_state().header(), "vendor=x");
+    }
+
+    #[test]
+    fn a_malformed_tracestate_keeps_the_ids() {
+        let cx = TraceContext { trace_id: [7; 16], span_id: [9; 8], flags: 0, tracestate: "not a tracestate".into() };
+        let sc = cx.to_otel().span().span_context().clone();
+        assert!(sc.is_valid());
+        assert!(!sc.is_sampled());
+        assert_eq!(sc.trace_state().header(), "");
     }
 }
