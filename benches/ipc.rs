@@ -16,53 +16,16 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
-use serde::{Deserialize, Serialize};
+use corral::{ClusterConfig, ClusterEvent};
 
-const PAYLOAD: usize = 64;
+#[path = "support/ipc_worker.rs"]
+mod ipc_worker;
+use ipc_worker::{BenchCmd, BenchWorker, PAYLOAD, median};
+
 const THROUGHPUT_COUNT: u64 = 200_000;
 const THROUGHPUT_WARMUP: u64 = 10_000;
 const RTT_COUNT: u64 = 20_000;
 const RTT_WARMUP: u64 = 2_000;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum BenchCmd {
-    /// Send `count` messages as fast as possible.
-    Flood { count: u64 },
-    /// Send this back.
-    Ping { seq: u64, data: String },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct BenchMsg {
-    seq: u64,
-    data: String,
-}
-
-struct BenchWorker;
-
-impl Worker for BenchWorker {
-    type Msg = BenchCmd;
-    type Report = BenchMsg;
-    type State = ();
-
-    async fn start(&self, _: &WorkerContext<BenchMsg>) -> Result<(), BoxError> {
-        Ok(())
-    }
-
-    async fn handle(&self, cx: &WorkerContext<BenchMsg>, cmd: BenchCmd, _: &mut ()) -> Result<(), BoxError> {
-        match cmd {
-            BenchCmd::Flood { count } => {
-                let data = "x".repeat(PAYLOAD);
-                for seq in 0..count {
-                    cx.report(BenchMsg { seq, data: data.clone() }).await?;
-                }
-            }
-            BenchCmd::Ping { seq, data } => cx.report(BenchMsg { seq, data }).await?,
-        }
-        Ok(())
-    }
-}
 
 /// One measurement in this process: prints one JSON line.
 fn child(mode: &str) -> Result<(), corral::Error> {
@@ -153,11 +116,6 @@ fn measure(program: &str, args: &[&str], pinned: bool) -> Option<serde_json::Val
     }
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last()?).ok()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
 fn main() -> Result<(), corral::Error> {

@@ -31,14 +31,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
+use corral::{ClusterConfig, ClusterEvent};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use prost::Message as _;
-use serde::{Deserialize, Serialize};
 use tracing_subscriber::prelude::*;
 
-const PAYLOAD: usize = 64;
+#[path = "support/ipc_worker.rs"]
+mod ipc_worker;
+use ipc_worker::{BenchCmd, BenchWorker, median};
+
 /// Messages measured per run (`IPC_COUNT`, default 1,000,000: long enough to average out
 /// scheduling noise), after [`WARMUP`] unmeasured ones.
 fn count() -> u64 {
@@ -47,38 +49,6 @@ fn count() -> u64 {
 const WARMUP: u64 = 10_000;
 /// The environment variable that tells both processes which mode they run in.
 const MODE_ENV: &str = "IPC_TRACING_MODE";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum BenchCmd {
-    Flood { count: u64 },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct BenchMsg {
-    seq: u64,
-    data: String,
-}
-
-struct BenchWorker;
-
-impl Worker for BenchWorker {
-    type Msg = BenchCmd;
-    type Report = BenchMsg;
-    type State = ();
-
-    async fn start(&self, _: &WorkerContext<BenchMsg>) -> Result<(), BoxError> {
-        Ok(())
-    }
-
-    async fn handle(&self, cx: &WorkerContext<BenchMsg>, cmd: BenchCmd, _: &mut ()) -> Result<(), BoxError> {
-        let BenchCmd::Flood { count } = cmd;
-        let data = "x".repeat(PAYLOAD);
-        for seq in 0..count {
-            cx.report(BenchMsg { seq, data: data.clone() }).await?;
-        }
-        Ok(())
-    }
-}
 
 /// Sets up this process's tracing for `mode`; the returned provider must live as long as the
 /// process records spans.
@@ -196,11 +166,6 @@ fn run_child(program: &str, args: &[&str], env: &[(&str, &str)]) -> Option<serde
         eprintln!("{args:?} {env:?}: {}", text.trim());
     }
     serde_json::from_str(text.lines().last()?).ok()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
 fn main() -> Result<(), corral::Error> {

@@ -20,7 +20,10 @@
 //!
 //! [`crate::init_tracing`] installs all this; use [`layer`] to add the exporting layer to a
 //! subscriber of your own. corral flushes the spans before a worker exits and when
-//! [`crate::run`] returns; call [`shutdown`] yourself if the primary exits another way.
+//! [`crate::run`] returns; call [`shutdown`] yourself if the primary exits another way. (A
+//! tracer provider you install yourself is yours to flush: do it in [`crate::Worker::stop`],
+//! which runs before the worker exits.) A worker killed at its drain deadline loses the spans
+//! still queued.
 //!
 //! ```no_run
 //! use tracing_subscriber::prelude::*;

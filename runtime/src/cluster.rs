@@ -332,19 +332,7 @@ where
             Some(SlotOutcome::GaveUp { .. }) => WorkerState::GaveUp,
             _ => WorkerState::Stopped,
         };
-        WorkerStatus {
-            slot,
-            pid: None,
-            generation: 0,
-            state,
-            uptime: None,
-            restarts: 0,
-            rss_bytes: None,
-            messages_in: 0,
-            messages_out: 0,
-            stats: None,
-            heartbeat_latency: None,
-        }
+        WorkerStatus::without_process(slot, state)
     }
 
     /// Replaces every slot in turn, in a task (the cluster keeps answering meanwhile).

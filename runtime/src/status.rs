@@ -49,3 +49,22 @@ pub struct WorkerStatus {
     /// Round trip of the last ping, if any.
     pub heartbeat_latency: Option<Duration>,
 }
+
+impl WorkerStatus {
+    /// A slot with no process and nothing measured yet, in `state`.
+    pub(crate) fn without_process(slot: usize, state: WorkerState) -> Self {
+        WorkerStatus {
+            slot,
+            pid: None,
+            generation: 0,
+            state,
+            uptime: None,
+            restarts: 0,
+            rss_bytes: None,
+            messages_in: 0,
+            messages_out: 0,
+            stats: None,
+            heartbeat_latency: None,
+        }
+    }
+}

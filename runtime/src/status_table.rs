@@ -118,17 +118,10 @@ mod tests {
 
     fn status(slot: usize, pid: Option<u32>, state: WorkerState) -> WorkerStatus {
         WorkerStatus {
-            slot,
             pid,
             generation: 1,
-            state,
             uptime: pid.map(|_| Duration::from_secs(3)),
-            restarts: 0,
-            rss_bytes: None,
-            messages_in: 0,
-            messages_out: 0,
-            stats: None,
-            heartbeat_latency: None,
+            ..WorkerStatus::without_process(slot, state)
         }
     }
 
