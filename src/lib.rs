@@ -67,6 +67,9 @@ pub use primary::{is_worker, main, run, run_if_worker};
 /// ```
 pub fn init_tracing() {
     use tracing_subscriber::prelude::*;
+    if tracing::dispatcher::has_been_set() {
+        return; // Someone else set tracing up; don't start an exporter nobody feeds.
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
