@@ -118,22 +118,31 @@ async fn serve_connection(
         let app = app.clone();
         let draining = draining.clone();
         async move {
-            // One `request` span per request (target `corral::net`, HTTP server conventions),
-            // inside the connection's span: accept → worker → handler in one trace.
-            let span = tracing::debug_span!(
-                target: "corral::net",
-                "request",
-                otel.kind = "server",
-                otel.name = %request.method(),
-                http.request.method = %request.method(),
-                url.path = request.uri().path(),
-                http.response.status_code = tracing::field::Empty,
-            );
-            let mut response = match app.oneshot(request).instrument(span.clone()).await {
+            let result = if corral_protocol::spans::enabled() {
+                // One `request` span per request (target `corral::net`, HTTP server
+                // conventions), inside the connection's span: accept → worker → handler in
+                // one trace.
+                let span = tracing::debug_span!(
+                    target: "corral::net",
+                    "request",
+                    otel.kind = "server",
+                    otel.name = %request.method(),
+                    http.request.method = %request.method(),
+                    url.path = request.uri().path(),
+                    http.response.status_code = tracing::field::Empty,
+                );
+                let response = app.oneshot(request).instrument(span.clone()).await;
+                if let Ok(response) = &response {
+                    span.record("http.response.status_code", response.status().as_u16());
+                }
+                response
+            } else {
+                app.oneshot(request).await
+            };
+            let mut response = match result {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
-            span.record("http.response.status_code", response.status().as_u16());
             if draining.load(Ordering::Acquire) {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
