@@ -6,6 +6,7 @@
 //! BENCH_REPS=3 cargo bench --features telemetry --bench ipc_tracing
 //! IPC_BASELINE=/path/to/ipc-bench-binary cargo bench --features telemetry --bench ipc_tracing
 //! BENCH_MODES=baseline,otel cargo bench --features telemetry --bench ipc_tracing   # `off` and these only
+//! IPC_WORKLOAD=rtt cargo bench --features telemetry --bench ipc_tracing   # round trips instead of the flood
 //! ```
 //!
 //! Modes (both processes, primary and worker, set up the same way):
@@ -75,8 +76,14 @@ fn setup_tracing(mode: &str) -> Option<SdkTracerProvider> {
     }
 }
 
+/// Round trips measured per run of the `rtt` workload, after [`RTT_WARMUP`] (the `ipc`
+/// benchmark's figures, so the baseline binary does the same).
+const RTT_COUNT: u64 = 20_000;
+const RTT_WARMUP: u64 = 2_000;
+
 /// One measurement in this process (the primary): prints one JSON line.
-fn child() -> Result<(), corral::Error> {
+fn child(workload: &str) -> Result<(), corral::Error> {
+    let rtt = workload == "rtt";
     corral::run(ClusterConfig::default().workers(1), BenchWorker, move |cluster, mut events| async move {
         loop {
             match events.recv().await {
@@ -84,6 +91,28 @@ fn child() -> Result<(), corral::Error> {
                 Some(_) => {}
                 None => return Err("cluster stopped before ready".into()),
             }
+        }
+        if rtt {
+            // One message in flight: primary → worker → primary, each handled in its span.
+            let data = "x".repeat(ipc_worker::PAYLOAD);
+            let mut samples = Vec::with_capacity(RTT_COUNT as usize);
+            for seq in 0..RTT_WARMUP + RTT_COUNT {
+                let t = Instant::now();
+                cluster.send_to(0, BenchCmd::Ping { seq, data: data.clone() }).await?;
+                loop {
+                    match events.recv().await {
+                        Some(ClusterEvent::Message { message, .. }) if message.seq == seq => break,
+                        Some(_) => {}
+                        None => return Err("cluster stopped".into()),
+                    }
+                }
+                if seq >= RTT_WARMUP {
+                    samples.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+            println!(r#"{{"p50_us":{:.2},"mean_us":{mean:.2}}}"#, median(samples));
+            return Ok(());
         }
         cluster.send_to(0, BenchCmd::Flood { count: WARMUP + count() }).await?;
         let mut start = None;
@@ -173,9 +202,12 @@ fn main() -> Result<(), corral::Error> {
     let _provider = setup_tracing(&mode);
     corral::run_if_worker(BenchWorker);
     let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--child") {
-        return child();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        return child(args.get(i + 1).map_or("flood", String::as_str));
     }
+    // IPC_WORKLOAD=rtt: one message in flight (round trips) instead of the flood.
+    let workload = std::env::var("IPC_WORKLOAD").unwrap_or_else(|_| "flood".into());
+    let rtt = workload == "rtt";
     let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let exe = std::env::current_exe().map_err(corral::Error::Setup)?.to_string_lossy().to_string();
     let baseline = std::env::var("IPC_BASELINE").ok();
@@ -193,15 +225,20 @@ fn main() -> Result<(), corral::Error> {
     }
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut exported: Vec<Vec<u64>> = vec![Vec::new(); modes.len()];
+    let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     // Interleaved: every repetition measures every mode once, so drift hits all alike.
     for _ in 0..reps {
         for (i, mode) in modes.iter().enumerate() {
             let before = sink.spans.load(Ordering::Relaxed);
             let line = match *mode {
-                "baseline" => run_child(baseline.as_deref().unwrap_or_default(), &["--child-mode", "throughput"], &[]),
+                "baseline" => run_child(
+                    baseline.as_deref().unwrap_or_default(),
+                    &["--child-mode", if rtt { "rtt" } else { "throughput" }],
+                    &[],
+                ),
                 "export" => run_child(
                     &exe,
-                    &["--child"],
+                    &["--child", &workload],
                     &[
                         (MODE_ENV, "export"),
                         ("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint),
@@ -211,7 +248,7 @@ fn main() -> Result<(), corral::Error> {
                 // A queue and batches big enough that no span is dropped.
                 "export-all" => run_child(
                     &exe,
-                    &["--child"],
+                    &["--child", &workload],
                     &[
                         (MODE_ENV, "export"),
                         ("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint),
@@ -221,28 +258,46 @@ fn main() -> Result<(), corral::Error> {
                         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
                     ],
                 ),
-                other => run_child(&exe, &["--child"], &[(MODE_ENV, other)]),
+                other => run_child(&exe, &["--child", &workload], &[(MODE_ENV, other)]),
             };
             if let Some(j) = line {
-                results[i].push(j["msgs_per_sec"].as_f64().unwrap_or(f64::NAN));
+                // Round trips per second from the mean round trip (the baseline's JSON has it).
+                let rate = if rtt {
+                    1e6 / j["mean_us"].as_f64().unwrap_or(f64::NAN)
+                } else {
+                    j["msgs_per_sec"].as_f64().unwrap_or(f64::NAN)
+                };
+                results[i].push(rate);
+                if rtt {
+                    p50s[i].push(j["p50_us"].as_f64().unwrap_or(f64::NAN));
+                }
                 if mode.starts_with("export") {
                     exported[i].push(sink.spans.load(Ordering::Relaxed) - before);
                 }
             }
         }
     }
-    println!("IPC tracing benchmark: worker → primary flood of {} messages, {reps} repetitions, medians", count());
-    println!("{:<11} {:>12} {:>10} {:>14}", "mode", "msgs/s", "vs off", "spans exported");
+    if rtt {
+        println!(
+            "IPC tracing benchmark: primary → worker → primary round trips, one in flight, {RTT_COUNT} per run, {reps} repetitions, medians"
+        );
+    } else {
+        println!("IPC tracing benchmark: worker → primary flood of {} messages, {reps} repetitions, medians", count());
+    }
+    let unit = if rtt { "trips/s" } else { "msgs/s" };
+    println!("{:<11} {:>12} {:>10} {:>10} {:>14}", "mode", unit, "vs off", "rtt p50", "spans exported");
     let off = median(results[modes.iter().position(|m| *m == "off").unwrap_or(0)].clone());
-    for ((mode, tp), sent) in modes.iter().zip(&results).zip(&exported) {
+    for (((mode, tp), sent), p50) in modes.iter().zip(&results).zip(&exported).zip(&p50s) {
         let tp = median(tp.clone());
         let sent = if sent.is_empty() {
             String::new()
         } else {
             format!("{:.0}", median(sent.iter().map(|&n| n as f64).collect()))
         };
-        println!("{mode:<11} {tp:>12.0} {:>9.1}% {sent:>14}", (tp / off - 1.0) * 100.0);
+        let p50 = if p50.is_empty() { String::new() } else { format!("{:.1}µs", median(p50.clone())) };
+        println!("{mode:<11} {tp:>12.0} {:>9.1}% {p50:>10} {sent:>14}", (tp / off - 1.0) * 100.0);
     }
-    println!("(≈ {} spans are made per run with tracing on: a send and a receive per message)", (WARMUP + count()) * 2);
+    let spans = if rtt { (RTT_WARMUP + RTT_COUNT) * 4 } else { (WARMUP + count()) * 2 };
+    println!("(≈ {spans} spans are made per run with tracing on: a send and a receive per message)");
     Ok(())
 }
