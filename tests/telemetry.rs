@@ -213,6 +213,11 @@ fn has_exporter_thread(pid: u32) -> bool {
 /// process flushes its spans on the way out). Returns, per process that served or started
 /// (primary first), whether it ran an exporter.
 async fn run_http_cluster(env: &[(&str, String)], requests: usize) -> Vec<(u32, bool)> {
+    run_http_cluster_with(env, requests, None).await
+}
+
+/// As [`run_http_cluster`], plus one request with this `traceparent` header.
+async fn run_http_cluster_with(env: &[(&str, String)], requests: usize, traceparent: Option<&str>) -> Vec<(u32, bool)> {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut cmd = tokio::process::Command::new(example("http_cluster"));
     cmd.args(["--workers", "2", "--port", "0"]).env("RUST_LOG", "off").env("OTEL_BSP_SCHEDULE_DELAY", "50");
@@ -240,6 +245,16 @@ async fn run_http_cluster(env: &[(&str, String)], requests: usize) -> Vec<(u32, 
             pids.push(pid);
         }
     }
+    if let Some(traceparent) = traceparent {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request =
+            format!("GET / HTTP/1.1\r\nHost: test\r\ntraceparent: {traceparent}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut answer)).await.expect("answered").expect("read");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    }
     let exporters: Vec<(u32, bool)> = pids.iter().map(|&pid| (pid, has_exporter_thread(pid))).collect();
     let pid = nix::unistd::Pid::from_raw(primary_pid as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
@@ -253,14 +268,23 @@ async fn http_cluster_exports_accept_worker_handler_as_one_trace() {
     let collector = &tracing().collector;
     let service = "http-cluster-traced";
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", collector.http_endpoint()), ("OTEL_SERVICE_NAME", service.into())];
-    let exporters = run_http_cluster(&env, 3).await;
+    // A caller's trace (W3C traceparent) continues into the request span.
+    let caller_trace = [0x4b; 16];
+    let caller_span = [0x0f; 8];
+    let traceparent = format!("00-{}-{}-01", hex(&caller_trace), hex(&caller_span));
+    let exporters = run_http_cluster_with(&env, 3, Some(&traceparent)).await;
     assert!(exporters.len() >= 2 && exporters.iter().all(|(_, on)| *on), "every process exports: {exporters:?}");
     let ours = |s: &CollectedSpan| res(s, "service.name") == service;
     let spans = collector.wait_for("3 request spans from http_cluster", TIMEOUT, |spans| {
-        spans.iter().filter(|s| ours(s) && s.kind == Kind::Server).count() >= 3
+        spans.iter().filter(|s| ours(s) && s.kind == Kind::Server).count() >= 4
     });
     let dump = || spans.iter().filter(|s| ours(s)).map(|s| format!("{s:?}")).collect::<Vec<_>>().join("\n");
-    for request in spans.iter().filter(|s| ours(s) && s.kind == Kind::Server) {
+    let continued = spans
+        .iter()
+        .find(|s| ours(s) && s.kind == Kind::Server && s.trace_id == caller_trace)
+        .unwrap_or_else(|| panic!("the request with a traceparent continues the caller's trace\n{}", dump()));
+    assert_eq!(continued.parent_span_id, Some(caller_span), "its parent is the caller's span");
+    for request in spans.iter().filter(|s| ours(s) && s.kind == Kind::Server && s.trace_id != caller_trace) {
         assert_eq!(request.name, "GET", "HTTP server spans are named by their method");
         assert_eq!(attr(request, "http.request.method"), "GET");
         assert_eq!(attr(request, "url.path"), "/");

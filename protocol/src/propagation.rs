@@ -85,10 +85,44 @@ impl TraceContext {
     /// assert!(!cx.set_parent_of(&span)); // no subscriber: nothing to parent
     /// ```
     pub fn set_parent_of(&self, span: &tracing::Span) -> bool {
+        self.set_parent_linking(span, None)
+    }
+
+    /// As [`set_parent_of`](Self::set_parent_of), and links `span` to the OpenTelemetry
+    /// context of `link` (when it has one): for a span that continues a caller's trace but
+    /// also belongs to a local one, e.g. an HTTP request carrying `traceparent` on a connection
+    /// that has its own `connection` span.
+    ///
+    /// ```
+    /// use corral_protocol::TraceContext;
+    /// let cx = TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    /// let span = tracing::info_span!("request");
+    /// assert!(!cx.set_parent_linking(&span, Some(&tracing::Span::current())));
+    /// ```
+    pub fn set_parent_linking(&self, span: &tracing::Span, link: Option<&tracing::Span>) -> bool {
         if span.is_disabled() || self.trace_id == [0; 16] || self.span_id == [0; 8] {
             return false;
         }
+        if let Some(link) = link.filter(|l| !l.is_disabled()) {
+            let linked = link.context().span().span_context().clone();
+            span.add_link(linked); // Ignored when not valid.
+        }
         span.set_parent(self.to_otel()).is_ok()
+    }
+
+    /// The context a caller sent in W3C headers: a `traceparent` value (required) and a
+    /// `tracestate` value (dropped when over [`MAX_TRACESTATE`]).
+    ///
+    /// ```
+    /// use corral_protocol::TraceContext;
+    /// let cx = TraceContext::from_headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", Some("v=1")).unwrap();
+    /// assert_eq!(cx.tracestate, "v=1");
+    /// assert!(TraceContext::from_headers("nonsense", None).is_none());
+    /// ```
+    pub fn from_headers(traceparent: &str, tracestate: Option<&str>) -> Option<TraceContext> {
+        let mut cx = TraceContext::from_traceparent(traceparent)?;
+        cx.tracestate = bounded_tracestate(tracestate.unwrap_or_default().trim().to_string());
+        Some(cx)
     }
 }
 

@@ -13,7 +13,8 @@
 //!
 //! Each connection is served inside its [`Connection::span`](crate::Connection::span) and each
 //! request in a `request` span (target `corral::net`, `DEBUG`), so with round robin one trace
-//! runs from the primary's `dispatch` to your handler's own spans.
+//! runs from the primary's `dispatch` to your handler's own spans. A request that carries a
+//! W3C `traceparent` header continues the caller's trace instead, linked to the connection's.
 
 use std::convert::Infallible;
 use std::io;
@@ -108,6 +109,13 @@ pub async fn serve(
     Ok(())
 }
 
+/// The trace context a caller sent in W3C `traceparent` / `tracestate` headers, if valid.
+fn remote_context(headers: &axum::http::HeaderMap) -> Option<corral_protocol::TraceContext> {
+    let traceparent = headers.get("traceparent")?.to_str().ok()?;
+    let tracestate = headers.get("tracestate").and_then(|v| v.to_str().ok());
+    corral_protocol::TraceContext::from_headers(traceparent, tracestate)
+}
+
 async fn serve_connection(
     stream: crate::Connection,
     app: Router,
@@ -131,6 +139,11 @@ async fn serve_connection(
                     url.path = request.uri().path(),
                     http.response.status_code = tracing::field::Empty,
                 );
+                // A caller's W3C `traceparent` continues its trace here; the connection's
+                // own trace (dispatch → connection) is kept as a link.
+                if let Some(remote) = remote_context(request.headers()) {
+                    remote.set_parent_linking(&span, Some(&tracing::Span::current()));
+                }
                 let response = app.oneshot(request).instrument(span.clone()).await;
                 if let Ok(response) = &response {
                     span.record("http.response.status_code", response.status().as_u16());
