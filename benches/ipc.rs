@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use corral::{ClusterConfig, ClusterEvent};
 
-#[path = "support/ipc_worker.rs"]
-mod ipc_worker;
-use ipc_worker::{BenchCmd, BenchWorker, PAYLOAD, median};
+#[path = "support/ipc.rs"]
+mod support;
+use support::{BenchCmd, BenchWorker, PAYLOAD, median, round_trips};
 
 const THROUGHPUT_COUNT: u64 = 200_000;
 const THROUGHPUT_WARMUP: u64 = 10_000;
@@ -65,22 +65,7 @@ fn child(mode: &str) -> Result<(), corral::Error> {
                 )
             }
             _ => {
-                let data = "x".repeat(PAYLOAD);
-                let mut samples = Vec::with_capacity(RTT_COUNT as usize);
-                for seq in 0..RTT_WARMUP + RTT_COUNT {
-                    let t = Instant::now();
-                    cluster.send_to(0, BenchCmd::Ping { seq, data: data.clone() }).await?;
-                    loop {
-                        match events.recv().await {
-                            Some(ClusterEvent::Message { message, .. }) if message.seq == seq => break,
-                            Some(_) => {}
-                            None => return Err("cluster stopped".into()),
-                        }
-                    }
-                    if seq >= RTT_WARMUP {
-                        samples.push(t.elapsed().as_secs_f64() * 1e6);
-                    }
-                }
+                let mut samples = round_trips(&cluster, &mut events, RTT_WARMUP, RTT_COUNT).await?;
                 samples.sort_by(f64::total_cmp);
                 let pct =
                     |p: f64| samples[((p / 100.0 * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];

@@ -38,9 +38,9 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use prost::Message as _;
 use tracing_subscriber::prelude::*;
 
-#[path = "support/ipc_worker.rs"]
-mod ipc_worker;
-use ipc_worker::{BenchCmd, BenchWorker, median};
+#[path = "support/ipc.rs"]
+mod support;
+use support::{BenchCmd, BenchWorker, median, round_trips};
 
 /// Messages measured per run (`IPC_COUNT`, default 1,000,000: long enough to average out
 /// scheduling noise), after [`WARMUP`] unmeasured ones.
@@ -94,22 +94,7 @@ fn child(workload: &str) -> Result<(), corral::Error> {
         }
         if rtt {
             // One message in flight: primary → worker → primary, each handled in its span.
-            let data = "x".repeat(ipc_worker::PAYLOAD);
-            let mut samples = Vec::with_capacity(RTT_COUNT as usize);
-            for seq in 0..RTT_WARMUP + RTT_COUNT {
-                let t = Instant::now();
-                cluster.send_to(0, BenchCmd::Ping { seq, data: data.clone() }).await?;
-                loop {
-                    match events.recv().await {
-                        Some(ClusterEvent::Message { message, .. }) if message.seq == seq => break,
-                        Some(_) => {}
-                        None => return Err("cluster stopped".into()),
-                    }
-                }
-                if seq >= RTT_WARMUP {
-                    samples.push(t.elapsed().as_secs_f64() * 1e6);
-                }
-            }
+            let samples = round_trips(&cluster, &mut events, RTT_WARMUP, RTT_COUNT).await?;
             let mean = samples.iter().sum::<f64>() / samples.len() as f64;
             println!(r#"{{"p50_us":{:.2},"mean_us":{mean:.2}}}"#, median(samples));
             return Ok(());
