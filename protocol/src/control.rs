@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Hello;
+use crate::{Hello, ListenRefusal};
 
 /// A control message: corral's side of the protocol, beside the user's messages.
 ///
@@ -32,7 +32,7 @@ pub enum Control {
         /// The request's id.
         id: u64,
         /// The grant, or why the address could not be listened on.
-        result: Result<ListenGrant, String>,
+        result: Result<ListenGrant, ListenRefusal>,
     },
     /// Worker → primary: how many connections the worker has open (sent when it changes,
     /// at most every few milliseconds), for least-connections balancing.
@@ -73,6 +73,29 @@ pub enum Control {
         /// What was wrong, for humans.
         message: String,
     },
+}
+
+impl Control {
+    /// The variant's name, for errors and logs.
+    ///
+    /// ```
+    /// assert_eq!(corral_protocol::Control::Ready.name(), "Ready");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            Control::Hello(_) => "Hello",
+            Control::Ready => "Ready",
+            Control::Listen { .. } => "Listen",
+            Control::ListenAck { .. } => "ListenAck",
+            Control::Load { .. } => "Load",
+            Control::Ping { .. } => "Ping",
+            Control::Pong { .. } => "Pong",
+            Control::Shutdown { .. } => "Shutdown",
+            Control::Disconnect => "Disconnect",
+            Control::Log { .. } => "Log",
+            Control::Error { .. } => "Error",
+        }
+    }
 }
 
 /// How a worker gets its connections for a granted listener.

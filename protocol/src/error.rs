@@ -70,10 +70,24 @@ pub enum ProtocolError {
         /// Generation in the hello.
         generation: u64,
     },
-    /// The peer sent a frame the protocol does not allow at this point (e.g. anything but a
-    /// hello first).
-    #[error("unexpected frame: {0}")]
-    Unexpected(String),
+    /// No hello arrived within the time allowed for it.
+    #[error("no hello within {timeout_ms} ms")]
+    NoHello {
+        /// The time allowed, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// The first frame was not a hello.
+    #[error("unexpected frame: the first frame is not a hello")]
+    HelloNotFirst,
+    /// The peer sent a control message that only the other side may send (e.g. a worker
+    /// sending `Shutdown`).
+    #[error("unexpected frame: {control} from the {peer}")]
+    UnexpectedControl {
+        /// The control message's name ([`Control::name`](crate::Control::name)).
+        control: &'static str,
+        /// Who sent it: `"worker"` or `"primary"`.
+        peer: &'static str,
+    },
     /// The connection closed before an expected frame arrived.
     #[error("connection closed")]
     Closed,

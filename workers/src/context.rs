@@ -130,9 +130,10 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     ///
     /// # Errors
     ///
-    /// [`WorkerError::Listen`] when the primary cannot bind the address (the message names
-    /// it; the primary then stops the cluster rather than restart into the same error) or the
-    /// socket cannot be set up; [`WorkerError::Disconnected`] when the primary is gone.
+    /// [`WorkerError::ListenRefused`] when the primary cannot bind the address (the refusal
+    /// names it; the primary then stops the cluster rather than restart into the same error),
+    /// [`WorkerError::Listen`] when the socket cannot be set up in this worker;
+    /// [`WorkerError::Disconnected`] when the primary is gone.
     pub async fn listen(&self, addr: &str) -> Result<Listener, WorkerError> {
         let listens = &self.inner.listens;
         let (id, mut pending) = listens.open();
@@ -146,7 +147,7 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
             Ok(Ok(grant)) => grant,
             Ok(Err(reason)) => {
                 listens.settle(id, None);
-                return Err(WorkerError::Listen(reason));
+                return Err(WorkerError::ListenRefused(reason));
             }
             Err(_) => {
                 listens.settle(id, None);
@@ -154,7 +155,7 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
             }
         };
         listens.settle(id, Some(grant.scheduling));
-        let failed = |e: std::io::Error| WorkerError::Listen(format!("{addr}: {e}"));
+        let failed = |source: std::io::Error| WorkerError::Listen { addr: addr.to_string(), source };
         let socket = match grant.scheduling {
             Scheduling::RoundRobin | Scheduling::LeastConnections => None,
             Scheduling::Shared => {
@@ -162,7 +163,9 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
                 Some(from_passed_socket(fd).map_err(failed)?)
             }
             Scheduling::ReusePort => {
-                let granted = grant.addr.parse().map_err(|e| WorkerError::Listen(format!("{addr}: {e}")))?;
+                let granted = grant.addr.parse().map_err(|_| {
+                    failed(std::io::Error::new(std::io::ErrorKind::InvalidData, "the primary granted an unparsable address"))
+                })?;
                 Some(bind_reuse_port(granted).map_err(failed)?)
             }
         };

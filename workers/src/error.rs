@@ -1,6 +1,6 @@
 //! The worker side's error type.
 
-use corral_protocol::ProtocolError;
+use corral_protocol::{ListenRefusal, ProtocolError};
 
 /// Errors of the worker side.
 #[derive(Debug, thiserror::Error)]
@@ -12,9 +12,18 @@ pub enum WorkerError {
     /// The outgoing queue is full ([`WorkerContext::try_report`](crate::WorkerContext::try_report)).
     #[error("the outgoing queue to the primary is full")]
     Busy,
-    /// Listening failed.
-    #[error("cannot listen: {0}")]
-    Listen(String),
+    /// The primary refused a listen request.
+    #[error(transparent)]
+    ListenRefused(#[from] ListenRefusal),
+    /// A granted listener could not be set up in this worker.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A protocol error.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use corral_protocol::{HandleChannel, HandleKind, ListenGrant, ProtocolError, Scheduling, TraceContext};
+use corral_protocol::{BindMode, HandleChannel, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling, TraceContext};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -60,7 +60,7 @@ pub(crate) struct ListenRegistry {
 
 #[derive(Default)]
 struct Pending {
-    acks: HashMap<u64, oneshot::Sender<Result<ListenGrant, String>>>,
+    acks: HashMap<u64, oneshot::Sender<Result<ListenGrant, ListenRefusal>>>,
     sockets: HashMap<u64, oneshot::Sender<OwnedFd>>,
     connections: HashMap<u64, mpsc::UnboundedSender<Accepted>>,
 }
@@ -98,7 +98,7 @@ impl ListenRegistry {
     }
 
     /// The primary's answer to request `id`.
-    pub(crate) fn acked(&self, id: u64, result: Result<ListenGrant, String>) {
+    pub(crate) fn acked(&self, id: u64, result: Result<ListenGrant, ListenRefusal>) {
         if let Some(tx) = self.with(|p| p.acks.remove(&id)) {
             let _ = tx.send(result);
         }
@@ -143,7 +143,7 @@ impl ListenRegistry {
 
 /// What a listen request waits on.
 pub(crate) struct PendingListen {
-    pub ack: oneshot::Receiver<Result<ListenGrant, String>>,
+    pub ack: oneshot::Receiver<Result<ListenGrant, ListenRefusal>>,
     pub socket: oneshot::Receiver<OwnedFd>,
     pub connections: mpsc::UnboundedReceiver<Accepted>,
 }
@@ -353,13 +353,7 @@ impl AsyncWrite for Connection {
 
 /// Binds this worker's own `SO_REUSEPORT` socket to `addr`.
 pub(crate) fn bind_reuse_port(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
+    let socket = corral_protocol::bind(addr, BindMode::ReusePortListen)?;
     tokio::net::TcpListener::from_std(socket.into())
 }
 

@@ -298,7 +298,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                     self.shutdown.cancel();
                 }
                 Body::Control(other) => {
-                    return Err(ProtocolError::Unexpected(format!("{other:?} from the primary")));
+                    return Err(ProtocolError::UnexpectedControl { control: other.name(), peer: "primary" });
                 }
             }
         }

@@ -1,0 +1,128 @@
+//! Listening sockets: the one `bind` both sides use, and the typed refusal of a listen
+//! request that travels on the wire.
+
+use std::io;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use socket2::{Domain, Socket, Type};
+
+/// Backlog of every listening socket corral creates.
+pub const BACKLOG: i32 = 1024;
+
+/// How [`bind`] prepares a socket.
+///
+/// ```
+/// use corral_protocol::BindMode;
+/// assert_ne!(BindMode::Listen, BindMode::ReusePortHold);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindMode {
+    /// One listening socket (the primary's, for round robin, least connections and shared
+    /// scheduling).
+    Listen,
+    /// A listening member of an `SO_REUSEPORT` group (a worker's own socket).
+    ReusePortListen,
+    /// A bound, **not listening**, member of an `SO_REUSEPORT` group: it holds the port for
+    /// the cluster without the kernel ever queueing a connection on it.
+    ReusePortHold,
+}
+
+/// Binds a non-blocking, close-on-exec TCP socket to `addr` as `mode` asks
+/// (`SO_REUSEADDR` always, `SO_REUSEPORT` for the reuse-port modes, `listen(BACKLOG)` unless
+/// holding).
+///
+/// ```
+/// use corral_protocol::{BindMode, bind};
+/// let socket = bind("127.0.0.1:0".parse().unwrap(), BindMode::Listen).unwrap();
+/// assert_ne!(socket.local_addr().unwrap().as_socket().unwrap().port(), 0);
+/// ```
+///
+/// # Errors
+///
+/// The socket calls' own errors (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`, …).
+pub fn bind(addr: SocketAddr, mode: BindMode) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+    socket.set_reuse_address(true)?;
+    if mode != BindMode::Listen {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    if mode != BindMode::ReusePortHold {
+        socket.listen(BACKLOG)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Why the primary refused a worker's listen request (the error half of
+/// [`Control::ListenAck`](crate::Control::ListenAck)).
+///
+/// ```
+/// use corral_protocol::ListenRefusal;
+/// let refusal = ListenRefusal::Bind { addr: "127.0.0.1:80".into(), errno: 13 };
+/// assert_eq!(refusal.to_string(), "cannot listen on 127.0.0.1:80: Permission denied (os error 13)");
+/// assert_eq!(refusal.io_error().unwrap().kind(), std::io::ErrorKind::PermissionDenied);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ListenRefusal {
+    /// The address is not `host:port`, or its host does not resolve.
+    #[error("cannot resolve {addr}: not a valid host:port, or an unknown host")]
+    Unresolvable {
+        /// The address asked for.
+        addr: String,
+    },
+    /// The address resolved to nothing.
+    #[error("{addr} resolves to no address")]
+    NoAddress {
+        /// The address asked for.
+        addr: String,
+    },
+    /// Binding or listening failed (in use, not permitted, not a local address).
+    #[error("cannot listen on {addr}: {}", io::Error::from_raw_os_error(*errno))]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The `errno` of the failed call.
+        errno: i32,
+    },
+    /// The socket was bound, but passing it to the worker failed.
+    #[error("cannot pass the socket for {addr} to the worker: {}", io::Error::from_raw_os_error(*errno))]
+    Pass {
+        /// The address asked for.
+        addr: String,
+        /// The `errno` of the failed send.
+        errno: i32,
+    },
+}
+
+impl ListenRefusal {
+    /// A [`Bind`](ListenRefusal::Bind) (or, for an error without an errno, `EINVAL`) refusal.
+    pub fn bind(addr: &str, error: &io::Error) -> Self {
+        ListenRefusal::Bind { addr: addr.to_string(), errno: error.raw_os_error().unwrap_or(libc_einval()) }
+    }
+
+    /// The address the worker asked for.
+    pub fn addr(&self) -> &str {
+        match self {
+            ListenRefusal::Unresolvable { addr }
+            | ListenRefusal::NoAddress { addr }
+            | ListenRefusal::Bind { addr, .. }
+            | ListenRefusal::Pass { addr, .. } => addr,
+        }
+    }
+
+    /// The operating system's error, for the refusals that have one.
+    pub fn io_error(&self) -> Option<io::Error> {
+        match self {
+            ListenRefusal::Bind { errno, .. } | ListenRefusal::Pass { errno, .. } => {
+                Some(io::Error::from_raw_os_error(*errno))
+            }
+            ListenRefusal::Unresolvable { .. } | ListenRefusal::NoAddress { .. } => None,
+        }
+    }
+}
+
+fn libc_einval() -> i32 {
+    nix::errno::Errno::EINVAL as i32
+}
