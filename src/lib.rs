@@ -42,8 +42,9 @@ pub mod telemetry;
 pub use corral_protocol as protocol;
 pub use corral_runtime::{
     Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError, Escalation,
-    EventStream, ExitStatus, OutputStream, PoolStats, ReloadReport, Replaced, Restart, RestartIntensity, Scale,
-    ScaleReport, Scheduling, StatusTable, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
+    EventStream, ExitStatus, KillReason, KilledWorker, ListenRefusal, OutputStream, PoolStats, ProtocolError,
+    ReloadError, ReloadReport, ReplaceError, Replaced, Restart, RestartIntensity, Scale, ScaleError, ScaleReport,
+    Scheduling, StartFailure, StatusTable, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
 };
 pub use corral_workers::http;
 pub use corral_workers::{

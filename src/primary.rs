@@ -203,7 +203,7 @@ impl Signals {
                             }
                             Ok(report) => tracing::error!(
                                 replaced = report.replaced.len(),
-                                error = report.error.as_deref().unwrap_or(""),
+                                error = report.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
                                 "reload aborted; the old workers keep serving"
                             ),
                             Err(e) => tracing::error!(error = %e, "reload failed"),

@@ -3,11 +3,11 @@
 mod common;
 
 use common::*;
-use corral::{ClusterEvent, Escalation};
+use corral::{ClusterEvent, Escalation, ProtocolError};
 
 /// Slot 1's first process misbehaves as `mode` says; checks it is reported and replaced while
 /// slot 0 keeps its process and keeps answering.
-async fn replaced_after(mode: &str, expect_in_error: &str) {
+async fn replaced_after(mode: &str, expected: fn(&ProtocolError) -> bool) {
     let config = config(2)
         .env_var("TESTBED_MODE", mode)
         .env_var("TESTBED_FAULT_SLOT", "1")
@@ -19,7 +19,7 @@ async fn replaced_after(mode: &str, expect_in_error: &str) {
 
     let err = events.seen_or_wait("protocol error", |e| matches!(e, ClusterEvent::ProtocolError { slot: 1, .. })).await;
     let ClusterEvent::ProtocolError { error, .. } = err else { unreachable!() };
-    assert!(error.contains(expect_in_error), "{mode}: error {error:?} should mention {expect_in_error:?}");
+    assert!(expected(&error), "{mode}: unexpected error {error:?}");
     events.seen_or_wait("replacement ready", |e| matches!(e, ClusterEvent::Ready { slot: 1, generation: 2, .. })).await;
 
     // The replacement and the untouched worker both work.
@@ -41,22 +41,22 @@ async fn replaced_after(mode: &str, expect_in_error: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_bytes() {
-    replaced_after("garbage", "malformed frame").await;
+    replaced_after("garbage", |e| matches!(e, ProtocolError::Decode(_))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn length_prefix_over_the_limit() {
-    replaced_after("oversized", "exceeds the maximum of 65536").await;
+    replaced_after("oversized", |e| matches!(e, ProtocolError::FrameTooLarge { max: 65536, .. })).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_frame() {
-    replaced_after("truncated", "in the middle of a frame").await;
+    replaced_after("truncated", |e| matches!(e, ProtocolError::Truncated { .. })).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_variant() {
-    replaced_after("unknown_variant", "malformed frame").await;
+    replaced_after("unknown_variant", |e| matches!(e, ProtocolError::Decode(_))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +67,10 @@ async fn no_hello_within_the_listen_timeout() {
         .listen_timeout(std::time::Duration::from_millis(500));
     let (cluster, mut events) = spawn(config).await;
     let err = events.wait_for("protocol error", |e| matches!(e, ClusterEvent::ProtocolError { .. })).await;
-    assert!(matches!(err, ClusterEvent::ProtocolError { ref error, .. } if error.contains("no hello")), "{err:?}");
+    assert!(
+        matches!(err, ClusterEvent::ProtocolError { ref error, .. } if matches!(**error, ProtocolError::NoHello { timeout_ms: 500 })),
+        "{err:?}"
+    );
     events.wait_for("replacement ready", |e| matches!(e, ClusterEvent::Ready { generation: 2, .. })).await;
     cluster.stop().await.expect("clean stop");
 }
@@ -81,7 +84,7 @@ async fn wrong_protocol_version_is_not_restarted() {
     let (cluster, mut events) = spawn(config).await;
     let err = events.wait_for("protocol error", |e| matches!(e, ClusterEvent::ProtocolError { slot: 1, .. })).await;
     assert!(
-        matches!(err, ClusterEvent::ProtocolError { ref error, .. } if error.contains("version mismatch: we speak 1, the peer speaks 99")),
+        matches!(err, ClusterEvent::ProtocolError { ref error, .. } if matches!(**error, ProtocolError::VersionMismatch { ours: 1, theirs: 99 })),
         "{err:?}"
     );
     events.wait_for("gave up", |e| matches!(e, ClusterEvent::GaveUp { slot: 1, .. })).await;

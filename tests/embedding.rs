@@ -5,17 +5,27 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use corral::{Cluster, Escalation};
+use corral::{Cluster, ClusterError, ConfigError, Escalation};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
 /// A user's supervisor: reports what happens to its children.
 struct Parent;
 
+/// What the parent heard.
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    /// A child failed; for a cluster whose slot gave up, which slot after how many restarts.
+    Failed {
+        gave_up: Option<(usize, usize)>,
+    },
+    Terminated,
+}
+
 impl Actor for Parent {
     type Msg = ();
-    type State = mpsc::UnboundedSender<String>;
-    type Arguments = mpsc::UnboundedSender<String>;
+    type State = mpsc::UnboundedSender<Heard>;
+    type Arguments = mpsc::UnboundedSender<Heard>;
 
     async fn pre_start(&self, _: ActorRef<()>, tx: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
         Ok(tx)
@@ -28,15 +38,21 @@ impl Actor for Parent {
         tx: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let _ = match event {
-            SupervisionEvent::ActorFailed(_, error) => tx.send(format!("failed: {error}")),
-            SupervisionEvent::ActorTerminated(..) => tx.send("terminated".into()),
+            SupervisionEvent::ActorFailed(_, error) => {
+                let gave_up = match error.downcast_ref::<ClusterError>() {
+                    Some(ClusterError::GaveUp { slot, restarts, .. }) => Some((*slot, *restarts)),
+                    _ => None,
+                };
+                tx.send(Heard::Failed { gave_up })
+            }
+            SupervisionEvent::ActorTerminated(..) => tx.send(Heard::Terminated),
             _ => Ok(()),
         };
         Ok(())
     }
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
+async fn next(rx: &mut mpsc::UnboundedReceiver<Heard>) -> Heard {
     tokio::time::timeout(TIMEOUT, rx.recv()).await.expect("parent hears in time").expect("parent alive")
 }
 
@@ -53,7 +69,7 @@ async fn the_parent_sees_the_cluster_fail_when_a_slot_gives_up() {
     let (cluster, _events) =
         Cluster::<TestCmd, TestReport>::spawn_linked(config, parent.get_cell()).await.expect("spawn");
     let heard = next(&mut rx).await;
-    assert!(heard.starts_with("failed:") && heard.contains("worker slot 0 gave up after 2 restarts"), "{heard}");
+    assert_eq!(heard, Heard::Failed { gave_up: Some((0, 2)) });
     assert!(cluster.is_stopped());
     parent.stop(None);
 }
@@ -66,15 +82,15 @@ async fn a_clean_stop_terminates_the_cluster_actor_normally() {
         Cluster::<TestCmd, TestReport>::spawn_linked(config(1), parent.get_cell()).await.expect("spawn");
     Events::new(events).all_ready(1).await;
     cluster.stop().await.expect("clean stop");
-    assert_eq!(next(&mut rx).await, "terminated");
+    assert_eq!(next(&mut rx).await, Heard::Terminated);
     parent.stop(None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_config_is_refused_naming_the_field() {
     let err = Cluster::<TestCmd, TestReport>::spawn(config(0)).await.expect_err("0 workers");
-    assert_eq!(err.to_string(), "invalid cluster config: workers: must be at least 1");
+    assert!(matches!(err, ClusterError::Config(ConfigError::Invalid { field: "workers", .. })), "{err:?}");
     let base = corral::Backoff { base: Duration::from_secs(2), max: Duration::from_secs(1), ..Default::default() };
     let err = Cluster::<TestCmd, TestReport>::spawn(config(1).backoff(base)).await.expect_err("max below base");
-    assert!(err.to_string().contains("backoff.max"), "{err}");
+    assert!(matches!(err, ClusterError::Config(ConfigError::Invalid { field: "backoff.max", .. })), "{err:?}");
 }

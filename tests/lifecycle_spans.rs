@@ -311,7 +311,7 @@ async fn an_aborted_reload_marks_its_spans_as_errors() {
         })
         .await;
     assert_eq!(reload.field("otel.status_code"), Some("ERROR"), "{reload:?}");
-    assert_eq!(reload.field("error.message"), Some(error.as_str()), "{reload:?}");
+    assert_eq!(reload.field("error.message"), Some(error.to_string().as_str()), "{reload:?}");
     assert_eq!(reload.field("corral.replaced"), Some("0"), "{reload:?}");
     assert_eq!(replace.field("otel.status_code"), Some("ERROR"), "{replace:?}");
     assert!(replace.field("error.message").is_some_and(|m| m.contains("exited with code 1")), "{replace:?}");

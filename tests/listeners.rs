@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use corral::{ClusterEvent, Scheduling};
+use corral::{ClusterError, ClusterEvent, ListenRefusal, Scheduling};
 use nix::sys::signal::Signal;
 
 async fn serves_from_every_worker(scheduling: Scheduling) {
@@ -180,8 +180,12 @@ async fn an_address_in_use_stops_the_cluster_with_a_clear_error() {
     let config = config(2).env_var("TESTBED_HTTP", addr.to_string());
     let (cluster, mut events) = spawn(config).await;
     let outcome = tokio::time::timeout(TIMEOUT, cluster.wait()).await.expect("cluster stops");
-    let err = outcome.expect_err("listen fails").to_string();
-    assert!(err.contains(&addr.to_string()) && err.contains("in use"), "{err}");
+    let err = outcome.expect_err("listen fails");
+    let in_use = nix::errno::Errno::EADDRINUSE as i32;
+    assert!(
+        matches!(err, ClusterError::Listen(ListenRefusal::Bind { addr: ref a, errno }) if *a == addr.to_string() && errno == in_use),
+        "{err:?}"
+    );
     events.wait_for("stopped", |e| matches!(e, ClusterEvent::Stopped { .. })).await;
     let pids: Vec<u32> = events
         .seen

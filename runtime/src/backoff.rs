@@ -49,11 +49,26 @@ impl Backoff {
     /// The delay before the restart that follows the `attempt`-th consecutive early death
     /// (0-based), jitter applied.
     pub fn delay(&self, attempt: u32) -> Duration {
+        self.delay_with(attempt, rand::rng().random_range(0.0..=1.0))
+    }
+
+    /// The delay with the jitter drawn as `draw` (0.0 – 1.0): `draw · jitter` of the nominal
+    /// delay is taken off. [`delay`](Self::delay) draws it at random; this is for callers
+    /// that must be deterministic (the restart policy's tests).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use corral_runtime::Backoff;
+    /// let b = Backoff { base: Duration::from_millis(100), factor: 2.0, max: Duration::from_secs(1), jitter: 0.5 };
+    /// assert_eq!(b.delay_with(0, 0.0), Duration::from_millis(100));
+    /// assert_eq!(b.delay_with(0, 1.0), Duration::from_millis(50));
+    /// ```
+    pub fn delay_with(&self, attempt: u32, draw: f64) -> Duration {
         let nominal = self.nominal(attempt);
         if self.jitter <= 0.0 || nominal.is_zero() {
             return nominal;
         }
-        let cut = rand::rng().random_range(0.0..=self.jitter.min(1.0));
+        let cut = self.jitter.min(1.0) * draw.clamp(0.0, 1.0);
         nominal.mul_f64(1.0 - cut)
     }
 

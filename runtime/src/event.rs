@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use crate::ExitStatus;
+use std::sync::Arc;
+
+use corral_protocol::ProtocolError;
+
+use crate::{ClusterError, ExitStatus, ReloadError};
 
 /// Something that happened in the cluster. Subscribe with
 /// [`ClusterHandle::subscribe`](crate::ClusterHandle::subscribe).
@@ -11,10 +15,23 @@ use crate::ExitStatus;
 /// then `Restarting` (and a new `Fork`) or `GaveUp`.
 ///
 /// `R` is the type of the messages workers send to the primary.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ClusterEvent<R> {
     /// A worker process was started (Node's `fork`).
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Fork { slot, generation, pid } => println!("slot {slot} forked pid {pid} (generation {generation})"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Fork {
         /// The slot.
         slot: usize,
@@ -24,6 +41,19 @@ pub enum ClusterEvent<R> {
         pid: u32,
     },
     /// The worker said hello with a matching protocol version (Node's `online`).
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Online { slot, pid, .. } => println!("slot {slot}: pid {pid} said hello"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Online {
         /// The slot.
         slot: usize,
@@ -33,6 +63,19 @@ pub enum ClusterEvent<R> {
         pid: u32,
     },
     /// The worker's behaviour has started; it gets work from now on.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Ready { slot, .. } => cluster.send_to(slot, "welcome".to_string()).await?,
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Ready {
         /// The slot.
         slot: usize,
@@ -42,6 +85,19 @@ pub enum ClusterEvent<R> {
         pid: u32,
     },
     /// A worker listens on an address (Node's `listening`).
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Listening { slot, addr } => println!("slot {slot} listens on {addr}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Listening {
         /// The slot.
         slot: usize,
@@ -51,6 +107,19 @@ pub enum ClusterEvent<R> {
     /// A line a worker wrote to stdout or stderr, with [`WorkerOutput::Capture`].
     ///
     /// [`WorkerOutput::Capture`]: crate::WorkerOutput::Capture
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Output { slot, pid, stream, line } => println!("[{slot}:{pid} {stream:?}] {line}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Output {
         /// The slot.
         slot: usize,
@@ -62,6 +131,19 @@ pub enum ClusterEvent<R> {
         line: String,
     },
     /// A worker sent a message (Node's `message`).
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Message { slot, message, .. } => println!("slot {slot} reports {message}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Message {
         /// The slot.
         slot: usize,
@@ -73,6 +155,19 @@ pub enum ClusterEvent<R> {
         span: tracing::Span,
     },
     /// The IPC channel to a worker closed (Node's `disconnect`).
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Disconnect { slot, pid } => println!("slot {slot}: pid {pid} closed its channel"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Disconnect {
         /// The slot.
         slot: usize,
@@ -80,6 +175,21 @@ pub enum ClusterEvent<R> {
         pid: u32,
     },
     /// A worker process ended (Node's `exit`).
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Exit { slot, status, exited_after_disconnect, .. } if !exited_after_disconnect => {
+    ///             eprintln!("slot {slot} died: {status}")
+    ///         }
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Exit {
         /// The slot.
         slot: usize,
@@ -92,6 +202,19 @@ pub enum ClusterEvent<R> {
         exited_after_disconnect: bool,
     },
     /// A slot will be restarted after `delay`.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Restarting { slot, delay, attempt } => println!("slot {slot}: restart {attempt} in {delay:?}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Restarting {
         /// The slot.
         slot: usize,
@@ -101,6 +224,19 @@ pub enum ClusterEvent<R> {
         attempt: u32,
     },
     /// A slot exceeded its restart intensity and will not be restarted.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::GaveUp { slot, restarts } => eprintln!("slot {slot} gave up after {restarts} restarts"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     GaveUp {
         /// The slot.
         slot: usize,
@@ -109,27 +245,82 @@ pub enum ClusterEvent<R> {
     },
     /// A worker broke the protocol (garbage, oversized frame, wrong version); it is being
     /// killed and replaced.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::ProtocolError { slot, error, .. } => eprintln!("slot {slot} broke the protocol: {error}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     ProtocolError {
         /// The slot.
         slot: usize,
         /// The process id.
         pid: u32,
         /// What was wrong.
-        error: String,
+        error: Arc<ProtocolError>,
     },
     /// A rolling reload finished.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Reloaded { replaced, error: Some(why) } => eprintln!("reload stopped after {replaced}: {why}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Reloaded {
         /// Slots replaced.
         replaced: usize,
         /// Why it stopped early, if it did.
-        error: Option<String>,
+        error: Option<ReloadError>,
     },
     /// The cluster is stopping: every worker is being drained.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Stopping => println!("draining every worker"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Stopping,
     /// The cluster has stopped; no event follows.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Stopped { error } => {
+    ///             println!("stopped: {}", error.map_or("cleanly".to_string(), |e| e.to_string()));
+    ///             break;
+    ///         }
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     Stopped {
         /// `None` after a clean stop, else why the cluster failed.
-        error: Option<String>,
+        error: Option<Arc<ClusterError>>,
     },
 }
 

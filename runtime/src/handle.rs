@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use corral_protocol::{Body, Outgoing, TraceContext, spans};
-use ractor::ActorRef;
+use ractor::DerivedActorRef;
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::cluster::{ClusterMsg, Outcome, Scale};
 use crate::events::EventBus;
+use crate::outcome::Outcome;
 use crate::routes::Routes;
-use crate::{ClusterError, EventStream, ReloadReport, ScaleReport, WorkerStatus};
+use crate::{ClusterError, ClusterMsg, EventStream, ReloadReport, Scale, ScaleReport, WorkerStatus};
 
 /// A cheap, cloneable handle to a running [`Cluster`](crate::Cluster).
 ///
@@ -35,7 +35,7 @@ use crate::{ClusterError, EventStream, ReloadReport, ScaleReport, WorkerStatus};
 /// # Ok(()) }
 /// ```
 pub struct ClusterHandle<M, R> {
-    actor: ActorRef<ClusterMsg>,
+    actor: DerivedActorRef<ClusterMsg>,
     bus: Arc<EventBus<R>>,
     routes: Arc<Routes<M>>,
     done: watch::Receiver<Option<Outcome>>,
@@ -64,7 +64,7 @@ where
     R: Clone + Send + 'static,
 {
     pub(crate) fn new(
-        actor: ActorRef<ClusterMsg>,
+        actor: DerivedActorRef<ClusterMsg>,
         bus: Arc<EventBus<R>>,
         routes: Arc<Routes<M>>,
         done: watch::Receiver<Option<Outcome>>,
@@ -72,12 +72,33 @@ where
         ClusterHandle { actor, bus, routes, done }
     }
 
-    /// The cluster actor, e.g. to link it or to send it [`ClusterMsg`]s.
-    pub fn actor(&self) -> &ActorRef<ClusterMsg> {
+    /// The cluster actor, as a reference that takes [`ClusterMsg`]s (its cell, through
+    /// `Deref`, to link or monitor it).
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig, ClusterMsg};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// println!("cluster actor {}", cluster.actor().get_id());
+    /// cluster.actor().send_message(ClusterMsg::Stop(None))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn actor(&self) -> &DerivedActorRef<ClusterMsg> {
         &self.actor
     }
 
     /// The number of worker slots.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// assert_eq!(cluster.workers(), 2);
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
     pub fn workers(&self) -> usize {
         self.routes.len()
     }
@@ -87,6 +108,16 @@ where
     /// Backpressure runs both ways: a worker that answers every message stops reading while
     /// its answers wait unread in your event stream. So do not send a long burst from the same
     /// task that reads the events; send from another task (or raise `event_buffer`).
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// cluster.send_to(0, "reload your cache".to_string()).await?;
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
@@ -109,6 +140,17 @@ where
     }
 
     /// Sends `message` to every worker that has a live process; returns how many it reached.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// let reached = cluster.broadcast("flush".to_string()).await;
+    /// println!("{reached} workers got it");
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
     pub async fn broadcast(&self, message: M) -> usize {
         let mut reached = 0;
         for (slot, route) in self.routes.all() {
@@ -127,11 +169,38 @@ where
     }
 
     /// A new event stream, from now on.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// let mut more = cluster.subscribe();
+    /// tokio::spawn(async move {
+    ///     while let Some(event) = more.recv().await {
+    ///         println!("{event:?}");
+    ///     }
+    /// });
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
     pub fn subscribe(&self) -> EventStream<R> {
         self.bus.subscribe()
     }
 
     /// Every slot's status, in slot order.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// for w in cluster.status().await? {
+    ///     println!("slot {} pid {:?} {:?} restarts {}", w.slot, w.pid, w.state, w.restarts);
+    /// }
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
@@ -147,6 +216,20 @@ where
     /// what was replaced and why it stopped, if it did; a reload asked for while another runs
     /// is refused in the report.
     ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// let report = cluster.reload().await?;
+    /// match &report.error {
+    ///     None => println!("replaced {} workers", report.replaced.len()),
+    ///     Some(why) => eprintln!("reload stopped: {why}; the old workers keep serving"),
+    /// }
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ClusterError::Stopped`] when the cluster actor has stopped.
@@ -160,18 +243,41 @@ where
     /// reload, while stopping, or while an earlier scale-down drains; capped at
     /// [`MAX_WORKERS`](crate::MAX_WORKERS) (the report notes it).
     ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// use corral_runtime::Scale;
+    /// let report = cluster.scale(Scale::By(1)).await?;
+    /// assert_eq!((report.from, report.to), (2, 3));
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
-    /// [`ClusterError::Refused`] with the reason; [`ClusterError::Stopped`] when the cluster
-    /// actor has stopped.
+    /// [`ClusterError::Scale`] with why it was refused; [`ClusterError::Stopped`] when the
+    /// cluster actor has stopped.
     pub async fn scale(&self, request: Scale) -> Result<ScaleReport, ClusterError> {
         let (tx, rx) = ractor::concurrency::oneshot();
         self.actor.send_message(ClusterMsg::Scale(request, Some(tx.into()))).map_err(|_| ClusterError::Stopped)?;
-        rx.await.map_err(|_| ClusterError::Stopped)?.map_err(ClusterError::Refused)
+        rx.await.map_err(|_| ClusterError::Stopped)?.map_err(ClusterError::Scale)
     }
 
     /// Stops the cluster gracefully (every worker drains, stragglers are killed at
     /// `kill_timeout`) and waits until it has stopped; returns how it ended.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// cluster.stop().await?; // every worker drained; Err if some had to be killed
+    /// assert!(cluster.is_stopped());
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
@@ -183,21 +289,45 @@ where
 
     /// Waits until the cluster has stopped.
     ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// // Returns when the cluster stops: asked to, or because a slot gave up.
+    /// if let Err(e) = cluster.wait().await {
+    ///     eprintln!("cluster ended: {e}");
+    /// }
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ClusterError::GaveUp`] when a slot gave up and the escalation policy stopped the
-    /// cluster; [`ClusterError::Failed`] when it failed otherwise.
+    /// cluster; [`ClusterError::Listen`], [`ClusterError::Killed`], [`ClusterError::SupervisorFailed`] or
+    /// [`ClusterError::Vanished`] when it ended otherwise.
     pub async fn wait(&self) -> Result<(), ClusterError> {
         let mut done = self.done.clone();
         let outcome = match done.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone(),
             // The actor is gone without saying how: it was killed.
-            Err(_) => Some(Outcome::Failed("the cluster actor ended without a result".into())),
+            Err(_) => Some(Outcome::Vanished),
         };
         outcome.unwrap_or(Outcome::Clean).into_result()
     }
 
     /// Whether the cluster has stopped.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// assert!(!cluster.is_stopped());
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
     pub fn is_stopped(&self) -> bool {
         self.done.borrow().is_some()
     }

@@ -1,17 +1,25 @@
-//! corral's primary side: the [`Cluster`] actor, one [`WorkerSupervisor`] per worker slot,
-//! and the restart policy they apply.
+//! corral's primary side: the [`Cluster`] actor, one slot supervisor per worker slot, and the
+//! restart policy they apply.
 //!
 //! ```text
 //! your supervision tree (optional)
-//! └── Cluster                      config, events, API calls
-//!     ├── WorkerSupervisor slot 0  owns process 0: spawn, IPC, heartbeat, restart policy
+//! └── Cluster                      config, events, API calls        cluster/
+//!     ├── WorkerSupervisor slot 0  owns process 0: restart policy   slot/
+//!     │     └── process I/O tasks  spawn, reader, writer, waiter    process/
 //!     ├── WorkerSupervisor slot 1
 //!     └── …
+//! listeners + balancing            accept loop, strategy, bind      balance/
 //! ```
 //!
 //! Restarts are one-for-one, typed as Erlang's ([`Restart`]), delayed by an exponential
 //! [`Backoff`] with jitter after early deaths, and limited by a [`RestartIntensity`] window;
-//! a slot that exceeds it gives up and the cluster applies its [`Escalation`].
+//! a slot that exceeds it gives up and the cluster applies its [`Escalation`]. The decision
+//! is one pure function (`slot/policy.rs`), unit-tested case by case.
+//!
+//! Modules import downward only: `cluster` → `slot` → `process` → `balance`, `events`;
+//! a slot talks to its cluster and its processes talk to their slot through message
+//! vocabularies (`slot/msg.rs`, `process/event.rs`) and derived actor references, never by
+//! naming the other actor.
 //!
 //! Most users go through the `corral` facade (`corral::main`); this crate is for embedding a
 //! cluster in an existing ractor application. Linux only.
@@ -36,38 +44,41 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod balance;
 mod cluster;
+mod command;
 mod config;
-mod conn;
 mod error;
 mod event;
 mod events;
 mod exit;
 mod handle;
 mod intensity;
+mod kill;
 pub mod lifecycle;
-mod listener;
-mod output;
-mod reload;
+mod outcome;
+mod process;
+mod reports;
+mod request;
 mod restart;
 mod routes;
-mod spawn;
+mod slot;
 mod status;
 mod status_table;
-mod supervisor;
 
 pub use backoff::Backoff;
-pub use cluster::{Cluster, ClusterArgs, ClusterMsg, ClusterState, Scale, SlotOutcome};
+pub use cluster::Cluster;
 pub use config::{ClusterConfig, Escalation, MAX_WORKERS, WorkerExec, WorkerOutput};
-pub use corral_protocol::{PoolStats, Scheduling, WorkerStats};
-pub use error::{ClusterError, ConfigError};
+pub use corral_protocol::{ListenRefusal, PoolStats, ProtocolError, Scheduling, WorkerStats};
+pub use error::{ClusterError, ConfigError, KilledWorker, ReloadError, ReplaceError, ScaleError, StartFailure};
 pub use event::{ClusterEvent, OutputStream};
 pub use events::EventStream;
 pub use exit::ExitStatus;
 pub use handle::ClusterHandle;
 pub use intensity::RestartIntensity;
-pub use reload::{ReloadReport, Replaced, ScaleReport};
+pub use kill::KillReason;
+pub use reports::{ReloadReport, Replaced, Scale, ScaleReport};
+pub use request::ClusterMsg;
 pub use restart::Restart;
 pub use status::{WorkerState, WorkerStatus};
 pub use status_table::StatusTable;
-pub use supervisor::{ReplaceReason, SlotState, SupervisorArgs, SupervisorMsg, WorkerSupervisor};

@@ -164,7 +164,10 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
             }
             Scheduling::ReusePort => {
                 let granted = grant.addr.parse().map_err(|_| {
-                    failed(std::io::Error::new(std::io::ErrorKind::InvalidData, "the primary granted an unparsable address"))
+                    failed(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the primary granted an unparsable address",
+                    ))
                 })?;
                 Some(bind_reuse_port(granted).map_err(failed)?)
             }

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use corral_protocol::{BindMode, HandleChannel, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling, TraceContext};
+use corral_protocol::{
+    BindMode, HandleChannel, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling, TraceContext,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};

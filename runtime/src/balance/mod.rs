@@ -1,0 +1,171 @@
+//! Shared listening sockets and the distribution of connections to workers.
+//!
+//! The primary owns one socket per address: the first `listen` binds it (port 0 resolves
+//! once), every later one, from any worker or restarted worker, shares it, so restarts never
+//! hit `EADDRINUSE`. The cluster's [`Scheduling`] is read once, into a [`Distribution`]:
+//!
+//! * `Accept(strategy)` (round robin, least connections): [`accept_loop`] accepts each
+//!   connection and passes its fd to a **ready** worker the [`Strategy`] picks. A hand-off
+//!   that fails (the worker just died) goes to another worker; while no worker is ready the
+//!   acceptor waits, and connections wait in the kernel's backlog.
+//! * `PassListener` (shared): the listening fd itself is passed; workers accept.
+//! * `ReusePort`: each worker binds its own `SO_REUSEPORT` socket; the primary keeps one bound
+//!   but not listening (so the kernel never queues a connection on it) to hold the port.
+//!
+//! One connection, one hop per room: `accept.rs` (accept, pick, pass the fd) → the worker's
+//! handle channel (`corral-protocol`) → the worker's `Listener` (`corral-workers`).
+
+mod accept;
+mod shared;
+mod strategy;
+mod target;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use corral_protocol::{HandleHeader, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling};
+use tokio_util::sync::CancellationToken;
+
+use accept::accept_loop;
+use shared::SharedListener;
+use strategy::Distribution;
+pub(crate) use target::{Load, Target};
+
+/// Every listener of a cluster, by requested and by resolved address.
+pub(crate) struct Listeners {
+    scheduling: Scheduling,
+    distribution: Distribution,
+    by_addr: Mutex<HashMap<String, Arc<SharedListener>>>,
+    /// Cancelled when the cluster stops: acceptors hand out their backlog, then close.
+    closing: CancellationToken,
+    acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Listeners {
+    pub(crate) fn new(scheduling: Scheduling) -> Self {
+        Listeners {
+            scheduling,
+            distribution: Distribution::of(scheduling),
+            by_addr: Mutex::new(HashMap::new()),
+            closing: CancellationToken::new(),
+            acceptors: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SharedListener>>> {
+        // Every update inserts or clears whole entries, so a poisoned lock is still usable.
+        self.by_addr.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Grants a worker's listen request: binds (or shares) the address and gives the worker
+    /// its connections as the distribution requires. Returns the bound address and the grant
+    /// to send back.
+    ///
+    /// # Errors
+    ///
+    /// The refusal to send back: the address does not resolve, binding fails (in use, not
+    /// permitted), or the socket cannot be passed to the worker.
+    pub(crate) async fn grant(
+        &self,
+        requested: &str,
+        target: Target,
+    ) -> Result<(SocketAddr, ListenGrant), ListenRefusal> {
+        let listener = self.listener(requested)?;
+        match self.distribution {
+            Distribution::Accept(_) => listener.register(target),
+            Distribution::PassListener => {
+                let header = HandleHeader {
+                    id: target.listen_id,
+                    kind: HandleKind::Listener { addr: listener.addr.to_string() },
+                    trace: None,
+                };
+                target.channel.send(&header, listener.socket.as_fd()).await.map_err(|e| ListenRefusal::Pass {
+                    addr: requested.to_string(),
+                    errno: match &e {
+                        ProtocolError::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+                        _ => libc::EIO,
+                    },
+                })?;
+            }
+            Distribution::ReusePort => {}
+        }
+        Ok((listener.addr, ListenGrant { addr: listener.addr.to_string(), scheduling: self.scheduling }))
+    }
+
+    /// The listener for `requested`, bound now if it is the first request for it.
+    fn listener(&self, requested: &str) -> Result<Arc<SharedListener>, ListenRefusal> {
+        let mut map = self.map();
+        if let Some(existing) = map.get(requested) {
+            return Ok(existing.clone());
+        }
+        let addr = resolve(requested)?;
+        // A second request for the resolved address (e.g. "127.0.0.1:41234" after
+        // "127.0.0.1:0" bound it) shares the same socket.
+        if addr.port() != 0
+            && let Some(existing) = map.values().find(|l| l.addr == addr)
+        {
+            let existing = existing.clone();
+            map.insert(requested.to_string(), existing.clone());
+            return Ok(existing);
+        }
+        let refused = |e: std::io::Error| ListenRefusal::bind(requested, &e);
+        let socket = corral_protocol::bind(addr, self.distribution.bind_mode()).map_err(refused)?;
+        let bound = socket
+            .local_addr()
+            .map_err(refused)?
+            .as_socket()
+            .ok_or(ListenRefusal::NoAddress { addr: requested.to_string() })?;
+        let listener = Arc::new(SharedListener::new(bound, socket));
+        if let Distribution::Accept(strategy) = self.distribution {
+            let std_listener: std::net::TcpListener = listener.socket.try_clone().map_err(refused)?.into();
+            let acceptor = tokio::net::TcpListener::from_std(std_listener).map_err(refused)?;
+            let task = tokio::spawn(accept_loop(acceptor, listener.clone(), strategy, self.closing.clone()));
+            self.acceptors.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+        }
+        map.insert(requested.to_string(), listener.clone());
+        tracing::info!(%requested, addr = %bound, scheduling = ?self.scheduling, "listening");
+        Ok(listener)
+    }
+
+    /// Stops listening: every acceptor hands the connections already in its backlog to the
+    /// workers (still accepting at this point), then every listening socket closes, so that
+    /// later connection attempts are refused instead of queued and reset.
+    pub(crate) async fn close_all(&self) {
+        self.closing.cancel();
+        let acceptors = std::mem::take(&mut *self.acceptors.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in acceptors {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        self.map().clear();
+    }
+
+    /// Tells every acceptor that some worker's readiness changed.
+    pub(crate) fn readiness_changed(&self) {
+        for l in self.all() {
+            l.changed.notify_waiters();
+        }
+    }
+
+    /// Forgets a worker process on every listener.
+    pub(crate) fn unregister(&self, slot: usize, generation: u64) {
+        for l in self.all() {
+            l.remove(slot, generation);
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<SharedListener>> {
+        self.map().values().cloned().collect()
+    }
+}
+
+/// The first address `requested` resolves to.
+fn resolve(requested: &str) -> Result<SocketAddr, ListenRefusal> {
+    requested
+        .to_socket_addrs()
+        .map_err(|_| ListenRefusal::Unresolvable { addr: requested.to_string() })?
+        .next()
+        .ok_or_else(|| ListenRefusal::NoAddress { addr: requested.to_string() })
+}

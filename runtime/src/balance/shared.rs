@@ -1,0 +1,58 @@
+//! One address the primary listens on, and the worker processes registered on it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use socket2::Socket;
+use tokio::sync::Notify;
+
+use super::strategy::Strategy;
+use super::target::Target;
+
+/// One bound address, shared by every worker of the cluster.
+pub(crate) struct SharedListener {
+    pub addr: SocketAddr,
+    pub socket: Socket,
+    targets: Mutex<Vec<Target>>,
+    /// Woken when a target becomes ready (or is added).
+    pub changed: Notify,
+    turn: AtomicUsize,
+}
+
+impl SharedListener {
+    pub(crate) fn new(addr: SocketAddr, socket: Socket) -> Self {
+        SharedListener {
+            addr,
+            socket,
+            targets: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+            turn: AtomicUsize::new(0),
+        }
+    }
+
+    fn with_targets<T>(&self, f: impl FnOnce(&mut Vec<Target>) -> T) -> T {
+        // Every update leaves the vector consistent, so a poisoned lock is still usable.
+        f(&mut self.targets.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The target for the next connection by `strategy`; `None` if no target is ready.
+    pub(crate) fn pick(&self, strategy: Strategy) -> Option<Target> {
+        self.with_targets(|targets| {
+            let ready: Vec<&Target> = targets.iter().filter(|t| t.is_accepting()).collect();
+            let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+            strategy.pick(&ready, turn).cloned()
+        })
+    }
+
+    /// Registers a worker process (it gets connections once it is accepting).
+    pub(crate) fn register(&self, target: Target) {
+        self.with_targets(|t| t.push(target));
+        self.changed.notify_waiters();
+    }
+
+    /// Forgets a worker process.
+    pub(crate) fn remove(&self, slot: usize, generation: u64) {
+        self.with_targets(|targets| targets.retain(|t| !(t.slot == slot && t.generation == generation)));
+    }
+}

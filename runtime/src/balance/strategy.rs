@@ -1,0 +1,63 @@
+//! How connections reach workers: chosen once per cluster from its [`Scheduling`].
+
+use corral_protocol::{BindMode, Scheduling};
+
+use super::target::Target;
+
+/// How the primary picks the worker for a connection it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Strategy {
+    /// The next ready worker in turn.
+    RoundRobin,
+    /// The ready worker with the lowest load estimate (ties in turn).
+    LeastConnections,
+}
+
+impl Strategy {
+    /// The worker for the next connection among the `ready` ones (`turn` grows by one per
+    /// connection); `None` when none is ready.
+    pub(crate) fn pick<'a>(self, ready: &[&'a Target], turn: usize) -> Option<&'a Target> {
+        if ready.is_empty() {
+            return None;
+        }
+        match self {
+            Strategy::RoundRobin => Some(ready[turn % ready.len()]),
+            Strategy::LeastConnections => {
+                // Ties broken in turn, so equal loads still spread.
+                (0..ready.len()).map(|i| ready[(turn + i) % ready.len()]).min_by_key(|t| t.load.estimate())
+            }
+        }
+    }
+}
+
+/// Who accepts the connections of a cluster's listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Distribution {
+    /// The primary accepts and passes each connection to a worker it picks.
+    Accept(Strategy),
+    /// The listening socket itself is passed; the workers accept on it.
+    PassListener,
+    /// Each worker binds its own `SO_REUSEPORT` socket; the kernel spreads connections.
+    ReusePort,
+}
+
+impl Distribution {
+    /// The one place that reads the configured [`Scheduling`].
+    pub(crate) fn of(scheduling: Scheduling) -> Self {
+        match scheduling {
+            Scheduling::RoundRobin => Distribution::Accept(Strategy::RoundRobin),
+            Scheduling::LeastConnections => Distribution::Accept(Strategy::LeastConnections),
+            Scheduling::Shared => Distribution::PassListener,
+            Scheduling::ReusePort => Distribution::ReusePort,
+        }
+    }
+
+    /// How the primary's own socket for an address is bound.
+    pub(crate) fn bind_mode(self) -> BindMode {
+        match self {
+            Distribution::Accept(_) | Distribution::PassListener => BindMode::Listen,
+            // Held, never listening: the kernel must not queue connections on it.
+            Distribution::ReusePort => BindMode::ReusePortHold,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! `Cluster`: the actor at the top of a corral cluster.
+//!
+//! It spawns one linked slot supervisor per worker slot, answers status, reload, scale and
+//! stop requests, and applies the escalation policy when a slot gives up. It is an ordinary
+//! ractor actor: spawn it under your own supervisor with [`Cluster::spawn_linked`] and it
+//! fails (as an Erlang supervisor does) when the policy says the cluster must stop.
+//!
+//! | file        | what                                                       |
+//! |-------------|------------------------------------------------------------|
+//! | `msg.rs`    | the mailbox: users' [`ClusterMsg`]s and private signals    |
+//! | `state.rs`  | slots, reload and stop state                               |
+//! | `reload.rs` | rolling reload                                             |
+//! | `scale.rs`  | scaling, spawning slot supervisors                         |
+//! | `stop.rs`   | stopping, escalation, how the cluster ended                |
+
+mod msg;
+mod reload;
+mod scale;
+mod state;
+mod stop;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+pub use msg::ClusterSignal;
+use msg::Signal;
+pub use state::{ClusterArgs, ClusterState};
+
+use crate::balance::Listeners;
+use crate::command::WorkerCommand;
+use crate::events::EventBus;
+use crate::outcome::Outcome;
+use crate::routes::Routes;
+use crate::slot::{SlotMsg, SlotReport};
+use crate::{ClusterConfig, ClusterError, ClusterHandle, ClusterMsg, EventStream};
+
+/// The cluster actor. `M` is the type of messages primary → worker, `R` worker → primary.
+///
+/// # Example
+///
+/// ```no_run
+/// use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+///
+/// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+/// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+/// while let Some(event) = events.recv().await {
+///     if let ClusterEvent::Ready { slot, .. } = event {
+///         cluster.send_to(slot, "hello".to_string()).await?;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Cluster<M, R> {
+    _types: PhantomData<fn(M) -> R>,
+}
+
+impl<M, R> Default for Cluster<M, R> {
+    fn default() -> Self {
+        Cluster { _types: PhantomData }
+    }
+}
+
+static NEXT_CLUSTER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How long a status request waits for one slot.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl<M, R> Cluster<M, R>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Validates `config`, then spawns the cluster actor (unsupervised) and starts its workers.
+    ///
+    /// Returns the handle and an event stream subscribed before the first worker was forked,
+    /// so that no event is missed.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// cluster.stop().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Config`] for a bad configuration, [`ClusterError::Spawn`] when the actor
+    /// cannot be spawned.
+    pub async fn spawn(config: ClusterConfig) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
+        Self::spawn_inner(config, None).await
+    }
+
+    /// As [`spawn`](Self::spawn), linked under `supervisor`, which then receives
+    /// `SupervisionEvent::ActorFailed` if the cluster escalates (a slot gave up under
+    /// [`Escalation::Stop`](crate::Escalation::Stop)) and `ActorTerminated` after a clean stop.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo(parent: ractor::ActorCell) -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn_linked(ClusterConfig::default(), parent).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    pub async fn spawn_linked(
+        config: ClusterConfig,
+        supervisor: ActorCell,
+    ) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
+        Self::spawn_inner(config, Some(supervisor)).await
+    }
+
+    async fn spawn_inner(
+        config: ClusterConfig,
+        supervisor: Option<ActorCell>,
+    ) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
+        config.validate()?;
+        let bus = Arc::new(EventBus::new(config.event_buffer));
+        let events = bus.subscribe();
+        let routes = Arc::new(Routes::new(config.workers));
+        let (done, done_rx) = watch::channel(None);
+        let id = NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}-{}-{id}", config.name, std::process::id());
+        let listeners = Arc::new(Listeners::new(config.scheduling));
+        let args =
+            ClusterArgs { config: Arc::new(config), bus: bus.clone(), routes: routes.clone(), listeners, done, id };
+        let spawned = match supervisor {
+            None => Actor::spawn(Some(name), Cluster::<M, R>::default(), args).await,
+            Some(sup) => Actor::spawn_linked(Some(name), Cluster::<M, R>::default(), args, sup).await,
+        };
+        let (actor, _join) = spawned.map_err(ClusterError::Spawn)?;
+        Ok((ClusterHandle::new(actor.get_derived(), bus, routes, done_rx), events))
+    }
+}
+
+impl<M, R> Actor for Cluster<M, R>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Msg = ClusterSignal;
+    type State = ClusterState<M, R>;
+    type Arguments = ClusterArgs<M, R>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ClusterSignal>,
+        args: ClusterArgs<M, R>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let workers = args.config.workers;
+        let command = Arc::new(WorkerCommand::new(&args.config.exec));
+        let mut st = ClusterState {
+            args,
+            myself,
+            command,
+            slots: Vec::with_capacity(workers),
+            stopping: false,
+            reload: None,
+            failure: None,
+            waiters: Vec::new(),
+            shutdown_span: None,
+        };
+        for slot in 0..workers {
+            let new = st.spawn_slot(slot).await?;
+            st.slots.push(new);
+        }
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<ClusterSignal>,
+        ClusterSignal(signal): ClusterSignal,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match signal {
+            Signal::Request(ClusterMsg::Status(reply)) => {
+                let _ = reply.send(status(st).await);
+                return Ok(());
+            }
+            Signal::Request(ClusterMsg::Stop(reply)) => {
+                st.waiters.extend(reply);
+                st.begin_stop().await;
+            }
+            Signal::Request(ClusterMsg::Reload(reply)) => st.start_reload(reply),
+            Signal::Request(ClusterMsg::Scale(request, reply)) => {
+                let result = st.scale(request).await;
+                if let Err(error) = &result {
+                    tracing::warn!(%error, "scale refused");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+                return Ok(());
+            }
+            Signal::ReloadFinished(report) => {
+                st.reload_finished(report);
+                return Ok(());
+            }
+            Signal::Slot(SlotReport::ListenFailed { slot, refusal }) => st.listen_failed(slot, refusal).await,
+            Signal::Slot(SlotReport::Ended { slot, outcome }) => st.slot_ended(slot, outcome).await,
+        }
+        st.maybe_finish()
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<ClusterSignal>,
+        event: SupervisionEvent,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, reason) => {
+                st.supervisor_failed(&cell, reason).await;
+                st.maybe_finish()
+            }
+            // Started and terminated slot supervisors need nothing: a slot's end arrives as
+            // its report, and a stopped supervisor has reported already.
+            _ => Ok(()),
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ClusterSignal>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stopped from outside (e.g. by a parent) while workers were running: their
+        // supervisors are linked children; stop them so their processes are killed.
+        for sup in st.supervisors() {
+            sup.stop(Some("cluster stopped".into()));
+        }
+        if st.args.done.borrow().is_none() {
+            st.args.done.send_replace(Some(Outcome::Clean));
+        }
+        Ok(())
+    }
+}
+
+/// Every slot's status, in slot order (ended slots without asking their gone supervisors).
+async fn status<M, R>(st: &ClusterState<M, R>) -> Vec<crate::WorkerStatus>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let mut out = Vec::with_capacity(st.slots.len());
+    for (i, slot) in st.slots.iter().enumerate() {
+        let live = match &slot.supervisor {
+            Some(sup) => ractor::call_t!(sup, SlotMsg::Status, STATUS_TIMEOUT.as_millis() as u64).ok(),
+            None => None,
+        };
+        out.push(live.unwrap_or_else(|| ClusterState::<M, R>::ended_status(i, slot.outcome.as_ref())));
+    }
+    out
+}

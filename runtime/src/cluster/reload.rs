@@ -1,0 +1,107 @@
+//! Rolling reload: every slot replaced in turn, each replacement ready before its old process
+//! drains, in a task so that the cluster keeps answering meanwhile.
+
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use super::msg::{ClusterSignal, Signal};
+use super::state::ClusterState;
+use crate::slot::{ReplaceReason, SlotMsg};
+use crate::{ClusterEvent, ReloadError, ReloadReport, lifecycle};
+
+/// Time a slot's supervisor may take beyond `listen_timeout` to answer a replacement (the
+/// spawn itself).
+const SPAWN_ALLOWANCE: Duration = Duration::from_secs(5);
+
+impl<M, R> ClusterState<M, R>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// `Reload`: starts a rolling reload, or refuses it (in the report) while another runs or
+    /// the cluster stops.
+    pub(crate) fn start_reload(&mut self, reply: Option<RpcReplyPort<ReloadReport>>) {
+        let refused = if self.stopping {
+            Some(ReloadError::Stopping)
+        } else if self.reload.is_some() {
+            Some(ReloadError::AlreadyRunning)
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            tracing::warn!(%error, "reload request refused");
+            if let Some(reply) = reply {
+                let _ = reply.send(ReloadReport { replaced: Vec::new(), error: Some(error) });
+            }
+            return;
+        }
+        let supervisors: Vec<(usize, ActorRef<SlotMsg>)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.removing)
+            .filter_map(|(i, s)| s.supervisor.clone().map(|sup| (i, sup)))
+            .collect();
+        let patience = self.args.config.listen_timeout + SPAWN_ALLOWANCE;
+        let span = lifecycle::reload(supervisors.len());
+        span.in_scope(|| tracing::info!(slots = supervisors.len(), "rolling reload started"));
+        self.reload = Some(span.clone());
+        let cluster = self.myself.clone();
+        let parent = span.clone();
+        let task = async move {
+            let report = replace_in_turn(supervisors, patience, &parent).await;
+            match &report.error {
+                None => tracing::info!(replaced = report.replaced.len(), "rolling reload done"),
+                Some(error) => {
+                    tracing::error!(replaced = report.replaced.len(), %error, "rolling reload aborted; the remaining workers keep serving")
+                }
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(report.clone());
+            }
+            let _ = cluster.send_message(ClusterSignal(Signal::ReloadFinished(report)));
+        };
+        tokio::spawn(task.instrument(span));
+    }
+
+    /// `ReloadFinished`: the reload task is done.
+    pub(crate) fn reload_finished(&mut self, report: ReloadReport) {
+        if let Some(span) = self.reload.take() {
+            span.record("corral.replaced", report.replaced.len());
+            if let Some(error) = &report.error {
+                lifecycle::fail(&span, error);
+            }
+        }
+        self.args.bus.emit(ClusterEvent::Reloaded { replaced: report.replaced.len(), error: report.error });
+    }
+}
+
+/// Replaces each slot in turn; stops at the first failure.
+async fn replace_in_turn(
+    supervisors: Vec<(usize, ActorRef<SlotMsg>)>,
+    patience: Duration,
+    parent: &tracing::Span,
+) -> ReloadReport {
+    let mut report = ReloadReport::default();
+    for (slot, sup) in supervisors {
+        let replace =
+            |port| SlotMsg::Replace { reason: ReplaceReason::Reload, parent: parent.clone(), reply: Some(port) };
+        match sup.call(replace, Some(patience)).await {
+            Ok(CallResult::Success(Ok(replaced))) => report.replaced.push(replaced),
+            Ok(CallResult::Success(Err(error))) => {
+                report.error = Some(ReloadError::Replace(error));
+                break;
+            }
+            Ok(CallResult::Timeout | CallResult::SenderError) | Err(_) => {
+                report.error = Some(ReloadError::NoAnswer { slot, waited: patience });
+                break;
+            }
+        }
+    }
+    report
+}

@@ -1,0 +1,85 @@
+//! Scaling: slots added at the end start; slots removed from the end drain, then go.
+
+use ractor::Actor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Span;
+
+use super::state::{ClusterState, Slot};
+use crate::slot::{SlotArgs, SlotMsg, WorkerSupervisor};
+use crate::{MAX_WORKERS, Scale, ScaleError, ScaleReport};
+
+impl<M, R> ClusterState<M, R>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Spawns the supervisor of `slot`, linked to the cluster.
+    pub(crate) async fn spawn_slot(&self, slot: usize) -> Result<Slot, ractor::SpawnErr> {
+        let args = SlotArgs {
+            slot,
+            config: self.args.config.clone(),
+            cluster: self.myself.get_derived(),
+            bus: self.args.bus.clone(),
+            routes: self.args.routes.clone(),
+            listeners: self.args.listeners.clone(),
+            command: self.command.clone(),
+        };
+        let name = format!("{}-{}-{}-slot-{slot}", self.args.config.name, std::process::id(), self.args.id);
+        let supervisor = WorkerSupervisor::<M, R>::default();
+        let (sup, _) = Actor::spawn_linked(Some(name), supervisor, args, self.myself.get_cell()).await?;
+        Ok(Slot { supervisor: Some(sup), outcome: None, removing: false })
+    }
+
+    /// `Scale`: adds or removes slots. Refused while stopping, during a reload, while an
+    /// earlier scale-down drains, and below one worker; capped at [`MAX_WORKERS`].
+    pub(crate) async fn scale(&mut self, request: Scale) -> Result<ScaleReport, ScaleError> {
+        if self.stopping {
+            return Err(ScaleError::Stopping);
+        }
+        if self.reload.is_some() {
+            return Err(ScaleError::Reloading);
+        }
+        if self.slots.iter().any(|s| s.removing) {
+            return Err(ScaleError::Draining);
+        }
+        let from = self.slots.len();
+        let wanted = request.target(from);
+        if wanted < 1 {
+            return Err(ScaleError::TooFew { wanted });
+        }
+        let (to, note) = match usize::try_from(wanted) {
+            Ok(n) if n <= MAX_WORKERS => (n, None),
+            _ => (MAX_WORKERS, Some(format!("{wanted} workers asked; capped at {MAX_WORKERS}"))),
+        };
+        tracing::info!(from, to, "scaling");
+        if to > from {
+            self.args.routes.resize(to);
+            for slot in from..to {
+                match self.spawn_slot(slot).await {
+                    Ok(new) => self.slots.push(new),
+                    Err(source) => {
+                        self.args.routes.resize(self.slots.len());
+                        return Err(ScaleError::Spawn { slot, source });
+                    }
+                }
+            }
+        } else {
+            for slot in self.slots.iter_mut().skip(to) {
+                slot.removing = true;
+                if let Some(sup) = &slot.supervisor {
+                    let _ = sup.send_message(SlotMsg::Stop(Span::none()));
+                }
+            }
+        }
+        Ok(ScaleReport { from, to, note })
+    }
+
+    /// Drops slots at the end that a scale-down removed and that have ended.
+    pub(crate) fn trim_removed(&mut self) {
+        while self.slots.last().is_some_and(|s| s.removing && s.outcome.is_some()) {
+            self.slots.pop();
+        }
+        self.args.routes.resize(self.slots.len());
+    }
+}

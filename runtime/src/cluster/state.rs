@@ -1,0 +1,56 @@
+//! What the cluster actor knows: its slots, and whether it reloads or stops.
+
+use std::sync::Arc;
+
+use ractor::{ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+use tracing::Span;
+
+use super::msg::ClusterSignal;
+use crate::ClusterConfig;
+use crate::balance::Listeners;
+use crate::command::WorkerCommand;
+use crate::events::EventBus;
+use crate::outcome::Outcome;
+use crate::routes::Routes;
+use crate::slot::{SlotMsg, SlotOutcome};
+
+/// What the cluster actor is started with (built by [`Cluster::spawn`](crate::Cluster::spawn)).
+pub struct ClusterArgs<M, R> {
+    pub(crate) config: Arc<ClusterConfig>,
+    pub(crate) bus: Arc<EventBus<R>>,
+    pub(crate) routes: Arc<Routes<M>>,
+    pub(crate) listeners: Arc<Listeners>,
+    pub(crate) done: watch::Sender<Option<Outcome>>,
+    /// Makes actor names unique among clusters of one process.
+    pub(crate) id: u64,
+}
+
+/// One worker slot, as the cluster sees it.
+pub(crate) struct Slot {
+    pub supervisor: Option<ActorRef<SlotMsg>>,
+    pub outcome: Option<SlotOutcome>,
+    /// Being removed by a scale-down: its worker drains, then the slot goes.
+    pub removing: bool,
+}
+
+/// The cluster actor's state.
+pub struct ClusterState<M, R> {
+    pub(crate) args: ClusterArgs<M, R>,
+    pub(crate) myself: ActorRef<ClusterSignal>,
+    pub(crate) command: Arc<WorkerCommand>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) stopping: bool,
+    /// The `reload` span, while a rolling reload runs.
+    pub(crate) reload: Option<Span>,
+    pub(crate) failure: Option<Outcome>,
+    pub(crate) waiters: Vec<RpcReplyPort<()>>,
+    /// The `shutdown` span, from the beginning of the stop until the cluster stopped.
+    pub(crate) shutdown_span: Option<Span>,
+}
+
+impl<M, R> ClusterState<M, R> {
+    pub(crate) fn supervisors(&self) -> impl Iterator<Item = &ActorRef<SlotMsg>> {
+        self.slots.iter().filter_map(|s| s.supervisor.as_ref())
+    }
+}

@@ -1,0 +1,59 @@
+//! The waiter: the task that owns a worker's `Child`, signals it and reports its exit.
+
+use std::time::Duration;
+
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot};
+
+use super::event::{ProcessEvent, ProcessEventKind, Reports};
+use crate::ExitStatus;
+
+/// A request to the task that owns a worker's `Child`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ProcessCommand {
+    /// Send this signal.
+    Signal(nix::sys::signal::Signal),
+}
+
+/// How long the exit report waits for the reader to finish: a worker that forked a child
+/// holding its socket keeps the reader open.
+const READER_GRACE: Duration = Duration::from_secs(1);
+
+/// Owns the child: waits for it to exit, signals it on request (so that no signal can reach a
+/// reaped pid that was reused), and reports the exit once the reader has finished, so that
+/// every message the worker sent is delivered before its exit event.
+pub(crate) async fn run_waiter(
+    mut child: Child,
+    mut commands: mpsc::UnboundedReceiver<ProcessCommand>,
+    reader_done: oneshot::Receiver<()>,
+    reports: Reports,
+    generation: u64,
+) {
+    let mut commands_open = true;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            cmd = commands.recv(), if commands_open => match cmd {
+                Some(ProcessCommand::Signal(sig)) => {
+                    if let Some(pid) = child.id() {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+                    }
+                }
+                None => {
+                    // The slot is gone: nobody watches this process any more.
+                    commands_open = false;
+                    let _ = child.start_kill();
+                }
+            },
+        }
+    };
+    let status = match status {
+        Ok(status) => ExitStatus::from(status),
+        Err(e) => {
+            tracing::error!(error = %e, "waiting for a worker process failed");
+            ExitStatus { code: None, signal: None }
+        }
+    };
+    let _ = tokio::time::timeout(READER_GRACE, reader_done).await;
+    let _ = reports.send_message(ProcessEvent { generation, kind: ProcessEventKind::Exited(status) });
+}

@@ -1,0 +1,40 @@
+//! What a user may ask of a running cluster actor ([`ClusterMsg`]).
+
+use ractor::RpcReplyPort;
+
+use crate::{ReloadReport, Scale, ScaleError, ScaleReport, WorkerStatus};
+
+/// The requests a cluster actor takes from its users.
+///
+/// [`ClusterHandle`](crate::ClusterHandle) wraps each in a method; send them yourself when
+/// you hold only the actor ([`ClusterHandle::actor`](crate::ClusterHandle::actor)), e.g. from
+/// another actor. The cluster's own notifications (from its slots, its reload task) are of a
+/// private type: they cannot be forged from outside.
+///
+/// # Example
+///
+/// ```no_run
+/// use corral_runtime::{Cluster, ClusterConfig, ClusterMsg};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+/// let status = ractor::call!(cluster.actor(), ClusterMsg::Status)?;
+/// assert_eq!(status.len(), 2);
+/// cluster.actor().send_message(ClusterMsg::Stop(None))?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub enum ClusterMsg {
+    /// Every slot's status, in slot order.
+    Status(RpcReplyPort<Vec<WorkerStatus>>),
+    /// Stop gracefully: drain every worker, then stop the actor. The reply (if any) comes
+    /// once every worker has exited.
+    Stop(Option<RpcReplyPort<()>>),
+    /// Rolling reload: replace the workers one slot at a time, each replacement ready before
+    /// its old process drains. Refused (the report says why) while another reload runs or
+    /// the cluster stops.
+    Reload(Option<RpcReplyPort<ReloadReport>>),
+    /// Add or remove workers. Refused below 1 worker, during a reload, while the cluster stops
+    /// or while an earlier scale-down still drains; capped at [`MAX_WORKERS`](crate::MAX_WORKERS).
+    Scale(Scale, Option<RpcReplyPort<Result<ScaleReport, ScaleError>>>),
+}

@@ -1,0 +1,175 @@
+//! What follows the end of a process: its reader's end (a protocol error kills it), its exit,
+//! and for the current process the restart decision of [`policy`](super::policy).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_protocol::ProtocolError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Span;
+
+use super::msg::{SlotMsg, SlotOutcome, SlotReport};
+use super::policy::{Decision, Done, Exit, ProtocolFault};
+use super::state::{Ending, Life, Proc, ProcSpans, Role, SlotState};
+use crate::routes::Route;
+use crate::{ClusterEvent, ExitStatus, KillReason, ReplaceError, StartFailure, lifecycle};
+
+impl<M, R> SlotState<M, R>
+where
+    M: Serialize + Send + 'static,
+    R: DeserializeOwned + Clone + Send + 'static,
+{
+    /// `ReaderEnded`: EOF needs nothing (the exit follows); a protocol error kills the process.
+    pub(crate) fn reader_ended(&mut self, generation: u64, error: Option<ProtocolError>) {
+        let Some(error) = error else { return };
+        let slot = self.slot();
+        let Some(proc) = self.proc_mut(generation) else { return };
+        let pid = proc.pid();
+        tracing::error!(slot, pid, %error, "worker broke the protocol; killing it");
+        let error = Arc::new(error);
+        proc.kill(KillReason::Protocol(error.clone()));
+        self.args.bus.emit(ClusterEvent::ProtocolError { slot, pid, error });
+    }
+
+    /// `Exited`: forgets the process and acts by its role.
+    pub(crate) fn exited(&mut self, generation: u64, status: ExitStatus) {
+        let slot = self.slot();
+        let Some(index) = self.procs.iter().position(|p| p.generation == generation) else { return };
+        let mut proc = self.procs.remove(index);
+        proc.set_accepting(false);
+        self.args.listeners.unregister(slot, generation);
+        let uptime = proc.started.elapsed();
+        let stopping = !self.is_running();
+        let spans = std::mem::take(&mut proc.spans);
+        let none = Span::none();
+        let scope = spans.drain.as_ref().or(spans.fork.as_ref()).unwrap_or(&none);
+        scope.in_scope(|| tracing::info!(slot, pid = proc.pid(), %status, ?uptime, role = ?proc.role, "worker exited"));
+        close_spans(&proc, spans, status, stopping);
+        self.args.bus.emit(ClusterEvent::Exit {
+            slot,
+            pid: proc.pid(),
+            status,
+            exited_after_disconnect: proc.is_draining() || stopping,
+        });
+        match proc.role {
+            Role::Retiring => {}
+            Role::Candidate => self.candidate_failed(&proc, status),
+            Role::Current => {
+                self.args.routes.clear(slot, generation);
+                if self.candidate_takes_over() {
+                    return;
+                }
+                let protocol = match &proc.killed {
+                    Some(why) if why.rules_out_restart() => ProtocolFault::Fatal,
+                    Some(KillReason::Protocol(_)) => ProtocolFault::Recoverable,
+                    _ => ProtocolFault::None,
+                };
+                let exit = Exit { requested: stopping, status, uptime, was_ready: proc.ready_at.is_some(), protocol };
+                self.after_exit(exit);
+            }
+        }
+        self.maybe_stopped();
+    }
+
+    /// The current process died while a candidate was on its way: the candidate becomes
+    /// current at once (promoted when ready). Returns whether there was one.
+    fn candidate_takes_over(&mut self) -> bool {
+        let slot = self.slot();
+        let Some(candidate) = self.procs.iter_mut().find(|p| p.role == Role::Candidate) else { return false };
+        candidate.role = Role::Current;
+        let (generation, tx, ready) =
+            (candidate.generation, candidate.process.tx.clone(), candidate.ready_at.is_some());
+        self.args.routes.set(slot, Route { generation, tx });
+        if ready {
+            self.promote(generation);
+        }
+        true
+    }
+
+    /// A candidate died before it took over: its replacement failed; the old process serves on.
+    fn candidate_failed(&mut self, proc: &Proc<M>, status: ExitStatus) {
+        let Some(pending) = self.replacing.take() else { return };
+        let slot = self.slot();
+        let cause = match &proc.killed {
+            Some(why) => StartFailure::Killed(why.clone()),
+            None => StartFailure::Exited(status),
+        };
+        let error = ReplaceError::Failed { slot, pid: proc.pid(), cause };
+        lifecycle::fail(&pending.span, &error);
+        pending.span.in_scope(|| tracing::error!(slot, %error, "replacement failed; the old worker keeps serving"));
+        if let Some(reply) = pending.reply {
+            let _ = reply.send(Err(error));
+        }
+    }
+
+    /// Applies the restart policy to the exit of the current process.
+    pub(crate) fn after_exit(&mut self, exit: Exit) {
+        let slot = self.slot();
+        match self.policy.decide(&exit, Instant::now(), rand::random()) {
+            Decision::Done(Done::Requested) => {}
+            Decision::Done(Done::NotRestarted) => {
+                let restart = self.args.config.restart;
+                tracing::info!(slot, status = %exit.status, ?restart, "worker not restarted");
+                self.end(Ending::Stopped, SlotOutcome::Finished);
+            }
+            Decision::GiveUp { restarts } => self.give_up(restarts),
+            Decision::Restart { delay, attempt } => self.schedule_restart(exit.status, delay, attempt),
+        }
+    }
+
+    fn schedule_restart(&mut self, status: ExitStatus, delay: Duration, attempt: u32) {
+        let slot = self.slot();
+        self.restarts += 1;
+        let restart = lifecycle::restart(slot, attempt, delay, &status);
+        restart.in_scope(|| tracing::warn!(slot, %status, ?delay, attempt, "restarting worker"));
+        self.pending_restart = Some(restart);
+        self.args.bus.emit(ClusterEvent::Restarting { slot, delay, attempt });
+        if delay.is_zero() {
+            let _ = self.myself.send_message(SlotMsg::Start);
+        } else {
+            self.myself.send_after(delay, || SlotMsg::Start);
+        }
+    }
+
+    /// The slot will not be restarted again; the cluster decides what follows.
+    fn give_up(&mut self, restarts: usize) {
+        let slot = self.slot();
+        tracing::error!(slot, restarts, period = ?self.args.config.period, "worker slot gave up");
+        self.args.bus.emit(ClusterEvent::GaveUp { slot, restarts });
+        self.end(Ending::GaveUp, SlotOutcome::GaveUp { restarts });
+    }
+
+    /// While stopping: once no process is left, the slot has ended.
+    pub(crate) fn maybe_stopped(&mut self) {
+        if let Life::Stopping { killed } = &self.life
+            && self.procs.is_empty()
+        {
+            let outcome = SlotOutcome::Stopped { killed: killed.clone() };
+            self.end(Ending::Stopped, outcome);
+        }
+    }
+
+    fn end(&mut self, ending: Ending, outcome: SlotOutcome) {
+        self.life = Life::Ended(ending);
+        let _ = self.args.cluster.send_message(SlotReport::Ended { slot: self.slot(), outcome });
+    }
+}
+
+/// Ends the lifecycle spans an exited process held: a start that had not come online failed
+/// (unless the process was told to drain), a drain is over, a replace is complete.
+fn close_spans<M>(proc: &Proc<M>, spans: ProcSpans, status: ExitStatus, stopping: bool) {
+    let ProcSpans { fork, restart, drain, replace } = spans;
+    if !proc.is_draining() && !stopping {
+        for span in fork.iter().chain(restart.iter()) {
+            match &proc.killed {
+                Some(why) => lifecycle::fail(span, why),
+                None => lifecycle::fail(span, format_args!("it {status} before it was online")),
+            }
+        }
+    }
+    if let Some(drain) = &drain {
+        drain.record("corral.exit", tracing::field::display(status));
+    }
+    drop((fork, restart, drain, replace));
+}

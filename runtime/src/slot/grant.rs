@@ -1,0 +1,48 @@
+//! Listen grants: a worker's request to listen on an address, answered by the cluster's
+//! [`Listeners`](crate::balance::Listeners).
+
+use corral_protocol::Control;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::msg::SlotReport;
+use super::state::SlotState;
+use crate::ClusterEvent;
+use crate::balance::Target;
+
+impl<M, R> SlotState<M, R>
+where
+    M: Serialize + Send + 'static,
+    R: DeserializeOwned + Clone + Send + 'static,
+{
+    /// `Listen`: binds (or shares) the address, registers the process on it as the
+    /// cluster's distribution requires, and answers. A refusal stops the cluster.
+    pub(crate) async fn listen(&mut self, generation: u64, id: u64, requested: &str) {
+        let slot = self.slot();
+        let Some(proc) = self.proc(generation) else { return };
+        let target = Target {
+            slot,
+            generation,
+            listen_id: id,
+            channel: proc.process.handles.clone(),
+            accepting: proc.accepting.clone(),
+            load: proc.process.load.clone(),
+        };
+        let listeners = self.args.listeners.clone();
+        match listeners.grant(requested, target).await {
+            Ok((addr, grant)) => {
+                if let Some(proc) = self.proc(generation) {
+                    proc.process.send_control(Control::ListenAck { id, result: Ok(grant) });
+                }
+                self.args.bus.emit(ClusterEvent::Listening { slot, addr });
+            }
+            Err(refusal) => {
+                tracing::error!(slot, error = %refusal, "listen failed");
+                if let Some(proc) = self.proc(generation) {
+                    proc.process.send_control(Control::ListenAck { id, result: Err(refusal.clone()) });
+                }
+                let _ = self.args.cluster.send_message(SlotReport::ListenFailed { slot, refusal });
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! One worker slot: the [`WorkerSupervisor`] actor and what it knows.
+//!
+//! The actor is a thin, exhaustive match: every [`SlotMsg`] (commands from the cluster,
+//! timers, and the events of the slot's processes) is one method on [`SlotState`], each in
+//! the file of its idea:
+//!
+//! | file         | what                                                             |
+//! |--------------|------------------------------------------------------------------|
+//! | `msg.rs`     | the vocabulary: commands, process events, reports to the cluster |
+//! | `state.rs`   | processes (`Phase`, `Role`), the slot's `Life`, derived status   |
+//! | `start.rs`   | starting processes; online, ready, start timeout                 |
+//! | `exit.rs`    | a process's end; the restart decision applied                    |
+//! | `policy.rs`  | the restart decision itself: one pure function                   |
+//! | `replace.rs` | candidate → promoted → old retired                               |
+//! | `health.rs`  | heartbeats, memory and request recycling                         |
+//! | `grant.rs`   | listen requests                                                  |
+//! | `stop.rs`    | draining, stopping, kill timeouts                                |
+//!
+//! One restart, in three files: the process's waiter reports `Exited`
+//! (`process/waiter.rs`) → [`SlotState::exited`] (`exit.rs`) → [`RestartPolicy::decide`]
+//! (`policy.rs`), then `Start` after the delay.
+//!
+//! [`RestartPolicy::decide`]: policy::RestartPolicy::decide
+
+mod exit;
+mod grant;
+mod health;
+mod msg;
+mod policy;
+mod replace;
+mod start;
+mod state;
+mod stop;
+
+use std::marker::PhantomData;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub(crate) use msg::{ReplaceReason, SlotMsg, SlotOutcome, SlotReport};
+pub(crate) use state::SlotArgs;
+use state::SlotState;
+
+use crate::process::{ProcessEvent, ProcessEventKind};
+
+/// The actor supervising one worker slot, spawned (linked) by the cluster; `M` and `R` are
+/// the user's message types primary → worker and worker → primary.
+pub(crate) struct WorkerSupervisor<M, R> {
+    _types: PhantomData<fn(M) -> R>,
+}
+
+impl<M, R> Default for WorkerSupervisor<M, R> {
+    fn default() -> Self {
+        WorkerSupervisor { _types: PhantomData }
+    }
+}
+
+impl<M, R> Actor for WorkerSupervisor<M, R>
+where
+    M: Serialize + Send + 'static,
+    R: DeserializeOwned + Clone + Send + 'static,
+{
+    type Msg = SlotMsg;
+    type State = SlotState<M, R>;
+    type Arguments = SlotArgs<M, R>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SlotMsg>,
+        args: SlotArgs<M, R>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(args.config.heartbeat_interval, || SlotMsg::Heartbeat);
+        let _ = myself.send_message(SlotMsg::Start);
+        Ok(SlotState::new(args, myself))
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<SlotMsg>,
+        msg: SlotMsg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SlotMsg::Start => st.start_current().await,
+            SlotMsg::Replace { reason, parent, reply } => st.replace(reason, &parent, reply).await,
+            SlotMsg::Stop(parent) => st.stop(&parent),
+            SlotMsg::Status(reply) => {
+                let _ = reply.send(st.status());
+            }
+            SlotMsg::Heartbeat => st.heartbeat().await,
+            SlotMsg::StartTimeout { generation } => st.start_timed_out(generation),
+            SlotMsg::KillTimeout { generation } => st.kill_timed_out(generation),
+            SlotMsg::Process(ProcessEvent { generation, kind }) => match kind {
+                ProcessEventKind::Online => st.online(generation),
+                ProcessEventKind::Ready => st.ready(generation),
+                ProcessEventKind::Pong { nonce, stats } => st.pong(generation, nonce, stats).await,
+                ProcessEventKind::Listen { id, addr } => st.listen(generation, id, &addr).await,
+                ProcessEventKind::Draining => st.draining_on_its_own(generation),
+                ProcessEventKind::ReaderEnded(error) => st.reader_ended(generation, error),
+                ProcessEventKind::Exited(status) => st.exited(generation, status),
+            },
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! The slot's message vocabulary: commands to a slot, the events of its processes, and what
+//! a slot reports to its cluster. Every module that talks to a slot imports this file, never
+//! the slot actor itself.
+
+use corral_protocol::ListenRefusal;
+use ractor::RpcReplyPort;
+use tracing::Span;
+
+use crate::process::ProcessEvent;
+use crate::{ReplaceError, Replaced, WorkerStatus};
+
+/// Why a slot's process is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplaceReason {
+    /// A rolling reload: the replacement runs the executable as it is on disk now.
+    Reload,
+    /// Recycling over `max_memory`: the replacement runs the same image.
+    MaxMemory,
+    /// Recycling after `max_requests`: the replacement runs the same image.
+    MaxRequests,
+}
+
+impl ReplaceReason {
+    /// The reason as the `replace` span's `corral.replace.reason` says it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ReplaceReason::Reload => "reload",
+            ReplaceReason::MaxMemory => "max_memory",
+            ReplaceReason::MaxRequests => "max_requests",
+        }
+    }
+}
+
+/// Where a replacement's result goes.
+pub(crate) type ReplaceReply = RpcReplyPort<Result<Replaced, ReplaceError>>;
+
+/// Messages of a slot's supervisor.
+#[derive(Debug)]
+pub(crate) enum SlotMsg {
+    /// Start the slot's current process (first start, and every restart after its delay).
+    Start,
+    /// Start a replacement, make it current once ready, then drain the old process. The reply
+    /// comes once the replacement is ready, or with why it failed (the old process then keeps
+    /// serving).
+    Replace {
+        /// Why.
+        reason: ReplaceReason,
+        /// Parent of the `replace` span (the `reload` span); `Span::none()` for a root span.
+        parent: Span,
+        /// Where to answer.
+        reply: Option<ReplaceReply>,
+    },
+    /// Stop the slot: drain its processes, do not restart. The span (the cluster's `shutdown`
+    /// span, or `Span::none()`) is the parent of the processes' `drain` spans.
+    Stop(Span),
+    /// The slot's status.
+    Status(RpcReplyPort<WorkerStatus>),
+    /// Time to ping (and to check the last ping was answered, and the memory limit).
+    Heartbeat,
+    /// Timer: the process of this generation had `listen_timeout` to become ready.
+    StartTimeout {
+        /// The process's generation.
+        generation: u64,
+    },
+    /// Timer: the process of this generation had `kill_timeout` to drain.
+    KillTimeout {
+        /// The process's generation.
+        generation: u64,
+    },
+    /// Something happened to one of the slot's processes.
+    Process(ProcessEvent),
+}
+
+impl From<ProcessEvent> for SlotMsg {
+    fn from(event: ProcessEvent) -> Self {
+        SlotMsg::Process(event)
+    }
+}
+
+/// Gives a process event back when the slot's mailbox refused it (the slot is gone).
+impl TryFrom<SlotMsg> for ProcessEvent {
+    type Error = ();
+
+    fn try_from(msg: SlotMsg) -> Result<Self, ()> {
+        match msg {
+            SlotMsg::Process(event) => Ok(event),
+            _ => Err(()),
+        }
+    }
+}
+
+/// How a slot ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SlotOutcome {
+    /// Stopped on the cluster's request.
+    Stopped {
+        /// Pids of the slot's processes that did not drain within `kill_timeout` and were
+        /// killed.
+        killed: Vec<u32>,
+    },
+    /// Its worker exited and the restart type says not to restart it.
+    Finished,
+    /// It gave up (restart intensity, or a worker restarting cannot fix).
+    GaveUp {
+        /// Restarts within the window.
+        restarts: usize,
+    },
+}
+
+/// What a slot tells its cluster.
+#[derive(Debug, Clone)]
+pub(crate) enum SlotReport {
+    /// The slot has ended.
+    Ended {
+        /// The slot.
+        slot: usize,
+        /// How.
+        outcome: SlotOutcome,
+    },
+    /// A worker asked for an address that cannot be listened on: the cluster stops rather
+    /// than restart into the same error.
+    ListenFailed {
+        /// The slot.
+        slot: usize,
+        /// Why.
+        refusal: ListenRefusal,
+    },
+}

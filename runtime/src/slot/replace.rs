@@ -1,0 +1,86 @@
+//! Replacement: a candidate is started beside the current process, promoted once ready, and
+//! the old process retires (drains). Rolling reloads and recycling both go through here.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Span;
+
+use super::msg::{ReplaceReason, ReplaceReply};
+use super::state::{DrainCause, Pending, Phase, Role, SlotState};
+use crate::routes::Route;
+use crate::{ReplaceError, Replaced, lifecycle};
+
+impl<M, R> SlotState<M, R>
+where
+    M: Serialize + Send + 'static,
+    R: DeserializeOwned + Clone + Send + 'static,
+{
+    /// `Replace`: starts a candidate for the current process, under a `replace` span (child of
+    /// `parent`) that lasts until the old process has exited or the candidate failed.
+    pub(crate) async fn replace(&mut self, reason: ReplaceReason, parent: &Span, reply: Option<ReplaceReply>) {
+        let slot = self.slot();
+        let span = lifecycle::replace(parent, slot, reason.as_str());
+        let refuse = |reply: Option<ReplaceReply>, error: ReplaceError| {
+            lifecycle::fail(&span, &error);
+            span.in_scope(|| tracing::warn!(slot, %error, "replacement refused"));
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(error));
+            }
+        };
+        if !self.is_running() {
+            return refuse(reply, ReplaceError::Stopping { slot });
+        }
+        if self.replacing.is_some() {
+            return refuse(reply, ReplaceError::Busy { slot });
+        }
+        let Some(old_pid) = self.current().filter(|p| p.phase == Phase::Ready).map(|p| p.pid()) else {
+            return refuse(reply, ReplaceError::NoReadyWorker { slot });
+        };
+        span.record("corral.replace.old_pid", old_pid);
+        let program = match reason {
+            ReplaceReason::Reload => self.args.command.reload_program.clone(),
+            ReplaceReason::MaxMemory | ReplaceReason::MaxRequests => self.args.command.program.clone(),
+        };
+        match self.launch(Role::Candidate, program.clone(), &span).await {
+            Ok(generation) => {
+                if let Some(new) = self.proc(generation) {
+                    span.record("corral.replace.new_pid", new.pid());
+                }
+                self.replacing = Some(Pending { generation, old_pid, reason, reply, span: span.clone() });
+            }
+            Err(e) => refuse(reply, ReplaceError::Spawn { slot, program, source: Arc::new(e) }),
+        }
+    }
+
+    /// The candidate is ready: it becomes current; the old process retires.
+    pub(crate) fn promote(&mut self, generation: u64) {
+        let slot = self.slot();
+        let old =
+            self.procs.iter().find(|p| p.role == Role::Current && p.generation != generation).map(|p| p.generation);
+        let Some(new) = self.proc_mut(generation) else { return };
+        new.role = Role::Current;
+        new.set_accepting(true);
+        let (new_pid, tx) = (new.pid(), new.process.tx.clone());
+        self.args.routes.set(slot, Route { generation, tx });
+        // The `replace` span goes on until the old process has exited (or ends here without one).
+        let span = self.replacing.as_ref().map_or_else(Span::none, |p| p.span.clone());
+        if let Some(old) = old
+            && let Some(proc) = self.proc_mut(old)
+        {
+            proc.role = Role::Retiring;
+            proc.spans.replace = Some(span.clone());
+            self.drain(old, DrainCause::Retired, &span);
+        }
+        self.args.listeners.readiness_changed();
+        if let Some(pending) = self.replacing.take() {
+            pending.span.in_scope(|| {
+                tracing::info!(slot, old_pid = pending.old_pid, new_pid, generation, reason = ?pending.reason, "worker replaced");
+            });
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Ok(Replaced { slot, old_pid: pending.old_pid, new_pid, generation }));
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Starting a slot's processes: the current one (first start, restarts) and candidates.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Span;
+
+use super::msg::SlotMsg;
+use super::policy::{Exit, ProtocolFault};
+use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
+use crate::process::{self, StartSpec};
+use crate::routes::Route;
+use crate::{ClusterEvent, ExitStatus, KillReason, lifecycle};
+
+impl<M, R> SlotState<M, R>
+where
+    M: Serialize + Send + 'static,
+    R: DeserializeOwned + Clone + Send + 'static,
+{
+    /// `Start`: starts the slot's current process (first start, or a restart after its delay).
+    pub(crate) async fn start_current(&mut self) {
+        if self.current().is_some() || !self.is_running() {
+            // A restart scheduled before a stop, or a duplicate start: nothing to do.
+            return;
+        }
+        let slot = self.slot();
+        // A restart's span stays open until its process is online.
+        let restart = self.pending_restart.take();
+        let parent = restart.clone().unwrap_or_else(Span::none);
+        let program = self.args.command.program.clone();
+        match self.launch(Role::Current, program, &parent).await {
+            Ok(generation) => {
+                if let Some(proc) = self.proc_mut(generation) {
+                    proc.spans.restart = restart;
+                }
+            }
+            Err(e) => {
+                if let Some(restart) = &restart {
+                    lifecycle::fail(restart, format_args!("cannot start worker process: {e}"));
+                }
+                parent.in_scope(|| tracing::error!(slot, error = %e, "cannot start worker process"));
+                // Counted as an early death, so that a broken executable hits the intensity
+                // limit instead of looping.
+                let exit = Exit {
+                    requested: false,
+                    status: ExitStatus { code: None, signal: None },
+                    uptime: Duration::ZERO,
+                    was_ready: false,
+                    protocol: ProtocolFault::None,
+                };
+                self.after_exit(exit);
+            }
+        }
+    }
+
+    /// Starts a process in `role` under a `fork` span (child of `parent`); returns its
+    /// generation. The process is in the slot's books (and the current one's route set)
+    /// before any of its events can arrive.
+    pub(crate) async fn launch(&mut self, role: Role, program: PathBuf, parent: &Span) -> std::io::Result<u64> {
+        self.generation += 1;
+        let (slot, generation) = (self.slot(), self.generation);
+        let fork = lifecycle::fork(parent, slot, generation, role.as_str());
+        let config = self.args.config.clone();
+        let spec = StartSpec {
+            slot,
+            generation,
+            program,
+            argv0: self.args.command.argv0.clone(),
+            args: self.args.command.args.clone(),
+            config: &config,
+        };
+        let (process, io) = match process::start::<M>(spec).await {
+            Ok(started) => started,
+            Err(e) => {
+                lifecycle::fail(&fork, &e);
+                return Err(e);
+            }
+        };
+        let pid = process.pid;
+        fork.record("process.pid", pid);
+        if role == Role::Current {
+            self.args.routes.set(slot, Route { generation, tx: process.tx.clone() });
+        }
+        let request_limit = config.max_requests.map(|limit| {
+            let jitter = match config.max_requests_jitter {
+                0 => 0,
+                jitter => rand::rng().random_range(0..=jitter),
+            };
+            limit + jitter
+        });
+        self.procs.push(Proc {
+            role,
+            phase: Phase::Starting,
+            generation,
+            started: Instant::now(),
+            ready_at: None,
+            process,
+            accepting: Arc::new(AtomicBool::new(false)),
+            killed: None,
+            ping: None,
+            over_memory: 0,
+            request_limit,
+            spans: ProcSpans { fork: Some(fork.clone()), ..ProcSpans::default() },
+        });
+        fork.in_scope(|| tracing::info!(slot, generation, pid, ?role, "worker started"));
+        self.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
+        io.run(self.myself.get_derived(), &self.args.bus, &self.counters);
+        let timeout = config.listen_timeout;
+        self.myself.send_after(timeout, move || SlotMsg::StartTimeout { generation });
+        Ok(generation)
+    }
+
+    /// `StartTimeout`: a process that is not ready within `listen_timeout` is killed.
+    pub(crate) fn start_timed_out(&mut self, generation: u64) {
+        let (slot, timeout) = (self.slot(), self.args.config.listen_timeout);
+        if let Some(proc) = self.proc_mut(generation)
+            && matches!(proc.phase, Phase::Starting | Phase::Online)
+        {
+            tracing::error!(slot, pid = proc.pid(), ?timeout, "worker did not become ready in time; killing it");
+            proc.kill(KillReason::NotReady { timeout });
+        }
+    }
+
+    /// `Online`: the process said hello. Its start is over: `fork` ends, and so does the
+    /// `restart` behind it.
+    pub(crate) fn online(&mut self, generation: u64) {
+        if let Some(proc) = self.proc_mut(generation)
+            && proc.phase == Phase::Starting
+        {
+            proc.phase = Phase::Online;
+            proc.spans.fork = None;
+            proc.spans.restart = None;
+        }
+    }
+
+    /// `Ready`: the process is ready. A current process starts getting connections; a
+    /// candidate takes over.
+    pub(crate) fn ready(&mut self, generation: u64) {
+        let running = self.is_running();
+        let Some(proc) = self.proc_mut(generation) else { return };
+        if proc.is_draining() {
+            return;
+        }
+        proc.phase = Phase::Ready;
+        proc.ready_at = Some(Instant::now());
+        match proc.role {
+            Role::Candidate if running => self.promote(generation),
+            Role::Current if running => {
+                proc.set_accepting(true);
+                self.args.listeners.readiness_changed();
+                if self.replacing.as_ref().is_some_and(|p| p.generation == generation) {
+                    // The old process died while this one started: it took over already;
+                    // the replacement of this slot is done.
+                    self.promote(generation);
+                }
+            }
+            Role::Candidate | Role::Current | Role::Retiring => {}
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! What a slot knows: its processes, each in one [`Phase`], and the slot's own [`Life`].
+//!
+//! A slot may briefly have three processes: the **current** one, a **candidate** started to
+//! replace it (rolling reload, recycling) that takes over only once it is ready, and the
+//! **retiring** one it replaced, draining. Capacity never drops while a slot is replaced.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use corral_protocol::WorkerStats;
+use ractor::{ActorRef, DerivedActorRef};
+use tracing::Span;
+
+use super::msg::{ReplaceReason, ReplaceReply, SlotMsg, SlotReport};
+use super::policy::RestartPolicy;
+use crate::balance::Listeners;
+use crate::command::WorkerCommand;
+use crate::events::EventBus;
+use crate::process::{Process, SlotCounters, rss_bytes};
+use crate::routes::Routes;
+use crate::{ClusterConfig, KillReason, WorkerState, WorkerStatus};
+
+/// What a process is to its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Serves the slot.
+    Current,
+    /// Started to replace the current process; takes over once ready.
+    Candidate,
+    /// Replaced; draining.
+    Retiring,
+}
+
+impl Role {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Role::Current => "current",
+            Role::Candidate => "candidate",
+            Role::Retiring => "retiring",
+        }
+    }
+}
+
+/// Where a process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Forked; no hello yet.
+    Starting,
+    /// Said hello; its behaviour is starting.
+    Online,
+    /// Ready for work.
+    Ready,
+    /// Draining: no new work, exits when done (or is killed at `kill_timeout`).
+    Draining(DrainCause),
+}
+
+/// Why a process drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DrainCause {
+    /// The slot is stopping (cluster stop, scale-down).
+    Stop,
+    /// A replacement took over.
+    Retired,
+    /// The worker began draining on its own.
+    OwnAccord,
+}
+
+/// The lifecycle spans a process holds open (see [`lifecycle`](crate::lifecycle)); each ends
+/// when dropped.
+#[derive(Default)]
+pub(crate) struct ProcSpans {
+    /// `fork`: until the hello arrives or the start fails.
+    pub fork: Option<Span>,
+    /// The `restart` that started this process: until it is online.
+    pub restart: Option<Span>,
+    /// `drain`: from the drain request until the process exits.
+    pub drain: Option<Span>,
+    /// The `replace` that retired this process: until it exits.
+    pub replace: Option<Span>,
+}
+
+/// One process of the slot.
+pub(crate) struct Proc<M> {
+    pub role: Role,
+    pub phase: Phase,
+    pub generation: u64,
+    pub started: Instant,
+    /// When it became ready, if it did.
+    pub ready_at: Option<Instant>,
+    pub process: Process<M>,
+    /// Shared with the listeners: whether connections may be dispatched to it.
+    pub accepting: Arc<AtomicBool>,
+    /// Why the slot killed it, if it did.
+    pub killed: Option<KillReason>,
+    /// When the unanswered ping was sent, and its nonce.
+    pub ping: Option<(u64, Instant)>,
+    /// Consecutive heartbeats with RSS over `max_memory`.
+    pub over_memory: u32,
+    /// Handled requests after which this process is recycled (`max_requests` + jitter).
+    pub request_limit: Option<u64>,
+    pub spans: ProcSpans,
+}
+
+impl<M> Proc<M> {
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining(_))
+    }
+
+    pub(crate) fn set_accepting(&self, accepting: bool) {
+        self.accepting.store(accepting, Ordering::Release);
+    }
+
+    /// Kills the process (SIGKILL) for `reason`; the first reason is kept, except that a
+    /// protocol error, which decides the restart, always is.
+    pub(crate) fn kill(&mut self, reason: KillReason) {
+        if self.killed.is_none() || matches!(reason, KillReason::Protocol(_)) {
+            self.killed = Some(reason);
+        }
+        self.process.signal(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// A replacement under way.
+pub(crate) struct Pending {
+    pub generation: u64,
+    pub old_pid: u32,
+    pub reason: ReplaceReason,
+    pub reply: Option<ReplaceReply>,
+    /// The `replace` span: moves to the old process once the new one took over.
+    pub span: Span,
+}
+
+/// The slot's own life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Life {
+    /// Serving, restarting as the policy says.
+    Running,
+    /// Told to stop: draining its processes; those killed at `kill_timeout` are listed.
+    Stopping {
+        /// Pids killed at `kill_timeout`.
+        killed: Vec<u32>,
+    },
+    /// Ended; the cluster was told.
+    Ended(Ending),
+}
+
+/// How a slot ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Stopped, or not restarted by its restart type.
+    Stopped,
+    /// Gave up.
+    GaveUp,
+}
+
+/// Everything a slot is started with (built by the cluster).
+pub(crate) struct SlotArgs<M, R> {
+    pub slot: usize,
+    pub config: Arc<ClusterConfig>,
+    pub cluster: DerivedActorRef<SlotReport>,
+    pub bus: Arc<EventBus<R>>,
+    pub routes: Arc<Routes<M>>,
+    pub listeners: Arc<Listeners>,
+    pub command: Arc<WorkerCommand>,
+}
+
+/// The slot supervisor's state.
+pub(crate) struct SlotState<M, R> {
+    pub args: SlotArgs<M, R>,
+    pub myself: ActorRef<SlotMsg>,
+    pub counters: Arc<SlotCounters>,
+    /// The last generation started.
+    pub generation: u64,
+    pub procs: Vec<Proc<M>>,
+    pub replacing: Option<Pending>,
+    pub life: Life,
+    pub policy: RestartPolicy,
+    /// The `restart` span of a restart waiting for its backoff delay.
+    pub pending_restart: Option<Span>,
+    pub restarts: u64,
+    pub next_nonce: u64,
+    pub last_stats: Option<WorkerStats>,
+    pub last_latency: Option<Duration>,
+}
+
+impl<M, R> SlotState<M, R> {
+    pub(crate) fn new(args: SlotArgs<M, R>, myself: ActorRef<SlotMsg>) -> Self {
+        let policy = RestartPolicy::from_config(&args.config);
+        SlotState {
+            args,
+            myself,
+            counters: Arc::new(SlotCounters::default()),
+            generation: 0,
+            procs: Vec::new(),
+            replacing: None,
+            life: Life::Running,
+            policy,
+            pending_restart: None,
+            restarts: 0,
+            next_nonce: 0,
+            last_stats: None,
+            last_latency: None,
+        }
+    }
+
+    pub(crate) fn slot(&self) -> usize {
+        self.args.slot
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.life == Life::Running
+    }
+
+    pub(crate) fn proc(&self, generation: u64) -> Option<&Proc<M>> {
+        self.procs.iter().find(|p| p.generation == generation)
+    }
+
+    pub(crate) fn proc_mut(&mut self, generation: u64) -> Option<&mut Proc<M>> {
+        self.procs.iter_mut().find(|p| p.generation == generation)
+    }
+
+    pub(crate) fn current(&self) -> Option<&Proc<M>> {
+        self.procs.iter().find(|p| p.role == Role::Current)
+    }
+
+    pub(crate) fn current_mut(&mut self) -> Option<&mut Proc<M>> {
+        self.procs.iter_mut().find(|p| p.role == Role::Current)
+    }
+
+    /// The slot's state as status reports it, derived from its life and its current process.
+    pub(crate) fn state(&self) -> WorkerState {
+        match &self.life {
+            Life::Ended(Ending::GaveUp) => WorkerState::GaveUp,
+            Life::Ended(Ending::Stopped) => WorkerState::Stopped,
+            Life::Stopping { .. } if self.procs.is_empty() => WorkerState::Stopped,
+            Life::Stopping { .. } => WorkerState::Stopping,
+            Life::Running => match self.current().map(|p| p.phase) {
+                Some(Phase::Starting) => WorkerState::Starting,
+                Some(Phase::Online) => WorkerState::Online,
+                Some(Phase::Ready) => WorkerState::Ready,
+                Some(Phase::Draining(_)) => WorkerState::Stopping,
+                None if self.pending_restart.is_some() => WorkerState::Restarting,
+                None => WorkerState::Starting,
+            },
+        }
+    }
+
+    pub(crate) fn status(&self) -> WorkerStatus {
+        let proc = self.current().or_else(|| self.procs.first());
+        WorkerStatus {
+            slot: self.slot(),
+            pid: proc.map(Proc::pid),
+            generation: proc.map_or(self.generation, |p| p.generation),
+            state: self.state(),
+            uptime: proc.map(|p| p.started.elapsed()),
+            restarts: self.restarts,
+            rss_bytes: proc.and_then(|p| rss_bytes(p.pid())),
+            messages_in: self.counters.messages_in.load(Ordering::Relaxed),
+            messages_out: self.counters.messages_out.load(Ordering::Relaxed),
+            stats: self.last_stats,
+            heartbeat_latency: self.last_latency,
+        }
+    }
+}

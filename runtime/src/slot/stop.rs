@@ -1,0 +1,80 @@
+//! Draining and stopping: a process told to drain has `kill_timeout` to exit before it is
+//! killed; a stopping slot drains all its processes and restarts none.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Span;
+
+use super::msg::SlotMsg;
+use super::state::{DrainCause, Life, Phase, SlotState};
+use crate::{KillReason, ReplaceError, lifecycle};
+
+impl<M, R> SlotState<M, R>
+where
+    M: Serialize + Send + 'static,
+    R: DeserializeOwned + Clone + Send + 'static,
+{
+    /// `Stop`: drains every process, restarts none; the slot ends once they have exited.
+    pub(crate) fn stop(&mut self, parent: &Span) {
+        if !self.is_running() {
+            return;
+        }
+        let slot = self.slot();
+        self.life = Life::Stopping { killed: Vec::new() };
+        // A restart waiting for its delay will not happen.
+        self.pending_restart = None;
+        if let Some(pending) = self.replacing.take() {
+            let error = ReplaceError::Stopping { slot };
+            lifecycle::fail(&pending.span, &error);
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(error));
+            }
+        }
+        let live: Vec<u64> = self.procs.iter().filter(|p| !p.is_draining()).map(|p| p.generation).collect();
+        for generation in live {
+            self.drain(generation, DrainCause::Stop, parent);
+        }
+        self.maybe_stopped();
+    }
+
+    /// `Draining`: the worker began draining on its own; it gets no more connections.
+    pub(crate) fn draining_on_its_own(&mut self, generation: u64) {
+        if let Some(proc) = self.proc_mut(generation)
+            && !proc.is_draining()
+        {
+            proc.phase = Phase::Draining(DrainCause::OwnAccord);
+            proc.set_accepting(false);
+        }
+    }
+
+    /// Tells a process to drain (shutdown frame, or SIGTERM without a channel) and arms its
+    /// kill timer. Its `drain` span (child of `parent`) lasts until it exits.
+    pub(crate) fn drain(&mut self, generation: u64, cause: DrainCause, parent: &Span) {
+        let slot = self.slot();
+        let timeout = self.args.config.kill_timeout;
+        let Some(proc) = self.proc_mut(generation) else { return };
+        proc.phase = Phase::Draining(cause);
+        proc.spans.drain = Some(lifecycle::drain(parent, slot, generation, proc.pid()));
+        proc.set_accepting(false);
+        let deadline_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        if !proc.process.send_control(corral_protocol::Control::Shutdown { deadline_ms }) {
+            // No channel to the worker: its SIGTERM handler drains instead.
+            proc.process.signal(nix::sys::signal::Signal::SIGTERM);
+        }
+        self.myself.send_after(timeout, move || SlotMsg::KillTimeout { generation });
+    }
+
+    /// `KillTimeout`: a process still alive `kill_timeout` after it was told to drain is killed.
+    pub(crate) fn kill_timed_out(&mut self, generation: u64) {
+        let (slot, timeout) = (self.slot(), self.args.config.kill_timeout);
+        let Some(proc) = self.proc_mut(generation) else { return };
+        let scope = proc.spans.drain.clone().unwrap_or_else(Span::none);
+        scope.record("corral.killed", true);
+        scope.in_scope(|| tracing::warn!(slot, pid = proc.pid(), ?timeout, "worker did not drain in time; killing it"));
+        proc.kill(KillReason::DrainTimeout { timeout });
+        let pid = proc.pid();
+        if let Life::Stopping { killed } = &mut self.life {
+            killed.push(pid);
+        }
+    }
+}
