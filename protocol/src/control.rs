@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Hello, ListenRefusal};
+use crate::handshake::Hello;
+use crate::listen::ListenRefusal;
 
 /// A control message: corral's side of the protocol, beside the user's messages.
 ///

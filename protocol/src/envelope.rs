@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Control, TraceContext};
+use crate::control::Control;
+use crate::trace::TraceContext;
 
 /// One frame on the IPC stream.
 ///

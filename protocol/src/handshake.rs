@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ProtocolError;
+use crate::error::ProtocolError;
 
 /// The protocol version this crate speaks. Bumped on every incompatible change of the frames.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -8,7 +8,7 @@
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::TraceContext;
+use crate::trace::TraceContext;
 
 /// The longest `tracestate` carried. W3C lets a propagator drop a `tracestate` over 512
 /// characters; dropping it keeps every frame and fd-passing header small (the latter must fit

@@ -4,7 +4,7 @@ use std::os::fd::OwnedFd;
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 
-use crate::ProtocolError;
+use crate::error::ProtocolError;
 
 /// Two connected ends of a Unix socketpair: one for the primary, one for the worker.
 ///
