@@ -6,7 +6,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use crate::{Worker, WorkerContext, WorkerError};
+use crate::behaviour::Worker;
+use crate::context::WorkerContext;
+use crate::error::WorkerError;
 
 /// Messages of the worker actor.
 pub(crate) enum WorkerMsg<M> {

@@ -4,10 +4,8 @@ use std::future::Future;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::WorkerContext;
-
-/// The error type behaviours return: anything that is an error.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::context::WorkerContext;
+use crate::error::BoxError;
 
 /// A worker's behaviour, driven by a ractor actor inside the worker process.
 ///

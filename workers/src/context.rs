@@ -1,7 +1,7 @@
 //! `WorkerContext`: what a behaviour can reach inside its worker process.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_protocol::spans::{self, PRIMARY_DESTINATION};
 use corral_protocol::{Body, Control, Outgoing, Scheduling, TraceContext};
@@ -11,19 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::counters::Counters;
+use crate::cpu_pool::CpuPoolHandle;
+use crate::error::WorkerError;
 use crate::listen::{ListenRegistry, Listener, bind_reuse_port, from_passed_socket};
-use crate::{CpuPoolHandle, WorkerError};
-
-/// Counters a worker reports to the primary in every pong.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub in_flight: AtomicU64,
-    pub handled: AtomicU64,
-    /// Woken when a connection opens or closes (the load reporter sleeps until then).
-    pub connections_changed: tokio::sync::Notify,
-}
 
 struct Inner<R> {
     slot: usize,
@@ -164,7 +155,10 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
             }
             Scheduling::ReusePort => {
                 let granted = grant.addr.parse().map_err(|_| {
-                    failed(std::io::Error::new(std::io::ErrorKind::InvalidData, "the primary granted an unparsable address"))
+                    failed(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the primary granted an unparsable address",
+                    ))
                 })?;
                 Some(bind_reuse_port(granted).map_err(failed)?)
             }
@@ -273,6 +267,6 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
 
     /// Connections open right now on this worker's listeners.
     pub fn open_connections(&self) -> u64 {
-        self.inner.counters.in_flight.load(Ordering::Relaxed)
+        self.inner.counters.connections().0
     }
 }

@@ -1,6 +1,9 @@
-//! The worker side's error type.
+//! The worker side's error types: [`WorkerError`], and [`BoxError`], what behaviours return.
 
 use corral_protocol::{ListenRefusal, ProtocolError};
+
+/// The error type behaviours return: anything that is an error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Errors of the worker side.
 #[derive(Debug, thiserror::Error)]

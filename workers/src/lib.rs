@@ -39,6 +39,7 @@
 mod actor;
 mod behaviour;
 mod context;
+mod counters;
 mod cpu_pool;
 mod error;
 #[cfg(feature = "axum")]
@@ -46,12 +47,12 @@ pub mod http;
 mod listen;
 mod run;
 
-pub use behaviour::{BoxError, Worker};
+pub use behaviour::Worker;
 pub use context::WorkerContext;
 pub use cpu_pool::{
     CpuPool, CpuPoolConfig, CpuPoolError, CpuPoolHandle, CpuPoolMsg, CpuPoolState, CpuPoolStats, CpuTask,
     default_threads,
 };
-pub use error::WorkerError;
+pub use error::{BoxError, WorkerError};
 pub use listen::{Connection, Listener};
 pub use run::{EXIT_BEHAVIOUR, EXIT_BOOTSTRAP, EXIT_DRAIN_TIMEOUT, EXIT_OK, EXIT_PROTOCOL, run};

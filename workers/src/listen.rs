@@ -18,13 +18,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use corral_protocol::{BindMode, HandleChannel, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling, TraceContext};
+use corral_protocol::{
+    BindMode, HandleChannel, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling, TraceContext,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
 
-use crate::context::Counters;
+use crate::counters::Counters;
 
 /// A connection passed by the primary: the stream, its peer, and its `connection` span.
 type Accepted = (TcpStream, SocketAddr, Span);
@@ -274,8 +276,7 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     fn new(stream: TcpStream, counters: Arc<Counters>, span: Span) -> Self {
-        counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        counters.connections_changed.notify_one();
+        counters.connection_opened();
         Connection { stream, counters, span }
     }
 
@@ -299,9 +300,7 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.counters.connections_changed.notify_one();
-        self.counters.handled.fetch_add(1, Ordering::Relaxed);
+        self.counters.connection_closed();
     }
 }
 

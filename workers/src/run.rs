@@ -7,7 +7,7 @@ use std::time::Duration;
 use corral_protocol::bootstrap::WorkerBootstrap;
 use corral_protocol::spans;
 use corral_protocol::{
-    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PoolStats, ProtocolError, WorkerStats, write_frames,
+    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PoolStats, ProtocolError, write_frames,
 };
 use futures_util::StreamExt;
 use ractor::{Actor, ActorRef};
@@ -17,9 +17,12 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::actor::{WorkerActor, WorkerMsg};
-use crate::context::Counters;
+use crate::behaviour::Worker;
+use crate::context::WorkerContext;
+use crate::counters::Counters;
+use crate::cpu_pool::{CpuPool, CpuPoolConfig, CpuPoolHandle, CpuPoolStats};
+use crate::error::WorkerError;
 use crate::listen::ListenRegistry;
-use crate::{CpuPool, CpuPoolConfig, CpuPoolHandle, Worker, WorkerContext, WorkerError};
 
 /// Exit code of a worker that drained cleanly.
 pub const EXIT_OK: i32 = 0;
@@ -179,7 +182,7 @@ async fn run_async<W: Worker>(
 }
 
 /// The pool's counters as they travel in a pong.
-fn pool_stats(s: &crate::CpuPoolStats) -> PoolStats {
+fn pool_stats(s: &CpuPoolStats) -> PoolStats {
     PoolStats {
         threads: s.threads as u64,
         queue_capacity: s.queue_capacity as u64,
@@ -209,7 +212,7 @@ async fn report_load<R>(outbox: mpsc::Sender<Outgoing<R>>, counters: Arc<Counter
         }
         // Coalesce a burst of changes into one report.
         tokio::time::sleep(LOAD_REPORT_EVERY).await;
-        let now = (counters.in_flight.load(Ordering::Relaxed), counters.handled.load(Ordering::Relaxed));
+        let now = counters.connections();
         let report = Control::Load { open: now.0, accepted: now.0 + now.1 };
         if now != last && outbox.try_send(Outgoing::control(report)).is_ok() {
             last = now;
@@ -282,13 +285,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                     self.deliver(message, span).await;
                 }
                 Body::Control(Control::Ping { nonce }) => {
-                    let stats = WorkerStats {
-                        in_flight: self.counters.in_flight.load(Ordering::Relaxed),
-                        handled: self.counters.handled.load(Ordering::Relaxed),
-                        messages_in: self.counters.messages_in.load(Ordering::Relaxed),
-                        messages_out: self.counters.messages_out.load(Ordering::Relaxed),
-                        pool: Some(pool_stats(&self.pool.stats())),
-                    };
+                    let stats = self.counters.stats(pool_stats(&self.pool.stats()));
                     let _ = self.outbox.send(Outgoing::control(Control::Pong { nonce, stats })).await;
                 }
                 Body::Control(Control::ListenAck { id, result }) => self.listens.acked(id, result),
