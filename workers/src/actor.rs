@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use crate::behaviour::Worker;
 use crate::context::WorkerContext;
-use crate::error::WorkerError;
+use crate::error::{Stage, WorkerError};
 
 /// Messages of the worker actor.
 pub(crate) enum WorkerMsg<M> {
@@ -50,7 +50,7 @@ impl<W: Worker> Actor for WorkerActor<W> {
         _myself: ActorRef<Self::Msg>,
         cx: WorkerContext<W::Report>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let state = self.behaviour.start(&cx).await.map_err(|e| self.fail(WorkerError::Start(e.to_string())))?;
+        let state = self.behaviour.start(&cx).await.map_err(|e| self.fail(WorkerError::Start(e)))?;
         cx.ready_after_start().await.map_err(|e| self.fail(e))?;
         Ok(ActorState { cx, state: Some(state) })
     }
@@ -68,7 +68,7 @@ impl<W: Worker> Actor for WorkerActor<W> {
                         .handle(&st.cx, msg, state)
                         .instrument(span)
                         .await
-                        .map_err(|e| self.fail(WorkerError::Behaviour(e.to_string())))?;
+                        .map_err(|source| self.fail(WorkerError::Behaviour { during: Stage::Handle, source }))?;
                 }
             }
             WorkerMsg::Drain => myself.stop(Some("drained".into())),
@@ -78,7 +78,10 @@ impl<W: Worker> Actor for WorkerActor<W> {
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
         if let Some(state) = st.state.take() {
-            self.behaviour.stop(&st.cx, state).await.map_err(|e| self.fail(WorkerError::Behaviour(e.to_string())))?;
+            self.behaviour
+                .stop(&st.cx, state)
+                .await
+                .map_err(|source| self.fail(WorkerError::Behaviour { during: Stage::Stop, source }))?;
         }
         Ok(())
     }

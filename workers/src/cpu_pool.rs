@@ -25,7 +25,7 @@ mod task;
 mod thread;
 
 pub use config::{CpuPoolConfig, default_threads};
-pub use error::CpuPoolError;
+pub use error::{CpuPoolConfigFault, CpuPoolError};
 pub use handle::{CpuPoolHandle, CpuPoolMsg};
 pub use pool::{CpuPool, CpuPoolState};
 pub use stats::CpuPoolStats;

@@ -50,9 +50,9 @@ mod run;
 pub use behaviour::Worker;
 pub use context::WorkerContext;
 pub use cpu_pool::{
-    CpuPool, CpuPoolConfig, CpuPoolError, CpuPoolHandle, CpuPoolMsg, CpuPoolState, CpuPoolStats, CpuTask,
-    default_threads,
+    CpuPool, CpuPoolConfig, CpuPoolConfigFault, CpuPoolError, CpuPoolHandle, CpuPoolMsg, CpuPoolState, CpuPoolStats,
+    CpuTask, default_threads,
 };
-pub use error::{BoxError, WorkerError};
+pub use error::{BoxError, Stage, WorkerError};
 pub use listen::{Connection, Listener};
 pub use run::{EXIT_BEHAVIOUR, EXIT_BOOTSTRAP, EXIT_DRAIN_TIMEOUT, EXIT_OK, EXIT_PROTOCOL, run};

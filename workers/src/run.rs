@@ -49,18 +49,20 @@ const OUTBOX: usize = 1024;
 ///
 /// # Errors
 ///
-/// [`WorkerError::Setup`] when the environment is not a corral worker's (wrong fds) or the
-/// runtime cannot be built; the caller exits with [`EXIT_BOOTSTRAP`].
+/// When the worker cannot set itself up; the caller exits with [`EXIT_BOOTSTRAP`]:
+/// [`WorkerError::PrimaryGone`] when the primary that started it is gone,
+/// [`WorkerError::Protocol`] when the environment is not a corral worker's (wrong fds),
+/// [`WorkerError::Runtime`], [`WorkerError::Channel`], [`WorkerError::Signal`] or
+/// [`WorkerError::Pool`] when the runtime, the channel to the primary, the SIGTERM handler or
+/// the CPU pool cannot be set up. A behaviour that fails is no error here: `run` returns
+/// [`EXIT_BEHAVIOUR`].
 pub fn run<W: Worker>(worker: W, boot: WorkerBootstrap) -> Result<i32, WorkerError> {
     // The primary may have died before our PR_SET_PDEATHSIG was armed.
     if nix::unistd::getppid().as_raw() as u32 != boot.primary_pid {
-        return Err(WorkerError::Setup("the primary that started this worker is gone".into()));
+        return Err(WorkerError::PrimaryGone);
     }
     let (ipc, handles) = boot.take_fds()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| WorkerError::Setup(format!("cannot build the tokio runtime: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(WorkerError::Runtime)?;
     runtime.block_on(run_async(worker, boot, ipc, handles))
 }
 
@@ -70,10 +72,9 @@ async fn run_async<W: Worker>(
     ipc: std::os::fd::OwnedFd,
     handles: std::os::fd::OwnedFd,
 ) -> Result<i32, WorkerError> {
-    let setup = |e: std::io::Error| WorkerError::Setup(e.to_string());
     let ipc = std::os::unix::net::UnixStream::from(ipc);
-    ipc.set_nonblocking(true).map_err(setup)?;
-    let (read, write) = tokio::net::UnixStream::from_std(ipc).map_err(setup)?.into_split();
+    ipc.set_nonblocking(true).map_err(WorkerError::Channel)?;
+    let (read, write) = tokio::net::UnixStream::from_std(ipc).map_err(WorkerError::Channel)?.into_split();
     let listens = Arc::new(ListenRegistry::default());
     let handle_channel = HandleChannel::new(handles)?;
     tokio::spawn(listens.clone().run_handle_reader(handle_channel));
@@ -93,7 +94,7 @@ async fn run_async<W: Worker>(
     let shutdown = CancellationToken::new();
     let counters = Arc::new(Counters::default());
     let pool_config = CpuPoolConfig::default().threads(boot.cpu_threads.max(1));
-    let (pool, _pool_actor) = CpuPool::start(pool_config).await.map_err(|e| WorkerError::Setup(e.to_string()))?;
+    let (pool, _pool_actor) = CpuPool::start(pool_config).await.map_err(WorkerError::Pool)?;
     let cx = WorkerContext::new(
         boot.slot as usize,
         boot.generation,
@@ -108,7 +109,8 @@ async fn run_async<W: Worker>(
     let protocol_failed = Arc::new(OnceLock::new());
 
     // SIGTERM (also what PR_SET_PDEATHSIG sends when the primary dies) drains.
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(setup)?;
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(WorkerError::Signal)?;
     let on_term = shutdown.clone();
     tokio::spawn(async move {
         if sigterm.recv().await.is_some() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::error::CpuPoolError;
+use super::error::{CpuPoolConfigFault, CpuPoolError};
 
 /// The number of pool threads each of `workers` worker processes gets by default: the cores
 /// this process may use (`std::thread::available_parallelism`, which honours CPU affinity and
@@ -147,24 +147,25 @@ impl CpuPoolConfig {
     ///
     /// # Errors
     ///
-    /// [`CpuPoolError::Config`] naming the wrong field.
+    /// [`CpuPoolError::Config`], whose [`CpuPoolConfigFault`] names the wrong field.
     ///
     /// ```
-    /// use corral_workers::CpuPoolConfig;
+    /// use corral_workers::{CpuPoolConfig, CpuPoolConfigFault, CpuPoolError};
     ///
     /// let err = CpuPoolConfig::default().queue_capacity(0).validate().unwrap_err();
-    /// assert!(err.to_string().contains("queue_capacity"));
+    /// assert_eq!(err, CpuPoolError::Config(CpuPoolConfigFault::ZeroQueueCapacity));
     /// ```
     pub fn validate(&self) -> Result<(), CpuPoolError> {
         if self.threads == 0 {
-            return Err(CpuPoolError::Config("threads must be at least 1".into()));
+            return Err(CpuPoolConfigFault::ZeroThreads.into());
         }
         if self.queue_capacity == 0 {
-            return Err(CpuPoolError::Config("queue_capacity must be at least 1".into()));
+            return Err(CpuPoolConfigFault::ZeroQueueCapacity.into());
         }
         // The semaphore's limit; far beyond any sensible queue.
         if self.queue_capacity > Semaphore::MAX_PERMITS {
-            return Err(CpuPoolError::Config(format!("queue_capacity must be at most {}", Semaphore::MAX_PERMITS)));
+            let (capacity, max) = (self.queue_capacity, Semaphore::MAX_PERMITS);
+            return Err(CpuPoolConfigFault::QueueCapacityTooLarge { capacity, max }.into());
         }
         Ok(())
     }

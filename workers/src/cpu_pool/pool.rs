@@ -124,8 +124,7 @@ impl CpuPool {
     /// ```
     pub async fn start(config: CpuPoolConfig) -> Result<(CpuPoolHandle, JoinHandle<()>), CpuPoolError> {
         config.validate()?;
-        let (actor, join) =
-            Actor::spawn(None, CpuPool, config).await.map_err(|e| CpuPoolError::Start(e.to_string()))?;
+        let (actor, join) = Actor::spawn(None, CpuPool, config).await.map_err(|e| CpuPoolError::Start(Arc::new(e)))?;
         Ok((CpuPoolHandle::connect(&actor).await?, join))
     }
 
@@ -169,7 +168,7 @@ impl CpuPool {
         config.validate()?;
         let (actor, join) = Actor::spawn_linked(None, CpuPool, config, supervisor)
             .await
-            .map_err(|e| CpuPoolError::Start(e.to_string()))?;
+            .map_err(|e| CpuPoolError::Start(Arc::new(e)))?;
         Ok((CpuPoolHandle::connect(&actor).await?, join))
     }
 }
@@ -234,7 +233,7 @@ impl Actor for CpuPool {
             // On failure `state` drops here and its `Drop` stops the threads already spawned.
             let thread = builder
                 .spawn(move || thread_main(rx, shared, exited_tx))
-                .map_err(|e| CpuPoolError::Start(format!("cannot spawn pool thread {index}: {e}")))?;
+                .map_err(|e| CpuPoolError::Thread { index, source: Arc::new(e) })?;
             state.threads.push(thread);
             state.exited.push(exited_rx);
         }
