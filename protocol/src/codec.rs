@@ -1,4 +1,5 @@
-//! Length-delimited postcard frames.
+//! Length-delimited postcard frames: [`FrameCodec`] (u32 big-endian length prefix, postcard
+//! body, a maximum length) and [`DEFAULT_MAX_FRAME_LENGTH`].
 
 use std::marker::PhantomData;
 

@@ -1,4 +1,5 @@
-//! corral's own control messages.
+//! corral's own control messages, [`Control`], and what travels inside them: [`ListenGrant`]
+//! and its [`Scheduling`], [`WorkerStats`] and [`PoolStats`] (in pongs), [`LogLevel`].
 
 use serde::{Deserialize, Serialize};
 

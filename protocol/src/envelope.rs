@@ -1,4 +1,5 @@
-//! The frame: sequence number, trace context and body.
+//! The frame: [`Envelope`] (sequence number, trace context) and its [`Body`], one of corral's
+//! [`Control`] messages or a user message.
 
 use serde::{Deserialize, Serialize};
 

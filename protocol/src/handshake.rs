@@ -1,4 +1,5 @@
-//! The hello handshake.
+//! The hello handshake: [`Hello`], the first frame a worker sends, checked against
+//! [`PROTOCOL_VERSION`] and the slot and generation the primary started.
 
 use serde::{Deserialize, Serialize};
 

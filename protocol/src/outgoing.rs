@@ -1,4 +1,5 @@
-//! The writer task both sides run: frames queued in, batched writes out.
+//! The writer task both sides run, [`write_frames`]: [`Outgoing`] frames queued in, batched
+//! writes out.
 
 use futures_util::SinkExt;
 use serde::Serialize;

@@ -1,4 +1,5 @@
-//! Creating the socketpairs that join a primary to a worker.
+//! Creating the socketpairs that join a primary to a worker: [`stream_pair`] for the frame
+//! stream, [`seqpacket_pair`] for the handle channel, each a [`SocketPair`].
 
 use std::os::fd::OwnedFd;
 

@@ -1,4 +1,5 @@
-//! The ractor actor that drives a [`Worker`] behaviour inside the worker process.
+//! The ractor actor that drives a [`Worker`] behaviour inside the worker process: `WorkerActor`,
+//! its messages `WorkerMsg` (a message from the primary, or drain) and its state.
 
 use std::sync::{Arc, OnceLock};
 

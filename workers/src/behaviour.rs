@@ -1,4 +1,4 @@
-//! The `Worker` trait: what a worker process does.
+//! The [`Worker`] trait: what a worker process does (`start`, `handle`, `stop`).
 
 use std::future::Future;
 

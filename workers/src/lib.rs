@@ -10,6 +10,17 @@
 //! Most users go through the `corral` facade (`corral::main`), which calls [`run`] when the
 //! process was started as a worker. Linux only.
 //!
+//! What it holds:
+//!
+//! * [`Worker`], the trait a behaviour implements, and [`WorkerContext`], what the behaviour
+//!   can reach: its slot, reports to the primary, readiness, listening, the drain signal;
+//! * [`Listener`] and [`Connection`]: listening through the primary, whatever the cluster's
+//!   scheduling; [`http`] serves an axum app on a listener with a drain that loses no request;
+//! * [`CpuPool`] and [`CpuPoolHandle`]: dedicated OS threads for CPU-heavy work, so that it
+//!   never stalls the worker's event loop;
+//! * [`run`] and the process's exit codes ([`EXIT_OK`] …); [`WorkerError`], [`Stage`] and
+//!   [`BoxError`], the errors.
+//!
 //! # Example
 //!
 //! ```no_run

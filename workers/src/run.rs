@@ -1,4 +1,6 @@
-//! Running a worker process: bootstrap, IPC tasks, the behaviour's actor, draining, exit.
+//! Running a worker process: [`run`] (bootstrap, IPC tasks, the behaviour's actor, draining)
+//! and the process's exit codes ([`EXIT_OK`] …); inside, the frame reader and the load
+//! reporter.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
