@@ -11,7 +11,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::stat::{SFlag, fstat};
 
-use crate::ProtocolError;
+use crate::error::{BootstrapFault, ProtocolError};
 
 /// The marker: present in a worker's environment, absent in the primary's.
 pub const WORKER_ENV: &str = "CORRAL_WORKER";
@@ -75,7 +75,7 @@ impl WorkerBootstrap {
     /// # Errors
     ///
     /// [`ProtocolError::Bootstrap`] when the marker is present but another variable is missing
-    /// or malformed.
+    /// ([`BootstrapFault::Missing`]) or malformed ([`BootstrapFault::Invalid`]).
     pub fn from_env() -> Result<Option<Self>, ProtocolError> {
         let vars: HashMap<String, String> = std::env::vars().collect();
         Self::from_vars(&vars)
@@ -88,12 +88,13 @@ impl WorkerBootstrap {
     /// [`ProtocolError::Bootstrap`] naming the variable that is missing or malformed.
     ///
     /// ```
-    /// # use corral_protocol::bootstrap::WorkerBootstrap;
+    /// # use corral_protocol::bootstrap::{SLOT_ENV, WorkerBootstrap};
+    /// # use corral_protocol::{BootstrapFault, ProtocolError};
     /// let mut env = std::collections::HashMap::new();
     /// assert_eq!(WorkerBootstrap::from_vars(&env).unwrap(), None);
     /// env.insert("CORRAL_WORKER".to_string(), "1".to_string());
     /// let err = WorkerBootstrap::from_vars(&env).unwrap_err();
-    /// assert!(err.to_string().contains("CORRAL_SLOT"));
+    /// assert!(matches!(err, ProtocolError::Bootstrap(BootstrapFault::Missing { var: SLOT_ENV })));
     /// ```
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Option<Self>, ProtocolError> {
         if !vars.contains_key(WORKER_ENV) {
@@ -114,29 +115,32 @@ impl WorkerBootstrap {
     ///
     /// # Errors
     ///
-    /// [`ProtocolError::Bootstrap`] when a fd is not open or not a socket (the process was
-    /// started with the marker but not by a corral primary).
+    /// [`ProtocolError::Bootstrap`] when a fd is not open ([`BootstrapFault::FdNotOpen`]) or
+    /// not a socket ([`BootstrapFault::FdNotSocket`]): the process was started with the marker
+    /// but not by a corral primary.
     pub fn take_fds(&self) -> Result<(OwnedFd, OwnedFd), ProtocolError> {
         Ok((take_socket_fd(IPC_FD)?, take_socket_fd(HANDLE_FD)?))
     }
 }
 
-fn parse<T: std::str::FromStr>(vars: &HashMap<String, String>, name: &str) -> Result<T, ProtocolError> {
-    let value = vars.get(name).ok_or_else(|| ProtocolError::Bootstrap(format!("{name} is not set")))?;
-    value.parse().map_err(|_| ProtocolError::Bootstrap(format!("{name}={value:?} is not a valid number")))
+fn parse<T>(vars: &HashMap<String, String>, var: &'static str) -> Result<T, BootstrapFault>
+where
+    T: std::str::FromStr<Err = std::num::ParseIntError>,
+{
+    let value = vars.get(var).ok_or(BootstrapFault::Missing { var })?;
+    value.parse().map_err(|source| BootstrapFault::Invalid { var, value: value.clone(), source })
 }
 
-fn take_socket_fd(raw: RawFd) -> Result<OwnedFd, ProtocolError> {
+fn take_socket_fd(fd: RawFd) -> Result<OwnedFd, BootstrapFault> {
     // SAFETY: fstat only reads the fd's metadata; an fd that is not open gives EBADF.
-    let stat = fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) })
-        .map_err(|e| ProtocolError::Bootstrap(format!("fd {raw} is not open: {e}")))?;
+    let stat = fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+        .map_err(|errno| BootstrapFault::FdNotOpen { fd, errno })?;
     if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
-        return Err(ProtocolError::Bootstrap(format!("fd {raw} is not a socket")));
+        return Err(BootstrapFault::FdNotSocket { fd });
     }
-    // SAFETY: the primary placed this socket at `raw` for us alone (dup2 in the spawner), we
+    // SAFETY: the primary placed this socket at `fd` for us alone (dup2 in the spawner), we
     // checked above that it is open, and this is the only place that takes ownership of it.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-        .map_err(|e| ProtocolError::Bootstrap(format!("fd {raw}: cannot set close-on-exec: {e}")))?;
-    Ok(fd)
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|errno| BootstrapFault::Cloexec { fd, errno })?;
+    Ok(owned)
 }

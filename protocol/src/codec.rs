@@ -1,4 +1,5 @@
-//! Length-delimited postcard frames.
+//! Length-delimited postcard frames: [`FrameCodec`] (u32 big-endian length prefix, postcard
+//! body, a maximum length) and [`DEFAULT_MAX_FRAME_LENGTH`].
 
 use std::marker::PhantomData;
 
@@ -6,7 +7,8 @@ use bytes::{Buf, BufMut, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::{Envelope, ProtocolError};
+use crate::envelope::Envelope;
+use crate::error::ProtocolError;
 
 /// Default maximum frame length: 8 MiB, as `LengthDelimitedCodec`'s.
 pub const DEFAULT_MAX_FRAME_LENGTH: usize = 8 * 1024 * 1024;

@@ -1,8 +1,10 @@
-//! corral's own control messages.
+//! corral's own control messages, [`Control`], and what travels inside them: [`ListenGrant`]
+//! and its [`Scheduling`], [`WorkerStats`] and [`PoolStats`] (in pongs), [`LogLevel`].
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Hello, ListenRefusal};
+use crate::handshake::Hello;
+use crate::listen::ListenRefusal;
 
 /// A control message: corral's side of the protocol, beside the user's messages.
 ///

@@ -1,8 +1,10 @@
-//! The frame: sequence number, trace context and body.
+//! The frame: [`Envelope`] (sequence number, trace context) and its [`Body`], one of corral's
+//! [`Control`] messages or a user message.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Control, TraceContext};
+use crate::control::Control;
+use crate::trace::TraceContext;
 
 /// One frame on the IPC stream.
 ///

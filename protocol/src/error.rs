@@ -1,6 +1,14 @@
-//! The protocol's error type.
+//! The protocol's error types: [`ProtocolError`], and the typed reasons it carries for a
+//! malformed handle datagram ([`HandleFault`]) and a bad worker environment
+//! ([`BootstrapFault`]).
+//!
+//! This module imports nothing else of the crate, so every other module can use it.
 
 use std::io;
+use std::num::ParseIntError;
+use std::os::fd::RawFd;
+
+use nix::errno::Errno;
 
 /// Everything that can go wrong on the wire.
 ///
@@ -93,8 +101,107 @@ pub enum ProtocolError {
     Closed,
     /// A handle datagram is malformed (no fd, too many fds, truncated control data, bad header).
     #[error("malformed handle datagram: {0}")]
-    BadHandle(String),
-    /// A bootstrap environment variable is missing or malformed.
+    BadHandle(#[from] HandleFault),
+    /// A bootstrap environment variable is missing or malformed, or an inherited fd is not
+    /// the socket it should be.
     #[error("bad worker environment: {0}")]
-    Bootstrap(String),
+    Bootstrap(#[from] BootstrapFault),
+}
+
+/// What is wrong with a handle datagram ([`ProtocolError::BadHandle`]). Whatever fds the
+/// datagram carried are closed; the channel goes on with the next datagram.
+///
+/// ```
+/// use corral_protocol::{HandleFault, ProtocolError};
+///
+/// let err = ProtocolError::from(HandleFault::FdCount { got: 2 });
+/// assert_eq!(err.to_string(), "malformed handle datagram: expected exactly one fd, got 2");
+/// assert!(matches!(err, ProtocolError::BadHandle(HandleFault::FdCount { got: 2 })));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandleFault {
+    /// The datagram carried more fds than the receive buffer holds, so its control data was
+    /// truncated.
+    #[error("control data truncated (too many fds)")]
+    TooManyFds,
+    /// The header is longer than [`MAX_HANDLE_HEADER`](crate::MAX_HANDLE_HEADER).
+    #[error("header over {max} bytes")]
+    HeaderTooLong {
+        /// The maximum, in bytes.
+        max: usize,
+    },
+    /// The datagram did not carry exactly one fd.
+    #[error("expected exactly one fd, got {got}")]
+    FdCount {
+        /// How many fds it carried.
+        got: usize,
+    },
+    /// The header is not a valid postcard encoding of a [`HandleHeader`](crate::HandleHeader).
+    #[error("header does not decode: {0}")]
+    HeaderDecode(#[source] postcard::Error),
+    /// The header decoded, but bytes were left over after it.
+    #[error("{extra} bytes after the header")]
+    TrailingBytes {
+        /// How many bytes were left.
+        extra: usize,
+    },
+}
+
+/// What is wrong with a worker's environment ([`ProtocolError::Bootstrap`]): the process
+/// was started with the worker marker, but not (or not correctly) by a corral primary.
+///
+/// ```
+/// use corral_protocol::bootstrap::{SLOT_ENV, WORKER_ENV, WorkerBootstrap};
+/// use corral_protocol::{BootstrapFault, ProtocolError};
+///
+/// let env = [(WORKER_ENV.to_string(), "1".to_string())].into_iter().collect();
+/// let err = WorkerBootstrap::from_vars(&env).unwrap_err();
+/// assert!(matches!(err, ProtocolError::Bootstrap(BootstrapFault::Missing { var: SLOT_ENV })));
+/// assert_eq!(err.to_string(), "bad worker environment: CORRAL_SLOT is not set");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootstrapFault {
+    /// A variable is not set.
+    #[error("{var} is not set")]
+    Missing {
+        /// The variable's name.
+        var: &'static str,
+    },
+    /// A variable is not a valid number (or out of range for its type).
+    #[error("{var}={value:?} is not a valid number")]
+    Invalid {
+        /// The variable's name.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it does not parse.
+        #[source]
+        source: ParseIntError,
+    },
+    /// An inherited fd is not open.
+    #[error("fd {fd} is not open: {errno}")]
+    FdNotOpen {
+        /// The fd number.
+        fd: RawFd,
+        /// The error of `fstat`.
+        #[source]
+        errno: Errno,
+    },
+    /// An inherited fd is open but not a socket.
+    #[error("fd {fd} is not a socket")]
+    FdNotSocket {
+        /// The fd number.
+        fd: RawFd,
+    },
+    /// An inherited fd cannot be made close-on-exec.
+    #[error("fd {fd}: cannot set close-on-exec: {errno}")]
+    Cloexec {
+        /// The fd number.
+        fd: RawFd,
+        /// The error of `fcntl`.
+        #[source]
+        errno: Errno,
+    },
 }

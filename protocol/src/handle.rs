@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::{ProtocolError, TraceContext};
+use crate::error::{HandleFault, ProtocolError};
+use crate::trace::TraceContext;
 
 /// The largest header accepted, in bytes. SEQPACKET datagrams are capped by `SO_SNDBUF`, so
 /// only small headers travel here; large payloads stay on the frame stream.
@@ -96,7 +97,7 @@ impl HandleChannel {
         // SAFETY: `fd` is an `OwnedFd`, so it is open; the `AsyncFd` takes ownership of it and
         // it stays open and unchanged until the `AsyncFd` is dropped.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
-            .map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
+            .map_err(io::Error::from)?;
         Ok(HandleChannel { fd })
     }
 
@@ -137,7 +138,8 @@ impl HandleChannel {
     /// # Errors
     ///
     /// [`ProtocolError::BadHandle`] for a datagram without exactly one fd, with truncated data
-    /// or control data, or whose header does not decode (any fds it carried are closed);
+    /// or control data, or whose header does not decode (the [`HandleFault`] says which; any
+    /// fds it carried are closed);
     /// [`ProtocolError::Io`] when the socket fails.
     pub async fn recv(&self) -> Result<Option<(HandleHeader, OwnedFd)>, ProtocolError> {
         let mut data = vec![0u8; MAX_HANDLE_HEADER];
@@ -171,7 +173,7 @@ fn receive_one(fd: RawFd, data: &mut [u8], cmsg_buf: &mut [u8]) -> Result<Result
         // MSG_CTRUNC: more fds than the buffer holds. The kernel installed those that fit,
         // but nix will not walk a truncated list, so they cannot be reached to close them.
         Err(_) => {
-            return Ok(Err(ProtocolError::BadHandle("control data truncated (too many fds)".into())));
+            return Ok(Err(HandleFault::TooManyFds.into()));
         }
     };
     for cmsg in cmsgs {
@@ -187,19 +189,18 @@ fn receive_one(fd: RawFd, data: &mut [u8], cmsg_buf: &mut [u8]) -> Result<Result
         return Ok(Ok(None));
     }
     if msg.flags.contains(MsgFlags::MSG_TRUNC) {
-        return Ok(Err(ProtocolError::BadHandle(format!("header over {} bytes", MAX_HANDLE_HEADER))));
+        return Ok(Err(HandleFault::HeaderTooLong { max: MAX_HANDLE_HEADER }.into()));
     }
     Ok(Ok(Some((msg.bytes, fds))))
 }
 
 fn decode_datagram(data: &[u8], mut fds: Vec<OwnedFd>) -> Result<(HandleHeader, OwnedFd), ProtocolError> {
     if fds.len() != 1 {
-        return Err(ProtocolError::BadHandle(format!("expected exactly one fd, got {}", fds.len())));
+        return Err(HandleFault::FdCount { got: fds.len() }.into());
     }
-    let (header, rest): (HandleHeader, _) = postcard::take_from_bytes(data)
-        .map_err(|e| ProtocolError::BadHandle(format!("header does not decode: {e}")))?;
+    let (header, rest): (HandleHeader, _) = postcard::take_from_bytes(data).map_err(HandleFault::HeaderDecode)?;
     if !rest.is_empty() {
-        return Err(ProtocolError::BadHandle(format!("{} bytes after the header", rest.len())));
+        return Err(HandleFault::TrailingBytes { extra: rest.len() }.into());
     }
     // Exactly one element, checked above.
     let fd = fds.remove(0);

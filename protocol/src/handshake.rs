@@ -1,8 +1,9 @@
-//! The hello handshake.
+//! The hello handshake: [`Hello`], the first frame a worker sends, checked against
+//! [`PROTOCOL_VERSION`] and the slot and generation the primary started.
 
 use serde::{Deserialize, Serialize};
 
-use crate::ProtocolError;
+use crate::error::ProtocolError;
 
 /// The protocol version this crate speaks. Bumped on every incompatible change of the frames.
 pub const PROTOCOL_VERSION: u32 = 1;

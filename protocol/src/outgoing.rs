@@ -1,4 +1,5 @@
-//! The writer task both sides run: frames queued in, batched writes out.
+//! The writer task both sides run, [`write_frames`]: [`Outgoing`] frames queued in, batched
+//! writes out.
 
 use futures_util::SinkExt;
 use serde::Serialize;
@@ -7,7 +8,11 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Body, Envelope, FrameCodec, ProtocolError, TraceContext};
+use crate::codec::FrameCodec;
+use crate::control::Control;
+use crate::envelope::{Body, Envelope};
+use crate::error::ProtocolError;
+use crate::trace::TraceContext;
 
 /// A frame waiting for the writer task, which gives it its sequence number.
 ///
@@ -31,7 +36,7 @@ impl<M> Outgoing<M> {
     }
 
     /// A control message without trace context.
-    pub fn control(control: crate::Control) -> Self {
+    pub fn control(control: Control) -> Self {
         Outgoing { body: Body::Control(control), trace: None }
     }
 }

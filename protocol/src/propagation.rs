@@ -4,11 +4,14 @@
 //!
 //! Both directions cost one branch when the span is disabled (no subscriber, or a filter that
 //! leaves corral's spans out): nothing is built or copied.
+//!
+//! Holds the `impl` blocks of [`TraceContext`] that touch `tracing` (`of_span`,
+//! `set_parent_of`, `from_headers` …) and [`MAX_TRACESTATE`].
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::TraceContext;
+use crate::trace::TraceContext;
 
 /// The longest `tracestate` carried. W3C lets a propagator drop a `tracestate` over 512
 /// characters; dropping it keeps every frame and fd-passing header small (the latter must fit

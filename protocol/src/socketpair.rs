@@ -1,10 +1,11 @@
-//! Creating the socketpairs that join a primary to a worker.
+//! Creating the socketpairs that join a primary to a worker: [`stream_pair`] for the frame
+//! stream, [`seqpacket_pair`] for the handle channel, each a [`SocketPair`].
 
 use std::os::fd::OwnedFd;
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 
-use crate::ProtocolError;
+use crate::error::ProtocolError;
 
 /// Two connected ends of a Unix socketpair: one for the primary, one for the worker.
 ///

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use tracing::Span;
 
-use crate::TraceContext;
+use crate::trace::TraceContext;
 
 /// The tracing target of the IPC spans.
 pub const IPC_TARGET: &str = "corral::ipc";

@@ -1,4 +1,5 @@
-//! W3C trace context as it travels inside a frame.
+//! [`TraceContext`]: W3C trace context as it travels inside a frame, and its `traceparent`
+//! text form. Moving it in and out of `tracing` spans is in `propagation`.
 
 use serde::{Deserialize, Serialize};
 

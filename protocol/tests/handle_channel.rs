@@ -9,7 +9,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use common::STEP;
 use corral_protocol::{
-    HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER, ProtocolError, TraceContext, seqpacket_pair,
+    HandleChannel, HandleFault, HandleHeader, HandleKind, MAX_HANDLE_HEADER, ProtocolError, TraceContext,
+    seqpacket_pair,
 };
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -101,8 +102,12 @@ async fn send(ch: &HandleChannel, header: &HandleHeader, fd: BorrowedFd<'_>) -> 
     timeout(STEP, ch.send(header, fd)).await.expect("send timed out")
 }
 
-fn assert_bad_handle(result: Result<Option<(HandleHeader, OwnedFd)>, ProtocolError>) {
-    assert!(matches!(result, Err(ProtocolError::BadHandle(_))), "{result:?}");
+/// Asserts that a receive failed with `BadHandle`, for the fault `pattern` matches.
+macro_rules! assert_bad_handle {
+    ($result:expr, $pattern:pat) => {{
+        let result: Result<Option<(HandleHeader, OwnedFd)>, ProtocolError> = $result;
+        assert!(matches!(result, Err(ProtocolError::BadHandle($pattern))), "{result:?}");
+    }};
 }
 
 // ---- good datagrams ---------------------------------------------------------------------
@@ -272,7 +277,7 @@ async fn garbage_header_with_fd_is_bad_handle_and_channel_keeps_working() {
     let (probe_r, probe_w) = probe_pipe();
     // 0xff.. is an unterminated varint for the id.
     send_raw(&raw, &[0xff; 12], &[probe_w.as_raw_fd()]);
-    assert_bad_handle(recv(&worker).await);
+    assert_bad_handle!(recv(&worker).await, HandleFault::HeaderDecode(_));
     // The fd that came with the bad datagram was closed by the receiver.
     drop(probe_w);
     assert!(all_writers_closed(&probe_r));
@@ -290,7 +295,7 @@ async fn unknown_kind_variant_is_bad_handle() {
     let (read_end, _w) = probe_pipe();
     // id 1, HandleKind variant 2 (there are two), trace None.
     send_raw(&raw, &[0x01, 0x02, 0x00], &[read_end.as_raw_fd()]);
-    assert_bad_handle(recv(&worker).await);
+    assert_bad_handle!(recv(&worker).await, HandleFault::HeaderDecode(_));
     send(&good, &listener_header(4, "next"), read_end.as_fd()).await.unwrap();
     assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(4, "next"));
 }
@@ -304,7 +309,7 @@ async fn header_with_trailing_bytes_is_bad_handle() {
     let mut data = postcard::to_stdvec(&listener_header(1, "x")).unwrap();
     data.extend_from_slice(&[0xde, 0xad]);
     send_raw(&raw, &data, &[read_end.as_raw_fd()]);
-    assert_bad_handle(recv(&worker).await);
+    assert_bad_handle!(recv(&worker).await, HandleFault::TrailingBytes { extra: 2 });
     send(&good, &listener_header(2, "next"), read_end.as_fd()).await.unwrap();
     assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(2, "next"));
 }
@@ -325,7 +330,7 @@ async fn hand_made_valid_datagram_is_accepted() {
 async fn datagram_without_fd_is_bad_handle() {
     let (raw, good, worker) = raw_sender_pair();
     send_raw(&raw, &postcard::to_stdvec(&listener_header(1, "no fd")).unwrap(), &[]);
-    assert_bad_handle(recv(&worker).await);
+    assert_bad_handle!(recv(&worker).await, HandleFault::FdCount { got: 0 });
 
     let (read_end, _w) = probe_pipe();
     send(&good, &listener_header(2, "fd"), read_end.as_fd()).await.unwrap();
@@ -337,7 +342,7 @@ async fn datagram_with_fd_but_no_header_is_bad_handle() {
     let (raw, good, worker) = raw_sender_pair();
     let (probe_r, probe_w) = probe_pipe();
     send_raw(&raw, &[], &[probe_w.as_raw_fd()]);
-    assert_bad_handle(recv(&worker).await);
+    assert_bad_handle!(recv(&worker).await, HandleFault::HeaderDecode(_));
     drop(probe_w);
     assert!(all_writers_closed(&probe_r));
 
@@ -351,7 +356,7 @@ async fn datagram_with_two_fds_is_bad_handle_and_both_are_closed() {
     let (r1, w1) = probe_pipe();
     let (r2, w2) = probe_pipe();
     send_raw(&raw, &postcard::to_stdvec(&listener_header(1, "two")).unwrap(), &[w1.as_raw_fd(), w2.as_raw_fd()]);
-    assert_bad_handle(recv(&worker).await);
+    assert_bad_handle!(recv(&worker).await, HandleFault::FdCount { got: 2 });
     drop((w1, w2));
     assert!(all_writers_closed(&r1));
     assert!(all_writers_closed(&r2));
@@ -366,7 +371,7 @@ async fn datagram_with_too_many_fds_is_bad_handle_and_channel_keeps_working() {
     let (read_end, _w) = probe_pipe();
     let fds = [read_end.as_raw_fd(); 8];
     send_raw(&raw, &postcard::to_stdvec(&listener_header(1, "many")).unwrap(), &fds);
-    assert_bad_handle(recv(&worker).await);
+    assert_bad_handle!(recv(&worker).await, HandleFault::TooManyFds);
 
     send(&good, &listener_header(2, "after"), read_end.as_fd()).await.unwrap();
     assert_eq!(recv(&worker).await.unwrap().unwrap().0, listener_header(2, "after"));
@@ -377,7 +382,7 @@ async fn datagram_over_the_header_maximum_is_bad_handle_and_its_fd_is_closed() {
     let (raw, good, worker) = raw_sender_pair();
     let (probe_r, probe_w) = probe_pipe();
     send_raw(&raw, &vec![0x01; MAX_HANDLE_HEADER + 100], &[probe_w.as_raw_fd()]);
-    assert_bad_handle(recv(&worker).await);
+    assert_bad_handle!(recv(&worker).await, HandleFault::HeaderTooLong { max: MAX_HANDLE_HEADER });
     drop(probe_w);
     assert!(all_writers_closed(&probe_r));
 

@@ -1,4 +1,5 @@
-//! The ractor actor that drives a [`Worker`] behaviour inside the worker process.
+//! The ractor actor that drives a [`Worker`] behaviour inside the worker process: `WorkerActor`,
+//! its messages `WorkerMsg` (a message from the primary, or drain) and its state.
 
 use std::sync::{Arc, OnceLock};
 
@@ -6,7 +7,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use crate::{Worker, WorkerContext, WorkerError};
+use crate::behaviour::Worker;
+use crate::context::WorkerContext;
+use crate::error::{Stage, WorkerError};
 
 /// Messages of the worker actor.
 pub(crate) enum WorkerMsg<M> {
@@ -48,7 +51,7 @@ impl<W: Worker> Actor for WorkerActor<W> {
         _myself: ActorRef<Self::Msg>,
         cx: WorkerContext<W::Report>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let state = self.behaviour.start(&cx).await.map_err(|e| self.fail(WorkerError::Start(e.to_string())))?;
+        let state = self.behaviour.start(&cx).await.map_err(|e| self.fail(WorkerError::Start(e)))?;
         cx.ready_after_start().await.map_err(|e| self.fail(e))?;
         Ok(ActorState { cx, state: Some(state) })
     }
@@ -66,7 +69,7 @@ impl<W: Worker> Actor for WorkerActor<W> {
                         .handle(&st.cx, msg, state)
                         .instrument(span)
                         .await
-                        .map_err(|e| self.fail(WorkerError::Behaviour(e.to_string())))?;
+                        .map_err(|source| self.fail(WorkerError::Behaviour { during: Stage::Handle, source }))?;
                 }
             }
             WorkerMsg::Drain => myself.stop(Some("drained".into())),
@@ -76,7 +79,10 @@ impl<W: Worker> Actor for WorkerActor<W> {
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
         if let Some(state) = st.state.take() {
-            self.behaviour.stop(&st.cx, state).await.map_err(|e| self.fail(WorkerError::Behaviour(e.to_string())))?;
+            self.behaviour
+                .stop(&st.cx, state)
+                .await
+                .map_err(|source| self.fail(WorkerError::Behaviour { during: Stage::Stop, source }))?;
         }
         Ok(())
     }

@@ -1,13 +1,11 @@
-//! The `Worker` trait: what a worker process does.
+//! The [`Worker`] trait: what a worker process does (`start`, `handle`, `stop`).
 
 use std::future::Future;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::WorkerContext;
-
-/// The error type behaviours return: anything that is an error.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::context::WorkerContext;
+use crate::error::BoxError;
 
 /// A worker's behaviour, driven by a ractor actor inside the worker process.
 ///

@@ -1,7 +1,9 @@
-//! `WorkerContext`: what a behaviour can reach inside its worker process.
+//! [`WorkerContext`]: what a behaviour can reach inside its worker process: its slot and
+//! generation, the way to the primary (reports, ready, listen), the drain signal, tracked
+//! tasks and the CPU pool.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_protocol::spans::{self, PRIMARY_DESTINATION};
 use corral_protocol::{Body, Control, Outgoing, Scheduling, TraceContext};
@@ -11,19 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::counters::Counters;
+use crate::cpu_pool::CpuPoolHandle;
+use crate::error::WorkerError;
 use crate::listen::{ListenRegistry, Listener, bind_reuse_port, from_passed_socket};
-use crate::{CpuPoolHandle, WorkerError};
-
-/// Counters a worker reports to the primary in every pong.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub in_flight: AtomicU64,
-    pub handled: AtomicU64,
-    /// Woken when a connection opens or closes (the load reporter sleeps until then).
-    pub connections_changed: tokio::sync::Notify,
-}
 
 struct Inner<R> {
     slot: usize,
@@ -42,12 +35,31 @@ struct Inner<R> {
 
 /// The worker's view of itself and its way to the primary. Cheap to clone.
 ///
+/// A behaviour gets it in each of its [`Worker`](crate::Worker) methods; `R` is the
+/// behaviour's `Report` type, what the worker sends to the primary. Clone it into the tasks
+/// the behaviour spawns.
+///
+/// # Examples
+///
 /// ```no_run
-/// # use corral_workers::WorkerContext;
-/// # async fn demo(cx: WorkerContext<String>) -> Result<(), corral_workers::WorkerError> {
-/// println!("slot {} generation {}", cx.slot(), cx.generation());
-/// cx.report(format!("hello from {}", std::process::id())).await?;
-/// # Ok(()) }
+/// use corral_workers::{BoxError, Worker, WorkerContext};
+///
+/// struct Api;
+///
+/// impl Worker for Api {
+///     type Msg = ();
+///     type Report = String;
+///     type State = ();
+///
+///     async fn start(&self, cx: &WorkerContext<String>) -> Result<(), BoxError> {
+///         println!("slot {} generation {}", cx.slot(), cx.generation());
+///         let listener = cx.listen("127.0.0.1:3000").await?;
+///         let app = axum::Router::new();
+///         cx.spawn_tracked(corral_workers::http::serve(listener, app, cx.shutdown_token(), Default::default()));
+///         cx.report(format!("serving from pid {}", std::process::id())).await?;
+///         Ok(())
+///     }
+/// }
 /// ```
 pub struct WorkerContext<R> {
     inner: Arc<Inner<R>>,
@@ -98,6 +110,24 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// Called in `start`: this worker will say [`ready`](Self::ready) itself, later, instead
     /// of being ready when `start` returns (PM2's `wait_ready`). The primary still kills it if
     /// it is not ready within `listen_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// Warming a cache in the background, and taking traffic only once it is warm:
+    ///
+    /// ```no_run
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) {
+    /// // In `start`:
+    /// cx.defer_ready();
+    /// let later = cx.clone();
+    /// cx.spawn_tracked(async move {
+    ///     // ... fill the cache ...
+    ///     if let Err(e) = later.ready().await {
+    ///         eprintln!("the primary is gone: {e}");
+    ///     }
+    /// });
+    /// # }
+    /// ```
     pub fn defer_ready(&self) {
         self.inner.ready_deferred.store(true, Ordering::Release);
     }
@@ -108,6 +138,17 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// # Errors
     ///
     /// [`WorkerError::Disconnected`] when the primary is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::WorkerError> {
+    /// cx.defer_ready(); // in `start`
+    /// // ... once the worker can serve:
+    /// cx.ready().await?;
+    /// cx.ready().await?; // only the first call counts
+    /// # Ok(()) }
+    /// ```
     pub async fn ready(&self) -> Result<(), WorkerError> {
         if self.inner.ready_sent.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -134,6 +175,22 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// names it; the primary then stops the cluster rather than restart into the same error),
     /// [`WorkerError::Listen`] when the socket cannot be set up in this worker;
     /// [`WorkerError::Disconnected`] when the primary is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::BoxError> {
+    /// use corral_workers::WorkerError;
+    ///
+    /// let listener = match cx.listen("0.0.0.0:8080").await {
+    ///     Ok(listener) => listener,
+    ///     // Typed: e.g. `ListenRefusal::Bind` with the errno of a port in use.
+    ///     Err(WorkerError::ListenRefused(refusal)) => return Err(format!("no port: {refusal}").into()),
+    ///     Err(e) => return Err(e.into()),
+    /// };
+    /// println!("listening on {}", listener.local_addr());
+    /// # Ok(()) }
+    /// ```
     pub async fn listen(&self, addr: &str) -> Result<Listener, WorkerError> {
         let listens = &self.inner.listens;
         let (id, mut pending) = listens.open();
@@ -175,12 +232,33 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         Listener::new(&grant, pending, socket, self.inner.counters.clone()).map_err(failed)
     }
 
-    /// The slot this worker fills (0-based, as `cluster.worker.id - 1` in Node).
+    /// The slot this worker fills (0-based, as `cluster.worker.id - 1` in Node). A restarted
+    /// worker keeps its slot.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(cx: corral_workers::WorkerContext<()>) {
+    /// // Each of four workers owns one shard of the cache, whatever its restarts.
+    /// let shard = cx.slot() % 4;
+    /// println!("serving shard {shard}");
+    /// # }
+    /// ```
     pub fn slot(&self) -> usize {
         self.inner.slot
     }
 
     /// The slot's generation: 1 for the first process, bumped at every restart.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(cx: corral_workers::WorkerContext<()>) {
+    /// if cx.generation() > 1 {
+    ///     eprintln!("slot {} restarted {} times", cx.slot(), cx.generation() - 1);
+    /// }
+    /// # }
+    /// ```
     pub fn generation(&self) -> u64 {
         self.inner.generation
     }
@@ -190,6 +268,14 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// # Errors
     ///
     /// [`WorkerError::Disconnected`] when the channel to the primary is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(cx: corral_workers::WorkerContext<String>) -> Result<(), corral_workers::WorkerError> {
+    /// cx.report(format!("slot {} warmed its cache", cx.slot())).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn report(&self, message: R) -> Result<(), WorkerError> {
         let sent = if spans::enabled() {
             let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
@@ -209,6 +295,21 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     ///
     /// [`WorkerError::Busy`] when the queue is full, [`WorkerError::Disconnected`] when it is
     /// closed.
+    ///
+    /// # Examples
+    ///
+    /// Samples that may be dropped when the primary is behind:
+    ///
+    /// ```no_run
+    /// # fn demo(cx: corral_workers::WorkerContext<u64>, latency_us: u64) {
+    /// use corral_workers::WorkerError;
+    ///
+    /// match cx.try_report(latency_us) {
+    ///     Ok(()) | Err(WorkerError::Busy) => {}
+    ///     Err(e) => eprintln!("cannot report: {e}"),
+    /// }
+    /// # }
+    /// ```
     pub fn try_report(&self, message: R) -> Result<(), WorkerError> {
         let (out, span) = if spans::enabled() {
             let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
@@ -227,12 +328,45 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
 
     /// A token cancelled when the worker is told to drain: hand it to your servers'
     /// graceful-shutdown hooks.
+    ///
+    /// # Examples
+    ///
+    /// A periodic task that ends when the worker drains:
+    ///
+    /// ```no_run
+    /// # fn demo(cx: corral_workers::WorkerContext<()>) {
+    /// use std::time::Duration;
+    ///
+    /// let shutdown = cx.shutdown_token();
+    /// cx.spawn_tracked(async move {
+    ///     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    ///     loop {
+    ///         tokio::select! {
+    ///             _ = tick.tick() => { /* flush metrics */ }
+    ///             () = shutdown.cancelled() => break,
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
     pub fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()
     }
 
     /// Asks this worker to stop on its own, as if the primary had told it to: the behaviour's
     /// `stop` runs and the process exits with code 0 (a permanent worker is restarted).
+    ///
+    /// # Examples
+    ///
+    /// Recycling a worker after many requests:
+    ///
+    /// ```no_run
+    /// # fn demo(cx: corral_workers::WorkerContext<()>, served: u64) {
+    /// if served >= 1_000_000 {
+    ///     cx.request_stop(); // drains; the primary starts a fresh process in this slot
+    /// }
+    /// # }
+    /// ```
     pub fn request_stop(&self) {
         self.inner.shutdown.cancel();
     }
@@ -240,6 +374,8 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// Spawns a task the worker waits for before it exits: a server draining its connections,
     /// a flush of some buffer. Tasks still running when the drain deadline passes are cut
     /// short with the process.
+    ///
+    /// # Examples
     ///
     /// ```no_run
     /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::BoxError> {
@@ -265,6 +401,8 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// This worker's CPU pool: dedicated OS threads for CPU-heavy work, so that it never
     /// stalls the worker's event loop (sized by the cluster's `cpu_threads`).
     ///
+    /// # Examples
+    ///
     /// ```no_run
     /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::CpuPoolError> {
     /// let sum = cx.cpu_pool().run(|| (0..10_000_000u64).sum::<u64>()).await?;
@@ -274,8 +412,19 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         &self.inner.pool
     }
 
-    /// Connections open right now on this worker's listeners.
+    /// Connections open right now on this worker's listeners (what least-connections
+    /// balancing counts).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(cx: corral_workers::WorkerContext<()>) {
+    /// if cx.open_connections() > 10_000 {
+    ///     eprintln!("slot {}: {} connections open", cx.slot(), cx.open_connections());
+    /// }
+    /// # }
+    /// ```
     pub fn open_connections(&self) -> u64 {
-        self.inner.counters.in_flight.load(Ordering::Relaxed)
+        self.inner.counters.connections().0
     }
 }

@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::Instrument;
 
-use crate::Listener;
+use crate::listen::{Connection, Listener};
 
 /// How [`serve`] drains.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +73,7 @@ pub async fn serve(
     let draining = Arc::new(AtomicBool::new(false));
     let close_idle = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let spawn = |stream: crate::Connection| {
+    let spawn = |stream: Connection| {
         let span = stream.span().clone();
         tracker.spawn(serve_connection(stream, app.clone(), draining.clone(), close_idle.clone()).instrument(span));
     };
@@ -116,12 +116,7 @@ fn remote_context(headers: &axum::http::HeaderMap) -> Option<corral_protocol::Tr
     corral_protocol::TraceContext::from_headers(traceparent, tracestate)
 }
 
-async fn serve_connection(
-    stream: crate::Connection,
-    app: Router,
-    draining: Arc<AtomicBool>,
-    close_idle: CancellationToken,
-) {
+async fn serve_connection(stream: Connection, app: Router, draining: Arc<AtomicBool>, close_idle: CancellationToken) {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let app = app.clone();
         let draining = draining.clone();

@@ -10,6 +10,17 @@
 //! Most users go through the `corral` facade (`corral::main`), which calls [`run`] when the
 //! process was started as a worker. Linux only.
 //!
+//! What it holds:
+//!
+//! * [`Worker`], the trait a behaviour implements, and [`WorkerContext`], what the behaviour
+//!   can reach: its slot, reports to the primary, readiness, listening, the drain signal;
+//! * [`Listener`] and [`Connection`]: listening through the primary, whatever the cluster's
+//!   scheduling; [`http`] serves an axum app on a listener with a drain that loses no request;
+//! * [`CpuPool`] and [`CpuPoolHandle`]: dedicated OS threads for CPU-heavy work, so that it
+//!   never stalls the worker's event loop;
+//! * [`run`] and the process's exit codes ([`EXIT_OK`] …); [`WorkerError`], [`Stage`] and
+//!   [`BoxError`], the errors.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -39,6 +50,7 @@
 mod actor;
 mod behaviour;
 mod context;
+mod counters;
 mod cpu_pool;
 mod error;
 #[cfg(feature = "axum")]
@@ -46,12 +58,12 @@ pub mod http;
 mod listen;
 mod run;
 
-pub use behaviour::{BoxError, Worker};
+pub use behaviour::Worker;
 pub use context::WorkerContext;
 pub use cpu_pool::{
-    CpuPool, CpuPoolConfig, CpuPoolError, CpuPoolHandle, CpuPoolMsg, CpuPoolState, CpuPoolStats, CpuTask,
-    default_threads,
+    CpuPool, CpuPoolConfig, CpuPoolConfigFault, CpuPoolError, CpuPoolHandle, CpuPoolMsg, CpuPoolState, CpuPoolStats,
+    CpuTask, default_threads,
 };
-pub use error::WorkerError;
+pub use error::{BoxError, Stage, WorkerError};
 pub use listen::{Connection, Listener};
 pub use run::{EXIT_BEHAVIOUR, EXIT_BOOTSTRAP, EXIT_DRAIN_TIMEOUT, EXIT_OK, EXIT_PROTOCOL, run};

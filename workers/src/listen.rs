@@ -7,6 +7,10 @@
 //!   over the handle channel; the listener yields them;
 //! * shared: the primary passes the listening socket; the listener accepts on it;
 //! * reuse-port: the worker binds its own `SO_REUSEPORT` socket to the granted address.
+//!
+//! Inside, `ListenRegistry` is the worker's side of its listen requests: it routes the
+//! primary's answers and the fds it passes on the handle channel to the waiting request or
+//! listener.
 
 use std::collections::HashMap;
 use std::io;
@@ -26,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
 
-use crate::context::Counters;
+use crate::counters::Counters;
 
 /// A connection passed by the primary: the stream, its peer, and its `connection` span.
 type Accepted = (TcpStream, SocketAddr, Span);
@@ -165,15 +169,23 @@ enum Source {
     Socket(tokio::net::TcpListener),
 }
 
-/// A listener on the cluster's shared port. Yields [`Connection`]s; with the default `axum`
-/// feature it implements `axum::serve::Listener`, so `axum::serve(listener, app)` works.
+/// A listener on the cluster's shared port, made by
+/// [`WorkerContext::listen`](crate::WorkerContext::listen). Yields [`Connection`]s; with the
+/// default `axum` feature it implements `axum::serve::Listener`, so `axum::serve(listener,
+/// app)` works.
+///
+/// # Examples
+///
+/// With axum (for a drain that loses no request, prefer [`crate::http::serve`]):
 ///
 /// ```no_run
-/// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-/// let mut listener = cx.listen("127.0.0.1:3000").await?;
-/// let (connection, peer) = listener.accept().await?;
-/// println!("{peer} connected to {}", listener.local_addr());
-/// # drop(connection); Ok(()) }
+/// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::BoxError> {
+/// use axum::{Router, routing::get};
+///
+/// let listener = cx.listen("127.0.0.1:3000").await?;
+/// let app = Router::new().route("/", get(|| async { "hello" }));
+/// axum::serve(listener, app).with_graceful_shutdown(cx.shutdown_token().cancelled_owned()).await?;
+/// # Ok(()) }
 /// ```
 pub struct Listener {
     source: Source,
@@ -209,6 +221,22 @@ impl Listener {
     ///
     /// The accept error of an own socket (shared / reuse-port), or `NotConnected` once the
     /// primary has gone and no more connections will be passed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::BoxError> {
+    /// use tokio::io::AsyncWriteExt;
+    ///
+    /// let mut listener = cx.listen("127.0.0.1:7000").await?;
+    /// loop {
+    ///     let (mut connection, peer) = listener.accept().await?;
+    ///     cx.spawn_tracked(async move {
+    ///         let _ = connection.write_all(format!("hello, {peer}\n").as_bytes()).await;
+    ///     });
+    /// }
+    /// # }
+    /// ```
     pub async fn accept(&mut self) -> io::Result<(Connection, SocketAddr)> {
         let (stream, peer, span) = match &mut self.source {
             Source::Passed(rx) => rx
@@ -223,12 +251,35 @@ impl Listener {
         Ok((Connection::new(stream, self.counters.clone(), span), peer))
     }
 
-    /// The shared address (port 0 resolved by the primary).
+    /// The shared address (port 0 resolved by the primary, once for every worker).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::BoxError> {
+    /// let listener = cx.listen("127.0.0.1:0").await?;
+    /// println!("serving on http://{}", listener.local_addr());
+    /// # Ok(()) }
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// How this listener gets its connections.
+    /// How this listener gets its connections (the cluster's scheduling; see the module docs).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::BoxError> {
+    /// use corral_protocol::Scheduling;
+    ///
+    /// let listener = cx.listen("127.0.0.1:0").await?;
+    /// match listener.scheduling() {
+    ///     Scheduling::RoundRobin | Scheduling::LeastConnections => println!("the primary accepts"),
+    ///     Scheduling::Shared | Scheduling::ReusePort => println!("this worker accepts"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn scheduling(&self) -> Scheduling {
         self.scheduling
     }
@@ -260,8 +311,23 @@ impl axum::serve::Listener for Listener {
     }
 }
 
-/// An accepted connection: a `tokio::net::TcpStream` (it derefs to one) that is counted as
-/// open, for draining and least-connections balancing, until it is dropped.
+/// An accepted connection: a `tokio::net::TcpStream` (it derefs to one, and is
+/// `AsyncRead + AsyncWrite` like one) that is counted as open, for draining and
+/// least-connections balancing, until it is dropped.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(mut listener: corral_workers::Listener) -> std::io::Result<()> {
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let (mut connection, _peer) = listener.accept().await?;
+/// connection.set_nodelay(true)?; // a `TcpStream` method, through `Deref`
+/// let mut buf = [0u8; 1024];
+/// let n = connection.read(&mut buf).await?;
+/// connection.write_all(&buf[..n]).await?; // echo
+/// # Ok(()) }
+/// ```
 pub struct Connection {
     stream: TcpStream,
     counters: Arc<Counters>,
@@ -276,8 +342,7 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     fn new(stream: TcpStream, counters: Arc<Counters>, span: Span) -> Self {
-        counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        counters.connections_changed.notify_one();
+        counters.connection_opened();
         Connection { stream, counters, span }
     }
 
@@ -285,6 +350,8 @@ impl Connection {
     /// off). With round robin or least connections it is the child of the primary's
     /// `dispatch` span, so serving the connection inside it (as [`crate::http::serve`] does)
     /// puts accept → worker → handler in one trace.
+    ///
+    /// # Examples
     ///
     /// ```no_run
     /// # async fn demo(mut listener: corral_workers::Listener) -> std::io::Result<()> {
@@ -301,9 +368,7 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.counters.connections_changed.notify_one();
-        self.counters.handled.fetch_add(1, Ordering::Relaxed);
+        self.counters.connection_closed();
     }
 }
 

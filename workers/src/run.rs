@@ -1,4 +1,6 @@
-//! Running a worker process: bootstrap, IPC tasks, the behaviour's actor, draining, exit.
+//! Running a worker process: [`run`] (bootstrap, IPC tasks, the behaviour's actor, draining)
+//! and the process's exit codes ([`EXIT_OK`] …); inside, the frame reader and the load
+//! reporter.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -7,7 +9,7 @@ use std::time::Duration;
 use corral_protocol::bootstrap::WorkerBootstrap;
 use corral_protocol::spans;
 use corral_protocol::{
-    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PoolStats, ProtocolError, WorkerStats, write_frames,
+    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PoolStats, ProtocolError, write_frames,
 };
 use futures_util::StreamExt;
 use ractor::{Actor, ActorRef};
@@ -17,9 +19,12 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::actor::{WorkerActor, WorkerMsg};
-use crate::context::Counters;
+use crate::behaviour::Worker;
+use crate::context::WorkerContext;
+use crate::counters::Counters;
+use crate::cpu_pool::{CpuPool, CpuPoolConfig, CpuPoolHandle, CpuPoolStats};
+use crate::error::WorkerError;
 use crate::listen::ListenRegistry;
-use crate::{CpuPool, CpuPoolConfig, CpuPoolHandle, Worker, WorkerContext, WorkerError};
 
 /// Exit code of a worker that drained cleanly.
 pub const EXIT_OK: i32 = 0;
@@ -46,18 +51,20 @@ const OUTBOX: usize = 1024;
 ///
 /// # Errors
 ///
-/// [`WorkerError::Setup`] when the environment is not a corral worker's (wrong fds) or the
-/// runtime cannot be built; the caller exits with [`EXIT_BOOTSTRAP`].
+/// When the worker cannot set itself up; the caller exits with [`EXIT_BOOTSTRAP`]:
+/// [`WorkerError::PrimaryGone`] when the primary that started it is gone,
+/// [`WorkerError::Protocol`] when the environment is not a corral worker's (wrong fds),
+/// [`WorkerError::Runtime`], [`WorkerError::Channel`], [`WorkerError::Signal`] or
+/// [`WorkerError::Pool`] when the runtime, the channel to the primary, the SIGTERM handler or
+/// the CPU pool cannot be set up. A behaviour that fails is no error here: `run` returns
+/// [`EXIT_BEHAVIOUR`].
 pub fn run<W: Worker>(worker: W, boot: WorkerBootstrap) -> Result<i32, WorkerError> {
     // The primary may have died before our PR_SET_PDEATHSIG was armed.
     if nix::unistd::getppid().as_raw() as u32 != boot.primary_pid {
-        return Err(WorkerError::Setup("the primary that started this worker is gone".into()));
+        return Err(WorkerError::PrimaryGone);
     }
     let (ipc, handles) = boot.take_fds()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| WorkerError::Setup(format!("cannot build the tokio runtime: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(WorkerError::Runtime)?;
     runtime.block_on(run_async(worker, boot, ipc, handles))
 }
 
@@ -67,10 +74,9 @@ async fn run_async<W: Worker>(
     ipc: std::os::fd::OwnedFd,
     handles: std::os::fd::OwnedFd,
 ) -> Result<i32, WorkerError> {
-    let setup = |e: std::io::Error| WorkerError::Setup(e.to_string());
     let ipc = std::os::unix::net::UnixStream::from(ipc);
-    ipc.set_nonblocking(true).map_err(setup)?;
-    let (read, write) = tokio::net::UnixStream::from_std(ipc).map_err(setup)?.into_split();
+    ipc.set_nonblocking(true).map_err(WorkerError::Channel)?;
+    let (read, write) = tokio::net::UnixStream::from_std(ipc).map_err(WorkerError::Channel)?.into_split();
     let listens = Arc::new(ListenRegistry::default());
     let handle_channel = HandleChannel::new(handles)?;
     tokio::spawn(listens.clone().run_handle_reader(handle_channel));
@@ -90,7 +96,7 @@ async fn run_async<W: Worker>(
     let shutdown = CancellationToken::new();
     let counters = Arc::new(Counters::default());
     let pool_config = CpuPoolConfig::default().threads(boot.cpu_threads.max(1));
-    let (pool, _pool_actor) = CpuPool::start(pool_config).await.map_err(|e| WorkerError::Setup(e.to_string()))?;
+    let (pool, _pool_actor) = CpuPool::start(pool_config).await.map_err(WorkerError::Pool)?;
     let cx = WorkerContext::new(
         boot.slot as usize,
         boot.generation,
@@ -105,7 +111,8 @@ async fn run_async<W: Worker>(
     let protocol_failed = Arc::new(OnceLock::new());
 
     // SIGTERM (also what PR_SET_PDEATHSIG sends when the primary dies) drains.
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(setup)?;
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(WorkerError::Signal)?;
     let on_term = shutdown.clone();
     tokio::spawn(async move {
         if sigterm.recv().await.is_some() {
@@ -179,7 +186,7 @@ async fn run_async<W: Worker>(
 }
 
 /// The pool's counters as they travel in a pong.
-fn pool_stats(s: &crate::CpuPoolStats) -> PoolStats {
+fn pool_stats(s: &CpuPoolStats) -> PoolStats {
     PoolStats {
         threads: s.threads as u64,
         queue_capacity: s.queue_capacity as u64,
@@ -209,7 +216,7 @@ async fn report_load<R>(outbox: mpsc::Sender<Outgoing<R>>, counters: Arc<Counter
         }
         // Coalesce a burst of changes into one report.
         tokio::time::sleep(LOAD_REPORT_EVERY).await;
-        let now = (counters.in_flight.load(Ordering::Relaxed), counters.handled.load(Ordering::Relaxed));
+        let now = counters.connections();
         let report = Control::Load { open: now.0, accepted: now.0 + now.1 };
         if now != last && outbox.try_send(Outgoing::control(report)).is_ok() {
             last = now;
@@ -282,13 +289,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                     self.deliver(message, span).await;
                 }
                 Body::Control(Control::Ping { nonce }) => {
-                    let stats = WorkerStats {
-                        in_flight: self.counters.in_flight.load(Ordering::Relaxed),
-                        handled: self.counters.handled.load(Ordering::Relaxed),
-                        messages_in: self.counters.messages_in.load(Ordering::Relaxed),
-                        messages_out: self.counters.messages_out.load(Ordering::Relaxed),
-                        pool: Some(pool_stats(&self.pool.stats())),
-                    };
+                    let stats = self.counters.stats(pool_stats(&self.pool.stats()));
                     let _ = self.outbox.send(Outgoing::control(Control::Pong { nonce, stats })).await;
                 }
                 Body::Control(Control::ListenAck { id, result }) => self.listens.acked(id, result),

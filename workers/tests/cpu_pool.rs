@@ -8,7 +8,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use corral_workers::{CpuPool, CpuPoolConfig, CpuPoolError, CpuPoolHandle, CpuPoolMsg, CpuPoolStats, default_threads};
+use corral_workers::{
+    CpuPool, CpuPoolConfig, CpuPoolConfigFault, CpuPoolError, CpuPoolHandle, CpuPoolMsg, CpuPoolStats, default_threads,
+};
 use ractor::Actor;
 
 /// The bound of every wait in these tests.
@@ -493,10 +495,34 @@ async fn a_pool_spawned_as_a_plain_actor_hands_out_handles() {
 #[tokio::test]
 async fn invalid_configs_are_refused() {
     let err = CpuPool::start(CpuPoolConfig::default().threads(0)).await.unwrap_err();
-    assert!(matches!(err, CpuPoolError::Config(ref m) if m.contains("threads")), "{err:?}");
+    assert_eq!(err, CpuPoolError::Config(CpuPoolConfigFault::ZeroThreads));
     let err = CpuPool::start(CpuPoolConfig::default().queue_capacity(0)).await.unwrap_err();
-    assert!(matches!(err, CpuPoolError::Config(ref m) if m.contains("queue_capacity")), "{err:?}");
+    assert_eq!(err, CpuPoolError::Config(CpuPoolConfigFault::ZeroQueueCapacity));
+    let err = CpuPoolConfig::default().queue_capacity(usize::MAX).validate().unwrap_err();
+    assert!(
+        matches!(err, CpuPoolError::Config(CpuPoolConfigFault::QueueCapacityTooLarge { capacity: usize::MAX, .. })),
+        "{err:?}"
+    );
     assert!(Actor::spawn(None, CpuPool, CpuPoolConfig::default().threads(0)).await.is_err());
+}
+
+#[tokio::test]
+async fn a_thread_that_cannot_spawn_fails_the_start_with_its_cause() {
+    // A 1 PiB stack is more than the address space: the spawn fails, nothing panics.
+    let err = CpuPool::start(CpuPoolConfig::default().threads(1).stack_size(1 << 50)).await.unwrap_err();
+    assert!(matches!(err, CpuPoolError::Start(_)), "{err:?}");
+    // The chain: Start -> ractor's SpawnErr -> Thread { index: 0 } -> the io::Error.
+    let mut chain = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = next {
+        chain.push(e);
+        next = e.source();
+    }
+    let thread = chain
+        .iter()
+        .find_map(|e| e.downcast_ref::<CpuPoolError>().filter(|e| matches!(e, CpuPoolError::Thread { .. })));
+    assert!(matches!(thread, Some(CpuPoolError::Thread { index: 0, .. })), "{err:?}");
+    assert!(chain.last().unwrap().downcast_ref::<std::sync::Arc<std::io::Error>>().is_some(), "{err:?}");
 }
 
 #[test]

@@ -10,8 +10,9 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::{Semaphore, oneshot};
 
+use super::error::CpuPoolError;
 use super::spin::SpinPolicy;
-use super::{CpuPoolError, CpuPoolStats};
+use super::stats::CpuPoolStats;
 
 /// What travels from a handle to the threads.
 pub(super) enum Job {
