@@ -48,8 +48,8 @@ pub use corral_runtime::{
 };
 pub use corral_workers::http;
 pub use corral_workers::{
-    BoxError, Connection, CpuPool, CpuPoolConfig, CpuPoolError, CpuPoolHandle, CpuPoolStats, Listener, Worker,
-    WorkerContext, WorkerError,
+    BoxError, Connection, CpuPool, CpuPoolConfig, CpuPoolConfigFault, CpuPoolError, CpuPoolHandle, CpuPoolStats,
+    Listener, Stage, Worker, WorkerContext, WorkerError,
 };
 pub use error::Error;
 pub use primary::{is_worker, main, run, run_if_worker};
