@@ -20,10 +20,15 @@
 //! removed. Results print as a table of medians; BENCHMARKS.md records them.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use corral_workers::{CpuPool, CpuPoolConfig, CpuPoolHandle};
+
+mod support;
+use support::env::env_u64;
+use support::json_line;
+use support::process::node;
+use support::stats::{percentile, upper_median};
 
 const RTT_COUNT: usize = 20_000;
 const RTT_WARMUP: usize = 2_000;
@@ -49,8 +54,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn percentiles(mut samples: Vec<f64>) -> Rtt {
     samples.sort_by(f64::total_cmp);
-    let pct = |p: f64| samples[((p / 100.0 * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
-    Rtt { p50: pct(50.0), p90: pct(90.0), p99: pct(99.0) }
+    Rtt { p50: percentile(&samples, 50.0), p90: percentile(&samples, 90.0), p99: percentile(&samples, 99.0) }
 }
 
 async fn start(config: CpuPoolConfig) -> CpuPoolHandle {
@@ -174,37 +178,23 @@ fn throughput(threads: Option<usize>, rounds: u64) -> f64 {
 /// One run of the Node baseline, or `None` when node is missing or failed.
 fn node_rtt() -> Option<Rtt> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/node/worker_threads_bench.js");
-    let out = Command::new("node")
-        .args([script, "--count", &RTT_COUNT.to_string(), "--warmup", &RTT_WARMUP.to_string()])
-        .env_remove("NODE_EXTRA_CA_CERTS")
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("node failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json: serde_json::Value = serde_json::from_str(text.lines().last()?).ok()?;
+    let json =
+        json_line::run(node().args([script, "--count", &RTT_COUNT.to_string(), "--warmup", &RTT_WARMUP.to_string()]))?;
     Some(Rtt { p50: json["p50_us"].as_f64()?, p90: json["p90_us"].as_f64()?, p99: json["p99_us"].as_f64()? })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
 fn median_rtt(runs: &[Rtt]) -> Rtt {
     Rtt {
-        p50: median(runs.iter().map(|r| r.p50).collect()),
-        p90: median(runs.iter().map(|r| r.p90).collect()),
-        p99: median(runs.iter().map(|r| r.p99).collect()),
+        p50: upper_median(runs.iter().map(|r| r.p50).collect()),
+        p90: upper_median(runs.iter().map(|r| r.p90).collect()),
+        p99: upper_median(runs.iter().map(|r| r.p99).collect()),
     }
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
-    let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(5).max(1);
-    let has_node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let reps = env_u64("BENCH_REPS", 5).max(1) as usize;
+    let has_node = node().arg("--version").output().is_ok_and(|o| o.status.success());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("CpuPool benchmark: {reps} repetitions, medians ({cores} cores)");
 
@@ -265,9 +255,9 @@ fn main() {
     }
     println!("\n## Throughput of a CPU task ({task_ms:.2} ms of SipHash), {TP_TASKS} tasks, queue {TP_QUEUE}");
     println!("{:<26} {:>10}  {:>8}", "impl", "tasks/s", "speed-up");
-    let base = median(tp[1].2.clone());
+    let base = upper_median(tp[1].2.clone());
     for (name, _, v) in tp {
-        let m = median(v);
+        let m = upper_median(v);
         println!("{name:<26} {m:>10.0}  {:>7.2}x", m / base);
     }
 }

@@ -14,13 +14,15 @@
 //! Results print as a table of medians with ratios; BENCHMARKS.md records them.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use corral::{ClusterConfig, ClusterEvent};
+use corral::ClusterConfig;
 
-#[path = "support/ipc.rs"]
 mod support;
-use support::{BenchCmd, BenchWorker, PAYLOAD, median, round_trips};
+use support::env::env_u64;
+use support::ipc::{BenchWorker, PAYLOAD, flood, round_trips, until_ready};
+use support::json_line;
+use support::process::node;
+use support::stats::{percentile, upper_median};
 
 const THROUGHPUT_COUNT: u64 = 200_000;
 const THROUGHPUT_WARMUP: u64 = 10_000;
@@ -32,33 +34,10 @@ fn child(mode: &str) -> Result<(), corral::Error> {
     let mode = mode.to_string();
     let config = ClusterConfig::default().workers(1);
     corral::run(config, BenchWorker, move |cluster, mut events| async move {
-        loop {
-            match events.recv().await {
-                Some(ClusterEvent::Ready { .. }) => break,
-                Some(_) => {}
-                None => return Err("cluster stopped before ready".into()),
-            }
-        }
+        until_ready(&mut events).await?;
         let line = match mode.as_str() {
             "throughput" => {
-                cluster.send_to(0, BenchCmd::Flood { count: THROUGHPUT_WARMUP + THROUGHPUT_COUNT }).await?;
-                let mut start = None;
-                let last = THROUGHPUT_WARMUP + THROUGHPUT_COUNT - 1;
-                loop {
-                    match events.recv().await {
-                        Some(ClusterEvent::Message { message, .. }) => {
-                            if message.seq + 1 == THROUGHPUT_WARMUP {
-                                start = Some(Instant::now());
-                            }
-                            if message.seq == last {
-                                break;
-                            }
-                        }
-                        Some(_) => {}
-                        None => return Err("cluster stopped".into()),
-                    }
-                }
-                let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed()).as_secs_f64();
+                let elapsed = flood(&cluster, &mut events, THROUGHPUT_WARMUP, THROUGHPUT_COUNT).await?.elapsed_s;
                 format!(
                     r#"{{"impl":"corral","mode":"throughput","count":{THROUGHPUT_COUNT},"payload":{PAYLOAD},"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4}}}"#,
                     THROUGHPUT_COUNT as f64 / elapsed
@@ -67,8 +46,7 @@ fn child(mode: &str) -> Result<(), corral::Error> {
             _ => {
                 let mut samples = round_trips(&cluster, &mut events, RTT_WARMUP, RTT_COUNT).await?;
                 samples.sort_by(f64::total_cmp);
-                let pct =
-                    |p: f64| samples[((p / 100.0 * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+                let pct = |p: f64| percentile(&samples, p);
                 let mean = samples.iter().sum::<f64>() / samples.len() as f64;
                 format!(
                     r#"{{"impl":"corral","mode":"rtt","count":{RTT_COUNT},"payload":{PAYLOAD},"p50_us":{:.2},"p90_us":{:.2},"p99_us":{:.2},"max_us":{:.2},"mean_us":{mean:.2}}}"#,
@@ -94,13 +72,7 @@ fn measure(program: &str, args: &[&str], pinned: bool) -> Option<serde_json::Val
         Command::new(program)
     };
     cmd.args(args).env_remove("NODE_EXTRA_CA_CERTS").env("RUST_LOG", "off");
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        eprintln!("{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last()?).ok()
+    json_line::run(&mut cmd)
 }
 
 fn main() -> Result<(), corral::Error> {
@@ -109,11 +81,11 @@ fn main() -> Result<(), corral::Error> {
     if let Some(i) = args.iter().position(|a| a == "--child-mode") {
         return child(args.get(i + 1).map_or("rtt", String::as_str));
     }
-    let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let reps = env_u64("BENCH_REPS", 5) as usize;
     let exe = std::env::current_exe().map_err(corral::Error::Setup)?;
     let exe = exe.to_string_lossy().to_string();
     let node_script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/node/ipc_bench.js");
-    let has_node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let has_node = node().arg("--version").output().is_ok_and(|o| o.status.success());
 
     let impls: Vec<(&str, Vec<String>)> = {
         let mut v = vec![("corral", vec![exe.clone(), "--child-mode".into()])];
@@ -154,7 +126,7 @@ fn main() -> Result<(), corral::Error> {
                     }
                 }
             }
-            let (tp, p50, p90, p99) = (median(tp), median(p50), median(p90), median(p99));
+            let (tp, p50, p90, p99) = (upper_median(tp), upper_median(p50), upper_median(p90), upper_median(p99));
             let ratio = if *name == "corral" {
                 corral_tp = tp;
                 corral_p50 = p50;

@@ -30,17 +30,18 @@
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use corral::{ClusterConfig, ClusterEvent};
+use corral::ClusterConfig;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use prost::Message as _;
 use tracing_subscriber::prelude::*;
 
-#[path = "support/ipc.rs"]
 mod support;
-use support::{BenchCmd, BenchWorker, median, round_trips};
+use support::env::env_u64;
+use support::ipc::{BenchWorker, Flood, flood, round_trips, until_ready};
+use support::json_line;
+use support::stats::upper_median;
 
 /// Messages measured per run (`IPC_COUNT`, default 1,000,000: long enough to average out
 /// scheduling noise), after [`WARMUP`] unmeasured ones.
@@ -85,40 +86,15 @@ const RTT_WARMUP: u64 = 2_000;
 fn child(workload: &str) -> Result<(), corral::Error> {
     let rtt = workload == "rtt";
     corral::run(ClusterConfig::default().workers(1), BenchWorker, move |cluster, mut events| async move {
-        loop {
-            match events.recv().await {
-                Some(ClusterEvent::Ready { .. }) => break,
-                Some(_) => {}
-                None => return Err("cluster stopped before ready".into()),
-            }
-        }
+        until_ready(&mut events).await?;
         if rtt {
             // One message in flight: primary → worker → primary, each handled in its span.
             let samples = round_trips(&cluster, &mut events, RTT_WARMUP, RTT_COUNT).await?;
             let mean = samples.iter().sum::<f64>() / samples.len() as f64;
-            println!(r#"{{"p50_us":{:.2},"mean_us":{mean:.2}}}"#, median(samples));
+            println!(r#"{{"p50_us":{:.2},"mean_us":{mean:.2}}}"#, upper_median(samples));
             return Ok(());
         }
-        cluster.send_to(0, BenchCmd::Flood { count: WARMUP + count() }).await?;
-        let mut start = None;
-        let last = WARMUP + count() - 1;
-        let mut traced = 0u64;
-        loop {
-            match events.recv().await {
-                Some(ClusterEvent::Message { message, span, .. }) => {
-                    traced += u64::from(!span.is_disabled());
-                    if message.seq + 1 == WARMUP {
-                        start = Some(Instant::now());
-                    }
-                    if message.seq == last {
-                        break;
-                    }
-                }
-                Some(_) => {}
-                None => return Err("cluster stopped".into()),
-            }
-        }
-        let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed()).as_secs_f64();
+        let Flood { elapsed_s: elapsed, traced } = flood(&cluster, &mut events, WARMUP, count()).await?;
         println!(r#"{{"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4},"traced":{traced}}}"#, count() as f64 / elapsed);
         Ok(())
     })
@@ -170,16 +146,11 @@ fn run_child(program: &str, args: &[&str], env: &[(&str, &str)]) -> Option<serde
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        eprintln!("{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let line = json_line::run(&mut cmd);
     if std::env::var_os("BENCH_VERBOSE").is_some() {
-        eprintln!("{args:?} {env:?}: {}", text.trim());
+        eprintln!("{args:?} {env:?}: {}", line.as_ref().map(ToString::to_string).unwrap_or_default());
     }
-    serde_json::from_str(text.lines().last()?).ok()
+    line
 }
 
 fn main() -> Result<(), corral::Error> {
@@ -193,7 +164,7 @@ fn main() -> Result<(), corral::Error> {
     // IPC_WORKLOAD=rtt: one message in flight (round trips) instead of the flood.
     let workload = std::env::var("IPC_WORKLOAD").unwrap_or_else(|_| "flood".into());
     let rtt = workload == "rtt";
-    let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let reps = env_u64("BENCH_REPS", 5) as usize;
     let exe = std::env::current_exe().map_err(corral::Error::Setup)?.to_string_lossy().to_string();
     let baseline = std::env::var("IPC_BASELINE").ok();
     let sink = Sink::start();
@@ -211,6 +182,11 @@ fn main() -> Result<(), corral::Error> {
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut exported: Vec<Vec<u64>> = vec![Vec::new(); modes.len()];
     let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let export = [
+        (MODE_ENV, "export"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "ipc-bench"),
+    ];
     // Interleaved: every repetition measures every mode once, so drift hits all alike.
     for _ in 0..reps {
         for (i, mode) in modes.iter().enumerate() {
@@ -221,27 +197,20 @@ fn main() -> Result<(), corral::Error> {
                     &["--child-mode", if rtt { "rtt" } else { "throughput" }],
                     &[],
                 ),
-                "export" => run_child(
-                    &exe,
-                    &["--child", &workload],
-                    &[
-                        (MODE_ENV, "export"),
-                        ("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint),
-                        ("OTEL_SERVICE_NAME", "ipc-bench"),
-                    ],
-                ),
+                "export" => run_child(&exe, &["--child", &workload], &export),
                 // A queue and batches big enough that no span is dropped.
                 "export-all" => run_child(
                     &exe,
                     &["--child", &workload],
                     &[
-                        (MODE_ENV, "export"),
-                        ("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint),
-                        ("OTEL_SERVICE_NAME", "ipc-bench"),
-                        ("OTEL_BSP_MAX_QUEUE_SIZE", "4194304"),
-                        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16384"),
-                        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-                    ],
+                        &export[..],
+                        &[
+                            ("OTEL_BSP_MAX_QUEUE_SIZE", "4194304"),
+                            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16384"),
+                            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+                        ],
+                    ]
+                    .concat(),
                 ),
                 other => run_child(&exe, &["--child", &workload], &[(MODE_ENV, other)]),
             };
@@ -271,15 +240,15 @@ fn main() -> Result<(), corral::Error> {
     }
     let unit = if rtt { "trips/s" } else { "msgs/s" };
     println!("{:<11} {:>12} {:>10} {:>10} {:>14}", "mode", unit, "vs off", "rtt p50", "spans exported");
-    let off = median(results[modes.iter().position(|m| *m == "off").unwrap_or(0)].clone());
+    let off = upper_median(results[modes.iter().position(|m| *m == "off").unwrap_or(0)].clone());
     for (((mode, tp), sent), p50) in modes.iter().zip(&results).zip(&exported).zip(&p50s) {
-        let tp = median(tp.clone());
+        let tp = upper_median(tp.clone());
         let sent = if sent.is_empty() {
             String::new()
         } else {
-            format!("{:.0}", median(sent.iter().map(|&n| n as f64).collect()))
+            format!("{:.0}", upper_median(sent.iter().map(|&n| n as f64).collect()))
         };
-        let p50 = if p50.is_empty() { String::new() } else { format!("{:.1}µs", median(p50.clone())) };
+        let p50 = if p50.is_empty() { String::new() } else { format!("{:.1}µs", upper_median(p50.clone())) };
         println!("{mode:<11} {tp:>12.0} {:>9.1}% {p50:>10} {sent:>14}", (tp / off - 1.0) * 100.0);
     }
     let spans = if rtt { (RTT_WARMUP + RTT_COUNT) * 4 } else { (WARMUP + count()) * 2 };

@@ -44,13 +44,11 @@
 //! each on a 2-core machine).
 
 use std::collections::HashSet;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -58,10 +56,18 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+mod support;
+use support::env::env_u64;
+use support::http;
+use support::proc::{children, load_average, rss_kib};
+use support::process::{self, ORPHAN_TIMEOUT, Server, Stopped};
+use support::report::{fmt_dur, fmt_kib, fmt_us, machine, print_notes, thousands, tool_version};
+use support::stats::{median, median_dur, median_u64, percentile};
+use support::wrk::{self, WrkReport};
+
 /// Workers of the clusters under load, cold-started and measured idle.
 const WORKERS: usize = 2;
-/// wrk's open connections and run length under load.
-const WRK_CONNECTIONS: u32 = 64;
+/// wrk's run length under load.
 const WRK_SECS: u64 = 6;
 /// Keep-alive connections of the probe that runs beside wrk, and the pause after each of
 /// their requests (so that the probe takes little CPU from wrk and the server).
@@ -86,23 +92,11 @@ const COLD_STARTS: usize = 10;
 /// Idle time before memory is read.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// How long a server may take to print its `listening on` line.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a server may take to exit after SIGTERM before it is SIGKILLed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A stop under load slower than this is reported with the primary's log.
 const SLOW_STOP: Duration = Duration::from_millis(200);
-/// How long workers may outlive their primary before they are SIGKILLed.
-const ORPHAN_TIMEOUT: Duration = Duration::from_secs(2);
-/// Extra time wrk gets past its `-d` before it is killed.
-const WRK_GRACE: Duration = Duration::from_secs(20);
-/// Connect/read/write timeout of the raw HTTP client.
+/// Connect/read/write timeout of the HTTP client.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
-/// stderr lines kept per server.
-const LOG_LINES: usize = 10_000;
 
-/// Prefix of the ready line both servers print on stdout.
-const READY_PREFIX: &str = "listening on http://";
 const NODE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/node/lifecycle_bench.js");
 /// The sections, in run order; bare command-line words select some of them.
 const SECTIONS: [&str; 4] = ["load", "kill", "cold", "rss"];
@@ -120,48 +114,6 @@ impl Kind {
             Kind::Corral => "corral",
             Kind::Node => "node",
         }
-    }
-}
-
-/// A started cluster whose `listening on` line has been read. Dropping it SIGKILLs whatever
-/// is left of it, so an early return never leaks processes.
-struct Server {
-    child: Child,
-    port: u16,
-    /// From spawn to the `listening on` line.
-    ready_after: Duration,
-    /// The lines written on stderr (colours removed), each with when it was read.
-    log: Arc<Mutex<Vec<(Instant, String)>>>,
-}
-
-/// How a server went away after SIGTERM.
-struct Stopped {
-    /// `None` if it was still running `STOP_TIMEOUT` after the signal (then SIGKILLed).
-    status: Option<ExitStatus>,
-    /// When SIGTERM was sent, and from then to its exit.
-    signalled: Instant,
-    took: Duration,
-    /// Descendants still alive `ORPHAN_TIMEOUT` after it exited (they were SIGKILLed).
-    leftovers: Vec<i32>,
-}
-
-/// wrk's report.
-struct WrkReport {
-    requests: u64,
-    p99_us: f64,
-    connect: u64,
-    read: u64,
-    write: u64,
-    timeout: u64,
-    non2xx: u64,
-    output: String,
-}
-
-impl WrkReport {
-    /// Every socket error but connect's, plus non-2xx answers: failed requests as long as the
-    /// server keeps listening (after that, refused connects count as write or read errors).
-    fn failed(&self) -> u64 {
-        self.read + self.write + self.timeout + self.non2xx
     }
 }
 
@@ -237,9 +189,9 @@ fn main() {
         println!("unknown section {f:?} ignored (sections: {})", SECTIONS.join(", "));
     }
     let run = |section: &str| filters.is_empty() || filters.iter().any(|f| f == section);
-    let reps = env_count("BENCH_REPS", 3).max(1);
+    let reps = env_u64("BENCH_REPS", 3).max(1) as usize;
 
-    let http_cluster = examples_dir().join("http_cluster");
+    let http_cluster = process::examples_dir().join("http_cluster");
     if !http_cluster.is_file() {
         println!(
             "{} not found: build the examples first with `cargo build --release --examples` (same \
@@ -250,7 +202,8 @@ fn main() {
     }
     let wrk = tool_version("wrk", &["-v"]);
     let node = tool_version("node", &["--version"]);
-    print_machine(wrk.as_deref(), node.as_deref());
+    println!("Machine: {}, load average {}", machine(), load_average());
+    println!("Tools: {}; node {}", wrk.as_deref().unwrap_or("wrk not found"), node.as_deref().unwrap_or("not found"));
     if run("load") && wrk.is_none() {
         println!("wrk not found: section 1 (load) skipped. Install it with `apt-get install -y wrk`.");
     }
@@ -328,7 +281,7 @@ fn run_load(r: &mut Results, tag: &str, http_cluster: &Path) {
                 ));
             }
             // wrk's output once (its write errors are refused connects), and on failure.
-            if r.term.is_empty() || failed || !clean_exit(&s.stopped) {
+            if r.term.is_empty() || failed || !s.stopped.clean() {
                 r.notes.push(format!(
                     "{tag} SIGTERM: {}; exit {}, leftover workers {:?}; wrk said:\n{}",
                     fmt_load(&s.wrk, &s.probe),
@@ -347,7 +300,8 @@ fn run_load(r: &mut Results, tag: &str, http_cluster: &Path) {
 fn run_kill(r: &mut Results, tag: &str, http_cluster: &Path, kinds: &[Kind]) {
     for &kind in kinds {
         match kill_to_serving(kind, http_cluster, &mut r.notes) {
-            Ok((times, (hung, all))) => {
+            Ok((mut times, (hung, all))) => {
+                times.sort();
                 let stats = (percentile(&times, 50.0), percentile(&times, 99.0));
                 eprintln!(
                     "{tag} kill -> serving {:<6}: p50 {}  p99 {}  ({} kills, {hung} of {all} polls hung)",
@@ -377,8 +331,9 @@ fn run_cold(r: &mut Results, tag: &str, http_cluster: &Path, kinds: &[Kind]) {
         }
     }
     for &kind in kinds {
-        let t = &times[kind as usize];
+        let t = &mut times[kind as usize];
         if !t.is_empty() {
+            t.sort();
             let p50 = percentile(t, 50.0);
             eprintln!("{tag} cold start {:<6}: p50 {} ({} starts)", kind.label(), fmt_dur(p50), t.len());
             r.cold[kind as usize].push(p50);
@@ -394,10 +349,10 @@ fn run_rss(r: &mut Results, tag: &str, http_cluster: &Path, kinds: &[Kind]) {
                 eprintln!(
                     "{tag} idle RSS {:<6}: primary {}  worker {} (anon {} / {})",
                     kind.label(),
-                    fmt_kib(s.primary_kib),
-                    fmt_kib(s.worker_kib),
-                    fmt_kib(s.primary_anon_kib),
-                    fmt_kib(s.worker_anon_kib)
+                    fmt_kib(s.primary_kib as f64),
+                    fmt_kib(s.worker_kib as f64),
+                    fmt_kib(s.primary_anon_kib as f64),
+                    fmt_kib(s.worker_anon_kib as f64)
                 );
                 r.rss[kind as usize].push(s);
             }
@@ -417,7 +372,7 @@ fn reload_under_load(http_cluster: &Path) -> Result<ReloadSample, String> {
     check_serving(&server)?;
     let before = children(primary);
 
-    let wrk = spawn_wrk(server.port)?;
+    let wrk = wrk::spawn(server.port, WRK_SECS)?;
     let probe = spawn_probe(server.port, wrk.started + Duration::from_secs(WRK_SECS));
     sleep_until(wrk.started + RELOAD_AT);
     let signalled = Instant::now();
@@ -437,8 +392,8 @@ fn reload_under_load(http_cluster: &Path) -> Result<ReloadSample, String> {
     };
     let reload = server.log_line_after(signalled, "rolling reload done").map(|at| at - signalled);
 
-    let stopped = terminate(&mut server);
-    if !clean_exit(&stopped) {
+    let stopped = server.terminate();
+    if !stopped.clean() {
         return Err(format!("stopping it after the run: exit {}", fmt_status(stopped.status)));
     }
     Ok(ReloadSample { wrk: report, probe, replaced, pids: (sorted(&before), sorted(&after)), reload })
@@ -448,15 +403,15 @@ fn reload_under_load(http_cluster: &Path) -> Result<ReloadSample, String> {
 fn term_under_load(http_cluster: &Path) -> Result<TermSample, String> {
     let mut server = start(Kind::Corral, http_cluster, WORKERS, 0, "info")?;
     check_serving(&server)?;
-    let wrk = spawn_wrk(server.port)?;
+    let wrk = wrk::spawn(server.port, WRK_SECS)?;
     let probe = spawn_probe(server.port, wrk.started + Duration::from_secs(WRK_SECS));
     sleep_until(wrk.started + TERM_AT);
     // Waits (bounded) for the drain and the exit while wrk keeps going.
-    let stopped = terminate(&mut server);
+    let stopped = server.terminate();
     let report = wrk.finish()?;
     // What the primary logged while it stopped, if that was slow (the drain usually takes
     // about 60 ms) or not clean.
-    let log = (stopped.took > SLOW_STOP || !clean_exit(&stopped)).then(|| server.log_since(stopped.signalled));
+    let log = (stopped.took > SLOW_STOP || !stopped.clean()).then(|| server.log_since(stopped.signalled));
     Ok(TermSample { wrk: report, probe: join_probe(probe), stopped, log })
 }
 
@@ -492,9 +447,9 @@ fn kill_to_serving(
         let mut server = start(kind, http_cluster, 1, free_port()?, "warn")?;
         let batch = KILLS_PER_CLUSTER.min(KILLS - times.len());
         let result = kill_batch(&server, batch, &mut times, &mut polls);
-        let stopped = terminate(&mut server);
+        let stopped = server.terminate();
         result.map_err(|e| server.with_log(e))?;
-        if !clean_exit(&stopped) {
+        if !stopped.clean() {
             notes.push(format!("{} after kills: exit {}", kind.label(), fmt_status(stopped.status)));
         }
     }
@@ -526,8 +481,8 @@ fn kill_batch(server: &Server, batch: usize, times: &mut Vec<Duration>, polls: &
 fn cold_start(kind: Kind, http_cluster: &Path, notes: &mut Vec<String>) -> Result<Duration, String> {
     let mut server = start(kind, http_cluster, WORKERS, 0, "warn")?;
     let ready = server.ready_after;
-    let stopped = terminate(&mut server);
-    if !clean_exit(&stopped) {
+    let stopped = server.terminate();
+    if !stopped.clean() {
         notes.push(format!("{} after a cold start: exit {}", kind.label(), fmt_status(stopped.status)));
     }
     Ok(ready)
@@ -553,8 +508,8 @@ fn idle_rss(kind: Kind, http_cluster: &Path, notes: &mut Vec<String>) -> Result<
         let n = workers.len() as u64;
         Ok(RssSample { primary_kib, worker_kib: rss / n, primary_anon_kib, worker_anon_kib: anon / n })
     })();
-    let stopped = terminate(&mut server);
-    if !clean_exit(&stopped) {
+    let stopped = server.terminate();
+    if !stopped.clean() {
         notes.push(format!("{} after idling: exit {}", kind.label(), fmt_status(stopped.status)));
     }
     sample
@@ -564,11 +519,11 @@ fn idle_rss(kind: Kind, http_cluster: &Path, notes: &mut Vec<String>) -> Result<
 // Server life cycle
 // ---------------------------------------------------------------------------------------------
 
-/// The command line of a `kind` cluster with `workers` workers on 127.0.0.1:`port`, round
-/// robin, in its own process group. `rust_log` is corral's log filter.
-fn command(kind: Kind, http_cluster: &Path, workers: usize, port: u16, rust_log: &str) -> Command {
+/// Starts a `kind` cluster with `workers` workers on 127.0.0.1:`port`, round robin, and waits
+/// (bounded) for its `listening on` line. `rust_log` is corral's log filter.
+fn start(kind: Kind, http_cluster: &Path, workers: usize, port: u16, rust_log: &str) -> Result<Server, String> {
     let (workers, port) = (workers.to_string(), port.to_string());
-    let mut cmd = match kind {
+    let cmd = match kind {
         Kind::Corral => {
             let mut cmd = Command::new(http_cluster);
             cmd.args(["--workers", &workers, "--host", "127.0.0.1", "--port", &port, "--sched", "rr"])
@@ -577,181 +532,12 @@ fn command(kind: Kind, http_cluster: &Path, workers: usize, port: u16, rust_log:
             cmd
         }
         Kind::Node => {
-            let mut cmd = Command::new("node");
-            cmd.arg(NODE_SCRIPT)
-                .args(["--workers", &workers, "--port", &port, "--sched", "rr"])
-                // Loading extra CA certificates only slows Node's start-up.
-                .env_remove("NODE_EXTRA_CA_CERTS");
+            let mut cmd = process::node();
+            cmd.arg(NODE_SCRIPT).args(["--workers", &workers, "--port", &port, "--sched", "rr"]);
             cmd
         }
     };
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    cmd
-}
-
-/// Spawns a cluster and waits (bounded) for its `listening on` line.
-fn start(kind: Kind, http_cluster: &Path, workers: usize, port: u16, rust_log: &str) -> Result<Server, String> {
-    let mut cmd = command(kind, http_cluster, workers, port, rust_log);
-    let spawned = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", kind.label()))?;
-
-    // stderr: every line, timestamped (the reload time is read from corral's log).
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().expect("piped stderr");
-    let sink = Arc::clone(&log);
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            if log.len() < LOG_LINES {
-                log.push((Instant::now(), strip_ansi(&line)));
-            }
-        }
-    });
-
-    // stdout: timestamped lines until the ready one, then keep draining so the pipe never fills.
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel::<(Instant, String)>();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send((Instant::now(), line));
-        }
-    });
-
-    let mut server = Server { child, port: 0, ready_after: Duration::ZERO, log };
-    let deadline = spawned + STARTUP_TIMEOUT;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok((at, line)) => {
-                if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
-                    server.port = parse_ready_addr(addr).map_err(|e| server.with_log(e))?;
-                    server.ready_after = at - spawned;
-                    return Ok(server);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                return Err(server.with_log(format!("no `{READY_PREFIX}…` line within {STARTUP_TIMEOUT:?}")));
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(server.with_log("it closed stdout before it was ready".into()));
-            }
-        }
-    }
-}
-
-impl Server {
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// When the first stderr line containing `needle` read after `after` was read.
-    fn log_line_after(&self, after: Instant, needle: &str) -> Option<Instant> {
-        let log = self.log.lock().unwrap();
-        log.iter().find(|(at, line)| *at >= after && line.contains(needle)).map(|(at, _)| *at)
-    }
-
-    /// The stderr lines read since `at`, each prefixed with its offset from `at`.
-    fn log_since(&self, at: Instant) -> String {
-        let log = self.log.lock().unwrap();
-        let lines: Vec<String> = log
-            .iter()
-            .filter(|(t, _)| *t >= at)
-            .take(40)
-            .map(|(t, line)| format!("+{:>9} {line}", fmt_dur(*t - at)))
-            .collect();
-        lines.join("\n")
-    }
-
-    /// `e` followed by the last lines of the server's stderr.
-    fn with_log(&self, e: String) -> String {
-        let log = self.log.lock().unwrap();
-        if log.is_empty() {
-            return e;
-        }
-        let tail: Vec<&str> = log.iter().rev().take(15).rev().map(|(_, l)| l.as_str()).collect();
-        format!("{e}\n    server stderr (last lines):\n      {}", tail.join("\n      "))
-    }
-}
-
-impl Drop for Server {
-    /// SIGKILLs the primary if it still runs, and its workers.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let tree = descendants(self.pid());
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            kill_leftovers(&tree, self.pid(), Duration::ZERO);
-        }
-    }
-}
-
-/// SIGTERM to the primary, bounded wait for its exit (then SIGKILL), bounded wait for its
-/// workers (then SIGKILL).
-fn terminate(server: &mut Server) -> Stopped {
-    let pid = server.pid();
-    // Everything it started, to check afterwards that the workers went away too.
-    let tree = descendants(pid);
-    let signalled = Instant::now();
-    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    let status = wait_bounded(&mut server.child, STOP_TIMEOUT).ok().flatten();
-    let took = signalled.elapsed();
-    if status.is_none() {
-        let _ = server.child.kill();
-        let _ = server.child.wait();
-    }
-    let leftovers = kill_leftovers(&tree, pid, ORPHAN_TIMEOUT);
-    Stopped { status, signalled, took, leftovers }
-}
-
-/// Waits up to `patience` for the processes of `tree` still in process group `pgid` to go
-/// away, then SIGKILLs the rest (by pid, so a reused pid outside the group is never hit).
-/// Returns those it killed.
-fn kill_leftovers(tree: &HashSet<i32>, pgid: i32, patience: Duration) -> Vec<i32> {
-    let deadline = Instant::now() + patience;
-    loop {
-        let alive: Vec<i32> = tree.iter().copied().filter(|&p| p != pgid && alive_in_group(p, pgid)).collect();
-        if alive.is_empty() {
-            return alive;
-        }
-        if Instant::now() >= deadline {
-            for &p in &alive {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-            return alive;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Exited 0 within the time limit and left no worker behind.
-fn clean_exit(stopped: &Stopped) -> bool {
-    stopped.status.is_some_and(|s| s.success()) && stopped.leftovers.is_empty()
-}
-
-/// `child.wait()` with a time limit: `Ok(None)` if it is still running at the deadline.
-fn wait_bounded(child: &mut Child, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// `HOST:PORT[/]` from the ready line → the port, refusing anything but 127.0.0.1.
-fn parse_ready_addr(addr: &str) -> Result<u16, String> {
-    let addr = addr.trim_end_matches('/');
-    let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("bad ready address {addr:?}"))?;
-    if host != "127.0.0.1" {
-        return Err(format!("server listens on {host}, not 127.0.0.1: refusing to use it"));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p != 0 => Ok(p),
-        _ => Err(format!("bad port in ready address {addr:?}")),
-    }
+    process::start(cmd)
 }
 
 /// A port free on 127.0.0.1 right now (the OS picks it; the socket is closed at once).
@@ -761,95 +547,8 @@ fn free_port() -> Result<u16, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// /proc
-// ---------------------------------------------------------------------------------------------
-
-/// Direct children of `pid`, from `/proc/<pid>/task/<tid>/children` of every thread.
-fn children(pid: i32) -> HashSet<i32> {
-    let mut out = HashSet::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(list.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
-        }
-    }
-    out
-}
-
-/// `root` and all its descendants.
-fn descendants(root: i32) -> HashSet<i32> {
-    let mut seen = HashSet::new();
-    let mut stack = vec![root];
-    while let Some(pid) = stack.pop() {
-        if seen.insert(pid) {
-            stack.extend(children(pid));
-        }
-    }
-    seen
-}
-
-/// Is `pid` a live (not zombie) process of process group `pgid`?
-fn alive_in_group(pid: i32, pgid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // After `comm` (which may contain spaces and parentheses): state is field 3, pgrp field 5.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    fields.first().is_some_and(|s| *s != "Z" && *s != "X") && fields.get(2).and_then(|g| g.parse().ok()) == Some(pgid)
-}
-
-/// `VmRSS` and `RssAnon` of `pid`, in KiB.
-fn rss_kib(pid: i32) -> Result<(u64, u64), String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}: {e}"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
-    };
-    Ok((field("VmRSS:")?, field("RssAnon:")?))
-}
-
-// ---------------------------------------------------------------------------------------------
 // HTTP probes
 // ---------------------------------------------------------------------------------------------
-
-/// One `GET /` to 127.0.0.1:`port` on a fresh connection (`Connection: close`, so the body
-/// runs to EOF) → (status, body). Errors keep their kind (a timeout is `WouldBlock` or
-/// `TimedOut`) and say which step failed.
-fn http_get(port: u16) -> io::Result<(u16, String)> {
-    let step = |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(step("connect"))?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
-    let request = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).map_err(step("write"))?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(step("read"))?;
-    let response = String::from_utf8_lossy(&response);
-
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| io::Error::other("incomplete response"))?;
-    let status = parse_status_line(head.lines().next().unwrap_or(""))?;
-    Ok((status, body.to_owned()))
-}
-
-/// `HTTP/1.1 200 OK` → 200.
-fn parse_status_line(line: &str) -> io::Result<u16> {
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
-}
 
 /// `… (pid <pid>)` in a response body → `<pid>`.
 fn pid_in(body: &str) -> Option<i32> {
@@ -859,9 +558,9 @@ fn pid_in(body: &str) -> Option<i32> {
 
 /// The pid that answers `GET /`.
 fn first_pid(port: u16) -> Result<i32, String> {
-    match http_get(port).map_err(|e| e.to_string())? {
-        (200, body) => pid_in(&body).ok_or_else(|| format!("body names no pid: {body:?}")),
-        (status, body) => Err(format!("GET / answered {status}: {body:?}")),
+    match http::get(port, "/", HTTP_TIMEOUT).map_err(|e| e.to_string())? {
+        http::Response { status: 200, body, .. } => pid_in(&body).ok_or_else(|| format!("body names no pid: {body:?}")),
+        http::Response { status, body, .. } => Err(format!("GET / answered {status}: {body:?}")),
     }
 }
 
@@ -878,8 +577,8 @@ fn poll_new_pid(port: u16, old: i32, deadline: Instant, polls: &mut Polls) -> Re
     loop {
         let (tx, hung, last) = (tx.clone(), Arc::clone(&polls.hung), Arc::clone(&last_error));
         polls.threads.push(thread::spawn(move || {
-            let outcome = match http_get(port) {
-                Ok((200, body)) => match pid_in(&body) {
+            let outcome = match http::get(port, "/", HTTP_TIMEOUT) {
+                Ok(http::Response { status: 200, body, .. }) => match pid_in(&body) {
                     Some(pid) if pid != old => {
                         let _ = tx.send((pid, Instant::now()));
                         return;
@@ -887,9 +586,9 @@ fn poll_new_pid(port: u16, old: i32, deadline: Instant, polls: &mut Polls) -> Re
                     Some(_) => format!("the killed pid {old} answered"),
                     None => format!("body names no pid: {body:?}"),
                 },
-                Ok((status, _)) => format!("status {status}"),
+                Ok(answer) => format!("status {}", answer.status),
                 Err(e) => {
-                    if is_timeout(&e) {
+                    if http::is_timeout(&e) {
                         hung.fetch_add(1, Ordering::Relaxed);
                     }
                     e.to_string()
@@ -930,14 +629,13 @@ fn join_probe(threads: Vec<thread::JoinHandle<ProbeCounts>>) -> ProbeCounts {
 /// One client: sends `GET /` back to back on a keep-alive connection, reconnects after
 /// `Connection: close` or an error (as wrk does), and counts what every request came to.
 fn probe_connection(port: u16, until: Instant) -> ProbeCounts {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut counts = ProbeCounts::default();
-    let mut open: Option<BufReader<TcpStream>> = None;
+    let mut open: Option<http::Connection> = None;
     while Instant::now() < until {
         let mut conn = match open.take() {
             Some(conn) => conn,
-            None => match connect(addr) {
-                Ok(stream) => BufReader::new(stream),
+            None => match http::Connection::open(port, HTTP_TIMEOUT) {
+                Ok(conn) => conn,
                 Err(_) => {
                     // No one accepted the connection, so no request was lost.
                     counts.refused += 1;
@@ -946,14 +644,14 @@ fn probe_connection(port: u16, until: Instant) -> ProbeCounts {
                 }
             },
         };
-        match keep_alive_get(&mut conn, port) {
-            Ok((status, close)) => {
-                if (200..300).contains(&status) {
+        match conn.get("/") {
+            Ok(answer) => {
+                if (200..300).contains(&answer.status) {
                     counts.ok += 1;
                 } else {
                     counts.non2xx += 1;
                 }
-                if !close {
+                if !answer.close {
                     open = Some(conn);
                 }
             }
@@ -964,179 +662,9 @@ fn probe_connection(port: u16, until: Instant) -> ProbeCounts {
     counts
 }
 
-fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// `GET /` on an open keep-alive connection → (status, whether the server closes it). The
-/// body is read (by `Content-Length`, else to EOF) and dropped.
-fn keep_alive_get(conn: &mut BufReader<TcpStream>, port: u16) -> io::Result<(u16, bool)> {
-    let request = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-    conn.get_mut().write_all(request.as_bytes())?;
-    let (mut status, mut length, mut close) = (None, None, false);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if conn.read_line(&mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if status.is_none() {
-            status = Some(parse_status_line(line)?);
-        } else if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse::<usize>().ok();
-            } else if name.trim().eq_ignore_ascii_case("connection") {
-                close = value.trim().eq_ignore_ascii_case("close");
-            }
-        }
-    }
-    let status = status.ok_or_else(|| io::Error::other("no status line"))?;
-    match length {
-        Some(n) => conn.read_exact(&mut vec![0; n])?,
-        None => {
-            conn.read_to_end(&mut Vec::new())?;
-            close = true;
-        }
-    }
-    Ok((status, close))
-}
-
-// ---------------------------------------------------------------------------------------------
-// wrk
-// ---------------------------------------------------------------------------------------------
-
-/// A running `wrk -t1 -c64 -d6s --latency`.
-struct Wrk {
-    child: Child,
-    started: Instant,
-    out: thread::JoinHandle<String>,
-    err: thread::JoinHandle<String>,
-}
-
-fn spawn_wrk(port: u16) -> Result<Wrk, String> {
-    let url = format!("http://127.0.0.1:{port}/");
-    let started = Instant::now();
-    let mut child = Command::new("wrk")
-        .args(["-t1", &format!("-c{WRK_CONNECTIONS}"), &format!("-d{WRK_SECS}s"), "--latency", &url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start wrk: {e}"))?;
-    let out = read_in_background(child.stdout.take().expect("piped stdout"));
-    let err = read_in_background(child.stderr.take().expect("piped stderr"));
-    Ok(Wrk { child, started, out, err })
-}
-
-impl Wrk {
-    /// Waits (bounded) for wrk to end and parses its report.
-    fn finish(mut self) -> Result<WrkReport, String> {
-        let limit = Duration::from_secs(WRK_SECS) + WRK_GRACE;
-        let status = match wait_bounded(&mut self.child, limit.saturating_sub(self.started.elapsed())) {
-            Ok(Some(status)) => status,
-            Ok(None) => {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return Err(format!("wrk did not finish within {limit:?}: killed"));
-            }
-            Err(e) => return Err(format!("waiting for wrk: {e}")),
-        };
-        let out = self.out.join().unwrap_or_default();
-        let err = self.err.join().unwrap_or_default();
-        if !status.success() {
-            return Err(format!("wrk exited with {status}: {}{}", out.trim(), err.trim()));
-        }
-        parse_wrk(&out).ok_or_else(|| format!("cannot parse wrk's output:\n{out}"))
-    }
-}
-
-fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut s = String::new();
-        let _ = pipe.read_to_string(&mut s);
-        s
-    })
-}
-
-/// Parses the lines of `wrk --latency` we need (the error lines only appear if non-zero):
-///
-/// ```text
-///      99%    2.31ms
-///   541234 requests in 6.00s, 66.07MB read
-///   Socket errors: connect 0, read 0, write 0, timeout 12
-///   Non-2xx or 3xx responses: 3
-/// ```
-fn parse_wrk(out: &str) -> Option<WrkReport> {
-    let (mut p99, mut requests) = (None, None);
-    let mut report = WrkReport {
-        requests: 0,
-        p99_us: 0.0,
-        connect: 0,
-        read: 0,
-        write: 0,
-        timeout: 0,
-        non2xx: 0,
-        output: out.trim_end().to_owned(),
-    };
-    for line in out.lines().map(str::trim) {
-        if let Some(v) = line.strip_prefix("99%") {
-            p99 = parse_wrk_time(v.trim());
-        } else if line.contains(" requests in ") {
-            requests = line.split_whitespace().next().and_then(|w| w.parse().ok());
-        } else if let Some(errors) = line.strip_prefix("Socket errors:") {
-            // "connect 0, read 0, write 0, timeout 12"
-            for part in errors.split(',') {
-                let mut words = part.split_whitespace();
-                let (Some(name), Some(n)) = (words.next(), words.next().and_then(|n| n.parse().ok())) else {
-                    return None;
-                };
-                match name {
-                    "connect" => report.connect = n,
-                    "read" => report.read = n,
-                    "write" => report.write = n,
-                    "timeout" => report.timeout = n,
-                    _ => return None,
-                }
-            }
-        } else if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            report.non2xx = n.trim().parse().ok()?;
-        }
-    }
-    report.requests = requests?;
-    report.p99_us = p99?;
-    Some(report)
-}
-
-/// wrk's time format (`612.00us`, `2.31ms`, `1.02s`, `1.50m`, `1.00h`) → µs.
-fn parse_wrk_time(s: &str) -> Option<f64> {
-    let units = [("us", 1.0), ("ms", 1e3), ("s", 1e6), ("m", 60e6), ("h", 3600e6)];
-    units.iter().find_map(|(suffix, scale)| s.strip_suffix(suffix)?.parse::<f64>().ok().map(|v| v * scale))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Report
 // ---------------------------------------------------------------------------------------------
-
-fn print_machine(wrk: Option<&str>, node: Option<&str>) {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or_else(|| "unknown CPU".to_owned(), |(_, m)| m.trim().to_owned());
-    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!("Machine: nproc {nproc}, {model}, Linux {}, load average {}", kernel.trim(), load_average());
-    println!("Tools: {}; node {}", wrk.unwrap_or("wrk not found"), node.unwrap_or("not found"));
-}
 
 fn print_report(r: &Results, reps: usize) {
     println!();
@@ -1221,25 +749,19 @@ fn print_report(r: &Results, reps: usize) {
                 println!(
                     "{:<8} {:>12} {:>12} {:>14} {:>14} {:>5}",
                     kind.label(),
-                    fmt_kib_f(p),
-                    fmt_kib_f(w),
-                    fmt_kib_f(pa),
-                    fmt_kib_f(wa),
+                    fmt_kib(p),
+                    fmt_kib(w),
+                    fmt_kib(pa),
+                    fmt_kib(wa),
                     r.rss[kind as usize].len()
                 );
             }
         }
-        print_target("primary VmRSS", corral.map(|m| m[0]), node.map(|m| m[0]), 8.0, fmt_kib_f);
-        print_target("worker VmRSS", corral.map(|m| m[1]), node.map(|m| m[1]), 8.0, fmt_kib_f);
+        print_target("primary VmRSS", corral.map(|m| m[0]), node.map(|m| m[0]), 8.0, fmt_kib);
+        print_target("worker VmRSS", corral.map(|m| m[1]), node.map(|m| m[1]), 8.0, fmt_kib);
     }
 
-    if !r.notes.is_empty() {
-        println!();
-        println!("Notes:");
-        for n in &r.notes {
-            println!("  - {n}");
-        }
-    }
+    print_notes(&r.notes);
 }
 
 /// Table 1: wrk's figures, the probe's, what happened to the cluster, and the verdicts.
@@ -1252,8 +774,9 @@ fn print_load(r: &Results) {
     ];
     println!();
     println!(
-        "1. corral http_cluster, {WORKERS} workers, rr, under wrk -t1 -c{WRK_CONNECTIONS} -d{WRK_SECS}s --latency \
-         plus a {PROBE_CONNECTIONS}-connection probe; medians over runs, [max]"
+        "1. corral http_cluster, {WORKERS} workers, rr, under wrk -t1 -c{} -d{WRK_SECS}s --latency \
+         plus a {PROBE_CONNECTIONS}-connection probe; medians over runs, [max]",
+        wrk::CONNECTIONS
     );
     println!(
         "{:<13} {:>9} {:>10} {:>10} {:>16} {:>10} {:>10} {:>10}",
@@ -1263,7 +786,7 @@ fn print_load(r: &Results) {
         let col = |f: fn(&WrkReport) -> u64| median_max(wrk.iter().map(|w| f(w)));
         println!(
             "{label:<13} {:>9} {:>10} {:>10} {:>16} {:>10} {:>10} {:>10}",
-            thousands(col(|w| w.requests).0),
+            thousands(col(|w| w.requests).0 as f64),
             fmt_median_max(col(|w| w.connect)),
             fmt_median_max(col(|w| w.read)),
             fmt_median_max(col(|w| w.write)),
@@ -1277,7 +800,7 @@ fn print_load(r: &Results) {
         let col = |f: fn(&ProbeCounts) -> u64| median_max(probe.iter().map(f));
         println!(
             "{label:<13} {:>9} {:>10} {:>10} {:>16}",
-            thousands(col(|p| p.ok).0),
+            thousands(col(|p| p.ok).0 as f64),
             fmt_median_max(col(|p| p.non2xx)),
             fmt_median_max(col(|p| p.refused)),
             fmt_median_max(col(|p| p.lost)),
@@ -1307,7 +830,7 @@ fn print_load(r: &Results) {
     }
     if !r.term.is_empty() {
         let v = &r.term;
-        let clean = v.iter().filter(|s| clean_exit(&s.stopped)).count();
+        let clean = v.iter().filter(|s| s.stopped.clean()).count();
         let statuses: Vec<String> = v.iter().map(|s| fmt_status(s.stopped.status)).collect();
         let took = median_dur(&v.iter().map(|s| s.stopped.took).collect::<Vec<_>>());
         println!(
@@ -1360,7 +883,7 @@ fn median_max(v: impl Iterator<Item = u64>) -> (u64, u64) {
 }
 
 fn fmt_median_max((median, max): (u64, u64)) -> String {
-    format!("{} [{}]", thousands(median), thousands(max))
+    format!("{} [{}]", thousands(median as f64), thousands(max as f64))
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -1385,54 +908,6 @@ fn print_target(what: &str, corral: Option<f64>, node: Option<f64>, factor: f64,
     );
 }
 
-/// Nearest-rank percentile.
-fn percentile(v: &[Duration], p: f64) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v.get(rank.clamp(1, v.len().max(1)) - 1).copied().unwrap_or_default()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn median_dur(v: &[Duration]) -> Duration {
-    Duration::from_secs_f64(median(v.iter().map(Duration::as_secs_f64).collect()))
-}
-
-fn median_u64(v: &[u64]) -> u64 {
-    median(v.iter().map(|&x| x as f64).collect()).round() as u64
-}
-
-fn fmt_dur(d: Duration) -> String {
-    fmt_us(d.as_secs_f64() * 1e6)
-}
-
-fn fmt_us(us: f64) -> String {
-    if us < 1000.0 {
-        format!("{us:.0} µs")
-    } else if us < 10_000_000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{:.2} s", us / 1e6)
-    }
-}
-
-fn fmt_kib(kib: u64) -> String {
-    fmt_kib_f(kib as f64)
-}
-
-fn fmt_kib_f(kib: f64) -> String {
-    format!("{:.1} MiB", kib / 1024.0)
-}
-
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -1453,19 +928,6 @@ fn fmt_status(status: Option<ExitStatus>) -> String {
     }
 }
 
-/// 541234 → "541,234".
-fn thousands(v: u64) -> String {
-    let digits = v.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
 }
@@ -1476,56 +938,6 @@ fn sorted(set: &HashSet<i32>) -> Vec<i32> {
     v
 }
 
-/// Removes ANSI escape sequences (`ESC [ … letter`), in case the log is coloured anyway.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn sleep_until(at: Instant) {
     thread::sleep(at.saturating_duration_since(Instant::now()));
-}
-
-/// The 1, 5 and 15 minute load averages (other work on the machine skews every figure).
-fn load_average() -> String {
-    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-/// Where `cargo build --release --examples` puts the examples: `<target>/release/examples`,
-/// next to the `deps` directory this bench binary runs from.
-fn examples_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the bench binary");
-    let deps = exe.parent().expect("bench binary has a parent directory");
-    deps.parent().unwrap_or(deps).join("examples")
-}
-
-/// The first line `program args` prints (on stdout, else stderr), or `None` if it cannot run.
-fn tool_version(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).env_remove("NODE_EXTRA_CA_CERTS").output().ok()?;
-    let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
-    Some(String::from_utf8_lossy(&text).lines().next().unwrap_or("").trim().to_owned())
-}
-
-/// A count from the environment, or `default`.
-fn env_count(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            eprintln!("{name}={v:?} is not a whole number: using {default}");
-            default
-        }),
-        Err(_) => default,
-    }
 }

@@ -251,7 +251,7 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_zero() {
         let stop = stop.clone();
         clients.push(tokio::spawn(async move {
             let (mut ok, mut failed, mut closes) = (0u32, Vec::new(), 0u32);
-            let mut keep_alive = KeepAlive::new(addr);
+            let mut keep_alive = HttpClient::new(addr);
             let deadline = tokio::time::Instant::now() + TIMEOUT;
             while !stop.is_cancelled() && tokio::time::Instant::now() < deadline {
                 if i % 2 == 1 || closes > 0 {

@@ -1,9 +1,10 @@
 //! What both IPC benchmarks share (`ipc`, `ipc_tracing`): the worker, which floods the
-//! primary with messages or echoes pings, and the primary's round-trip loop. The message is a
+//! primary with messages or echoes pings, and the primary's side of both: the flood's and
+//! the round-trip loop. The message is a
 //! u64 sequence number and a [`PAYLOAD`]-byte string, the same logical content as Node's side
 //! of `benches/node/ipc_bench.js`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use corral::{BoxError, ClusterEvent, ClusterHandle, EventStream, Worker, WorkerContext};
 use serde::{Deserialize, Serialize};
@@ -53,10 +54,53 @@ impl Worker for BenchWorker {
     }
 }
 
-/// The median (upper middle for an even count); NaN for no samples.
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+/// Waits for the worker to be ready.
+pub async fn until_ready(events: &mut EventStream<BenchMsg>) -> Result<(), BoxError> {
+    loop {
+        match events.recv().await {
+            Some(ClusterEvent::Ready { .. }) => return Ok(()),
+            Some(_) => {}
+            None => return Err("cluster stopped before ready".into()),
+        }
+    }
+}
+
+/// What [`flood`] measured.
+pub struct Flood {
+    /// From the arrival of the last warm-up message to that of the last message, in seconds.
+    pub elapsed_s: f64,
+    /// Messages (warm-up included) that arrived with a recorded span.
+    pub traced: u64,
+}
+
+/// Asks the worker for `warmup + count` messages, sent as fast as it can, and times the
+/// arrival of the last `count`.
+pub async fn flood(
+    cluster: &ClusterHandle<BenchCmd, BenchMsg>,
+    events: &mut EventStream<BenchMsg>,
+    warmup: u64,
+    count: u64,
+) -> Result<Flood, BoxError> {
+    cluster.send_to(0, BenchCmd::Flood { count: warmup + count }).await?;
+    let mut start = None;
+    let last = warmup + count - 1;
+    let mut traced = 0u64;
+    loop {
+        match events.recv().await {
+            Some(ClusterEvent::Message { message, span, .. }) => {
+                traced += u64::from(!span.is_disabled());
+                if message.seq + 1 == warmup {
+                    start = Some(Instant::now());
+                }
+                if message.seq == last {
+                    break;
+                }
+            }
+            Some(_) => {}
+            None => return Err("cluster stopped".into()),
+        }
+    }
+    Ok(Flood { elapsed_s: start.map_or(Duration::ZERO, |s| s.elapsed()).as_secs_f64(), traced })
 }
 
 /// `warmup + count` round trips primary → worker → primary, one in flight; returns the last

@@ -1,5 +1,5 @@
-//! Shared helpers of the black-box tests: the testbed worker program, a test config, and an
-//! event log with bounded waits.
+//! Shared helpers of the black-box tests: the testbed worker program, a test config, an event
+//! log with bounded waits, and the HTTP client.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -144,21 +144,88 @@ pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).expect("kill");
 }
 
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`): status and body.
+/// The tests' HTTP/1.1 client of 127.0.0.0/8: `GET` requests, each bounded by [`TIMEOUT`],
+/// on one keep-alive connection until the server says `Connection: close`, then on a new
+/// one. A request answers status, body, and whether the server closed the connection after
+/// it.
+pub struct HttpClient {
+    addr: std::net::SocketAddr,
+    stream: Option<tokio::io::BufReader<tokio::net::TcpStream>>,
+}
+
+impl HttpClient {
+    /// A client of `addr`; it connects at its first request.
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        assert!(addr.ip().is_loopback(), "tests only talk to 127.0.0.0/8");
+        HttpClient { addr, stream: None }
+    }
+
+    /// `GET path`, keeping the connection open for the next request.
+    pub async fn get(&mut self, path: &str) -> std::io::Result<(u16, String, bool)> {
+        self.request(path, false).await
+    }
+
+    /// `GET path` with `Connection: close` if `close`.
+    async fn request(&mut self, path: &str, close: bool) -> std::io::Result<(u16, String, bool)> {
+        let answer = tokio::time::timeout(TIMEOUT, self.exchange(path, close)).await;
+        let answer = answer.unwrap_or_else(|_| Err(std::io::Error::other("HTTP request timed out")));
+        // The connection is done once the server closes it, or after any failure.
+        if !matches!(answer, Ok((_, _, false))) {
+            self.stream = None;
+        }
+        answer
+    }
+
+    async fn exchange(&mut self, path: &str, close: bool) -> std::io::Result<(u16, String, bool)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => self.stream.insert(tokio::io::BufReader::new(tokio::net::TcpStream::connect(self.addr).await?)),
+        };
+        let connection = if close { "Connection: close\r\n" } else { "" };
+        stream.get_mut().write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n{connection}\r\n").as_bytes()).await?;
+        let mut status_line = String::new();
+        if stream.read_line(&mut status_line).await? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before the response"));
+        }
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let (mut length, mut closes) = (None, close);
+        loop {
+            let mut line = String::new();
+            if stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed in the headers"));
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().ok();
+            }
+            if lower.starts_with("connection:") && lower.contains("close") {
+                closes = true;
+            }
+        }
+        // The body: `Content-Length` bytes, else up to the end of the connection.
+        let mut body = Vec::new();
+        match length {
+            Some(n) => {
+                body.resize(n, 0);
+                stream.read_exact(&mut body).await?;
+            }
+            None => {
+                stream.read_to_end(&mut body).await?;
+                closes = true;
+            }
+        }
+        Ok((status, String::from_utf8_lossy(&body).into_owned(), closes))
+    }
+}
+
+/// One `GET path` on a fresh connection (`Connection: close`): status and body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    assert!(addr.ip().is_loopback(), "tests only talk to 127.0.0.0/8");
-    let request = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        let text = String::from_utf8_lossy(&raw).to_string();
-        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        Ok((status, body))
-    };
-    tokio::time::timeout(TIMEOUT, request).await.map_err(|_| std::io::Error::other("HTTP request timed out"))?
+    HttpClient::new(addr).request(path, true).await.map(|(status, body, _)| (status, body))
 }
 
 /// The worker slot that answered a testbed request (`"<slot> <pid>"`).
@@ -184,62 +251,6 @@ impl Events {
     }
 }
 
-/// A minimal HTTP/1.1 keep-alive client: requests on one connection until the server says
-/// `Connection: close`, then reconnects.
-pub struct KeepAlive {
-    addr: std::net::SocketAddr,
-    stream: Option<tokio::io::BufReader<tokio::net::TcpStream>>,
-}
-
-impl KeepAlive {
-    pub fn new(addr: std::net::SocketAddr) -> Self {
-        assert!(addr.ip().is_loopback(), "tests only talk to 127.0.0.0/8");
-        KeepAlive { addr, stream: None }
-    }
-
-    /// One request: status, body, and whether the server closed the connection after it.
-    pub async fn get(&mut self, path: &str) -> std::io::Result<(u16, String, bool)> {
-        tokio::time::timeout(TIMEOUT, self.get_inner(path)).await.map_err(|_| std::io::Error::other("timed out"))?
-    }
-
-    async fn get_inner(&mut self, path: &str) -> std::io::Result<(u16, String, bool)> {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-        if self.stream.is_none() {
-            self.stream = Some(tokio::io::BufReader::new(tokio::net::TcpStream::connect(self.addr).await?));
-        }
-        let Some(stream) = self.stream.as_mut() else { unreachable!() };
-        stream.get_mut().write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).await?;
-        let mut status_line = String::new();
-        if stream.read_line(&mut status_line).await? == 0 {
-            self.stream = None;
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before the response"));
-        }
-        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let (mut length, mut close) = (0usize, false);
-        loop {
-            let mut line = String::new();
-            stream.read_line(&mut line).await?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            if lower.starts_with("connection:") && lower.contains("close") {
-                close = true;
-            }
-        }
-        let mut body = vec![0; length];
-        stream.read_exact(&mut body).await?;
-        if close {
-            self.stream = None;
-        }
-        Ok((status, String::from_utf8_lossy(&body).to_string(), close))
-    }
-}
-
 /// What a load run saw.
 #[derive(Debug, Default)]
 pub struct LoadReport {
@@ -262,7 +273,7 @@ pub async fn load(
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut report = LoadReport::default();
-            let mut keep_alive = KeepAlive::new(addr);
+            let mut keep_alive = HttpClient::new(addr);
             let deadline = tokio::time::Instant::now() + TIMEOUT;
             while !stop.is_cancelled() && tokio::time::Instant::now() < deadline {
                 let result = if i % 2 == 0 {
