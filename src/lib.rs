@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod config_file;
 mod error;
 mod primary;
 #[cfg(feature = "telemetry")]
@@ -42,9 +43,10 @@ pub mod telemetry;
 pub use corral_protocol as protocol;
 pub use corral_runtime::{
     Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError, Escalation,
-    EventStream, ExitStatus, KillReason, KilledWorker, ListenRefusal, OutputStream, PoolStats, ProtocolError,
-    ReloadError, ReloadReport, ReplaceError, Replaced, Restart, RestartIntensity, Scale, ScaleError, ScaleReport,
-    Scheduling, StartFailure, StatusTable, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
+    EventStream, ExitStatus, ForeignWorker, KillReason, KilledWorker, ListenAddr, ListenRefusal, ListenSpec,
+    ListenSpecError, OutputStream, PoolStats, ProtocolError, Readiness, ReadinessError, ReloadError, ReloadReport,
+    ReplaceError, Replaced, Restart, RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling, StartFailure,
+    StatusTable, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
 };
 pub use corral_workers::http;
 pub use corral_workers::{
@@ -52,7 +54,7 @@ pub use corral_workers::{
     Listener, Stage, Worker, WorkerContext, WorkerError,
 };
 pub use error::Error;
-pub use primary::{is_worker, main, run, run_if_worker};
+pub use primary::{is_worker, main, run, run_if_worker, run_primary};
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
 /// `info`), and — with the `telemetry` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`

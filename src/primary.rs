@@ -127,7 +127,29 @@ pub fn run_if_worker<W: Worker>(worker: W) {
     }
 }
 
-fn run_primary<M, R, F, Fut>(config: ClusterConfig, primary: F) -> Result<(), Error>
+/// The primary half of [`run`], for clusters whose workers are not this program: a
+/// [`WorkerExec::Program`](corral_runtime::WorkerExec::Program) or
+/// [`WorkerExec::Foreign`](corral_runtime::WorkerExec::Foreign) cluster (`corral run` is built
+/// on it). One single-threaded runtime, the same signal handling (SIGINT/SIGTERM stop,
+/// SIGHUP reloads, SIGTTIN/SIGTTOU scale), `primary` as in [`run`].
+///
+/// # Errors
+///
+/// As [`run`].
+///
+/// ```no_run
+/// use corral::{ClusterConfig, ForeignWorker, Scheduling, WorkerExec};
+///
+/// fn main() -> Result<(), corral::Error> {
+///     let app = ForeignWorker::new("python3").arg("app.py").listen("127.0.0.1:8080".parse().unwrap());
+///     let config = ClusterConfig::default().exec(WorkerExec::Foreign(app)).scheduling(Scheduling::ReusePort);
+///     corral::run_primary::<(), (), _, _>(config, |cluster, mut events| async move {
+///         while events.recv().await.is_some() {}
+///         cluster.wait().await.map_err(Into::into)
+///     })
+/// }
+/// ```
+pub fn run_primary<M, R, F, Fut>(config: ClusterConfig, primary: F) -> Result<(), Error>
 where
     M: serde::Serialize + Clone + Send + Sync + 'static,
     R: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,

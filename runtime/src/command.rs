@@ -32,6 +32,12 @@ impl WorkerCommand {
                     args: args.collect(),
                 }
             }
+            WorkerExec::Foreign(foreign) => WorkerCommand {
+                program: foreign.program.clone(),
+                reload_program: foreign.program.clone(),
+                argv0: None,
+                args: foreign.args.clone(),
+            },
             WorkerExec::Program { path, args } => {
                 WorkerCommand { program: path.clone(), reload_program: path.clone(), argv0: None, args: args.clone() }
             }

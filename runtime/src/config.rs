@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
-use crate::{Backoff, ConfigError, Restart};
+use crate::{Backoff, ConfigError, ForeignWorker, Restart};
 
 /// What the cluster does when a slot gives up (it exceeded its restart intensity).
 ///
@@ -45,6 +45,20 @@ pub enum WorkerExec {
         /// Its arguments (without argv\[0\]).
         args: Vec<OsString>,
     },
+    /// Any program, in any language, started by socket activation (see [`ForeignWorker`]).
+    /// The cluster's scheduling must be [`Scheduling::ReusePort`] (each slot its own socket,
+    /// which the primary keeps open across restarts) or [`Scheduling::Shared`].
+    Foreign(ForeignWorker),
+}
+
+impl WorkerExec {
+    /// The foreign program, when the workers are one.
+    pub fn foreign(&self) -> Option<&ForeignWorker> {
+        match self {
+            WorkerExec::Foreign(foreign) => Some(foreign),
+            WorkerExec::CurrentExe | WorkerExec::Program { .. } => None,
+        }
+    }
 }
 
 /// Where a worker's stdout and stderr go.
@@ -347,6 +361,32 @@ impl ClusterConfig {
         if self.name.is_empty() {
             return bad("name", "must not be empty".into());
         }
+        if let Some(foreign) = self.exec.foreign() {
+            if !matches!(self.scheduling, Scheduling::ReusePort | Scheduling::Shared) {
+                return bad(
+                    "scheduling",
+                    "a foreign program's workers accept themselves: use reuseport or shared".into(),
+                );
+            }
+            if foreign.program.as_os_str().is_empty() {
+                return bad("exec.program", "must not be empty".into());
+            }
+            if nix::sys::signal::Signal::try_from(foreign.stop_signal).is_err() {
+                return bad("exec.stop_signal", format!("{} is not a signal", foreign.stop_signal));
+            }
+            if foreign.watchdog.is_some_and(|w| w.is_zero()) {
+                return bad("exec.watchdog", "must be greater than zero (or None for no watchdog)".into());
+            }
+            if let Some(dup) = foreign.listen.iter().enumerate().find_map(|(i, l)| {
+                foreign.listen[..i].iter().any(|m| m.addr == l.addr && !is_port_zero(&l.addr)).then_some(l)
+            }) {
+                return bad("exec.listen", format!("{} is listed twice", dup.addr));
+            }
+        }
         Ok(())
     }
+}
+
+fn is_port_zero(addr: &crate::ListenAddr) -> bool {
+    matches!(addr, crate::ListenAddr::Tcp(a) if a.port() == 0)
 }

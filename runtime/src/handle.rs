@@ -8,10 +8,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::balance::Listeners;
 use crate::events::EventBus;
 use crate::outcome::Outcome;
 use crate::routes::Routes;
-use crate::{ClusterError, ClusterMsg, EventStream, ReloadReport, Scale, ScaleReport, WorkerStatus};
+use crate::{ClusterError, ClusterMsg, EventStream, ListenAddr, ReloadReport, Scale, ScaleReport, WorkerStatus};
 
 /// A cheap, cloneable handle to a running [`Cluster`](crate::Cluster).
 ///
@@ -38,6 +39,7 @@ pub struct ClusterHandle<M, R> {
     actor: DerivedActorRef<ClusterMsg>,
     bus: Arc<EventBus<R>>,
     routes: Arc<Routes<M>>,
+    listeners: Arc<Listeners>,
     done: watch::Receiver<Option<Outcome>>,
 }
 
@@ -47,6 +49,7 @@ impl<M, R> Clone for ClusterHandle<M, R> {
             actor: self.actor.clone(),
             bus: self.bus.clone(),
             routes: self.routes.clone(),
+            listeners: self.listeners.clone(),
             done: self.done.clone(),
         }
     }
@@ -67,9 +70,30 @@ where
         actor: DerivedActorRef<ClusterMsg>,
         bus: Arc<EventBus<R>>,
         routes: Arc<Routes<M>>,
+        listeners: Arc<Listeners>,
         done: watch::Receiver<Option<Outcome>>,
     ) -> Self {
-        ClusterHandle { actor, bus, routes, done }
+        ClusterHandle { actor, bus, routes, listeners, done }
+    }
+
+    /// A foreign cluster's listeners ([`ForeignWorker::listen`](crate::ForeignWorker::listen)):
+    /// each name and the address it is bound to (port 0 resolved), in order. Empty for a
+    /// cluster of corral workers, whose listeners are bound on the workers' request.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig, ForeignWorker, Scheduling, WorkerExec};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let app = ForeignWorker::new("python3").arg("app.py").listen("127.0.0.1:0".parse().unwrap());
+    /// let config = ClusterConfig::default().exec(WorkerExec::Foreign(app)).scheduling(Scheduling::ReusePort);
+    /// let (cluster, _events) = Cluster::<(), ()>::spawn(config).await?;
+    /// for (name, addr) in cluster.activated_listeners() {
+    ///     println!("{name} listens on {addr}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn activated_listeners(&self) -> Vec<(String, ListenAddr)> {
+        self.listeners.activated()
     }
 
     /// The cluster actor, as a reference that takes [`ClusterMsg`]s (its cell, through

@@ -25,6 +25,11 @@ pub enum KillReason {
         /// The timeout it missed.
         timeout: Duration,
     },
+    /// A foreign worker sent no `WATCHDOG=1` within its watchdog time.
+    MissedWatchdog {
+        /// The watchdog time it missed.
+        timeout: Duration,
+    },
     /// Not ready within `listen_timeout`.
     NotReady {
         /// The timeout it missed.
@@ -50,6 +55,7 @@ impl fmt::Display for KillReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KillReason::MissedHeartbeat { timeout } => write!(f, "it missed its heartbeat ({timeout:?})"),
+            KillReason::MissedWatchdog { timeout } => write!(f, "it sent no WATCHDOG=1 within {timeout:?}"),
             KillReason::NotReady { timeout } => write!(f, "it did not become ready within {timeout:?}"),
             KillReason::DrainTimeout { timeout } => write!(f, "it did not drain within {timeout:?}"),
             KillReason::Protocol(e) => write!(f, "it broke the protocol: {e}"),

@@ -52,6 +52,7 @@ mod error;
 mod event;
 mod events;
 mod exit;
+mod foreign;
 mod handle;
 mod intensity;
 mod kill;
@@ -74,6 +75,7 @@ pub use error::{ClusterError, ConfigError, KilledWorker, ReloadError, ReplaceErr
 pub use event::{ClusterEvent, OutputStream};
 pub use events::EventStream;
 pub use exit::ExitStatus;
+pub use foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readiness, ReadinessError};
 pub use handle::ClusterHandle;
 pub use intensity::RestartIntensity;
 pub use kill::KillReason;

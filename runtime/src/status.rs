@@ -48,6 +48,8 @@ pub struct WorkerStatus {
     pub stats: Option<WorkerStats>,
     /// Round trip of the last ping, if any.
     pub heartbeat_latency: Option<Duration>,
+    /// The last `STATUS=` line of a foreign worker (socket activation), if any.
+    pub status_text: Option<String>,
 }
 
 impl WorkerStatus {
@@ -65,6 +67,7 @@ impl WorkerStatus {
             messages_out: 0,
             stats: None,
             heartbeat_latency: None,
+            status_text: None,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! handle channel (`corral-protocol`) → the worker's `Listener` (`corral-workers`).
 
 mod accept;
+mod activated;
 mod shared;
 mod strategy;
 mod target;
@@ -29,7 +30,10 @@ use std::time::Duration;
 use corral_protocol::{HandleHeader, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling};
 use tokio_util::sync::CancellationToken;
 
+use crate::{ListenAddr, ListenSpec};
+
 use accept::accept_loop;
+use activated::ActivatedSockets;
 use shared::SharedListener;
 use strategy::Distribution;
 pub(crate) use target::{Load, Target};
@@ -42,6 +46,8 @@ pub(crate) struct Listeners {
     /// Cancelled when the cluster stops: acceptors hand out their backlog, then close.
     closing: CancellationToken,
     acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// A foreign cluster's sockets (socket activation).
+    activated: std::sync::OnceLock<ActivatedSockets>,
 }
 
 impl Listeners {
@@ -52,7 +58,37 @@ impl Listeners {
             by_addr: Mutex::new(HashMap::new()),
             closing: CancellationToken::new(),
             acceptors: Mutex::new(Vec::new()),
+            activated: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Binds a foreign cluster's listeners, before any worker starts.
+    ///
+    /// # Errors
+    ///
+    /// The first listener that cannot be bound, named.
+    pub(crate) fn bind_activated(&self, specs: &[ListenSpec]) -> Result<(), ListenRefusal> {
+        let sockets = ActivatedSockets::bind(specs, self.distribution == Distribution::ReusePort)?;
+        // Bound once, by the cluster before its slots exist.
+        let _ = self.activated.set(sockets);
+        Ok(())
+    }
+
+    /// A foreign worker's sockets for `slot`, in order, and their `LISTEN_FDNAMES`.
+    ///
+    /// # Errors
+    ///
+    /// A slot's own reuse-port socket cannot be bound or a socket cannot be duplicated.
+    pub(crate) fn activation(&self, slot: usize) -> std::io::Result<(Vec<std::os::fd::OwnedFd>, String)> {
+        match self.activated.get() {
+            Some(sockets) => sockets.for_slot(slot),
+            None => Ok((Vec::new(), String::new())),
+        }
+    }
+
+    /// A foreign cluster's listeners: names and bound addresses, in order.
+    pub(crate) fn activated(&self) -> Vec<(String, ListenAddr)> {
+        self.activated.get().map(ActivatedSockets::bound).unwrap_or_default()
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SharedListener>>> {

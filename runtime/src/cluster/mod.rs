@@ -93,8 +93,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`ClusterError::Config`] for a bad configuration, [`ClusterError::Spawn`] when the actor
-    /// cannot be spawned.
+    /// [`ClusterError::Config`] for a bad configuration, [`ClusterError::Listen`] when a foreign
+    /// cluster's listener cannot be bound, [`ClusterError::Spawn`] when the actor cannot be
+    /// spawned.
     pub async fn spawn(config: ClusterConfig) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
         Self::spawn_inner(config, None).await
     }
@@ -133,14 +134,24 @@ where
         let id = NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{}-{id}", config.name, std::process::id());
         let listeners = Arc::new(Listeners::new(config.scheduling));
-        let args =
-            ClusterArgs { config: Arc::new(config), bus: bus.clone(), routes: routes.clone(), listeners, done, id };
+        if let Some(foreign) = config.exec.foreign() {
+            // Bound before anything forks: a bad address fails the start, naming it.
+            listeners.bind_activated(&foreign.listen)?;
+        }
+        let args = ClusterArgs {
+            config: Arc::new(config),
+            bus: bus.clone(),
+            routes: routes.clone(),
+            listeners: listeners.clone(),
+            done,
+            id,
+        };
         let spawned = match supervisor {
             None => Actor::spawn(Some(name), Cluster::<M, R>::default(), args).await,
             Some(sup) => Actor::spawn_linked(Some(name), Cluster::<M, R>::default(), args, sup).await,
         };
         let (actor, _join) = spawned.map_err(ClusterError::Spawn)?;
-        Ok((ClusterHandle::new(actor.get_derived(), bus, routes, done_rx), events))
+        Ok((ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx), events))
     }
 }
 

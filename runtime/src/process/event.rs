@@ -38,8 +38,12 @@ pub(crate) enum ProcessEventKind {
         /// The address asked for.
         addr: String,
     },
-    /// It began draining on its own.
+    /// It began draining on its own (`Disconnect`, or `STOPPING=1` from a foreign worker).
     Draining,
+    /// A foreign worker's `STATUS=` line.
+    Status(String),
+    /// A foreign worker's `WATCHDOG=1`: it is alive.
+    Watchdog,
     /// Its frame reader ended: EOF (`None`) or a protocol error.
     ReaderEnded(Option<ProtocolError>),
     /// It exited (reported after the reader ended, so its last messages come first).

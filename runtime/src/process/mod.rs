@@ -1,14 +1,20 @@
 //! The primary's side of one worker process: starting it, and the I/O tasks that run beside
-//! it (frame reader, frame writer, waiter, output capture), each reporting what happens as a
-//! [`ProcessEvent`] through a channel to the slot (a [`Reports`] sink), never to an actor by
-//! name.
+//! it, each reporting what happens as a [`ProcessEvent`] through a channel to the slot (a
+//! [`Reports`] sink), never to an actor by name.
+//!
+//! Two kinds of worker: a **corral** worker speaks corral's protocol on fds 3 and 4 (frame
+//! reader, frame writer, waiter, output capture); a **foreign** one (any program) gets its
+//! listening sockets by socket activation and talks through a `NOTIFY_SOCKET` (notify
+//! reader, waiter, output capture).
 //!
 //! Starting is two steps, so that the slot can put the process in its books (route, state,
 //! `fork` event) before any of its events can arrive: [`start`] forks, [`Io::run`] starts the
 //! tasks.
 
+mod activation;
 mod counters;
 mod event;
+mod notify;
 mod output;
 mod reader;
 mod spawn;
@@ -17,6 +23,7 @@ mod writer;
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -27,6 +34,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 pub(crate) use counters::SlotCounters;
 pub(crate) use event::{ProcessEvent, ProcessEventKind, Reports};
@@ -35,7 +43,7 @@ use waiter::ProcessCommand;
 
 use crate::balance::Load;
 use crate::events::EventBus;
-use crate::{ClusterConfig, OutputStream, WorkerOutput};
+use crate::{ClusterConfig, ForeignWorker, OutputStream, Readiness, WorkerOutput};
 
 /// What to start.
 pub(crate) struct StartSpec<'a> {
@@ -45,24 +53,68 @@ pub(crate) struct StartSpec<'a> {
     pub argv0: Option<OsString>,
     pub args: Vec<OsString>,
     pub config: &'a ClusterConfig,
+    /// For a foreign worker: its listening sockets, their names, and the cluster's size.
+    pub activation: Option<Activation>,
+}
+
+/// The sockets a foreign worker gets.
+pub(crate) struct Activation {
+    pub listeners: Vec<OwnedFd>,
+    pub names: String,
+    pub workers: usize,
+}
+
+/// How a process is asked to drain and killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A corral worker: a shutdown frame, SIGKILL to the process.
+    Corral,
+    /// A foreign worker: its stop signal, SIGKILL to its whole process group.
+    Foreign { stop_signal: Signal },
 }
 
 /// The primary's handle on a running worker process.
 pub(crate) struct Process<M> {
     pub pid: u32,
+    kind: Kind,
     commands: mpsc::UnboundedSender<ProcessCommand>,
-    /// The process's writer queue (its route, for the slot's current process).
+    /// The process's writer queue (its route, for the slot's current process). A foreign
+    /// worker's queue has no reader: sends to it fail.
     pub tx: mpsc::Sender<Outgoing<M>>,
-    /// The channel connections and listening sockets are passed on.
-    pub handles: Arc<HandleChannel>,
+    /// The channel connections and listening sockets are passed on (corral workers).
+    pub handles: Option<Arc<HandleChannel>>,
     /// Its load, as it reports it.
     pub load: Arc<Load>,
 }
 
 impl<M> Process<M> {
+    /// Whether it speaks corral's protocol (heartbeats by ping, listen requests).
+    pub(crate) fn speaks_corral(&self) -> bool {
+        self.kind == Kind::Corral
+    }
+
     /// Sends the process a signal (through its waiter: never to a reaped, reused pid).
     pub(crate) fn signal(&self, signal: Signal) {
         let _ = self.commands.send(ProcessCommand::Signal(signal));
+    }
+
+    /// Kills it: SIGKILL to a corral worker, to a foreign worker's whole process group.
+    pub(crate) fn kill(&self) {
+        let command = match self.kind {
+            Kind::Corral => ProcessCommand::Signal(Signal::SIGKILL),
+            Kind::Foreign { .. } => ProcessCommand::SignalGroup(Signal::SIGKILL),
+        };
+        let _ = self.commands.send(command);
+    }
+
+    /// Asks it to drain within `deadline_ms`: a shutdown frame (SIGTERM when the frame cannot
+    /// be queued) to a corral worker, the stop signal to a foreign one.
+    pub(crate) fn ask_to_drain(&self, deadline_ms: u64) {
+        match self.kind {
+            Kind::Corral if self.send_control(Control::Shutdown { deadline_ms }) => {}
+            Kind::Corral => self.signal(Signal::SIGTERM),
+            Kind::Foreign { stop_signal } => self.signal(stop_signal),
+        }
     }
 
     /// Queues a control frame; `false` when the queue is full or closed.
@@ -77,20 +129,34 @@ pub(crate) struct Io<M> {
     generation: u64,
     pid: u32,
     child: Child,
-    ipc: tokio::net::UnixStream,
-    outgoing: mpsc::Receiver<Outgoing<M>>,
     commands: mpsc::UnboundedReceiver<ProcessCommand>,
-    load: Arc<Load>,
-    max_frame_length: usize,
-    hello_timeout: std::time::Duration,
+    channel: IoChannel<M>,
 }
 
-/// Forks a worker process with its IPC ends in place.
+/// How a process talks to the primary.
+enum IoChannel<M> {
+    Corral {
+        ipc: tokio::net::UnixStream,
+        outgoing: mpsc::Receiver<Outgoing<M>>,
+        load: Arc<Load>,
+        max_frame_length: usize,
+        hello_timeout: std::time::Duration,
+    },
+    Foreign {
+        notify: notify::NotifySocket,
+        ready: Readiness,
+    },
+}
+
+/// Forks a worker process with its IPC ends (or its sockets, for a foreign worker) in place.
 ///
 /// # Errors
 ///
 /// The socket pairs cannot be made, or the process cannot be started.
 pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<M>)> {
+    if let Some(foreign) = spec.config.exec.foreign() {
+        return start_foreign(spec.config, foreign, spec.slot, spec.generation, spec.activation).await;
+    }
     let config = spec.config;
     let stream = stream_pair().map_err(io::Error::other)?;
     let handles = seqpacket_pair().map_err(io::Error::other)?;
@@ -120,53 +186,123 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
     let (tx, outgoing) = mpsc::channel(config.send_buffer);
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let load = Arc::new(Load::default());
-    let process = Process { pid, commands: commands_tx, tx, handles, load: load.clone() };
-    let io = Io {
-        slot: spec.slot,
-        generation: spec.generation,
-        pid,
-        child,
+    let process =
+        Process { pid, kind: Kind::Corral, commands: commands_tx, tx, handles: Some(handles), load: load.clone() };
+    let channel = IoChannel::Corral {
         ipc,
         outgoing,
-        commands,
         load,
         max_frame_length: config.max_frame_length,
         hello_timeout: config.listen_timeout,
     };
-    Ok((process, io))
+    Ok((process, Io { slot: spec.slot, generation: spec.generation, pid, child, commands, channel }))
+}
+
+async fn start_foreign<M>(
+    config: &ClusterConfig,
+    foreign: &ForeignWorker,
+    slot: usize,
+    generation: u64,
+    activation: Option<Activation>,
+) -> io::Result<(Process<M>, Io<M>)> {
+    let Activation { listeners, names, workers } =
+        activation.unwrap_or(Activation { listeners: Vec::new(), names: String::new(), workers: config.workers });
+    let notify = notify::NotifySocket::bind(slot, generation)?;
+    let (uid, gid) = user_and_group(foreign)?;
+    let child = activation::spawn_activated(activation::ActivationSpec {
+        program: foreign.program.clone(),
+        args: foreign.args.clone(),
+        env: config.env.clone(),
+        listeners,
+        fd_names: names,
+        notify_socket: notify.env_value.clone(),
+        watchdog: foreign.watchdog,
+        slot,
+        generation,
+        workers,
+        cwd: foreign.cwd.clone(),
+        uid,
+        gid,
+        capture_output: config.output == WorkerOutput::Capture,
+    })
+    .await?;
+    let pid = child.id().unwrap_or(0);
+    // Nobody reads this queue: sends fail at once, and a drain uses the stop signal.
+    let (tx, _) = mpsc::channel(1);
+    let (commands_tx, commands) = mpsc::unbounded_channel();
+    // Validated with the configuration.
+    let stop_signal = Signal::try_from(foreign.stop_signal).unwrap_or(Signal::SIGTERM);
+    let process = Process {
+        pid,
+        kind: Kind::Foreign { stop_signal },
+        commands: commands_tx,
+        tx,
+        handles: None,
+        load: Arc::new(Load::default()),
+    };
+    let channel = IoChannel::Foreign { notify, ready: foreign.ready };
+    Ok((process, Io { slot, generation, pid, child, commands, channel }))
+}
+
+/// The uid and gid a foreign worker runs as, from the configured names.
+fn user_and_group(foreign: &ForeignWorker) -> io::Result<(Option<u32>, Option<u32>)> {
+    use nix::unistd::{Group, User};
+    let not_found = |what: &str, name: &str| io::Error::new(io::ErrorKind::NotFound, format!("no {what} named {name}"));
+    let user = match &foreign.user {
+        Some(name) => Some(User::from_name(name).map_err(io::Error::from)?.ok_or_else(|| not_found("user", name))?),
+        None => None,
+    };
+    let gid = match &foreign.group {
+        Some(name) => {
+            Some(Group::from_name(name).map_err(io::Error::from)?.ok_or_else(|| not_found("group", name))?.gid.as_raw())
+        }
+        None => user.as_ref().map(|u| u.gid.as_raw()),
+    };
+    Ok((user.map(|u| u.uid.as_raw()), gid))
 }
 
 impl<M: Serialize + Send + 'static> Io<M> {
-    /// Starts the process's tasks: output capture, writer, reader, waiter.
+    /// Starts the process's tasks: output capture, writer and reader (or notify reader),
+    /// waiter.
     pub(crate) fn run<R: DeserializeOwned + Clone + Send + 'static>(
         self,
         reports: Reports,
         bus: &Arc<EventBus<R>>,
         counters: &Arc<SlotCounters>,
     ) {
-        let Io { slot, generation, pid, mut child, ipc, outgoing, commands, load, max_frame_length, hello_timeout } =
-            self;
+        let Io { slot, generation, pid, mut child, commands, channel } = self;
         if let Some(out) = child.stdout.take() {
             tokio::spawn(output::forward_lines(out, OutputStream::Stdout, slot, pid, bus.clone()));
         }
         if let Some(err) = child.stderr.take() {
             tokio::spawn(output::forward_lines(err, OutputStream::Stderr, slot, pid, bus.clone()));
         }
-        let (read, write) = ipc.into_split();
+        let exited = CancellationToken::new();
         let (done_tx, done_rx) = oneshot::channel();
-        let codec = || FrameCodec::<M, R>::new(max_frame_length);
-        tokio::spawn(writer::run_writer(write, codec(), outgoing, counters.clone(), slot));
-        let reader = reader::ReaderCtx {
-            load,
-            slot,
-            generation,
-            pid,
-            reports: reports.clone(),
-            bus: bus.clone(),
-            counters: counters.clone(),
-            hello_timeout,
+        let after = match channel {
+            IoChannel::Corral { ipc, outgoing, load, max_frame_length, hello_timeout } => {
+                let (read, write) = ipc.into_split();
+                let codec = || FrameCodec::<M, R>::new(max_frame_length);
+                tokio::spawn(writer::run_writer(write, codec(), outgoing, counters.clone(), slot));
+                let reader = reader::ReaderCtx {
+                    load,
+                    slot,
+                    generation,
+                    pid,
+                    reports: reports.clone(),
+                    bus: bus.clone(),
+                    counters: counters.clone(),
+                    hello_timeout,
+                };
+                tokio::spawn(reader::run_reader(read, codec(), reader, done_tx));
+                waiter::AfterExit { reader_done: Some(done_rx), kill_group: false, exited }
+            }
+            IoChannel::Foreign { notify, ready } => {
+                let who = notify::Who { slot, generation, pid };
+                tokio::spawn(notify::run_notify(notify, who, ready, reports.clone(), bus.clone(), exited.clone()));
+                waiter::AfterExit { reader_done: None, kill_group: true, exited }
+            }
         };
-        tokio::spawn(reader::run_reader(read, codec(), reader, done_tx));
-        tokio::spawn(waiter::run_waiter(child, commands, done_rx, reports, generation));
+        tokio::spawn(waiter::run_waiter(child, commands, after, reports, generation));
     }
 }

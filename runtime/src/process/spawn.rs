@@ -31,8 +31,9 @@ pub(crate) struct SpawnSpec {
     pub capture_output: bool,
 }
 
+/// A start to run on the spawner thread.
 struct Job {
-    spec: SpawnSpec,
+    start: Box<dyn FnOnce() -> io::Result<Child> + Send>,
     runtime: tokio::runtime::Handle,
     reply: oneshot::Sender<io::Result<Child>>,
 }
@@ -47,7 +48,7 @@ fn spawner() -> io::Result<&'static std_mpsc::Sender<Job>> {
     std::thread::Builder::new().name("corral-spawner".into()).spawn(move || {
         for job in rx {
             let _guard = job.runtime.enter();
-            let _ = job.reply.send(spawn_now(job.spec));
+            let _ = job.reply.send((job.start)());
         }
     })?;
     Ok(SPAWNER.get_or_init(|| tx))
@@ -56,8 +57,13 @@ fn spawner() -> io::Result<&'static std_mpsc::Sender<Job>> {
 /// Starts a worker process from the spawner thread; the returned child is reaped by the
 /// caller's tokio runtime and killed if dropped.
 pub(crate) async fn spawn_worker(spec: SpawnSpec) -> io::Result<Child> {
+    on_spawner_thread(move || spawn_now(spec)).await
+}
+
+/// Runs `start` (which forks) on the spawner thread, inside the caller's tokio runtime.
+pub(crate) async fn on_spawner_thread(start: impl FnOnce() -> io::Result<Child> + Send + 'static) -> io::Result<Child> {
     let (reply, rx) = oneshot::channel();
-    let job = Job { spec, runtime: tokio::runtime::Handle::current(), reply };
+    let job = Job { start: Box::new(start), runtime: tokio::runtime::Handle::current(), reply };
     spawner()?.send(job).map_err(|_| io::Error::other("the corral spawner thread has ended"))?;
     rx.await.map_err(|_| io::Error::other("the corral spawner thread dropped the request"))?
 }
@@ -114,7 +120,12 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
 
 /// A close-on-exec duplicate of `fd` numbered [`HIGH_FD`] or above.
 fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
-    let raw = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
+    dup_above(fd.as_fd(), HIGH_FD)
+}
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above.
+pub(crate) fn dup_above(fd: std::os::fd::BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    let raw = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(min)).map_err(io::Error::from)?;
     // SAFETY: F_DUPFD_CLOEXEC just created `raw` for us; nothing else owns it, so the OwnedFd
     // closes it exactly once.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })

@@ -20,11 +20,13 @@ where
     pub(crate) async fn listen(&mut self, generation: u64, id: u64, requested: &str) {
         let slot = self.slot();
         let Some(proc) = self.proc(generation) else { return };
+        // Only corral workers ask, and every one of them has a handle channel.
+        let Some(channel) = proc.process.handles.clone() else { return };
         let target = Target {
             slot,
             generation,
             listen_id: id,
-            channel: proc.process.handles.clone(),
+            channel,
             accepting: proc.accepting.clone(),
             load: proc.process.load.clone(),
         };

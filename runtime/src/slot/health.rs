@@ -28,23 +28,44 @@ where
         let slot = self.slot();
         let config = self.args.config.clone();
         let nonce = self.next_nonce;
+        let watchdog = config.exec.foreign().and_then(|f| f.watchdog);
         let Some(proc) = self.current_mut() else { return };
         if !matches!(proc.phase, Phase::Online | Phase::Ready) {
             return;
         }
-        match proc.ping {
-            Some((_, sent)) if sent.elapsed() >= config.heartbeat_timeout => {
-                let timeout = config.heartbeat_timeout;
-                tracing::error!(slot, pid = proc.pid(), ?timeout, "worker missed its heartbeat; killing it");
-                proc.ping = None;
-                proc.kill(KillReason::MissedHeartbeat { timeout });
-                return;
+        if !proc.process.speaks_corral() {
+            // A foreign worker is not pinged: it says WATCHDOG=1 by itself, if it was told to.
+            if let Some(timeout) = watchdog {
+                match proc.ping {
+                    Some((_, seen)) if seen.elapsed() >= timeout => {
+                        tracing::error!(
+                            slot,
+                            pid = proc.pid(),
+                            ?timeout,
+                            "worker sent no WATCHDOG=1 in time; killing it"
+                        );
+                        proc.kill(KillReason::MissedWatchdog { timeout });
+                        return;
+                    }
+                    Some(_) => {}
+                    None => proc.ping = Some((0, Instant::now())),
+                }
             }
-            Some(_) => {}
-            None => {
-                proc.ping = Some((nonce, Instant::now()));
-                proc.process.send_control(Control::Ping { nonce });
-                self.next_nonce += 1;
+        } else {
+            match proc.ping {
+                Some((_, sent)) if sent.elapsed() >= config.heartbeat_timeout => {
+                    let timeout = config.heartbeat_timeout;
+                    tracing::error!(slot, pid = proc.pid(), ?timeout, "worker missed its heartbeat; killing it");
+                    proc.ping = None;
+                    proc.kill(KillReason::MissedHeartbeat { timeout });
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    proc.ping = Some((nonce, Instant::now()));
+                    proc.process.send_control(Control::Ping { nonce });
+                    self.next_nonce += 1;
+                }
             }
         }
         let Some(limit) = config.max_memory else { return };
@@ -91,6 +112,15 @@ where
         self.last_stats = Some(stats);
         if recycle && self.replacing.is_none() && self.is_running() {
             self.replace(ReplaceReason::MaxRequests, &Span::none(), None).await;
+        }
+    }
+}
+
+impl<M, R> SlotState<M, R> {
+    /// `Watchdog`: a foreign worker said `WATCHDOG=1`; its watchdog time starts again.
+    pub(crate) fn watchdog(&mut self, generation: u64) {
+        if let Some(proc) = self.proc_mut(generation) {
+            proc.ping = Some((0, Instant::now()));
         }
     }
 }

@@ -97,6 +97,8 @@ where
                 ProcessEventKind::Pong { nonce, stats } => st.pong(generation, nonce, stats).await,
                 ProcessEventKind::Listen { id, addr } => st.listen(generation, id, &addr).await,
                 ProcessEventKind::Draining => st.draining_on_its_own(generation),
+                ProcessEventKind::Status(text) => st.status_line(generation, text),
+                ProcessEventKind::Watchdog => st.watchdog(generation),
                 ProcessEventKind::ReaderEnded(error) => st.reader_ended(generation, error),
                 ProcessEventKind::Exited(status) => st.exited(generation, status),
             },

@@ -13,7 +13,7 @@ use tracing::Span;
 use super::msg::SlotMsg;
 use super::policy::{Exit, ProtocolFault};
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
-use crate::process::{self, StartSpec};
+use crate::process::{self, Activation, StartSpec};
 use crate::routes::Route;
 use crate::{ClusterEvent, ExitStatus, KillReason, lifecycle};
 
@@ -66,6 +66,16 @@ where
         let (slot, generation) = (self.slot(), self.generation);
         let fork = lifecycle::fork(parent, slot, generation, role.as_str());
         let config = self.args.config.clone();
+        let activation = match config.exec.foreign() {
+            Some(_) => match self.args.listeners.activation(slot) {
+                Ok((listeners, names)) => Some(Activation { listeners, names, workers: self.args.routes.len() }),
+                Err(e) => {
+                    lifecycle::fail(&fork, &e);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let spec = StartSpec {
             slot,
             generation,
@@ -73,6 +83,7 @@ where
             argv0: self.args.command.argv0.clone(),
             args: self.args.command.args.clone(),
             config: &config,
+            activation,
         };
         let (process, io) = match process::start::<M>(spec).await {
             Ok(started) => started,
@@ -105,6 +116,7 @@ where
             ping: None,
             over_memory: 0,
             request_limit,
+            status_text: None,
             spans: ProcSpans { fork: Some(fork.clone()), ..ProcSpans::default() },
         });
         fork.in_scope(|| tracing::info!(slot, generation, pid, ?role, "worker started"));
@@ -160,6 +172,15 @@ where
                 }
             }
             Role::Candidate | Role::Current | Role::Retiring => {}
+        }
+    }
+}
+
+impl<M, R> SlotState<M, R> {
+    /// `Status`: a foreign worker's `STATUS=` line.
+    pub(crate) fn status_line(&mut self, generation: u64, text: String) {
+        if let Some(proc) = self.proc_mut(generation) {
+            proc.status_text = Some(text);
         }
     }
 }

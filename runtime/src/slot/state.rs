@@ -99,6 +99,8 @@ pub(crate) struct Proc<M> {
     pub over_memory: u32,
     /// Handled requests after which this process is recycled (`max_requests` + jitter).
     pub request_limit: Option<u64>,
+    /// A foreign worker's last `STATUS=` line.
+    pub status_text: Option<String>,
     pub spans: ProcSpans,
 }
 
@@ -121,7 +123,7 @@ impl<M> Proc<M> {
         if self.killed.is_none() || matches!(reason, KillReason::Protocol(_)) {
             self.killed = Some(reason);
         }
-        self.process.signal(nix::sys::signal::Signal::SIGKILL);
+        self.process.kill();
     }
 }
 
@@ -264,6 +266,7 @@ impl<M, R> SlotState<M, R> {
             messages_out: self.counters.messages_out.load(Ordering::Relaxed),
             stats: self.last_stats,
             heartbeat_latency: self.last_latency,
+            status_text: proc.and_then(|p| p.status_text.clone()),
         }
     }
 }

@@ -57,10 +57,7 @@ where
         proc.spans.drain = Some(lifecycle::drain(parent, slot, generation, proc.pid()));
         proc.set_accepting(false);
         let deadline_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        if !proc.process.send_control(corral_protocol::Control::Shutdown { deadline_ms }) {
-            // No channel to the worker: its SIGTERM handler drains instead.
-            proc.process.signal(nix::sys::signal::Signal::SIGTERM);
-        }
+        proc.process.ask_to_drain(deadline_ms);
         self.myself.send_after(timeout, move || SlotMsg::KillTimeout { generation });
     }
 

@@ -1,0 +1,107 @@
+//! The sockets of a foreign cluster: bound by the primary before any worker starts, passed to
+//! every worker by socket activation, never accepted on by the primary.
+//!
+//! Shared scheduling: one socket per listener, the same for every worker. Reuse-port: one
+//! `SO_REUSEPORT` socket per listener **per slot**, which the primary keeps open, so that a
+//! restarted or reloaded slot's replacement inherits the same accept queue and no queued
+//! connection is reset. (Unix sockets have no reuse-port groups: they are always shared.)
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use corral_protocol::{BindMode, ListenRefusal};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::{ListenAddr, ListenSpec};
+
+/// One listener: its name, where it is bound, and its sockets.
+struct Activated {
+    name: String,
+    /// The bound address (port 0 resolved), as `listening on` prints it.
+    bound: ListenAddr,
+    /// Shared: the one socket. Reuse-port: one per slot, by slot index.
+    sockets: Vec<Arc<Socket>>,
+    per_slot: bool,
+}
+
+/// Every listener of a foreign cluster.
+pub(crate) struct ActivatedSockets {
+    listeners: Mutex<Vec<Activated>>,
+}
+
+impl ActivatedSockets {
+    /// Binds every listener (slot 0's socket, for reuse-port), so that a bad address stops the
+    /// cluster before anything is forked.
+    pub(crate) fn bind(specs: &[ListenSpec], reuse_port: bool) -> Result<Self, ListenRefusal> {
+        let mut listeners = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let per_slot = reuse_port && matches!(spec.addr, ListenAddr::Tcp(_));
+            let (socket, bound) =
+                bind_one(&spec.addr, per_slot).map_err(|e| ListenRefusal::bind(&spec.addr.to_string(), &e))?;
+            tracing::info!(name = %spec.name, addr = %bound, per_slot, "listening (socket activation)");
+            listeners.push(Activated { name: spec.name.clone(), bound, sockets: vec![Arc::new(socket)], per_slot });
+        }
+        Ok(ActivatedSockets { listeners: Mutex::new(listeners) })
+    }
+
+    /// Every listener's name and bound address, in order.
+    pub(crate) fn bound(&self) -> Vec<(String, ListenAddr)> {
+        self.lock().iter().map(|l| (l.name.clone(), l.bound.clone())).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Activated>> {
+        // Every update pushes whole sockets, so a poisoned lock is still consistent.
+        self.listeners.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Duplicates of `slot`'s sockets, in listener order, and `LISTEN_FDNAMES`. A slot's
+    /// reuse-port sockets are bound the first time it starts (a scale-up adds slots).
+    pub(crate) fn for_slot(&self, slot: usize) -> io::Result<(Vec<OwnedFd>, String)> {
+        let mut listeners = self.lock();
+        let mut fds = Vec::with_capacity(listeners.len());
+        for l in listeners.iter_mut() {
+            let socket = if l.per_slot {
+                while l.sockets.len() <= slot {
+                    let (socket, _) = bind_one(&l.bound, true)?;
+                    l.sockets.push(Arc::new(socket));
+                }
+                &l.sockets[slot]
+            } else {
+                &l.sockets[0]
+            };
+            fds.push(socket.as_fd().try_clone_to_owned()?);
+        }
+        let names = listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(":");
+        Ok((fds, names))
+    }
+}
+
+/// A listening socket for `addr`, **blocking** (the file status flag is shared with every
+/// worker that inherits it, and programs expect systemd's blocking sockets), and the address
+/// it is bound to.
+fn bind_one(addr: &ListenAddr, reuse_port: bool) -> io::Result<(Socket, ListenAddr)> {
+    let socket = match addr {
+        ListenAddr::Tcp(tcp) => {
+            let mode = if reuse_port { BindMode::ReusePortListen } else { BindMode::Listen };
+            let socket = corral_protocol::bind(*tcp, mode)?;
+            let bound = socket.local_addr()?.as_socket().map(ListenAddr::Tcp).unwrap_or_else(|| addr.clone());
+            socket.set_nonblocking(false)?;
+            return Ok((socket, bound));
+        }
+        ListenAddr::Unix(path) => {
+            // A socket file left by an earlier run is replaced; anything else is refused.
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                use std::os::unix::fs::FileTypeExt;
+                if meta.file_type().is_socket() {
+                    std::fs::remove_file(path)?;
+                }
+            }
+            let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+            socket.bind(&SockAddr::unix(path)?)?;
+            socket.listen(corral_protocol::BACKLOG)?;
+            socket
+        }
+    };
+    Ok((socket, addr.clone()))
+}

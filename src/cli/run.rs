@@ -1,0 +1,114 @@
+//! `corral run`: any program as a supervised cluster on shared sockets.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use corral::config_file::ConfigFile;
+use corral::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Error, EventStream, ListenAddr};
+
+use super::{EXIT_FAILED, EXIT_USAGE, RunArgs};
+
+/// Runs the cluster until it stops; returns the exit code.
+pub fn run(args: RunArgs) -> i32 {
+    let config = match config(args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("corral: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    corral::init_tracing();
+    let outcome = corral::run_primary::<(), (), _, _>(config, primary);
+    match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("corral: {e}");
+            match e {
+                Error::Cluster(ClusterError::Config(_)) => EXIT_USAGE,
+                _ => EXIT_FAILED,
+            }
+        }
+    }
+}
+
+/// The configuration: the file (if any), then the flags over it.
+fn config(args: RunArgs) -> Result<ClusterConfig, String> {
+    let mut file = match &args.config {
+        Some(path) => ConfigFile::read(path).map_err(|e| e.to_string())?,
+        None => ConfigFile::empty("command line"),
+    };
+    if let Some((program, rest)) = args.program.split_first() {
+        file.program = Some(PathBuf::from(program));
+        file.args = Some(rest.to_vec());
+    }
+    if file.program.is_none() {
+        return Err("no program to run: corral run [OPTIONS] -- PROGRAM [ARGS...] (or `program` in the file)".into());
+    }
+    if args.workers.is_some() {
+        file.workers = args.workers;
+    }
+    if !args.listen.is_empty() {
+        file.listen = Some(args.listen.iter().map(ToString::to_string).collect());
+    }
+    override_with(&mut file.sched, args.sched);
+    override_with(&mut file.ready, args.ready.map(|r| r.to_string()));
+    override_with(&mut file.stop_signal, args.stop_signal.map(|s| s.to_string()));
+    override_with(&mut file.kill_timeout, args.kill_timeout);
+    override_with(&mut file.listen_timeout, args.listen_timeout);
+    override_with(&mut file.max_memory, args.max_memory);
+    override_with(&mut file.watchdog, args.watchdog);
+    override_with(&mut file.restart, args.restart);
+    override_with(&mut file.max_restarts, args.max_restarts);
+    override_with(&mut file.period, args.period);
+    override_with(&mut file.min_uptime, args.min_uptime);
+    override_with(&mut file.output, args.output);
+    override_with(&mut file.cwd, args.cwd);
+    override_with(&mut file.user, args.user);
+    override_with(&mut file.group, args.group);
+    if !args.env.is_empty() {
+        file.env.get_or_insert_default().extend(args.env);
+    }
+    file.cluster_config().map_err(|e| e.to_string())
+}
+
+fn override_with<T>(field: &mut Option<T>, flag: Option<T>) {
+    if flag.is_some() {
+        *field = flag;
+    }
+}
+
+/// The primary: once every worker is ready, one `listening on HOST:PORT` line per listener
+/// on stdout; then the cluster's events, logged, until it stops.
+async fn primary(cluster: ClusterHandle<(), ()>, mut events: EventStream<()>) -> Result<(), corral::BoxError> {
+    let mut ready = HashSet::new();
+    let mut announced = false;
+    while let Some(event) = events.recv().await {
+        match &event {
+            ClusterEvent::Ready { slot, .. } if !announced => {
+                ready.insert(*slot);
+                if ready.len() >= cluster.workers() {
+                    announced = true;
+                    announce(&cluster);
+                }
+            }
+            ClusterEvent::Exit { slot, pid, status, exited_after_disconnect } => {
+                tracing::info!(slot, pid, %status, exited_after_disconnect, "worker exited");
+            }
+            ClusterEvent::Reloaded { replaced, error: None } => tracing::info!(replaced, "reloaded"),
+            other => tracing::debug!(event = ?other, "cluster event"),
+        }
+    }
+    cluster.wait().await.map_err(Into::into)
+}
+
+fn announce(cluster: &ClusterHandle<(), ()>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for (_, addr) in cluster.activated_listeners() {
+        let _ = match addr {
+            ListenAddr::Tcp(tcp) => writeln!(out, "listening on {tcp}"),
+            ListenAddr::Unix(path) => writeln!(out, "listening on unix:{}", path.display()),
+        };
+    }
+    let _ = out.flush();
+}

@@ -1,0 +1,74 @@
+"""A plain Python worker for `corral run` (stdlib only): HTTP on the socket at fd 3, as
+systemd's socket activation passes it. Answers "<slot> <pid>". Checks LISTEN_PID, LISTEN_FDS
+and LISTEN_FDNAMES as systemd-aware programs do, says READY=1 on NOTIFY_SOCKET, drains on
+SIGTERM.
+
+Knobs (environment): NEVER_READY=1 (never says READY=1), PID_DIR (writes its pid there),
+CHILD_DIR (starts a grandchild `sleep` and writes its pid there), EXPECT_NAME (the name
+LISTEN_FDNAMES must give fd 3)."""
+import os, signal, socket, subprocess, sys, threading, time
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+
+if os.environ.get("LISTEN_PID") != str(os.getpid()):
+    sys.exit(f"LISTEN_PID {os.environ.get('LISTEN_PID')!r} is not my pid {os.getpid()}")
+if int(os.environ.get("LISTEN_FDS", "0")) < 1:
+    sys.exit("no LISTEN_FDS")
+want = os.environ.get("EXPECT_NAME")
+if want and os.environ.get("LISTEN_FDNAMES", "").split(":")[0] != want:
+    sys.exit(f"LISTEN_FDNAMES {os.environ.get('LISTEN_FDNAMES')!r} does not name fd 3 {want!r}")
+slot = os.environ.get("CORRAL_SLOT", "?")
+for d, pid in (("PID_DIR", os.getpid()),):
+    if os.environ.get(d):
+        open(os.path.join(os.environ[d], str(pid)), "w").close()
+if os.environ.get("CHILD_DIR"):
+    child = subprocess.Popen(["sleep", "300"])
+    open(os.path.join(os.environ["CHILD_DIR"], str(child.pid)), "w").close()
+sock = socket.socket(fileno=3)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path.startswith("/slow"):
+            time.sleep(0.05)
+        body = f"{slot} {os.getpid()}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True
+
+
+server = Server(sock.getsockname()[:2], Handler, bind_and_activate=False)
+server.socket = sock
+signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+
+
+def notify(message):
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.sendto(message.encode(), path)
+    finally:
+        s.close()
+
+
+if not os.environ.get("NEVER_READY"):
+    notify(f"READY=1\nSTATUS=serving on fd 3 as slot {slot}")
+server.serve_forever(poll_interval=0.05)
+notify("STOPPING=1")
+server.server_close()

@@ -1,0 +1,318 @@
+//! `corral run`: real Python and Node programs as supervised workers on shared sockets
+//! (socket activation), driven as a user drives the command.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+fn program(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs").join(name).display().to_string()
+}
+
+fn python() -> Vec<String> {
+    vec!["python3".into(), program("activated_worker.py")]
+}
+
+fn node() -> Vec<String> {
+    vec!["node".into(), program("activated_worker.js")]
+}
+
+/// A running `corral run`, its stdout read in the background.
+struct Run {
+    child: Child,
+    addrs: Vec<SocketAddr>,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl Run {
+    /// Starts `corral run ARGS -- PROGRAM` and waits (bounded) for `listeners` listening lines.
+    async fn start(args: &[&str], program: &[String], env: &[(&str, &str)], listeners: usize) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+        cmd.arg("run").args(args).arg("--").args(program);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start corral run");
+        let stderr = drain(child.stderr.take().expect("stderr"));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut addrs = Vec::new();
+        while addrs.len() < listeners {
+            let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+                .await
+                .expect("a listening line in time")
+                .expect("read stdout")
+                .expect("corral run ended before it was listening");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                addrs.push(addr.parse().expect("HOST:PORT"));
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Run { child, addrs, stderr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal);
+    }
+
+    /// Waits (bounded) for the exit code; returns it with the captured stderr.
+    async fn exit(mut self) -> (Option<i32>, String) {
+        let status = tokio::time::timeout(TIMEOUT, self.child.wait()).await.expect("exits in time").expect("wait");
+        let stderr = self.stderr.await.unwrap_or_default();
+        (status.code(), stderr)
+    }
+}
+
+fn drain(pipe: tokio::process::ChildStderr) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut out = String::new();
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    })
+}
+
+/// The worker pids that answer `n` fresh connections.
+async fn pids(addr: SocketAddr, n: usize) -> HashSet<u32> {
+    let mut seen = HashSet::new();
+    for _ in 0..n {
+        if let Ok((200, body)) = http_get(addr, "/").await {
+            seen.insert(answered_by(&body).1);
+        }
+    }
+    seen
+}
+
+/// Waits (bounded) until `pred` holds of the pids answering.
+async fn until_pids(addr: SocketAddr, what: &str, pred: impl Fn(&HashSet<u32>) -> bool) -> HashSet<u32> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let seen = pids(addr, 20).await;
+        if pred(&seen) {
+            return seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: pids answering {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("corral-run-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn pids_in(dir: &Path) -> Vec<u32> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_workers_share_one_port_and_a_killed_one_is_replaced() {
+    let run = Run::start(
+        &["--workers", "2", "--listen", "web=127.0.0.1:0", "--ready", "notify"],
+        &python(),
+        &[("EXPECT_NAME", "web")],
+        1,
+    )
+    .await;
+    let addr = run.addrs[0];
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    let before = until_pids(addr, "two workers answer", |p| p.len() == 2).await;
+    let victim = *before.iter().min().expect("a pid");
+    kill(victim, Signal::SIGKILL);
+    let after = until_pids(addr, "the killed worker is replaced", |p| p.len() == 2 && !p.contains(&victim)).await;
+    assert_eq!(after.intersection(&before).count(), 1, "the other worker kept its pid");
+    run.signal(Signal::SIGTERM);
+    let (code, stderr) = run.exit().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_workers_ready_by_delay_share_one_port() {
+    let run = Run::start(&["-w", "2", "-l", "127.0.0.1:0", "--ready", "delay:300"], &node(), &[], 1).await;
+    until_pids(run.addrs[0], "two node workers answer", |p| p.len() == 2).await;
+    run.signal(Signal::SIGTERM);
+    let (code, stderr) = run.exit().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_under_load_loses_nothing_and_replaces_every_pid() {
+    let run = Run::start(&["-w", "2", "-l", "127.0.0.1:0"], &python(), &[], 1).await;
+    let addr = run.addrs[0];
+    let old = until_pids(addr, "two workers", |p| p.len() == 2).await;
+    let stop = CancellationToken::new();
+    let load = tokio::spawn(load(addr, 2, "/slow", stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.signal(Signal::SIGHUP);
+    until_pids(addr, "every pid replaced", |p| p.len() == 2 && p.is_disjoint(&old)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let report = load.await.expect("load");
+    assert!(report.ok > 0);
+    assert!(report.failed.is_empty(), "{} of {} requests failed: {:?}", report.failed.len(), report.ok, report.failed);
+    run.signal(Signal::SIGTERM);
+    let (code, stderr) = run.exit().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_leaves_no_process_of_the_tree_not_even_grandchildren_of_killed_workers() {
+    let children = temp_dir("children");
+    let workers = temp_dir("workers");
+    let env = [("CHILD_DIR", children.to_str().expect("utf-8")), ("PID_DIR", workers.to_str().expect("utf-8"))];
+    let run = Run::start(&["-w", "2", "-l", "127.0.0.1:0"], &python(), &env, 1).await;
+    let addr = run.addrs[0];
+    let first = until_pids(addr, "two workers", |p| p.len() == 2).await;
+    // A SIGKILLed worker's own child dies with it.
+    let victim = *first.iter().min().expect("pid");
+    kill(victim, Signal::SIGKILL);
+    until_pids(addr, "replaced", |p| p.len() == 2 && !p.contains(&victim)).await;
+    run.signal(Signal::SIGTERM);
+    let (code, stderr) = run.exit().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut tree = pids_in(&children);
+    tree.extend(pids_in(&workers));
+    assert!(tree.len() >= 6, "3 workers and their 3 children noted: {tree:?}");
+    let left = wait_gone(&tree, Duration::from_secs(3)).await;
+    assert!(left.is_empty(), "processes left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_never_says_ready_is_killed_at_listen_timeout() {
+    let workers = temp_dir("never-ready");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+    let started = tokio::time::Instant::now();
+    cmd.args([
+        "run",
+        "-w",
+        "1",
+        "-l",
+        "127.0.0.1:0",
+        "--listen-timeout",
+        "700ms",
+        "--max-restarts",
+        "1",
+        "--period",
+        "60s",
+        "--",
+    ])
+    .args(python())
+    .env("NEVER_READY", "1")
+    .env("PID_DIR", &workers)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(TIMEOUT, cmd.output()).await.expect("gives up in time").expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("listening on"), "never ready, never announced: {stdout}");
+    assert_eq!(out.status.code(), Some(1), "a slot that gave up exits 1: {}", String::from_utf8_lossy(&out.stderr));
+    let killed = pids_in(&workers);
+    assert_eq!(killed.len(), 2, "the first process and its one restart: {killed:?}");
+    assert!(wait_gone(&killed, Duration::from_secs(1)).await.is_empty());
+    // Two starts, each killed at 700 ms, with a backoff between them.
+    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_file_names_its_line_and_exits_2() {
+    let dir = temp_dir("bad-config");
+    let file = dir.join("corral.toml");
+    std::fs::write(&file, "program = \"python3\"\nworkers = 2\nkill_timout = \"5s\"\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_corral")).arg("run").arg("-c").arg(&file).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}:3:", file.display())) && stderr.contains("kill_timout"), "{stderr}");
+
+    std::fs::write(&file, "program = \"python3\"\n\n[backoff]\nbase = \"1s\"\nmax = \"10ms\"\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_corral")).arg("check").arg(&file).output().await.expect("check");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}:5:", file.display())) && stderr.contains("backoff.max"), "{stderr}");
+
+    std::fs::write(&file, "kill_timeout = \"soon\"\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_corral")).arg("check").arg(&file).output().await.expect("check");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":1:"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_and_init_writes_a_file_check_accepts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_corral")).args(["run", "-w", "2"]).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2), "no program");
+    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["run", "--ready", "soon", "--", "true"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "bad --ready");
+    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["run", "-l", "nowhere", "--", "true"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "bad --listen");
+
+    let dir = temp_dir("init");
+    let file = dir.join("corral.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_corral")).arg("init").arg(&file).output().await.expect("init");
+    assert_eq!(out.status.code(), Some(0));
+    let out = Command::new(env!("CARGO_BIN_EXE_corral")).arg("init").arg(&file).output().await.expect("init again");
+    assert_eq!(out.status.code(), Some(2), "no overwrite without --force");
+    let text = std::fs::read_to_string(&file).expect("written");
+    // Uncommenting the program and a listener gives a valid configuration.
+    let text = text.replace("# program = \"python3\"", "program = \"python3\"").replace("# listen = [", "listen = [");
+    std::fs::write(&file, text).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_corral")).arg("check").arg(&file).output().await.expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("program = \"python3\"")
+            && stdout.contains("http=127.0.0.1:8080")
+            && stdout.contains("sched = \"reuseport\""),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_in_use_fails_before_any_worker_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let workers = temp_dir("in-use");
+    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["run", "--sched", "shared", "-l", &addr, "--"])
+        .args(python())
+        .env("PID_DIR", &workers)
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&addr) && stderr.contains("in use"), "{stderr}");
+    assert!(pids_in(&workers).is_empty(), "no worker was started");
+}
