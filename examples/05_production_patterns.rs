@@ -1,14 +1,14 @@
 //! Production patterns (Node guide: `05-production-patterns.js`): every production option of
-//! a corral cluster, from a JSON config file (as PM2's ecosystem file), plus a `pm2 ls`-style
-//! status table.
+//! a corral cluster, from a `corral.toml` (the format `corral run` reads, as PM2's ecosystem
+//! file), plus a `pm2 ls`-style status table.
 //!
 //! ```text
-//! cargo run --release --example 05_production_patterns -- --print-default > corral.json
-//! cargo run --release --example 05_production_patterns -- --config corral.json
+//! cargo run --release --example 05_production_patterns -- --print-default > corral.toml
+//! cargo run --release --example 05_production_patterns -- --config corral.toml --listen 127.0.0.1:3000
 //! ```
 //!
 //! Signals: SIGINT/SIGTERM drain and exit, SIGHUP rolling reload, SIGTTIN / SIGTTOU one worker
-//! more / fewer. Workers are restarted with backoff, recycled over `max_memory_mib` or after
+//! more / fewer. Workers are restarted with backoff, recycled over `max_memory` or after
 //! `max_requests`, and killed when their event loop stops answering heartbeats.
 
 use std::time::Duration;
@@ -16,125 +16,30 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use clap::Parser;
-use corral::{
-    Backoff, BoxError, ClusterConfig, ClusterEvent, Escalation, Restart, Scheduling, StatusTable, Worker,
-    WorkerContext, WorkerStatus,
-};
-use serde::{Deserialize, Serialize};
+use corral::config_file::{ConfigFile, TEMPLATE, parse_duration};
+use corral::{BoxError, ClusterConfig, ClusterEvent, StatusTable, Worker, WorkerContext, WorkerStatus};
 
 #[derive(Parser)]
 struct Args {
-    /// JSON config file (see --print-default).
+    /// A corral.toml with the cluster's options (see --print-default); without one, the
+    /// defaults below.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
-    /// Print the default config as JSON and exit.
+    /// Print a commented corral.toml with every option at its default and exit.
     #[arg(long)]
     print_default: bool,
-}
-
-/// The config file: every production option, with units in the names.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Production {
+    /// Where the app listens.
+    #[arg(long, default_value = "127.0.0.1:3000")]
     listen: String,
-    /// 0: one per CPU.
-    workers: usize,
-    /// "round_robin", "least_connections", "shared" or "reuse_port".
-    scheduling: String,
-    /// "permanent", "transient" or "temporary".
-    restart: String,
-    backoff_base_ms: u64,
-    backoff_factor: f64,
-    backoff_max_ms: u64,
-    backoff_jitter: f64,
-    min_uptime_ms: u64,
-    max_restarts: u32,
-    period_ms: u64,
-    /// "stop" or "degraded".
-    escalation: String,
-    kill_timeout_ms: u64,
-    listen_timeout_ms: u64,
-    heartbeat_interval_ms: u64,
-    heartbeat_timeout_ms: u64,
-    max_memory_mib: Option<u64>,
-    max_requests: Option<u64>,
-    max_requests_jitter: u64,
-    /// Print the status table this often (0: never).
-    status_every_ms: u64,
+    /// Print the status table this often (0s: never).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    status_every: Duration,
 }
 
-impl Default for Production {
-    fn default() -> Self {
-        let d = ClusterConfig::default();
-        Production {
-            listen: "127.0.0.1:3000".into(),
-            workers: 0,
-            scheduling: "round_robin".into(),
-            restart: "permanent".into(),
-            backoff_base_ms: d.backoff.base.as_millis() as u64,
-            backoff_factor: d.backoff.factor,
-            backoff_max_ms: d.backoff.max.as_millis() as u64,
-            backoff_jitter: d.backoff.jitter,
-            min_uptime_ms: d.min_uptime.as_millis() as u64,
-            max_restarts: d.max_restarts,
-            period_ms: d.period.as_millis() as u64,
-            escalation: "stop".into(),
-            kill_timeout_ms: d.kill_timeout.as_millis() as u64,
-            listen_timeout_ms: d.listen_timeout.as_millis() as u64,
-            heartbeat_interval_ms: d.heartbeat_interval.as_millis() as u64,
-            heartbeat_timeout_ms: d.heartbeat_timeout.as_millis() as u64,
-            max_memory_mib: Some(512),
-            max_requests: Some(100_000),
-            max_requests_jitter: 10_000,
-            status_every_ms: 5_000,
-        }
-    }
-}
-
-impl Production {
-    fn cluster_config(&self) -> Result<ClusterConfig, String> {
-        let ms = Duration::from_millis;
-        let mut c = ClusterConfig::default()
-            .scheduling(match self.scheduling.as_str() {
-                "round_robin" => Scheduling::RoundRobin,
-                "least_connections" => Scheduling::LeastConnections,
-                "shared" => Scheduling::Shared,
-                "reuse_port" => Scheduling::ReusePort,
-                other => return Err(format!("scheduling: unknown value {other:?}")),
-            })
-            .restart(match self.restart.as_str() {
-                "permanent" => Restart::Permanent,
-                "transient" => Restart::Transient,
-                "temporary" => Restart::Temporary,
-                other => return Err(format!("restart: unknown value {other:?}")),
-            })
-            .escalation(match self.escalation.as_str() {
-                "stop" => Escalation::Stop,
-                "degraded" => Escalation::Degraded,
-                other => return Err(format!("escalation: unknown value {other:?}")),
-            })
-            .backoff(Backoff {
-                base: ms(self.backoff_base_ms),
-                factor: self.backoff_factor,
-                max: ms(self.backoff_max_ms),
-                jitter: self.backoff_jitter,
-            })
-            .min_uptime(ms(self.min_uptime_ms))
-            .max_restarts(self.max_restarts)
-            .period(ms(self.period_ms))
-            .kill_timeout(ms(self.kill_timeout_ms))
-            .listen_timeout(ms(self.listen_timeout_ms))
-            .heartbeat_interval(ms(self.heartbeat_interval_ms))
-            .heartbeat_timeout(ms(self.heartbeat_timeout_ms))
-            .max_memory(self.max_memory_mib.map(|m| m << 20))
-            .max_requests(self.max_requests)
-            .max_requests_jitter(self.max_requests_jitter);
-        if self.workers != 0 {
-            c = c.workers(self.workers);
-        }
-        c.validate().map_err(|e| e.to_string())?;
-        Ok(c)
-    }
+/// This app's production defaults, before the file: recycled at 512 MiB or after 100,000
+/// requests (± 10,000, so that workers do not recycle together).
+fn production_defaults() -> ClusterConfig {
+    ClusterConfig::default().max_memory(Some(512 << 20)).max_requests(Some(100_000)).max_requests_jitter(10_000)
 }
 
 struct Web {
@@ -165,18 +70,15 @@ fn main() -> Result<(), BoxError> {
     corral::init_tracing();
     let args = Args::parse();
     if args.print_default {
-        println!("{}", serde_json::to_string_pretty(&Production::default())?);
+        print!("{TEMPLATE}");
         return Ok(());
     }
-    let production: Production = match &args.config {
-        Some(path) => {
-            serde_json::from_str(&std::fs::read_to_string(path)?).map_err(|e| format!("{}: {e}", path.display()))?
-        }
-        None => Production::default(),
+    let config = match &args.config {
+        Some(path) => ConfigFile::read(path)?.cluster_config_from(production_defaults())?,
+        None => production_defaults(),
     };
-    let config = production.cluster_config().map_err(|e| format!("bad config: {e}"))?;
-    let every = Duration::from_millis(production.status_every_ms);
-    corral::run(config, Web { listen: production.listen.clone() }, move |cluster, mut events| async move {
+    let every = args.status_every;
+    corral::run(config, Web { listen: args.listen.clone() }, move |cluster, mut events| async move {
         let mut tick = tokio::time::interval(if every.is_zero() { Duration::from_secs(3600) } else { every });
         loop {
             tokio::select! {

@@ -113,6 +113,23 @@ pub enum Scheduling {
     ReusePort,
 }
 
+impl Scheduling {
+    /// Whether the primary accepts the connections and passes each to a worker (round robin,
+    /// least connections), rather than the workers accepting themselves (shared, reuse-port).
+    ///
+    /// ```
+    /// use corral_protocol::Scheduling;
+    /// assert!(Scheduling::LeastConnections.primary_accepts());
+    /// assert!(!Scheduling::ReusePort.primary_accepts());
+    /// ```
+    pub fn primary_accepts(self) -> bool {
+        match self {
+            Scheduling::RoundRobin | Scheduling::LeastConnections => true,
+            Scheduling::Shared | Scheduling::ReusePort => false,
+        }
+    }
+}
+
 /// What a worker was granted for a [`Control::Listen`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListenGrant {

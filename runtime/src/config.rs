@@ -362,7 +362,7 @@ impl ClusterConfig {
             return bad("name", "must not be empty".into());
         }
         if let Some(foreign) = self.exec.foreign() {
-            if !matches!(self.scheduling, Scheduling::ReusePort | Scheduling::Shared) {
+            if self.scheduling.primary_accepts() {
                 return bad(
                     "scheduling",
                     "a foreign program's workers accept themselves: use reuseport or shared".into(),

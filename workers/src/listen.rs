@@ -97,7 +97,7 @@ impl ListenRegistry {
         self.with(|p| {
             p.acks.remove(&id);
             p.sockets.remove(&id);
-            if !matches!(scheduling, Some(Scheduling::RoundRobin | Scheduling::LeastConnections)) {
+            if !scheduling.is_some_and(Scheduling::primary_accepts) {
                 p.connections.remove(&id);
             }
         });
