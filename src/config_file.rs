@@ -93,7 +93,8 @@ pub struct ConfigFile {
     pub period: Option<Duration>,
     /// `stop` (default: the cluster stops when a slot gives up) or `degraded`.
     pub escalation: Option<String>,
-    /// `inherit` (default) or `capture` (each line logged with slot, pid and stream).
+    /// `capture` (each line logged with slot, pid and stream, and kept for `corral logs`; the
+    /// default with a `program`) or `inherit` (the default of a library cluster).
     pub output: Option<String>,
     /// The workers' working directory.
     pub cwd: Option<PathBuf>,
@@ -250,6 +251,10 @@ impl ConfigFile {
                 "degraded" => Escalation::Degraded,
                 _ => return Err(bad("escalation", format!("{e:?} is not one of stop, degraded"))),
             };
+        }
+        if foreign {
+            // `corral run` keeps its workers' output, for `corral logs` (and the primary's log).
+            c.output = WorkerOutput::Capture;
         }
         if let Some(o) = &self.output {
             c.output = match o.as_str() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
-use crate::{Backoff, ConfigError, ForeignWorker, Restart};
+use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, Restart};
 
 /// What the cluster does when a slot gives up (it exceeded its restart intensity).
 ///
@@ -159,8 +159,12 @@ pub struct ClusterConfig {
     /// Outgoing frames queued per worker before senders wait. Default: 1024.
     pub send_buffer: usize,
     /// Prefix of the registered ractor actor names, so that a host application's names do not
-    /// collide with ours. Default: `"corral"`.
+    /// collide with ours, and the name of the default control socket. Default: `"corral"`.
     pub name: String,
+    /// The control socket `corral status / reload / scale / …` talk to. Default:
+    /// [`ControlSocket::Default`] (`$XDG_RUNTIME_DIR/corral/<name>.sock`, `/run/corral/…` for
+    /// root); one that cannot be made is logged and the cluster runs without it.
+    pub control: ControlSocket,
 }
 
 impl Default for ClusterConfig {
@@ -189,6 +193,7 @@ impl Default for ClusterConfig {
             event_buffer: 1024,
             send_buffer: 1024,
             name: "corral".to_string(),
+            control: ControlSocket::Default,
         }
     }
 }
@@ -257,6 +262,8 @@ setters! {
     send_buffer: usize,
     /// Sets [`ClusterConfig::name`].
     name: String,
+    /// Sets [`ClusterConfig::control`].
+    control: ControlSocket,
 }
 
 impl ClusterConfig {

@@ -174,6 +174,19 @@ pub enum ClusterError {
     /// ```
     #[error("the cluster actor ended without a result")]
     Vanished,
+    /// A slot's replacement (`restart`) was refused or failed.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterError};
+    /// # async fn demo() -> Result<(), ClusterError> {
+    /// # let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// if let Err(ClusterError::Replace(why)) = cluster.restart(0).await {
+    ///     eprintln!("slot 0 keeps its process: {why}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[error(transparent)]
+    Replace(#[from] ReplaceError),
     /// A scale request was refused or failed.
     ///
     /// ```no_run

@@ -12,7 +12,9 @@ use crate::balance::Listeners;
 use crate::events::EventBus;
 use crate::outcome::Outcome;
 use crate::routes::Routes;
-use crate::{ClusterError, ClusterMsg, EventStream, ListenAddr, ReloadReport, Scale, ScaleReport, WorkerStatus};
+use crate::{
+    ClusterError, ClusterMsg, EventStream, ListenAddr, ReloadReport, Replaced, Scale, ScaleReport, WorkerStatus,
+};
 
 /// A cheap, cloneable handle to a running [`Cluster`](crate::Cluster).
 ///
@@ -287,6 +289,52 @@ where
         let (tx, rx) = ractor::concurrency::oneshot();
         self.actor.send_message(ClusterMsg::Scale(request, Some(tx.into()))).map_err(|_| ClusterError::Stopped)?;
         rx.await.map_err(|_| ClusterError::Stopped)?.map_err(ClusterError::Scale)
+    }
+
+    /// Replaces one slot's process, replacement first (it runs the same image; the old one
+    /// drains once the new one is ready), as `corral restart SLOT`.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// let replaced = cluster.restart(1).await?;
+    /// println!("slot 1: pid {} → {}", replaced.old_pid, replaced.new_pid);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchSlot`]; [`ClusterError::Replace`] when the slot has no ready
+    /// process, is being replaced, or the replacement failed (the old process serves on);
+    /// [`ClusterError::Stopped`].
+    pub async fn restart(&self, slot: usize) -> Result<Replaced, ClusterError> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.actor.send_message(ClusterMsg::Restart(slot, tx.into())).map_err(|_| ClusterError::Stopped)?;
+        rx.await.map_err(|_| ClusterError::Stopped)?
+    }
+
+    /// Sends `signal` to one slot's current process; returns its pid.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// let pid = cluster.signal(0, nix::sys::signal::Signal::SIGUSR1).await?;
+    /// println!("told pid {pid} to reopen its logs");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchSlot`]; [`ClusterError::NotConnected`] when the slot has no
+    /// process; [`ClusterError::Stopped`].
+    pub async fn signal(&self, slot: usize, signal: nix::sys::signal::Signal) -> Result<u32, ClusterError> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.actor.send_message(ClusterMsg::Signal(slot, signal, tx.into())).map_err(|_| ClusterError::Stopped)?;
+        rx.await.map_err(|_| ClusterError::Stopped)?
     }
 
     /// Stops the cluster gracefully (every worker drains, stragglers are killed at

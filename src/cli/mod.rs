@@ -4,6 +4,7 @@
 //! a slot gave up, or the cluster could not start (an address in use), 2 for a usage or
 //! configuration error.
 
+mod ctl;
 mod files;
 mod run;
 
@@ -46,6 +47,80 @@ pub enum Command {
         /// The file.
         #[arg(default_value = "corral.toml")]
         file: PathBuf,
+    },
+    /// The workers of a running cluster, as a table (exit 0 only when every slot is ready).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second, in place.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
+    /// Rolling reload; waits for it and reports per slot (exit 1 when it aborted).
+    Reload {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
+    /// Scale to N workers, or by +K / -K.
+    Scale {
+        /// N, +K or -K.
+        #[arg(allow_hyphen_values = true, value_name = "N|+K|-K")]
+        count: String,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
+    /// Replace one slot's process (replacement first).
+    Restart {
+        /// The slot.
+        slot: usize,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
+    /// Send a signal to one slot's process.
+    Signal {
+        /// The slot.
+        slot: usize,
+        /// The signal (TERM, SIGUSR1, 10, …).
+        #[arg(value_parser = parse_sig)]
+        signal: i32,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
+    /// Stop the cluster gracefully and wait until it has stopped.
+    Stop {
+        /// How long to wait for it.
+        #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
+    /// The running cluster's effective configuration.
+    Config {
+        /// Print JSON (the default; kept for symmetry).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
+    /// The workers' captured output, each line tagged with slot, pid and stream.
+    Logs {
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only this slot's lines.
+        #[arg(long, value_name = "N")]
+        slot: Option<usize>,
+        /// How many past lines.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        lines: usize,
+        #[command(flatten)]
+        target: ctl::Target,
     },
 }
 
@@ -91,7 +166,7 @@ pub struct RunArgs {
     /// A worker up this long is restarted at once; earlier deaths back off (default 1s).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub min_uptime: Option<Duration>,
-    /// inherit (default) or capture (each line logged with slot, pid, stream).
+    /// capture (default: each line logged with slot, pid, stream, kept for `corral logs`) or inherit.
     #[arg(long, value_name = "MODE", value_parser = ["inherit", "capture"])]
     pub output: Option<String>,
     /// The workers' working directory.
@@ -106,6 +181,15 @@ pub struct RunArgs {
     /// An environment variable for every worker, KEY=VALUE (repeatable).
     #[arg(short, long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+    /// The control socket (default: $XDG_RUNTIME_DIR/corral/NAME.sock, /run/corral for root).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// No control socket.
+    #[arg(long, conflicts_with = "control")]
+    pub no_control: bool,
+    /// The cluster's name (its default control socket is NAME.sock).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// A corral.toml to start from.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -140,5 +224,37 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(*args),
         Command::Init { file, force } => files::init(&file, force),
         Command::Check { file } => files::check(&file),
+        Command::Status { json, watch, target } => ctl::status(&target, json, watch),
+        Command::Reload { json, target } => ctl::simple(&target, corral::control::Command::Reload, json, |d| {
+            let replaced = d["replaced"].as_array().cloned().unwrap_or_default();
+            let mut out = String::new();
+            for r in &replaced {
+                out.push_str(&format!(
+                    "slot {}: pid {} -> {} (generation {})\n",
+                    r["slot"], r["old_pid"], r["new_pid"], r["generation"]
+                ));
+            }
+            out.push_str(&format!("reloaded {} workers\n", replaced.len()));
+            out
+        }),
+        Command::Scale { count, target } => match ctl::parse_scale(&count) {
+            Ok(command) => ctl::simple(&target, command, false, |d| format!("scaled {} -> {}\n", d["from"], d["to"])),
+            Err(e) => ctl::usage(&e),
+        },
+        Command::Restart { slot, target } => {
+            ctl::simple(&target, corral::control::Command::Restart { slot }, false, |d| {
+                format!("slot {}: pid {} -> {}\n", d["slot"], d["old_pid"], d["new_pid"])
+            })
+        }
+        Command::Signal { slot, signal, target } => {
+            ctl::simple(&target, corral::control::Command::Signal { slot, signal }, false, |d| {
+                format!("sent {} to slot {} (pid {})\n", d["signal"].as_str().unwrap_or("?"), d["slot"], d["pid"])
+            })
+        }
+        Command::Stop { timeout, target } => ctl::stop(&target, timeout),
+        Command::Config { json: _, target } => {
+            ctl::simple(&target, corral::control::Command::Config, true, |_| String::new())
+        }
+        Command::Logs { follow, slot, lines, target } => ctl::logs(&target, follow, slot, lines),
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use corral::config_file::ConfigFile;
-use corral::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Error, EventStream, ListenAddr};
+use corral::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ControlSocket, Error, EventStream, ListenAddr};
 
 use super::{EXIT_FAILED, EXIT_USAGE, RunArgs};
 
@@ -68,7 +68,16 @@ fn config(args: RunArgs) -> Result<ClusterConfig, String> {
     if !args.env.is_empty() {
         file.env.get_or_insert_default().extend(args.env);
     }
-    file.cluster_config().map_err(|e| e.to_string())
+    let mut config = file.cluster_config().map_err(|e| e.to_string())?;
+    if let Some(name) = args.name {
+        config.name = name;
+    }
+    if args.no_control {
+        config.control = ControlSocket::Off;
+    } else if let Some(path) = args.control {
+        config.control = ControlSocket::Path(path);
+    }
+    Ok(config)
 }
 
 fn override_with<T>(field: &mut Option<T>, flag: Option<T>) {

@@ -12,8 +12,10 @@
 //! | `reload.rs` | rolling reload                                             |
 //! | `scale.rs`  | scaling, spawning slot supervisors                         |
 //! | `stop.rs`   | stopping, escalation, how the cluster ended                |
+//! | `operate.rs`| one slot: restart (replacement first), signal              |
 
 mod msg;
+mod operate;
 mod reload;
 mod scale;
 mod state;
@@ -35,6 +37,7 @@ pub use state::{ClusterArgs, ClusterState};
 
 use crate::balance::Listeners;
 use crate::command::WorkerCommand;
+use crate::control;
 use crate::events::EventBus;
 use crate::outcome::Outcome;
 use crate::routes::Routes;
@@ -138,6 +141,8 @@ where
             // Bound before anything forks: a bad address fails the start, naming it.
             listeners.bind_activated(&foreign.listen)?;
         }
+        let control_path = config.control.path(&config.name);
+        let described = control::describe(&config);
         let args = ClusterArgs {
             config: Arc::new(config),
             bus: bus.clone(),
@@ -151,7 +156,11 @@ where
             Some(sup) => Actor::spawn_linked(Some(name), Cluster::<M, R>::default(), args, sup).await,
         };
         let (actor, _join) = spawned.map_err(ClusterError::Spawn)?;
-        Ok((ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx), events))
+        let handle = ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx);
+        if let Some(path) = control_path {
+            tokio::spawn(control::serve(path, handle.clone(), described));
+        }
+        Ok((handle, events))
     }
 }
 
@@ -213,6 +222,14 @@ where
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
+                return Ok(());
+            }
+            Signal::Request(ClusterMsg::Restart(slot, reply)) => {
+                st.restart(slot, reply);
+                return Ok(());
+            }
+            Signal::Request(ClusterMsg::Signal(slot, signal, reply)) => {
+                st.signal(slot, signal, reply);
                 return Ok(());
             }
             Signal::ReloadFinished(report) => {

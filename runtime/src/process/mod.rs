@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use counters::SlotCounters;
 pub(crate) use event::{ProcessEvent, ProcessEventKind, Reports};
-pub(crate) use spawn::rss_bytes;
+pub(crate) use spawn::{cpu_ticks, rss_bytes, ticks_per_second};
 use waiter::ProcessCommand;
 
 use crate::balance::Load;

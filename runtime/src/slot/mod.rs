@@ -88,6 +88,9 @@ where
             SlotMsg::Status(reply) => {
                 let _ = reply.send(st.status());
             }
+            SlotMsg::Signal(signal, reply) => {
+                let _ = reply.send(st.signal_current(signal));
+            }
             SlotMsg::Heartbeat => st.heartbeat().await,
             SlotMsg::StartTimeout { generation } => st.start_timed_out(generation),
             SlotMsg::KillTimeout { generation } => st.kill_timed_out(generation),

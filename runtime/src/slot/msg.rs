@@ -18,6 +18,8 @@ pub(crate) enum ReplaceReason {
     MaxMemory,
     /// Recycling after `max_requests`: the replacement runs the same image.
     MaxRequests,
+    /// Asked for (`corral restart`): the replacement runs the same image.
+    Restart,
 }
 
 impl ReplaceReason {
@@ -27,6 +29,7 @@ impl ReplaceReason {
             ReplaceReason::Reload => "reload",
             ReplaceReason::MaxMemory => "max_memory",
             ReplaceReason::MaxRequests => "max_requests",
+            ReplaceReason::Restart => "restart",
         }
     }
 }
@@ -55,6 +58,8 @@ pub(crate) enum SlotMsg {
     Stop(Span),
     /// The slot's status.
     Status(RpcReplyPort<WorkerStatus>),
+    /// Send a signal to the current process; the reply is its pid, if there is one.
+    Signal(nix::sys::signal::Signal, RpcReplyPort<Option<u32>>),
     /// Time to ping (and to check the last ping was answered, and the memory limit).
     Heartbeat,
     /// Timer: the process of this generation had `listen_timeout` to become ready.

@@ -41,7 +41,9 @@ where
         span.record("corral.replace.old_pid", old_pid);
         let program = match reason {
             ReplaceReason::Reload => self.args.command.reload_program.clone(),
-            ReplaceReason::MaxMemory | ReplaceReason::MaxRequests => self.args.command.program.clone(),
+            ReplaceReason::MaxMemory | ReplaceReason::MaxRequests | ReplaceReason::Restart => {
+                self.args.command.program.clone()
+            }
         };
         match self.launch(Role::Candidate, program.clone(), &span).await {
             Ok(generation) => {

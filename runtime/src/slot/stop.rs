@@ -75,3 +75,13 @@ where
         }
     }
 }
+
+impl<M, R> SlotState<M, R> {
+    /// `Signal`: sends `signal` to the current process (through its waiter); its pid.
+    pub(crate) fn signal_current(&self, signal: nix::sys::signal::Signal) -> Option<u32> {
+        let proc = self.current()?;
+        tracing::info!(slot = self.slot(), pid = proc.pid(), signal = signal.as_str(), "signalling worker");
+        proc.process.signal(signal);
+        Some(proc.pid())
+    }
+}

@@ -1,0 +1,354 @@
+//! The control socket's server: one Unix stream socket per cluster, 0600 in a 0700
+//! directory, and a peer-credential check (the peer's uid must be the primary's or root), so
+//! that a loosened file mode still lets no one else in.
+//!
+//! Every client is bounded: [`MAX_CLIENTS`] at once (more get `busy`), [`MAX_REQUEST`] bytes
+//! per request, [`REQUEST_TIMEOUT`] to send one and [`IDLE_TIMEOUT`] between them. A slow,
+//! malformed or hostile client gets an error or a close; it never stalls the primary.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+
+use super::logs::LogRing;
+use super::protocol::{
+    CONTROL_VERSION, Command, ControlError, ErrorKind, FrameError, MAX_REQUEST, Outcome, Request, Response, read_frame,
+    write_frame,
+};
+use crate::{ClusterError, ClusterEvent, ClusterHandle, Scale, WorkerStatus};
+
+/// Clients served at once.
+pub const MAX_CLIENTS: usize = 16;
+/// Time a client has to send a whole request once it started one.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client may stay connected without a request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time a response may take to be written.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every client task shares.
+struct Shared<M, R> {
+    cluster: ClusterHandle<M, R>,
+    config: Value,
+    logs: Arc<Mutex<LogRing>>,
+    /// Last CPU sample per pid, for CPU %.
+    cpu: Mutex<HashMap<u32, (u64, Instant)>>,
+}
+
+/// Serves the control socket at `path` until the cluster stops; logs and returns when the
+/// socket cannot be made (the cluster runs without one).
+pub(crate) async fn serve<M, R>(path: PathBuf, cluster: ClusterHandle<M, R>, config: Value)
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
+{
+    let listener = match bind(&path).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no control socket; the cluster runs without one");
+            return;
+        }
+    };
+    tracing::info!(path = %path.display(), "control socket");
+    let logs = Arc::new(Mutex::new(LogRing::new()));
+    tokio::spawn(collect_logs(cluster.clone(), logs.clone()));
+    let shared = Arc::new(Shared { cluster: cluster.clone(), config, logs, cpu: Mutex::new(HashMap::new()) });
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let stopped = cluster.clone();
+    let accept = async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let shared = shared.clone();
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        client(stream, shared).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    tokio::spawn(refuse(stream, ControlError::new(ErrorKind::Busy, "too many control clients")));
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        _ = stopped.wait() => {}
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Makes the directory (0700) and binds the socket (0600). A socket file nobody answers on is
+/// replaced; a live one (another cluster) is not.
+async fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AddrInUse, "another cluster answers on it"));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Keeps the ring of captured output.
+async fn collect_logs<M, R>(cluster: ClusterHandle<M, R>, logs: Arc<Mutex<LogRing>>)
+where
+    M: Serialize + Clone + Send + 'static,
+    R: Clone + Send + 'static,
+{
+    let mut events = cluster.subscribe();
+    while let Some(event) = events.recv().await {
+        if let ClusterEvent::Output { slot, pid, stream, line } = event {
+            logs.lock().unwrap_or_else(PoisonError::into_inner).push(slot, pid, stream, line);
+        }
+    }
+}
+
+async fn refuse(mut stream: UnixStream, error: ControlError) {
+    let response = Response { v: CONTROL_VERSION, id: 0, outcome: Outcome::Error { error } };
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut stream, &response)).await;
+}
+
+/// One client: its peer checked, then requests until it closes, errs or idles out.
+async fn client<M, R>(mut stream: UnixStream, shared: Arc<Shared<M, R>>)
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
+{
+    let me = nix::unistd::geteuid().as_raw();
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == me || cred.uid() == 0 => {}
+        Ok(cred) => {
+            tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), "control client of another user refused");
+            return refuse(stream, ControlError::new(ErrorKind::NotPermitted, "not permitted")).await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "control client without peer credentials refused");
+            return;
+        }
+    }
+    loop {
+        let request = match read_request(&mut stream).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::debug!(%error, "bad control request; closing");
+                return refuse(stream, error).await;
+            }
+        };
+        let id = request.id;
+        if request.v != CONTROL_VERSION {
+            let error = ControlError::new(
+                ErrorKind::Version,
+                format!("protocol version {} (we speak {CONTROL_VERSION})", request.v),
+            );
+            return refuse(stream, error).await;
+        }
+        if let Command::Logs { slot, lines, follow: true } = request.command {
+            return follow_logs(stream, &shared, id, slot, lines).await;
+        }
+        let outcome = match handle(&shared, request.command).await {
+            Ok(data) => Outcome::Ok { data },
+            Err(error) => Outcome::Error { error },
+        };
+        let response = Response { v: CONTROL_VERSION, id, outcome };
+        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut stream, &response)).await, Ok(Ok(()))) {
+            return;
+        }
+    }
+}
+
+/// The next request; `None` when the client closed or idled out.
+async fn read_request(stream: &mut UnixStream) -> Result<Option<Request>, ControlError> {
+    // Idle until the first byte, then the whole request within REQUEST_TIMEOUT.
+    match tokio::time::timeout(IDLE_TIMEOUT, stream.readable()).await {
+        Ok(Ok(())) => {}
+        _ => return Ok(None),
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, read_frame::<Request>(stream, MAX_REQUEST)).await {
+        Err(_) => Err(ControlError::new(ErrorKind::BadRequest, "request not complete in time")),
+        Ok(Ok(request)) => Ok(Some(request)),
+        Ok(Err(FrameError::Io(e))) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Ok(Err(FrameError::Io(_))) => Ok(None),
+        Ok(Err(e @ FrameError::TooLarge { .. })) => Err(ControlError::new(ErrorKind::TooLarge, e.to_string())),
+        Ok(Err(e @ FrameError::Json(_))) => Err(ControlError::new(ErrorKind::BadRequest, e.to_string())),
+    }
+}
+
+async fn handle<M, R>(shared: &Shared<M, R>, command: Command) -> Result<Value, ControlError>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
+{
+    let cluster = &shared.cluster;
+    match command {
+        Command::Status => {
+            let workers = cluster.status().await.map_err(failed)?;
+            let rows: Vec<Value> = workers.iter().map(|w| status_row(w, cpu_percent(shared, w))).collect();
+            Ok(json!({ "workers": rows }))
+        }
+        Command::Reload => {
+            let report = cluster.reload().await.map_err(failed)?;
+            let replaced: Vec<Value> = report
+                .replaced
+                .iter()
+                .map(
+                    |r| json!({"slot": r.slot, "old_pid": r.old_pid, "new_pid": r.new_pid, "generation": r.generation}),
+                )
+                .collect();
+            match &report.error {
+                None => Ok(json!({ "replaced": replaced })),
+                Some(e) => Err(ControlError::new(
+                    match e {
+                        crate::ReloadError::Stopping | crate::ReloadError::AlreadyRunning => ErrorKind::Refused,
+                        _ => ErrorKind::Failed,
+                    },
+                    format!("{e} (replaced {} before it stopped)", replaced.len()),
+                )),
+            }
+        }
+        Command::Scale { to, by } => {
+            let request = match (to, by) {
+                (Some(n), None) => Scale::To(n),
+                (None, Some(d)) => Scale::By(d),
+                _ => return Err(ControlError::new(ErrorKind::BadRequest, "scale takes one of `to` or `by`")),
+            };
+            let report = cluster.scale(request).await.map_err(refused)?;
+            Ok(json!({"from": report.from, "to": report.to, "note": report.note}))
+        }
+        Command::Restart { slot } => {
+            let replaced = cluster.restart(slot).await.map_err(refused)?;
+            Ok(
+                json!({"slot": replaced.slot, "old_pid": replaced.old_pid, "new_pid": replaced.new_pid, "generation": replaced.generation}),
+            )
+        }
+        Command::Signal { slot, signal } => {
+            let signal = nix::sys::signal::Signal::try_from(signal)
+                .map_err(|_| ControlError::new(ErrorKind::BadRequest, format!("{signal} is not a signal")))?;
+            let pid = cluster.signal(slot, signal).await.map_err(refused)?;
+            Ok(json!({"slot": slot, "pid": pid, "signal": signal.as_str()}))
+        }
+        Command::Stop => {
+            let cluster = cluster.clone();
+            // Answered at once; the client watches the cluster go.
+            tokio::spawn(async move {
+                let _ = cluster.stop().await;
+            });
+            Ok(json!({"stopping": true}))
+        }
+        Command::Config => Ok(shared.config.clone()),
+        Command::Logs { slot, lines, follow: _ } => {
+            let tail = shared.logs.lock().unwrap_or_else(PoisonError::into_inner).tail(slot, lines);
+            Ok(json!({ "lines": tail }))
+        }
+    }
+}
+
+/// `logs --follow`: the tail, then each new line, until the client goes or the cluster stops.
+async fn follow_logs<M, R>(mut stream: UnixStream, shared: &Shared<M, R>, id: u64, slot: Option<usize>, lines: usize)
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
+{
+    let (tail, mut new) = {
+        let ring = shared.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        (ring.tail(slot, lines), ring.subscribe())
+    };
+    let more = |data| Response { v: CONTROL_VERSION, id, outcome: Outcome::More { data } };
+    if write_frame(&mut stream, &more(json!({ "lines": tail }))).await.is_err() {
+        return;
+    }
+    let (mut read, mut write) = stream.into_split();
+    let mut closed = [0u8; 1];
+    loop {
+        tokio::select! {
+            line = new.recv() => match line {
+                Ok(line) if slot.is_none_or(|s| s == line.slot) => {
+                    let sent = tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut write, &more(json!({ "lines": [line] })))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(n, "a logs follower lagged"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            // The client closing (or sending anything) ends the stream.
+            _ = tokio::io::AsyncReadExt::read(&mut read, &mut closed) => return,
+            _ = shared.cluster.wait() => return,
+        }
+    }
+}
+
+fn failed(e: ClusterError) -> ControlError {
+    ControlError::new(ErrorKind::Failed, e.to_string())
+}
+
+fn refused(e: ClusterError) -> ControlError {
+    let kind = match e {
+        ClusterError::NoSuchSlot { .. } => ErrorKind::NoSuchSlot,
+        _ => ErrorKind::Refused,
+    };
+    ControlError::new(kind, e.to_string())
+}
+
+/// A worker's row, as `corral status --json` prints it.
+fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
+    json!({
+        "slot": w.slot,
+        "pid": w.pid,
+        "generation": w.generation,
+        "state": format!("{:?}", w.state).to_lowercase(),
+        "uptime_ms": w.uptime.map(|u| u.as_millis() as u64),
+        "restarts": w.restarts,
+        "rss_bytes": w.rss_bytes,
+        "cpu_percent": cpu_percent,
+        "in_flight": w.stats.map(|s| s.in_flight),
+        "handled": w.stats.map(|s| s.handled),
+        "messages_in": w.messages_in,
+        "messages_out": w.messages_out,
+        "status": w.status_text,
+        "heartbeat_ms": w.heartbeat_latency.map(|l| l.as_secs_f64() * 1000.0),
+    })
+}
+
+/// CPU use of the worker's process since the last status (or since it started).
+fn cpu_percent<M, R>(shared: &Shared<M, R>, w: &WorkerStatus) -> Option<f64> {
+    let pid = w.pid?;
+    let ticks = crate::process::cpu_ticks(pid)?;
+    let now = Instant::now();
+    let mut samples = shared.cpu.lock().unwrap_or_else(PoisonError::into_inner);
+    let hz = crate::process::ticks_per_second();
+    let percent = match samples.get(&pid) {
+        Some(&(before, at)) if now > at => {
+            (ticks.saturating_sub(before)) as f64 / hz / now.duration_since(at).as_secs_f64() * 100.0
+        }
+        _ => w.uptime.filter(|u| !u.is_zero()).map_or(0.0, |u| ticks as f64 / hz / u.as_secs_f64() * 100.0),
+    };
+    samples.insert(pid, (ticks, now));
+    // Forget processes that are gone (bounded by the live ones).
+    if samples.len() > 4 * crate::MAX_WORKERS {
+        samples.clear();
+    }
+    Some((percent * 10.0).round() / 10.0)
+}

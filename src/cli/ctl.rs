@@ -1,0 +1,256 @@
+//! The control commands: `corral status / reload / scale / restart / signal / stop / config /
+//! logs`, each a client of a running cluster's control socket.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use corral::control::{self, Command, MAX_RESPONSE, Outcome, Request, Response};
+use serde_json::Value;
+use tokio::net::UnixStream;
+
+use super::{EXIT_FAILED, EXIT_USAGE};
+
+/// Where the cluster's control socket is.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The control socket (default: the cluster NAME's default socket).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub control: Option<PathBuf>,
+    /// The cluster's name, for its default control socket.
+    #[arg(long, value_name = "NAME", default_value = "corral", global = true)]
+    pub name: String,
+}
+
+impl Target {
+    fn path(&self) -> PathBuf {
+        self.control.clone().unwrap_or_else(|| control::default_dir().join(format!("{}.sock", self.name)))
+    }
+}
+
+/// How long a command waits for its answer (a reload may take a while).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Why a control command failed.
+enum Failure {
+    /// The socket cannot be reached (no cluster there).
+    Unreachable(String),
+    /// The cluster answered with an error.
+    Refused(String),
+    /// The answer did not make sense.
+    Protocol(String),
+}
+
+impl Failure {
+    fn exit(self) -> i32 {
+        let (code, message) = match self {
+            Failure::Unreachable(m) => (EXIT_FAILED, m),
+            Failure::Refused(m) => (EXIT_FAILED, m),
+            Failure::Protocol(m) => (EXIT_FAILED, m),
+        };
+        eprintln!("corral: {message}");
+        code
+    }
+}
+
+async fn connect(target: &Target) -> Result<UnixStream, Failure> {
+    let path = target.path();
+    UnixStream::connect(&path)
+        .await
+        .map_err(|e| Failure::Unreachable(format!("cannot reach the cluster at {}: {e}", path.display())))
+}
+
+/// Sends one request and reads its (final) answer.
+async fn ask(target: &Target, command: Command) -> Result<Value, Failure> {
+    let mut stream = connect(target).await?;
+    let request = Request::new(1, command);
+    control::write_frame(&mut stream, &request).await.map_err(|e| Failure::Unreachable(e.to_string()))?;
+    let response: Response = tokio::time::timeout(ANSWER_TIMEOUT, control::read_frame(&mut stream, MAX_RESPONSE))
+        .await
+        .map_err(|_| Failure::Protocol("no answer in time".into()))?
+        .map_err(|e| Failure::Protocol(e.to_string()))?;
+    match response.outcome {
+        Outcome::Ok { data } | Outcome::More { data } => Ok(data),
+        Outcome::Error { error } => Err(Failure::Refused(error.message)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    // A one-thread runtime for a short-lived client; failing to build one is fatal.
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("corral: cannot start: {e}");
+            std::process::exit(EXIT_FAILED);
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// `corral status [--json] [--watch]`: exit 0 only when every slot is ready.
+pub fn status(target: &Target, json: bool, watch: bool) -> i32 {
+    runtime().block_on(async {
+        loop {
+            let data = match ask(target, Command::Status).await {
+                Ok(data) => data,
+                Err(f) => return f.exit(),
+            };
+            let workers = data["workers"].as_array().cloned().unwrap_or_default();
+            let all_ready = !workers.is_empty() && workers.iter().all(|w| w["state"] == "ready");
+            if json {
+                print_json(&data);
+            } else {
+                if watch {
+                    // Clear the screen and go home, as `watch` and `pm2 monit` do.
+                    print!("\x1b[2J\x1b[H");
+                }
+                print!("{}", table(&workers));
+            }
+            if !watch {
+                return if all_ready { 0 } else { 3 };
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+fn table(workers: &[Value]) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header([
+        "slot",
+        "pid",
+        "gen",
+        "state",
+        "uptime",
+        "restarts",
+        "rss",
+        "cpu",
+        "in flight",
+        "handled",
+        "status",
+        "ping",
+    ]);
+    for w in workers {
+        let opt = |v: &Value| if v.is_null() { "-".to_string() } else { v.to_string().trim_matches('"').to_string() };
+        let uptime = w["uptime_ms"]
+            .as_u64()
+            .map_or("-".into(), |ms| humantime::format_duration(Duration::from_secs(ms / 1000)).to_string());
+        let rss = w["rss_bytes"].as_u64().map_or("-".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+        let cpu = w["cpu_percent"].as_f64().map_or("-".into(), |c| format!("{c:.1}%"));
+        let ping = w["heartbeat_ms"].as_f64().map_or("-".into(), |ms| format!("{ms:.2} ms"));
+        t.add_row([
+            opt(&w["slot"]),
+            opt(&w["pid"]),
+            opt(&w["generation"]),
+            opt(&w["state"]),
+            uptime,
+            opt(&w["restarts"]),
+            rss,
+            cpu,
+            opt(&w["in_flight"]),
+            opt(&w["handled"]),
+            opt(&w["status"]),
+            ping,
+        ]);
+    }
+    format!("{t}\n")
+}
+
+/// A command with a one-shot answer, printed (as JSON with `--json`).
+pub fn simple(target: &Target, command: Command, json: bool, show: impl Fn(&Value) -> String) -> i32 {
+    runtime().block_on(async {
+        match ask(target, command).await {
+            Ok(data) => {
+                if json {
+                    print_json(&data);
+                } else {
+                    print!("{}", show(&data));
+                }
+                0
+            }
+            Err(f) => f.exit(),
+        }
+    })
+}
+
+/// `corral stop [--timeout DUR]`: asks for a graceful stop and waits until the cluster is gone
+/// (its control socket closes); exit 1 when it is still there after `timeout`.
+pub fn stop(target: &Target, timeout: Duration) -> i32 {
+    runtime().block_on(async {
+        if let Err(f) = ask(target, Command::Stop).await {
+            return f.exit();
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if UnixStream::connect(target.path()).await.is_err() {
+                println!("stopped");
+                return 0;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("corral: the cluster is still stopping after {}", humantime::format_duration(timeout));
+        EXIT_FAILED
+    })
+}
+
+/// `corral logs [-f] [--slot N] [--lines N]`.
+pub fn logs(target: &Target, follow: bool, slot: Option<usize>, lines: usize) -> i32 {
+    runtime().block_on(async {
+        let mut stream = match connect(target).await {
+            Ok(s) => s,
+            Err(f) => return f.exit(),
+        };
+        let request = Request::new(1, Command::Logs { slot, lines, follow });
+        if let Err(e) = control::write_frame(&mut stream, &request).await {
+            return Failure::Unreachable(e.to_string()).exit();
+        }
+        loop {
+            let response: Response = match control::read_frame(&mut stream, MAX_RESPONSE).await {
+                Ok(r) => r,
+                // The cluster stopped (or the stream ended).
+                Err(_) => return 0,
+            };
+            let (data, last) = match response.outcome {
+                Outcome::Ok { data } => (data, true),
+                Outcome::More { data } => (data, false),
+                Outcome::Error { error } => return Failure::Refused(error.message).exit(),
+            };
+            for l in data["lines"].as_array().into_iter().flatten() {
+                println!(
+                    "[slot {} pid {} {}] {}",
+                    l["slot"],
+                    l["pid"],
+                    l["stream"].as_str().unwrap_or("?"),
+                    l["line"].as_str().unwrap_or("")
+                );
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            if last {
+                return 0;
+            }
+        }
+    })
+}
+
+/// `scale N | +K | -K`.
+pub fn parse_scale(s: &str) -> Result<Command, String> {
+    let bad = || format!("{s:?} is not N, +K or -K");
+    if let Some(k) = s.strip_prefix('+') {
+        return k.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k) }).map_err(|_| bad());
+    }
+    if s.starts_with('-') {
+        return s.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k) }).map_err(|_| bad());
+    }
+    s.parse::<usize>().map(|n| Command::Scale { to: Some(n), by: None }).map_err(|_| bad())
+}
+
+/// Usage errors of the control commands exit 2.
+pub fn usage(message: &str) -> i32 {
+    eprintln!("corral: {message}");
+    EXIT_USAGE
+}
