@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
-use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, Restart};
+use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, Reconfigure, Restart};
 
 /// What the cluster does when a slot gives up (it exceeded its restart intensity).
 ///
@@ -165,6 +165,10 @@ pub struct ClusterConfig {
     /// [`ControlSocket::Default`] (`$XDG_RUNTIME_DIR/corral/<name>.sock`, `/run/corral/…` for
     /// root); one that cannot be made is logged and the cluster runs without it.
     pub control: ControlSocket,
+    /// Re-read at the start of every rolling reload: the new workers start from what it
+    /// yields (a refused configuration refuses the reload; the old workers serve on).
+    /// Listeners and scheduling cannot change in a reload. Default: none.
+    pub reconfigure: Option<Reconfigure>,
 }
 
 impl Default for ClusterConfig {
@@ -194,6 +198,7 @@ impl Default for ClusterConfig {
             send_buffer: 1024,
             name: "corral".to_string(),
             control: ControlSocket::Default,
+            reconfigure: None,
         }
     }
 }
@@ -264,6 +269,8 @@ setters! {
     name: String,
     /// Sets [`ClusterConfig::control`].
     control: ControlSocket,
+    /// Sets [`ClusterConfig::reconfigure`].
+    reconfigure: Option<Reconfigure>,
 }
 
 impl ClusterConfig {

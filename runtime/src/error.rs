@@ -372,6 +372,12 @@ pub enum ReloadError {
     /// Another rolling reload is running (this request was refused; that one goes on).
     #[error("a rolling reload is already running")]
     AlreadyRunning,
+    /// The configuration re-read for this reload ([`ClusterConfig::reconfigure`]) was
+    /// refused; no worker was replaced.
+    ///
+    /// [`ClusterConfig::reconfigure`]: crate::ClusterConfig::reconfigure
+    #[error("the new configuration was refused: {0}")]
+    Reconfigure(Arc<dyn std::error::Error + Send + Sync>),
     /// A slot's replacement failed; that slot and the ones after it keep their processes.
     #[error(transparent)]
     Replace(#[from] ReplaceError),

@@ -266,6 +266,24 @@ pub enum ClusterEvent<R> {
         /// What was wrong.
         error: Arc<ProtocolError>,
     },
+    /// A rolling reload started (systemd hears `RELOADING=1`).
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::Reloading { slots } => println!("replacing {slots} workers"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    Reloading {
+        /// Slots to replace.
+        slots: usize,
+    },
     /// A rolling reload finished.
     ///
     /// ```no_run
@@ -354,7 +372,10 @@ impl<R> ClusterEvent<R> {
             | ClusterEvent::Restarting { slot, .. }
             | ClusterEvent::GaveUp { slot, .. }
             | ClusterEvent::ProtocolError { slot, .. } => Some(*slot),
-            ClusterEvent::Reloaded { .. } | ClusterEvent::Stopping | ClusterEvent::Stopped { .. } => None,
+            ClusterEvent::Reloading { .. }
+            | ClusterEvent::Reloaded { .. }
+            | ClusterEvent::Stopping
+            | ClusterEvent::Stopped { .. } => None,
         }
     }
 }

@@ -60,6 +60,7 @@ mod kill;
 pub mod lifecycle;
 mod outcome;
 mod process;
+mod reconfigure;
 mod reports;
 mod request;
 mod restart;
@@ -67,6 +68,7 @@ mod routes;
 mod slot;
 mod status;
 mod status_table;
+mod systemd;
 
 pub use backoff::Backoff;
 pub use cluster::Cluster;
@@ -81,6 +83,7 @@ pub use foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readin
 pub use handle::ClusterHandle;
 pub use intensity::RestartIntensity;
 pub use kill::KillReason;
+pub use reconfigure::{Reconfigure, ReconfigureError, Unchangeable};
 pub use reports::{ReloadReport, Replaced, Scale, ScaleReport};
 pub use request::ClusterMsg;
 pub use restart::Restart;

@@ -125,7 +125,7 @@ pub enum Command {
 }
 
 /// `corral run` (flags override the configuration file).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Worker processes (default: one per CPU).
     #[arg(short, long, value_name = "N")]

@@ -4,19 +4,28 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use corral::config_file::ConfigFile;
-use corral::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ControlSocket, Error, EventStream, ListenAddr};
+use corral::{
+    ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ControlSocket, Error, EventStream, ListenAddr,
+    Reconfigure,
+};
 
 use super::{EXIT_FAILED, EXIT_USAGE, RunArgs};
 
 /// Runs the cluster until it stops; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
-    let config = match config(args) {
+    let mut config = match config(args.clone()) {
         Ok(config) => config,
         Err(message) => {
             eprintln!("corral: {message}");
             return EXIT_USAGE;
         }
     };
+    if args.config.is_some() {
+        // Every rolling reload (SIGHUP, `corral reload`) re-reads the file, the flags over it:
+        // a new program, environment or worker count reaches the new workers; a bad file is
+        // refused and the old workers serve on.
+        config.reconfigure = Some(Reconfigure::new(move || config_of(args.clone()).map_err(Into::into)));
+    }
     corral::init_tracing();
     let outcome = corral::run_primary::<(), (), _, _>(config, primary);
     match outcome {
@@ -33,6 +42,10 @@ pub fn run(args: RunArgs) -> i32 {
 
 /// The configuration: the file (if any), then the flags over it.
 fn config(args: RunArgs) -> Result<ClusterConfig, String> {
+    config_of(args)
+}
+
+fn config_of(args: RunArgs) -> Result<ClusterConfig, String> {
     let mut file = match &args.config {
         Some(path) => ConfigFile::read(path).map_err(|e| e.to_string())?,
         None => ConfigFile::empty("command line"),

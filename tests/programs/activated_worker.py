@@ -6,7 +6,13 @@ SIGTERM.
 Knobs (environment): NEVER_READY=1 (never says READY=1), PID_DIR (writes its pid there),
 CHILD_DIR (starts a grandchild `sleep` and writes its pid there), EXPECT_NAME (the name
 LISTEN_FDNAMES must give fd 3)."""
-import os, signal, socket, subprocess, sys, threading, time
+import os, sys
+
+# First thing, before the slower imports: the tests count the processes started.
+if os.environ.get("PID_DIR"):
+    open(os.path.join(os.environ["PID_DIR"], str(os.getpid())), "w").close()
+
+import signal, socket, subprocess, threading, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 
 if os.environ.get("LISTEN_PID") != str(os.getpid()):
@@ -17,9 +23,6 @@ want = os.environ.get("EXPECT_NAME")
 if want and os.environ.get("LISTEN_FDNAMES", "").split(":")[0] != want:
     sys.exit(f"LISTEN_FDNAMES {os.environ.get('LISTEN_FDNAMES')!r} does not name fd 3 {want!r}")
 slot = os.environ.get("CORRAL_SLOT", "?")
-for d, pid in (("PID_DIR", os.getpid()),):
-    if os.environ.get(d):
-        open(os.path.join(os.environ[d], str(pid)), "w").close()
 if os.environ.get("CHILD_DIR"):
     child = subprocess.Popen(["sleep", "300"])
     open(os.path.join(os.environ["CHILD_DIR"], str(child.pid)), "w").close()
@@ -32,6 +35,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/slow"):
             time.sleep(0.05)
+        if self.path.startswith("/print/"):
+            print(self.path[len("/print/"):], flush=True)
         body = f"{slot} {os.getpid()}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))

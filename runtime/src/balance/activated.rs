@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use corral_protocol::{BindMode, ListenRefusal};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use super::inherited;
 use crate::{ListenAddr, ListenSpec};
 
 /// One listener: its name, where it is bound, and its sockets.
@@ -35,7 +36,32 @@ impl ActivatedSockets {
     /// cluster before anything is forked.
     pub(crate) fn bind(specs: &[ListenSpec], reuse_port: bool) -> Result<Self, ListenRefusal> {
         let mut listeners = Vec::with_capacity(specs.len());
+        if specs.is_empty() {
+            // Given sockets and told of none: every passed socket is a listener.
+            for passed in inherited::inherited() {
+                let bound = passed.addr.clone().unwrap_or(ListenAddr::Unix("?".into()));
+                listeners.push(Activated {
+                    name: passed.name.clone(),
+                    bound,
+                    sockets: vec![passed.socket.clone()],
+                    per_slot: false,
+                });
+            }
+        }
         for spec in specs {
+            if let Some(passed) = inherited::find(Some(&spec.name), &spec.addr) {
+                let bound = passed.addr.clone().unwrap_or_else(|| spec.addr.clone());
+                if reuse_port {
+                    tracing::info!(addr = %bound, "a passed socket is shared by every slot (it is no reuse-port group)");
+                }
+                listeners.push(Activated {
+                    name: spec.name.clone(),
+                    bound,
+                    sockets: vec![passed.socket.clone()],
+                    per_slot: false,
+                });
+                continue;
+            }
             let per_slot = reuse_port && matches!(spec.addr, ListenAddr::Tcp(_));
             let (socket, bound) =
                 bind_one(&spec.addr, per_slot).map_err(|e| ListenRefusal::bind(&spec.addr.to_string(), &e))?;

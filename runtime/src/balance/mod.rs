@@ -17,6 +17,7 @@
 
 mod accept;
 mod activated;
+mod inherited;
 mod shared;
 mod strategy;
 mod target;
@@ -110,7 +111,11 @@ impl Listeners {
         target: Target,
     ) -> Result<(SocketAddr, ListenGrant), ListenRefusal> {
         let listener = self.listener(requested)?;
-        match self.distribution {
+        let (distribution, scheduling) = match self.distribution {
+            Distribution::ReusePort if listener.passed => (Distribution::PassListener, Scheduling::Shared),
+            other => (other, self.scheduling),
+        };
+        match distribution {
             Distribution::Accept(_) => listener.register(target),
             Distribution::PassListener => {
                 let header = HandleHeader {
@@ -128,7 +133,7 @@ impl Listeners {
             }
             Distribution::ReusePort => {}
         }
-        Ok((listener.addr, ListenGrant { addr: listener.addr.to_string(), scheduling: self.scheduling }))
+        Ok((listener.addr, ListenGrant { addr: listener.addr.to_string(), scheduling }))
     }
 
     /// The listener for `requested`, bound now if it is the first request for it.
@@ -148,13 +153,23 @@ impl Listeners {
             return Ok(existing);
         }
         let refused = |e: std::io::Error| ListenRefusal::bind(requested, &e);
-        let socket = corral_protocol::bind(addr, self.distribution.bind_mode()).map_err(refused)?;
+        let passed = inherited::find(None, &ListenAddr::Tcp(addr));
+        let socket = match passed {
+            // A socket passed by the service manager: adopted, not bound (it has no
+            // reuse-port group, so reuse-port workers share it).
+            Some(passed) => {
+                let socket = passed.socket.try_clone().map_err(refused)?;
+                socket.set_nonblocking(true).map_err(refused)?;
+                socket
+            }
+            None => corral_protocol::bind(addr, self.distribution.bind_mode()).map_err(refused)?,
+        };
         let bound = socket
             .local_addr()
             .map_err(refused)?
             .as_socket()
             .ok_or(ListenRefusal::NoAddress { addr: requested.to_string() })?;
-        let listener = Arc::new(SharedListener::new(bound, socket));
+        let listener = Arc::new(SharedListener::new(bound, socket, passed.is_some()));
         if let Distribution::Accept(strategy) = self.distribution {
             let std_listener: std::net::TcpListener = listener.socket.try_clone().map_err(refused)?.into();
             let acceptor = tokio::net::TcpListener::from_std(std_listener).map_err(refused)?;

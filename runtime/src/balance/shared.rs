@@ -14,6 +14,8 @@ use super::target::Target;
 pub(crate) struct SharedListener {
     pub addr: SocketAddr,
     pub socket: Socket,
+    /// Passed by the service manager (adopted, not bound by us).
+    pub passed: bool,
     targets: Mutex<Vec<Target>>,
     /// Woken when a target becomes ready (or is added).
     pub changed: Notify,
@@ -21,10 +23,11 @@ pub(crate) struct SharedListener {
 }
 
 impl SharedListener {
-    pub(crate) fn new(addr: SocketAddr, socket: Socket) -> Self {
+    pub(crate) fn new(addr: SocketAddr, socket: Socket, passed: bool) -> Self {
         SharedListener {
             addr,
             socket,
+            passed,
             targets: Mutex::new(Vec::new()),
             changed: Notify::new(),
             turn: AtomicUsize::new(0),

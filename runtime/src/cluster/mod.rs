@@ -37,12 +37,12 @@ pub use state::{ClusterArgs, ClusterState};
 
 use crate::balance::Listeners;
 use crate::command::WorkerCommand;
-use crate::control;
 use crate::events::EventBus;
 use crate::outcome::Outcome;
 use crate::routes::Routes;
 use crate::slot::{SlotMsg, SlotReport};
 use crate::{ClusterConfig, ClusterError, ClusterHandle, ClusterMsg, EventStream};
+use crate::{control, systemd};
 
 /// The cluster actor. `M` is the type of messages primary → worker, `R` worker → primary.
 ///
@@ -160,6 +160,9 @@ where
         if let Some(path) = control_path {
             tokio::spawn(control::serve(path, handle.clone(), described));
         }
+        if systemd::wanted() {
+            tokio::spawn(systemd::notify(handle.clone()));
+        }
         Ok((handle, events))
     }
 }
@@ -233,7 +236,7 @@ where
                 return Ok(());
             }
             Signal::ReloadFinished(report) => {
-                st.reload_finished(report);
+                st.reload_finished(report).await;
                 return Ok(());
             }
             Signal::Slot(SlotReport::ListenFailed { slot, refusal }) => st.listen_failed(slot, refusal).await,

@@ -12,7 +12,10 @@ use tracing::Instrument;
 use super::msg::{ClusterSignal, Signal};
 use super::state::ClusterState;
 use crate::slot::{ReplaceReason, SlotMsg};
-use crate::{ClusterEvent, ReloadError, ReloadReport, lifecycle};
+use std::sync::Arc;
+
+use crate::command::WorkerCommand;
+use crate::{ClusterEvent, ReconfigureError, ReloadError, ReloadReport, Scale, Unchangeable, lifecycle};
 
 /// Time a slot's supervisor may take beyond `listen_timeout` to answer a replacement (the
 /// spawn itself).
@@ -31,7 +34,7 @@ where
         } else if self.reload.is_some() {
             Some(ReloadError::AlreadyRunning)
         } else {
-            None
+            self.reconfigure().err()
         };
         if let Some(error) = refused {
             tracing::warn!(%error, "reload request refused");
@@ -50,6 +53,7 @@ where
         let patience = self.args.config.listen_timeout + SPAWN_ALLOWANCE;
         let span = lifecycle::reload(supervisors.len());
         span.in_scope(|| tracing::info!(slots = supervisors.len(), "rolling reload started"));
+        self.args.bus.emit(ClusterEvent::Reloading { slots: supervisors.len() });
         self.reload = Some(span.clone());
         let cluster = self.myself.clone();
         let parent = span.clone();
@@ -69,15 +73,54 @@ where
         tokio::spawn(task.instrument(span));
     }
 
+    /// Re-reads the configuration (when there is a hook) and hands it to every slot, whose
+    /// next processes start from it.
+    fn reconfigure(&mut self) -> Result<(), ReloadError> {
+        let Some(hook) = self.args.config.reconfigure.clone() else { return Ok(()) };
+        let refused = |e: ReconfigureError| ReloadError::Reconfigure(Arc::from(e));
+        let mut new = hook.load().map_err(refused)?;
+        new.validate().map_err(|e| refused(Box::new(e)))?;
+        let old = &self.args.config;
+        if new.scheduling != old.scheduling {
+            return Err(refused(Box::new(Unchangeable { what: "scheduling" })));
+        }
+        if new.exec.foreign().map(|f| &f.listen) != old.exec.foreign().map(|f| &f.listen) {
+            return Err(refused(Box::new(Unchangeable { what: "listen" })));
+        }
+        // Names and the control socket stay: they identify this running cluster.
+        new.name = old.name.clone();
+        new.control = old.control.clone();
+        new.reconfigure = Some(hook);
+        let config = Arc::new(new);
+        let command = Arc::new(WorkerCommand::new(&config.exec));
+        tracing::info!(workers = config.workers, "configuration re-read for the reload");
+        for sup in self.supervisors() {
+            let _ = sup.send_message(SlotMsg::Reconfigure { config: config.clone(), command: command.clone() });
+        }
+        self.args.config = config;
+        self.command = command;
+        Ok(())
+    }
+
     /// `ReloadFinished`: the reload task is done.
-    pub(crate) fn reload_finished(&mut self, report: ReloadReport) {
+    pub(crate) async fn reload_finished(&mut self, report: ReloadReport) {
         if let Some(span) = self.reload.take() {
             span.record("corral.replaced", report.replaced.len());
             if let Some(error) = &report.error {
                 lifecycle::fail(&span, error);
             }
         }
+        let complete = report.is_complete();
         self.args.bus.emit(ClusterEvent::Reloaded { replaced: report.replaced.len(), error: report.error });
+        // A re-read configuration may ask for another number of workers.
+        let wanted = self.args.config.workers;
+        let active = self.slots.iter().filter(|s| !s.removing).count();
+        if complete && wanted != active {
+            match self.scale(Scale::To(wanted)).await {
+                Ok(report) => tracing::info!(from = report.from, to = report.to, "scaled to the new configuration"),
+                Err(error) => tracing::warn!(%error, "not scaled to the new configuration"),
+            }
+        }
     }
 }
 

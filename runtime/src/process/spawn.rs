@@ -82,6 +82,10 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
     if let Some(argv0) = &spec.argv0 {
         cmd.arg0(argv0);
     }
+    // What the service manager told the primary is the primary's own.
+    for var in ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        cmd.env_remove(var);
+    }
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .envs(spec.boot.to_env())

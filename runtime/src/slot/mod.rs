@@ -88,6 +88,7 @@ where
             SlotMsg::Status(reply) => {
                 let _ = reply.send(st.status());
             }
+            SlotMsg::Reconfigure { config, command } => st.reconfigure(config, command),
             SlotMsg::Signal(signal, reply) => {
                 let _ = reply.send(st.signal_current(signal));
             }

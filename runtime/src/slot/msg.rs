@@ -6,6 +6,10 @@ use corral_protocol::ListenRefusal;
 use ractor::RpcReplyPort;
 use tracing::Span;
 
+use std::sync::Arc;
+
+use crate::ClusterConfig;
+use crate::command::WorkerCommand;
 use crate::process::ProcessEvent;
 use crate::{ReplaceError, Replaced, WorkerStatus};
 
@@ -58,6 +62,14 @@ pub(crate) enum SlotMsg {
     Stop(Span),
     /// The slot's status.
     Status(RpcReplyPort<WorkerStatus>),
+    /// The configuration and command the slot's next processes start from (a reload re-read
+    /// them).
+    Reconfigure {
+        /// The new configuration.
+        config: Arc<ClusterConfig>,
+        /// The program it names.
+        command: Arc<WorkerCommand>,
+    },
     /// Send a signal to the current process; the reply is its pid, if there is one.
     Signal(nix::sys::signal::Signal, RpcReplyPort<Option<u32>>),
     /// Time to ping (and to check the last ping was answered, and the memory limit).

@@ -210,6 +210,13 @@ impl<M, R> SlotState<M, R> {
         }
     }
 
+    /// `Reconfigure`: the next processes start from `config` and `command`.
+    pub(crate) fn reconfigure(&mut self, config: Arc<ClusterConfig>, command: Arc<WorkerCommand>) {
+        self.policy = RestartPolicy::from_config(&config);
+        self.args.config = config;
+        self.args.command = command;
+    }
+
     pub(crate) fn slot(&self) -> usize {
         self.args.slot
     }
