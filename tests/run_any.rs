@@ -38,7 +38,10 @@ impl Run {
     /// Starts `corral run ARGS -- PROGRAM` and waits (bounded) for `listeners` listening lines.
     async fn start(args: &[&str], program: &[String], env: &[(&str, &str)], listeners: usize) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
-        cmd.arg("run").args(args).arg("--").args(program);
+        cmd.arg("run").args(args);
+        if !program.is_empty() {
+            cmd.arg("--").args(program);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -215,7 +218,7 @@ async fn a_worker_that_never_says_ready_is_killed_at_listen_timeout() {
         "-l",
         "127.0.0.1:0",
         "--listen-timeout",
-        "700ms",
+        "1500ms",
         "--max-restarts",
         "1",
         "--period",
@@ -236,7 +239,7 @@ async fn a_worker_that_never_says_ready_is_killed_at_listen_timeout() {
     assert_eq!(killed.len(), 2, "the first process and its one restart: {killed:?}");
     assert!(wait_gone(&killed, Duration::from_secs(1)).await.is_empty());
     // Two starts, each killed at 1.5 s, with a backoff between them.
-    assert!(started.elapsed() >= Duration::from_millis(3000), "{:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(3000), "{:?}: {}", started.elapsed(), String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,4 +318,51 @@ async fn an_address_in_use_fails_before_any_worker_starts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&addr) && stderr.contains("in use"), "{stderr}");
     assert!(pids_in(&workers).is_empty(), "no worker was started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_re_reads_the_config_a_bad_one_is_refused_and_a_good_one_reaches_the_new_workers() {
+    let dir = temp_dir("reconfigure");
+    let file = dir.join("corral.toml");
+    let socket = dir.join("control.sock");
+    let write = |workers: usize, env: &str, extra: &str| {
+        let text = format!(
+            "program = \"python3\"\nargs = [{:?}]\nworkers = {workers}\nlisten = [\"127.0.0.1:0\"]\n{extra}\n[env]\nAPP_ENV = \"{env}\"\n",
+            program("activated_worker.py")
+        );
+        std::fs::write(&file, text).expect("write config");
+    };
+    write(2, "one", "");
+    let file_arg = file.to_str().expect("utf-8").to_string();
+    let socket_arg = socket.to_str().expect("utf-8").to_string();
+    let run = Run::start(&["-c", &file_arg, "--control", &socket_arg], &[], &[], 1).await;
+    let addr = run.addrs[0];
+    let old = until_pids(addr, "two workers", |p| p.len() == 2).await;
+    let reload = || async {
+        Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["reload", "--control", &socket_arg])
+            .output()
+            .await
+            .expect("reload")
+    };
+
+    // A bad file: refused, nothing replaced, the old workers serve on.
+    write(2, "two", "wrokers = 3");
+    let out = reload().await;
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrokers"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(pids(addr, 20).await, old, "the old workers serve on");
+
+    // A good one: every worker replaced, the new environment and worker count reach them.
+    write(3, "two", "");
+    let out = reload().await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let new = until_pids(addr, "three new workers", |p| p.len() == 3 && p.is_disjoint(&old)).await;
+    for pid in new {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+        assert!(environ.split(|b| *b == 0).any(|v| v == b"APP_ENV=two"), "pid {pid} has the new environment");
+    }
+    run.signal(Signal::SIGTERM);
+    let (code, stderr) = run.exit().await;
+    assert_eq!(code, Some(0), "{stderr}");
 }
