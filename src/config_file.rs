@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use corral_runtime::{
-    Backoff, ClusterConfig, Escalation, ForeignWorker, ListenSpec, Readiness, Restart, Scheduling, WorkerExec,
-    WorkerOutput,
+    Backoff, ClusterConfig, Escalation, ForeignWorker, ListenSpec, LogFiles, Readiness, Restart, Scheduling,
+    WorkerExec, WorkerOutput,
 };
 use serde::{Deserialize, Deserializer};
 
@@ -106,6 +106,23 @@ pub struct ConfigFile {
     pub backoff: Option<BackoffFile>,
     /// Extra environment variables of every worker.
     pub env: Option<BTreeMap<String, String>>,
+    /// Log files of the workers' output.
+    pub logs: Option<LogsFile>,
+}
+
+/// `[logs]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsFile {
+    /// The directory.
+    pub dir: Option<PathBuf>,
+    /// `cluster` (one file, the default) or `slot` (one per slot).
+    pub per: Option<String>,
+    /// Rotate a file at this size.
+    #[serde(default, deserialize_with = "size")]
+    pub max_size: Option<u64>,
+    /// Rotated files kept.
+    pub keep: Option<usize>,
 }
 
 /// `[backoff]`.
@@ -272,6 +289,18 @@ impl ConfigFile {
                 jitter: b.jitter.unwrap_or(d.jitter),
             };
         }
+        if let Some(logs) = &self.logs {
+            let dir = logs.dir.clone().ok_or_else(|| bad("logs.dir", "is needed for log files".into()))?;
+            let mut files = LogFiles::new(dir);
+            files.per_slot = match logs.per.as_deref() {
+                None | Some("cluster") => false,
+                Some("slot") => true,
+                Some(other) => return Err(bad("logs.per", format!("{other:?} is not one of cluster, slot"))),
+            };
+            set(&mut files.max_bytes, logs.max_size);
+            set(&mut files.keep, logs.keep);
+            c.log_files = Some(files);
+        }
         for (k, v) in self.env.iter().flatten() {
             c.env.push((k.into(), v.into()));
         }
@@ -285,6 +314,8 @@ impl ConfigFile {
         }
         c.validate().map_err(|corral_runtime::ConfigError::Invalid { field, reason }| {
             let key = field.strip_prefix("exec.").unwrap_or(field);
+            let key = key.replace("log_files.max_bytes", "logs.max_size").replace("log_files", "logs");
+            let key = key.as_str();
             bad(key, reason)
         })?;
         Ok(c)

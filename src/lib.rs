@@ -45,9 +45,10 @@ pub use corral_runtime::control;
 pub use corral_runtime::{
     Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError, ControlSocket,
     Escalation, EventStream, ExitStatus, ForeignWorker, KillReason, KilledWorker, ListenAddr, ListenRefusal,
-    ListenSpec, ListenSpecError, OutputStream, PoolStats, ProtocolError, Readiness, ReadinessError, Reconfigure,
-    ReconfigureError, ReloadError, ReloadReport, ReplaceError, Replaced, Restart, RestartIntensity, Scale, ScaleError,
-    ScaleReport, Scheduling, StartFailure, StatusTable, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
+    ListenSpec, ListenSpecError, LogFiles, OutputStream, PoolStats, ProtocolError, Readiness, ReadinessError,
+    Reconfigure, ReconfigureError, ReloadError, ReloadReport, ReplaceError, Replaced, Restart, RestartIntensity, Scale,
+    ScaleError, ScaleReport, Scheduling, StartFailure, StatusTable, WorkerExec, WorkerOutput, WorkerState,
+    WorkerStatus,
 };
 pub use corral_workers::http;
 pub use corral_workers::{

@@ -190,6 +190,7 @@ struct Signals {
     hup: tokio::signal::unix::Signal,
     ttin: tokio::signal::unix::Signal,
     ttou: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -200,12 +201,13 @@ impl Signals {
             hup: signal(SignalKind::hangup())?,
             ttin: signal(SignalKind::from_raw(libc::SIGTTIN))?,
             ttou: signal(SignalKind::from_raw(libc::SIGTTOU))?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 
     /// SIGINT / SIGTERM: graceful stop (again: no effect, the stop is under way). SIGHUP:
     /// rolling reload (one during another is refused, logged). SIGTTIN / SIGTTOU: one worker
-    /// more / fewer (refused below one, logged).
+    /// more / fewer (refused below one, logged). SIGUSR1: reopen log files (logrotate).
     async fn serve<M, R>(mut self, cluster: ClusterHandle<M, R>)
     where
         M: serde::Serialize + Clone + Send + Sync + 'static,
@@ -234,6 +236,10 @@ impl Signals {
                 }
                 _ = self.ttin.recv() => Self::scale(&cluster, Scale::By(1), "SIGTTIN"),
                 _ = self.ttou.recv() => Self::scale(&cluster, Scale::By(-1), "SIGTTOU"),
+                _ = self.usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening log files");
+                    corral_runtime::reopen_log_files();
+                }
             }
         }
     }

@@ -239,7 +239,12 @@ async fn a_worker_that_never_says_ready_is_killed_at_listen_timeout() {
     assert_eq!(killed.len(), 2, "the first process and its one restart: {killed:?}");
     assert!(wait_gone(&killed, Duration::from_secs(1)).await.is_empty());
     // Two starts, each killed at 1.5 s, with a backoff between them.
-    assert!(started.elapsed() >= Duration::from_millis(3000), "{:?}: {}", started.elapsed(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        started.elapsed() >= Duration::from_millis(3000),
+        "{:?}: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,6 +366,60 @@ async fn a_reload_re_reads_the_config_a_bad_one_is_refused_and_a_good_one_reache
     for pid in new {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
         assert!(environ.split(|b| *b == 0).any(|v| v == b"APP_ENV=two"), "pid {pid} has the new environment");
+    }
+    run.signal(Signal::SIGTERM);
+    let (code, stderr) = run.exit().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_files_get_every_line_rotate_by_size_and_reopen_on_sigusr1() {
+    let dir = temp_dir("log-files");
+    let logs = dir.join("logs");
+    let file = dir.join("corral.toml");
+    let text = format!(
+        "program = \"python3\"\nargs = [{:?}]\nworkers = 1\nlisten = [\"127.0.0.1:0\"]\n[logs]\ndir = {:?}\nmax_size = \"1KiB\"\nkeep = 2\n",
+        program("activated_worker.py"),
+        logs.display().to_string()
+    );
+    std::fs::write(&file, text).expect("write config");
+    let file_arg = file.to_str().expect("utf-8").to_string();
+    let run = Run::start(&["-c", &file_arg, "--no-control"], &[], &[], 1).await;
+    let addr = run.addrs[0];
+    let log = logs.join("corral.log");
+    let contains = |path: &Path, token: &str| std::fs::read_to_string(path).is_ok_and(|t| t.contains(token));
+    let wait_for_line = |path: PathBuf, token: String| async move {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while !contains(&path, &token) {
+            assert!(tokio::time::Instant::now() < deadline, "{token} not in {}", path.display());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    http_get(addr, "/print/first-line").await.expect("served");
+    wait_for_line(log.clone(), "first-line".into()).await;
+    let line = std::fs::read_to_string(&log).expect("log");
+    assert!(line.contains("slot=0") && line.contains("stdout: first-line") && line.contains('Z'), "{line}");
+
+    // Past 1 KiB the file rotates; only `keep` old files stay.
+    for i in 0..60 {
+        http_get(addr, &format!("/print/filler-{i:02}-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")).await.expect("served");
+    }
+    wait_for_line(log.clone(), "filler-59".into()).await;
+    assert!(logs.join("corral.log.1").exists() && logs.join("corral.log.2").exists());
+    assert!(!logs.join("corral.log.3").exists());
+    assert!(std::fs::metadata(&log).expect("log").len() <= 1024);
+
+    // logrotate moves the file, then SIGUSR1: corral writes a new one.
+    std::fs::rename(&log, logs.join("moved.log")).expect("move");
+    run.signal(Signal::SIGUSR1);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        http_get(addr, "/print/after-reopen").await.expect("served");
+        if contains(&log, "after-reopen") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no new log file after SIGUSR1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     run.signal(Signal::SIGTERM);
     let (code, stderr) = run.exit().await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
-use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, Reconfigure, Restart};
+use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, LogFiles, Reconfigure, Restart};
 
 /// What the cluster does when a slot gives up (it exceeded its restart intensity).
 ///
@@ -169,6 +169,9 @@ pub struct ClusterConfig {
     /// yields (a refused configuration refuses the reload; the old workers serve on).
     /// Listeners and scheduling cannot change in a reload. Default: none.
     pub reconfigure: Option<Reconfigure>,
+    /// Log files of the workers' captured output (needs [`WorkerOutput::Capture`]). Default:
+    /// none.
+    pub log_files: Option<LogFiles>,
 }
 
 impl Default for ClusterConfig {
@@ -199,6 +202,7 @@ impl Default for ClusterConfig {
             name: "corral".to_string(),
             control: ControlSocket::Default,
             reconfigure: None,
+            log_files: None,
         }
     }
 }
@@ -271,6 +275,8 @@ setters! {
     control: ControlSocket,
     /// Sets [`ClusterConfig::reconfigure`].
     reconfigure: Option<Reconfigure>,
+    /// Sets [`ClusterConfig::log_files`].
+    log_files: Option<LogFiles>,
 }
 
 impl ClusterConfig {
@@ -374,6 +380,14 @@ impl ClusterConfig {
         }
         if self.name.is_empty() {
             return bad("name", "must not be empty".into());
+        }
+        if let Some(files) = &self.log_files {
+            if self.output != WorkerOutput::Capture {
+                return bad("log_files", "needs output = capture (only captured output can be written)".into());
+            }
+            if files.max_bytes == 0 {
+                return bad("log_files.max_bytes", "must be greater than zero".into());
+            }
         }
         if let Some(foreign) = self.exec.foreign() {
             if self.scheduling.primary_accepts() {

@@ -58,6 +58,7 @@ mod handle;
 mod intensity;
 mod kill;
 pub mod lifecycle;
+mod logfile;
 mod outcome;
 mod process;
 mod reconfigure;
@@ -83,6 +84,7 @@ pub use foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readin
 pub use handle::ClusterHandle;
 pub use intensity::RestartIntensity;
 pub use kill::KillReason;
+pub use logfile::{LogFiles, reopen_log_files};
 pub use reconfigure::{Reconfigure, ReconfigureError, Unchangeable};
 pub use reports::{ReloadReport, Replaced, Scale, ScaleReport};
 pub use request::ClusterMsg;

@@ -42,7 +42,7 @@ use crate::outcome::Outcome;
 use crate::routes::Routes;
 use crate::slot::{SlotMsg, SlotReport};
 use crate::{ClusterConfig, ClusterError, ClusterHandle, ClusterMsg, EventStream};
-use crate::{control, systemd};
+use crate::{control, logfile, systemd};
 
 /// The cluster actor. `M` is the type of messages primary → worker, `R` worker → primary.
 ///
@@ -142,6 +142,7 @@ where
             listeners.bind_activated(&foreign.listen)?;
         }
         let control_path = config.control.path(&config.name);
+        let (log_files, log_name) = (config.log_files.clone(), config.name.clone());
         let described = control::describe(&config);
         let args = ClusterArgs {
             config: Arc::new(config),
@@ -159,6 +160,9 @@ where
         let handle = ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx);
         if let Some(path) = control_path {
             tokio::spawn(control::serve(path, handle.clone(), described));
+        }
+        if let Some(files) = log_files {
+            tokio::spawn(logfile::write(handle.clone(), files, log_name));
         }
         if systemd::wanted() {
             tokio::spawn(systemd::notify(handle.clone()));
