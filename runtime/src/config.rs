@@ -1,12 +1,14 @@
-//! The cluster's configuration.
+//! The cluster's configuration, and how a rolling reload re-reads it ([`Reconfigure`]).
 
 use std::ffi::OsString;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
-use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, LogFiles, Reconfigure, Restart};
+use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, LogFiles, Restart};
 
 /// What the cluster does when a slot gives up (it exceeded its restart intensity).
 ///
@@ -417,4 +419,50 @@ impl ClusterConfig {
 
 fn is_port_zero(addr: &crate::ListenAddr) -> bool {
     matches!(addr, crate::ListenAddr::Tcp(a) if a.port() == 0)
+}
+
+/// The error a [`Reconfigure`] hook gives for a configuration it refuses.
+pub type ReconfigureError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A hook that yields the configuration a rolling reload starts from.
+///
+/// ```
+/// use corral_runtime::{ClusterConfig, Reconfigure};
+///
+/// let hook = Reconfigure::new(|| Ok(ClusterConfig::default().workers(3)));
+/// let config = ClusterConfig::default().workers(2).reconfigure(Some(hook));
+/// assert!(config.reconfigure.is_some());
+/// ```
+#[derive(Clone)]
+pub struct Reconfigure(Arc<dyn Fn() -> Result<ClusterConfig, ReconfigureError> + Send + Sync>);
+
+impl Reconfigure {
+    /// A hook from a function. It runs in the primary's event loop at the start of each
+    /// reload: keep it short (read a file, parse it).
+    pub fn new(hook: impl Fn() -> Result<ClusterConfig, ReconfigureError> + Send + Sync + 'static) -> Self {
+        Reconfigure(Arc::new(hook))
+    }
+
+    /// Runs the hook.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the hook refuses.
+    pub fn load(&self) -> Result<ClusterConfig, ReconfigureError> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Reconfigure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reconfigure(..)")
+    }
+}
+
+/// What a reload cannot change: the sockets are bound and shared already.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} cannot change in a reload (restart the cluster for that)")]
+pub struct Unchangeable {
+    /// What changed: `scheduling` or `listen`.
+    pub what: &'static str,
 }

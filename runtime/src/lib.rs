@@ -49,6 +49,7 @@ mod cluster;
 mod command;
 mod config;
 pub mod control;
+mod control_socket;
 mod error;
 mod event;
 mod events;
@@ -61,7 +62,6 @@ pub mod lifecycle;
 mod logfile;
 mod outcome;
 mod process;
-mod reconfigure;
 mod reports;
 mod request;
 mod restart;
@@ -73,8 +73,10 @@ mod systemd;
 
 pub use backoff::Backoff;
 pub use cluster::Cluster;
-pub use config::{ClusterConfig, Escalation, MAX_WORKERS, WorkerExec, WorkerOutput};
-pub use control::ControlSocket;
+pub use config::{
+    ClusterConfig, Escalation, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable, WorkerExec, WorkerOutput,
+};
+pub use control_socket::ControlSocket;
 pub use corral_protocol::{ListenRefusal, PoolStats, ProtocolError, Scheduling, WorkerStats};
 pub use error::{ClusterError, ConfigError, KilledWorker, ReloadError, ReplaceError, ScaleError, StartFailure};
 pub use event::{ClusterEvent, OutputStream};
@@ -85,7 +87,6 @@ pub use handle::ClusterHandle;
 pub use intensity::RestartIntensity;
 pub use kill::KillReason;
 pub use logfile::{LogFiles, reopen_log_files};
-pub use reconfigure::{Reconfigure, ReconfigureError, Unchangeable};
 pub use reports::{ReloadReport, Replaced, Scale, ScaleReport};
 pub use request::ClusterMsg;
 pub use restart::Restart;

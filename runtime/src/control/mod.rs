@@ -6,11 +6,10 @@
 
 mod describe;
 mod logs;
-mod path;
 pub mod protocol;
 mod server;
 
-pub use path::{ControlSocket, default_dir};
+pub use crate::control_socket::{ControlSocket, default_dir};
 pub use protocol::{
     CONTROL_VERSION, Command, ControlError, ErrorKind, FrameError, MAX_REQUEST, MAX_RESPONSE, Outcome, Request,
     Response, read_frame, write_frame,

@@ -1,4 +1,4 @@
-//! Where a cluster's control socket lives.
+//! Whether a cluster has a control socket, and where it lives (see [`control`](crate::control)).
 
 use std::path::PathBuf;
 
