@@ -46,7 +46,7 @@ fn paths_named(text: &str) -> Vec<String> {
         }
         // `use crate::{a, b::c}` names a and b too.
         if let Some(group) = code.trim_start().strip_prefix("use crate::{") {
-            for item in group.split(|c| c == ',' || c == '}') {
+            for item in group.split([',', '}']) {
                 let item = item.trim();
                 if !item.is_empty() {
                     out.push(format!("crate::{item}"));

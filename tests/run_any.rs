@@ -11,101 +11,17 @@ use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
+type Run = CorralRun;
+
 fn program(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs").join(name).display().to_string()
+    test_program(name)
 }
 
-fn python() -> Vec<String> {
-    vec!["python3".into(), program("activated_worker.py")]
-}
-
-fn node() -> Vec<String> {
-    vec!["node".into(), program("activated_worker.js")]
-}
-
-/// A running `corral run`, its stdout read in the background.
-struct Run {
-    child: Child,
-    addrs: Vec<SocketAddr>,
-    stderr: tokio::task::JoinHandle<String>,
-}
-
-impl Run {
-    /// Starts `corral run ARGS -- PROGRAM` and waits (bounded) for `listeners` listening lines.
-    async fn start(args: &[&str], program: &[String], env: &[(&str, &str)], listeners: usize) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
-        cmd.arg("run").args(args);
-        if !program.is_empty() {
-            cmd.arg("--").args(program);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start corral run");
-        let stderr = drain(child.stderr.take().expect("stderr"));
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut addrs = Vec::new();
-        while addrs.len() < listeners {
-            let line = tokio::time::timeout(TIMEOUT, lines.next_line())
-                .await
-                .expect("a listening line in time")
-                .expect("read stdout")
-                .expect("corral run ended before it was listening");
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                addrs.push(addr.parse().expect("HOST:PORT"));
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Run { child, addrs, stderr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("running")
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(self.pid(), signal);
-    }
-
-    /// Waits (bounded) for the exit code; returns it with the captured stderr.
-    async fn exit(mut self) -> (Option<i32>, String) {
-        let status = tokio::time::timeout(TIMEOUT, self.child.wait()).await.expect("exits in time").expect("wait");
-        let stderr = self.stderr.await.unwrap_or_default();
-        (status.code(), stderr)
-    }
-}
-
-fn drain(pipe: tokio::process::ChildStderr) -> tokio::task::JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut out = String::new();
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out
-    })
-}
-
-/// The worker pids that answer `n` fresh connections.
 async fn pids(addr: SocketAddr, n: usize) -> HashSet<u32> {
-    let mut seen = HashSet::new();
-    for _ in 0..n {
-        if let Ok((200, body)) = http_get(addr, "/").await {
-            seen.insert(answered_by(&body).1);
-        }
-    }
-    seen
+    http_pids(addr, n).await
 }
 
 /// Waits (bounded) until `pred` holds of the pids answering.

@@ -291,6 +291,26 @@ where
         rx.await.map_err(|_| ClusterError::Stopped)?.map_err(ClusterError::Scale)
     }
 
+    /// The effective configuration: as started, with the worker count of the last scale and
+    /// what the last reload re-read.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig, Scale};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// cluster.scale(Scale::To(3)).await?;
+    /// assert_eq!(cluster.config().await?.workers, 3);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Stopped`] when the cluster actor has stopped.
+    pub async fn config(&self) -> Result<Arc<crate::ClusterConfig>, ClusterError> {
+        ractor::call!(self.actor, ClusterMsg::Config).map_err(|_| ClusterError::Stopped)
+    }
+
     /// Replaces one slot's process, replacement first (it runs the same image; the old one
     /// drains once the new one is ready), as `corral restart SLOT`.
     ///

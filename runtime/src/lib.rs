@@ -74,7 +74,8 @@ mod systemd;
 pub use backoff::Backoff;
 pub use cluster::Cluster;
 pub use config::{
-    ClusterConfig, Escalation, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable, WorkerExec, WorkerOutput,
+    ClusterConfig, Escalation, LogFiles, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable, WorkerExec,
+    WorkerOutput,
 };
 pub use control_socket::ControlSocket;
 pub use corral_protocol::{ListenRefusal, PoolStats, ProtocolError, Scheduling, WorkerStats};
@@ -86,7 +87,7 @@ pub use foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readin
 pub use handle::ClusterHandle;
 pub use intensity::RestartIntensity;
 pub use kill::KillReason;
-pub use logfile::{LogFiles, reopen_log_files};
+pub use logfile::reopen_log_files;
 pub use reports::{ReloadReport, Replaced, Scale, ScaleReport};
 pub use request::ClusterMsg;
 pub use restart::Restart;

@@ -5,41 +5,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::{ClusterEvent, ClusterHandle, OutputStream};
-
-/// Where the workers' output is written, besides the primary's log and `corral logs`.
-///
-/// ```
-/// use corral_runtime::LogFiles;
-/// let logs = LogFiles::new("/var/log/web");
-/// assert_eq!(logs.max_bytes, 10 << 20);
-/// assert_eq!(logs.keep, 5);
-/// assert!(!logs.per_slot);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogFiles {
-    /// The directory (created if missing).
-    pub dir: PathBuf,
-    /// One file per slot (`<name>-<slot>.log`) instead of one per cluster (`<name>.log`).
-    pub per_slot: bool,
-    /// A file that reaches this size is rotated (`.1`, `.2`, …). Default: 10 MiB.
-    pub max_bytes: u64,
-    /// Rotated files kept. Default: 5.
-    pub keep: usize,
-}
-
-impl LogFiles {
-    /// One file per cluster in `dir`, rotated at 10 MiB, 5 kept.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        LogFiles { dir: dir.into(), per_slot: false, max_bytes: 10 << 20, keep: 5 }
-    }
-}
+use crate::{ClusterEvent, ClusterHandle, LogFiles, OutputStream};
 
 fn reopen_signal() -> &'static Notify {
     static REOPEN: OnceLock<Notify> = OnceLock::new();

@@ -2,7 +2,7 @@
 
 use ractor::RpcReplyPort;
 
-use crate::{ClusterError, ReloadReport, Replaced, Scale, ScaleError, ScaleReport, WorkerStatus};
+use crate::{ClusterConfig, ClusterError, ReloadReport, Replaced, Scale, ScaleError, ScaleReport, WorkerStatus};
 
 /// The requests a cluster actor takes from its users.
 ///
@@ -37,6 +37,8 @@ pub enum ClusterMsg {
     /// Add or remove workers. Refused below 1 worker, during a reload, while the cluster stops
     /// or while an earlier scale-down still drains; capped at [`MAX_WORKERS`](crate::MAX_WORKERS).
     Scale(Scale, Option<RpcReplyPort<Result<ScaleReport, ScaleError>>>),
+    /// The effective configuration (after scaling and reloads).
+    Config(RpcReplyPort<std::sync::Arc<ClusterConfig>>),
     /// Replace one slot's process (replacement first, the same image), as `corral restart`.
     Restart(usize, RpcReplyPort<Result<Replaced, ClusterError>>),
     /// Send a signal to one slot's current process; the reply names its pid.

@@ -10,6 +10,10 @@ use corral::{Backoff, Cluster, ClusterConfig, ClusterEvent, ClusterHandle, Event
 /// Every wait in the tests is bounded by this.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+mod corral_run;
+#[allow(unused_imports)] // Each test file uses a part of the helpers.
+pub use corral_run::*;
+
 #[path = "../../examples/testbed/messages.rs"]
 mod messages;
 pub use messages::{TestCmd, TestReport};

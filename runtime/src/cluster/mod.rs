@@ -143,7 +143,6 @@ where
         }
         let control_path = config.control.path(&config.name);
         let (log_files, log_name) = (config.log_files.clone(), config.name.clone());
-        let described = control::describe(&config);
         let args = ClusterArgs {
             config: Arc::new(config),
             bus: bus.clone(),
@@ -159,7 +158,7 @@ where
         let (actor, _join) = spawned.map_err(ClusterError::Spawn)?;
         let handle = ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx);
         if let Some(path) = control_path {
-            tokio::spawn(control::serve(path, handle.clone(), described));
+            tokio::spawn(control::serve(path, handle.clone()));
         }
         if let Some(files) = log_files {
             tokio::spawn(logfile::write(handle.clone(), files, log_name));
@@ -220,7 +219,7 @@ where
                 st.waiters.extend(reply);
                 st.begin_stop().await;
             }
-            Signal::Request(ClusterMsg::Reload(reply)) => st.start_reload(reply),
+            Signal::Request(ClusterMsg::Reload(reply)) => st.start_reload(reply).await,
             Signal::Request(ClusterMsg::Scale(request, reply)) => {
                 let result = st.scale(request).await;
                 if let Err(error) = &result {
@@ -229,6 +228,10 @@ where
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
+                return Ok(());
+            }
+            Signal::Request(ClusterMsg::Config(reply)) => {
+                let _ = reply.send(st.args.config.clone());
                 return Ok(());
             }
             Signal::Request(ClusterMsg::Restart(slot, reply)) => {

@@ -28,7 +28,7 @@ where
 {
     /// `Reload`: starts a rolling reload, or refuses it (in the report) while another runs or
     /// the cluster stops.
-    pub(crate) fn start_reload(&mut self, reply: Option<RpcReplyPort<ReloadReport>>) {
+    pub(crate) async fn start_reload(&mut self, reply: Option<RpcReplyPort<ReloadReport>>) {
         let refused = if self.stopping {
             Some(ReloadError::Stopping)
         } else if self.reload.is_some() {
@@ -42,6 +42,14 @@ where
                 let _ = reply.send(ReloadReport { replaced: Vec::new(), error: Some(error) });
             }
             return;
+        }
+        // A re-read configuration with fewer workers: the extra slots drain first, and are
+        // not replaced only to go.
+        let wanted = self.args.config.workers;
+        if wanted < self.slots.iter().filter(|s| !s.removing).count()
+            && let Err(error) = self.scale(Scale::To(wanted)).await
+        {
+            tracing::warn!(%error, "not scaled down to the new configuration");
         }
         let supervisors: Vec<(usize, ActorRef<SlotMsg>)> = self
             .slots

@@ -72,6 +72,10 @@ where
                 }
             }
         }
+        // The configuration says how many workers there are now (`corral config`).
+        let mut config = (*self.args.config).clone();
+        config.workers = to;
+        self.args.config = std::sync::Arc::new(config);
         Ok(ScaleReport { from, to, note })
     }
 

@@ -14,7 +14,7 @@ pub use protocol::{
     CONTROL_VERSION, Command, ControlError, ErrorKind, FrameError, MAX_REQUEST, MAX_RESPONSE, Outcome, Request,
     Response, read_frame, write_frame,
 };
-pub use server::{IDLE_TIMEOUT, MAX_CLIENTS, REQUEST_TIMEOUT};
+pub use server::{IDLE_TIMEOUT, MAX_CLIENTS, MAX_FOLLOWERS, REQUEST_TIMEOUT};
 
 pub(crate) use describe::describe;
 pub(crate) use server::serve;

@@ -25,27 +25,30 @@ use super::protocol::{
 };
 use crate::{ClusterError, ClusterEvent, ClusterHandle, Scale, WorkerStatus};
 
-/// Clients served at once.
-pub const MAX_CLIENTS: usize = 16;
+/// Clients served at once (`logs --follow` followers have a pool of their own).
+pub const MAX_CLIENTS: usize = 32;
+/// `logs --follow` followers at once.
+pub const MAX_FOLLOWERS: usize = 16;
 /// Time a client has to send a whole request once it started one.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client may stay connected without a request.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a response may take to be written.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every client task shares.
 struct Shared<M, R> {
     cluster: ClusterHandle<M, R>,
-    config: Value,
     logs: Arc<Mutex<LogRing>>,
     /// Last CPU sample per pid, for CPU %.
     cpu: Mutex<HashMap<u32, (u64, Instant)>>,
+    /// Places for `logs --follow`.
+    followers: Arc<Semaphore>,
 }
 
 /// Serves the control socket at `path` until the cluster stops; logs and returns when the
 /// socket cannot be made (the cluster runs without one).
-pub(crate) async fn serve<M, R>(path: PathBuf, cluster: ClusterHandle<M, R>, config: Value)
+pub(crate) async fn serve<M, R>(path: PathBuf, cluster: ClusterHandle<M, R>)
 where
     M: Serialize + Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
@@ -60,7 +63,8 @@ where
     tracing::info!(path = %path.display(), "control socket");
     let logs = Arc::new(Mutex::new(LogRing::new()));
     tokio::spawn(collect_logs(cluster.clone(), logs.clone()));
-    let shared = Arc::new(Shared { cluster: cluster.clone(), config, logs, cpu: Mutex::new(HashMap::new()) });
+    let followers = Arc::new(Semaphore::new(MAX_FOLLOWERS));
+    let shared = Arc::new(Shared { cluster: cluster.clone(), logs, cpu: Mutex::new(HashMap::new()), followers });
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let stopped = cluster.clone();
     let accept = async move {
@@ -72,10 +76,7 @@ where
             let shared = shared.clone();
             match slots.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    tokio::spawn(async move {
-                        client(stream, shared).await;
-                        drop(permit);
-                    });
+                    tokio::spawn(client(stream, shared, permit));
                 }
                 Err(_) => {
                     tokio::spawn(refuse(stream, ControlError::new(ErrorKind::Busy, "too many control clients")));
@@ -124,13 +125,29 @@ where
     }
 }
 
+/// How long a refused client's request is read (and dropped) after the refusal was written,
+/// so that a client still writing gets the answer rather than a broken pipe.
+const REFUSAL_DRAIN: Duration = Duration::from_secs(1);
+
 async fn refuse(mut stream: UnixStream, error: ControlError) {
     let response = Response { v: CONTROL_VERSION, id: 0, outcome: Outcome::Error { error } };
     let _ = tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut stream, &response)).await;
+    // Read what the client sends until it closes (bounded in time and bytes), then close.
+    let mut sink = [0u8; 4096];
+    let mut left = MAX_REQUEST;
+    let drain = async {
+        while left > 0 {
+            match tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_DRAIN, drain).await;
 }
 
 /// One client: its peer checked, then requests until it closes, errs or idles out.
-async fn client<M, R>(mut stream: UnixStream, shared: Arc<Shared<M, R>>)
+async fn client<M, R>(mut stream: UnixStream, shared: Arc<Shared<M, R>>, permit: tokio::sync::OwnedSemaphorePermit)
 where
     M: Serialize + Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
@@ -165,6 +182,11 @@ where
             return refuse(stream, error).await;
         }
         if let Command::Logs { slot, lines, follow: true } = request.command {
+            // A follower stays: it takes a follower's place and gives back its client's.
+            let Ok(_follower) = shared.followers.clone().try_acquire_owned() else {
+                return refuse(stream, ControlError::new(ErrorKind::Busy, "too many `logs --follow` clients")).await;
+            };
+            drop(permit);
             return follow_logs(stream, &shared, id, slot, lines).await;
         }
         let outcome = match handle(&shared, request.command).await {
@@ -256,7 +278,7 @@ where
             });
             Ok(json!({"stopping": true}))
         }
-        Command::Config => Ok(shared.config.clone()),
+        Command::Config => Ok(super::describe(&*cluster.config().await.map_err(failed)?)),
         Command::Logs { slot, lines, follow: _ } => {
             let tail = shared.logs.lock().unwrap_or_else(PoisonError::into_inner).tail(slot, lines);
             Ok(json!({ "lines": tail }))

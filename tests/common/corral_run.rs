@@ -1,0 +1,115 @@
+//! Driving the `corral` program as a user does: `corral run` with real Python and Node
+//! workers, its `listening on` lines, signals, exit codes.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::{TIMEOUT, answered_by, http_get, kill};
+
+/// The `corral` binary of this build.
+pub const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
+
+/// A worker program of `tests/programs`.
+pub fn test_program(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs").join(name).display().to_string()
+}
+
+/// The stdlib Python worker (READY=1 over NOTIFY_SOCKET).
+pub fn python() -> Vec<String> {
+    vec!["python3".into(), test_program("activated_worker.py")]
+}
+
+/// The Node worker (ready by `--ready delay:MS`).
+pub fn node() -> Vec<String> {
+    vec!["node".into(), test_program("activated_worker.js")]
+}
+
+/// A running `corral run`, its stdout and stderr read in the background.
+pub struct CorralRun {
+    pub child: Child,
+    pub addrs: Vec<SocketAddr>,
+    pub stderr: tokio::task::JoinHandle<String>,
+}
+
+impl CorralRun {
+    /// Starts `corral run ARGS [-- PROGRAM]` and waits (bounded) for `listeners` listening lines.
+    pub async fn start(args: &[&str], program: &[String], env: &[(&str, &str)], listeners: usize) -> CorralRun {
+        let mut cmd = Command::new(CORRAL);
+        cmd.arg("run").args(args);
+        if !program.is_empty() {
+            cmd.arg("--").args(program);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start corral run");
+        let stderr = drain(child.stderr.take().expect("stderr"));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut addrs = Vec::new();
+        while addrs.len() < listeners {
+            let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+                .await
+                .expect("a listening line in time")
+                .expect("read stdout")
+                .expect("corral run ended before it was listening");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                addrs.push(addr.parse().expect("HOST:PORT"));
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        CorralRun { child, addrs, stderr }
+    }
+
+    /// The primary's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Sends the primary a signal.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        kill(self.pid(), signal);
+    }
+
+    /// Waits (bounded) for the exit code; returns it with the captured stderr.
+    pub async fn exit(mut self) -> (Option<i32>, String) {
+        let status = tokio::time::timeout(TIMEOUT, self.child.wait()).await.expect("exits in time").expect("wait");
+        let stderr = self.stderr.await.unwrap_or_default();
+        (status.code(), stderr)
+    }
+}
+
+/// Reads a pipe to its end, in the background.
+pub fn drain(pipe: tokio::process::ChildStderr) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut out = String::new();
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    })
+}
+
+/// The worker pids that answer `n` fresh connections.
+pub async fn http_pids(addr: SocketAddr, n: usize) -> HashSet<u32> {
+    let mut seen = HashSet::new();
+    for _ in 0..n {
+        if let Ok((200, body)) = http_get(addr, "/").await {
+            seen.insert(answered_by(&body).1);
+        }
+    }
+    seen
+}
