@@ -44,12 +44,8 @@
 //! each on a 2-core machine).
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,10 +55,13 @@ use nix::unistd::Pid;
 mod support;
 use support::env::env_u64;
 use support::http;
+use support::poll::{self, Polls};
 use support::proc::{children, load_average, rss_kib};
-use support::process::{self, ORPHAN_TIMEOUT, Server, Stopped};
-use support::report::{fmt_dur, fmt_kib, fmt_us, machine, print_notes, thousands, tool_version};
-use support::stats::{median, median_dur, median_u64, percentile};
+use support::process::{self, ORPHAN_TIMEOUT, Server, Stopped, free_port, sleep_until};
+use support::report::{
+    fmt_dur, fmt_kib, fmt_median_max, fmt_us, machine, print_notes, thousands, tool_version, verdict,
+};
+use support::stats::{median, median_dur, median_max, median_u64, percentile};
 use support::wrk::{self, WrkReport};
 
 /// Workers of the clusters under load, cold-started and measured idle.
@@ -85,8 +84,6 @@ const KILLS_PER_CLUSTER: usize = 5;
 const UPTIME_BEFORE_KILL: Duration = Duration::from_millis(1100);
 /// How long a replacement may take to answer before the kill counts as failed.
 const REPLACE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A new `GET /` for the replacement starts this often.
-const POLL_EVERY: Duration = Duration::from_millis(1);
 /// Cold starts per server and repetition.
 const COLD_STARTS: usize = 10;
 /// Idle time before memory is read.
@@ -415,24 +412,6 @@ fn term_under_load(http_cluster: &Path) -> Result<TermSample, String> {
     Ok(TermSample { wrk: report, probe: join_probe(probe), stopped, log })
 }
 
-/// The poll requests of section 2: their threads (to join) and how many hung.
-#[derive(Default)]
-struct Polls {
-    threads: Vec<thread::JoinHandle<()>>,
-    hung: Arc<AtomicUsize>,
-}
-
-impl Polls {
-    /// Waits for every poll thread (each is bounded by `HTTP_TIMEOUT`): (hung, all).
-    fn finish(self) -> (usize, usize) {
-        let all = self.threads.len();
-        for t in self.threads {
-            let _ = t.join();
-        }
-        (self.hung.load(Ordering::Relaxed), all)
-    }
-}
-
 /// Section 2: `KILLS` times, SIGKILL the only worker and time until a new pid answers.
 /// Returns the times and (hung, all) poll requests.
 fn kill_to_serving(
@@ -469,7 +448,10 @@ fn kill_batch(server: &Server, batch: usize, times: &mut Vec<Duration>, polls: &
         }
         let killed = Instant::now();
         kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|e| format!("SIGKILL {pid}: {e}"))?;
-        let (new, answered) = poll_new_pid(server.port, pid, killed + REPLACE_TIMEOUT, polls)?;
+        let old = HashSet::from([pid]);
+        let (new, answered) =
+            poll::poll_new_pid(server.port, "/", pid_in, &old, HTTP_TIMEOUT, killed + REPLACE_TIMEOUT, polls)
+                .map_err(|e| format!("{e} ({REPLACE_TIMEOUT:?} after the kill)"))?;
         times.push(answered - killed);
         pid = new;
         serving_since = answered;
@@ -540,12 +522,6 @@ fn start(kind: Kind, http_cluster: &Path, workers: usize, port: u16, rust_log: &
     process::start(cmd)
 }
 
-/// A port free on 127.0.0.1 right now (the OS picks it; the socket is closed at once).
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
 // ---------------------------------------------------------------------------------------------
 // HTTP probes
 // ---------------------------------------------------------------------------------------------
@@ -566,45 +542,6 @@ fn first_pid(port: u16) -> Result<i32, String> {
 
 fn check_serving(server: &Server) -> Result<(), String> {
     first_pid(server.port).map(drop).map_err(|e| server.with_log(format!("first GET /: {e}")))
-}
-
-/// Starts a `GET /` on a fresh connection every `POLL_EVERY`, each in its own thread so that
-/// one hanging request delays nothing, until a 200 names a pid other than `old`: that pid and
-/// when its answer arrived. The threads are left in `polls`.
-fn poll_new_pid(port: u16, old: i32, deadline: Instant, polls: &mut Polls) -> Result<(i32, Instant), String> {
-    let (tx, rx) = mpsc::channel::<(i32, Instant)>();
-    let last_error = Arc::new(Mutex::new(String::from("none")));
-    loop {
-        let (tx, hung, last) = (tx.clone(), Arc::clone(&polls.hung), Arc::clone(&last_error));
-        polls.threads.push(thread::spawn(move || {
-            let outcome = match http::get(port, "/", HTTP_TIMEOUT) {
-                Ok(http::Response { status: 200, body, .. }) => match pid_in(&body) {
-                    Some(pid) if pid != old => {
-                        let _ = tx.send((pid, Instant::now()));
-                        return;
-                    }
-                    Some(_) => format!("the killed pid {old} answered"),
-                    None => format!("body names no pid: {body:?}"),
-                },
-                Ok(answer) => format!("status {}", answer.status),
-                Err(e) => {
-                    if http::is_timeout(&e) {
-                        hung.fetch_add(1, Ordering::Relaxed);
-                    }
-                    e.to_string()
-                }
-            };
-            *last.lock().unwrap() = outcome;
-        }));
-        match rx.recv_timeout(POLL_EVERY) {
-            Ok(answer) => return Ok(answer),
-            Err(_) if Instant::now() >= deadline => {
-                let last = last_error.lock().unwrap();
-                return Err(format!("no new worker answered within {REPLACE_TIMEOUT:?} (last failure: {last})"));
-            }
-            Err(_) => {}
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -876,20 +813,6 @@ fn fmt_load(wrk: &WrkReport, probe: &ProbeCounts) -> String {
     )
 }
 
-/// Median and largest of some counts.
-fn median_max(v: impl Iterator<Item = u64>) -> (u64, u64) {
-    let v: Vec<u64> = v.collect();
-    (median_u64(&v), v.iter().copied().max().unwrap_or(0))
-}
-
-fn fmt_median_max((median, max): (u64, u64)) -> String {
-    format!("{} [{}]", thousands(median as f64), thousands(max as f64))
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "NOT met" }
-}
-
 /// The target line "<what>: corral X vs node Y: corral/node = R …; target ≤ 1/`factor`: met".
 fn print_target(what: &str, corral: Option<f64>, node: Option<f64>, factor: f64, fmt: fn(f64) -> String) {
     let (Some(c), Some(n)) = (corral, node) else {
@@ -936,8 +859,4 @@ fn sorted(set: &HashSet<i32>) -> Vec<i32> {
     let mut v: Vec<i32> = set.iter().copied().collect();
     v.sort_unstable();
     v
-}
-
-fn sleep_until(at: Instant) {
-    thread::sleep(at.saturating_duration_since(Instant::now()));
 }

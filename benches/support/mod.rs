@@ -8,6 +8,7 @@ pub mod env;
 pub mod http;
 pub mod ipc;
 pub mod json_line;
+pub mod poll;
 pub mod proc;
 pub mod process;
 pub mod report;

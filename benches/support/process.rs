@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -19,7 +20,8 @@ use nix::unistd::Pid;
 use super::proc::{alive_in_group, descendants};
 use super::report::fmt_dur;
 
-/// Prefix of the ready line every server prints on stdout.
+/// Prefix of the ready line every server prints on stdout (`corral run` prints
+/// `listening on 127.0.0.1:PORT`: see [`start_until`]).
 pub const READY_PREFIX: &str = "listening on http://";
 /// How long a server may take to print its ready line.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -37,6 +39,23 @@ pub fn examples_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the bench binary");
     let deps = exe.parent().expect("bench binary has a parent directory");
     deps.parent().unwrap_or(deps).join("examples")
+}
+
+/// Where `cargo build --release --bin NAME` puts the binaries: `<target>/release`, the parent
+/// of [`examples_dir`].
+pub fn release_dir() -> PathBuf {
+    let examples = examples_dir();
+    examples.parent().map_or_else(|| examples.clone(), PathBuf::from)
+}
+
+/// A port free on 127.0.0.1 right now (the OS picks it; the socket is closed at once).
+pub fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+pub fn sleep_until(at: Instant) {
+    thread::sleep(at.saturating_duration_since(Instant::now()));
 }
 
 /// `node`, without `NODE_EXTRA_CA_CERTS` (loading extra CA certificates only slows its
@@ -92,7 +111,13 @@ impl Stopped {
 
 /// Spawns `cmd` in its own process group, stdout and stderr piped, and waits (bounded) for
 /// its ready line, which must name 127.0.0.1.
-pub fn start(mut cmd: Command) -> Result<Server, String> {
+pub fn start(cmd: Command) -> Result<Server, String> {
+    start_until(cmd, READY_PREFIX)
+}
+
+/// [`start`] with another ready line: the first stdout line that starts with `prefix`, followed
+/// by `127.0.0.1:PORT` (`corral run` prints `listening on 127.0.0.1:PORT`).
+pub fn start_until(mut cmd: Command, prefix: &str) -> Result<Server, String> {
     // Own process group: a stuck server and its workers can be told apart from us.
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let spawned = Instant::now();
@@ -125,14 +150,14 @@ pub fn start(mut cmd: Command) -> Result<Server, String> {
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok((at, line)) => {
-                if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
+                if let Some(addr) = line.trim().strip_prefix(prefix) {
                     server.port = parse_ready_addr(addr).map_err(|e| server.with_log(e))?;
                     server.ready_after = at - spawned;
                     return Ok(server);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                return Err(server.with_log(format!("no `{READY_PREFIX}…` line within {STARTUP_TIMEOUT:?}")));
+                return Err(server.with_log(format!("no `{prefix}…` line within {STARTUP_TIMEOUT:?}")));
             }
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(server.with_log("it closed stdout before it was ready".into()));

@@ -31,6 +31,15 @@ pub fn fmt_dur(d: Duration) -> String {
     fmt_us(d.as_secs_f64() * 1e6)
 }
 
+/// A median and a largest count as "12 [40]".
+pub fn fmt_median_max((median, max): (u64, u64)) -> String {
+    format!("{} [{}]", thousands(median as f64), thousands(max as f64))
+}
+
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
 pub fn fmt_kib(kib: f64) -> String {
     format!("{:.1} MiB", kib / 1024.0)
 }

@@ -29,6 +29,12 @@ pub fn median_u64(v: &[u64]) -> u64 {
     median(v.iter().map(|&x| x as f64).collect()).round() as u64
 }
 
+/// Median and largest of some counts.
+pub fn median_max(v: impl Iterator<Item = u64>) -> (u64, u64) {
+    let v: Vec<u64> = v.collect();
+    (median_u64(&v), v.iter().copied().max().unwrap_or(0))
+}
+
 /// Nearest-rank percentile `p` (0–100) of `sorted`, which is in ascending order; the default
 /// value for no samples.
 pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
