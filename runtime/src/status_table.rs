@@ -25,6 +25,7 @@ use crate::{WorkerState, WorkerStatus};
 ///     messages_out: 3,
 ///     stats: None,
 ///     heartbeat_latency: Some(Duration::from_micros(180)),
+///     status_text: None,
 /// };
 /// let table = StatusTable(&[row]).to_string();
 /// assert!(table.contains("4242"));
