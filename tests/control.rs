@@ -669,3 +669,36 @@ async fn logs_follow_shows_a_printed_line_within_a_second() {
     let status = tokio::time::timeout(TIMEOUT, follower.wait()).await.expect("the follower ends").expect("wait");
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_exits_3_while_a_slot_is_not_ready_and_json_still_answers() {
+    let dir = TempDir::new("not-ready");
+    let socket = socket_in(&dir);
+    let socket_arg = socket.to_str().expect("utf-8").to_string();
+    // One worker that never says READY=1 (and is not killed for a minute).
+    let mut child = Command::new(CORRAL)
+        .args(["run", "-w", "1", "-l", "127.0.0.1:0", "--listen-timeout", "60s", "--control", &socket_arg, "--"])
+        .args(python())
+        .env("NEVER_READY", "1")
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("corral run");
+    let deadline = Instant::now() + TIMEOUT;
+    let rows = loop {
+        let out = corral(&["status", "--json"], &socket).await;
+        if out.code == Some(0) {
+            break serde_json::from_str::<Value>(&out.stdout).expect("json");
+        }
+        assert!(Instant::now() < deadline, "the control socket never answered: {out:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(rows["workers"][0]["state"], "ready", "{rows}");
+    let table = corral(&["status"], &socket).await;
+    assert_eq!(table.code, Some(3), "{table:?}");
+    assert!(table.stdout.contains("slot"), "the table is still printed: {table:?}");
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}

@@ -90,7 +90,8 @@ fn print_json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
-/// `corral status [--json] [--watch]`: exit 0 only when every slot is ready.
+/// `corral status [--json] [--watch]`: the table exits 0 only when every slot is ready (3
+/// otherwise); `--json` exits 0 whenever the cluster answered.
 pub fn status(target: &Target, json: bool, watch: bool) -> i32 {
     runtime().block_on(async {
         loop {
@@ -110,7 +111,9 @@ pub fn status(target: &Target, json: bool, watch: bool) -> i32 {
                 print!("{}", table(&workers));
             }
             if !watch {
-                return if all_ready { 0 } else { 3 };
+                // As supervisorctl: 3 when not every slot is ready. `--json` is for scripts,
+                // which read the states from the JSON: 0 whenever the cluster answered.
+                return if all_ready || json { 0 } else { 3 };
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -48,7 +48,8 @@ pub enum Command {
         #[arg(default_value = "corral.toml")]
         file: PathBuf,
     },
-    /// The workers of a running cluster, as a table (exit 0 only when every slot is ready).
+    /// The workers of a running cluster, as a table (exit 3 unless every slot is ready; with
+    /// --json, 0 whenever the cluster answered).
     Status {
         /// Print JSON.
         #[arg(long)]
