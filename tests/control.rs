@@ -131,15 +131,14 @@ async fn status(socket: &Path) -> Option<(Option<i32>, Vec<Row>)> {
     Some((out.code, rows(&json)))
 }
 
-/// Polls `corral status --json` (bounded) until `pred` holds of its rows; returns them. The
-/// exit code must be 0 exactly when every slot is ready.
+/// Polls `corral status --json` (bounded) until `pred` holds of its rows; returns them. With
+/// `--json` the exit code is 0 whenever the cluster answered (the states are in the JSON).
 async fn until_status(socket: &Path, what: &str, pred: impl Fn(&[Row]) -> bool) -> Vec<Row> {
     let deadline = Instant::now() + TIMEOUT;
     let mut last = None;
     loop {
         if let Some((code, rows)) = status(socket).await {
-            let ready = !rows.is_empty() && rows.iter().all(|r| r.state == "ready");
-            assert_eq!(code, Some(if ready { 0 } else { 3 }), "status exit code for {rows:?}");
+            assert_eq!(code, Some(0), "status --json exit code for {rows:?}");
             if pred(&rows) {
                 return rows;
             }
