@@ -17,7 +17,7 @@ use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// A fresh directory of this test (0755, so that another user may walk through it), removed
 /// when the test ends.
@@ -167,10 +167,9 @@ async fn until_http_pids(addr: SocketAddr, want: &HashSet<u32>) {
 
 /// A running `corral run` with Python workers; stdout and stderr drained in the background.
 struct Run {
-    child: Child,
+    run: CorralRun,
     addr: SocketAddr,
     socket: PathBuf,
-    stderr: tokio::task::JoinHandle<String>,
 }
 
 impl Run {
@@ -178,48 +177,26 @@ impl Run {
     /// waits (bounded) for its listening line and for its control socket to answer with every
     /// slot ready.
     async fn start(socket: &Path, workers: usize) -> Run {
-        let mut child = Command::new(CORRAL)
-            .arg("run")
-            .arg("--control")
-            .arg(socket)
-            .args(["-w", &workers.to_string(), "-l", "127.0.0.1:0", "--ready", "notify", "--kill-timeout", "3s"])
-            .arg("--")
-            .args(python())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start corral run");
-        let stderr = drain(child.stderr.take().expect("stderr"));
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = loop {
-            let line = tokio::time::timeout(TIMEOUT, lines.next_line())
-                .await
-                .expect("a listening line in time")
-                .expect("read stdout")
-                .expect("corral run ended before it was listening");
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.parse::<SocketAddr>().expect("HOST:PORT");
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let socket_arg = socket.to_str().expect("utf-8");
+        let n = workers.to_string();
+        let args =
+            ["--control", socket_arg, "-w", &n, "-l", "127.0.0.1:0", "--ready", "notify", "--kill-timeout", "3s"];
+        let run = CorralRun::start(&args, &python(), &[], 1).await;
+        let addr = run.addrs[0];
         until_status(socket, "every slot ready over the control socket", |r| all_ready(r, workers)).await;
-        Run { child, addr, socket: socket.to_path_buf(), stderr }
+        Run { run, addr, socket: socket.to_path_buf() }
     }
 
     /// `corral stop`, then the primary's exit: both must be clean; every worker gone and the
     /// socket removed. Returns the primary's stderr.
-    async fn stop(mut self) -> String {
+    async fn stop(self) -> String {
         let pids: Vec<u32> =
             status(&self.socket).await.map(|(_, rows)| rows.iter().filter_map(|r| r.pid).collect()).unwrap_or_default();
         let out = corral(&["stop", "--timeout", "15s"], &self.socket).await;
         assert_eq!(out.code, Some(0), "corral stop: {out:?}");
         assert!(out.stdout.contains("stopped"), "{out:?}");
-        let status = tokio::time::timeout(TIMEOUT, self.child.wait()).await.expect("exits in time").expect("wait");
-        let stderr = self.stderr.await.unwrap_or_default();
-        assert_eq!(status.code(), Some(0), "the primary exits 0 after corral stop: {stderr}");
+        let (code, stderr) = self.run.exit().await;
+        assert_eq!(code, Some(0), "the primary exits 0 after corral stop: {stderr}");
         let left = wait_gone(&pids, Duration::from_secs(3)).await;
         assert!(left.is_empty(), "workers left after stop: {left:?}");
         assert!(!self.socket.exists(), "the control socket is removed at stop");
