@@ -10,9 +10,6 @@ use super::state::ClusterState;
 use crate::slot::{ReplaceReason, SlotMsg};
 use crate::{ClusterError, Replaced};
 
-/// Time a slot's supervisor may take beyond `listen_timeout` to answer a restart.
-const SPAWN_ALLOWANCE: Duration = Duration::from_secs(5);
-
 impl<M, R> ClusterState<M, R> {
     fn supervisor(&self, slot: usize) -> Result<ractor::ActorRef<SlotMsg>, ClusterError> {
         match self.slots.get(slot) {
@@ -31,7 +28,7 @@ impl<M, R> ClusterState<M, R> {
                 return;
             }
         };
-        let patience = self.args.config.listen_timeout + SPAWN_ALLOWANCE;
+        let patience = self.replacement_patience();
         tokio::spawn(async move {
             let replace =
                 |port| SlotMsg::Replace { reason: ReplaceReason::Restart, parent: Span::none(), reply: Some(port) };

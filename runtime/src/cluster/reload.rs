@@ -17,10 +17,6 @@ use std::sync::Arc;
 use crate::command::WorkerCommand;
 use crate::{ClusterEvent, ReconfigureError, ReloadError, ReloadReport, Scale, Unchangeable, lifecycle};
 
-/// Time a slot's supervisor may take beyond `listen_timeout` to answer a replacement (the
-/// spawn itself).
-const SPAWN_ALLOWANCE: Duration = Duration::from_secs(5);
-
 impl<M, R> ClusterState<M, R>
 where
     M: Serialize + Clone + Send + Sync + 'static,
@@ -58,7 +54,7 @@ where
             .filter(|(_, s)| !s.removing)
             .filter_map(|(i, s)| s.supervisor.clone().map(|sup| (i, sup)))
             .collect();
-        let patience = self.args.config.listen_timeout + SPAWN_ALLOWANCE;
+        let patience = self.replacement_patience();
         let span = lifecycle::reload(supervisors.len());
         span.in_scope(|| tracing::info!(slots = supervisors.len(), "rolling reload started"));
         self.args.bus.emit(ClusterEvent::Reloading { slots: supervisors.len() });

@@ -49,7 +49,17 @@ pub struct ClusterState<M, R> {
     pub(crate) shutdown_span: Option<Span>,
 }
 
+/// Time a slot's supervisor may take beyond `listen_timeout` to answer a replacement (the
+/// spawn itself).
+const SPAWN_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl<M, R> ClusterState<M, R> {
+    /// How long a replacement (reload, restart) may take before the slot counts as not
+    /// answering.
+    pub(crate) fn replacement_patience(&self) -> std::time::Duration {
+        self.args.config.listen_timeout + SPAWN_ALLOWANCE
+    }
+
     pub(crate) fn supervisors(&self) -> impl Iterator<Item = &ActorRef<SlotMsg>> {
         self.slots.iter().filter_map(|s| s.supervisor.as_ref())
     }
