@@ -191,6 +191,7 @@ struct Signals {
     ttin: tokio::signal::unix::Signal,
     ttou: tokio::signal::unix::Signal,
     usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -202,12 +203,14 @@ impl Signals {
             ttin: signal(SignalKind::from_raw(libc::SIGTTIN))?,
             ttou: signal(SignalKind::from_raw(libc::SIGTTOU))?,
             usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
     /// SIGINT / SIGTERM: graceful stop (again: no effect, the stop is under way). SIGHUP:
     /// rolling reload (one during another is refused, logged). SIGTTIN / SIGTTOU: one worker
     /// more / fewer (refused below one, logged). SIGUSR1: reopen log files (logrotate).
+    /// SIGUSR2: upgrade the primary in place (a refusal is logged; success replaces the image).
     async fn serve<M, R>(mut self, cluster: ClusterHandle<M, R>)
     where
         M: serde::Serialize + Clone + Send + Sync + 'static,
@@ -239,6 +242,10 @@ impl Signals {
                 _ = self.usr1.recv() => {
                     tracing::info!("SIGUSR1: reopening log files");
                     corral_runtime::reopen_log_files();
+                }
+                _ = self.usr2.recv() => {
+                    tracing::info!("SIGUSR2: upgrading the primary in place");
+                    let _ = cluster.actor().send_message(corral_runtime::ClusterMsg::Upgrade(None));
                 }
             }
         }

@@ -83,6 +83,13 @@ pub struct HandleChannel {
     fd: AsyncFd<OwnedFd>,
 }
 
+impl std::os::fd::AsFd for HandleChannel {
+    /// The socket, e.g. to keep it open across the primary's own `execve` (an upgrade).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.get_ref().as_fd()
+    }
+}
+
 impl HandleChannel {
     /// Wraps a SEQPACKET socket (one end of [`seqpacket_pair`](crate::seqpacket_pair)), making
     /// it non-blocking. Must be called inside a tokio runtime.

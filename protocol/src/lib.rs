@@ -57,7 +57,7 @@ pub use error::{BootstrapFault, HandleFault, ProtocolError};
 pub use handle::{HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER};
 pub use handshake::{Hello, PROTOCOL_VERSION};
 pub use listen::{BACKLOG, BindMode, ListenRefusal, bind};
-pub use outgoing::{Outgoing, write_frames};
+pub use outgoing::{Outgoing, write_frames, write_frames_until};
 pub use propagation::MAX_TRACESTATE;
 pub use socketpair::{SocketPair, seqpacket_pair, stream_pair};
 pub use trace::TraceContext;

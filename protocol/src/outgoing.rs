@@ -73,10 +73,53 @@ const WRITE_BATCH: usize = 256;
 pub async fn write_frames<W, Out, In>(
     io: W,
     codec: FrameCodec<Out, In>,
+    rx: mpsc::Receiver<Outgoing<Out>>,
+    close: CancellationToken,
+    on_user_sent: impl FnMut(),
+) -> Result<(), ProtocolError>
+where
+    W: AsyncWrite + Unpin,
+    Out: Serialize,
+{
+    let never = CancellationToken::new();
+    write_frames_until(io, codec, rx, close, never, on_user_sent).await.map(|_| ())
+}
+
+/// As [`write_frames`], and once `hand_over` is cancelled, stops at the next frame boundary
+/// with the queue empty (every frame queued so far written and flushed) and returns `io`, so
+/// that another writer (the primary's next image, after an upgrade) can go on where this one
+/// stopped. Returns `Ok(None)` when it ended for another reason.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use corral_protocol::{FrameCodec, Outgoing, write_frames_until};
+/// use tokio::sync::mpsc;
+/// use tokio_util::sync::CancellationToken;
+///
+/// let (tx, rx) = mpsc::channel(8);
+/// tx.send(Outgoing::user(1u32)).await.unwrap();
+/// let hand_over = CancellationToken::new();
+/// hand_over.cancel();
+/// let codec: FrameCodec<u32, u32> = FrameCodec::new(1024);
+/// let sink = write_frames_until(Vec::new(), codec, rx, CancellationToken::new(), hand_over, || {}).await.unwrap();
+/// assert_eq!(sink.map(|s| s.len()), Some(4 + 4)); // the queued frame went out first
+/// # drop(tx);
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// As [`write_frames`].
+pub async fn write_frames_until<W, Out, In>(
+    io: W,
+    codec: FrameCodec<Out, In>,
     mut rx: mpsc::Receiver<Outgoing<Out>>,
     close: CancellationToken,
+    hand_over: CancellationToken,
     mut on_user_sent: impl FnMut(),
-) -> Result<(), ProtocolError>
+) -> Result<Option<W>, ProtocolError>
 where
     W: AsyncWrite + Unpin,
     Out: Serialize,
@@ -97,6 +140,8 @@ where
                 rx.close();
                 continue;
             }
+            // Reached only with the queue empty and the last batch flushed: a boundary.
+            () = hand_over.cancelled() => return Ok(Some(framed.into_inner())),
         };
         let mut next = Some(first);
         let mut batch = 0;
@@ -119,5 +164,5 @@ where
         }
         framed.flush().await?;
     }
-    Ok(())
+    Ok(None)
 }

@@ -47,7 +47,7 @@ impl WorkerCommand {
 
 /// The primary's executable as it was when it started: `current_exe` says "… (deleted)" once
 /// the file was replaced, so the suffix is taken off.
-fn path_on_disk() -> PathBuf {
+pub(crate) fn path_on_disk() -> PathBuf {
     std::env::current_exe()
         .map(|p| {
             let text = p.to_string_lossy();

@@ -304,6 +304,29 @@ pub enum ClusterEvent<R> {
         /// Why it stopped early, if it did.
         error: Option<ReloadError>,
     },
+    /// This primary was upgraded in place (it is the new image, same pid) and the rolling
+    /// reload that replaced the workers it took over ended: `error` says why it stopped
+    /// early, in which case the old workers of the slots not replaced keep serving.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     if let ClusterEvent::Upgraded { upgrades, error: None, .. } = event {
+    ///         eprintln!("upgrade {upgrades} complete");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    Upgraded {
+        /// How many upgrades this primary has been through.
+        upgrades: u64,
+        /// Slots whose worker was replaced by one of the new image.
+        replaced: usize,
+        /// Why the replacement stopped early, if it did.
+        error: Option<ReloadError>,
+    },
     /// The cluster is stopping: every worker is being drained.
     ///
     /// ```no_run
@@ -374,6 +397,7 @@ impl<R> ClusterEvent<R> {
             | ClusterEvent::ProtocolError { slot, .. } => Some(*slot),
             ClusterEvent::Reloading { .. }
             | ClusterEvent::Reloaded { .. }
+            | ClusterEvent::Upgraded { .. }
             | ClusterEvent::Stopping
             | ClusterEvent::Stopped { .. } => None,
         }

@@ -335,6 +335,43 @@ where
         rx.await.map_err(|_| ClusterError::Stopped)?
     }
 
+    /// Upgrades the primary in place (as SIGUSR2 and `corral upgrade` do): runs the
+    /// executable now on disk in check mode, then hands the listening sockets, the workers
+    /// and the counters over and execs it — the same pid. The new image takes the workers
+    /// over and replaces them with its own generation ([`ClusterEvent::Upgraded`] there).
+    ///
+    /// Returns only when the upgrade was refused, with why; the primary and its workers go
+    /// on untouched. On success this process image is replaced and the call never returns.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// match cluster.upgrade().await {
+    ///     Ok(never) => match never {},
+    ///     Err(refused) => eprintln!("not upgraded: {refused}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`ClusterEvent::Upgraded`]: crate::ClusterEvent::Upgraded
+    ///
+    /// # Errors
+    ///
+    /// Why it was refused: another upgrade or a reload runs, a slot is not ready, the new
+    /// executable failed its check, or the cluster is stopping.
+    pub async fn upgrade(&self) -> Result<std::convert::Infallible, crate::UpgradeError> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.actor.send_message(ClusterMsg::Upgrade(Some(tx.into()))).map_err(|_| crate::UpgradeError::Stopping)?;
+        match rx.await {
+            Ok(refused) => Err(refused),
+            // The reply port went with the image only if the exec failed and the process is
+            // ending; a stopped cluster drops it too.
+            Err(_) => Err(crate::UpgradeError::Stopping),
+        }
+    }
+
     /// Sends `signal` to one slot's current process; returns its pid.
     ///
     /// ```no_run

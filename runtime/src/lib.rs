@@ -70,6 +70,7 @@ mod slot;
 mod status;
 mod status_table;
 mod systemd;
+mod upgrade;
 
 pub use backoff::Backoff;
 pub use cluster::Cluster;
@@ -79,7 +80,11 @@ pub use config::{
 };
 pub use control_socket::ControlSocket;
 pub use corral_protocol::{ListenRefusal, PoolStats, ProtocolError, Scheduling, WorkerStats};
-pub use error::{ClusterError, ConfigError, KilledWorker, ReloadError, ReplaceError, ScaleError, StartFailure};
+pub use error::{
+    ClusterError, ConfigError, KilledWorker, PreflightError, ReloadError, ReplaceError, ScaleError, StartFailure,
+    UpgradeError,
+};
+pub use upgrade::{UPGRADE_CHECK_ENV, UPGRADE_FD_ENV};
 pub use event::{ClusterEvent, OutputStream};
 pub use events::EventStream;
 pub use exit::ExitStatus;

@@ -43,4 +43,8 @@ pub enum ClusterMsg {
     Restart(usize, RpcReplyPort<Result<Replaced, ClusterError>>),
     /// Send a signal to one slot's current process; the reply names its pid.
     Signal(usize, nix::sys::signal::Signal, RpcReplyPort<Result<u32, ClusterError>>),
+    /// Upgrade the primary in place: check the executable now on disk, hand everything over
+    /// and exec it (same pid). Answered only when refused (the primary and its workers go on
+    /// untouched); on success this process image is replaced.
+    Upgrade(Option<RpcReplyPort<crate::UpgradeError>>),
 }

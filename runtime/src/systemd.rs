@@ -24,7 +24,24 @@ fn send(states: &[NotifyState<'_>]) {
 }
 
 /// Follows the cluster's events and tells the service manager, until the cluster stops.
-pub(crate) async fn notify<M, R>(cluster: ClusterHandle<M, R>)
+/// `RELOADING=1` with `MONOTONIC_USEC=` (an upgrade begins), when under a service manager.
+pub(crate) fn reloading() {
+    if wanted() {
+        match NotifyState::monotonic_usec_now() {
+            Ok(usec) => send(&[NotifyState::Reloading, usec]),
+            Err(_) => send(&[NotifyState::Reloading]),
+        }
+    }
+}
+
+/// `READY=1` (an upgrade was refused: back to ready), when under a service manager.
+pub(crate) fn ready() {
+    if wanted() {
+        send(&[NotifyState::Ready]);
+    }
+}
+
+pub(crate) async fn notify<M, R>(cluster: ClusterHandle<M, R>, upgrading: bool)
 where
     M: Serialize + Clone + Send + 'static,
     R: Clone + Send + 'static,
@@ -32,8 +49,9 @@ where
     let mut events = cluster.subscribe();
     let watchdog = sd_notify::watchdog_enabled();
     let mut beat = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
-    let mut ready_once = false;
-    let mut reloading = false;
+    // A new image after an upgrade: ready again once its reload replaced the workers.
+    let mut reloading = upgrading;
+    let mut ready_once = upgrading;
     let mut generation = 1u64;
     let mut last_status = String::new();
     loop {

@@ -200,6 +200,75 @@ pub fn stop(target: &Target, timeout: Duration) -> i32 {
     })
 }
 
+/// `corral upgrade [--timeout DUR]`: asks for an upgrade; a refusal is printed (exit 1). On
+/// success the primary execs its new image and the connection closes: then waits (at most
+/// `timeout`) until every slot runs a ready worker that was not there before, and prints
+/// `slot S: pid A -> B` for each.
+pub fn upgrade(target: &Target, timeout: Duration) -> i32 {
+    runtime().block_on(async {
+        let before = match ask(target, Command::Status).await {
+            Ok(data) => workers(&data),
+            Err(f) => return f.exit(),
+        };
+        let mut stream = match connect(target).await {
+            Ok(s) => s,
+            Err(f) => return f.exit(),
+        };
+        if let Err(e) = control::write_frame(&mut stream, &Request::new(1, Command::Upgrade)).await {
+            return Failure::Unreachable(e.to_string()).exit();
+        }
+        match tokio::time::timeout(ANSWER_TIMEOUT, control::read_frame::<Response>(&mut stream, MAX_RESPONSE)).await {
+            Ok(Ok(Response { outcome: Outcome::Error { error }, .. })) => {
+                return Failure::Refused(format!("upgrade refused: {}", error.message)).exit();
+            }
+            Ok(Ok(_)) => return Failure::Protocol("unexpected answer to upgrade".into()).exit(),
+            // The connection closed: the primary execs its new image.
+            Ok(Err(_)) => {}
+            Err(_) => return Failure::Protocol("no answer in time".into()).exit(),
+        }
+        let old: Vec<u64> = before.iter().filter_map(|(_, pid, _)| *pid).collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = Vec::new();
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(data) = ask(target, Command::Status).await {
+                last = workers(&data);
+                let done = !last.is_empty()
+                    && last.iter().all(|(_, pid, ready)| *ready && pid.is_some_and(|p| !old.contains(&p)));
+                if done {
+                    for (slot, pid, _) in &last {
+                        let was = before.iter().find(|(s, _, _)| s == slot).and_then(|(_, p, _)| *p);
+                        let show = |p: Option<u64>| p.map_or_else(|| "-".to_string(), |p| p.to_string());
+                        println!("slot {slot}: pid {} -> {}", show(was), show(*pid));
+                    }
+                    return 0;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stale: Vec<String> = last
+            .iter()
+            .filter(|(_, pid, ready)| !*ready || pid.is_none_or(|p| old.contains(&p)))
+            .map(|(slot, _, _)| slot.to_string())
+            .collect();
+        eprintln!(
+            "corral: the upgrade did not complete within {}: slot(s) {} still without a new ready worker (see `corral logs`)",
+            humantime::format_duration(timeout),
+            stale.join(", ")
+        );
+        EXIT_FAILED
+    })
+}
+
+/// Slot, pid and readiness of every worker in a status answer.
+fn workers(data: &Value) -> Vec<(u64, Option<u64>, bool)> {
+    data["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| (w["slot"].as_u64().unwrap_or(0), w["pid"].as_u64(), w["state"].as_str() == Some("ready")))
+        .collect()
+}
+
 /// `corral logs [-f] [--slot N] [--lines N]`.
 pub fn logs(target: &Target, follow: bool, slot: Option<usize>, lines: usize) -> i32 {
     runtime().block_on(async {

@@ -101,6 +101,16 @@ pub enum Command {
         #[command(flatten)]
         target: ctl::Target,
     },
+    /// Upgrade the primary in place: it checks the executable now on disk, hands its sockets
+    /// and workers over and execs it (same pid); the new image replaces the workers. Waits
+    /// until every slot runs a new worker (exit 1 when refused or not complete in time).
+    Upgrade {
+        /// How long to wait for the new workers.
+        #[arg(long, value_name = "DUR", default_value = "120s", value_parser = parse_duration)]
+        timeout: Duration,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
     /// The running cluster's effective configuration.
     Config {
         /// Print JSON (the default; kept for symmetry).
@@ -253,6 +263,7 @@ pub fn main() -> i32 {
             })
         }
         Command::Stop { timeout, target } => ctl::stop(&target, timeout),
+        Command::Upgrade { timeout, target } => ctl::upgrade(&target, timeout),
         Command::Config { json: _, target } => {
             ctl::simple(&target, corral::control::Command::Config, true, |_| String::new())
         }

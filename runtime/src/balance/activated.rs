@@ -14,6 +14,7 @@ use corral_protocol::{BindMode, ListenRefusal};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::inherited;
+use crate::upgrade::state::{ActivatedRecord, Fds, Kept};
 use crate::{ListenAddr, ListenSpec};
 
 /// One listener: its name, where it is bound, and its sockets.
@@ -83,6 +84,48 @@ impl ActivatedSockets {
 
     /// Duplicates of `slot`'s sockets, in listener order, and `LISTEN_FDNAMES`. A slot's
     /// reuse-port sockets are bound the first time it starts (a scale-up adds slots).
+    /// Every socket, kept open for the primary's next image (an upgrade).
+    pub(crate) fn hand_over(&self, kept: &mut Kept) -> io::Result<Vec<ActivatedRecord>> {
+        let mut records = Vec::new();
+        for l in self.lock().iter() {
+            let mut fds = Vec::with_capacity(l.sockets.len());
+            for socket in &l.sockets {
+                fds.push(kept.keep(socket.as_fd().try_clone_to_owned()?));
+            }
+            let (tcp, unix) = match &l.bound {
+                ListenAddr::Tcp(addr) => (Some(*addr), None),
+                ListenAddr::Unix(path) => (None, Some(path.clone())),
+            };
+            records.push(ActivatedRecord { name: l.name.clone(), tcp, unix, fds, per_slot: l.per_slot });
+        }
+        Ok(records)
+    }
+
+    /// The sockets the previous image handed over (an upgrade).
+    pub(crate) fn adopt(records: Vec<ActivatedRecord>, fds: &mut Fds) -> Self {
+        let mut listeners = Vec::with_capacity(records.len());
+        for record in records {
+            let bound = match (record.tcp, record.unix) {
+                (Some(addr), _) => ListenAddr::Tcp(addr),
+                (None, Some(path)) => ListenAddr::Unix(path),
+                (None, None) => continue,
+            };
+            let mut sockets = Vec::with_capacity(record.fds.len());
+            for raw in record.fds {
+                match fds.take(raw) {
+                    Ok(fd) => sockets.push(Arc::new(Socket::from(fd))),
+                    Err(e) => tracing::error!(addr = %bound, error = %e, "a handed-over socket is missing"),
+                }
+            }
+            if sockets.is_empty() {
+                continue;
+            }
+            tracing::info!(name = %record.name, addr = %bound, "listening (taken over from the previous image)");
+            listeners.push(Activated { name: record.name, bound, sockets, per_slot: record.per_slot });
+        }
+        ActivatedSockets { listeners: Mutex::new(listeners) }
+    }
+
     pub(crate) fn for_slot(&self, slot: usize) -> io::Result<(Vec<OwnedFd>, String)> {
         let mut listeners = self.lock();
         let mut fds = Vec::with_capacity(listeners.len());

@@ -31,6 +31,7 @@ use std::time::Duration;
 use corral_protocol::{HandleHeader, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling};
 use tokio_util::sync::CancellationToken;
 
+use crate::upgrade::state::{ActivatedRecord, Fds, Kept, ListenerRecord, TargetRecord};
 use crate::{ListenAddr, ListenSpec};
 
 use accept::accept_loop;
@@ -191,6 +192,95 @@ impl Listeners {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
         self.map().clear();
+    }
+
+    /// Hands every listener over to the primary's next image (an upgrade): the acceptors hand
+    /// the connections already queued to the workers and stop (later ones wait in the
+    /// kernel's backlog); the sockets stay open, kept in `kept`, described by the records.
+    ///
+    /// # Errors
+    ///
+    /// A socket cannot be duplicated.
+    pub(crate) async fn hand_over(
+        &self,
+        kept: &mut Kept,
+    ) -> std::io::Result<(Vec<ListenerRecord>, Vec<ActivatedRecord>)> {
+        self.closing.cancel();
+        let acceptors = std::mem::take(&mut *self.acceptors.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in acceptors {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        let mut records: Vec<(Arc<SharedListener>, ListenerRecord)> = Vec::new();
+        for (key, listener) in self.map().iter() {
+            if let Some((_, record)) = records.iter_mut().find(|(l, _)| Arc::ptr_eq(l, listener)) {
+                record.keys.push(key.clone());
+                continue;
+            }
+            let fd = kept.keep(listener.socket.as_fd().try_clone_to_owned()?);
+            let record = ListenerRecord {
+                keys: vec![key.clone()],
+                addr: listener.addr,
+                fd,
+                passed: listener.passed,
+                targets: listener.target_records(),
+            };
+            records.push((listener.clone(), record));
+        }
+        let activated = match self.activated.get() {
+            Some(sockets) => sockets.hand_over(kept)?,
+            None => Vec::new(),
+        };
+        Ok((records.into_iter().map(|(_, r)| r).collect(), activated))
+    }
+
+    /// Takes over the listeners the previous image handed over: the same sockets, accepting
+    /// again. Returns, per registered worker, the address it had asked for and its
+    /// registration, for its slot to register it again once it has taken the process over.
+    pub(crate) fn adopt(
+        &self,
+        records: Vec<ListenerRecord>,
+        activated: Vec<ActivatedRecord>,
+        fds: &mut Fds,
+    ) -> Vec<(String, TargetRecord)> {
+        let mut registrations = Vec::new();
+        for record in records {
+            let socket = match fds.take(record.fd) {
+                Ok(fd) => socket2::Socket::from(fd),
+                Err(e) => {
+                    tracing::error!(addr = %record.addr, error = %e, "a handed-over listener is missing; it will be bound afresh");
+                    continue;
+                }
+            };
+            let _ = socket.set_nonblocking(true);
+            let listener = Arc::new(SharedListener::new(record.addr, socket, record.passed));
+            if let Distribution::Accept(strategy) = self.distribution {
+                match listener.socket.try_clone().map(std::net::TcpListener::from).and_then(tokio::net::TcpListener::from_std) {
+                    Ok(acceptor) => {
+                        let task = tokio::spawn(accept_loop(acceptor, listener.clone(), strategy, self.closing.clone()));
+                        self.acceptors.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+                    }
+                    Err(e) => tracing::error!(addr = %record.addr, error = %e, "cannot accept on a handed-over listener"),
+                }
+            }
+            tracing::info!(addr = %record.addr, keys = ?record.keys, "listening (taken over from the previous image)");
+            let key = record.keys.first().cloned().unwrap_or_else(|| record.addr.to_string());
+            registrations.extend(record.targets.iter().map(|t| (key.clone(), *t)));
+            let mut map = self.map();
+            for key in record.keys {
+                map.insert(key, listener.clone());
+            }
+        }
+        if !activated.is_empty() {
+            let _ = self.activated.set(ActivatedSockets::adopt(activated, fds));
+        }
+        registrations
+    }
+
+    /// Registers a taken-over worker process again on the listener it had asked for.
+    pub(crate) fn register_adopted(&self, key: &str, target: Target) {
+        if let Some(listener) = self.map().get(key).cloned() {
+            listener.register(target);
+        }
     }
 
     /// Tells every acceptor that some worker's readiness changed.

@@ -55,6 +55,20 @@ impl SharedListener {
     }
 
     /// Forgets a worker process.
+    /// Who is registered, for an upgrade's handover.
+    pub(crate) fn target_records(&self) -> Vec<crate::upgrade::state::TargetRecord> {
+        self.with_targets(|targets| {
+            targets
+                .iter()
+                .map(|t| crate::upgrade::state::TargetRecord {
+                    slot: t.slot,
+                    generation: t.generation,
+                    listen_id: t.listen_id,
+                })
+                .collect()
+        })
+    }
+
     pub(crate) fn remove(&self, slot: usize, generation: u64) {
         self.with_targets(|targets| targets.retain(|t| !(t.slot == slot && t.generation == generation)));
     }

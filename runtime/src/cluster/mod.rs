@@ -13,6 +13,7 @@
 //! | `scale.rs`  | scaling, spawning slot supervisors                         |
 //! | `stop.rs`   | stopping, escalation, how the cluster ended                |
 //! | `operate.rs`| one slot: restart (replacement first), signal              |
+//! | `upgrade.rs`| upgrading the primary in place: hand over, exec, take over |
 
 mod msg;
 mod operate;
@@ -20,6 +21,7 @@ mod reload;
 mod scale;
 mod state;
 mod stop;
+mod upgrade;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -130,6 +132,24 @@ where
         supervisor: Option<ActorCell>,
     ) -> Result<(ClusterHandle<M, R>, EventStream<R>), ClusterError> {
         config.validate()?;
+        if crate::upgrade::answer_check() {
+            // An upgrade's preflight: the configuration is valid; nothing else may happen.
+            std::process::exit(0);
+        }
+        let mut config = config;
+        let handover = crate::upgrade::inherited();
+        if let Some(handover) = &handover {
+            if config.scheduling != handover.scheduling {
+                tracing::warn!(
+                    was = ?handover.scheduling,
+                    configured = ?config.scheduling,
+                    "scheduling cannot change in an upgrade; keeping the running one"
+                );
+                config.scheduling = handover.scheduling;
+            }
+            // A scaled cluster stays scaled.
+            config.workers = handover.slots.len().max(1);
+        }
         let bus = Arc::new(EventBus::new(config.event_buffer));
         let events = bus.subscribe();
         let routes = Arc::new(Routes::new(config.workers));
@@ -137,10 +157,21 @@ where
         let id = NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{}-{id}", config.name, std::process::id());
         let listeners = Arc::new(Listeners::new(config.scheduling));
-        if let Some(foreign) = config.exec.foreign() {
+        let mut fds = crate::upgrade::state::Fds::default();
+        let (inherited, control_fd) = match handover {
+            Some(handover) => {
+                let (inherited, control_fd) = take_over(handover, &listeners, &mut fds);
+                (Some(inherited), control_fd)
+            }
+            None => (None, None),
+        };
+        if let Some(foreign) = config.exec.foreign()
+            && inherited.is_none()
+        {
             // Bound before anything forks: a bad address fails the start, naming it.
             listeners.bind_activated(&foreign.listen)?;
         }
+        let upgrading = inherited.is_some();
         let control_path = config.control.path(&config.name);
         let (log_files, log_name) = (config.log_files.clone(), config.name.clone());
         let args = ClusterArgs {
@@ -150,6 +181,7 @@ where
             listeners: listeners.clone(),
             done,
             id,
+            inherited,
         };
         let spawned = match supervisor {
             None => Actor::spawn(Some(name), Cluster::<M, R>::default(), args).await,
@@ -158,13 +190,18 @@ where
         let (actor, _join) = spawned.map_err(ClusterError::Spawn)?;
         let handle = ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx);
         if let Some(path) = control_path {
-            tokio::spawn(control::serve(path, handle.clone()));
+            tokio::spawn(control::serve(path, handle.clone(), control_fd));
         }
         if let Some(files) = log_files {
             tokio::spawn(logfile::write(handle.clone(), files, log_name));
         }
         if systemd::wanted() {
-            tokio::spawn(systemd::notify(handle.clone()));
+            tokio::spawn(systemd::notify(handle.clone(), upgrading));
+        }
+        if upgrading {
+            // The handlers of whoever runs us are installed by now (`corral::run` installs
+            // them first): signals sent during the exec are delivered from here on.
+            crate::upgrade::exec::unblock_signals();
         }
         Ok((handle, events))
     }
@@ -186,6 +223,8 @@ where
     ) -> Result<Self::State, ActorProcessingErr> {
         let workers = args.config.workers;
         let command = Arc::new(WorkerCommand::new(&args.config.exec));
+        let mut args = args;
+        let inherited = args.inherited.take();
         let mut st = ClusterState {
             args,
             myself,
@@ -196,10 +235,21 @@ where
             failure: None,
             waiters: Vec::new(),
             shutdown_span: None,
+            upgrade: None,
+            upgrade_reload: false,
+            upgrades: inherited.as_ref().map_or(0, |i| i.upgrades),
+        };
+        let (mut adoptions, reap) = match inherited {
+            Some(i) => (i.adoptions.into_iter().map(Some).collect::<Vec<_>>(), Some(i.reap)),
+            None => (Vec::new(), None),
         };
         for slot in 0..workers {
-            let new = st.spawn_slot(slot).await?;
+            let adoption = adoptions.get_mut(slot).and_then(Option::take);
+            let new = st.spawn_slot_adopting(slot, adoption).await?;
             st.slots.push(new);
+        }
+        if let Some(reap) = reap {
+            st.finish_upgrade(reap).await;
         }
         Ok(st)
     }
@@ -242,7 +292,16 @@ where
                 st.signal(slot, signal, reply);
                 return Ok(());
             }
+            Signal::Request(ClusterMsg::Upgrade(reply)) => {
+                st.start_upgrade(reply).await;
+                return Ok(());
+            }
+            Signal::PreflightDone(result) => {
+                st.preflight_done(result).await;
+                return Ok(());
+            }
             Signal::ReloadFinished(report) => {
+                st.upgrade_reloaded(&report);
                 st.reload_finished(report).await;
                 return Ok(());
             }
@@ -301,4 +360,44 @@ where
         out.push(live.unwrap_or_else(|| ClusterState::<M, R>::ended_status(i, slot.outcome.as_ref())));
     }
     out
+}
+
+/// Takes over what the previous image handed over: the listeners (accepting again), the
+/// activated sockets, the control socket, and per slot what its supervisor adopts.
+fn take_over(
+    handover: crate::upgrade::state::Handover,
+    listeners: &Listeners,
+    fds: &mut crate::upgrade::state::Fds,
+) -> (upgrade::Inherited, Option<std::os::fd::OwnedFd>) {
+    use crate::process::{AdoptChannel, AdoptSpec};
+    use crate::upgrade::state::ChannelRecord;
+    let registrations = listeners.adopt(handover.listeners, handover.activated, fds);
+    let control = handover.control.and_then(|c| fds.take(c.fd).ok());
+    let mut adoptions = Vec::with_capacity(handover.slots.len());
+    for record in handover.slots {
+        let slot = record.slot;
+        let worker = record.worker.and_then(|w| {
+            let channel = match w.channel {
+                ChannelRecord::Corral { ipc, leftover, handles } => {
+                    AdoptChannel::Corral { ipc: fds.take(ipc).ok()?, leftover, handles: fds.take(handles).ok()? }
+                }
+                ChannelRecord::Foreign { notify } => AdoptChannel::Foreign { notify: fds.take(notify).ok()? },
+            };
+            let mut pipe = |p: Option<crate::upgrade::state::PipeRecord>| p.and_then(|p| Some((fds.take(p.fd).ok()?, p.leftover)));
+            let (stdout, stderr) = (pipe(w.stdout), pipe(w.stderr));
+            let listens = registrations
+                .iter()
+                .filter(|(_, t)| t.slot == slot && t.generation == w.generation)
+                .map(|(key, t)| (key.clone(), t.listen_id))
+                .collect();
+            Some(crate::slot::AdoptedWorker {
+                spec: AdoptSpec { slot, generation: w.generation, pid: w.pid, channel, stdout, stderr },
+                uptime: Duration::from_millis(w.uptime_ms),
+                listens,
+            })
+        });
+        adoptions.push(crate::slot::Adoption { generation: record.generation, restarts: record.restarts, worker });
+    }
+    tracing::info!(upgrades = handover.upgrades, slots = adoptions.len(), "taking over from the previous image");
+    (upgrade::Inherited { adoptions, reap: handover.reap, upgrades: handover.upgrades }, control)
 }

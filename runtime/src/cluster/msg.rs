@@ -17,6 +17,8 @@ pub(crate) enum Signal {
     Slot(SlotReport),
     /// The reload task is done.
     ReloadFinished(ReloadReport),
+    /// An upgrade's preflight check of the new executable is done.
+    PreflightDone(Result<(), crate::PreflightError>),
 }
 
 impl From<ClusterMsg> for ClusterSignal {

@@ -16,7 +16,18 @@ where
 {
     /// Spawns the supervisor of `slot`, linked to the cluster.
     pub(crate) async fn spawn_slot(&self, slot: usize) -> Result<Slot, ractor::SpawnErr> {
+        self.spawn_slot_adopting(slot, None).await
+    }
+
+    /// As [`spawn_slot`](Self::spawn_slot), taking over a worker of the primary's previous
+    /// image (an upgrade) when there is one.
+    pub(crate) async fn spawn_slot_adopting(
+        &self,
+        slot: usize,
+        adopt: Option<crate::slot::Adoption>,
+    ) -> Result<Slot, ractor::SpawnErr> {
         let args = SlotArgs {
+            adopt,
             slot,
             config: self.args.config.clone(),
             cluster: self.myself.get_derived(),

@@ -24,6 +24,8 @@ pub struct ClusterArgs<M, R> {
     pub(crate) done: watch::Sender<Option<Outcome>>,
     /// Makes actor names unique among clusters of one process.
     pub(crate) id: u64,
+    /// What this image took over from the previous one (an upgrade).
+    pub(crate) inherited: Option<super::upgrade::Inherited>,
 }
 
 /// One worker slot, as the cluster sees it.
@@ -47,6 +49,12 @@ pub struct ClusterState<M, R> {
     pub(crate) waiters: Vec<RpcReplyPort<()>>,
     /// The `shutdown` span, from the beginning of the stop until the cluster stopped.
     pub(crate) shutdown_span: Option<Span>,
+    /// An upgrade's preflight, while it runs (the old image).
+    pub(crate) upgrade: Option<super::upgrade::UpgradeRun>,
+    /// Whether the running reload is an upgrade's (the new image replacing the workers).
+    pub(crate) upgrade_reload: bool,
+    /// How many upgrades this primary (this pid) has been through.
+    pub(crate) upgrades: u64,
 }
 
 /// Time a slot's supervisor may take beyond `listen_timeout` to answer a replacement (the

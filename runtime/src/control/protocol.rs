@@ -71,6 +71,9 @@ pub enum Command {
     },
     /// Stop the cluster gracefully.
     Stop,
+    /// Upgrade the primary in place (it execs the executable now on disk); answered only
+    /// when refused: on success the connection closes as the image is replaced.
+    Upgrade,
     /// The effective configuration.
     Config,
     /// Captured worker output: the last `lines` lines (of `slot`, or of every slot), then,

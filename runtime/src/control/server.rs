@@ -48,18 +48,25 @@ struct Shared<M, R> {
 
 /// Serves the control socket at `path` until the cluster stops; logs and returns when the
 /// socket cannot be made (the cluster runs without one).
-pub(crate) async fn serve<M, R>(path: PathBuf, cluster: ClusterHandle<M, R>)
+pub(crate) async fn serve<M, R>(path: PathBuf, cluster: ClusterHandle<M, R>, inherited: Option<std::os::fd::OwnedFd>)
 where
     M: Serialize + Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
 {
-    let listener = match bind(&path).await {
+    let bound = match inherited {
+        // Taken over from the previous image (an upgrade): never unbound, so clients that
+        // connected during the exec wait in its backlog.
+        Some(fd) => adopt(fd),
+        None => bind(&path).await,
+    };
+    let listener = match bound {
         Ok(listener) => listener,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "no control socket; the cluster runs without one");
             return;
         }
     };
+    let _registered = Registered::new(&path, &listener);
     tracing::info!(path = %path.display(), "control socket");
     let logs = Arc::new(Mutex::new(LogRing::new()));
     tokio::spawn(collect_logs(cluster.clone(), logs.clone()));
@@ -89,6 +96,48 @@ where
         _ = stopped.wait() => {}
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// A control socket handed over by the previous image.
+fn adopt(fd: std::os::fd::OwnedFd) -> io::Result<UnixListener> {
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
+/// The listening control sockets of this process, by path, for an upgrade to hand over.
+fn registry() -> std::sync::MutexGuard<'static, HashMap<PathBuf, std::os::fd::RawFd>> {
+    static REGISTRY: std::sync::OnceLock<Mutex<HashMap<PathBuf, std::os::fd::RawFd>>> = std::sync::OnceLock::new();
+    // Entries are inserted and removed whole: a poisoned lock is still consistent.
+    REGISTRY.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Registered while its `serve` owns the listener.
+struct Registered(PathBuf);
+
+impl Registered {
+    fn new(path: &Path, listener: &UnixListener) -> Self {
+        use std::os::fd::AsRawFd;
+        registry().insert(path.to_path_buf(), listener.as_raw_fd());
+        Registered(path.to_path_buf())
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        registry().remove(&self.0);
+    }
+}
+
+/// A duplicate of the listening control socket at `path`, for the primary's next image.
+pub(crate) fn listening_fd(path: &Path) -> Option<std::os::fd::OwnedFd> {
+    let registry = registry();
+    let raw = *registry.get(path)?;
+    // SAFETY: `raw` is registered only while the `serve` task that owns the listener runs
+    // (the entry goes before the listener is dropped), and the lock is held while it is
+    // borrowed and duplicated.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+    fd.try_clone_to_owned().ok()
 }
 
 /// Makes the directory (0700) and binds the socket (0600). A socket file nobody answers on is
@@ -277,6 +326,19 @@ where
                 let _ = cluster.stop().await;
             });
             Ok(json!({"stopping": true}))
+        }
+        Command::Upgrade => {
+            // On success this process execs the new image: the connection closes, and the
+            // client watches the new primary take over.
+            let refusal = match cluster.upgrade().await {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let kind = match &refusal {
+                crate::UpgradeError::Preflight(_) | crate::UpgradeError::Handover(_) => ErrorKind::Failed,
+                _ => ErrorKind::Refused,
+            };
+            Err(ControlError::new(kind, refusal.to_string()))
         }
         Command::Config => Ok(super::describe(&*cluster.config().await.map_err(failed)?)),
         Command::Logs { slot, lines, follow: _ } => {

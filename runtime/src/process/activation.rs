@@ -29,6 +29,8 @@ const NOT_INHERITED: &[&str] = &[
     "CORRAL_SLOT",
     "CORRAL_GENERATION",
     "CORRAL_WORKERS",
+    "CORRAL_UPGRADE_FD",
+    "CORRAL_UPGRADE_CHECK",
 ];
 
 /// The first fd a foreign worker's listeners get (`SD_LISTEN_FDS_START`).

@@ -14,6 +14,7 @@
 mod activation;
 mod counters;
 mod event;
+mod handover;
 mod notify;
 mod output;
 mod reader;
@@ -38,8 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use counters::SlotCounters;
 pub(crate) use event::{ProcessEvent, ProcessEventKind, Reports};
-pub(crate) use spawn::{cpu_ticks, rss_bytes, ticks_per_second};
+pub(crate) use spawn::{cpu_ticks, on_spawner_thread_with, rss_bytes, ticks_per_second};
+use handover::{Giver, Parts, Taker};
+use reader::ReaderStart;
 use waiter::ProcessCommand;
+pub(crate) use waiter::Waitee;
 
 use crate::balance::Load;
 use crate::events::EventBus;
@@ -85,6 +89,17 @@ pub(crate) struct Process<M> {
     pub handles: Option<Arc<HandleChannel>>,
     /// Its load, as it reports it.
     pub load: Arc<Load>,
+    /// Stops its tasks for a handover to the primary's next image.
+    taker: Taker,
+}
+
+/// A process handed over by its tasks (see [`Process::hand_over`]): everything the primary's
+/// next image needs to take it over.
+pub(crate) struct HandedProcess {
+    pub pid: u32,
+    /// A corral worker's handle channel (connections and listeners are passed on it).
+    pub handles: Option<OwnedFd>,
+    pub parts: Parts,
 }
 
 impl<M> Process<M> {
@@ -117,6 +132,26 @@ impl<M> Process<M> {
         }
     }
 
+    /// Stops the process's tasks at a boundary and takes back every fd they hold, leaving the
+    /// process running, unsignalled and unreaped, for the primary's next image.
+    ///
+    /// # Errors
+    ///
+    /// A task did not stop within `patience`, or the process is exiting (its reader or
+    /// waiter ended before).
+    pub(crate) async fn hand_over(&mut self, patience: std::time::Duration) -> io::Result<HandedProcess> {
+        let parts = self.taker.take(patience).await?;
+        let corral = self.kind == Kind::Corral;
+        if !parts.waited || (corral && parts.ipc.is_none()) {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the process is exiting"));
+        }
+        let handles = match &self.handles {
+            Some(channel) => Some(std::os::fd::AsFd::as_fd(channel.as_ref()).try_clone_to_owned()?),
+            None => None,
+        };
+        Ok(HandedProcess { pid: self.pid, handles, parts })
+    }
+
     /// Queues a control frame; `false` when the queue is full or closed.
     pub(crate) fn send_control(&self, control: Control) -> bool {
         self.tx.try_send(Outgoing::control(control)).is_ok()
@@ -128,15 +163,19 @@ pub(crate) struct Io<M> {
     slot: usize,
     generation: u64,
     pid: u32,
-    child: Child,
+    child: Waitee,
+    /// Captured output pipes (and what an earlier image read of an unfinished line).
+    output: Vec<(OutputStream, OwnedFd, Vec<u8>)>,
     commands: mpsc::UnboundedReceiver<ProcessCommand>,
     channel: IoChannel<M>,
+    giver: Giver,
 }
 
 /// How a process talks to the primary.
 enum IoChannel<M> {
     Corral {
         ipc: tokio::net::UnixStream,
+        start: ReaderStart,
         outgoing: mpsc::Receiver<Outgoing<M>>,
         load: Arc<Load>,
         max_frame_length: usize,
@@ -145,6 +184,7 @@ enum IoChannel<M> {
     Foreign {
         notify: notify::NotifySocket,
         ready: Readiness,
+        adopted: bool,
     },
 }
 
@@ -186,16 +226,125 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
     let (tx, outgoing) = mpsc::channel(config.send_buffer);
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let load = Arc::new(Load::default());
-    let process =
-        Process { pid, kind: Kind::Corral, commands: commands_tx, tx, handles: Some(handles), load: load.clone() };
+    let (giver, taker) = handover::pair();
+    let process = Process {
+        pid,
+        kind: Kind::Corral,
+        commands: commands_tx,
+        tx,
+        handles: Some(handles),
+        load: load.clone(),
+        taker,
+    };
     let channel = IoChannel::Corral {
         ipc,
+        start: ReaderStart::Fresh,
         outgoing,
         load,
         max_frame_length: config.max_frame_length,
         hello_timeout: config.listen_timeout,
     };
-    Ok((process, Io { slot: spec.slot, generation: spec.generation, pid, child, commands, channel }))
+    let (child, output) = child_output(child)?;
+    Ok((process, Io { slot: spec.slot, generation: spec.generation, pid, child, output, commands, channel, giver }))
+}
+
+/// The child's captured output pipes, as fds.
+fn child_output(mut child: Child) -> io::Result<(Waitee, Vec<(OutputStream, OwnedFd, Vec<u8>)>)> {
+    let mut output = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        output.push((OutputStream::Stdout, out.into_owned_fd()?, Vec::new()));
+    }
+    if let Some(err) = child.stderr.take() {
+        output.push((OutputStream::Stderr, err.into_owned_fd()?, Vec::new()));
+    }
+    Ok((Waitee::Child(child), output))
+}
+
+/// A process of the primary's previous image, to take over (see [`adopt`]).
+pub(crate) struct AdoptSpec {
+    pub slot: usize,
+    pub generation: u64,
+    pub pid: u32,
+    pub channel: AdoptChannel,
+    pub stdout: Option<(OwnedFd, Vec<u8>)>,
+    pub stderr: Option<(OwnedFd, Vec<u8>)>,
+}
+
+/// How a taken-over process talks to the primary.
+pub(crate) enum AdoptChannel {
+    /// A corral worker: its IPC stream (and what was read of the next frame), its handle
+    /// channel.
+    Corral { ipc: OwnedFd, leftover: Vec<u8>, handles: OwnedFd },
+    /// A foreign worker: its notify socket.
+    Foreign { notify: OwnedFd },
+}
+
+/// Takes over a running worker the primary's previous image handed over: the same tasks as
+/// for a process this image forked, on the same fds, from where the old ones stopped; the
+/// process is ready (it was, to be handed over).
+///
+/// # Errors
+///
+/// The process is gone already, or an fd cannot be registered with the runtime.
+pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(Process<M>, Io<M>)> {
+    let AdoptSpec { slot, generation, pid, channel, stdout, stderr } = spec;
+    let child = Waitee::adopt(pid)?;
+    let mut output = Vec::new();
+    if let Some((fd, leftover)) = stdout {
+        output.push((OutputStream::Stdout, fd, leftover));
+    }
+    if let Some((fd, leftover)) = stderr {
+        output.push((OutputStream::Stderr, fd, leftover));
+    }
+    let (commands_tx, commands) = mpsc::unbounded_channel();
+    let (giver, taker) = handover::pair();
+    let (process, channel) = match channel {
+        AdoptChannel::Corral { ipc, leftover, handles } => {
+            let ipc = std::os::unix::net::UnixStream::from(ipc);
+            ipc.set_nonblocking(true)?;
+            let ipc = tokio::net::UnixStream::from_std(ipc)?;
+            let handles = Arc::new(HandleChannel::new(handles).map_err(io::Error::other)?);
+            let (tx, outgoing) = mpsc::channel(config.send_buffer);
+            let load = Arc::new(Load::default());
+            let process = Process {
+                pid,
+                kind: Kind::Corral,
+                commands: commands_tx,
+                tx,
+                handles: Some(handles),
+                load: load.clone(),
+                taker,
+            };
+            let channel = IoChannel::Corral {
+                ipc,
+                start: ReaderStart::Adopted { leftover },
+                outgoing,
+                load,
+                max_frame_length: config.max_frame_length,
+                hello_timeout: config.listen_timeout,
+            };
+            (process, channel)
+        }
+        AdoptChannel::Foreign { notify } => {
+            let notify = notify::NotifySocket::adopt(std::os::unix::net::UnixDatagram::from(notify))?;
+            let (tx, _) = mpsc::channel(1);
+            let (stop_signal, ready) = match config.exec.foreign() {
+                Some(f) => (Signal::try_from(f.stop_signal).unwrap_or(Signal::SIGTERM), f.ready),
+                None => (Signal::SIGTERM, Readiness::Notify),
+            };
+            let process = Process {
+                pid,
+                kind: Kind::Foreign { stop_signal },
+                commands: commands_tx,
+                tx,
+                handles: None,
+                load: Arc::new(Load::default()),
+                taker,
+            };
+            (process, IoChannel::Foreign { notify, ready, adopted: true })
+        }
+    };
+    Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver }))
 }
 
 async fn start_foreign<M>(
@@ -232,6 +381,7 @@ async fn start_foreign<M>(
     let (commands_tx, commands) = mpsc::unbounded_channel();
     // Validated with the configuration.
     let stop_signal = Signal::try_from(foreign.stop_signal).unwrap_or(Signal::SIGTERM);
+    let (giver, taker) = handover::pair();
     let process = Process {
         pid,
         kind: Kind::Foreign { stop_signal },
@@ -239,9 +389,11 @@ async fn start_foreign<M>(
         tx,
         handles: None,
         load: Arc::new(Load::default()),
+        taker,
     };
-    let channel = IoChannel::Foreign { notify, ready: foreign.ready };
-    Ok((process, Io { slot, generation, pid, child, commands, channel }))
+    let channel = IoChannel::Foreign { notify, ready: foreign.ready, adopted: false };
+    let (child, output) = child_output(child)?;
+    Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver }))
 }
 
 /// The uid and gid a foreign worker runs as, from the configured names.
@@ -270,20 +422,23 @@ impl<M: Serialize + Send + 'static> Io<M> {
         bus: &Arc<EventBus<R>>,
         counters: &Arc<SlotCounters>,
     ) {
-        let Io { slot, generation, pid, mut child, commands, channel } = self;
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(output::forward_lines(out, OutputStream::Stdout, slot, pid, bus.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(output::forward_lines(err, OutputStream::Stderr, slot, pid, bus.clone()));
+        let Io { slot, generation, pid, child, output, commands, channel, giver } = self;
+        for (stream, fd, leftover) in output {
+            match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                Ok(pipe) => {
+                    let forward = output::forward_lines(pipe, leftover, stream, slot, pid, bus.clone(), giver.clone());
+                    tokio::spawn(forward);
+                }
+                Err(e) => tracing::warn!(slot, pid, error = %e, "cannot read the worker's output"),
+            }
         }
         let exited = CancellationToken::new();
         let (done_tx, done_rx) = oneshot::channel();
         let after = match channel {
-            IoChannel::Corral { ipc, outgoing, load, max_frame_length, hello_timeout } => {
+            IoChannel::Corral { ipc, start, outgoing, load, max_frame_length, hello_timeout } => {
                 let (read, write) = ipc.into_split();
                 let codec = || FrameCodec::<M, R>::new(max_frame_length);
-                tokio::spawn(writer::run_writer(write, codec(), outgoing, counters.clone(), slot));
+                tokio::spawn(writer::run_writer(write, codec(), outgoing, counters.clone(), slot, giver.clone()));
                 let reader = reader::ReaderCtx {
                     load,
                     slot,
@@ -294,15 +449,16 @@ impl<M: Serialize + Send + 'static> Io<M> {
                     counters: counters.clone(),
                     hello_timeout,
                 };
-                tokio::spawn(reader::run_reader(read, codec(), reader, done_tx));
+                tokio::spawn(reader::run_reader(read, codec(), reader, start, done_tx, giver.clone()));
                 waiter::AfterExit { reader_done: Some(done_rx), kill_group: false, exited }
             }
-            IoChannel::Foreign { notify, ready } => {
+            IoChannel::Foreign { notify, ready, adopted } => {
                 let who = notify::Who { slot, generation, pid };
-                tokio::spawn(notify::run_notify(notify, who, ready, reports.clone(), bus.clone(), exited.clone()));
+                let (reports, bus, on_exit, giver) = (reports.clone(), bus.clone(), exited.clone(), giver.clone());
+                tokio::spawn(notify::run_notify(notify, who, ready, reports, bus, on_exit, adopted, giver));
                 waiter::AfterExit { reader_done: None, kill_group: true, exited }
             }
         };
-        tokio::spawn(waiter::run_waiter(child, commands, after, reports, generation));
+        tokio::spawn(waiter::run_waiter(child, commands, after, reports, generation, giver));
     }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
 
 use super::event::{ProcessEvent, ProcessEventKind, Reports};
+use super::handover::{Giver, Part};
 use crate::events::EventBus;
 use crate::{ClusterEvent, Readiness};
 
@@ -38,6 +39,12 @@ pub(crate) struct NotifySocket {
 }
 
 impl NotifySocket {
+    /// The socket of a process taken over from the previous image.
+    pub(crate) fn adopt(socket: std::os::unix::net::UnixDatagram) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Ok(NotifySocket { socket, env_value: String::new() })
+    }
+
     /// Binds a fresh abstract-namespace socket for one process of `slot`.
     pub(crate) fn bind(slot: usize, generation: u64) -> io::Result<Self> {
         use std::os::linux::net::SocketAddrExt;
@@ -59,6 +66,8 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
     reports: Reports,
     bus: Arc<EventBus<R>>,
     exited: CancellationToken,
+    adopted: bool,
+    giver: Giver,
 ) {
     let Who { slot, generation, pid } = who;
     // The slot hears first, so that whoever reacts to the event finds it up to date.
@@ -73,8 +82,11 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
             bus.emit(event);
         }
     };
-    // No hello: a foreign worker is online once it runs.
-    report(ProcessEventKind::Online);
+    // No hello: a foreign worker is online once it runs (one taken over from the previous
+    // image is ready already).
+    if !adopted {
+        report(ProcessEventKind::Online);
+    }
     let socket = match UnixDatagram::from_std(socket.socket) {
         Ok(socket) => socket,
         Err(e) => {
@@ -89,11 +101,17 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
         }
     };
     tokio::pin!(delay);
-    let mut delay_done = false;
+    let mut delay_done = adopted;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
             () = exited.cancelled() => return,
+            () = giver.token.cancelled() => {
+                if let Ok(socket) = socket.into_std() {
+                    giver.give(Part::Notify { socket });
+                }
+                return;
+            }
             () = &mut delay, if !delay_done => {
                 delay_done = true;
                 report(ProcessEventKind::Ready);

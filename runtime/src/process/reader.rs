@@ -14,6 +14,7 @@ use tokio_util::codec::FramedRead;
 
 use super::counters::SlotCounters;
 use super::event::{ProcessEvent, ProcessEventKind, Reports};
+use super::handover::{Giver, Part};
 use crate::ClusterEvent;
 use crate::balance::Load;
 use crate::events::{BusSnapshot, EventBus};
@@ -37,7 +38,22 @@ impl<R> ReaderCtx<R> {
     }
 }
 
-/// Reads a worker's frames until EOF or a protocol error, then tells the slot.
+/// Where a reader starts: a fresh process (its hello comes first) or one taken over from the
+/// primary's previous image (said hello long ago; `leftover` is what that image had read of
+/// the next frame).
+pub(crate) enum ReaderStart {
+    Fresh,
+    Adopted { leftover: Vec<u8> },
+}
+
+/// Why a reader stopped without an error.
+enum Stop {
+    Eof,
+    HandedOver,
+}
+
+/// Reads a worker's frames until EOF or a protocol error, then tells the slot; or, handed
+/// over, stops between two frames and gives back its half of the stream.
 ///
 /// The first frame must be a hello for this slot and generation within `hello_timeout`.
 /// Lifecycle events that follow from frames (online, ready, disconnect) are emitted here, in
@@ -46,10 +62,27 @@ pub(crate) async fn run_reader<M, R: DeserializeOwned + Clone + Send + 'static>(
     read: OwnedReadHalf,
     codec: FrameCodec<M, R>,
     cx: ReaderCtx<R>,
+    start: ReaderStart,
     done: oneshot::Sender<()>,
+    giver: Giver,
 ) {
     let mut frames = FramedRead::new(read, codec);
-    let error = read_frames(&mut frames, &cx).await.err();
+    let fresh = match start {
+        ReaderStart::Fresh => true,
+        ReaderStart::Adopted { leftover } => {
+            frames.read_buffer_mut().extend_from_slice(&leftover);
+            false
+        }
+    };
+    let error = match read_frames(&mut frames, &cx, fresh, &giver).await {
+        Ok(Stop::HandedOver) => {
+            let parts = frames.into_parts();
+            giver.give(Part::Reader { read: parts.io, leftover: parts.read_buf.to_vec() });
+            return;
+        }
+        Ok(Stop::Eof) => None,
+        Err(e) => Some(e),
+    };
     cx.bus.emit(ClusterEvent::Disconnect { slot: cx.slot, pid: cx.pid });
     cx.report(ProcessEventKind::ReaderEnded(error));
     let _ = done.send(());
@@ -58,26 +91,21 @@ pub(crate) async fn run_reader<M, R: DeserializeOwned + Clone + Send + 'static>(
 async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
     frames: &mut FramedRead<OwnedReadHalf, FrameCodec<M, R>>,
     cx: &ReaderCtx<R>,
-) -> Result<(), ProtocolError> {
-    let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
-    let first = match tokio::time::timeout(cx.hello_timeout, frames.next()).await {
-        Err(_elapsed) => {
-            let timeout_ms = u64::try_from(cx.hello_timeout.as_millis()).unwrap_or(u64::MAX);
-            return Err(ProtocolError::NoHello { timeout_ms });
-        }
-        Ok(None) => return Err(ProtocolError::Closed),
-        Ok(Some(frame)) => frame?,
-    };
-    match first.body {
-        Body::Control(Control::Hello(hello)) => hello.check(slot as u32, generation)?,
-        _ => return Err(ProtocolError::HelloNotFirst),
+    fresh: bool,
+    giver: &Giver,
+) -> Result<Stop, ProtocolError> {
+    if fresh {
+        hello(frames, cx).await?;
     }
-    // The slot hears first, so that whoever reacts to the event finds it up to date.
-    cx.report(ProcessEventKind::Online);
-    cx.bus.emit(ClusterEvent::Online { slot, generation, pid });
-
+    let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
     let mut snapshot = BusSnapshot::default();
-    while let Some(frame) = frames.next().await {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = giver.token.cancelled() => return Ok(Stop::HandedOver),
+            next = frames.next() => next,
+        };
+        let Some(frame) = next else { return Ok(Stop::Eof) };
         let frame = frame?;
         let control = match frame.body {
             Body::User(message) => {
@@ -116,5 +144,29 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
             }
         }
     }
+}
+
+/// Waits for the hello that must come first, for this slot and generation, within
+/// `hello_timeout`; then the process is online.
+async fn hello<M, R: DeserializeOwned + Clone + Send + 'static>(
+    frames: &mut FramedRead<OwnedReadHalf, FrameCodec<M, R>>,
+    cx: &ReaderCtx<R>,
+) -> Result<(), ProtocolError> {
+    let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
+    let first = match tokio::time::timeout(cx.hello_timeout, frames.next()).await {
+        Err(_elapsed) => {
+            let timeout_ms = u64::try_from(cx.hello_timeout.as_millis()).unwrap_or(u64::MAX);
+            return Err(ProtocolError::NoHello { timeout_ms });
+        }
+        Ok(None) => return Err(ProtocolError::Closed),
+        Ok(Some(frame)) => frame?,
+    };
+    match first.body {
+        Body::Control(Control::Hello(hello)) => hello.check(slot as u32, generation)?,
+        _ => return Err(ProtocolError::HelloNotFirst),
+    }
+    // The slot hears first, so that whoever reacts to the event finds it up to date.
+    cx.report(ProcessEventKind::Online);
+    cx.bus.emit(ClusterEvent::Online { slot, generation, pid });
     Ok(())
 }

@@ -31,11 +31,10 @@ pub(crate) struct SpawnSpec {
     pub capture_output: bool,
 }
 
-/// A start to run on the spawner thread.
+/// Work to run on the spawner thread (a fork, or the primary's own exec).
 struct Job {
-    start: Box<dyn FnOnce() -> io::Result<Child> + Send>,
+    run: Box<dyn FnOnce() + Send>,
     runtime: tokio::runtime::Handle,
-    reply: oneshot::Sender<io::Result<Child>>,
 }
 
 fn spawner() -> io::Result<&'static std_mpsc::Sender<Job>> {
@@ -48,7 +47,7 @@ fn spawner() -> io::Result<&'static std_mpsc::Sender<Job>> {
     std::thread::Builder::new().name("corral-spawner".into()).spawn(move || {
         for job in rx {
             let _guard = job.runtime.enter();
-            let _ = job.reply.send((job.start)());
+            (job.run)();
         }
     })?;
     Ok(SPAWNER.get_or_init(|| tx))
@@ -62,10 +61,20 @@ pub(crate) async fn spawn_worker(spec: SpawnSpec) -> io::Result<Child> {
 
 /// Runs `start` (which forks) on the spawner thread, inside the caller's tokio runtime.
 pub(crate) async fn on_spawner_thread(start: impl FnOnce() -> io::Result<Child> + Send + 'static) -> io::Result<Child> {
+    on_spawner_thread_with(start).await?
+}
+
+/// Runs `work` on the spawner thread, inside the caller's tokio runtime, and returns what it
+/// returns. The primary's own exec (an upgrade) runs here too: the thread that forked the
+/// workers is the one that survives `execve`, so their `PR_SET_PDEATHSIG` does not fire.
+pub(crate) async fn on_spawner_thread_with<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
     let (reply, rx) = oneshot::channel();
-    let job = Job { start: Box::new(start), runtime: tokio::runtime::Handle::current(), reply };
+    let run = Box::new(move || {
+        let _ = reply.send(work());
+    });
+    let job = Job { run, runtime: tokio::runtime::Handle::current() };
     spawner()?.send(job).map_err(|_| io::Error::other("the corral spawner thread has ended"))?;
-    rx.await.map_err(|_| io::Error::other("the corral spawner thread dropped the request"))?
+    rx.await.map_err(|_| io::Error::other("the corral spawner thread dropped the request"))
 }
 
 /// Lowest fd number the child's ends are moved to before the fork, so that neither is
@@ -83,7 +92,10 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
         cmd.arg0(argv0);
     }
     // What the service manager told the primary is the primary's own.
-    for var in ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+    for var in ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
+        .into_iter()
+        .chain(crate::upgrade::PRIMARY_ONLY_ENV)
+    {
         cmd.env_remove(var);
     }
     cmd.args(&spec.args)

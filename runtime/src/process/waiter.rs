@@ -1,6 +1,12 @@
 //! The waiter: the task that owns a worker's `Child`, signals it and reports its exit.
 
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
+
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use nix::unistd::Pid;
 use tokio::process::Child;
@@ -8,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::event::{ProcessEvent, ProcessEventKind, Reports};
+use super::handover::{Giver, Part};
 use crate::ExitStatus;
 
 /// A request to the task that owns a worker's `Child`.
@@ -37,17 +44,23 @@ const READER_GRACE: Duration = Duration::from_secs(1);
 /// reaped pid that was reused), and reports the exit once the reader has finished, so that
 /// every message the worker sent is delivered before its exit event.
 pub(crate) async fn run_waiter(
-    mut child: Child,
+    mut child: Waitee,
     mut commands: mpsc::UnboundedReceiver<ProcessCommand>,
     after: AfterExit,
     reports: Reports,
     generation: u64,
+    giver: Giver,
 ) {
     let pid = child.id().unwrap_or(0);
     let mut commands_open = true;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
+            () = giver.token.cancelled() => {
+                // Handed over: neither reaped nor killed; the next image waits for it.
+                giver.give(Part::Waiter { child: child.into_child() });
+                return;
+            }
             cmd = commands.recv(), if commands_open => match cmd {
                 Some(ProcessCommand::Signal(sig)) => {
                     if let Some(pid) = child.id() {
@@ -62,13 +75,13 @@ pub(crate) async fn run_waiter(
                 None => {
                     // The slot is gone: nobody watches this process any more.
                     commands_open = false;
-                    let _ = child.start_kill();
+                    child.start_kill();
                 }
             },
         }
     };
     let status = match status {
-        Ok(status) => ExitStatus::from(status),
+        Ok(status) => status,
         Err(e) => {
             tracing::error!(error = %e, "waiting for a worker process failed");
             ExitStatus { code: None, signal: None }
@@ -84,4 +97,91 @@ pub(crate) async fn run_waiter(
         let _ = tokio::time::timeout(READER_GRACE, reader_done).await;
     }
     let _ = reports.send_message(ProcessEvent { generation, kind: ProcessEventKind::Exited(status) });
+}
+
+/// The process a waiter waits for: one this image forked, or one it took over from the
+/// previous image (its parent all the same: the pid did not change), watched by a pidfd.
+pub(crate) enum Waitee {
+    Child(Child),
+    Adopted { pid: u32, pidfd: AsyncFd<OwnedFd>, reaped: bool },
+}
+
+impl Waitee {
+    /// Takes over `pid`, a child of this process.
+    ///
+    /// # Errors
+    ///
+    /// `pidfd_open` fails (`ESRCH`: it was reaped already).
+    pub(crate) fn adopt(pid: u32) -> io::Result<Self> {
+        let raw_pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is
+        // passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = i32::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        // SAFETY: the syscall just returned this fd (close-on-exec, as pidfds are); we own it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `fd` is an open OwnedFd moved into the AsyncFd, which keeps it open and
+        // unchanged until it is dropped.
+        let pidfd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+        Ok(Waitee::Adopted { pid, pidfd, reaped: false })
+    }
+
+    pub(crate) fn id(&self) -> Option<u32> {
+        match self {
+            Waitee::Child(child) => child.id(),
+            Waitee::Adopted { reaped: true, .. } => None,
+            Waitee::Adopted { pid, .. } => Some(*pid),
+        }
+    }
+
+    pub(crate) fn start_kill(&mut self) {
+        match self {
+            Waitee::Child(child) => {
+                let _ = child.start_kill();
+            }
+            Waitee::Adopted { pid, reaped: false, .. } => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+            Waitee::Adopted { .. } => {}
+        }
+    }
+
+    fn into_child(self) -> Option<Child> {
+        match self {
+            Waitee::Child(child) => Some(child),
+            Waitee::Adopted { .. } => None,
+        }
+    }
+
+    /// Waits for the exit and reaps the process.
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            Waitee::Child(child) => child.wait().await.map(ExitStatus::from),
+            Waitee::Adopted { pid, pidfd, reaped } => loop {
+                if *reaped {
+                    return std::future::pending().await;
+                }
+                let mut guard = pidfd.readable().await?;
+                match waitpid(Pid::from_raw(*pid as i32), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => guard.clear_ready(),
+                    Ok(WaitStatus::Exited(_, code)) => {
+                        *reaped = true;
+                        return Ok(ExitStatus { code: Some(code), signal: None });
+                    }
+                    Ok(WaitStatus::Signaled(_, signal, _)) => {
+                        *reaped = true;
+                        return Ok(ExitStatus { code: None, signal: Some(signal as i32) });
+                    }
+                    Ok(_) => guard.clear_ready(),
+                    Err(e) => {
+                        *reaped = true;
+                        return Err(io::Error::from(e));
+                    }
+                }
+            },
+        }
+    }
 }

@@ -31,6 +31,7 @@ mod replace;
 mod start;
 mod state;
 mod stop;
+mod upgrade;
 
 use std::marker::PhantomData;
 
@@ -40,6 +41,7 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use msg::{ReplaceReason, SlotMsg, SlotOutcome, SlotReport};
 pub(crate) use state::SlotArgs;
+pub(crate) use upgrade::{AdoptedWorker, Adoption, HandedSlot};
 use state::SlotState;
 
 use crate::process::{ProcessEvent, ProcessEventKind};
@@ -71,8 +73,16 @@ where
         args: SlotArgs<M, R>,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(args.config.heartbeat_interval, || SlotMsg::Heartbeat);
-        let _ = myself.send_message(SlotMsg::Start);
-        Ok(SlotState::new(args, myself))
+        let mut args = args;
+        let adoption = args.adopt.take();
+        let mut st = SlotState::new(args, myself.clone());
+        match adoption {
+            Some(adoption) => st.adopt(adoption),
+            None => {
+                let _ = myself.send_message(SlotMsg::Start);
+            }
+        }
+        Ok(st)
     }
 
     async fn handle(
@@ -91,6 +101,17 @@ where
             SlotMsg::Reconfigure { config, command } => st.reconfigure(config, command),
             SlotMsg::Signal(signal, reply) => {
                 let _ = reply.send(st.signal_current(signal));
+            }
+            SlotMsg::CanHandOver(reply) => {
+                let _ = reply.send(st.can_hand_over());
+            }
+            SlotMsg::HandOver(reply) => {
+                let handed = st.hand_over().await;
+                if let Err(unsent) = reply.send(handed) {
+                    // Nobody waits any more (the upgrade gave up on this slot): its process
+                    // must not be killed by a drop.
+                    std::mem::forget(unsent);
+                }
             }
             SlotMsg::Heartbeat => st.heartbeat().await,
             SlotMsg::StartTimeout { generation } => st.start_timed_out(generation),

@@ -72,6 +72,10 @@ pub(crate) enum SlotMsg {
     },
     /// Send a signal to the current process; the reply is its pid, if there is one.
     Signal(nix::sys::signal::Signal, RpcReplyPort<Option<u32>>),
+    /// Whether the slot can be handed over to the primary's next image now (an upgrade).
+    CanHandOver(RpcReplyPort<Result<(), crate::UpgradeError>>),
+    /// Hand the slot's worker over to the primary's next image; the slot is inert afterwards.
+    HandOver(RpcReplyPort<super::upgrade::HandedSlot>),
     /// Time to ping (and to check the last ping was answered, and the memory limit).
     Heartbeat,
     /// Timer: the process of this generation had `listen_timeout` to become ready.

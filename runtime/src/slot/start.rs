@@ -97,13 +97,7 @@ where
         if role == Role::Current {
             self.args.routes.set(slot, Route { generation, tx: process.tx.clone() });
         }
-        let request_limit = config.max_requests.map(|limit| {
-            let jitter = match config.max_requests_jitter {
-                0 => 0,
-                jitter => rand::rng().random_range(0..=jitter),
-            };
-            limit + jitter
-        });
+        let request_limit = request_limit(&config);
         self.procs.push(Proc {
             role,
             phase: Phase::Starting,
@@ -183,4 +177,15 @@ impl<M, R> SlotState<M, R> {
             proc.status_text = Some(text);
         }
     }
+}
+
+/// Handled requests after which a new process is recycled: `max_requests` plus its jitter.
+pub(crate) fn request_limit(config: &crate::ClusterConfig) -> Option<u64> {
+    config.max_requests.map(|limit| {
+        let jitter = match config.max_requests_jitter {
+            0 => 0,
+            jitter => rand::rng().random_range(0..=jitter),
+        };
+        limit + jitter
+    })
 }

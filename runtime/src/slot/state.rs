@@ -169,6 +169,8 @@ pub(crate) struct SlotArgs<M, R> {
     pub routes: Arc<Routes<M>>,
     pub listeners: Arc<Listeners>,
     pub command: Arc<WorkerCommand>,
+    /// What to take over from the primary's previous image (an upgrade) instead of starting.
+    pub adopt: Option<super::upgrade::Adoption>,
 }
 
 /// The slot supervisor's state.

@@ -1,0 +1,230 @@
+//! The state block the primary hands to its next image: what every fd it keeps open across
+//! `execve` is, in a postcard record written to a memfd whose number is in
+//! [`UPGRADE_FD_ENV`](super::UPGRADE_FD_ENV).
+//!
+//! Fds are plain numbers here: they keep their numbers across `execve` (close-on-exec
+//! cleared). The next image takes each exactly once ([`Fds::take`]) and sets close-on-exec
+//! again, so that the workers it forks inherit none of them.
+
+use std::collections::HashSet;
+use std::io::{self, Read, Seek, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use corral_protocol::Scheduling;
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use serde::{Deserialize, Serialize};
+
+/// The format of the block; a primary refuses a block of another version.
+pub(crate) const VERSION: u32 = 1;
+
+/// Everything handed over.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Handover {
+    pub version: u32,
+    /// The cluster's name (its control socket's, its logs').
+    pub name: String,
+    /// Listeners cannot change their scheduling in an upgrade: the next image keeps this.
+    pub scheduling: Scheduling,
+    pub slots: Vec<SlotRecord>,
+    pub listeners: Vec<ListenerRecord>,
+    pub activated: Vec<ActivatedRecord>,
+    pub control: Option<ControlRecord>,
+    /// Processes the old image had killed (a candidate, a draining one): the next image reaps
+    /// them.
+    pub reap: Vec<u32>,
+    /// How many upgrades this primary (this pid) has been through, this one included.
+    pub upgrades: u64,
+}
+
+impl Handover {
+    /// A block with nothing in it (a placeholder, to make the memfd early).
+    pub(crate) fn empty() -> Self {
+        Handover {
+            version: VERSION,
+            name: String::new(),
+            scheduling: Scheduling::RoundRobin,
+            slots: Vec::new(),
+            listeners: Vec::new(),
+            activated: Vec::new(),
+            control: None,
+            reap: Vec::new(),
+            upgrades: 0,
+        }
+    }
+}
+
+/// One slot: its counters and, if it had one, its ready worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SlotRecord {
+    pub slot: usize,
+    /// The last generation started in the slot.
+    pub generation: u64,
+    pub restarts: u64,
+    pub worker: Option<WorkerRecord>,
+}
+
+/// A running, ready worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerRecord {
+    pub pid: u32,
+    pub generation: u64,
+    pub uptime_ms: u64,
+    pub channel: ChannelRecord,
+    pub stdout: Option<PipeRecord>,
+    pub stderr: Option<PipeRecord>,
+}
+
+/// How the worker talks to the primary.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ChannelRecord {
+    /// A corral worker: the IPC stream, what was read of its next frame, the handle channel.
+    Corral { ipc: RawFd, leftover: Vec<u8>, handles: RawFd },
+    /// A foreign worker: its notify socket.
+    Foreign { notify: RawFd },
+}
+
+/// A captured output pipe and the start of an unfinished line.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PipeRecord {
+    pub fd: RawFd,
+    pub leftover: Vec<u8>,
+}
+
+/// One listening socket of a corral cluster, and who was registered on it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ListenerRecord {
+    /// The addresses workers asked for that share this socket (`127.0.0.1:0`, the resolved one).
+    pub keys: Vec<String>,
+    pub addr: SocketAddr,
+    pub fd: RawFd,
+    /// Given by the service manager rather than bound.
+    pub passed: bool,
+    pub targets: Vec<TargetRecord>,
+}
+
+/// A worker process registered on a listener (round robin, least connections).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct TargetRecord {
+    pub slot: usize,
+    pub generation: u64,
+    pub listen_id: u64,
+}
+
+/// One listener of a foreign cluster (socket activation).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ActivatedRecord {
+    pub name: String,
+    pub tcp: Option<SocketAddr>,
+    pub unix: Option<PathBuf>,
+    /// One socket, or one per slot (reuse-port).
+    pub fds: Vec<RawFd>,
+    pub per_slot: bool,
+}
+
+/// The control socket's listening fd.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ControlRecord {
+    pub path: PathBuf,
+    pub fd: RawFd,
+}
+
+/// The fds that must cross the `execve`, kept open (and owned) until it happens.
+#[derive(Default)]
+pub(crate) struct Kept {
+    fds: Vec<OwnedFd>,
+}
+
+impl Kept {
+    /// Keeps `fd`; returns the number it will have in the next image.
+    pub(crate) fn keep(&mut self, fd: OwnedFd) -> RawFd {
+        let raw = fd.as_raw_fd();
+        self.fds.push(fd);
+        raw
+    }
+
+    /// Clears close-on-exec on every kept fd and gives up ownership: from here on the fds
+    /// belong to the next image.
+    ///
+    /// # Errors
+    ///
+    /// `fcntl` fails on one of them.
+    pub(crate) fn release_for_exec(self) -> io::Result<Vec<RawFd>> {
+        for fd in &self.fds {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map_err(io::Error::from)?;
+        }
+        Ok(self.fds.into_iter().map(IntoRawFd::into_raw_fd).collect())
+    }
+}
+
+/// Writes the block to a fresh memfd, positioned at its start (close-on-exec still set).
+///
+/// # Errors
+///
+/// The memfd cannot be made or written.
+pub(crate) fn write(handover: &Handover) -> io::Result<OwnedFd> {
+    let bytes = postcard::to_stdvec(handover).map_err(io::Error::other)?;
+    let name = c"corral-upgrade";
+    // SAFETY: memfd_create takes a NUL-terminated name (a C string literal) and flags; it
+    // returns a new fd or -1.
+    let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create just returned this fd; nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut file = std::fs::File::from(fd);
+    file.write_all(&bytes)?;
+    file.rewind()?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Reads the block from `fd` (and closes it).
+///
+/// # Errors
+///
+/// The fd cannot be read, the block does not decode, or it is of another version.
+pub(crate) fn read(fd: OwnedFd) -> io::Result<Handover> {
+    let mut file = std::fs::File::from(fd);
+    let mut bytes = Vec::new();
+    file.rewind()?;
+    file.read_to_end(&mut bytes)?;
+    let handover: Handover =
+        postcard::from_bytes(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if handover.version != VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("handover block version {} (this primary reads {VERSION})", handover.version),
+        ));
+    }
+    Ok(handover)
+}
+
+/// The next image's side: each fd the block names taken once, close-on-exec set again.
+#[derive(Default)]
+pub(crate) struct Fds {
+    taken: HashSet<RawFd>,
+}
+
+impl Fds {
+    /// Takes ownership of `raw`, which the block names.
+    ///
+    /// # Errors
+    ///
+    /// `EBADF` when it is not open or was taken already (a corrupt block).
+    pub(crate) fn take(&mut self, raw: RawFd) -> io::Result<OwnedFd> {
+        if raw < 0 || !self.taken.insert(raw) {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        // SAFETY: F_GETFD only reads the fd's flags; an fd that is not open gives EBADF.
+        if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the previous image kept `raw` open across execve for us and named it in the
+        // block; the set above makes sure it is owned once.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
+        Ok(fd)
+    }
+}
