@@ -84,7 +84,6 @@ pub use error::{
     ClusterError, ConfigError, KilledWorker, PreflightError, ReloadError, ReplaceError, ScaleError, StartFailure,
     UpgradeError,
 };
-pub use upgrade::{UPGRADE_CHECK_ENV, UPGRADE_FD_ENV};
 pub use event::{ClusterEvent, OutputStream};
 pub use events::EventStream;
 pub use exit::ExitStatus;
@@ -98,3 +97,4 @@ pub use request::ClusterMsg;
 pub use restart::Restart;
 pub use status::{WorkerState, WorkerStatus};
 pub use status_table::StatusTable;
+pub use upgrade::{UPGRADE_CHECK_ENV, UPGRADE_FD_ENV};

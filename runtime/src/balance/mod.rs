@@ -254,12 +254,20 @@ impl Listeners {
             let _ = socket.set_nonblocking(true);
             let listener = Arc::new(SharedListener::new(record.addr, socket, record.passed));
             if let Distribution::Accept(strategy) = self.distribution {
-                match listener.socket.try_clone().map(std::net::TcpListener::from).and_then(tokio::net::TcpListener::from_std) {
+                match listener
+                    .socket
+                    .try_clone()
+                    .map(std::net::TcpListener::from)
+                    .and_then(tokio::net::TcpListener::from_std)
+                {
                     Ok(acceptor) => {
-                        let task = tokio::spawn(accept_loop(acceptor, listener.clone(), strategy, self.closing.clone()));
+                        let task =
+                            tokio::spawn(accept_loop(acceptor, listener.clone(), strategy, self.closing.clone()));
                         self.acceptors.lock().unwrap_or_else(PoisonError::into_inner).push(task);
                     }
-                    Err(e) => tracing::error!(addr = %record.addr, error = %e, "cannot accept on a handed-over listener"),
+                    Err(e) => {
+                        tracing::error!(addr = %record.addr, error = %e, "cannot accept on a handed-over listener")
+                    }
                 }
             }
             tracing::info!(addr = %record.addr, keys = ?record.keys, "listening (taken over from the previous image)");

@@ -383,7 +383,8 @@ fn take_over(
                 }
                 ChannelRecord::Foreign { notify } => AdoptChannel::Foreign { notify: fds.take(notify).ok()? },
             };
-            let mut pipe = |p: Option<crate::upgrade::state::PipeRecord>| p.and_then(|p| Some((fds.take(p.fd).ok()?, p.leftover)));
+            let mut pipe =
+                |p: Option<crate::upgrade::state::PipeRecord>| p.and_then(|p| Some((fds.take(p.fd).ok()?, p.leftover)));
             let (stdout, stderr) = (pipe(w.stdout), pipe(w.stderr));
             let listens = registrations
                 .iter()

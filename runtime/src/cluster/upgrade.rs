@@ -218,7 +218,8 @@ fn record_slot(handed: HandedSlot, kept: &mut Kept) -> (SlotRecord, Option<tokio
             (None, None, Some(notify)) => ChannelRecord::Foreign { notify: kept.keep(OwnedFd::from(notify)) },
             _ => return None,
         };
-        let mut pipe = |p: Option<(OwnedFd, Vec<u8>)>| p.map(|(fd, leftover)| PipeRecord { fd: kept.keep(fd), leftover });
+        let mut pipe =
+            |p: Option<(OwnedFd, Vec<u8>)>| p.map(|(fd, leftover)| PipeRecord { fd: kept.keep(fd), leftover });
         let stdout = pipe(parts.stdout.take());
         let stderr = pipe(parts.stderr.take());
         Some(WorkerRecord {

@@ -98,8 +98,12 @@ impl Taker {
                         parts.waited = true;
                         parts.child = child;
                     }
-                    Part::Output { stream: OutputStream::Stdout, pipe, leftover } => parts.stdout = Some((pipe, leftover)),
-                    Part::Output { stream: OutputStream::Stderr, pipe, leftover } => parts.stderr = Some((pipe, leftover)),
+                    Part::Output { stream: OutputStream::Stdout, pipe, leftover } => {
+                        parts.stdout = Some((pipe, leftover))
+                    }
+                    Part::Output { stream: OutputStream::Stderr, pipe, leftover } => {
+                        parts.stderr = Some((pipe, leftover))
+                    }
                     Part::Notify { socket } => parts.notify = Some(socket),
                 }
             }

@@ -39,9 +39,9 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use counters::SlotCounters;
 pub(crate) use event::{ProcessEvent, ProcessEventKind, Reports};
-pub(crate) use spawn::{cpu_ticks, on_spawner_thread_with, rss_bytes, ticks_per_second};
 use handover::{Giver, Parts, Taker};
 use reader::ReaderStart;
+pub(crate) use spawn::{cpu_ticks, on_spawner_thread_with, rss_bytes, ticks_per_second};
 use waiter::ProcessCommand;
 pub(crate) use waiter::Waitee;
 
@@ -158,6 +158,9 @@ impl<M> Process<M> {
     }
 }
 
+/// Captured output pipes, each with what an earlier image read of an unfinished line.
+type Captured = Vec<(OutputStream, OwnedFd, Vec<u8>)>;
+
 /// The tasks of a started process, not yet running.
 pub(crate) struct Io<M> {
     slot: usize,
@@ -165,7 +168,7 @@ pub(crate) struct Io<M> {
     pid: u32,
     child: Waitee,
     /// Captured output pipes (and what an earlier image read of an unfinished line).
-    output: Vec<(OutputStream, OwnedFd, Vec<u8>)>,
+    output: Captured,
     commands: mpsc::UnboundedReceiver<ProcessCommand>,
     channel: IoChannel<M>,
     giver: Giver,
@@ -249,7 +252,7 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
 }
 
 /// The child's captured output pipes, as fds.
-fn child_output(mut child: Child) -> io::Result<(Waitee, Vec<(OutputStream, OwnedFd, Vec<u8>)>)> {
+fn child_output(mut child: Child) -> io::Result<(Waitee, Captured)> {
     let mut output = Vec::new();
     if let Some(out) = child.stdout.take() {
         output.push((OutputStream::Stdout, out.into_owned_fd()?, Vec::new()));
@@ -453,9 +456,9 @@ impl<M: Serialize + Send + 'static> Io<M> {
                 waiter::AfterExit { reader_done: Some(done_rx), kill_group: false, exited }
             }
             IoChannel::Foreign { notify, ready, adopted } => {
-                let who = notify::Who { slot, generation, pid };
+                let who = notify::Who { slot, generation, pid, adopted };
                 let (reports, bus, on_exit, giver) = (reports.clone(), bus.clone(), exited.clone(), giver.clone());
-                tokio::spawn(notify::run_notify(notify, who, ready, reports, bus, on_exit, adopted, giver));
+                tokio::spawn(notify::run_notify(notify, who, ready, reports, bus, on_exit, giver));
                 waiter::AfterExit { reader_done: None, kill_group: true, exited }
             }
         };

@@ -26,6 +26,8 @@ pub(crate) struct Who {
     pub slot: usize,
     pub generation: u64,
     pub pid: u32,
+    /// Taken over from the primary's previous image: online and ready already.
+    pub adopted: bool,
 }
 
 /// The largest datagram read (systemd's own limit is larger; status lines are short).
@@ -66,10 +68,9 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
     reports: Reports,
     bus: Arc<EventBus<R>>,
     exited: CancellationToken,
-    adopted: bool,
     giver: Giver,
 ) {
-    let Who { slot, generation, pid } = who;
+    let Who { slot, generation, pid, adopted } = who;
     // The slot hears first, so that whoever reacts to the event finds it up to date.
     let report = |kind: ProcessEventKind| {
         let event = match kind {

@@ -67,7 +67,9 @@ pub(crate) async fn on_spawner_thread(start: impl FnOnce() -> io::Result<Child> 
 /// Runs `work` on the spawner thread, inside the caller's tokio runtime, and returns what it
 /// returns. The primary's own exec (an upgrade) runs here too: the thread that forked the
 /// workers is the one that survives `execve`, so their `PR_SET_PDEATHSIG` does not fire.
-pub(crate) async fn on_spawner_thread_with<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+pub(crate) async fn on_spawner_thread_with<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
     let (reply, rx) = oneshot::channel();
     let run = Box::new(move || {
         let _ = reply.send(work());

@@ -41,8 +41,8 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use msg::{ReplaceReason, SlotMsg, SlotOutcome, SlotReport};
 pub(crate) use state::SlotArgs;
-pub(crate) use upgrade::{AdoptedWorker, Adoption, HandedSlot};
 use state::SlotState;
+pub(crate) use upgrade::{AdoptedWorker, Adoption, HandedSlot};
 
 use crate::process::{ProcessEvent, ProcessEventKind};
 

@@ -75,7 +75,9 @@ where
                         worker = Some((handed, proc.generation, proc.started.elapsed()));
                         continue;
                     }
-                    Err(e) => tracing::warn!(slot = self.slot(), pid, error = %e, "cannot hand the worker over; it is killed"),
+                    Err(e) => {
+                        tracing::warn!(slot = self.slot(), pid, error = %e, "cannot hand the worker over; it is killed")
+                    }
                 }
             }
             proc.process.kill();
@@ -102,7 +104,8 @@ where
             Ok(adopted) => adopted,
             Err(e) => {
                 tracing::warn!(slot, pid, error = %e, "cannot take the worker over; starting a new one");
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
                 let _ = self.myself.send_message(SlotMsg::Start);
                 return;
             }

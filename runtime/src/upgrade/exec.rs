@@ -1,6 +1,6 @@
 //! The exec itself: replacing this process's image, same pid, with the kept fds open.
 
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -62,7 +62,7 @@ pub(crate) fn exec(path: &Path, block: OwnedFd, mut kept: Kept) -> io::Error {
             !matches!(k.as_ref(), "LISTEN_FDS" | "LISTEN_FDNAMES" | "LISTEN_PID" | UPGRADE_FD_ENV)
         })
         .filter_map(|(k, v)| {
-            let mut pair = OsString::from(k);
+            let mut pair = k;
             pair.push("=");
             pair.push(v);
             CString::new(pair.as_bytes()).ok()

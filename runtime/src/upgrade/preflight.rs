@@ -32,13 +32,15 @@ pub(crate) fn target() -> PathBuf {
 /// Every way the check can fail, as a [`PreflightError`].
 pub(crate) async fn check(path: &Path, patience: Duration) -> Result<(), PreflightError> {
     let path_buf = path.to_path_buf();
-    let not_executable = |e: std::io::Error| PreflightError::NotExecutable { path: path_buf.clone(), source: Arc::new(e) };
+    let not_executable =
+        |e: std::io::Error| PreflightError::NotExecutable { path: path_buf.clone(), source: Arc::new(e) };
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(PreflightError::Missing { path: path_buf }),
         Err(e) => return Err(not_executable(e)),
         Ok(_) => {}
     }
-    let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| not_executable(e.into()))?;
+    let (read, write): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| not_executable(e.into()))?;
     let write_raw = write.as_raw_fd();
     let mut cmd = tokio::process::Command::new(path);
     {
@@ -97,10 +99,77 @@ pub(crate) async fn check(path: &Path, patience: Duration) -> Result<(), Preflig
     if !status.success() {
         let text = String::from_utf8_lossy(&stderr);
         let tail = text.char_indices().rev().nth(STDERR_TAIL).map_or(&text[..], |(i, _)| &text[i..]);
-        return Err(PreflightError::Failed { path: path_buf, status: ExitStatus::from(status), stderr: tail.trim().to_string() });
+        return Err(PreflightError::Failed {
+            path: path_buf,
+            status: ExitStatus::from(status),
+            stderr: tail.trim().to_string(),
+        });
     }
     if !answered {
         return Err(PreflightError::NoAnswer { path: path_buf });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn script(dir: &Path, name: &str, body: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, body).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("corral-preflight-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    #[tokio::test]
+    async fn every_way_to_fail_is_named() {
+        let d = dir("fail");
+        let missing = d.join("nothing-here");
+        assert!(matches!(check(&missing, PATIENCE).await, Err(PreflightError::Missing { .. })));
+
+        let plain = script(&d, "plain", "#!/bin/sh\nexit 0\n", 0o644);
+        assert!(matches!(check(&plain, PATIENCE).await, Err(PreflightError::NotExecutable { .. })));
+
+        let failing = script(&d, "failing", "#!/bin/sh\necho 'bad config: port' >&2\nexit 2\n", 0o755);
+        match check(&failing, PATIENCE).await {
+            Err(e @ PreflightError::Failed { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("exit code 2") || text.contains("code 2"), "{text}");
+                assert!(text.contains("bad config: port"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let silent = script(&d, "silent", "#!/bin/sh\nexit 0\n", 0o755);
+        assert!(matches!(check(&silent, PATIENCE).await, Err(PreflightError::NoAnswer { .. })));
+
+        let slow = script(&d, "slow", "#!/bin/sh\nexec sleep 30\n", 0o755);
+        let started = std::time::Instant::now();
+        assert!(matches!(check(&slow, Duration::from_millis(300)).await, Err(PreflightError::TimedOut { .. })));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn an_answer_on_the_named_fd_passes() {
+        let d = dir("pass");
+        let answering = script(
+            &d,
+            "answering",
+            &format!("#!/bin/sh\necho '{CHECK_ANSWER}' > /dev/fd/${UPGRADE_CHECK_ENV}\nexit 0\n"),
+            0o755,
+        );
+        check(&answering, PATIENCE).await.expect("passes");
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

@@ -190,8 +190,7 @@ pub(crate) fn read(fd: OwnedFd) -> io::Result<Handover> {
     let mut bytes = Vec::new();
     file.rewind()?;
     file.read_to_end(&mut bytes)?;
-    let handover: Handover =
-        postcard::from_bytes(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let handover: Handover = postcard::from_bytes(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if handover.version != VERSION {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -226,5 +225,51 @@ impl Fds {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
         Ok(fd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_round_trips_and_each_fd_is_taken_once() {
+        let file = std::fs::File::open("/dev/null").expect("open");
+        let raw = file.as_raw_fd();
+        let mut handover = Handover::empty();
+        handover.name = "web".into();
+        handover.listeners.push(ListenerRecord {
+            keys: vec!["127.0.0.1:0".into()],
+            addr: "127.0.0.1:8080".parse().expect("addr"),
+            fd: raw,
+            passed: false,
+            targets: vec![TargetRecord { slot: 1, generation: 4, listen_id: 7 }],
+        });
+        let back = read(write(&handover).expect("write")).expect("read");
+        assert_eq!(back.name, "web");
+        assert_eq!(back.listeners[0].targets[0].listen_id, 7);
+
+        let mut fds = Fds::default();
+        let owned = fds.take(OwnedFd::from(file).into_raw_fd()).expect("taken");
+        assert_eq!(owned.as_raw_fd(), raw);
+        let flags = fcntl(&owned, FcntlArg::F_GETFD).expect("flags");
+        assert!(FdFlag::from_bits_retain(flags).contains(FdFlag::FD_CLOEXEC), "close-on-exec set again");
+        // A corrupt block naming it twice does not get a second owner.
+        assert!(fds.take(raw).is_err());
+        assert!(fds.take(-1).is_err());
+        std::mem::forget(owned);
+        // SAFETY (test): `raw` is owned by nobody now; close it.
+        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+    }
+
+    #[test]
+    fn another_version_or_garbage_is_refused() {
+        let mut handover = Handover::empty();
+        handover.version = VERSION + 1;
+        assert!(read(write(&handover).expect("write")).is_err());
+        let mut garbage = std::fs::File::from(write(&Handover::empty()).expect("write"));
+        garbage.set_len(0).expect("truncate");
+        garbage.write_all(&[0xff; 3]).expect("write");
+        assert!(read(OwnedFd::from(garbage)).is_err());
     }
 }
