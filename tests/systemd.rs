@@ -143,3 +143,51 @@ async fn a_library_cluster_adopts_the_socket_in_every_scheduling_mode() {
         assert_eq!(status.code(), Some(0), "{sched}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activated_corral_run_upgrades_in_place_keeping_the_passed_socket() {
+    let dir = std::env::temp_dir().join(format!("corral-systemd-upgrade-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    // Run from a copy, so that a deploy can rename a new build over it.
+    let corral = dir.join("corral");
+    std::fs::copy(env!("CARGO_BIN_EXE_corral"), &corral).expect("copy corral");
+    let notify_path = dir.join("notify.sock");
+    let mut notifications = Notifications::bind(&notify_path);
+    let port = free_port();
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/activated_worker.py");
+    let worker = worker.to_str().expect("utf-8");
+    let mut child =
+        activated(port, &notify_path, &corral, &["run", "-w", "2", "--no-control", "--", "python3", worker]).await;
+    let (status, body) = first_request(port).await;
+    assert_eq!(status, 200, "{body}");
+    notifications.wait_for("READY=1");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let before = http_pids(addr, 20).await;
+    let pid = child.id().expect("running");
+
+    let fresh = dir.join("corral.new");
+    std::fs::copy(env!("CARGO_BIN_EXE_corral"), &fresh).expect("copy");
+    std::fs::rename(&fresh, &corral).expect("deploy");
+    kill(pid, Signal::SIGUSR2);
+    let reloading = notifications.wait_for("RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    notifications.wait_for("READY=1");
+    // Same process, the new file, the socket systemd passed still serving, new workers.
+    assert!(matches!(child.try_wait(), Ok(None)), "the primary is gone");
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe"), corral);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let after = http_pids(addr, 20).await;
+        if after.len() == 2 && after.is_disjoint(&before) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "workers {after:?}, before {before:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill(pid, Signal::SIGTERM);
+    notifications.wait_for("STOPPING=1");
+    let status = tokio::time::timeout(TIMEOUT, child.wait()).await.expect("stops").expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

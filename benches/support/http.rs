@@ -38,6 +38,12 @@ impl Connection {
         self.request(path, false)
     }
 
+    /// `GET path` with `Connection: close`: the server answers and closes the connection (so
+    /// the TIME_WAIT is on its side, not on this client's ports).
+    pub fn get_close(mut self, path: &str) -> io::Result<Response> {
+        self.request(path, true)
+    }
+
     fn request(&mut self, path: &str, close: bool) -> io::Result<Response> {
         let connection = if close { "Connection: close\r\n" } else { "" };
         let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{connection}\r\n", self.port);
