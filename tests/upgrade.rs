@@ -340,7 +340,19 @@ async fn corral_run_with_python_workers_upgrades_with_the_cli() {
         &dir,
     )
     .await;
-    let before = workers(primary.addr, 2).await;
+    // One restart before the upgrade: the counter must survive it.
+    let first = workers(primary.addr, 2).await;
+    let victim = *first.iter().next().expect("a worker");
+    kill(victim, Signal::SIGKILL);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let before = loop {
+        let now = workers(primary.addr, 2).await;
+        if !now.contains(&victim) {
+            break now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the killed worker was not replaced");
+    };
+    let status_before = status_json(&control).await;
     let stop = CancellationToken::new();
     let load = tokio::spawn(common::load(primary.addr, 2, "/", stop.clone()));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -356,7 +368,22 @@ async fn corral_run_with_python_workers_upgrades_with_the_cli() {
     assert!(primary.alive());
     assert_eq!(primary.exe(), corral.display().to_string());
     assert!(after.is_disjoint(&before));
+    // Restart counters and generations carried over: one restart, one generation more.
+    let status_after = status_json(&control).await;
+    let restarts = |s: &serde_json::Value| s["workers"].as_array().expect("rows").iter().map(|w| w["restarts"].as_u64().unwrap_or(0)).sum::<u64>();
+    assert_eq!(restarts(&status_before), 1, "{status_before}");
+    assert_eq!(restarts(&status_after), 1, "{status_after}");
+    for (b, a) in status_before["workers"].as_array().expect("rows").iter().zip(status_after["workers"].as_array().expect("rows")) {
+        assert_eq!(a["generation"].as_u64(), b["generation"].as_u64().map(|g| g + 1), "{b} -> {a}");
+    }
     primary.stop().await;
+}
+
+/// `corral status --json`.
+async fn status_json(control: &Path) -> serde_json::Value {
+    let out = Command::new(CORRAL).args(["status", "--json", "--control"]).arg(control).output();
+    let out = tokio::time::timeout(TIMEOUT, out).await.expect("status in time").expect("run corral status");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,3 +118,126 @@ impl Taker {
         Ok(parts)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A process handed over and taken over again (as the next image does, here without the
+    //! exec) while frames flow both ways: every message arrives once, in order.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use corral_protocol::{Body, Envelope, FrameCodec, Outgoing, seqpacket_pair, stream_pair};
+    use futures_util::{SinkExt, StreamExt};
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use tokio_util::codec::{FramedRead, FramedWrite};
+
+    use crate::ClusterEvent;
+    use crate::events::EventBus;
+    use crate::process::{AdoptChannel, AdoptSpec, ProcessEvent, SlotCounters, adopt};
+
+    /// Takes the process events and drops them (the slot's part is not under test).
+    struct Sink;
+
+    impl Actor for Sink {
+        type Msg = ProcessEvent;
+        type State = ();
+        type Arguments = ();
+        async fn pre_start(&self, _: ActorRef<ProcessEvent>, (): ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    const N: u64 = 20_000;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn frames_cross_a_handover_once_and_in_order() {
+        // A real child to stand for the worker's pid (the waiter watches it).
+        let mut stand_in = tokio::process::Command::new("sleep").arg("30").kill_on_drop(true).spawn().expect("sleep");
+        let pid = stand_in.id().expect("pid");
+        let ipc = stream_pair().expect("stream pair");
+        let handles = seqpacket_pair().expect("seqpacket pair");
+        let config = crate::ClusterConfig::default();
+        let (sink, _) = Actor::spawn(None, Sink, ()).await.expect("sink");
+        let bus = Arc::new(EventBus::<u64>::new(N as usize * 2));
+        let mut events = bus.subscribe();
+        let counters = Arc::new(SlotCounters::default());
+
+        // The worker's side: N messages up, and reads whatever comes down.
+        let worker = std::os::unix::net::UnixStream::from(ipc.worker);
+        worker.set_nonblocking(true).expect("nonblocking");
+        let worker = tokio::net::UnixStream::from_std(worker).expect("tokio stream");
+        let (worker_read, worker_write) = worker.into_split();
+        let up = tokio::spawn(async move {
+            let mut frames = FramedWrite::new(worker_write, FrameCodec::<u64, u64>::new(1 << 16));
+            for n in 0..N {
+                frames.send(Envelope { seq: n + 1, trace: None, body: Body::User(n) }).await.expect("send up");
+                if n % 1000 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            frames
+        });
+        let down = tokio::spawn(async move {
+            let mut frames = FramedRead::new(worker_read, FrameCodec::<u64, u64>::new(1 << 16));
+            let mut got = Vec::new();
+            while got.len() < N as usize {
+                match tokio::time::timeout(Duration::from_secs(20), frames.next()).await {
+                    Ok(Some(Ok(Envelope { body: Body::User(n), .. }))) => got.push(n),
+                    Ok(Some(Ok(_))) => {}
+                    other => panic!("down: {other:?} after {}", got.len()),
+                }
+            }
+            got
+        });
+
+        let spec = |ipc, leftover, handles| AdoptSpec {
+            slot: 0,
+            generation: 1,
+            pid,
+            channel: AdoptChannel::Corral { ipc, leftover, handles },
+            stdout: None,
+            stderr: None,
+        };
+        let (mut process, io) = adopt::<u64>(spec(ipc.primary, Vec::new(), handles.primary), &config).expect("adopt");
+        io.run(sink.get_derived(), &bus, &counters);
+        let mut sent = 0;
+        let mut hand_overs = 0;
+        let mut received = Vec::new();
+        while received.len() < N as usize {
+            // Messages down, while the worker's flow up.
+            while sent < N && process.tx.try_send(Outgoing::user(sent)).is_ok() {
+                sent += 1;
+            }
+            match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
+                Ok(Some(ClusterEvent::Message { message, .. })) => received.push(message),
+                Ok(Some(_)) => {}
+                other => panic!("up: {other:?} after {}", received.len()),
+            }
+            // Three handovers in the middle of the flow.
+            if received.len() % 5000 == 2500 && hand_overs < 3 {
+                hand_overs += 1;
+                let handed = process.hand_over(Duration::from_secs(5)).await.expect("hand over");
+                let mut parts = handed.parts;
+                let (ipc, leftover) = parts.ipc.take().expect("the IPC stream");
+                std::mem::forget(parts.child.take());
+                let handles = handed.handles.expect("the handle channel");
+                let (next, io) = adopt::<u64>(spec(ipc.into(), leftover, handles), &config).expect("adopt again");
+                io.run(sink.get_derived(), &bus, &counters);
+                process = next;
+            }
+        }
+        while sent < N {
+            if process.tx.send(Outgoing::user(sent)).await.is_ok() {
+                sent += 1;
+            }
+        }
+        assert_eq!(hand_overs, 3);
+        assert_eq!(received, (0..N).collect::<Vec<_>>(), "worker → primary: each once, in order");
+        let down = tokio::time::timeout(Duration::from_secs(20), down).await.expect("down in time").expect("down");
+        assert_eq!(down, (0..N).collect::<Vec<_>>(), "primary → worker: each once, in order");
+        drop(up.await.expect("up"));
+        let _ = stand_in.start_kill();
+        sink.stop(None);
+    }
+}

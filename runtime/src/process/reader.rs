@@ -5,12 +5,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use corral_protocol::spans::{self, PRIMARY_DESTINATION};
-use corral_protocol::{Body, Control, FrameCodec, LogLevel, ProtocolError};
+use corral_protocol::{Body, Control, Envelope, FrameCodec, LogLevel, ProtocolError};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::oneshot;
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 
 use super::counters::SlotCounters;
 use super::event::{ProcessEvent, ProcessEventKind, Reports};
@@ -67,14 +67,7 @@ pub(crate) async fn run_reader<M, R: DeserializeOwned + Clone + Send + 'static>(
     giver: Giver,
 ) {
     let mut frames = FramedRead::new(read, codec);
-    let fresh = match start {
-        ReaderStart::Fresh => true,
-        ReaderStart::Adopted { leftover } => {
-            frames.read_buffer_mut().extend_from_slice(&leftover);
-            false
-        }
-    };
-    let error = match read_frames(&mut frames, &cx, fresh, &giver).await {
+    let error = match read_frames(&mut frames, &cx, start, &giver).await {
         Ok(Stop::HandedOver) => {
             let parts = frames.into_parts();
             giver.give(Part::Reader { read: parts.io, leftover: parts.read_buf.to_vec() });
@@ -91,14 +84,22 @@ pub(crate) async fn run_reader<M, R: DeserializeOwned + Clone + Send + 'static>(
 async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
     frames: &mut FramedRead<OwnedReadHalf, FrameCodec<M, R>>,
     cx: &ReaderCtx<R>,
-    fresh: bool,
+    start: ReaderStart,
     giver: &Giver,
 ) -> Result<Stop, ProtocolError> {
-    if fresh {
-        hello(frames, cx).await?;
-    }
-    let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
     let mut snapshot = BusSnapshot::default();
+    match start {
+        ReaderStart::Fresh => hello(frames, cx).await?,
+        ReaderStart::Adopted { leftover } => {
+            // Whole frames the previous image read but did not get to are handled first, in
+            // order; the start of a next one waits in the buffer for the rest.
+            let mut pending = bytes::BytesMut::from(&leftover[..]);
+            while let Some(frame) = frames.decoder_mut().decode(&mut pending)? {
+                on_frame(frame, cx, &mut snapshot).await?;
+            }
+            frames.read_buffer_mut().extend_from_slice(&pending);
+        }
+    }
     loop {
         let next = tokio::select! {
             biased;
@@ -106,44 +107,51 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
             next = frames.next() => next,
         };
         let Some(frame) = next else { return Ok(Stop::Eof) };
-        let frame = frame?;
-        let control = match frame.body {
-            Body::User(message) => {
-                cx.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                let span = if spans::enabled() {
-                    spans::receive(PRIMARY_DESTINATION, slot, frame.seq, "receive", frame.trace.as_ref())
-                } else {
-                    tracing::Span::none()
-                };
-                cx.bus.emit_message(&mut snapshot, slot, message, span).await;
-                continue;
-            }
-            Body::Control(control) => control,
-        };
-        match control {
-            Control::Ready => {
-                cx.report(ProcessEventKind::Ready);
-                cx.bus.emit(ClusterEvent::Ready { slot, generation, pid });
-            }
-            Control::Pong { nonce, stats } => cx.report(ProcessEventKind::Pong { nonce, stats }),
-            Control::Listen { id, addr } => cx.report(ProcessEventKind::Listen { id, addr }),
-            Control::Load { open, accepted } => cx.load.report(open, accepted),
-            Control::Disconnect => cx.report(ProcessEventKind::Draining),
-            Control::Log { level, message } => match level {
-                LogLevel::Error => tracing::error!(slot, pid, "{message}"),
-                LogLevel::Warn => tracing::warn!(slot, pid, "{message}"),
-                LogLevel::Info => tracing::info!(slot, pid, "{message}"),
-                LogLevel::Debug => tracing::debug!(slot, pid, "{message}"),
-            },
-            Control::Error { message } => tracing::error!(slot, pid, "worker reports: {message}"),
-            other @ (Control::Hello(_)
-            | Control::ListenAck { .. }
-            | Control::Ping { .. }
-            | Control::Shutdown { .. }) => {
-                return Err(ProtocolError::UnexpectedControl { control: other.name(), peer: "worker" });
-            }
+        on_frame(frame?, cx, &mut snapshot).await?;
+    }
+}
+
+/// Handles one frame of the worker's.
+async fn on_frame<R: DeserializeOwned + Clone + Send + 'static>(
+    frame: Envelope<R>,
+    cx: &ReaderCtx<R>,
+    snapshot: &mut BusSnapshot<R>,
+) -> Result<(), ProtocolError> {
+    let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
+    let control = match frame.body {
+        Body::User(message) => {
+            cx.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+            let span = if spans::enabled() {
+                spans::receive(PRIMARY_DESTINATION, slot, frame.seq, "receive", frame.trace.as_ref())
+            } else {
+                tracing::Span::none()
+            };
+            cx.bus.emit_message(snapshot, slot, message, span).await;
+            return Ok(());
+        }
+        Body::Control(control) => control,
+    };
+    match control {
+        Control::Ready => {
+            cx.report(ProcessEventKind::Ready);
+            cx.bus.emit(ClusterEvent::Ready { slot, generation, pid });
+        }
+        Control::Pong { nonce, stats } => cx.report(ProcessEventKind::Pong { nonce, stats }),
+        Control::Listen { id, addr } => cx.report(ProcessEventKind::Listen { id, addr }),
+        Control::Load { open, accepted } => cx.load.report(open, accepted),
+        Control::Disconnect => cx.report(ProcessEventKind::Draining),
+        Control::Log { level, message } => match level {
+            LogLevel::Error => tracing::error!(slot, pid, "{message}"),
+            LogLevel::Warn => tracing::warn!(slot, pid, "{message}"),
+            LogLevel::Info => tracing::info!(slot, pid, "{message}"),
+            LogLevel::Debug => tracing::debug!(slot, pid, "{message}"),
+        },
+        Control::Error { message } => tracing::error!(slot, pid, "worker reports: {message}"),
+        other @ (Control::Hello(_) | Control::ListenAck { .. } | Control::Ping { .. } | Control::Shutdown { .. }) => {
+            return Err(ProtocolError::UnexpectedControl { control: other.name(), peer: "worker" });
         }
     }
+    Ok(())
 }
 
 /// Waits for the hello that must come first, for this slot and generation, within
