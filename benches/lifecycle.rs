@@ -5,7 +5,8 @@
 //! cargo build --release --examples              # the servers; this bench does not build them
 //! cargo bench --bench lifecycle                 # every section, 3 repetitions, medians
 //! BENCH_REPS=1 cargo bench --bench lifecycle
-//! cargo bench --bench lifecycle -- kill cold    # only some sections: load, kill, cold, rss
+//! cargo bench --bench lifecycle -- kill cold    # only some sections: load, kill, cold, rss, upgrade
+//! cargo bench --bench lifecycle -- upgrade       # issue 13 only: 5 repetitions unless BENCH_REPS
 //! ```
 //!
 //! Every repetition measures, each time with fresh server processes:
@@ -37,15 +38,31 @@
 //! 4. **rss** — VmRSS (`/proc/<pid>/status`) of the primary and of a worker (mean of the 2),
 //!    1 s after the cluster is ready, idle; RssAnon (private memory, without the file pages of
 //!    the executable and libraries that processes share) is shown beside it.
+//! 5. **upgrade** (issue 13) — corral only (2 workers, `--sched rr`), under the same wrk run
+//!    and 2 s into it: a. SIGUSR2, the primary upgrading itself in place, or b. SIGHUP, a
+//!    rolling reload (both in every repetition, the order alternating). The server runs from a
+//!    copy of `http_cluster` (of a snapshot taken when the bench starts) in a temporary
+//!    directory; before a SIGUSR2 the same binary is
+//!    deployed again as a deploy does (written beside, then renamed over: a new inode). Measured:
+//!    signal → `upgrade complete` / `rolling reload done` (the primary's log lines), for the
+//!    upgrade split at its `upgrade: handing over`, `upgrade: exec` and `upgrade: the new image
+//!    took over` lines; wrk's requests/s and p50/p99 over the run; the probe's latencies over
+//!    the run, before the signal and from the signal to the done line (the probe here adds
+//!    `FRESH_CLIENTS` clients that open a connection per request, `Connection: close`: the
+//!    keep-alive ones stay on their worker and never see the primary's exec); failed, refused
+//!    and lost requests; whether the primary kept its pid (and, for the upgrade, runs the
+//!    deployed inode, `/proc/<pid>/exe`) and every worker pid was replaced.
 //!
 //! The report has the median over repetitions of every figure (for counts of failed requests
 //! also the largest), the issue's targets and the ratios. Every address targeted is 127.0.0.1
-//! and every wait is bounded. `BENCH_REPS` sets the repetitions (default 3; about a minute
-//! each on a 2-core machine).
+//! and every wait is bounded. `BENCH_REPS` sets the repetitions (default 3, about a minute
+//! each on a 2-core machine; 5 when `upgrade` is the only section asked for, about 20 s each).
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,7 +73,7 @@ mod support;
 use support::env::env_u64;
 use support::http;
 use support::poll::{self, Polls};
-use support::proc::{children, load_average, rss_kib};
+use support::proc::{alive_in_group, children, load_average, rss_kib};
 use support::process::{self, ORPHAN_TIMEOUT, Server, Stopped, free_port, sleep_until};
 use support::report::{
     fmt_dur, fmt_kib, fmt_median_max, fmt_us, machine, print_notes, thousands, tool_version, verdict,
@@ -89,6 +106,22 @@ const COLD_STARTS: usize = 10;
 /// Idle time before memory is read.
 const IDLE: Duration = Duration::from_secs(1);
 
+/// Section 5: when SIGUSR2 / SIGHUP is sent, counted from wrk's start; how long after it the
+/// done line may come; the probe's fresh-connection clients (beside its keep-alive ones).
+const UPGRADE_AT: Duration = Duration::from_secs(2);
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
+const FRESH_CLIENTS: usize = 2;
+/// The probe's latency is also shown over this long from the signal (the event itself is over
+/// in a few tens of milliseconds: too few requests for a p99).
+const AFTER_SIGNAL: Duration = Duration::from_secs(1);
+/// The primary's log lines that mark the steps of an upgrade and the end of a reload.
+const LOG_CHECKING: &str = "upgrade: checking the new executable";
+const LOG_HANDING_OVER: &str = "upgrade: handing over";
+const LOG_EXEC: &str = "upgrade: exec";
+const LOG_TOOK_OVER: &str = "upgrade: the new image took over";
+const LOG_UPGRADED: &str = "upgrade complete";
+const LOG_RELOADED: &str = "rolling reload done";
+
 /// A stop under load slower than this is reported with the primary's log.
 const SLOW_STOP: Duration = Duration::from_millis(200);
 /// Connect/read/write timeout of the HTTP client.
@@ -96,7 +129,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 
 const NODE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/node/lifecycle_bench.js");
 /// The sections, in run order; bare command-line words select some of them.
-const SECTIONS: [&str; 4] = ["load", "kill", "cold", "rss"];
+const SECTIONS: [&str; 5] = ["load", "kill", "cold", "rss", "upgrade"];
 
 /// Which cluster runtime.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -163,6 +196,107 @@ struct RssSample {
     worker_anon_kib: u64,
 }
 
+/// Section 5: what is signalled under load.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Event {
+    /// SIGUSR2 after a deploy: the primary upgrades itself in place.
+    Upgrade,
+    /// SIGHUP: a rolling reload of the workers.
+    Reload,
+}
+
+impl Event {
+    fn label(self) -> &'static str {
+        match self {
+            Event::Upgrade => "SIGUSR2 upgrade",
+            Event::Reload => "SIGHUP reload",
+        }
+    }
+
+    fn signal(self) -> Signal {
+        match self {
+            Event::Upgrade => Signal::SIGUSR2,
+            Event::Reload => Signal::SIGHUP,
+        }
+    }
+
+    /// The primary's log line once the new workers have replaced the old ones.
+    fn done_line(self) -> &'static str {
+        match self {
+            Event::Upgrade => LOG_UPGRADED,
+            Event::Reload => LOG_RELOADED,
+        }
+    }
+}
+
+/// Latency of the answered probe requests that started in some span of time.
+#[derive(Clone, Copy, Default)]
+struct Latency {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    n: usize,
+}
+
+impl Latency {
+    fn of(answered: &[Answered], from: Instant, to: Instant) -> Latency {
+        let mut took: Vec<Duration> = answered.iter().filter(|a| a.at >= from && a.at < to).map(|a| a.took).collect();
+        took.sort();
+        Latency {
+            p50: percentile(&took, 50.0),
+            p99: percentile(&took, 99.0),
+            max: took.last().copied().unwrap_or_default(),
+            n: took.len(),
+        }
+    }
+}
+
+/// The probe's latencies of one kind of client: over the whole run, before the signal, from
+/// the signal to the done line (to the end of the run if it never came; a few tens of
+/// requests), and in the `AFTER_SIGNAL` from the signal.
+#[derive(Clone, Copy, Default)]
+struct Latencies {
+    all: Latency,
+    before: Latency,
+    during: Latency,
+    after: Latency,
+}
+
+/// From the signal to each of the primary's log lines, if it came (in order: each is looked
+/// for after the one before).
+#[derive(Clone, Copy, Default)]
+struct Marks {
+    checking: Option<Duration>,
+    handing_over: Option<Duration>,
+    exec: Option<Duration>,
+    took_over: Option<Duration>,
+    done: Option<Duration>,
+}
+
+impl Marks {
+    fn between(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+        Some(b?.saturating_sub(a?))
+    }
+}
+
+/// Section 5: one SIGUSR2 or SIGHUP under load.
+struct UpgradeSample {
+    event: Event,
+    wrk: WrkReport,
+    /// Keep-alive and fresh-connection clients together.
+    probe: ProbeCounts,
+    keepalive: Latencies,
+    fresh: Latencies,
+    marks: Marks,
+    /// Every worker pid changed and as many workers run as before.
+    replaced: bool,
+    /// The primary still runs under its pid, and `/proc/<pid>/exe` is the deployed inode (an
+    /// upgrade) or still the one it started from (a reload).
+    primary_kept: bool,
+    /// 1-minute load average before the run.
+    load1: f64,
+}
+
 /// Everything measured over the repetitions (one entry per successful repetition; the arrays
 /// are indexed by `Kind`).
 #[derive(Default)]
@@ -176,6 +310,8 @@ struct Results {
     /// Per repetition: p50 of the cold starts, per kind.
     cold: [Vec<Duration>; 2],
     rss: [Vec<RssSample>; 2],
+    /// Section 5, upgrades and reloads in run order.
+    upgrade: Vec<UpgradeSample>,
     notes: Vec<String>,
 }
 
@@ -186,7 +322,8 @@ fn main() {
         println!("unknown section {f:?} ignored (sections: {})", SECTIONS.join(", "));
     }
     let run = |section: &str| filters.is_empty() || filters.iter().any(|f| f == section);
-    let reps = env_u64("BENCH_REPS", 3).max(1) as usize;
+    let only_upgrade = !filters.is_empty() && filters.iter().all(|f| f == "upgrade");
+    let reps = env_u64("BENCH_REPS", if only_upgrade { 5 } else { 3 }).max(1) as usize;
 
     let http_cluster = process::examples_dir().join("http_cluster");
     if !http_cluster.is_file() {
@@ -201,8 +338,8 @@ fn main() {
     let node = tool_version("node", &["--version"]);
     println!("Machine: {}, load average {}", machine(), load_average());
     println!("Tools: {}; node {}", wrk.as_deref().unwrap_or("wrk not found"), node.as_deref().unwrap_or("not found"));
-    if run("load") && wrk.is_none() {
-        println!("wrk not found: section 1 (load) skipped. Install it with `apt-get install -y wrk`.");
+    if (run("load") || run("upgrade")) && wrk.is_none() {
+        println!("wrk not found: sections 1 (load) and 5 (upgrade) skipped. Install it with `apt-get install -y wrk`.");
     }
     if node.is_none() {
         println!("node not found: sections 2-4 measure corral only.");
@@ -210,6 +347,20 @@ fn main() {
     let kinds: Vec<Kind> = if node.is_some() { vec![Kind::Corral, Kind::Node] } else { vec![Kind::Corral] };
     println!("{reps} repetition(s), medians; each repetition starts fresh server processes");
     println!();
+
+    // Section 5 copies the server from a snapshot taken now: a build that replaces the example
+    // during the run changes none of the runs.
+    let snapshot = if run("upgrade") && wrk.is_some() {
+        match Deployed::new(&http_cluster) {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                println!("section 5 (upgrade) skipped: cannot copy the server: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     let started = Instant::now();
     let mut r = Results::default();
@@ -226,6 +377,13 @@ fn main() {
         }
         if run("rss") {
             run_rss(&mut r, &tag, &http_cluster, &kinds);
+        }
+        if let Some(snapshot) = &snapshot {
+            // Alternating, so that a drift of the machine's load favours neither.
+            let order = if rep % 2 == 1 { [Event::Upgrade, Event::Reload] } else { [Event::Reload, Event::Upgrade] };
+            for event in order {
+                run_upgrade(&mut r, &tag, &snapshot.exe, event);
+            }
         }
     }
 
@@ -355,6 +513,33 @@ fn run_rss(r: &mut Results, tag: &str, http_cluster: &Path, kinds: &[Kind]) {
             }
             Err(e) => r.notes.push(format!("{tag} idle RSS {} failed: {e}", kind.label())),
         }
+    }
+}
+
+/// Section 5: one SIGUSR2 (after a deploy) or SIGHUP under load.
+fn run_upgrade(r: &mut Results, tag: &str, http_cluster: &Path, event: Event) {
+    match event_under_load(http_cluster, event, &mut r.notes, tag) {
+        Ok(s) => {
+            let m = &s.marks;
+            let opt = |d: Option<Duration>| d.map_or("?".into(), fmt_dur);
+            let split = match event {
+                Event::Upgrade => format!(" (exec at {}, took over at {})", opt(m.exec), opt(m.took_over)),
+                Event::Reload => String::new(),
+            };
+            eprintln!(
+                "{tag} {:<15} under load: done {}{split}; {}; fresh p99 during {} max {}; pids replaced: {}, \
+                 primary kept: {}",
+                event.label(),
+                opt(m.done),
+                fmt_load(&s.wrk, &s.probe),
+                fmt_dur(s.fresh.during.p99),
+                fmt_dur(s.fresh.during.max),
+                s.replaced,
+                s.primary_kept
+            );
+            r.upgrade.push(s);
+        }
+        Err(e) => r.notes.push(format!("{tag} {} failed: {e}", event.label())),
     }
 }
 
@@ -497,6 +682,164 @@ fn idle_rss(kind: Kind, http_cluster: &Path, notes: &mut Vec<String>) -> Result<
     sample
 }
 
+/// Section 5: a copy of `http_cluster` in a directory of its own, removed on drop.
+struct Deployed {
+    dir: PathBuf,
+    exe: PathBuf,
+}
+
+impl Deployed {
+    fn new(src: &Path) -> Result<Deployed, String> {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let n = RUNS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("corral-upgrade-bench-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let deployed = Deployed { exe: dir.join("http_cluster"), dir };
+        std::fs::copy(src, &deployed.exe).map_err(|e| format!("copy to {}: {e}", deployed.exe.display()))?;
+        Ok(deployed)
+    }
+
+    /// Deploys `src` again as a deploy does: written beside, then renamed over (a new inode,
+    /// while the running image keeps the old one). Returns the new inode.
+    fn redeploy(&self, src: &Path) -> Result<u64, String> {
+        let beside = self.dir.join(".http_cluster.new");
+        std::fs::copy(src, &beside).map_err(|e| format!("copy to {}: {e}", beside.display()))?;
+        std::fs::rename(&beside, &self.exe).map_err(|e| format!("rename over {}: {e}", self.exe.display()))?;
+        inode(&self.exe)
+    }
+}
+
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The inode of `path` (symbolic links followed: `/proc/<pid>/exe` gives the running image's).
+fn inode(path: &Path) -> Result<u64, String> {
+    std::fs::metadata(path).map(|m| m.ino()).map_err(|e| format!("stat {}: {e}", path.display()))
+}
+
+fn exe_inode(pid: i32) -> Result<u64, String> {
+    inode(Path::new(&format!("/proc/{pid}/exe")))
+}
+
+/// Section 5: SIGUSR2 (after a deploy) or SIGHUP `UPGRADE_AT` into a wrk run against corral
+/// (2 workers, rr) started from a copy of `http_cluster`.
+fn event_under_load(
+    http_cluster: &Path,
+    event: Event,
+    notes: &mut Vec<String>,
+    tag: &str,
+) -> Result<UpgradeSample, String> {
+    let load1 = load_average().split_whitespace().next().and_then(|l| l.parse().ok()).unwrap_or(f64::NAN);
+    let deployed = Deployed::new(http_cluster)?;
+    let mut server = start(Kind::Corral, &deployed.exe, WORKERS, 0, "info")?;
+    let primary = server.pid();
+    check_serving(&server)?;
+    let before = children(primary);
+    let started_inode = exe_inode(primary)?;
+    // The image the primary should run at the end.
+    let expected_inode = match event {
+        Event::Upgrade => deployed.redeploy(http_cluster)?,
+        Event::Reload => started_inode,
+    };
+
+    let wrk = wrk::spawn(server.port, WRK_SECS)?;
+    let until = wrk.started + Duration::from_secs(WRK_SECS);
+    let keepalive = spawn_probe(server.port, until);
+    let fresh = spawn_fresh_probe(server.port, until);
+    sleep_until(wrk.started + UPGRADE_AT);
+    let signalled = Instant::now();
+    kill(Pid::from_raw(primary), event.signal()).map_err(|e| format!("{:?}: {e}", event.signal()))?;
+    let report = wrk.finish()?;
+    let (keepalive, fresh) = (join_log(keepalive), join_log(fresh));
+
+    // The done line (usually long before wrk's end), then the workers: all new.
+    let deadline = signalled + UPGRADE_TIMEOUT;
+    while server.log_line_after(signalled, event.done_line()).is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + ORPHAN_TIMEOUT;
+    let (after, replaced) = loop {
+        let after = children(primary);
+        let replaced = !before.is_empty() && after.len() == before.len() && after.is_disjoint(&before);
+        if replaced || Instant::now() >= deadline {
+            break (after, replaced);
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let running_inode = exe_inode(primary).ok();
+    let primary_kept = alive_in_group(primary, primary) && running_inode == Some(expected_inode);
+
+    // Each line looked for after the one before.
+    let mut from = signalled;
+    let mut mark = |needle: &str| {
+        let at = server.log_line_after(from, needle)?;
+        from = at;
+        Some(at - signalled)
+    };
+    let marks = match event {
+        Event::Upgrade => Marks {
+            checking: mark(LOG_CHECKING),
+            handing_over: mark(LOG_HANDING_OVER),
+            exec: mark(LOG_EXEC),
+            took_over: mark(LOG_TOOK_OVER),
+            done: mark(LOG_UPGRADED),
+        },
+        Event::Reload => Marks { done: mark(LOG_RELOADED), ..Marks::default() },
+    };
+    let end = marks.done.map_or(until, |d| signalled + d);
+    let latencies = |log: &ProbeLog| Latencies {
+        all: Latency::of(&log.answered, wrk_start(until), until),
+        before: Latency::of(&log.answered, wrk_start(until), signalled),
+        during: Latency::of(&log.answered, signalled, end),
+        after: Latency::of(&log.answered, signalled, signalled + AFTER_SIGNAL),
+    };
+    let mut probe = keepalive.counts;
+    probe.add(fresh.counts);
+    let sample = UpgradeSample {
+        event,
+        keepalive: latencies(&keepalive),
+        fresh: latencies(&fresh),
+        wrk: report,
+        probe,
+        marks,
+        replaced,
+        primary_kept,
+        load1,
+    };
+
+    let failed = sample.wrk.failed() + probe.lost + probe.non2xx + probe.refused > 0;
+    if failed || !replaced || !primary_kept || marks.done.is_none() {
+        notes.push(format!(
+            "{tag} {}: {}; worker pids {:?} -> {:?}; exe inode {started_inode} -> {running_inode:?} (expected \
+             {expected_inode}); the primary's log from the signal on:\n{}\n    wrk said:\n{}",
+            event.label(),
+            fmt_load(&sample.wrk, &sample.probe),
+            sorted(&before),
+            sorted(&after),
+            indent(&server.log_since(signalled)),
+            indent(&sample.wrk.output)
+        ));
+    }
+    let stopped = server.terminate();
+    if !stopped.clean() {
+        notes.push(format!(
+            "{tag} {}: stopping it after the run: {}",
+            event.label(),
+            stopped.problems().unwrap_or_default()
+        ));
+    }
+    Ok(sample)
+}
+
+/// When the wrk run that ends at `until` started.
+fn wrk_start(until: Instant) -> Instant {
+    until - Duration::from_secs(WRK_SECS)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server life cycle
 // ---------------------------------------------------------------------------------------------
@@ -548,34 +891,92 @@ fn check_serving(server: &Server) -> Result<(), String> {
 // The probe: keep-alive load that tells refused requests from lost ones
 // ---------------------------------------------------------------------------------------------
 
+/// One answered (2xx) probe request: when it started, and how long it took to its complete
+/// answer (the connect included, when it opened a connection).
+#[derive(Clone, Copy)]
+struct Answered {
+    at: Instant,
+    took: Duration,
+}
+
+/// What some probe clients saw: the counts, and every answered request.
+#[derive(Default)]
+struct ProbeLog {
+    counts: ProbeCounts,
+    answered: Vec<Answered>,
+}
+
+impl ProbeLog {
+    fn answered(&mut self, at: Instant, status: u16) {
+        if (200..300).contains(&status) {
+            self.counts.ok += 1;
+            self.answered.push(Answered { at, took: at.elapsed() });
+        } else {
+            self.counts.non2xx += 1;
+        }
+    }
+}
+
 /// Starts `PROBE_CONNECTIONS` keep-alive clients of 127.0.0.1:`port` that run until `until`.
-fn spawn_probe(port: u16, until: Instant) -> Vec<thread::JoinHandle<ProbeCounts>> {
+fn spawn_probe(port: u16, until: Instant) -> Vec<thread::JoinHandle<ProbeLog>> {
     (0..PROBE_CONNECTIONS).map(|_| thread::spawn(move || probe_connection(port, until))).collect()
 }
 
-fn join_probe(threads: Vec<thread::JoinHandle<ProbeCounts>>) -> ProbeCounts {
-    let mut total = ProbeCounts::default();
+/// Starts `FRESH_CLIENTS` clients of 127.0.0.1:`port` that open a connection per request,
+/// until `until`.
+fn spawn_fresh_probe(port: u16, until: Instant) -> Vec<thread::JoinHandle<ProbeLog>> {
+    (0..FRESH_CLIENTS).map(|_| thread::spawn(move || probe_fresh(port, until))).collect()
+}
+
+fn join_probe(threads: Vec<thread::JoinHandle<ProbeLog>>) -> ProbeCounts {
+    join_log(threads).counts
+}
+
+/// The clients' logs, merged.
+fn join_log(threads: Vec<thread::JoinHandle<ProbeLog>>) -> ProbeLog {
+    let mut total = ProbeLog::default();
     for t in threads {
-        if let Ok(counts) = t.join() {
-            total.add(counts);
+        if let Ok(log) = t.join() {
+            total.counts.add(log.counts);
+            total.answered.extend(log.answered);
         }
     }
     total
 }
 
+/// One client: sends `GET /` on a fresh connection, `Connection: close`, pauses, and again,
+/// counting what every request came to.
+fn probe_fresh(port: u16, until: Instant) -> ProbeLog {
+    let mut log = ProbeLog::default();
+    while Instant::now() < until {
+        let began = Instant::now();
+        match http::Connection::open(port, HTTP_TIMEOUT) {
+            // No one accepted the connection, so no request was lost.
+            Err(_) => log.counts.refused += 1,
+            Ok(conn) => match conn.get_close("/") {
+                Ok(answer) => log.answered(began, answer.status),
+                Err(_) => log.counts.lost += 1,
+            },
+        }
+        thread::sleep(PROBE_PAUSE);
+    }
+    log
+}
+
 /// One client: sends `GET /` back to back on a keep-alive connection, reconnects after
 /// `Connection: close` or an error (as wrk does), and counts what every request came to.
-fn probe_connection(port: u16, until: Instant) -> ProbeCounts {
-    let mut counts = ProbeCounts::default();
+fn probe_connection(port: u16, until: Instant) -> ProbeLog {
+    let mut log = ProbeLog::default();
     let mut open: Option<http::Connection> = None;
     while Instant::now() < until {
+        let began = Instant::now();
         let mut conn = match open.take() {
             Some(conn) => conn,
             None => match http::Connection::open(port, HTTP_TIMEOUT) {
                 Ok(conn) => conn,
                 Err(_) => {
                     // No one accepted the connection, so no request was lost.
-                    counts.refused += 1;
+                    log.counts.refused += 1;
                     thread::sleep(PROBE_PAUSE);
                     continue;
                 }
@@ -583,20 +984,16 @@ fn probe_connection(port: u16, until: Instant) -> ProbeCounts {
         };
         match conn.get("/") {
             Ok(answer) => {
-                if (200..300).contains(&answer.status) {
-                    counts.ok += 1;
-                } else {
-                    counts.non2xx += 1;
-                }
+                log.answered(began, answer.status);
                 if !answer.close {
                     open = Some(conn);
                 }
             }
-            Err(_) => counts.lost += 1,
+            Err(_) => log.counts.lost += 1,
         }
         thread::sleep(PROBE_PAUSE);
     }
-    counts
+    log
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -698,6 +1095,10 @@ fn print_report(r: &Results, reps: usize) {
         print_target("worker VmRSS", corral.map(|m| m[1]), node.map(|m| m[1]), 8.0, fmt_kib);
     }
 
+    if !r.upgrade.is_empty() {
+        print_upgrade(&r.upgrade);
+    }
+
     print_notes(&r.notes);
 }
 
@@ -792,6 +1193,128 @@ fn print_load(r: &Results) {
              wrk's read/write columns cannot tell refused from lost requests after SIGTERM)"
         );
     }
+}
+
+/// Table 5: upgrade beside reload, one row per figure, medians over the runs.
+fn print_upgrade(samples: &[UpgradeSample]) {
+    use comfy_table::{CellAlignment, Table, presets};
+
+    let of = |e: Event| samples.iter().filter(|s| s.event == e).collect::<Vec<_>>();
+    let (up, hup) = (of(Event::Upgrade), of(Event::Reload));
+    let med = |v: &[&UpgradeSample], f: &dyn Fn(&UpgradeSample) -> Option<Duration>| {
+        let d: Vec<Duration> = v.iter().filter_map(|s| f(s)).collect();
+        (!d.is_empty()).then(|| median_dur(&d))
+    };
+    let cell = |d: Option<Duration>| d.map_or("–".into(), fmt_dur);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "–".into(),
+    };
+
+    let mut table = Table::new();
+    table.load_preset(presets::ASCII_MARKDOWN).set_header(vec![
+        "figure (median over runs)".to_owned(),
+        format!("{} ({} runs)", Event::Upgrade.label(), up.len()),
+        format!("{} ({} runs)", Event::Reload.label(), hup.len()),
+        "upgrade/reload".to_owned(),
+    ]);
+    let mut dur_row = |label: &str, f: &dyn Fn(&UpgradeSample) -> Option<Duration>, both: bool| {
+        let (u, h) = (med(&up, f), if both { med(&hup, f) } else { None });
+        table.add_row(vec![label.to_owned(), cell(u), cell(h), ratio(u.map(secs), h.map(secs))]);
+    };
+    dur_row("signal → done (`upgrade complete` / `rolling reload done`)", &|s| s.marks.done, true);
+    dur_row("  signal → `upgrade: exec` (preflight + handover)", &|s| s.marks.exec, false);
+    dur_row("    signal → `upgrade: checking the new executable`", &|s| s.marks.checking, false);
+    dur_row(
+        "    checking → `upgrade: handing over` (preflight)",
+        &|s| Marks::between(s.marks.checking, s.marks.handing_over),
+        false,
+    );
+    dur_row("    handing over → exec", &|s| Marks::between(s.marks.handing_over, s.marks.exec), false);
+    dur_row("  exec → `upgrade complete`", &|s| Marks::between(s.marks.exec, s.marks.done), false);
+    dur_row("    exec → `the new image took over`", &|s| Marks::between(s.marks.exec, s.marks.took_over), false);
+    dur_row("    took over → complete (rolling reload)", &|s| Marks::between(s.marks.took_over, s.marks.done), false);
+    dur_row("wrk p50, whole run", &|s| Some(Duration::from_secs_f64(s.wrk.p50_us / 1e6)), true);
+    dur_row("wrk p99, whole run", &|s| Some(Duration::from_secs_f64(s.wrk.p99_us / 1e6)), true);
+    for (kind, get) in [
+        ("keep-alive", (|s: &UpgradeSample| s.keepalive) as fn(&UpgradeSample) -> Latencies),
+        ("fresh-connection", |s: &UpgradeSample| s.fresh),
+    ] {
+        let after = AFTER_SIGNAL.as_secs_f64();
+        dur_row(&format!("probe {kind} p50, whole run"), &|s| Some(get(s).all.p50), true);
+        dur_row(&format!("probe {kind} p99, whole run"), &|s| Some(get(s).all.p99), true);
+        dur_row(&format!("probe {kind} p99, before the signal"), &|s| Some(get(s).before.p99), true);
+        dur_row(&format!("probe {kind} p50, signal → done"), &|s| Some(get(s).during.p50), true);
+        dur_row(&format!("probe {kind} p99, signal → done"), &|s| Some(get(s).during.p99), true);
+        dur_row(&format!("probe {kind} max, signal → done"), &|s| Some(get(s).during.max), true);
+        dur_row(&format!("probe {kind} p99, {after} s from the signal"), &|s| Some(get(s).after.p99), true);
+        dur_row(&format!("probe {kind} max, {after} s from the signal"), &|s| Some(get(s).after.max), true);
+    }
+
+    let mut median_row = |label: &str, f: fn(&UpgradeSample) -> f64| {
+        let m = |v: &[&UpgradeSample]| (!v.is_empty()).then(|| median(v.iter().map(|s| f(s)).collect()));
+        let (u, h) = (m(&up), m(&hup));
+        let cell = |x: Option<f64>| x.map_or("–".into(), thousands);
+        table.add_row(vec![label.to_owned(), cell(u), cell(h), ratio(u, h)]);
+    };
+    median_row("wrk requests/s", |s| s.wrk.rps);
+    median_row("probe requests answered, signal → done (fresh + keep-alive)", |s| {
+        (s.fresh.during.n + s.keepalive.during.n) as f64
+    });
+
+    let count = |v: &[&UpgradeSample], f: &dyn Fn(&UpgradeSample) -> u64| median_max(v.iter().map(|s| f(s)));
+    let mut count_row = |label: &str, f: &dyn Fn(&UpgradeSample) -> u64| {
+        let (u, h) = (count(&up, f), count(&hup, f));
+        table.add_row(vec![
+            label.to_owned(),
+            fmt_median_max(u),
+            fmt_median_max(h),
+            ratio(Some(u.0 as f64), Some(h.0 as f64)),
+        ]);
+    };
+    count_row("wrk failed: read+write+timeout+non-2xx [max]", &|s| s.wrk.failed());
+    count_row("wrk connect errors [max]", &|s| s.wrk.connect);
+    count_row("probe refused [max]", &|s| s.probe.refused);
+    count_row("probe lost + non-2xx [max]", &|s| s.probe.lost + s.probe.non2xx);
+    let share = |v: &[&UpgradeSample], f: fn(&UpgradeSample) -> bool| {
+        format!("{}/{}", v.iter().filter(|s| f(s)).count(), v.len())
+    };
+    table.add_row(vec![
+        "primary: same pid; exe = deployed inode (upgrade) / unchanged (reload)".to_owned(),
+        share(&up, |s| s.primary_kept),
+        share(&hup, |s| s.primary_kept),
+        String::new(),
+    ]);
+    table.add_row(vec![
+        "every worker pid replaced".to_owned(),
+        share(&up, |s| s.replaced),
+        share(&hup, |s| s.replaced),
+        String::new(),
+    ]);
+    let load = |v: &[&UpgradeSample]| format!("{:.2}", median(v.iter().map(|s| s.load1).collect()));
+    table.add_row(vec!["1-min load average before the run".to_owned(), load(&up), load(&hup), String::new()]);
+    for i in 1..4 {
+        if let Some(column) = table.column_mut(i) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+
+    println!();
+    println!(
+        "5. Upgrade of the primary (SIGUSR2 after a deploy) beside a rolling reload (SIGHUP), @{}s into \
+         wrk -t1 -c{} -d{WRK_SECS}s --latency, {WORKERS} workers, rr, plus a probe of {PROBE_CONNECTIONS} \
+         keep-alive and {FRESH_CLIENTS} fresh-connection clients",
+        UPGRADE_AT.as_secs(),
+        wrk::CONNECTIONS
+    );
+    println!("{table}");
+    let all = |f: fn(&UpgradeSample) -> bool| samples.iter().all(f);
+    let met = all(|s| s.wrk.failed() + s.probe.refused + s.probe.lost + s.probe.non2xx == 0)
+        && all(|s| s.replaced && s.primary_kept && s.marks.done.is_some());
+    println!(
+        "target 0 failed, 0 refused, same primary pid, every worker replaced (both events, every run): {}",
+        verdict(met)
+    );
 }
 
 /// wrk's and the probe's counts of one run, on one line.

@@ -9,6 +9,7 @@
 //!     ├── WorkerSupervisor slot 1
 //!     └── …
 //! listeners + balancing            accept loop, strategy, bind      balance/
+//! upgrading the primary in place   preflight, state block, exec     upgrade/
 //! ```
 //!
 //! Restarts are one-for-one, typed as Erlang's ([`Restart`]), delayed by an exponential

@@ -368,7 +368,7 @@ fn take_over(
     handover: crate::upgrade::state::Handover,
     listeners: &Listeners,
     fds: &mut crate::upgrade::state::Fds,
-) -> (upgrade::Inherited, Option<std::os::fd::OwnedFd>) {
+) -> (state::Inherited, Option<std::os::fd::OwnedFd>) {
     use crate::process::{AdoptChannel, AdoptSpec};
     use crate::upgrade::state::ChannelRecord;
     let registrations = listeners.adopt(handover.listeners, handover.activated, fds);
@@ -400,5 +400,5 @@ fn take_over(
         adoptions.push(crate::slot::Adoption { generation: record.generation, restarts: record.restarts, worker });
     }
     tracing::info!(upgrades = handover.upgrades, slots = adoptions.len(), "taking over from the previous image");
-    (upgrade::Inherited { adoptions, reap: handover.reap, upgrades: handover.upgrades }, control)
+    (state::Inherited { adoptions, reap: handover.reap, upgrades: handover.upgrades }, control)
 }

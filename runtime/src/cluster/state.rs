@@ -25,10 +25,23 @@ pub struct ClusterArgs<M, R> {
     /// Makes actor names unique among clusters of one process.
     pub(crate) id: u64,
     /// What this image took over from the previous one (an upgrade).
-    pub(crate) inherited: Option<super::upgrade::Inherited>,
+    pub(crate) inherited: Option<Inherited>,
 }
 
 /// One worker slot, as the cluster sees it.
+/// An upgrade under way in the old image: its preflight runs.
+pub(crate) struct UpgradeRun {
+    pub(crate) reply: Option<RpcReplyPort<crate::UpgradeError>>,
+    pub(crate) path: std::path::PathBuf,
+}
+
+/// What the new image took over, for the cluster to finish the upgrade.
+pub(crate) struct Inherited {
+    pub adoptions: Vec<crate::slot::Adoption>,
+    pub reap: Vec<u32>,
+    pub upgrades: u64,
+}
+
 pub(crate) struct Slot {
     pub supervisor: Option<ActorRef<SlotMsg>>,
     pub outcome: Option<SlotOutcome>,
@@ -50,7 +63,7 @@ pub struct ClusterState<M, R> {
     /// The `shutdown` span, from the beginning of the stop until the cluster stopped.
     pub(crate) shutdown_span: Option<Span>,
     /// An upgrade's preflight, while it runs (the old image).
-    pub(crate) upgrade: Option<super::upgrade::UpgradeRun>,
+    pub(crate) upgrade: Option<UpgradeRun>,
     /// Whether the running reload is an upgrade's (the new image replacing the workers).
     pub(crate) upgrade_reload: bool,
     /// How many upgrades this primary (this pid) has been through.

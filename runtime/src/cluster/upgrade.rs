@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::msg::{ClusterSignal, Signal};
-use super::state::ClusterState;
+use super::state::{ClusterState, UpgradeRun};
 use crate::process::on_spawner_thread_with;
 use crate::slot::{HandedSlot, SlotMsg};
 use crate::upgrade::state::{self, ChannelRecord, ControlRecord, Handover, Kept, PipeRecord, SlotRecord, WorkerRecord};
@@ -18,19 +18,6 @@ use crate::{ClusterEvent, PreflightError, ReloadReport, UpgradeError, control, s
 
 /// How long a slot may take to answer a handover question.
 const SLOT_PATIENCE: Duration = Duration::from_secs(5);
-
-/// An upgrade under way in the old image: its preflight runs.
-pub(crate) struct UpgradeRun {
-    reply: Option<RpcReplyPort<UpgradeError>>,
-    path: std::path::PathBuf,
-}
-
-/// What the new image took over, for the cluster to finish the upgrade.
-pub(crate) struct Inherited {
-    pub adoptions: Vec<crate::slot::Adoption>,
-    pub reap: Vec<u32>,
-    pub upgrades: u64,
-}
 
 impl<M, R> ClusterState<M, R>
 where

@@ -183,6 +183,8 @@ enum IoChannel<M> {
         load: Arc<Load>,
         max_frame_length: usize,
         hello_timeout: std::time::Duration,
+        /// When the hello is due (forked + `hello_timeout`).
+        hello_deadline: tokio::time::Instant,
     },
     Foreign {
         notify: notify::NotifySocket,
@@ -210,6 +212,7 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
         max_frame_length: config.max_frame_length,
         cpu_threads: config.effective_cpu_threads(),
     };
+    let forked = tokio::time::Instant::now();
     let child = spawn::spawn_worker(spawn::SpawnSpec {
         program: spec.program,
         argv0: spec.argv0,
@@ -246,6 +249,7 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
         load,
         max_frame_length: config.max_frame_length,
         hello_timeout: config.listen_timeout,
+        hello_deadline: forked + config.listen_timeout,
     };
     let (child, output) = child_output(child)?;
     Ok((process, Io { slot: spec.slot, generation: spec.generation, pid, child, output, commands, channel, giver }))
@@ -325,6 +329,7 @@ pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(P
                 load,
                 max_frame_length: config.max_frame_length,
                 hello_timeout: config.listen_timeout,
+                hello_deadline: tokio::time::Instant::now() + config.listen_timeout,
             };
             (process, channel)
         }
@@ -438,7 +443,7 @@ impl<M: Serialize + Send + 'static> Io<M> {
         let exited = CancellationToken::new();
         let (done_tx, done_rx) = oneshot::channel();
         let after = match channel {
-            IoChannel::Corral { ipc, start, outgoing, load, max_frame_length, hello_timeout } => {
+            IoChannel::Corral { ipc, start, outgoing, load, max_frame_length, hello_timeout, hello_deadline } => {
                 let (read, write) = ipc.into_split();
                 let codec = || FrameCodec::<M, R>::new(max_frame_length);
                 tokio::spawn(writer::run_writer(write, codec(), outgoing, counters.clone(), slot, giver.clone()));
@@ -451,6 +456,7 @@ impl<M: Serialize + Send + 'static> Io<M> {
                     bus: bus.clone(),
                     counters: counters.clone(),
                     hello_timeout,
+                    hello_deadline,
                 };
                 tokio::spawn(reader::run_reader(read, codec(), reader, start, done_tx, giver.clone()));
                 waiter::AfterExit { reader_done: Some(done_rx), kill_group: false, exited }

@@ -30,6 +30,9 @@ pub(crate) struct ReaderCtx<R> {
     pub bus: Arc<EventBus<R>>,
     pub counters: Arc<SlotCounters>,
     pub hello_timeout: Duration,
+    /// When the hello is due: `hello_timeout` after the fork (not after this task first ran,
+    /// which a busy machine may delay past the slot's own start timeout).
+    pub hello_deadline: tokio::time::Instant,
 }
 
 impl<R> ReaderCtx<R> {
@@ -161,7 +164,7 @@ async fn hello<M, R: DeserializeOwned + Clone + Send + 'static>(
     cx: &ReaderCtx<R>,
 ) -> Result<(), ProtocolError> {
     let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
-    let first = match tokio::time::timeout(cx.hello_timeout, frames.next()).await {
+    let first = match tokio::time::timeout_at(cx.hello_deadline, frames.next()).await {
         Err(_elapsed) => {
             let timeout_ms = u64::try_from(cx.hello_timeout.as_millis()).unwrap_or(u64::MAX);
             return Err(ProtocolError::NoHello { timeout_ms });

@@ -15,6 +15,8 @@
 //! | `health.rs`  | heartbeats, memory and request recycling                         |
 //! | `grant.rs`   | listen requests                                                  |
 //! | `stop.rs`    | draining, stopping, kill timeouts                                |
+//! | `handover.rs`| what a slot hands over in an upgrade, and takes over             |
+//! | `upgrade.rs` | handing the worker over (old image), taking it over (new image)  |
 //!
 //! One restart, in three files: the process's waiter reports `Exited`
 //! (`process/waiter.rs`) → [`SlotState::exited`] (`exit.rs`) → [`RestartPolicy::decide`]
@@ -24,6 +26,7 @@
 
 mod exit;
 mod grant;
+mod handover;
 mod health;
 mod msg;
 mod policy;
@@ -42,7 +45,7 @@ use serde::de::DeserializeOwned;
 pub(crate) use msg::{ReplaceReason, SlotMsg, SlotOutcome, SlotReport};
 pub(crate) use state::SlotArgs;
 use state::SlotState;
-pub(crate) use upgrade::{AdoptedWorker, Adoption, HandedSlot};
+pub(crate) use handover::{AdoptedWorker, Adoption, HandedSlot};
 
 use crate::process::{ProcessEvent, ProcessEventKind};
 

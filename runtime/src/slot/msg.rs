@@ -75,7 +75,7 @@ pub(crate) enum SlotMsg {
     /// Whether the slot can be handed over to the primary's next image now (an upgrade).
     CanHandOver(RpcReplyPort<Result<(), crate::UpgradeError>>),
     /// Hand the slot's worker over to the primary's next image; the slot is inert afterwards.
-    HandOver(RpcReplyPort<super::upgrade::HandedSlot>),
+    HandOver(RpcReplyPort<super::handover::HandedSlot>),
     /// Time to ping (and to check the last ping was answered, and the memory limit).
     Heartbeat,
     /// Timer: the process of this generation had `listen_timeout` to become ready.

@@ -127,6 +127,12 @@ where
         if let Some(proc) = self.proc_mut(generation)
             && matches!(proc.phase, Phase::Starting | Phase::Online)
         {
+            if proc.phase == Phase::Starting && proc.process.speaks_corral() {
+                // No hello yet: the frame reader enforces the same limit from the fork on and
+                // reports the missing hello itself (a protocol fault, which decides the
+                // restart); killing here first would turn it into a mere EOF.
+                return;
+            }
             tracing::error!(slot, pid = proc.pid(), ?timeout, "worker did not become ready in time; killing it");
             proc.kill(KillReason::NotReady { timeout });
         }

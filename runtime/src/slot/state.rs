@@ -170,7 +170,7 @@ pub(crate) struct SlotArgs<M, R> {
     pub listeners: Arc<Listeners>,
     pub command: Arc<WorkerCommand>,
     /// What to take over from the primary's previous image (an upgrade) instead of starting.
-    pub adopt: Option<super::upgrade::Adoption>,
+    pub adopt: Option<super::handover::Adoption>,
 }
 
 /// The slot supervisor's state.

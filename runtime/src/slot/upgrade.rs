@@ -12,38 +12,13 @@ use super::msg::SlotMsg;
 use super::state::{Life, Phase, Proc, ProcSpans, Role, SlotState};
 use crate::UpgradeError;
 use crate::balance::Target;
-use crate::process::{self, AdoptSpec, HandedProcess};
+use super::handover::{AdoptedWorker, Adoption, HandedSlot};
+use crate::process;
 use crate::routes::Route;
 
 /// How long a process's tasks have to reach a boundary (a writer blocked on a worker that
 /// reads nothing is the slow case).
 const HANDOVER_PATIENCE: Duration = Duration::from_secs(2);
-
-/// What a slot hands over.
-pub(crate) struct HandedSlot {
-    pub slot: usize,
-    pub generation: u64,
-    pub restarts: u64,
-    /// Its ready worker: the process, its generation, its uptime.
-    pub worker: Option<(HandedProcess, u64, Duration)>,
-    /// Processes it killed instead (not ready, or that could not stop at a boundary).
-    pub reap: Vec<u32>,
-}
-
-/// What a slot of the new image takes over.
-pub(crate) struct Adoption {
-    pub generation: u64,
-    pub restarts: u64,
-    pub worker: Option<AdoptedWorker>,
-}
-
-/// A worker to take over.
-pub(crate) struct AdoptedWorker {
-    pub spec: AdoptSpec,
-    pub uptime: Duration,
-    /// The addresses it asked for and its registration ids (round robin, least connections).
-    pub listens: Vec<(String, u64)>,
-}
 
 impl<M, R> SlotState<M, R>
 where
@@ -144,16 +119,5 @@ where
         tracing::info!(slot, generation, pid, "worker taken over from the previous image");
         io.run(self.myself.get_derived(), &self.args.bus, &self.counters);
         self.args.listeners.readiness_changed();
-    }
-}
-
-impl std::fmt::Debug for HandedSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HandedSlot")
-            .field("slot", &self.slot)
-            .field("generation", &self.generation)
-            .field("pid", &self.worker.as_ref().map(|(p, _, _)| p.pid))
-            .field("reap", &self.reap)
-            .finish()
     }
 }
