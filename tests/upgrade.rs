@@ -370,10 +370,14 @@ async fn corral_run_with_python_workers_upgrades_with_the_cli() {
     assert!(after.is_disjoint(&before));
     // Restart counters and generations carried over: one restart, one generation more.
     let status_after = status_json(&control).await;
-    let restarts = |s: &serde_json::Value| s["workers"].as_array().expect("rows").iter().map(|w| w["restarts"].as_u64().unwrap_or(0)).sum::<u64>();
+    let restarts = |s: &serde_json::Value| {
+        s["workers"].as_array().expect("rows").iter().map(|w| w["restarts"].as_u64().unwrap_or(0)).sum::<u64>()
+    };
     assert_eq!(restarts(&status_before), 1, "{status_before}");
     assert_eq!(restarts(&status_after), 1, "{status_after}");
-    for (b, a) in status_before["workers"].as_array().expect("rows").iter().zip(status_after["workers"].as_array().expect("rows")) {
+    for (b, a) in
+        status_before["workers"].as_array().expect("rows").iter().zip(status_after["workers"].as_array().expect("rows"))
+    {
         assert_eq!(a["generation"].as_u64(), b["generation"].as_u64().map(|g| g + 1), "{b} -> {a}");
     }
     primary.stop().await;
@@ -383,7 +387,8 @@ async fn corral_run_with_python_workers_upgrades_with_the_cli() {
 async fn status_json(control: &Path) -> serde_json::Value {
     let out = Command::new(CORRAL).args(["status", "--json", "--control"]).arg(control).output();
     let out = tokio::time::timeout(TIMEOUT, out).await.expect("status in time").expect("run corral status");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,10 +42,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub(crate) use handover::{AdoptedWorker, Adoption, HandedSlot};
 pub(crate) use msg::{ReplaceReason, SlotMsg, SlotOutcome, SlotReport};
 pub(crate) use state::SlotArgs;
 use state::SlotState;
-pub(crate) use handover::{AdoptedWorker, Adoption, HandedSlot};
 
 use crate::process::{ProcessEvent, ProcessEventKind};
 

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::handover::{AdoptedWorker, Adoption, HandedSlot};
 use super::msg::SlotMsg;
 use super::state::{Life, Phase, Proc, ProcSpans, Role, SlotState};
 use crate::UpgradeError;
 use crate::balance::Target;
-use super::handover::{AdoptedWorker, Adoption, HandedSlot};
 use crate::process;
 use crate::routes::Route;
 
