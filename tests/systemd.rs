@@ -151,14 +151,34 @@ async fn an_activated_corral_run_upgrades_in_place_keeping_the_passed_socket() {
     std::fs::create_dir_all(&dir).expect("dir");
     // Run from a copy, so that a deploy can rename a new build over it.
     let corral = dir.join("corral");
-    std::fs::copy(env!("CARGO_BIN_EXE_corral"), &corral).expect("copy corral");
+    // Copied by `cp`, another process: a file this process held open for writing could be
+    // inherited by a concurrent test's fork for a moment (ETXTBSY on exec).
+    let copy = |to: &Path| {
+        let status = std::process::Command::new("cp").arg(env!("CARGO_BIN_EXE_corral")).arg(to).status().expect("cp");
+        assert!(status.success());
+    };
+    copy(&corral);
     let notify_path = dir.join("notify.sock");
     let mut notifications = Notifications::bind(&notify_path);
     let port = free_port();
     let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/activated_worker.py");
     let worker = worker.to_str().expect("utf-8");
-    let mut child =
-        activated(port, &notify_path, &corral, &["run", "-w", "2", "--no-control", "--", "python3", worker]).await;
+    let log = dir.join("primary.log");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-E")
+        .arg(format!("NOTIFY_SOCKET={}", notify_path.display()))
+        .arg("-E")
+        .arg(format!("PATH={}", std::env::var("PATH").unwrap_or_default()))
+        .args(["-E", "RUST_LOG=info", "-E", "NO_COLOR=1"])
+        .arg(&corral)
+        .args(["run", "-w", "2", "--no-control", "--", "python3", worker])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("systemd-socket-activate");
     let (status, body) = first_request(port).await;
     assert_eq!(status, 200, "{body}");
     notifications.wait_for("READY=1");
@@ -167,7 +187,7 @@ async fn an_activated_corral_run_upgrades_in_place_keeping_the_passed_socket() {
     let pid = child.id().expect("running");
 
     let fresh = dir.join("corral.new");
-    std::fs::copy(env!("CARGO_BIN_EXE_corral"), &fresh).expect("copy");
+    copy(&fresh);
     std::fs::rename(&fresh, &corral).expect("deploy");
     kill(pid, Signal::SIGUSR2);
     let reloading = notifications.wait_for("RELOADING=1");
@@ -188,6 +208,6 @@ async fn an_activated_corral_run_upgrades_in_place_keeping_the_passed_socket() {
     kill(pid, Signal::SIGTERM);
     notifications.wait_for("STOPPING=1");
     let status = tokio::time::timeout(TIMEOUT, child.wait()).await.expect("stops").expect("wait");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&log).unwrap_or_default());
     let _ = std::fs::remove_dir_all(&dir);
 }

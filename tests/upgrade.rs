@@ -39,19 +39,27 @@ impl Drop for Dir {
     }
 }
 
-/// As a deploy does: write beside, then rename over.
+/// As a deploy does: write beside, then rename over. The copy is written by `cp`, another
+/// process: a file this test process held open for writing could be inherited by a fork of a
+/// concurrent test for a moment, and executing it would then fail with ETXTBSY.
 fn deploy(src: &Path, dst: &Path) {
     let tmp = dst.with_extension("new");
-    std::fs::copy(src, &tmp).expect("copy");
+    let status = std::process::Command::new("cp").arg(src).arg(&tmp).status().expect("run cp");
+    assert!(status.success(), "cp {} {}", src.display(), tmp.display());
     std::fs::rename(&tmp, dst).expect("rename");
 }
 
-/// A file at `dst` that is no corral primary: a script that exits 1.
+/// A file at `dst` that is no corral primary: a script that says why and exits 1.
 fn deploy_broken(dst: &Path) {
-    use std::os::unix::fs::PermissionsExt;
+    deploy_script(dst, "echo 'broken build' >&2; exit 1");
+}
+
+/// A shell script at `dst` (written by `sh`, for the reason `deploy` gives).
+fn deploy_script(dst: &Path, body: &str) {
     let tmp = dst.with_extension("new");
-    std::fs::write(&tmp, "#!/bin/sh\necho 'broken build' >&2\nexit 1\n").expect("write");
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = "printf '#!/bin/sh\\n%s\\n' \"$1\" > \"$2\" && chmod 755 \"$2\"";
+    let status = std::process::Command::new("sh").args(["-c", script, "sh", body]).arg(&tmp).status().expect("run sh");
+    assert!(status.success());
     std::fs::rename(&tmp, dst).expect("rename");
 }
 
@@ -268,13 +276,7 @@ async fn a_second_upgrade_while_one_runs_is_refused() {
     let before = workers(primary.addr, 2).await;
     // A check that takes its time: a script that sleeps, then fails. The second request
     // arrives while it runs.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = exe.with_extension("new");
-        std::fs::write(&tmp, "#!/bin/sh\nsleep 1\nexit 3\n").expect("write");
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        std::fs::rename(&tmp, &exe).expect("rename");
-    }
+    deploy_script(&exe, "sleep 1; exit 3");
     primary.signal(Signal::SIGUSR2);
     primary.lines.wait_count("upgrade: checking the new executable", 1).await;
     primary.signal(Signal::SIGUSR2);

@@ -27,6 +27,9 @@ if os.environ.get("CHILD_DIR"):
     child = subprocess.Popen(["sleep", "300"])
     open(os.path.join(os.environ["CHILD_DIR"], str(child.pid)), "w").close()
 sock = socket.socket(fileno=3)
+# Shared by several processes: when a connection wakes them all, the losers' accept must not
+# block (socketserver drops the BlockingIOError), or a SIGTERM would wait for the next one.
+sock.setblocking(False)
 
 
 class Handler(BaseHTTPRequestHandler):

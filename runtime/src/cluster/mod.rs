@@ -202,6 +202,9 @@ where
             // The handlers of whoever runs us are installed by now (`corral::run` installs
             // them first): signals sent during the exec are delivered from here on.
             crate::upgrade::exec::unblock_signals();
+            // The spawner thread may have been made while they were blocked; workers reset
+            // their mask anyway, but no thread keeps them blocked.
+            let _ = crate::process::on_spawner_thread_with(crate::upgrade::exec::unblock_signals).await;
         }
         Ok((handle, events))
     }

@@ -120,8 +120,8 @@ fn spawn_now(spec: ActivationSpec) -> io::Result<Child> {
     }
     let primary_pid = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the child between fork and exec, so it may only call
-    // async-signal-safe functions: dup2, prctl, getppid, getpid and execve are plain system
-    // calls; the pid is written into a buffer allocated before the fork; nothing allocates
+    // async-signal-safe functions: dup2, prctl, getppid, getpid, sigemptyset, pthread_sigmask
+    // and execve are plain system calls (or fill a stack value); the pid is written into a buffer allocated before the fork; nothing allocates
     // (an io::Error from an errno does not allocate).
     unsafe {
         cmd.pre_exec(move || {
@@ -138,6 +138,11 @@ fn spawn_now(spec: ActivationSpec) -> io::Result<Child> {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             image.write_pid(libc::getpid());
+            // The program starts with no signal blocked, whatever the forking thread had
+            // blocked (the primary blocks its own signals around an upgrade's exec).
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             libc::execve(image.path.as_ptr(), image.argv.as_ptr(), image.envp.as_ptr());
             Err(io::Error::last_os_error())
         });

@@ -112,7 +112,8 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
         cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     }
     // SAFETY: the closure runs in the child between fork and exec, so it may only call
-    // async-signal-safe functions: dup2, prctl and getppid are plain system calls, and it
+    // async-signal-safe functions: dup2, prctl, getppid, sigemptyset and pthread_sigmask are
+    // plain system calls (or fill a stack value), and it
     // allocates nothing (the io::Error it may build wraps an errno, without allocating).
     unsafe {
         cmd.pre_exec(move || {
@@ -126,6 +127,11 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
             if libc::getppid() != primary_pid {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
+            // No signal blocked, whatever the forking thread had blocked (the primary blocks
+            // its own signals around an upgrade's exec).
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             Ok(())
         });
     }
