@@ -61,6 +61,32 @@ impl Worker for Web {
     }
 }
 
+/// The first version's JSON file: `{"listen": "127.0.0.1:3000", "workers": 4,
+/// "status_every_ms": 5000, "max_memory_mib": 512, "max_requests": 100000}`, every key optional
+/// (an absent or null limit: none); unknown keys are refused.
+fn legacy_json(path: &std::path::Path, args: &Args) -> Result<(ClusterConfig, String, Duration), BoxError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Legacy {
+        listen: Option<String>,
+        workers: Option<usize>,
+        status_every_ms: Option<u64>,
+        max_memory_mib: Option<u64>,
+        max_requests: Option<u64>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let legacy: Legacy = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut config = ClusterConfig::default()
+        .max_memory(legacy.max_memory_mib.map(|m| m << 20))
+        .max_requests(legacy.max_requests)
+        .max_requests_jitter(legacy.max_requests.map_or(0, |r| r / 10));
+    if let Some(n) = legacy.workers {
+        config = config.workers(n);
+    }
+    let every = legacy.status_every_ms.map_or(args.status_every, Duration::from_millis);
+    Ok((config, legacy.listen.unwrap_or_else(|| args.listen.clone()), every))
+}
+
 /// A `pm2 ls`-style table.
 fn print_table(rows: &[WorkerStatus]) {
     print!("{}", StatusTable(rows));
@@ -73,12 +99,17 @@ fn main() -> Result<(), BoxError> {
         print!("{TEMPLATE}");
         return Ok(());
     }
-    let config = match &args.config {
-        Some(path) => ConfigFile::read(path)?.cluster_config_from(production_defaults())?,
-        None => production_defaults(),
+    let (config, listen, every) = match &args.config {
+        // The JSON file of this example's first version (kept for the scripts that use it).
+        Some(path) if path.extension().is_some_and(|e| e == "json") => legacy_json(path, &args)?,
+        Some(path) => (
+            ConfigFile::read(path)?.cluster_config_from(production_defaults())?,
+            args.listen.clone(),
+            args.status_every,
+        ),
+        None => (production_defaults(), args.listen.clone(), args.status_every),
     };
-    let every = args.status_every;
-    corral::run(config, Web { listen: args.listen.clone() }, move |cluster, mut events| async move {
+    corral::run(config, Web { listen }, move |cluster, mut events| async move {
         let mut tick = tokio::time::interval(if every.is_zero() { Duration::from_secs(3600) } else { every });
         loop {
             tokio::select! {

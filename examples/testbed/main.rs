@@ -12,6 +12,10 @@
 //!   enum variant).
 //!   `defer_ready` (says ready itself `TESTBED_START_DELAY_MS` after start returned),
 //!   `slow_start` (start takes `TESTBED_START_DELAY_MS`, after it has called `listen`).
+//!   Hostile: `flood_stdout` (prints lines as fast as it can), `ignore_term` (says hello and
+//!   ready by hand, then answers nothing and ignores SIGTERM), `close_ipc` (closes its IPC fds
+//!   after start), `fork_child` (forks a `sleep 300`, writes its pid to
+//!   `TESTBED_CHILD_PID_FILE`, then exits 1).
 //! * `TESTBED_FAULT_SLOT`, `TESTBED_FAULT_GEN`: apply the mode only to that slot / generation;
 //!   every other process is a plain echo worker.
 //! * `TESTBED_SAY=TEXT`: print a line with TEXT on stdout and one on stderr at start.
@@ -88,6 +92,35 @@ impl Worker for Testbed {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             "crash_start" => return Err("testbed: start fails on purpose".into()),
+            "flood_stdout" => {
+                std::thread::spawn(|| {
+                    let mut out = std::io::stdout().lock();
+                    let mut n = 0u64;
+                    loop {
+                        n += 1;
+                        if writeln!(out, "flood line {n} xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            "close_ipc" => {
+                tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // SAFETY: closing our own IPC fds is the point: the primary must notice.
+                    unsafe {
+                        libc::close(corral::protocol::bootstrap::IPC_FD);
+                        libc::close(corral::protocol::bootstrap::HANDLE_FD);
+                    }
+                });
+            }
+            "fork_child" => {
+                let child = std::process::Command::new("sleep").arg("300").spawn()?;
+                if let Ok(path) = std::env::var("TESTBED_CHILD_PID_FILE") {
+                    std::fs::write(path, child.id().to_string())?;
+                }
+                std::process::exit(1);
+            }
             "exit_after_ready" => cx.request_stop(),
             "crash_after_ready" => {
                 tokio::spawn(async {
@@ -161,6 +194,13 @@ fn misbehave(mode: &str, boot: &WorkerBootstrap) -> ! {
             buf.extend_from_slice(&[0, 0, 0, 3, 2, 0, 7]);
         }
         "silent" => {}
+        "ignore_term" => {
+            // Hello and ready by hand, then deaf: no pong, no drain, SIGTERM ignored.
+            put_hello(&mut buf, corral::protocol::PROTOCOL_VERSION);
+            codec.encode(Envelope::control(2, Control::Ready), &mut buf).expect("encode ready");
+            // SAFETY: setting a signal's disposition to "ignore" installs no handler code.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        }
         other => panic!("testbed: unknown TESTBED_MODE {other:?}"),
     }
     ipc.write_all(&buf).expect("write to the primary");
@@ -185,7 +225,15 @@ fn main() -> Result<(), corral::Error> {
     let mode = if applies { var("TESTBED_MODE").unwrap_or_else(|| "echo".into()) } else { "echo".into() };
     if !matches!(
         mode.as_str(),
-        "echo" | "crash_start" | "exit_after_ready" | "crash_after_ready" | "slow_start" | "defer_ready"
+        "echo"
+            | "crash_start"
+            | "exit_after_ready"
+            | "crash_after_ready"
+            | "slow_start"
+            | "defer_ready"
+            | "flood_stdout"
+            | "close_ipc"
+            | "fork_child"
     ) {
         misbehave(&mode, &boot);
     }

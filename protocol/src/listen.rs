@@ -86,6 +86,13 @@ pub enum ListenRefusal {
         /// The `errno` of the failed call.
         errno: i32,
     },
+    /// The cluster's configuration does not allow workers to listen there (its listen
+    /// allow-list).
+    #[error("listening on {addr} is not allowed by the cluster's configuration")]
+    NotAllowed {
+        /// The address asked for.
+        addr: String,
+    },
     /// The socket was bound, but passing it to the worker failed.
     #[error("cannot pass the socket for {addr} to the worker: {}", io::Error::from_raw_os_error(*errno))]
     Pass {
@@ -108,6 +115,7 @@ impl ListenRefusal {
             ListenRefusal::Unresolvable { addr }
             | ListenRefusal::NoAddress { addr }
             | ListenRefusal::Bind { addr, .. }
+            | ListenRefusal::NotAllowed { addr }
             | ListenRefusal::Pass { addr, .. } => addr,
         }
     }
@@ -118,7 +126,9 @@ impl ListenRefusal {
             ListenRefusal::Bind { errno, .. } | ListenRefusal::Pass { errno, .. } => {
                 Some(io::Error::from_raw_os_error(*errno))
             }
-            ListenRefusal::Unresolvable { .. } | ListenRefusal::NoAddress { .. } => None,
+            ListenRefusal::Unresolvable { .. } | ListenRefusal::NoAddress { .. } | ListenRefusal::NotAllowed { .. } => {
+                None
+            }
         }
     }
 }

@@ -202,6 +202,13 @@ pub struct ClusterConfig {
     /// Log files of the workers' captured output (needs [`WorkerOutput::Capture`]). Default:
     /// none.
     pub log_files: Option<LogFiles>,
+    /// The addresses workers may ask the primary to listen on, so that a compromised worker
+    /// cannot open new ports through it: `IP:PORT` allows that address, `IP:0` any port of
+    /// that IP, any other string only a request spelled the same. A request outside the list
+    /// is refused ([`ListenRefusal::NotAllowed`](corral_protocol::ListenRefusal::NotAllowed),
+    /// logged) and the cluster goes on. Default: `None`, any address (`corral run` allows only
+    /// its configured listeners).
+    pub listen_allow: Option<Vec<String>>,
 }
 
 impl Default for ClusterConfig {
@@ -233,6 +240,7 @@ impl Default for ClusterConfig {
             control: ControlSocket::Default,
             reconfigure: None,
             log_files: None,
+            listen_allow: None,
         }
     }
 }
@@ -283,6 +291,8 @@ setters! {
     max_requests: Option<u64>,
     /// Sets [`ClusterConfig::max_requests_jitter`].
     max_requests_jitter: u64,
+    /// Sets [`ClusterConfig::listen_allow`].
+    listen_allow: Option<Vec<String>>,
     /// Sets [`ClusterConfig::heartbeat_interval`].
     heartbeat_interval: Duration,
     /// Sets [`ClusterConfig::heartbeat_timeout`].
@@ -310,6 +320,33 @@ setters! {
 }
 
 impl ClusterConfig {
+    /// Whether [`listen_allow`](Self::listen_allow) lets a worker listen on `requested`.
+    ///
+    /// ```
+    /// use corral_runtime::ClusterConfig;
+    /// let config = ClusterConfig::default().listen_allow(Some(vec!["127.0.0.1:0".into(), "[::1]:8080".into()]));
+    /// assert!(config.may_listen("127.0.0.1:41234"));
+    /// assert!(config.may_listen("[::1]:8080"));
+    /// assert!(!config.may_listen("[::1]:22"));
+    /// assert!(!config.may_listen("0.0.0.0:8080"));
+    /// assert!(ClusterConfig::default().may_listen("0.0.0.0:8080"));
+    /// ```
+    pub fn may_listen(&self, requested: &str) -> bool {
+        let Some(allowed) = &self.listen_allow else { return true };
+        let wanted = requested.parse::<std::net::SocketAddr>().ok();
+        allowed.iter().any(|entry| {
+            if entry == requested {
+                return true;
+            }
+            match (entry.parse::<std::net::SocketAddr>(), wanted) {
+                (Ok(entry), Some(wanted)) => {
+                    entry.ip() == wanted.ip() && (entry.port() == 0 || entry.port() == wanted.port())
+                }
+                _ => false,
+            }
+        })
+    }
+
     /// The CPU pool size each worker gets: [`cpu_threads`](Self::cpu_threads), or the CPUs
     /// shared out among the workers, at least 1.
     ///

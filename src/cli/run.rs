@@ -11,6 +11,14 @@ use corral::{
 
 use super::{EXIT_FAILED, EXIT_USAGE, RunArgs};
 
+/// `corral run`'s workers get their sockets from the primary; none may ask it to listen
+/// anywhere else.
+fn allow_only_configured_listeners(config: &mut corral::ClusterConfig) {
+    let listeners =
+        config.exec.foreign().map(|f| f.listen.iter().map(|spec| spec.addr.to_string()).collect()).unwrap_or_default();
+    config.listen_allow.get_or_insert(listeners);
+}
+
 /// Runs the cluster until it stops; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
     let mut config = match config(args.clone()) {
@@ -90,6 +98,7 @@ fn config_of(args: RunArgs) -> Result<ClusterConfig, String> {
     } else if let Some(path) = args.control {
         config.control = ControlSocket::Path(path);
     }
+    allow_only_configured_listeners(&mut config);
     Ok(config)
 }
 

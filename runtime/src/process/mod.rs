@@ -459,7 +459,8 @@ impl<M: Serialize + Send + 'static> Io<M> {
                     hello_deadline,
                 };
                 tokio::spawn(reader::run_reader(read, codec(), reader, start, done_tx, giver.clone()));
-                waiter::AfterExit { reader_done: Some(done_rx), kill_group: false, exited }
+                // Its process group too: a child it forked does not outlive it.
+                waiter::AfterExit { reader_done: Some(done_rx), kill_group: true, exited }
             }
             IoChannel::Foreign { notify, ready, adopted } => {
                 let who = notify::Who { slot, generation, pid, adopted };

@@ -20,6 +20,14 @@ where
     pub(crate) async fn listen(&mut self, generation: u64, id: u64, requested: &str) {
         let slot = self.slot();
         let Some(proc) = self.proc(generation) else { return };
+        if !self.args.config.may_listen(requested) {
+            // A worker asking for a port the configuration does not allow (a bug, or a
+            // compromised worker): refused to it alone; the cluster goes on.
+            let refusal = corral_protocol::ListenRefusal::NotAllowed { addr: requested.to_string() };
+            tracing::error!(slot, pid = proc.pid(), error = %refusal, "listen request refused");
+            proc.process.send_control(Control::ListenAck { id, result: Err(refusal) });
+            return;
+        }
         // Only corral workers ask, and every one of them has a handle channel.
         let Some(channel) = proc.process.handles.clone() else { return };
         let target = Target {
