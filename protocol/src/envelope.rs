@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::control::Control;
+use crate::error::ProtocolError;
+use crate::handshake::Hello;
 use crate::trace::TraceContext;
 
 /// One frame on the IPC stream.
@@ -73,5 +75,30 @@ impl<M> Envelope<M> {
     pub fn with_trace(mut self, trace: Option<TraceContext>) -> Self {
         self.trace = trace;
         self
+    }
+
+    /// Checks the first frame of a worker's stream: it must be a [`Control::Hello`] that
+    /// passes [`Hello::check`] for `slot` and `generation`. Returns the hello.
+    ///
+    /// ```
+    /// use corral_protocol::{Control, Envelope, Hello, ProtocolError};
+    ///
+    /// let first: Envelope<()> = Envelope::control(1, Control::Hello(Hello::new(0, 3, 99)));
+    /// assert_eq!(first.check_hello(0, 3).unwrap().pid, 99);
+    /// let ready: Envelope<()> = Envelope::control(1, Control::Ready);
+    /// assert!(matches!(ready.check_hello(0, 3), Err(ProtocolError::HelloNotFirst)));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::HelloNotFirst`] for any other frame, else as [`Hello::check`].
+    pub fn check_hello(&self, slot: u32, generation: u64) -> Result<Hello, ProtocolError> {
+        match &self.body {
+            Body::Control(Control::Hello(hello)) => {
+                hello.check(slot, generation)?;
+                Ok(*hello)
+            }
+            _ => Err(ProtocolError::HelloNotFirst),
+        }
     }
 }

@@ -41,6 +41,55 @@ pub struct HandleHeader {
     pub trace: Option<TraceContext>,
 }
 
+impl HandleHeader {
+    /// The header as it travels in a datagram (postcard), at most [`MAX_HANDLE_HEADER`] bytes.
+    ///
+    /// ```
+    /// use corral_protocol::{HandleHeader, HandleKind};
+    ///
+    /// let h = HandleHeader { id: 2, kind: HandleKind::Connection { listener: 1, peer: "127.0.0.1:9".into() }, trace: None };
+    /// let bytes = h.encode().unwrap();
+    /// assert_eq!(HandleHeader::decode(&bytes).unwrap(), h);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Encode`] when postcard refuses it, [`ProtocolError::FrameTooLarge`] for
+    /// a header over [`MAX_HANDLE_HEADER`] (e.g. a very long address).
+    pub fn encode(&self) -> Result<Vec<u8>, ProtocolError> {
+        let bytes = postcard::to_stdvec(self).map_err(ProtocolError::Encode)?;
+        if bytes.len() > MAX_HANDLE_HEADER {
+            return Err(ProtocolError::FrameTooLarge { len: bytes.len(), max: MAX_HANDLE_HEADER });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes the data of a received datagram: exactly one postcard header, nothing after it.
+    ///
+    /// ```
+    /// use corral_protocol::{HandleFault, HandleHeader, ProtocolError};
+    ///
+    /// let err = HandleHeader::decode(&[0xff]).unwrap_err();
+    /// assert!(matches!(err, ProtocolError::BadHandle(HandleFault::HeaderDecode(_))));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::BadHandle`] with [`HandleFault::HeaderTooLong`] for data over
+    /// [`MAX_HANDLE_HEADER`], [`HandleFault::HeaderDecode`] for data that is not a header,
+    /// [`HandleFault::TrailingBytes`] for bytes left after it.
+    pub fn decode(data: &[u8]) -> Result<HandleHeader, ProtocolError> {
+        if data.len() > MAX_HANDLE_HEADER {
+            return Err(HandleFault::HeaderTooLong { max: MAX_HANDLE_HEADER }.into());
+        }
+        let (header, rest): (HandleHeader, _) = postcard::take_from_bytes(data).map_err(HandleFault::HeaderDecode)?;
+        if !rest.is_empty() {
+            return Err(HandleFault::TrailingBytes { extra: rest.len() }.into());
+        }
+        Ok(header)
+    }
+}
+
 /// The kinds of fd that travel between primary and worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HandleKind {
@@ -117,10 +166,7 @@ impl HandleChannel {
     /// encoded or is over [`MAX_HANDLE_HEADER`]; [`ProtocolError::Io`] when the socket fails
     /// (e.g. `EPIPE` once the peer is gone).
     pub async fn send(&self, header: &HandleHeader, fd: BorrowedFd<'_>) -> Result<(), ProtocolError> {
-        let bytes = postcard::to_stdvec(header).map_err(ProtocolError::Encode)?;
-        if bytes.len() > MAX_HANDLE_HEADER {
-            return Err(ProtocolError::FrameTooLarge { len: bytes.len(), max: MAX_HANDLE_HEADER });
-        }
+        let bytes = header.encode()?;
         let raw = [fd.as_raw_fd()];
         loop {
             let mut guard = self.fd.writable().await?;
@@ -205,10 +251,7 @@ fn decode_datagram(data: &[u8], mut fds: Vec<OwnedFd>) -> Result<(HandleHeader, 
     if fds.len() != 1 {
         return Err(HandleFault::FdCount { got: fds.len() }.into());
     }
-    let (header, rest): (HandleHeader, _) = postcard::take_from_bytes(data).map_err(HandleFault::HeaderDecode)?;
-    if !rest.is_empty() {
-        return Err(HandleFault::TrailingBytes { extra: rest.len() }.into());
-    }
+    let header = HandleHeader::decode(data)?;
     // Exactly one element, checked above.
     let fd = fds.remove(0);
     Ok((header, fd))

@@ -5,7 +5,10 @@ mod common;
 
 use bytes::BytesMut;
 use common::{UserMsg, expected_frame, raw_frame};
-use corral_protocol::{Control, Envelope, FrameCodec, Hello, PROTOCOL_VERSION, ProtocolError};
+use corral_protocol::{
+    Control, Envelope, FrameCodec, HandleFault, HandleHeader, HandleKind, Hello, MAX_HANDLE_HEADER, PROTOCOL_VERSION,
+    ProtocolError,
+};
 use serde::ser::{Error as _, Serialize, Serializer};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -346,4 +349,39 @@ fn error_messages_name_the_numbers() {
     for n in ["4", "8", "3", "7"] {
         assert!(text.contains(n), "{text}");
     }
+}
+
+// ---- the first frame and the fd-passing header, as pure functions ------------------------
+
+#[test]
+fn only_a_hello_for_the_peer_passes_as_first_frame() {
+    let hello: Envelope<UserMsg> = Envelope::control(1, Control::Hello(Hello::new(3, 7, 10)));
+    assert_eq!(hello.check_hello(3, 7).unwrap(), Hello::new(3, 7, 10));
+    assert!(matches!(hello.check_hello(3, 8), Err(ProtocolError::WrongPeer { .. })));
+    let user: Envelope<UserMsg> = Envelope::user(1, UserMsg::Num(1));
+    assert!(matches!(user.check_hello(3, 7), Err(ProtocolError::HelloNotFirst)));
+    let ready: Envelope<UserMsg> = Envelope::control(1, Control::Ready);
+    assert!(matches!(ready.check_hello(3, 7), Err(ProtocolError::HelloNotFirst)));
+}
+
+#[test]
+fn handle_header_decode_refuses_long_trailing_and_garbage_data() {
+    let header = HandleHeader { id: 9, kind: HandleKind::Listener { addr: "127.0.0.1:1".into() }, trace: None };
+    let mut bytes = header.encode().unwrap();
+    assert_eq!(HandleHeader::decode(&bytes).unwrap(), header);
+    bytes.extend([0, 0]);
+    let err = HandleHeader::decode(&bytes).unwrap_err();
+    assert!(matches!(err, ProtocolError::BadHandle(HandleFault::TrailingBytes { extra: 2 })), "{err}");
+    let err = HandleHeader::decode(&[0u8; MAX_HANDLE_HEADER + 1]).unwrap_err();
+    assert!(matches!(err, ProtocolError::BadHandle(HandleFault::HeaderTooLong { .. })), "{err}");
+    let err = HandleHeader::decode(&[]).unwrap_err();
+    assert!(matches!(err, ProtocolError::BadHandle(HandleFault::HeaderDecode(_))), "{err}");
+}
+
+#[test]
+fn handle_header_encode_refuses_a_header_over_the_limit() {
+    let addr = "x".repeat(MAX_HANDLE_HEADER);
+    let header = HandleHeader { id: 1, kind: HandleKind::Listener { addr }, trace: None };
+    let err = header.encode().unwrap_err();
+    assert!(matches!(err, ProtocolError::FrameTooLarge { max: MAX_HANDLE_HEADER, .. }), "{err}");
 }

@@ -245,6 +245,22 @@ impl Default for ClusterConfig {
     }
 }
 
+/// The longest duration a [`ClusterConfig`] accepts, for every timeout, interval and delay in
+/// it: 100 years. Longer ones (a config file may say `"18446744073709551615s"`, 585 billion
+/// years) are typos, and cannot be turned into deadlines: `Instant::now() + d` panics past the
+/// clock's range, and the cluster adds allowances to some of them.
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_runtime::{ClusterConfig, MAX_DURATION};
+///
+/// assert!(ClusterConfig::default().kill_timeout(MAX_DURATION).validate().is_ok());
+/// let err = ClusterConfig::default().kill_timeout(Duration::MAX).validate().unwrap_err();
+/// assert!(err.to_string().contains("kill_timeout"), "{err}");
+/// ```
+// 100 years of 365.25 days, as humantime counts a `y`: a config file's "100y" passes.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
 /// The most workers one cluster may have: far above any machine's useful count, low enough
 /// that a typo does not fork-bomb the host.
 pub const MAX_WORKERS: usize = 1024;
@@ -381,7 +397,7 @@ impl ClusterConfig {
     /// zero; `backoff.max` below `backoff.base`; `backoff.factor` below 1 or not finite;
     /// `backoff.jitter` outside 0 – 1; `max_restarts` 0 with a restarting type; `period`
     /// zero; `kill_timeout` or `listen_timeout` zero; `heartbeat_interval` zero or above
-    /// `heartbeat_timeout`; `max_frame_length` under 64 bytes or
+    /// `heartbeat_timeout`; any duration over [`MAX_DURATION`]; `max_frame_length` under 64 bytes or
     /// over 4 GiB; `event_buffer` or `send_buffer` zero; an empty `name`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
@@ -390,6 +406,25 @@ impl ClusterConfig {
         }
         if self.workers > MAX_WORKERS {
             return bad("workers", format!("{} is over the limit of {MAX_WORKERS}", self.workers));
+        }
+        let durations = [
+            ("min_uptime", self.min_uptime),
+            ("period", self.period),
+            ("kill_timeout", self.kill_timeout),
+            ("listen_timeout", self.listen_timeout),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("heartbeat_timeout", self.heartbeat_timeout),
+            ("backoff.base", self.backoff.base),
+            ("backoff.max", self.backoff.max),
+        ];
+        let foreign = self.exec.foreign();
+        let watchdog = foreign.and_then(|f| f.watchdog).map(|w| ("exec.watchdog", w));
+        let ready = match foreign.map(|f| f.ready) {
+            Some(crate::Readiness::Delay(d)) => Some(("exec.ready", d)),
+            _ => None,
+        };
+        if let Some((field, d)) = durations.into_iter().chain(watchdog).chain(ready).find(|(_, d)| *d > MAX_DURATION) {
+            return bad(field, format!("{d:?} is over the limit of {MAX_DURATION:?} (100 years)"));
         }
         if self.backoff.base.is_zero() {
             return bad("backoff.base", "must be greater than zero".into());

@@ -76,8 +76,8 @@ mod upgrade;
 pub use backoff::Backoff;
 pub use cluster::Cluster;
 pub use config::{
-    ClusterConfig, Escalation, LogFiles, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable, WorkerExec,
-    WorkerOutput,
+    ClusterConfig, Escalation, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable,
+    WorkerExec, WorkerOutput,
 };
 pub use control_socket::ControlSocket;
 pub use corral_protocol::{ListenRefusal, PoolStats, ProtocolError, Scheduling, WorkerStats};

@@ -74,14 +74,35 @@ pub struct ClusterState<M, R> {
 /// spawn itself).
 const SPAWN_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// `listen_timeout` plus [`SPAWN_ALLOWANCE`], saturating: `ClusterConfig::validate` accepts
+/// any non-zero `listen_timeout` (a config file may say `"18446744073709551615s"`), and a
+/// reload or restart must not panic on it (RELIABILITY.md, fuzzing findings).
+fn replacement_patience(listen_timeout: std::time::Duration) -> std::time::Duration {
+    listen_timeout.saturating_add(SPAWN_ALLOWANCE)
+}
+
 impl<M, R> ClusterState<M, R> {
     /// How long a replacement (reload, restart) may take before the slot counts as not
     /// answering.
     pub(crate) fn replacement_patience(&self) -> std::time::Duration {
-        self.args.config.listen_timeout + SPAWN_ALLOWANCE
+        replacement_patience(self.args.config.listen_timeout)
     }
 
     pub(crate) fn supervisors(&self) -> impl Iterator<Item = &ActorRef<SlotMsg>> {
         self.slots.iter().filter_map(|s| s.supervisor.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{SPAWN_ALLOWANCE, replacement_patience};
+
+    #[test]
+    fn replacement_patience_saturates_for_a_huge_listen_timeout() {
+        assert_eq!(replacement_patience(Duration::from_secs(3)), Duration::from_secs(3) + SPAWN_ALLOWANCE);
+        assert_eq!(replacement_patience(Duration::MAX), Duration::MAX);
+        assert_eq!(replacement_patience(Duration::from_secs(u64::MAX)), Duration::MAX);
     }
 }

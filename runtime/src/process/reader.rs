@@ -172,10 +172,7 @@ async fn hello<M, R: DeserializeOwned + Clone + Send + 'static>(
         Ok(None) => return Err(ProtocolError::Closed),
         Ok(Some(frame)) => frame?,
     };
-    match first.body {
-        Body::Control(Control::Hello(hello)) => hello.check(slot as u32, generation)?,
-        _ => return Err(ProtocolError::HelloNotFirst),
-    }
+    first.check_hello(slot as u32, generation)?;
     // The slot hears first, so that whoever reacts to the event finds it up to date.
     cx.report(ProcessEventKind::Online);
     cx.bus.emit(ClusterEvent::Online { slot, generation, pid });

@@ -1,0 +1,4 @@
+//! libFuzzer target: see corral_fuzz::frame_decoder.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| corral_fuzz::peak::within_budget(data, corral_fuzz::frame_decoder));
