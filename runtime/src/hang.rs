@@ -229,10 +229,16 @@ fn sample_threads(pid: u32) -> Vec<ThreadSample> {
     first
         .into_iter()
         .map(|(tid, a)| match second.iter().find(|(t, _)| *t == tid) {
-            Some((_, b)) => {
-                ThreadSample { tid, name: b.name.clone(), state: b.state, wchan: b.wchan.clone(), activity: summarise(&a, b) }
+            Some((_, b)) => ThreadSample {
+                tid,
+                name: b.name.clone(),
+                state: b.state,
+                wchan: b.wchan.clone(),
+                activity: summarise(&a, b),
+            },
+            None => {
+                ThreadSample { tid, name: a.name, state: a.state, wchan: a.wchan, activity: ThreadActivity::Unknown }
             }
-            None => ThreadSample { tid, name: a.name, state: a.state, wchan: a.wchan, activity: ThreadActivity::Unknown },
         })
         .collect()
 }

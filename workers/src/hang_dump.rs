@@ -34,10 +34,10 @@ use corral_protocol::bootstrap::HANG_DUMP_SIGNAL;
 /// Frames of the frame-pointer walk, at most.
 const MAX_FRAMES: usize = 64;
 /// Return-address candidates of the stack scan, at most.
-const MAX_SCANNED: usize = 48;
+const MAX_SCANNED: usize = 16;
 /// Bytes of stack scanned above the interrupted stack pointer, at most.
 const SCAN_BYTES: usize = 64 * 1024;
-/// Words of one record: the two counts, then the addresses (920 bytes: under `PIPE_BUF`).
+/// Words of one record: the two counts, then the addresses (656 bytes: under `PIPE_BUF`).
 const RECORD_WORDS: usize = 2 + MAX_FRAMES + MAX_SCANNED;
 /// Size of the alternate signal stack this module allocates when the thread has none.
 const ALT_STACK_BYTES: usize = 64 * 1024;
@@ -243,7 +243,9 @@ unsafe fn capture(context: *mut c_void, record: &mut [usize; RECORD_WORDS]) -> u
     // Frame records are [saved fp, return address] on both x86_64 and aarch64.
     while frames < MAX_FRAMES && sp != 0 && fp >= sp && fp % word == 0 && fp.saturating_add(2 * word) <= top {
         // SAFETY: fp and fp + word lie within [sp, top), mapped stack of this thread.
-        let (next, ret) = unsafe { (std::ptr::read_volatile(fp as *const usize), std::ptr::read_volatile((fp + word) as *const usize)) };
+        let (next, ret) = unsafe {
+            (std::ptr::read_volatile(fp as *const usize), std::ptr::read_volatile((fp + word) as *const usize))
+        };
         if ret < 4096 {
             break;
         }

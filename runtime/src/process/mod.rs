@@ -262,7 +262,17 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
         hello_deadline: forked + config.listen_timeout,
     };
     let (child, output) = child_output(child)?;
-    let io = Io { slot: spec.slot, generation: spec.generation, pid, child, output, commands, channel, giver, hang: Some(hang_read) };
+    let io = Io {
+        slot: spec.slot,
+        generation: spec.generation,
+        pid,
+        child,
+        output,
+        commands,
+        channel,
+        giver,
+        hang: Some(hang_read),
+    };
     Ok((process, io))
 }
 

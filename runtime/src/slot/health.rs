@@ -11,8 +11,8 @@ use tracing::Span;
 
 use super::msg::ReplaceReason;
 use super::state::{Phase, Role, SlotState};
-use crate::{ClusterEvent, HangReport, KillReason};
 use crate::process::rss_bytes;
+use crate::{ClusterEvent, HangReport, KillReason};
 
 /// Heartbeats in a row over `max_memory` before the process is recycled: a sustained
 /// excess, not a spike.
