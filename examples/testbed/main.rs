@@ -141,6 +141,7 @@ impl Worker for Testbed {
             TestCmd::Exit(code) => std::process::exit(code),
             TestCmd::Stop => cx.request_stop(),
             TestCmd::Block(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            TestCmd::Spin(ms) => testbed_busy_loop(Duration::from_millis(ms)),
             TestCmd::Pool(ms) => {
                 cx.cpu_pool()
                     .run(move || {
@@ -163,6 +164,15 @@ impl Worker for Testbed {
             }
         }
         Ok(())
+    }
+}
+
+/// Spins on the CPU for `how_long`: a named frame for hang reports to find.
+#[inline(never)]
+fn testbed_busy_loop(how_long: Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < how_long {
+        std::hint::spin_loop();
     }
 }
 

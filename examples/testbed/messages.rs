@@ -19,6 +19,9 @@ pub enum TestCmd {
     Alloc(u64),
     /// Spin this many milliseconds on the CPU pool.
     Pool(u64),
+    /// Spin this many milliseconds on the event loop, in `testbed_busy_loop` (a hang in user
+    /// space, for hang reports).
+    Spin(u64),
 }
 
 /// Worker → primary.

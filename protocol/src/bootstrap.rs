@@ -29,6 +29,20 @@ pub const CPU_THREADS_ENV: &str = "CORRAL_CPU_THREADS";
 pub const IPC_FD: RawFd = 3;
 /// The fd number of the worker's end of the handle channel (`SOCK_SEQPACKET`).
 pub const HANDLE_FD: RawFd = 4;
+/// The fd number of the write end of the worker's hang-report pipe: when the primary sends
+/// [`HANG_DUMP_SIGNAL`] to a worker that stopped answering heartbeats, the worker writes a
+/// symbolised backtrace of its event-loop thread here, ended by a NUL byte. Optional: a
+/// worker without it (or one that does not catch the signal) is diagnosed from `/proc` only.
+pub const HANG_FD: RawFd = 5;
+/// The real-time signal (`SIGRTMIN+3` under glibc: 37) a corral worker catches to dump a
+/// backtrace of its event-loop thread into [`HANG_FD`]. A fixed number, not
+/// `SIGRTMIN() + 3`, because glibc and musl reserve different real-time signals for
+/// themselves and primary and worker must agree.
+///
+/// ```
+/// assert!(corral_protocol::bootstrap::HANG_DUMP_SIGNAL > 34);
+/// ```
+pub const HANG_DUMP_SIGNAL: i32 = 37;
 
 /// What a worker process is told at start.
 ///
@@ -120,6 +134,32 @@ impl WorkerBootstrap {
     /// but not by a corral primary.
     pub fn take_fds(&self) -> Result<(OwnedFd, OwnedFd), ProtocolError> {
         Ok((take_socket_fd(IPC_FD)?, take_socket_fd(HANDLE_FD)?))
+    }
+
+    /// Takes ownership of the inherited hang-report pipe ([`HANG_FD`]) if there is one (an
+    /// open pipe at that number), marked close-on-exec; `None` otherwise (an older primary,
+    /// or an fd the worker's own launcher left there that is not a pipe). Call once.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), corral_protocol::ProtocolError> {
+    /// let boot = corral_protocol::bootstrap::WorkerBootstrap::from_env()?.expect("a worker");
+    /// if let Some(pipe) = boot.take_hang_fd() {
+    ///     // Hang reports are written to `pipe`.
+    /// #   drop(pipe);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn take_hang_fd(&self) -> Option<OwnedFd> {
+        // SAFETY: fstat only reads the fd's metadata; an fd that is not open gives EBADF.
+        let stat = fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(HANG_FD) }).ok()?;
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+            return None;
+        }
+        // SAFETY: the primary placed this pipe at HANG_FD for us alone (dup2 in the spawner),
+        // it is open (fstat above), and this is the only place that takes ownership of it.
+        let owned = unsafe { OwnedFd::from_raw_fd(HANG_FD) };
+        fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+        Some(owned)
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use corral_protocol::ProtocolError;
 
-use crate::{ClusterError, ExitStatus, ReloadError};
+use crate::{ClusterError, ExitStatus, HangReport, ReloadError};
 
 /// Something that happened in the cluster. Subscribe with
 /// [`ClusterHandle::subscribe`](crate::ClusterHandle::subscribe).
@@ -201,6 +201,28 @@ pub enum ClusterEvent<R> {
         /// true for shutdowns, false for crashes.
         exited_after_disconnect: bool,
     },
+    /// A worker missed its heartbeat: what it was doing, recorded just before the SIGKILL
+    /// (its `Exit` follows). See [`HangReport`].
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     if let ClusterEvent::Hung { slot, pid, report } = event {
+    ///         eprintln!("slot {slot}: pid {pid} hung:\n{report}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    Hung {
+        /// The slot.
+        slot: usize,
+        /// The process id.
+        pid: u32,
+        /// Its threads and, for a corral worker, a backtrace of its event loop.
+        report: Arc<HangReport>,
+    },
     /// A slot will be restarted after `delay`.
     ///
     /// ```no_run
@@ -392,6 +414,7 @@ impl<R> ClusterEvent<R> {
             | ClusterEvent::Message { slot, .. }
             | ClusterEvent::Disconnect { slot, .. }
             | ClusterEvent::Exit { slot, .. }
+            | ClusterEvent::Hung { slot, .. }
             | ClusterEvent::Restarting { slot, .. }
             | ClusterEvent::GaveUp { slot, .. }
             | ClusterEvent::ProtocolError { slot, .. } => Some(*slot),

@@ -16,6 +16,10 @@
 //! | `shutdown` | the cluster beginning to stop               | the cluster stopped                        |
 //! | `drain`    | a supervisor telling a process to drain     | the process exited                         |
 //!
+//! A worker killed for a missed heartbeat records its hang report (see
+//! [`HangReport`](crate::HangReport)) as `corral.hang` on the spans it holds open and on the
+//! `restart` that follows.
+//!
 //! Children: `restart` → `fork`; `reload` → `replace` → `fork`, `drain` (of the old
 //! process); `shutdown` → `drain`.
 
@@ -44,6 +48,7 @@ pub(crate) fn fork(parent: &Span, slot: usize, generation: u64, role: &'static s
         corral.generation = generation,
         corral.role = role,
         process.pid = Empty,
+        corral.hang = Empty,
         otel.status_code = Empty,
         error.message = Empty,
     )
@@ -59,6 +64,7 @@ pub(crate) fn restart(slot: usize, attempt: u32, delay: Duration, exit: &dyn Dis
         corral.restart.attempt = attempt,
         corral.restart.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         corral.exit = %exit,
+        corral.hang = Empty,
         otel.status_code = Empty,
         error.message = Empty,
     )
@@ -74,6 +80,7 @@ pub(crate) fn replace(parent: &Span, slot: usize, reason: &'static str) -> Span 
         corral.replace.reason = reason,
         corral.replace.old_pid = Empty,
         corral.replace.new_pid = Empty,
+        corral.hang = Empty,
         otel.status_code = Empty,
         error.message = Empty,
     )
@@ -91,6 +98,7 @@ pub(crate) fn drain(parent: &Span, slot: usize, generation: u64, pid: u32) -> Sp
         process.pid = pid,
         corral.killed = Empty,
         corral.exit = Empty,
+        corral.hang = Empty,
     )
 }
 

@@ -53,6 +53,7 @@ mod context;
 mod counters;
 mod cpu_pool;
 mod error;
+mod hang_dump;
 #[cfg(feature = "axum")]
 pub mod http;
 mod listen;

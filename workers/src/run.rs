@@ -64,6 +64,12 @@ pub fn run<W: Worker>(worker: W, boot: WorkerBootstrap) -> Result<i32, WorkerErr
         return Err(WorkerError::PrimaryGone);
     }
     let (ipc, handles) = boot.take_fds()?;
+    // Hang dumps of this thread, the event loop's (a worker runs on without them).
+    if let Some(report) = boot.take_hang_fd()
+        && let Err(e) = crate::hang_dump::install(report)
+    {
+        tracing::warn!(error = %e, "hang dumps are off");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(WorkerError::Runtime)?;
     runtime.block_on(run_async(worker, boot, ipc, handles))
 }

@@ -44,6 +44,8 @@ pub(crate) enum ProcessEventKind {
     Status(String),
     /// A foreign worker's `WATCHDOG=1`: it is alive.
     Watchdog,
+    /// It missed its heartbeat and was diagnosed; the SIGKILL follows.
+    Hung(Box<crate::HangReport>),
     /// Its frame reader ended: EOF (`None`) or a protocol error.
     ReaderEnded(Option<ProtocolError>),
     /// It exited (reported after the reader ended, so its last messages come first).

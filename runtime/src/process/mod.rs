@@ -24,7 +24,7 @@ mod writer;
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -122,6 +122,12 @@ impl<M> Process<M> {
         let _ = self.commands.send(command);
     }
 
+    /// Kills it as [`kill`](Self::kill) does, after a diagnosis of what it is doing (at most
+    /// about [`hang::BUDGET`](crate::hang::BUDGET)), reported as [`ProcessEventKind::Hung`].
+    pub(crate) fn diagnose_and_kill(&self) {
+        let _ = self.commands.send(ProcessCommand::DiagnoseThenKill { group: !self.speaks_corral() });
+    }
+
     /// Asks it to drain within `deadline_ms`: a shutdown frame (SIGTERM when the frame cannot
     /// be queued) to a corral worker, the stop signal to a foreign one.
     pub(crate) fn ask_to_drain(&self, deadline_ms: u64) {
@@ -172,6 +178,8 @@ pub(crate) struct Io<M> {
     commands: mpsc::UnboundedReceiver<ProcessCommand>,
     channel: IoChannel<M>,
     giver: Giver,
+    /// The read end of a corral worker's hang-report pipe.
+    hang: Option<OwnedFd>,
 }
 
 /// How a process talks to the primary.
@@ -205,6 +213,7 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
     let config = spec.config;
     let stream = stream_pair().map_err(io::Error::other)?;
     let handles = seqpacket_pair().map_err(io::Error::other)?;
+    let (hang_read, hang_write) = hang_pipe()?;
     let boot = WorkerBootstrap {
         slot: spec.slot as u32,
         generation: spec.generation,
@@ -221,6 +230,7 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
         boot,
         ipc: stream.worker,
         handles: handles.worker,
+        hang: Some(hang_write),
         capture_output: config.output == WorkerOutput::Capture,
     })
     .await?;
@@ -252,7 +262,29 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
         hello_deadline: forked + config.listen_timeout,
     };
     let (child, output) = child_output(child)?;
-    Ok((process, Io { slot: spec.slot, generation: spec.generation, pid, child, output, commands, channel, giver }))
+    let io = Io {
+        slot: spec.slot,
+        generation: spec.generation,
+        pid,
+        child,
+        output,
+        commands,
+        channel,
+        giver,
+        hang: Some(hang_read),
+    };
+    Ok((process, io))
+}
+
+/// A close-on-exec pipe for hang reports: (read end, write end).
+fn hang_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the 2-element array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just created both fds; each is owned exactly once from here on.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// The child's captured output pipes, as fds.
@@ -352,7 +384,7 @@ pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(P
             (process, IoChannel::Foreign { notify, ready, adopted: true })
         }
     };
-    Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver }))
+    Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver, hang: None }))
 }
 
 async fn start_foreign<M>(
@@ -401,7 +433,7 @@ async fn start_foreign<M>(
     };
     let channel = IoChannel::Foreign { notify, ready: foreign.ready, adopted: false };
     let (child, output) = child_output(child)?;
-    Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver }))
+    Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver, hang: None }))
 }
 
 /// The uid and gid a foreign worker runs as, from the configured names.
@@ -430,7 +462,14 @@ impl<M: Serialize + Send + 'static> Io<M> {
         bus: &Arc<EventBus<R>>,
         counters: &Arc<SlotCounters>,
     ) {
-        let Io { slot, generation, pid, child, output, commands, channel, giver } = self;
+        let Io { slot, generation, pid, child, output, commands, channel, giver, hang } = self;
+        let hang = hang.and_then(|fd| match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(pipe) => Some(pipe),
+            Err(e) => {
+                tracing::warn!(slot, pid, error = %e, "cannot read the worker's hang reports");
+                None
+            }
+        });
         for (stream, fd, leftover) in output {
             match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
                 Ok(pipe) => {
@@ -469,6 +508,6 @@ impl<M: Serialize + Send + 'static> Io<M> {
                 waiter::AfterExit { reader_done: None, kill_group: true, exited }
             }
         };
-        tokio::spawn(waiter::run_waiter(child, commands, after, reports, generation, giver));
+        tokio::spawn(waiter::run_waiter(child, commands, after, reports, generation, giver, hang));
     }
 }

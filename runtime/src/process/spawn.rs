@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::mpsc as std_mpsc;
 
-use corral_protocol::bootstrap::{HANDLE_FD, IPC_FD, WorkerBootstrap};
+use corral_protocol::bootstrap::{HANDLE_FD, HANG_FD, IPC_FD, WorkerBootstrap};
 use nix::fcntl::{FcntlArg, fcntl};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -27,6 +27,8 @@ pub(crate) struct SpawnSpec {
     pub ipc: OwnedFd,
     /// The worker's end of the handle channel; ends up at [`HANDLE_FD`].
     pub handles: OwnedFd,
+    /// The write end of the worker's hang-report pipe; ends up at [`HANG_FD`].
+    pub hang: Option<OwnedFd>,
     /// Pipe the worker's stdout and stderr to the primary instead of inheriting them.
     pub capture_output: bool,
 }
@@ -87,6 +89,8 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
     let ipc = dup_high(&spec.ipc)?;
     let handles = dup_high(&spec.handles)?;
     let (ipc_raw, handles_raw) = (ipc.as_raw_fd(), handles.as_raw_fd());
+    let hang = spec.hang.as_ref().map(dup_high).transpose()?;
+    let hang_raw = hang.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     let primary_pid = spec.boot.primary_pid as libc::pid_t;
 
     let mut cmd = Command::new(&spec.program);
@@ -120,6 +124,9 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
             if libc::dup2(ipc_raw, IPC_FD) < 0 || libc::dup2(handles_raw, HANDLE_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            if hang_raw >= 0 && libc::dup2(hang_raw, HANG_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -138,7 +145,7 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
     let child = cmd.spawn();
     // The parent's copies of the child's ends must go, or the primary never sees EOF when
     // the worker dies.
-    drop((ipc, handles, spec.ipc, spec.handles));
+    drop((ipc, handles, hang, spec.ipc, spec.handles, spec.hang));
     child
 }
 

@@ -24,6 +24,12 @@ pub(crate) enum ProcessCommand {
     Signal(nix::sys::signal::Signal),
     /// Send this signal to the process's whole group (it leads its own).
     SignalGroup(nix::sys::signal::Signal),
+    /// Diagnose what the process is doing ([`ProcessEventKind::Hung`]), then SIGKILL it (its
+    /// whole group if `group`).
+    DiagnoseThenKill {
+        /// Kill the process's group, not only the process.
+        group: bool,
+    },
 }
 
 /// What the waiter does once the process has exited.
@@ -50,9 +56,11 @@ pub(crate) async fn run_waiter(
     reports: Reports,
     generation: u64,
     giver: Giver,
+    mut hang: Option<tokio::net::unix::pipe::Receiver>,
 ) {
     let pid = child.id().unwrap_or(0);
     let mut commands_open = true;
+    let mut diagnosed = false;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
@@ -70,6 +78,21 @@ pub(crate) async fn run_waiter(
                 Some(ProcessCommand::SignalGroup(sig)) => {
                     if let Some(pid) = child.id() {
                         let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), sig);
+                    }
+                }
+                Some(ProcessCommand::DiagnoseThenKill { group }) => {
+                    if let Some(pid) = child.id() {
+                        // Not reaped while this runs (this task is the reaper), so the pid
+                        // stays ours; bounded by hang::BUDGET.
+                        if !diagnosed {
+                            diagnosed = true;
+                            let report = crate::hang::diagnose(pid, hang.as_mut()).await;
+                            let kind = ProcessEventKind::Hung(Box::new(report));
+                            let _ = reports.send_message(ProcessEvent { generation, kind });
+                        }
+                        let target = Pid::from_raw(pid as i32);
+                        let kill = nix::sys::signal::Signal::SIGKILL;
+                        let _ = if group { nix::sys::signal::killpg(target, kill) } else { nix::sys::signal::kill(target, kill) };
                     }
                 }
                 None => {

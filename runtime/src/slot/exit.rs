@@ -52,6 +52,9 @@ where
             status,
             exited_after_disconnect: proc.is_draining() || stopping,
         });
+        if proc.role == Role::Current {
+            self.last_hang = proc.hang.take();
+        }
         match proc.role {
             Role::Retiring => {}
             Role::Candidate => self.candidate_failed(&proc, status),
@@ -122,6 +125,9 @@ where
         let slot = self.slot();
         self.restarts += 1;
         let restart = lifecycle::restart(slot, attempt, delay, &status);
+        if let Some(report) = self.last_hang.take() {
+            restart.record("corral.hang", tracing::field::display(&report));
+        }
         restart.in_scope(|| tracing::warn!(slot, %status, ?delay, attempt, "restarting worker"));
         self.pending_restart = Some(restart);
         self.args.bus.emit(ClusterEvent::Restarting { slot, delay, attempt });

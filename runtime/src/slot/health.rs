@@ -1,6 +1,7 @@
 //! Health checks of the current process: heartbeats (a worker whose event loop is stuck is
 //! killed), memory (recycled over `max_memory`, sustained), and `max_requests` recycling.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use corral_protocol::{Control, WorkerStats};
@@ -10,8 +11,8 @@ use tracing::Span;
 
 use super::msg::ReplaceReason;
 use super::state::{Phase, Role, SlotState};
-use crate::KillReason;
 use crate::process::rss_bytes;
+use crate::{ClusterEvent, HangReport, KillReason};
 
 /// Heartbeats in a row over `max_memory` before the process is recycled: a sustained
 /// excess, not a spike.
@@ -44,7 +45,7 @@ where
                             ?timeout,
                             "worker sent no WATCHDOG=1 in time; killing it"
                         );
-                        proc.kill(KillReason::MissedWatchdog { timeout });
+                        proc.diagnose_and_kill(KillReason::MissedWatchdog { timeout });
                         return;
                     }
                     Some(_) => {}
@@ -57,7 +58,7 @@ where
                     let timeout = config.heartbeat_timeout;
                     tracing::error!(slot, pid = proc.pid(), ?timeout, "worker missed its heartbeat; killing it");
                     proc.ping = None;
-                    proc.kill(KillReason::MissedHeartbeat { timeout });
+                    proc.diagnose_and_kill(KillReason::MissedHeartbeat { timeout });
                     return;
                 }
                 Some(_) => {}
@@ -113,6 +114,24 @@ where
         if recycle && self.replacing.is_none() && self.is_running() {
             self.replace(ReplaceReason::MaxRequests, &Span::none(), None).await;
         }
+    }
+}
+
+impl<M, R: Clone + Send + 'static> SlotState<M, R> {
+    /// `Hung`: a process that missed its heartbeat was diagnosed (its SIGKILL follows):
+    /// logged, emitted, and recorded on its lifecycle spans and on the `restart` that follows.
+    pub(crate) fn hung(&mut self, generation: u64, report: HangReport) {
+        let slot = self.slot();
+        let Some(proc) = self.proc_mut(generation) else { return };
+        let pid = proc.pid();
+        let report = Arc::new(report);
+        let spans = &proc.spans;
+        for span in [&spans.fork, &spans.restart, &spans.drain, &spans.replace].into_iter().flatten() {
+            span.record("corral.hang", tracing::field::display(&report));
+        }
+        tracing::warn!(slot, pid, took = ?report.took, "worker hung; what it was doing:\n{report}");
+        proc.hang = Some(report.clone());
+        self.args.bus.emit(ClusterEvent::Hung { slot, pid, report });
     }
 }
 

@@ -127,6 +127,7 @@ where
                 ProcessEventKind::Draining => st.draining_on_its_own(generation),
                 ProcessEventKind::Status(text) => st.status_line(generation, text),
                 ProcessEventKind::Watchdog => st.watchdog(generation),
+                ProcessEventKind::Hung(report) => st.hung(generation, *report),
                 ProcessEventKind::ReaderEnded(error) => st.reader_ended(generation, error),
                 ProcessEventKind::Exited(status) => st.exited(generation, status),
             },

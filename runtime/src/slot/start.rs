@@ -111,6 +111,7 @@ where
             over_memory: 0,
             request_limit,
             status_text: None,
+            hang: None,
             spans: ProcSpans { fork: Some(fork.clone()), ..ProcSpans::default() },
         });
         fork.in_scope(|| tracing::info!(slot, generation, pid, ?role, "worker started"));

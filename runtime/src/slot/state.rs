@@ -19,7 +19,7 @@ use crate::command::WorkerCommand;
 use crate::events::EventBus;
 use crate::process::{Process, SlotCounters, rss_bytes};
 use crate::routes::Routes;
-use crate::{ClusterConfig, KillReason, WorkerState, WorkerStatus};
+use crate::{ClusterConfig, HangReport, KillReason, WorkerState, WorkerStatus};
 
 /// What a process is to its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +101,8 @@ pub(crate) struct Proc<M> {
     pub request_limit: Option<u64>,
     /// A foreign worker's last `STATUS=` line.
     pub status_text: Option<String>,
+    /// What it was doing when it missed its heartbeat, if it did.
+    pub hang: Option<Arc<HangReport>>,
     pub spans: ProcSpans,
 }
 
@@ -124,6 +126,14 @@ impl<M> Proc<M> {
             self.killed = Some(reason);
         }
         self.process.kill();
+    }
+
+    /// As [`kill`](Self::kill), after a diagnosis of what it is doing (a `Hung` report).
+    pub(crate) fn diagnose_and_kill(&mut self, reason: KillReason) {
+        if self.killed.is_none() {
+            self.killed = Some(reason);
+        }
+        self.process.diagnose_and_kill();
     }
 }
 
@@ -190,6 +200,8 @@ pub(crate) struct SlotState<M, R> {
     pub next_nonce: u64,
     pub last_stats: Option<WorkerStats>,
     pub last_latency: Option<Duration>,
+    /// The hang report of the current process that exited last, for its `restart` span.
+    pub last_hang: Option<Arc<HangReport>>,
 }
 
 impl<M, R> SlotState<M, R> {
@@ -209,6 +221,7 @@ impl<M, R> SlotState<M, R> {
             next_nonce: 0,
             last_stats: None,
             last_latency: None,
+            last_hang: None,
         }
     }
 

@@ -114,6 +114,7 @@ where
             over_memory: 0,
             request_limit: super::start::request_limit(&config),
             status_text: None,
+            hang: None,
             spans: ProcSpans::default(),
         });
         tracing::info!(slot, generation, pid, "worker taken over from the previous image");
