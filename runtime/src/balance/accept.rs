@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use corral_protocol::{HandleHeader, HandleKind, TraceContext};
@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::shared::SharedListener;
 use super::strategy::Strategy;
-use super::untaken::Kept;
+use super::untaken::{Kept, Redispatch};
 
 /// How long an accepted connection may wait for a ready worker before it is closed.
 const DISPATCH_PATIENCE: Duration = Duration::from_secs(30);
@@ -31,6 +31,7 @@ pub(crate) async fn accept_loop(
     strategy: Strategy,
     closing: CancellationToken,
 ) {
+    let _ = listener.strategy.set(strategy);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -72,9 +73,17 @@ async fn dispatch(listener: &Arc<SharedListener>, strategy: Strategy, stream: to
     hand_off(listener, strategy, stream, peer, trace).instrument(span).await;
 }
 
+impl Redispatch for SharedListener {
+    fn again(self: Arc<Self>, kept: Kept) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move { redispatch(&self, kept).await })
+    }
+}
+
 /// Hands a connection a worker died without taking to another worker (a new `dispatch`
 /// span, linked to the first by the trace context it still carries).
-pub(super) async fn redispatch(listener: &Arc<SharedListener>, kept: Kept) {
+async fn redispatch(listener: &Arc<SharedListener>, kept: Kept) {
+    // Set when the acceptor started, before any connection was kept.
+    let strategy = listener.strategy.get().copied().unwrap_or(Strategy::RoundRobin);
     let span = tracing::debug_span!(
         target: NET_TARGET,
         "dispatch",
@@ -83,11 +92,11 @@ pub(super) async fn redispatch(listener: &Arc<SharedListener>, kept: Kept) {
         server.port = listener.addr.port(),
         client.address = %kept.peer.ip(),
         client.port = kept.peer.port(),
-        corral.scheduling = ?kept.strategy,
+        corral.scheduling = ?strategy,
         corral.redispatched = true,
         corral.slot = tracing::field::Empty,
     );
-    hand_off(listener, kept.strategy, kept.stream, kept.peer, kept.trace).instrument(span).await;
+    hand_off(listener, strategy, kept.stream, kept.peer, kept.trace).instrument(span).await;
 }
 
 async fn hand_off(
@@ -113,7 +122,8 @@ async fn hand_off(
             match target.channel.send_counted(&header, stream.as_fd()).await {
                 Ok(seq) => {
                     target.load.dispatched_one();
-                    let kept = Kept { seq, stream, peer, trace, listener: Arc::downgrade(listener), strategy };
+                    let kept =
+                        Kept { seq, stream, peer, trace, listener: Arc::downgrade(listener) as Weak<dyn Redispatch> };
                     // Ours stays open until the worker has taken it (or is handed out again).
                     match target.untaken.keep(kept) {
                         None => return,

@@ -20,6 +20,8 @@ pub(crate) struct SharedListener {
     /// Woken when a target becomes ready (or is added).
     pub changed: Notify,
     turn: AtomicUsize,
+    /// The acceptor's strategy (round robin, least connections), set when it starts.
+    pub strategy: std::sync::OnceLock<Strategy>,
 }
 
 impl SharedListener {
@@ -31,6 +33,7 @@ impl SharedListener {
             targets: Mutex::new(Vec::new()),
             changed: Notify::new(),
             turn: AtomicUsize::new(0),
+            strategy: std::sync::OnceLock::new(),
         }
     }
 

@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 use corral_protocol::{HandleChannel, ProtocolError, TraceContext};
 use tokio_util::sync::CancellationToken;
 
-use super::shared::SharedListener;
-use super::strategy::Strategy;
+/// Where a kept connection came from, to hand it out again (the listener; a trait, so that
+/// this module imports neither the listener nor the acceptor, which import it).
+pub(crate) trait Redispatch: Send + Sync {
+    /// Hands `kept` to another worker.
+    fn again(self: Arc<Self>, kept: Kept) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
 
 /// More untaken connections than this is falling behind: a worker that is serving takes each
 /// within microseconds of its arrival, so even a busy one rarely has more than a few queued.
@@ -33,8 +37,7 @@ pub(crate) struct Kept {
     pub peer: SocketAddr,
     pub trace: Option<TraceContext>,
     /// Where it came from, to be handed out again (weak: listeners own their targets).
-    pub listener: Weak<SharedListener>,
-    pub strategy: Strategy,
+    pub listener: Weak<dyn Redispatch>,
 }
 
 /// A worker process's untaken connections, in the order they were handed over.
@@ -159,7 +162,7 @@ impl Untaken {
         }
         for kept in orphans {
             if let Some(listener) = kept.listener.upgrade() {
-                super::accept::redispatch(&listener, kept).await;
+                listener.again(kept).await;
             }
         }
     }
