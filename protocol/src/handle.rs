@@ -5,6 +5,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -130,6 +131,23 @@ pub enum HandleKind {
 #[derive(Debug)]
 pub struct HandleChannel {
     fd: AsyncFd<OwnedFd>,
+    /// Datagrams sent so far; held across each `sendmsg`, so that a datagram's number is its
+    /// place in the channel even when several tasks send at once.
+    sent: Mutex<u64>,
+}
+
+/// A worker's acknowledgement on the handle channel: it has received (taken) the first
+/// `taken` datagrams the primary sent on it. A datagram without fds; cumulative, so one
+/// acknowledges a whole batch (SEQPACKET keeps datagrams in order).
+///
+/// ```
+/// use corral_protocol::HandleAck;
+/// assert_eq!(HandleAck { taken: 3 }.taken, 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandleAck {
+    /// How many datagrams the worker has received on the channel since it started.
+    pub taken: u64,
 }
 
 impl std::os::fd::AsFd for HandleChannel {
@@ -154,7 +172,7 @@ impl HandleChannel {
         // it stays open and unchanged until the `AsyncFd` is dropped.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
             .map_err(io::Error::from)?;
-        Ok(HandleChannel { fd })
+        Ok(HandleChannel { fd, sent: Mutex::new(0) })
     }
 
     /// Sends `fd` with its header as one datagram. The caller keeps its own copy of `fd` and
@@ -166,6 +184,34 @@ impl HandleChannel {
     /// encoded or is over [`MAX_HANDLE_HEADER`]; [`ProtocolError::Io`] when the socket fails
     /// (e.g. `EPIPE` once the peer is gone).
     pub async fn send(&self, header: &HandleHeader, fd: BorrowedFd<'_>) -> Result<(), ProtocolError> {
+        self.send_counted(header, fd).await.map(|_| ())
+    }
+
+    /// As [`send`](Self::send), returning the datagram's number on this channel (0 for the
+    /// first): the worker's [`HandleAck`]s count the datagrams it has taken in the same order.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use corral_protocol::{HandleChannel, HandleHeader, HandleKind, seqpacket_pair};
+    /// use std::os::fd::AsFd;
+    ///
+    /// let pair = seqpacket_pair().unwrap();
+    /// let primary = HandleChannel::new(pair.primary).unwrap();
+    /// let worker = HandleChannel::new(pair.worker).unwrap();
+    /// let file = std::fs::File::open("/dev/null").unwrap();
+    /// let header = HandleHeader { id: 1, kind: HandleKind::Listener { addr: "x".into() }, trace: None };
+    /// assert_eq!(primary.send_counted(&header, file.as_fd()).await.unwrap(), 0);
+    /// assert_eq!(primary.send_counted(&header, file.as_fd()).await.unwrap(), 1);
+    /// worker.recv().await.unwrap();
+    /// worker.send_ack(1).await.unwrap();
+    /// assert_eq!(primary.recv_ack().await.unwrap(), Some(1));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_counted(&self, header: &HandleHeader, fd: BorrowedFd<'_>) -> Result<u64, ProtocolError> {
         let bytes = header.encode()?;
         let raw = [fd.as_raw_fd()];
         loop {
@@ -173,13 +219,16 @@ impl HandleChannel {
             let sent = guard.try_io(|inner| {
                 let iov = [IoSlice::new(&bytes)];
                 let cmsg = [ControlMessage::ScmRights(&raw)];
-                sendmsg::<()>(inner.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
+                // Every update is one increment after a successful send: a poisoned lock
+                // still holds the right count.
+                let mut count = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+                sendmsg::<()>(inner.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)?;
+                let number = *count;
+                *count += 1;
+                Ok(number)
             });
             match sent {
-                Ok(result) => {
-                    result?;
-                    return Ok(());
-                }
+                Ok(result) => return Ok(result?),
                 Err(_would_block) => continue,
             }
         }
@@ -212,6 +261,104 @@ impl HandleChannel {
             }
         }
     }
+
+    /// As [`recv`](Self::recv) without waiting: `None` when no datagram is queued (as far as
+    /// the reactor knows), e.g. to take a whole batch before acknowledging it.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv); `Ok(Some(None))` is the end of the channel.
+    pub fn try_recv(&self) -> Option<Result<Option<(HandleHeader, OwnedFd)>, ProtocolError>> {
+        let mut data = vec![0u8; MAX_HANDLE_HEADER];
+        let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
+        let received = self.fd.try_io(Interest::READABLE, |inner| {
+            receive_one(inner.as_raw_fd(), &mut data, &mut cmsg_buf).map_err(io::Error::from)
+        });
+        match received {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) => Some(Err(e.into())),
+            Ok(Err(e)) => Some(Err(e)),
+            Ok(Ok(None)) => Some(Ok(None)),
+            Ok(Ok(Some((len, fds)))) => Some(decode_datagram(&data[..len], fds).map(Some)),
+        }
+    }
+
+    /// The worker's side: acknowledges that it has taken the first `taken` datagrams (see
+    /// [`HandleAck`]; example at [`send_counted`](Self::send_counted)).
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Io`] when the socket fails (e.g. `EPIPE` once the primary is gone).
+    pub async fn send_ack(&self, taken: u64) -> Result<(), ProtocolError> {
+        let bytes = postcard::to_stdvec(&HandleAck { taken }).map_err(ProtocolError::Encode)?;
+        loop {
+            let mut guard = self.fd.writable().await?;
+            let sent = guard.try_io(|inner| {
+                let iov = [IoSlice::new(&bytes)];
+                sendmsg::<()>(inner.as_raw_fd(), &iov, &[], MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
+            });
+            match sent {
+                Ok(result) => {
+                    result?;
+                    return Ok(());
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// The primary's side: the next [`HandleAck`]'s count; `Ok(None)` once the worker's end
+    /// is closed (every acknowledgement it sent has been read by then). Example at
+    /// [`send_counted`](Self::send_counted).
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::BadHandle`] for a datagram that is not an acknowledgement (any fds it
+    /// carried are closed); [`ProtocolError::Io`] when the socket fails.
+    pub async fn recv_ack(&self) -> Result<Option<u64>, ProtocolError> {
+        let mut data = [0u8; MAX_ACK];
+        let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let received =
+                guard.try_io(|inner| receive_one(inner.as_raw_fd(), &mut data, &mut cmsg_buf).map_err(io::Error::from));
+            match received {
+                Ok(result) => return result?.map(|d| d.map(|(len, fds)| decode_ack(&data[..len], fds)).transpose())?,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// The primary's side: the highest count among the acknowledgements queued right now
+    /// (read with real `recvmsg` calls, not the reactor's view), `None` if there is none. For
+    /// a last look once the worker has died.
+    pub fn drain_acks(&self) -> Option<u64> {
+        let mut data = [0u8; MAX_ACK];
+        let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
+        let mut highest = None;
+        // The socket is non-blocking: `EAGAIN` (or the end) stops the loop.
+        while let Ok(Ok(Some((len, fds)))) = receive_one(self.fd.get_ref().as_raw_fd(), &mut data, &mut cmsg_buf) {
+            if let Ok(taken) = decode_ack(&data[..len], fds) {
+                highest = highest.max(Some(taken));
+            }
+        }
+        highest
+    }
+}
+
+/// Room for an acknowledgement (a postcard varint is at most 10 bytes), and a little more, so
+/// that a longer datagram is seen as truncated.
+const MAX_ACK: usize = 16;
+
+fn decode_ack(data: &[u8], fds: Vec<OwnedFd>) -> Result<u64, ProtocolError> {
+    if !fds.is_empty() {
+        return Err(HandleFault::FdCount { got: fds.len() }.into());
+    }
+    let (ack, rest): (HandleAck, _) = postcard::take_from_bytes(data).map_err(HandleFault::HeaderDecode)?;
+    if !rest.is_empty() {
+        return Err(HandleFault::TrailingBytes { extra: rest.len() }.into());
+    }
+    Ok(ack.taken)
 }
 
 /// What one `recvmsg` produced: the data length and the fds it carried, or `None` at EOF.

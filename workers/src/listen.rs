@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use corral_protocol::{
-    BindMode, HandleChannel, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling, TraceContext,
+    BindMode, HandleChannel, HandleHeader, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling,
+    TraceContext,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -111,41 +112,78 @@ impl ListenRegistry {
     }
 
     /// Reads the handle channel until it closes, routing each fd to its listener.
+    ///
+    /// Takes what is queued as one batch, acknowledges the batch to the primary (which keeps
+    /// its copy of each connection until then, to hand it to another worker should this one
+    /// die first), and only then routes it: a connection this worker may have started to
+    /// read is always one the primary has let go of.
     pub(crate) async fn run_handle_reader(self: Arc<Self>, channel: HandleChannel) {
+        let mut taken: u64 = 0;
+        let mut batch = Vec::with_capacity(ACK_BATCH);
         loop {
-            match channel.recv().await {
-                Ok(None) => return,
-                Ok(Some((header, fd))) => match header.kind {
-                    HandleKind::Connection { listener, peer } => {
-                        let Some(tx) = self.with(|p| p.connections.get(&listener).cloned()) else {
-                            tracing::warn!(listener, "connection for an unknown listener; closing it");
-                            continue;
-                        };
-                        match to_tokio_stream(fd, &peer) {
-                            Ok((stream, peer)) => {
-                                let local = stream.local_addr().unwrap_or(peer);
-                                let span = connection_span(&peer, &local, header.trace.as_ref());
-                                let _ = tx.send((stream, peer, span));
-                            }
-                            Err(e) => tracing::warn!(error = %e, "bad connection fd from the primary"),
-                        }
+            let mut ended = false;
+            let mut next = Some(channel.recv().await);
+            while let Some(received) = next.take() {
+                match received {
+                    Ok(None) => ended = true,
+                    Ok(Some(datagram)) => {
+                        taken += 1;
+                        batch.push(datagram);
                     }
-                    HandleKind::Listener { .. } => {
-                        if let Some(tx) = self.with(|p| p.sockets.remove(&header.id)) {
-                            let _ = tx.send(fd);
-                        }
+                    Err(ProtocolError::Io(e)) => {
+                        tracing::debug!(error = %e, "handle channel closed");
+                        ended = true;
                     }
-                },
-                Err(ProtocolError::Io(e)) => {
-                    tracing::debug!(error = %e, "handle channel closed");
-                    return;
+                    // A malformed datagram: its fds are closed; the channel goes on.
+                    Err(e) => {
+                        taken += 1;
+                        tracing::warn!(error = %e, "bad datagram on the handle channel");
+                    }
                 }
-                // A malformed datagram: its fds are closed; the channel goes on.
-                Err(e) => tracing::warn!(error = %e, "bad datagram on the handle channel"),
+                if !ended && batch.len() < ACK_BATCH {
+                    next = channel.try_recv();
+                }
+            }
+            if !ended && channel.send_ack(taken).await.is_err() {
+                ended = true;
+            }
+            for (header, fd) in batch.drain(..) {
+                self.route(header, fd);
+            }
+            if ended {
+                return;
+            }
+        }
+    }
+
+    /// Routes one fd from the handle channel to its listener.
+    fn route(&self, header: HandleHeader, fd: OwnedFd) {
+        match header.kind {
+            HandleKind::Connection { listener, peer } => {
+                let Some(tx) = self.with(|p| p.connections.get(&listener).cloned()) else {
+                    tracing::warn!(listener, "connection for an unknown listener; closing it");
+                    return;
+                };
+                match to_tokio_stream(fd, &peer) {
+                    Ok((stream, peer)) => {
+                        let local = stream.local_addr().unwrap_or(peer);
+                        let span = connection_span(&peer, &local, header.trace.as_ref());
+                        let _ = tx.send((stream, peer, span));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "bad connection fd from the primary"),
+                }
+            }
+            HandleKind::Listener { .. } => {
+                if let Some(tx) = self.with(|p| p.sockets.remove(&header.id)) {
+                    let _ = tx.send(fd);
+                }
             }
         }
     }
 }
+
+/// At most this many datagrams are taken before they are acknowledged (and served).
+const ACK_BATCH: usize = 64;
 
 /// What a listen request waits on.
 pub(crate) struct PendingListen {

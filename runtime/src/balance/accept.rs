@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use corral_protocol::{HandleHeader, HandleKind, TraceContext};
@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::shared::SharedListener;
 use super::strategy::Strategy;
+use super::untaken::{Kept, Redispatch};
 
 /// How long an accepted connection may wait for a ready worker before it is closed.
 const DISPATCH_PATIENCE: Duration = Duration::from_secs(30);
@@ -30,6 +31,7 @@ pub(crate) async fn accept_loop(
     strategy: Strategy,
     closing: CancellationToken,
 ) {
+    let _ = listener.strategy.set(strategy);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -55,7 +57,7 @@ pub(crate) async fn accept_loop(
 ///
 /// The hand-off is a `dispatch` span (target `corral::net`); its OpenTelemetry context travels
 /// with the fd, so the worker's span for the connection is its child.
-async fn dispatch(listener: &SharedListener, strategy: Strategy, stream: tokio::net::TcpStream, peer: SocketAddr) {
+async fn dispatch(listener: &Arc<SharedListener>, strategy: Strategy, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let span = tracing::debug_span!(
         target: NET_TARGET,
         "dispatch",
@@ -71,12 +73,38 @@ async fn dispatch(listener: &SharedListener, strategy: Strategy, stream: tokio::
     hand_off(listener, strategy, stream, peer, trace).instrument(span).await;
 }
 
+impl Redispatch for SharedListener {
+    fn again(self: Arc<Self>, kept: Kept) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move { redispatch(&self, kept).await })
+    }
+}
+
+/// Hands a connection a worker died without taking to another worker (a new `dispatch`
+/// span, linked to the first by the trace context it still carries).
+async fn redispatch(listener: &Arc<SharedListener>, kept: Kept) {
+    // Set when the acceptor started, before any connection was kept.
+    let strategy = listener.strategy.get().copied().unwrap_or(Strategy::RoundRobin);
+    let span = tracing::debug_span!(
+        target: NET_TARGET,
+        "dispatch",
+        otel.kind = "producer",
+        server.address = %listener.addr.ip(),
+        server.port = listener.addr.port(),
+        client.address = %kept.peer.ip(),
+        client.port = kept.peer.port(),
+        corral.scheduling = ?strategy,
+        corral.redispatched = true,
+        corral.slot = tracing::field::Empty,
+    );
+    hand_off(listener, strategy, kept.stream, kept.peer, kept.trace).instrument(span).await;
+}
+
 async fn hand_off(
-    listener: &SharedListener,
+    listener: &Arc<SharedListener>,
     strategy: Strategy,
-    stream: tokio::net::TcpStream,
+    mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    trace: Option<TraceContext>,
+    mut trace: Option<TraceContext>,
 ) {
     let deadline = tokio::time::Instant::now() + DISPATCH_PATIENCE;
     loop {
@@ -91,10 +119,21 @@ async fn hand_off(
                 trace: trace.clone(),
             };
             tracing::Span::current().record("corral.slot", target.slot);
-            match target.channel.send(&header, stream.as_fd()).await {
-                Ok(()) => {
+            match target.channel.send_counted(&header, stream.as_fd()).await {
+                Ok(seq) => {
                     target.load.dispatched_one();
-                    return; // The worker has its own copy; ours closes here.
+                    let kept =
+                        Kept { seq, stream, peer, trace, listener: Arc::downgrade(listener) as Weak<dyn Redispatch> };
+                    // Ours stays open until the worker has taken it (or is handed out again).
+                    match target.untaken.keep(kept) {
+                        None => return,
+                        Some(back) => {
+                            // The worker is gone (its channel outlived it): try another.
+                            (stream, trace) = (back.stream, back.trace);
+                            listener.remove(target.slot, target.generation);
+                            continue;
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(slot = target.slot, error = %e, "hand-off failed; trying another worker");

@@ -21,6 +21,7 @@ mod inherited;
 mod shared;
 mod strategy;
 mod target;
+mod untaken;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -39,6 +40,7 @@ use activated::ActivatedSockets;
 use shared::SharedListener;
 use strategy::Distribution;
 pub(crate) use target::{Load, Target};
+pub(crate) use untaken::Untaken;
 
 /// Every listener of a cluster, by requested and by resolved address.
 pub(crate) struct Listeners {

@@ -20,6 +20,8 @@ pub(crate) struct SharedListener {
     /// Woken when a target becomes ready (or is added).
     pub changed: Notify,
     turn: AtomicUsize,
+    /// The acceptor's strategy (round robin, least connections), set when it starts.
+    pub strategy: std::sync::OnceLock<Strategy>,
 }
 
 impl SharedListener {
@@ -31,6 +33,7 @@ impl SharedListener {
             targets: Mutex::new(Vec::new()),
             changed: Notify::new(),
             turn: AtomicUsize::new(0),
+            strategy: std::sync::OnceLock::new(),
         }
     }
 
@@ -43,8 +46,11 @@ impl SharedListener {
     pub(crate) fn pick(&self, strategy: Strategy) -> Option<Target> {
         self.with_targets(|targets| {
             let ready: Vec<&Target> = targets.iter().filter(|t| t.is_accepting()).collect();
+            // A worker that has stopped taking its connections is skipped until it catches
+            // up, unless every ready worker has (then they all share the wait).
+            let fed: Vec<&Target> = ready.iter().copied().filter(|t| !t.untaken.is_stalled()).collect();
             let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-            strategy.pick(&ready, turn).cloned()
+            strategy.pick(if fed.is_empty() { &ready } else { &fed }, turn).cloned()
         })
     }
 
@@ -54,7 +60,6 @@ impl SharedListener {
         self.changed.notify_waiters();
     }
 
-    /// Forgets a worker process.
     /// Who is registered, for an upgrade's handover.
     pub(crate) fn target_records(&self) -> Vec<crate::upgrade::state::TargetRecord> {
         self.with_targets(|targets| {
@@ -69,7 +74,17 @@ impl SharedListener {
         })
     }
 
+    /// Forgets a worker process that is gone: the connections it never took are handed out
+    /// again.
     pub(crate) fn remove(&self, slot: usize, generation: u64) {
-        self.with_targets(|targets| targets.retain(|t| !(t.slot == slot && t.generation == generation)));
+        self.with_targets(|targets| {
+            targets.retain(|t| {
+                let gone = t.slot == slot && t.generation == generation;
+                if gone {
+                    t.untaken.worker_gone();
+                }
+                !gone
+            })
+        });
     }
 }

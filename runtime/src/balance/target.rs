@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use corral_protocol::HandleChannel;
 
+use super::untaken::Untaken;
+
 /// A worker's registration on a listener.
 #[derive(Clone)]
 pub(crate) struct Target {
@@ -17,6 +19,8 @@ pub(crate) struct Target {
     pub accepting: Arc<AtomicBool>,
     /// Shared with the process's reader: the worker's reported load.
     pub load: Arc<Load>,
+    /// Shared with the process: the connections handed to it that it has not taken yet.
+    pub untaken: Arc<Untaken>,
 }
 
 impl Target {

@@ -45,7 +45,7 @@ pub(crate) use spawn::{cpu_ticks, on_spawner_thread_with, rss_bytes, ticks_per_s
 use waiter::ProcessCommand;
 pub(crate) use waiter::Waitee;
 
-use crate::balance::Load;
+use crate::balance::{Load, Untaken};
 use crate::events::EventBus;
 use crate::{ClusterConfig, ForeignWorker, OutputStream, Readiness, WorkerOutput};
 
@@ -89,6 +89,8 @@ pub(crate) struct Process<M> {
     pub handles: Option<Arc<HandleChannel>>,
     /// Its load, as it reports it.
     pub load: Arc<Load>,
+    /// The connections handed to it that it has not taken yet (corral workers).
+    pub untaken: Arc<Untaken>,
     /// Stops its tasks for a handover to the primary's next image.
     taker: Taker,
 }
@@ -155,6 +157,8 @@ impl<M> Process<M> {
             Some(channel) => Some(std::os::fd::AsFd::as_fd(channel.as_ref()).try_clone_to_owned()?),
             None => None,
         };
+        // The next image keeps no copy of what is still untaken; the worker takes it anyway.
+        self.untaken.stop();
         Ok(HandedProcess { pid: self.pid, handles, parts })
     }
 
@@ -239,6 +243,8 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
     ipc.set_nonblocking(true)?;
     let ipc = tokio::net::UnixStream::from_std(ipc)?;
     let handles = Arc::new(HandleChannel::new(handles.primary).map_err(io::Error::other)?);
+    let untaken = Arc::new(Untaken::default());
+    tokio::spawn(untaken.clone().watch(handles.clone()));
     let (tx, outgoing) = mpsc::channel(config.send_buffer);
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let load = Arc::new(Load::default());
@@ -250,6 +256,7 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
         tx,
         handles: Some(handles),
         load: load.clone(),
+        untaken,
         taker,
     };
     let channel = IoChannel::Corral {
@@ -343,6 +350,8 @@ pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(P
             ipc.set_nonblocking(true)?;
             let ipc = tokio::net::UnixStream::from_std(ipc)?;
             let handles = Arc::new(HandleChannel::new(handles).map_err(io::Error::other)?);
+            let untaken = Arc::new(Untaken::default());
+            tokio::spawn(untaken.clone().watch(handles.clone()));
             let (tx, outgoing) = mpsc::channel(config.send_buffer);
             let load = Arc::new(Load::default());
             let process = Process {
@@ -352,6 +361,7 @@ pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(P
                 tx,
                 handles: Some(handles),
                 load: load.clone(),
+                untaken,
                 taker,
             };
             let channel = IoChannel::Corral {
@@ -379,6 +389,7 @@ pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(P
                 tx,
                 handles: None,
                 load: Arc::new(Load::default()),
+                untaken: Arc::new(Untaken::default()),
                 taker,
             };
             (process, IoChannel::Foreign { notify, ready, adopted: true })
@@ -429,6 +440,7 @@ async fn start_foreign<M>(
         tx,
         handles: None,
         load: Arc::new(Load::default()),
+        untaken: Arc::new(Untaken::default()),
         taker,
     };
     let channel = IoChannel::Foreign { notify, ready: foreign.ready, adopted: false };

@@ -37,6 +37,7 @@ where
             channel,
             accepting: proc.accepting.clone(),
             load: proc.process.load.clone(),
+            untaken: proc.process.untaken.clone(),
         };
         let listeners = self.args.listeners.clone();
         match listeners.grant(requested, target).await {

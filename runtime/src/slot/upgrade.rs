@@ -96,6 +96,7 @@ where
                     channel: channel.clone(),
                     accepting: accepting.clone(),
                     load: process.load.clone(),
+                    untaken: process.untaken.clone(),
                 };
                 self.args.listeners.register_adopted(&key, target);
             }
