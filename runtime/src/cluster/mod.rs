@@ -303,9 +303,9 @@ where
                 st.preflight_done(result).await;
                 return Ok(());
             }
-            Signal::ReloadFinished(report) => {
+            Signal::ReloadFinished(report, reply) => {
                 st.upgrade_reloaded(&report);
-                st.reload_finished(report).await;
+                st.reload_finished(report, reply).await;
                 return Ok(());
             }
             Signal::Slot(SlotReport::ListenFailed { slot, refusal }) => st.listen_failed(slot, refusal).await,

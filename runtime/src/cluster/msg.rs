@@ -16,7 +16,7 @@ pub(crate) enum Signal {
     /// A slot ended, or its worker's listen request failed.
     Slot(SlotReport),
     /// The reload task is done.
-    ReloadFinished(ReloadReport),
+    ReloadFinished(ReloadReport, Option<ractor::RpcReplyPort<ReloadReport>>),
     /// An upgrade's preflight check of the new executable is done.
     PreflightDone(Result<(), crate::PreflightError>),
 }

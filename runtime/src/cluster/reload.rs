@@ -69,10 +69,9 @@ where
                     tracing::error!(replaced = report.replaced.len(), %error, "rolling reload aborted; the remaining workers keep serving")
                 }
             }
-            if let Some(reply) = reply {
-                let _ = reply.send(report.clone());
-            }
-            let _ = cluster.send_message(ClusterSignal(Signal::ReloadFinished(report)));
+            // Answered once the cluster has taken the report in: a reload asked for right
+            // after this one returned is not refused as still running.
+            let _ = cluster.send_message(ClusterSignal(Signal::ReloadFinished(report, reply)));
         };
         tokio::spawn(task.instrument(span));
     }
@@ -106,8 +105,8 @@ where
         Ok(())
     }
 
-    /// `ReloadFinished`: the reload task is done.
-    pub(crate) async fn reload_finished(&mut self, report: ReloadReport) {
+    /// `ReloadFinished`: the reload task is done; its requester hears it now.
+    pub(crate) async fn reload_finished(&mut self, report: ReloadReport, reply: Option<RpcReplyPort<ReloadReport>>) {
         if let Some(span) = self.reload.take() {
             span.record("corral.replaced", report.replaced.len());
             if let Some(error) = &report.error {
@@ -115,7 +114,7 @@ where
             }
         }
         let complete = report.is_complete();
-        self.args.bus.emit(ClusterEvent::Reloaded { replaced: report.replaced.len(), error: report.error });
+        self.args.bus.emit(ClusterEvent::Reloaded { replaced: report.replaced.len(), error: report.error.clone() });
         // A re-read configuration may ask for another number of workers.
         let wanted = self.args.config.workers;
         let active = self.slots.iter().filter(|s| !s.removing).count();
@@ -124,6 +123,9 @@ where
                 Ok(report) => tracing::info!(from = report.from, to = report.to, "scaled to the new configuration"),
                 Err(error) => tracing::warn!(%error, "not scaled to the new configuration"),
             }
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(report);
         }
     }
 }
