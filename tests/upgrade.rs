@@ -319,6 +319,18 @@ fn corral_toml(dir: &Dir, extra_env: &str) -> PathBuf {
     file
 }
 
+/// `corral run -c corral.toml --control …` from a copy of `corral` in `dir`, Python workers:
+/// the primary, the copy's path and the control socket.
+async fn corral_run_from_a_copy(dir: &Dir) -> (Primary, PathBuf, PathBuf) {
+    let corral = dir.join("corral");
+    deploy(Path::new(CORRAL), &corral);
+    let file = corral_toml(dir, "");
+    let control = dir.join("control.sock");
+    let (file, socket) = (file.display().to_string(), control.display().to_string());
+    let primary = Primary::start(&corral, &["run", "-c", &file, "--control", &socket], dir).await;
+    (primary, corral, control)
+}
+
 async fn corral_upgrade(control: &Path, timeout: &str) -> (Option<i32>, String, String) {
     let out = Command::new(CORRAL).args(["upgrade", "--control"]).arg(control).args(["--timeout", timeout]).output();
     let out = tokio::time::timeout(TIMEOUT * 2, out).await.expect("corral upgrade ends").expect("run corral upgrade");
@@ -332,16 +344,7 @@ async fn corral_upgrade(control: &Path, timeout: &str) -> (Option<i32>, String, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corral_run_with_python_workers_upgrades_with_the_cli() {
     let dir = Dir::new("run");
-    let corral = dir.join("corral");
-    deploy(Path::new(CORRAL), &corral);
-    let file = corral_toml(&dir, "");
-    let control = dir.join("control.sock");
-    let mut primary = Primary::start(
-        &corral,
-        &["run", "-c", &file.display().to_string(), "--control", &control.display().to_string()],
-        &dir,
-    )
-    .await;
+    let (mut primary, corral, control) = corral_run_from_a_copy(&dir).await;
     // One restart before the upgrade: the counter must survive it.
     let first = workers(primary.addr, 2).await;
     let victim = *first.iter().next().expect("a worker");
@@ -396,16 +399,7 @@ async fn status_json(control: &Path) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_workers_that_never_get_ready_roll_the_generation_back() {
     let dir = Dir::new("rollback");
-    let corral = dir.join("corral");
-    deploy(Path::new(CORRAL), &corral);
-    let file = corral_toml(&dir, "");
-    let control = dir.join("control.sock");
-    let mut primary = Primary::start(
-        &corral,
-        &["run", "-c", &file.display().to_string(), "--control", &control.display().to_string()],
-        &dir,
-    )
-    .await;
+    let (mut primary, corral, control) = corral_run_from_a_copy(&dir).await;
     let before = workers(primary.addr, 2).await;
     // The new configuration (read by the new image) starts workers that never say READY.
     corral_toml(&dir, "NEVER_READY = \"1\"");

@@ -239,35 +239,10 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
     })
     .await?;
     let pid = child.id().unwrap_or(0);
-    let ipc = std::os::unix::net::UnixStream::from(stream.primary);
-    ipc.set_nonblocking(true)?;
-    let ipc = tokio::net::UnixStream::from_std(ipc)?;
-    let handles = Arc::new(HandleChannel::new(handles.primary).map_err(io::Error::other)?);
-    let untaken = Arc::new(Untaken::default());
-    tokio::spawn(untaken.clone().watch(handles.clone()));
-    let (tx, outgoing) = mpsc::channel(config.send_buffer);
     let (commands_tx, commands) = mpsc::unbounded_channel();
-    let load = Arc::new(Load::default());
     let (giver, taker) = handover::pair();
-    let process = Process {
-        pid,
-        kind: Kind::Corral,
-        commands: commands_tx,
-        tx,
-        handles: Some(handles),
-        load: load.clone(),
-        untaken,
-        taker,
-    };
-    let channel = IoChannel::Corral {
-        ipc,
-        start: ReaderStart::Fresh,
-        outgoing,
-        load,
-        max_frame_length: config.max_frame_length,
-        hello_timeout: config.listen_timeout,
-        hello_deadline: forked + config.listen_timeout,
-    };
+    let ends = CorralEnds { ipc: stream.primary, handles: handles.primary, start: ReaderStart::Fresh, since: forked };
+    let (process, channel) = corral_channel(pid, ends, commands_tx, taker, config)?;
     let (child, output) = child_output(child)?;
     let io = Io {
         slot: spec.slot,
@@ -292,6 +267,45 @@ fn hang_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: pipe2 just created both fds; each is owned exactly once from here on.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The primary's ends of a corral worker's channels, and where its reader starts.
+struct CorralEnds {
+    ipc: OwnedFd,
+    handles: OwnedFd,
+    start: ReaderStart,
+    /// The hello is due `listen_timeout` after this (the fork).
+    since: tokio::time::Instant,
+}
+
+/// A corral worker's process handle and its I/O channel, on the primary's ends.
+fn corral_channel<M>(
+    pid: u32,
+    ends: CorralEnds,
+    commands: mpsc::UnboundedSender<ProcessCommand>,
+    taker: Taker,
+    config: &ClusterConfig,
+) -> io::Result<(Process<M>, IoChannel<M>)> {
+    let ipc = std::os::unix::net::UnixStream::from(ends.ipc);
+    ipc.set_nonblocking(true)?;
+    let ipc = tokio::net::UnixStream::from_std(ipc)?;
+    let handles = Arc::new(HandleChannel::new(ends.handles).map_err(io::Error::other)?);
+    let untaken = Arc::new(Untaken::default());
+    tokio::spawn(untaken.clone().watch(handles.clone()));
+    let (tx, outgoing) = mpsc::channel(config.send_buffer);
+    let load = Arc::new(Load::default());
+    let process =
+        Process { pid, kind: Kind::Corral, commands, tx, handles: Some(handles), load: load.clone(), untaken, taker };
+    let channel = IoChannel::Corral {
+        ipc,
+        start: ends.start,
+        outgoing,
+        load,
+        max_frame_length: config.max_frame_length,
+        hello_timeout: config.listen_timeout,
+        hello_deadline: ends.since + config.listen_timeout,
+    };
+    Ok((process, channel))
 }
 
 /// The child's captured output pipes, as fds.
@@ -346,34 +360,9 @@ pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(P
     let (giver, taker) = handover::pair();
     let (process, channel) = match channel {
         AdoptChannel::Corral { ipc, leftover, handles } => {
-            let ipc = std::os::unix::net::UnixStream::from(ipc);
-            ipc.set_nonblocking(true)?;
-            let ipc = tokio::net::UnixStream::from_std(ipc)?;
-            let handles = Arc::new(HandleChannel::new(handles).map_err(io::Error::other)?);
-            let untaken = Arc::new(Untaken::default());
-            tokio::spawn(untaken.clone().watch(handles.clone()));
-            let (tx, outgoing) = mpsc::channel(config.send_buffer);
-            let load = Arc::new(Load::default());
-            let process = Process {
-                pid,
-                kind: Kind::Corral,
-                commands: commands_tx,
-                tx,
-                handles: Some(handles),
-                load: load.clone(),
-                untaken,
-                taker,
-            };
-            let channel = IoChannel::Corral {
-                ipc,
-                start: ReaderStart::Adopted { leftover },
-                outgoing,
-                load,
-                max_frame_length: config.max_frame_length,
-                hello_timeout: config.listen_timeout,
-                hello_deadline: tokio::time::Instant::now() + config.listen_timeout,
-            };
-            (process, channel)
+            let start = ReaderStart::Adopted { leftover };
+            let ends = CorralEnds { ipc, handles, start, since: tokio::time::Instant::now() };
+            corral_channel(pid, ends, commands_tx, taker, config)?
         }
         AdoptChannel::Foreign { notify } => {
             let notify = notify::NotifySocket::adopt(std::os::unix::net::UnixDatagram::from(notify))?;
