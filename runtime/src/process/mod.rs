@@ -308,6 +308,27 @@ fn corral_channel<M>(
     Ok((process, channel))
 }
 
+/// A foreign worker's process handle.
+fn foreign_process<M>(
+    pid: u32,
+    stop_signal: Signal,
+    commands: mpsc::UnboundedSender<ProcessCommand>,
+    taker: Taker,
+) -> Process<M> {
+    // Nobody reads this queue: sends fail at once, and a drain uses the stop signal.
+    let (tx, _) = mpsc::channel(1);
+    Process {
+        pid,
+        kind: Kind::Foreign { stop_signal },
+        commands,
+        tx,
+        handles: None,
+        load: Arc::new(Load::default()),
+        untaken: Arc::new(Untaken::default()),
+        taker,
+    }
+}
+
 /// The child's captured output pipes, as fds.
 fn child_output(mut child: Child) -> io::Result<(Waitee, Captured)> {
     let mut output = Vec::new();
@@ -366,21 +387,11 @@ pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(P
         }
         AdoptChannel::Foreign { notify } => {
             let notify = notify::NotifySocket::adopt(std::os::unix::net::UnixDatagram::from(notify))?;
-            let (tx, _) = mpsc::channel(1);
             let (stop_signal, ready) = match config.exec.foreign() {
                 Some(f) => (Signal::try_from(f.stop_signal).unwrap_or(Signal::SIGTERM), f.ready),
                 None => (Signal::SIGTERM, Readiness::Notify),
             };
-            let process = Process {
-                pid,
-                kind: Kind::Foreign { stop_signal },
-                commands: commands_tx,
-                tx,
-                handles: None,
-                load: Arc::new(Load::default()),
-                untaken: Arc::new(Untaken::default()),
-                taker,
-            };
+            let process = foreign_process(pid, stop_signal, commands_tx, taker);
             (process, IoChannel::Foreign { notify, ready, adopted: true })
         }
     };
@@ -416,22 +427,11 @@ async fn start_foreign<M>(
     })
     .await?;
     let pid = child.id().unwrap_or(0);
-    // Nobody reads this queue: sends fail at once, and a drain uses the stop signal.
-    let (tx, _) = mpsc::channel(1);
     let (commands_tx, commands) = mpsc::unbounded_channel();
     // Validated with the configuration.
     let stop_signal = Signal::try_from(foreign.stop_signal).unwrap_or(Signal::SIGTERM);
     let (giver, taker) = handover::pair();
-    let process = Process {
-        pid,
-        kind: Kind::Foreign { stop_signal },
-        commands: commands_tx,
-        tx,
-        handles: None,
-        load: Arc::new(Load::default()),
-        untaken: Arc::new(Untaken::default()),
-        taker,
-    };
+    let process = foreign_process(pid, stop_signal, commands_tx, taker);
     let channel = IoChannel::Foreign { notify, ready: foreign.ready, adopted: false };
     let (child, output) = child_output(child)?;
     Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver, hang: None }))
