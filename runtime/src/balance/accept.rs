@@ -58,17 +58,7 @@ pub(crate) async fn accept_loop(
 /// The hand-off is a `dispatch` span (target `corral::net`); its OpenTelemetry context travels
 /// with the fd, so the worker's span for the connection is its child.
 async fn dispatch(listener: &Arc<SharedListener>, strategy: Strategy, stream: tokio::net::TcpStream, peer: SocketAddr) {
-    let span = tracing::debug_span!(
-        target: NET_TARGET,
-        "dispatch",
-        otel.kind = "producer",
-        server.address = %listener.addr.ip(),
-        server.port = listener.addr.port(),
-        client.address = %peer.ip(),
-        client.port = peer.port(),
-        corral.scheduling = ?strategy,
-        corral.slot = tracing::field::Empty,
-    );
+    let span = dispatch_span(listener, strategy, peer);
     let trace = TraceContext::of_span(&span);
     hand_off(listener, strategy, stream, peer, trace).instrument(span).await;
 }
@@ -84,19 +74,25 @@ impl Redispatch for SharedListener {
 async fn redispatch(listener: &Arc<SharedListener>, kept: Kept) {
     // Set when the acceptor started, before any connection was kept.
     let strategy = listener.strategy.get().copied().unwrap_or(Strategy::RoundRobin);
-    let span = tracing::debug_span!(
+    let span = dispatch_span(listener, strategy, kept.peer);
+    span.record("corral.redispatched", true);
+    hand_off(listener, strategy, kept.stream, kept.peer, kept.trace).instrument(span).await;
+}
+
+/// The `dispatch` span of one hand-off (target `corral::net`).
+fn dispatch_span(listener: &SharedListener, strategy: Strategy, peer: SocketAddr) -> tracing::Span {
+    tracing::debug_span!(
         target: NET_TARGET,
         "dispatch",
         otel.kind = "producer",
         server.address = %listener.addr.ip(),
         server.port = listener.addr.port(),
-        client.address = %kept.peer.ip(),
-        client.port = kept.peer.port(),
+        client.address = %peer.ip(),
+        client.port = peer.port(),
         corral.scheduling = ?strategy,
-        corral.redispatched = true,
+        corral.redispatched = tracing::field::Empty,
         corral.slot = tracing::field::Empty,
-    );
-    hand_off(listener, strategy, kept.stream, kept.peer, kept.trace).instrument(span).await;
+    )
 }
 
 async fn hand_off(
