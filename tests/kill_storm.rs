@@ -91,6 +91,8 @@ async fn the_primary_survives_kill_storms_reloads_and_scale_churn_without_growin
     }
     let storm = started.elapsed();
     for _ in 0..20 {
+        // The last kill's replacement may still be starting: a reload needs every slot ready.
+        all_serving(&cluster, 2).await;
         let report = cluster.reload().await.expect("reload");
         assert!(report.is_complete(), "{:?}", report.error);
     }
