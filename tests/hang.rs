@@ -47,10 +47,6 @@ async fn a_worker_busy_in_a_loop_is_reported_busy_and_killed_on_time() {
     assert_on_time(&report, killed_after);
 }
 
-// Symbolising the debug testbed (first use of the `backtrace` crate's DWARF reader in the
-// worker) takes longer than the 1 s budget here: measured 1.7 s alone, over 2.5 s with two
-// at once on a loaded 2-core machine. With a 5 s BUDGET this test passes.
-#[ignore = "the worker's first symbolisation of a debug binary takes over the 1 s budget"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_busy_in_a_loop_is_reported_with_the_function() {
     let (report, killed_after) = hang_with(TestCmd::Spin(30_000)).await;

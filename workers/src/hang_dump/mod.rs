@@ -13,8 +13,9 @@
 //!    frame pointers), into a buffer on the signal stack, and writes the raw addresses to the
 //!    private pipe in one `write` (under `PIPE_BUF`, so atomic). Every read is bounded by the
 //!    interrupted stack pointer and the stack's top, so the walk cannot fault.
-//! 3. A diagnostic thread reads the addresses, symbolises them (the `backtrace` crate, off
-//!    the handler) and writes the text, ended by a NUL byte, to [`HANG_FD`], the pipe the
+//! 3. A diagnostic thread reads the addresses, names them from the loaded objects' symbol
+//!    tables ([`symbols`], off the handler; milliseconds, where a DWARF symboliser takes
+//!    seconds on a debug binary's first use) and writes the text, ended by a NUL byte, to [`HANG_FD`], the pipe the
 //!    primary gave the worker at start and reads while it diagnoses a hang. The channel does
 //!    not depend on the event loop (stuck) or on the worker's stdout (maybe not captured).
 //!
@@ -30,6 +31,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 use corral_protocol::bootstrap::HANG_DUMP_SIGNAL;
+
+mod symbols;
+
+use symbols::Symbols;
 
 /// Frames of the frame-pointer walk, at most.
 const MAX_FRAMES: usize = 64;
@@ -308,6 +313,8 @@ extern "C" fn on_signal(signal: libc::c_int, _info: *mut libc::siginfo_t, contex
 fn symbolise_loop(mut raw: File, mut report: File) {
     let word = std::mem::size_of::<usize>();
     let mut buf = vec![0u8; RECORD_WORDS * word];
+    // Built on the first record, so that libraries loaded after start are known too.
+    let mut symbols: Option<Symbols> = None;
     loop {
         // The handler writes a record in one write of at most PIPE_BUF bytes: one read gets
         // it whole.
@@ -323,7 +330,7 @@ fn symbolise_loop(mut raw: File, mut report: File) {
                 usize::from_ne_bytes(bytes)
             })
             .collect();
-        let mut text = render(&words);
+        let mut text = render(&words, symbols.get_or_insert_with(Symbols::of_this_process));
         text.push('\0');
         if report.write_all(text.as_bytes()).is_err() {
             return;
@@ -332,7 +339,7 @@ fn symbolise_loop(mut raw: File, mut report: File) {
 }
 
 /// The text of one record.
-fn render(words: &[usize]) -> String {
+fn render(words: &[usize], symbols: &mut Symbols) -> String {
     let (Some(&frames), Some(&scanned)) = (words.first(), words.get(1)) else {
         return "no backtrace: a truncated record".to_string();
     };
@@ -342,31 +349,30 @@ fn render(words: &[usize]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "event-loop thread {} (frame-pointer walk):", EVENT_LOOP_TID.load(Ordering::Relaxed));
     for (i, &addr) in addrs[..frames].iter().enumerate() {
-        describe(&mut out, i, addr);
+        describe(&mut out, i, addr, symbols);
     }
     if scanned > 0 {
         let _ = writeln!(out, "return addresses found on its stack (heuristic, innermost first):");
         for (i, &addr) in addrs[frames..frames + scanned].iter().enumerate() {
-            describe(&mut out, i, addr);
+            describe(&mut out, i, addr, symbols);
         }
     }
     out
 }
 
-/// One line per symbol at `addr` (more than one where calls were inlined).
-fn describe(out: &mut String, index: usize, addr: usize) {
-    let mut found = false;
-    backtrace::resolve(addr as *mut c_void, |symbol| {
-        let name = symbol.name().map_or_else(|| "?".to_string(), |n| format!("{n:#}"));
-        let prefix = if found { "      inlined into".to_string() } else { format!("  #{index:<2} {addr:#x}") };
-        let _ = write!(out, "{prefix} {name}");
-        if let (Some(file), Some(line)) = (symbol.filename(), symbol.lineno()) {
-            let _ = write!(out, " at {}:{line}", file.display());
+/// One line for the code at `addr`: `#i 0xADDR function+0xOFF (object+0xREL)`.
+fn describe(out: &mut String, index: usize, addr: usize, symbols: &mut Symbols) {
+    let _ = write!(out, "  #{index:<2} {addr:#x}");
+    match symbols.resolve(addr) {
+        Some(r) => {
+            match r.function {
+                Some((name, offset)) => {
+                    let _ = write!(out, " {name}+{offset:#x}");
+                }
+                None => out.push_str(" ?"),
+            }
+            let _ = writeln!(out, " ({}+{:#x})", r.object, r.relative);
         }
-        out.push('\n');
-        found = true;
-    });
-    if !found {
-        let _ = writeln!(out, "  #{index:<2} {addr:#x} ?");
+        None => out.push_str(" ?\n"),
     }
 }
