@@ -125,3 +125,42 @@ async fn a_worker_that_stops_taking_connections_stops_being_fed() {
     }
     cluster.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_out_of_fds_refuses_its_connections_and_another_serves_them() {
+    let (cluster, mut events) = spawn(http_config(2, Scheduling::RoundRobin)).await;
+    let addr = events.http_ready(2).await;
+    let (running, starved) = pids(&cluster).await;
+    cluster.send_to(1, TestCmd::HoldFds).await.expect("send");
+    let held = events
+        .wait_for("fds held", |e| matches!(e, ClusterEvent::Message { message: TestReport::FdsHeld { .. }, .. }))
+        .await;
+    eprintln!("{held:?}");
+    // Every connection handed to the starved worker arrives without its fd: the worker
+    // refuses it, and the primary, which still holds it, hands it to the other worker.
+    let mut rx = concurrent(addr, 20);
+    let mut bodies = Vec::new();
+    let ok = answers(&mut rx, 20, &mut bodies).await;
+    assert_eq!(ok, 20, "every connection answered while a worker is out of fds");
+    assert!(bodies.iter().all(|b| answered_by(b).1 == running), "the starved worker answered nothing");
+    // With fds again, it serves again.
+    cluster.send_to(1, TestCmd::ReleaseFds).await.expect("send");
+    events
+        .wait_for("fds released", |e| {
+            matches!(e, ClusterEvent::Message { message: TestReport::FdsReleased { .. }, .. })
+        })
+        .await;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (status, body) = http_get(addr, "/").await.expect("answered");
+        assert_eq!(status, 200);
+        if answered_by(&body).1 == starved {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never served again after its fds came back");
+    }
+    let status = cluster.status().await.expect("status");
+    assert_eq!(status[1].pid, Some(starved), "the starved worker was kept, not replaced");
+    assert_eq!(status[0].pid, Some(running));
+    cluster.stop().await.expect("clean stop");
+}

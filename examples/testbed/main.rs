@@ -162,9 +162,69 @@ impl Worker for Testbed {
                     cx.report(TestReport::Flood(i)).await?;
                 }
             }
+            TestCmd::HoldFds => {
+                let count = hold_fds()?;
+                cx.report(TestReport::FdsHeld { pid: std::process::id(), count }).await?;
+            }
+            TestCmd::ReleaseFds => {
+                release_fds()?;
+                cx.report(TestReport::FdsReleased { pid: std::process::id() }).await?;
+            }
         }
         Ok(())
     }
+}
+
+/// The fds `HoldFds` holds, and the soft limit to restore.
+static HELD: std::sync::Mutex<Option<(Vec<std::fs::File>, libc::rlim_t)>> = std::sync::Mutex::new(None);
+
+/// Leaves the process without a free fd: the soft `RLIMIT_NOFILE` just above the fds open
+/// now, every number below it taken. Returns how many were opened.
+fn hold_fds() -> std::io::Result<usize> {
+    let mut held = HELD.lock().unwrap();
+    if held.is_some() {
+        return Ok(0);
+    }
+    let open = std::fs::read_dir("/proc/self/fd")?.count() as libc::rlim_t;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let old = limit.rlim_cur;
+    limit.rlim_cur = (open + 16).min(old);
+    // SAFETY: setrlimit reads the struct it is given; lowering the soft limit is allowed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut files = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => files.push(f),
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let count = files.len();
+    *held = Some((files, old));
+    Ok(count)
+}
+
+/// Gives back what `hold_fds` took.
+fn release_fds() -> std::io::Result<()> {
+    let Some((files, old)) = HELD.lock().unwrap().take() else { return Ok(()) };
+    drop(files);
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    limit.rlim_cur = old;
+    // SAFETY: setrlimit reads the struct it is given; `old` is at most the hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Spins on the CPU for `how_long`: a named frame for hang reports to find.

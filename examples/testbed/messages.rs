@@ -22,6 +22,12 @@ pub enum TestCmd {
     /// Spin this many milliseconds on the event loop, in `testbed_busy_loop` (a hang in user
     /// space, for hang reports).
     Spin(u64),
+    /// Use up every free file descriptor (lowering the soft `RLIMIT_NOFILE` to just above
+    /// those open, then opening `/dev/null` until `EMFILE`), and hold them; answers
+    /// `TestReport::FdsHeld`.
+    HoldFds,
+    /// Close the fds `HoldFds` holds and restore the limit; answers `TestReport::FdsReleased`.
+    ReleaseFds,
 }
 
 /// Worker → primary.
@@ -33,4 +39,8 @@ pub enum TestReport {
     Pong { n: u64, slot: usize, pid: u32 },
     /// One of a flood.
     Flood(u64),
+    /// The worker is out of fds (`count` held).
+    FdsHeld { pid: u32, count: usize },
+    /// The worker has fds again.
+    FdsReleased { pid: u32 },
 }

@@ -22,8 +22,8 @@ use bytes::{BufMut, BytesMut};
 use corral::config_file::{ConfigFile, ConfigFileError};
 use corral::control::{MAX_REQUEST, MAX_RESPONSE, Request, Response, read_frame};
 use corral::protocol::{
-    Body, Control, DEFAULT_MAX_FRAME_LENGTH, Envelope, FrameCodec, HandleHeader, HandleKind, PROTOCOL_VERSION,
-    ProtocolError, TraceContext,
+    Body, Control, DEFAULT_MAX_FRAME_LENGTH, Envelope, FrameCodec, HandleAck, HandleHeader, HandleKind,
+    MAX_REFUSED_PER_ACK, PROTOCOL_VERSION, ProtocolError, TraceContext,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -304,6 +304,26 @@ pub fn control(data: &[u8]) -> usize {
     max
 }
 
+/// A datagram read as a worker's acknowledgement: a typed error, or one within its bounds
+/// that survives a round trip.
+fn handle_ack(data: &[u8]) {
+    match HandleAck::decode(data) {
+        Ok(ack) => {
+            assert!(ack.refused.len() <= MAX_REFUSED_PER_ACK, "{} refusals", ack.refused.len());
+            assert!(ack.refused.iter().all(|&n| n < ack.taken), "a refusal beyond the count: {ack:?}");
+            let bytes = match ack.encode() {
+                Ok(bytes) => bytes,
+                Err(e) => panic!("a decoded acknowledgement does not encode again: {e}: {ack:?}"),
+            };
+            match HandleAck::decode(&bytes) {
+                Ok(back) => assert_eq!(back, ack, "an acknowledgement changed in a round trip"),
+                Err(e) => panic!("a re-encoded acknowledgement does not decode: {e}"),
+            }
+        }
+        Err(e) => assert!(matches!(e, ProtocolError::BadHandle(_)), "unexpected error: {e}"),
+    }
+}
+
 /// Target `handle_header`: the data of an fd-passing datagram through
 /// [`HandleHeader::decode`], as `HandleChannel::recv` decodes it, then what the worker does
 /// with it (the peer address parsed, the trace context converted).
@@ -311,6 +331,8 @@ pub fn control(data: &[u8]) -> usize {
 /// Input: the datagram's data (over `MAX_HANDLE_HEADER` is refused). Checks: a decoded header
 /// encodes again, within the limit, and decodes to itself.
 pub fn handle_header(data: &[u8]) -> usize {
+    // The same channel carries the workers' acknowledgements back: the same bytes as one.
+    handle_ack(data);
     let max = corral::protocol::MAX_HANDLE_HEADER;
     let header = match HandleHeader::decode(data) {
         Ok(header) => header,

@@ -121,9 +121,10 @@ pub enum ProtocolError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandleFault {
-    /// The datagram carried more fds than the receive buffer holds, so its control data was
-    /// truncated.
-    #[error("control data truncated (too many fds)")]
+    /// The control data was truncated, so the datagram's fds did not arrive: the receiver is
+    /// out of file descriptors (`EMFILE`: the kernel drops the fd), or the datagram carried
+    /// more fds than the receive buffer holds.
+    #[error("control data truncated: its fds did not arrive (out of fds, or too many sent)")]
     TooManyFds,
     /// The header is longer than [`MAX_HANDLE_HEADER`](crate::MAX_HANDLE_HEADER).
     #[error("header over {max} bytes")]
@@ -146,6 +147,10 @@ pub enum HandleFault {
         /// How many bytes were left.
         extra: usize,
     },
+    /// An acknowledgement's refusals are too many, out of order, or name datagrams it does
+    /// not acknowledge.
+    #[error("bad refusals in an acknowledgement")]
+    BadRefusal,
 }
 
 /// What is wrong with a worker's environment ([`ProtocolError::Bootstrap`]): the process

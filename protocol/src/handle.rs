@@ -136,18 +136,103 @@ pub struct HandleChannel {
     sent: Mutex<u64>,
 }
 
-/// A worker's acknowledgement on the handle channel: it has received (taken) the first
-/// `taken` datagrams the primary sent on it. A datagram without fds; cumulative, so one
-/// acknowledges a whole batch (SEQPACKET keeps datagrams in order).
+/// A worker's acknowledgement on the handle channel: it has received the first `taken`
+/// datagrams the primary sent on it, and took every one of them but those in `refused`. A
+/// datagram without fds; cumulative, so one acknowledges a whole batch (SEQPACKET keeps
+/// datagrams in order).
+///
+/// A datagram is refused when its fd did not arrive: the worker is out of file descriptors
+/// (`EMFILE`: the kernel drops the fd and truncates the control data), or the datagram was
+/// malformed. The primary still holds its copy of such a connection and hands it to a worker
+/// again, after a short backoff.
+///
+/// On the wire: `taken` as a postcard varint, then, only when some were refused, the postcard
+/// `Vec<u64>` of their numbers; an acknowledgement without refusals is the same bytes as
+/// before refusals existed.
 ///
 /// ```
 /// use corral_protocol::HandleAck;
-/// assert_eq!(HandleAck { taken: 3 }.taken, 3);
+///
+/// let ack = HandleAck { taken: 5, refused: vec![3] };
+/// assert_eq!(HandleAck::decode(&ack.encode().unwrap()).unwrap(), ack);
+/// assert_eq!(HandleAck::taken(3).encode().unwrap(), [3]);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HandleAck {
     /// How many datagrams the worker has received on the channel since it started.
     pub taken: u64,
+    /// The numbers of those it received without taking, in increasing order (at most
+    /// [`MAX_REFUSED_PER_ACK`], each below `taken`).
+    pub refused: Vec<u64>,
+}
+
+/// The most refusals one [`HandleAck`] carries (a worker acknowledges at most this many
+/// datagrams at once).
+pub const MAX_REFUSED_PER_ACK: usize = 64;
+
+impl HandleAck {
+    /// An acknowledgement of the first `taken` datagrams, all taken.
+    pub fn taken(taken: u64) -> Self {
+        HandleAck { taken, refused: Vec::new() }
+    }
+
+    /// The datagram's bytes (see the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Encode`] if postcard fails (it does not for these types).
+    pub fn encode(&self) -> Result<Vec<u8>, ProtocolError> {
+        let mut bytes = postcard::to_stdvec(&self.taken).map_err(ProtocolError::Encode)?;
+        if !self.refused.is_empty() {
+            bytes.extend(postcard::to_stdvec(&self.refused).map_err(ProtocolError::Encode)?);
+        }
+        Ok(bytes)
+    }
+
+    /// Reads an acknowledgement, with or without refusals.
+    ///
+    /// ```
+    /// use corral_protocol::{HandleAck, HandleFault, ProtocolError};
+    ///
+    /// // Refusing datagram 7 of the first 5 makes no sense.
+    /// let bad = HandleAck { taken: 5, refused: vec![7] }.encode().unwrap();
+    /// assert!(matches!(HandleAck::decode(&bad), Err(ProtocolError::BadHandle(HandleFault::BadRefusal))));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::BadHandle`]: [`HandleFault::HeaderDecode`] for bytes that do not
+    /// decode, [`HandleFault::TrailingBytes`] for bytes left over, [`HandleFault::BadRefusal`]
+    /// for more than [`MAX_REFUSED_PER_ACK`] refusals, or ones not below `taken` or not in
+    /// increasing order.
+    pub fn decode(data: &[u8]) -> Result<HandleAck, ProtocolError> {
+        let (taken, rest): (u64, _) = postcard::take_from_bytes(data).map_err(HandleFault::HeaderDecode)?;
+        if rest.is_empty() {
+            return Ok(HandleAck::taken(taken));
+        }
+        // Bounded before it is read: a count over the limit is refused without allocating.
+        let (count, _): (u64, _) = postcard::take_from_bytes(rest).map_err(HandleFault::HeaderDecode)?;
+        if count > MAX_REFUSED_PER_ACK as u64 {
+            return Err(HandleFault::BadRefusal.into());
+        }
+        let (refused, rest): (Vec<u64>, _) = postcard::take_from_bytes(rest).map_err(HandleFault::HeaderDecode)?;
+        if !rest.is_empty() {
+            return Err(HandleFault::TrailingBytes { extra: rest.len() }.into());
+        }
+        let ordered = refused.windows(2).all(|w| w[0] < w[1]);
+        if refused.is_empty() || !ordered || refused.iter().any(|&n| n >= taken) {
+            return Err(HandleFault::BadRefusal.into());
+        }
+        Ok(HandleAck { taken, refused })
+    }
+
+    /// Folds a later acknowledgement into this one: the highest count, every refusal.
+    pub fn merge(&mut self, later: HandleAck) {
+        self.taken = self.taken.max(later.taken);
+        self.refused.extend(later.refused);
+        self.refused.sort_unstable();
+        self.refused.dedup();
+    }
 }
 
 impl std::os::fd::AsFd for HandleChannel {
@@ -203,8 +288,8 @@ impl HandleChannel {
     /// assert_eq!(primary.send_counted(&header, file.as_fd()).await.unwrap(), 0);
     /// assert_eq!(primary.send_counted(&header, file.as_fd()).await.unwrap(), 1);
     /// worker.recv().await.unwrap();
-    /// worker.send_ack(1).await.unwrap();
-    /// assert_eq!(primary.recv_ack().await.unwrap(), Some(1));
+    /// worker.send_ack(&corral_protocol::HandleAck::taken(1)).await.unwrap();
+    /// assert_eq!(primary.recv_ack().await.unwrap(), Some(corral_protocol::HandleAck::taken(1)));
     /// # }
     /// ```
     ///
@@ -283,14 +368,14 @@ impl HandleChannel {
         }
     }
 
-    /// The worker's side: acknowledges that it has taken the first `taken` datagrams (see
-    /// [`HandleAck`]; example at [`send_counted`](Self::send_counted)).
+    /// The worker's side: acknowledges the datagrams it has received (see [`HandleAck`];
+    /// example at [`send_counted`](Self::send_counted)).
     ///
     /// # Errors
     ///
     /// [`ProtocolError::Io`] when the socket fails (e.g. `EPIPE` once the primary is gone).
-    pub async fn send_ack(&self, taken: u64) -> Result<(), ProtocolError> {
-        let bytes = postcard::to_stdvec(&HandleAck { taken }).map_err(ProtocolError::Encode)?;
+    pub async fn send_ack(&self, ack: &HandleAck) -> Result<(), ProtocolError> {
+        let bytes = ack.encode()?;
         loop {
             let mut guard = self.fd.writable().await?;
             let sent = guard.try_io(|inner| {
@@ -307,7 +392,7 @@ impl HandleChannel {
         }
     }
 
-    /// The primary's side: the next [`HandleAck`]'s count; `Ok(None)` once the worker's end
+    /// The primary's side: the next [`HandleAck`]; `Ok(None)` once the worker's end
     /// is closed (every acknowledgement it sent has been read by then). Example at
     /// [`send_counted`](Self::send_counted).
     ///
@@ -315,7 +400,7 @@ impl HandleChannel {
     ///
     /// [`ProtocolError::BadHandle`] for a datagram that is not an acknowledgement (any fds it
     /// carried are closed); [`ProtocolError::Io`] when the socket fails.
-    pub async fn recv_ack(&self) -> Result<Option<u64>, ProtocolError> {
+    pub async fn recv_ack(&self) -> Result<Option<HandleAck>, ProtocolError> {
         let mut data = [0u8; MAX_ACK];
         let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
         loop {
@@ -329,36 +414,36 @@ impl HandleChannel {
         }
     }
 
-    /// The primary's side: the highest count among the acknowledgements queued right now
-    /// (read with real `recvmsg` calls, not the reactor's view), `None` if there is none. For
-    /// a last look once the worker has died.
-    pub fn drain_acks(&self) -> Option<u64> {
+    /// The primary's side: the acknowledgements queued right now, merged (read with real
+    /// `recvmsg` calls, not the reactor's view), `None` if there is none. For a last look once
+    /// the worker has died.
+    pub fn drain_acks(&self) -> Option<HandleAck> {
         let mut data = [0u8; MAX_ACK];
         let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
-        let mut highest = None;
+        let mut merged: Option<HandleAck> = None;
         // The socket is non-blocking: `EAGAIN` (or the end) stops the loop.
         while let Ok(Ok(Some((len, fds)))) = receive_one(self.fd.get_ref().as_raw_fd(), &mut data, &mut cmsg_buf) {
-            if let Ok(taken) = decode_ack(&data[..len], fds) {
-                highest = highest.max(Some(taken));
+            if let Ok(ack) = decode_ack(&data[..len], fds) {
+                match &mut merged {
+                    None => merged = Some(ack),
+                    Some(m) => m.merge(ack),
+                }
             }
         }
-        highest
+        merged
     }
 }
 
-/// Room for an acknowledgement (a postcard varint is at most 10 bytes), and a little more, so
-/// that a longer datagram is seen as truncated.
-const MAX_ACK: usize = 16;
+/// Room for an acknowledgement (postcard varints are at most 10 bytes: the count, the number of
+/// refusals and each refusal), and a little more, so that a longer datagram is seen as
+/// truncated.
+const MAX_ACK: usize = 10 * (2 + MAX_REFUSED_PER_ACK) + 16;
 
-fn decode_ack(data: &[u8], fds: Vec<OwnedFd>) -> Result<u64, ProtocolError> {
+fn decode_ack(data: &[u8], fds: Vec<OwnedFd>) -> Result<HandleAck, ProtocolError> {
     if !fds.is_empty() {
         return Err(HandleFault::FdCount { got: fds.len() }.into());
     }
-    let (ack, rest): (HandleAck, _) = postcard::take_from_bytes(data).map_err(HandleFault::HeaderDecode)?;
-    if !rest.is_empty() {
-        return Err(HandleFault::TrailingBytes { extra: rest.len() }.into());
-    }
-    Ok(ack.taken)
+    HandleAck::decode(data)
 }
 
 /// What one `recvmsg` produced: the data length and the fds it carried, or `None` at EOF.

@@ -54,7 +54,7 @@ pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 pub use control::{Control, ListenGrant, LogLevel, PoolStats, Scheduling, WorkerStats};
 pub use envelope::{Body, Envelope};
 pub use error::{BootstrapFault, HandleFault, ProtocolError};
-pub use handle::{HandleAck, HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER};
+pub use handle::{HandleAck, HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER, MAX_REFUSED_PER_ACK};
 pub use handshake::{Hello, PROTOCOL_VERSION};
 pub use listen::{BACKLOG, BindMode, ListenRefusal, bind};
 pub use outgoing::{Outgoing, write_frames, write_frames_until};

@@ -9,8 +9,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use common::STEP;
 use corral_protocol::{
-    HandleChannel, HandleFault, HandleHeader, HandleKind, MAX_HANDLE_HEADER, ProtocolError, TraceContext,
-    seqpacket_pair,
+    HandleAck, HandleChannel, HandleFault, HandleHeader, HandleKind, MAX_HANDLE_HEADER, MAX_REFUSED_PER_ACK,
+    ProtocolError, TraceContext, seqpacket_pair,
 };
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -398,4 +398,65 @@ fn handle_header_postcard_round_trip() {
         let bytes = postcard::to_stdvec(&header).unwrap();
         assert_eq!(postcard::from_bytes::<HandleHeader>(&bytes).unwrap(), header);
     }
+}
+
+#[test]
+fn an_acknowledgement_without_refusals_is_the_bare_count() {
+    for taken in [0, 1, 127, 128, u64::MAX] {
+        let bytes = HandleAck::taken(taken).encode().unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&taken).unwrap());
+        assert_eq!(HandleAck::decode(&bytes).unwrap(), HandleAck::taken(taken));
+    }
+}
+
+#[test]
+fn an_acknowledgement_with_refusals_round_trips() {
+    let ack = HandleAck { taken: 300, refused: vec![0, 5, 299] };
+    assert_eq!(HandleAck::decode(&ack.encode().unwrap()).unwrap(), ack);
+}
+
+#[test]
+fn bad_refusals_are_refused() {
+    let bad = |taken: u64, refused: Vec<u64>| {
+        let mut bytes = postcard::to_stdvec(&taken).unwrap();
+        bytes.extend(postcard::to_stdvec(&refused).unwrap());
+        HandleAck::decode(&bytes)
+    };
+    let is_bad =
+        |r: Result<HandleAck, ProtocolError>| matches!(r, Err(ProtocolError::BadHandle(HandleFault::BadRefusal)));
+    assert!(is_bad(bad(5, vec![5])), "not below taken");
+    assert!(is_bad(bad(5, vec![3, 2])), "out of order");
+    assert!(is_bad(bad(5, vec![2, 2])), "twice");
+    assert!(is_bad(bad(5, vec![])), "an empty list is never sent");
+    assert!(is_bad(bad(1000, (0..=MAX_REFUSED_PER_ACK as u64).collect())), "too many");
+    // A huge count is refused before anything is allocated for it.
+    let mut huge = postcard::to_stdvec(&5u64).unwrap();
+    huge.extend(postcard::to_stdvec(&u64::MAX).unwrap());
+    assert!(is_bad(HandleAck::decode(&huge)));
+    let mut trailing = HandleAck { taken: 5, refused: vec![1] }.encode().unwrap();
+    trailing.push(0);
+    assert!(matches!(
+        HandleAck::decode(&trailing),
+        Err(ProtocolError::BadHandle(HandleFault::TrailingBytes { extra: 1 }))
+    ));
+}
+
+#[test]
+fn merged_acknowledgements_keep_the_highest_count_and_every_refusal() {
+    let mut ack = HandleAck { taken: 4, refused: vec![1] };
+    ack.merge(HandleAck { taken: 9, refused: vec![6, 1] });
+    ack.merge(HandleAck::taken(7));
+    assert_eq!(ack, HandleAck { taken: 9, refused: vec![1, 6] });
+}
+
+#[tokio::test]
+async fn refusals_travel_on_the_channel() {
+    let (primary, worker) = channel_pair();
+    worker.send_ack(&HandleAck { taken: 3, refused: vec![2] }).await.unwrap();
+    worker.send_ack(&HandleAck::taken(4)).await.unwrap();
+    assert_eq!(primary.recv_ack().await.unwrap(), Some(HandleAck { taken: 3, refused: vec![2] }));
+    assert_eq!(primary.recv_ack().await.unwrap(), Some(HandleAck::taken(4)));
+    worker.send_ack(&HandleAck { taken: 9, refused: vec![5, 8] }).await.unwrap();
+    worker.send_ack(&HandleAck { taken: 12, refused: vec![10] }).await.unwrap();
+    assert_eq!(primary.drain_acks(), Some(HandleAck { taken: 12, refused: vec![5, 8, 10] }));
 }

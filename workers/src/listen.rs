@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use corral_protocol::{
-    BindMode, HandleChannel, HandleHeader, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling,
-    TraceContext,
+    BindMode, HandleAck, HandleChannel, HandleHeader, HandleKind, ListenGrant, ListenRefusal, ProtocolError,
+    Scheduling, TraceContext,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -118,35 +118,46 @@ impl ListenRegistry {
     /// die first), and only then routes it: a connection this worker may have started to
     /// read is always one the primary has let go of.
     pub(crate) async fn run_handle_reader(self: Arc<Self>, channel: HandleChannel) {
-        let mut taken: u64 = 0;
+        let mut ack = HandleAck::default();
         let mut batch = Vec::with_capacity(ACK_BATCH);
         loop {
             let mut ended = false;
+            let mut first_refusal = None;
             let mut next = Some(channel.recv().await);
             while let Some(received) = next.take() {
                 match received {
                     Ok(None) => ended = true,
                     Ok(Some(datagram)) => {
-                        taken += 1;
+                        ack.taken += 1;
                         batch.push(datagram);
                     }
                     Err(ProtocolError::Io(e)) => {
                         tracing::debug!(error = %e, "handle channel closed");
                         ended = true;
                     }
-                    // A malformed datagram: its fds are closed; the channel goes on.
+                    // Its fd did not arrive (out of fds: the kernel dropped it), or it is
+                    // malformed: refused, so that the primary, which still holds the
+                    // connection, hands it to a worker again. The channel goes on.
                     Err(e) => {
-                        taken += 1;
-                        tracing::warn!(error = %e, "bad datagram on the handle channel");
+                        if ack.refused.is_empty() {
+                            first_refusal = Some(e);
+                        }
+                        ack.refused.push(ack.taken);
+                        ack.taken += 1;
                     }
                 }
-                if !ended && batch.len() < ACK_BATCH {
+                if !ended && batch.len() + ack.refused.len() < ACK_BATCH {
                     next = channel.try_recv();
                 }
             }
-            if !ended && channel.send_ack(taken).await.is_err() {
+            if let Some(e) = first_refusal.take() {
+                // Once per batch: a worker out of fds may refuse many in a row.
+                tracing::warn!(error = %e, refused = ack.refused.len(), "could not take connections from the primary; refusing them (it hands them to a worker again)");
+            }
+            if !ended && channel.send_ack(&ack).await.is_err() {
                 ended = true;
             }
+            ack.refused.clear();
             for (header, fd) in batch.drain(..) {
                 self.route(header, fd);
             }
@@ -182,8 +193,9 @@ impl ListenRegistry {
     }
 }
 
-/// At most this many datagrams are taken before they are acknowledged (and served).
-const ACK_BATCH: usize = 64;
+/// At most this many datagrams are taken (or refused) before they are acknowledged (and
+/// served); no more refusals than one acknowledgement may carry.
+const ACK_BATCH: usize = corral_protocol::MAX_REFUSED_PER_ACK;
 
 /// What a listen request waits on.
 pub(crate) struct PendingListen {

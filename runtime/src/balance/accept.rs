@@ -60,7 +60,7 @@ pub(crate) async fn accept_loop(
 async fn dispatch(listener: &Arc<SharedListener>, strategy: Strategy, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let span = dispatch_span(listener, strategy, peer);
     let trace = TraceContext::of_span(&span);
-    hand_off(listener, strategy, stream, peer, trace).instrument(span).await;
+    hand_off(listener, strategy, stream, peer, trace, 0).instrument(span).await;
 }
 
 impl Redispatch for SharedListener {
@@ -76,7 +76,7 @@ async fn redispatch(listener: &Arc<SharedListener>, kept: Kept) {
     let strategy = listener.strategy.get().copied().unwrap_or(Strategy::RoundRobin);
     let span = dispatch_span(listener, strategy, kept.peer);
     span.record("corral.redispatched", true);
-    hand_off(listener, strategy, kept.stream, kept.peer, kept.trace).instrument(span).await;
+    hand_off(listener, strategy, kept.stream, kept.peer, kept.trace, kept.refusals).instrument(span).await;
 }
 
 /// The `dispatch` span of one hand-off (target `corral::net`).
@@ -101,6 +101,7 @@ async fn hand_off(
     mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
     mut trace: Option<TraceContext>,
+    refusals: u32,
 ) {
     let deadline = tokio::time::Instant::now() + DISPATCH_PATIENCE;
     loop {
@@ -118,8 +119,8 @@ async fn hand_off(
             match target.channel.send_counted(&header, stream.as_fd()).await {
                 Ok(seq) => {
                     target.load.dispatched_one();
-                    let kept =
-                        Kept { seq, stream, peer, trace, listener: Arc::downgrade(listener) as Weak<dyn Redispatch> };
+                    let origin = Arc::downgrade(listener) as Weak<dyn Redispatch>;
+                    let kept = Kept { seq, stream, peer, trace, listener: origin, refusals };
                     // Ours stays open until the worker has taken it (or is handed out again).
                     match target.untaken.keep(kept) {
                         None => return,

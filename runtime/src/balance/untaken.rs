@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use corral_protocol::{HandleChannel, ProtocolError, TraceContext};
+use corral_protocol::{HandleAck, HandleChannel, ProtocolError, TraceContext};
 use tokio_util::sync::CancellationToken;
 
 /// Where a kept connection came from, to hand it out again (the listener; a trait, so that
@@ -29,6 +29,27 @@ pub(crate) const STALL_BOUND: usize = 8;
 /// killed.
 pub(crate) const STALL_AFTER: Duration = Duration::from_millis(200);
 
+/// A refused connection is handed out again after this long, doubled for each time it was
+/// refused (up to [`REFUSAL_BACKOFF_MAX`]): a worker out of fds gets time to recover, and a
+/// cluster whose workers all are keeps the connection instead of bouncing it between them.
+pub(crate) const REFUSAL_BACKOFF: Duration = Duration::from_millis(25);
+
+/// The longest wait between two hand-offs of a refused connection.
+pub(crate) const REFUSAL_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A connection refused this many times is closed: with the backoff, about 30 s of workers
+/// that cannot take it (the same patience as waiting for a ready worker).
+pub(crate) const MAX_REFUSALS: u32 = 35;
+
+/// How long after a refusal the strategy skips the worker that refused (unless every ready
+/// worker is skipped).
+const REFUSING_FOR: Duration = Duration::from_millis(500);
+
+/// How long to wait before handing a connection out again after its `refusals`-th refusal.
+pub(crate) fn refusal_backoff(refusals: u32) -> Duration {
+    REFUSAL_BACKOFF.saturating_mul(1 << refusals.saturating_sub(1).min(10)).min(REFUSAL_BACKOFF_MAX)
+}
+
 /// One connection handed over and not yet taken.
 pub(crate) struct Kept {
     /// Its datagram's number on the worker's handle channel.
@@ -38,6 +59,8 @@ pub(crate) struct Kept {
     pub trace: Option<TraceContext>,
     /// Where it came from, to be handed out again (weak: listeners own their targets).
     pub listener: Weak<dyn Redispatch>,
+    /// How many times a worker has refused it (its fd did not reach the worker).
+    pub refusals: u32,
 }
 
 /// A worker process's untaken connections, in the order they were handed over.
@@ -58,6 +81,8 @@ struct Inner {
     /// The worker is gone and its untaken connections were handed out again (or dropped, for
     /// a handover to the primary's next image).
     closed: bool,
+    /// When the worker last refused a connection (out of fds, most likely).
+    refused_at: Option<Instant>,
 }
 
 impl Inner {
@@ -94,22 +119,32 @@ impl Untaken {
         })
     }
 
-    /// The worker has taken its first `taken` datagrams: our copies of those close.
-    fn acked(&self, taken: u64) {
-        let released: Vec<Kept> = self.with(|inner| {
-            inner.taken = inner.taken.max(taken);
+    /// The worker has received its first `ack.taken` datagrams: our copies of those it took
+    /// close; those it refused are returned, to be handed out again.
+    fn acked(&self, ack: HandleAck) -> Vec<Kept> {
+        let (released, refused): (Vec<Kept>, Vec<Kept>) = self.with(|inner| {
+            inner.taken = inner.taken.max(ack.taken);
+            if !ack.refused.is_empty() {
+                inner.refused_at = Some(Instant::now());
+            }
             let n = inner.kept.iter().take_while(|k| k.seq < inner.taken).count();
-            let released = inner.kept.drain(..n).collect();
+            let done: Vec<Kept> = inner.kept.drain(..n).collect();
             inner.update_stall();
-            released
+            done.into_iter().partition(|k| ack.refused.binary_search(&k.seq).is_err())
         });
         drop(released); // Closed outside the lock.
+        refused
     }
 
     /// Whether the strategy should skip this worker: it has left more than [`STALL_BOUND`]
     /// connections untaken for [`STALL_AFTER`], or it is gone.
+    /// Also skipped for a while after it refused a connection.
     pub(crate) fn is_stalled(&self) -> bool {
-        self.with(|inner| inner.closed || inner.over_since.is_some_and(|t| t.elapsed() >= STALL_AFTER))
+        self.with(|inner| {
+            inner.closed
+                || inner.over_since.is_some_and(|t| t.elapsed() >= STALL_AFTER)
+                || inner.refused_at.is_some_and(|t| t.elapsed() < REFUSING_FOR)
+        })
     }
 
     /// The process is gone: its watcher hands the untaken connections out again.
@@ -129,7 +164,8 @@ impl Untaken {
     }
 
     /// Reads the worker's acknowledgements until it is gone, then hands every connection it
-    /// never took to another worker of the same listener, in their original order.
+    /// never took to another worker of the same listener, in their original order. A
+    /// connection the worker refused is handed out again after a backoff.
     pub(crate) async fn watch(self: Arc<Self>, channel: Arc<HandleChannel>) {
         loop {
             let ack = tokio::select! {
@@ -138,22 +174,29 @@ impl Untaken {
                 ack = channel.recv_ack() => ack,
             };
             match ack {
-                Ok(Some(taken)) => self.acked(taken),
+                Ok(Some(ack)) => {
+                    for kept in self.acked(ack) {
+                        refused(kept);
+                    }
+                }
                 Ok(None) | Err(ProtocolError::Io(_)) => break,
                 Err(e) => tracing::warn!(error = %e, "bad acknowledgement on the handle channel"),
             }
         }
         // The worker is gone: whatever it acknowledged before dying is queued by now.
-        if let Some(taken) = channel.drain_acks() {
-            self.acked(taken);
-        }
-        let orphans = self.with(|inner| {
+        let mut orphans: VecDeque<Kept> = match channel.drain_acks() {
+            Some(ack) => self.acked(ack).into(),
+            None => VecDeque::new(),
+        };
+        let rest = self.with(|inner| {
             if inner.closed {
                 return VecDeque::new();
             }
             inner.closed = true;
             std::mem::take(&mut inner.kept)
         });
+        orphans.extend(rest);
+        orphans.make_contiguous().sort_by_key(|k| k.seq);
         if !orphans.is_empty() {
             tracing::info!(
                 connections = orphans.len(),
@@ -166,4 +209,21 @@ impl Untaken {
             }
         }
     }
+}
+
+/// A worker refused `kept` (its fd did not arrive: the worker is out of fds): it is handed
+/// out again after a backoff, or closed once it has been refused [`MAX_REFUSALS`] times.
+fn refused(mut kept: Kept) {
+    kept.refusals += 1;
+    if kept.refusals >= MAX_REFUSALS {
+        tracing::warn!(peer = %kept.peer, refusals = kept.refusals, "every worker refused a connection for too long; closing it");
+        return;
+    }
+    let Some(listener) = kept.listener.upgrade() else { return };
+    let wait = refusal_backoff(kept.refusals);
+    tracing::debug!(peer = %kept.peer, refusals = kept.refusals, ?wait, "a worker refused a connection; handing it out again");
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        listener.again(kept).await;
+    });
 }

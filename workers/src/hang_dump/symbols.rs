@@ -121,7 +121,8 @@ fn read_table(path: &std::path::Path) -> Option<Table> {
 fn name_of(file: &ReadCache<File>, f: &Function) -> Option<String> {
     let elf = object::File::parse(file).ok()?;
     let index = SymbolIndex(f.index);
-    let symbol = if f.dynamic { elf.dynamic_symbol_table()?.symbol_by_index(index) } else { elf.symbol_by_index(index) };
+    let symbol =
+        if f.dynamic { elf.dynamic_symbol_table()?.symbol_by_index(index) } else { elf.symbol_by_index(index) };
     Some(format!("{:#}", rustc_demangle::demangle(symbol.ok()?.name().ok()?)))
 }
 
