@@ -223,6 +223,34 @@ pub enum ClusterEvent<R> {
         /// Its threads and, for a corral worker, a backtrace of its event loop.
         report: Arc<HangReport>,
     },
+    /// A slot's worker process could not be started (`fork`/`exec` or its sockets failed).
+    ///
+    /// A `transient` failure is the machine out of a resource (`EAGAIN`: `RLIMIT_NPROC` or
+    /// the kernel's process table, `ENOMEM`, `EMFILE`/`ENFILE`): the slot retries with its
+    /// backoff for as long as it lasts, and these retries do not count toward the restart
+    /// intensity (a crowded machine never makes a slot give up). Any other failure (a missing
+    /// or non-executable program) counts as an early death, so a broken program gives up.
+    /// A `Restarting` event follows either way, unless the slot gives up.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     if let ClusterEvent::StartFailed { slot, error, transient } = event {
+    ///         eprintln!("slot {slot}: cannot start a worker ({error}); retried: {transient}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    StartFailed {
+        /// The slot.
+        slot: usize,
+        /// Why.
+        error: Arc<std::io::Error>,
+        /// Out of a resource: retried with backoff, outside the restart intensity.
+        transient: bool,
+    },
     /// A slot will be restarted after `delay`.
     ///
     /// ```no_run
@@ -415,6 +443,7 @@ impl<R> ClusterEvent<R> {
             | ClusterEvent::Disconnect { slot, .. }
             | ClusterEvent::Exit { slot, .. }
             | ClusterEvent::Hung { slot, .. }
+            | ClusterEvent::StartFailed { slot, .. }
             | ClusterEvent::Restarting { slot, .. }
             | ClusterEvent::GaveUp { slot, .. }
             | ClusterEvent::ProtocolError { slot, .. } => Some(*slot),

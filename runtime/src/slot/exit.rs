@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use tracing::Span;
 
 use super::msg::{SlotMsg, SlotOutcome, SlotReport};
-use super::policy::{Decision, Done, Exit, ProtocolFault};
+use super::policy::{Decision, Done, Exit, Launch, ProtocolFault};
 use super::state::{Ending, Life, Proc, ProcSpans, Role, SlotState};
 use crate::routes::Route;
 use crate::{ClusterEvent, ExitStatus, KillReason, ReplaceError, StartFailure, lifecycle};
@@ -68,7 +68,14 @@ where
                     Some(KillReason::Protocol(_)) => ProtocolFault::Recoverable,
                     _ => ProtocolFault::None,
                 };
-                let exit = Exit { requested: stopping, status, uptime, was_ready: proc.ready_at.is_some(), protocol };
+                let exit = Exit {
+                    requested: stopping,
+                    status,
+                    uptime,
+                    was_ready: proc.ready_at.is_some(),
+                    protocol,
+                    launch: Launch::Started,
+                };
                 self.after_exit(exit);
             }
         }

@@ -15,7 +15,12 @@
 //!   uptime, never ready, or a protocol error) waits `base · factor^n` (jittered, capped), `n`
 //!   counting consecutive early deaths.
 //!
-//! Every restart counts toward the intensity, as in OTP (PM2 counts only early deaths).
+//! Every restart counts toward the intensity, as in OTP (PM2 counts only early deaths), but
+//! one: a process that could not be started because the machine is out of a resource
+//! ([`Launch::Starved`]: `EAGAIN`, `ENOMEM`, `EMFILE`) is retried with the backoff for as long
+//! as that lasts, outside the intensity. A full process table is not the program's fault, and
+//! giving up on it would turn a passing shortage into an outage. A program that cannot be
+//! started at all ([`Launch::Failed`]) is an early death like any other.
 //! The policy reads no clock and draws no random number: the caller passes `now` and the
 //! jitter `draw`, so every decision can be replayed in a test.
 
@@ -36,6 +41,30 @@ pub(crate) struct Exit {
     pub was_ready: bool,
     /// Whether it broke the IPC protocol, and whether restarting could fix that.
     pub protocol: ProtocolFault,
+    pub launch: Launch,
+}
+
+/// Whether the process was started at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Launch {
+    /// It ran (this is its exit).
+    Started,
+    /// It could not be started: the machine is out of a resource.
+    Starved,
+    /// It could not be started for another reason (missing or broken program).
+    Failed,
+}
+
+impl Launch {
+    /// How a failed start is classed: out of a resource, or not.
+    pub(crate) fn of_error(e: &std::io::Error) -> Launch {
+        use nix::errno::Errno;
+        let starved = [Errno::EAGAIN, Errno::ENOMEM, Errno::EMFILE, Errno::ENFILE].map(|e| e as i32);
+        match e.raw_os_error() {
+            Some(code) if starved.contains(&code) => Launch::Starved,
+            _ => Launch::Failed,
+        }
+    }
 }
 
 /// A protocol error behind an exit.
@@ -125,6 +154,12 @@ impl RestartPolicy {
         }
         if !self.restart.should_restart(&exit.status) {
             return Decision::Done(Done::NotRestarted);
+        }
+        if exit.launch == Launch::Starved {
+            // Outside the intensity (see the module's docs); the backoff still grows.
+            let delay = self.backoff.delay_with(self.attempt, draw);
+            self.attempt = self.attempt.saturating_add(1);
+            return Decision::Restart { delay, attempt: self.attempt };
         }
         if !self.intensity.allow(now) {
             return Decision::GiveUp { restarts: self.intensity.count() };

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tracing::Span;
 
 use super::msg::SlotMsg;
-use super::policy::{Exit, ProtocolFault};
+use super::policy::{Exit, Launch, ProtocolFault};
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
 use crate::process::{self, Activation, StartSpec};
 use crate::routes::Route;
@@ -43,15 +43,25 @@ where
                 if let Some(restart) = &restart {
                     lifecycle::fail(restart, format_args!("cannot start worker process: {e}"));
                 }
-                parent.in_scope(|| tracing::error!(slot, error = %e, "cannot start worker process"));
-                // Counted as an early death, so that a broken executable hits the intensity
-                // limit instead of looping.
+                let launch = Launch::of_error(&e);
+                let transient = launch == Launch::Starved;
+                if transient {
+                    parent.in_scope(
+                        || tracing::warn!(slot, error = %e, "cannot start worker process: out of a resource; retrying"),
+                    );
+                } else {
+                    parent.in_scope(|| tracing::error!(slot, error = %e, "cannot start worker process"));
+                }
+                self.args.bus.emit(ClusterEvent::StartFailed { slot, error: Arc::new(e), transient });
+                // A broken executable counts as an early death, so that it hits the intensity
+                // limit instead of looping; a shortage is retried (see `Launch`).
                 let exit = Exit {
                     requested: false,
                     status: ExitStatus { code: None, signal: None },
                     uptime: Duration::ZERO,
                     was_ready: false,
                     protocol: ProtocolFault::None,
+                    launch,
                 };
                 self.after_exit(exit);
             }

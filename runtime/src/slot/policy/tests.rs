@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Decision, Done, Exit, ProtocolFault, RestartPolicy};
+use super::{Decision, Done, Exit, Launch, ProtocolFault, RestartPolicy};
 use crate::{Backoff, ExitStatus, Restart};
 
 const MIN_UPTIME: Duration = Duration::from_secs(1);
@@ -24,7 +24,25 @@ fn policy_with(restart: Restart, max_restarts: u32) -> RestartPolicy {
 }
 
 fn exit(status: ExitStatus) -> Exit {
-    Exit { requested: false, status, uptime: Duration::from_secs(60), was_ready: true, protocol: ProtocolFault::None }
+    Exit {
+        requested: false,
+        status,
+        uptime: Duration::from_secs(60),
+        was_ready: true,
+        protocol: ProtocolFault::None,
+        launch: Launch::Started,
+    }
+}
+
+/// A start that failed: `launch` says why.
+fn not_started(launch: Launch) -> Exit {
+    Exit {
+        status: ExitStatus { code: None, signal: None },
+        uptime: Duration::ZERO,
+        was_ready: false,
+        launch,
+        ..clean()
+    }
 }
 
 fn clean() -> Exit {
@@ -274,4 +292,57 @@ fn early_deaths_hit_the_intensity_limit_too() {
         decisions,
         vec![after(ms(100), 1), after(ms(200), 2), after(ms(400), 3), Decision::GiveUp { restarts: 3 }]
     );
+}
+
+// A start that failed for want of a resource (EAGAIN from fork, ENOMEM, EMFILE) is retried with
+// the backoff, never counted toward the intensity; one that failed otherwise is an early death.
+
+#[test]
+fn starved_starts_are_retried_with_backoff_outside_the_intensity() {
+    let mut p = policy_with(Restart::Permanent, 2);
+    let t = Instant::now();
+    let mut last = Duration::ZERO;
+    for n in 1..=20u32 {
+        match p.decide(&not_started(Launch::Starved), t + ms(u64::from(n)), 0.0) {
+            Decision::Restart { delay, attempt } => {
+                assert_eq!(attempt, n);
+                assert!(delay >= last, "the backoff grows (or stays at its cap)");
+                last = delay;
+            }
+            other => panic!("starved start {n}: {other:?}"),
+        }
+    }
+    assert_eq!(last, Duration::from_secs(1), "capped at the backoff's max");
+    assert_eq!(p.restarts_in_window(), 0, "none counted");
+    // Once the shortage is over, the intensity is whole.
+    assert!(matches!(p.decide(&crash(), t + ms(30), 0.0), Decision::Restart { .. }));
+    assert!(matches!(p.decide(&crash(), t + ms(31), 0.0), Decision::Restart { .. }));
+    assert!(matches!(p.decide(&crash(), t + ms(32), 0.0), Decision::GiveUp { restarts: 2 }));
+}
+
+#[test]
+fn a_program_that_cannot_be_started_gives_up_like_an_early_death() {
+    let mut p = policy_with(Restart::Permanent, 2);
+    let t = Instant::now();
+    assert!(matches!(p.decide(&not_started(Launch::Failed), t, 0.0), Decision::Restart { attempt: 1, .. }));
+    assert!(matches!(p.decide(&not_started(Launch::Failed), t + ms(1), 0.0), Decision::Restart { attempt: 2, .. }));
+    assert!(matches!(p.decide(&not_started(Launch::Failed), t + ms(2), 0.0), Decision::GiveUp { restarts: 2 }));
+}
+
+#[test]
+fn a_starved_start_of_a_temporary_worker_is_not_retried() {
+    let mut p = policy_with(Restart::Temporary, 5);
+    assert_eq!(p.decide(&not_started(Launch::Starved), Instant::now(), 0.0), Decision::Done(Done::NotRestarted));
+}
+
+#[test]
+fn fork_errors_are_classed_by_errno() {
+    let e = |errno: i32| std::io::Error::from_raw_os_error(errno);
+    assert_eq!(Launch::of_error(&e(libc::EAGAIN)), Launch::Starved);
+    assert_eq!(Launch::of_error(&e(libc::ENOMEM)), Launch::Starved);
+    assert_eq!(Launch::of_error(&e(libc::EMFILE)), Launch::Starved);
+    assert_eq!(Launch::of_error(&e(libc::ENFILE)), Launch::Starved);
+    assert_eq!(Launch::of_error(&e(libc::ENOENT)), Launch::Failed);
+    assert_eq!(Launch::of_error(&e(libc::EACCES)), Launch::Failed);
+    assert_eq!(Launch::of_error(&std::io::Error::other("no errno")), Launch::Failed);
 }
