@@ -250,6 +250,31 @@ impl HandleChannel {
     ///
     /// [`ProtocolError::Io`] when the fd cannot be made non-blocking or registered.
     pub fn new(fd: OwnedFd) -> Result<Self, ProtocolError> {
+        Self::resume(fd, 0)
+    }
+
+    /// As [`new`](Self::new), for a channel on which `sent` datagrams were sent already (by
+    /// the primary's previous image, before an upgrade): the next datagram is number `sent`,
+    /// as the worker's acknowledgements count it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use corral_protocol::{HandleChannel, HandleHeader, HandleKind, seqpacket_pair};
+    /// use std::os::fd::AsFd;
+    ///
+    /// let pair = seqpacket_pair().unwrap();
+    /// let primary = HandleChannel::resume(pair.primary, 41).unwrap();
+    /// let file = std::fs::File::open("/dev/null").unwrap();
+    /// let header = HandleHeader { id: 1, kind: HandleKind::Listener { addr: "x".into() }, trace: None };
+    /// assert_eq!(primary.send_counted(&header, file.as_fd()).await.unwrap(), 41);
+    /// assert_eq!(primary.sent(), 42);
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn resume(fd: OwnedFd, sent: u64) -> Result<Self, ProtocolError> {
         let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
         let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
         fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
@@ -257,7 +282,13 @@ impl HandleChannel {
         // it stays open and unchanged until the `AsyncFd` is dropped.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
             .map_err(io::Error::from)?;
-        Ok(HandleChannel { fd, sent: Mutex::new(0) })
+        Ok(HandleChannel { fd, sent: Mutex::new(sent) })
+    }
+
+    /// How many datagrams have been sent on the channel (the next one's number).
+    pub fn sent(&self) -> u64 {
+        // Every update is one increment: a poisoned lock still holds the right count.
+        *self.sent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sends `fd` with its header as one datagram. The caller keeps its own copy of `fd` and

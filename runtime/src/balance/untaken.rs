@@ -96,6 +96,15 @@ impl Inner {
 }
 
 impl Untaken {
+    /// For a worker taken over from the primary's previous image, which had sent it `sent`
+    /// datagrams: those are the worker's (it takes them from its channel), and the next
+    /// hand-off is number `sent`.
+    pub(crate) fn resumed(sent: u64) -> Self {
+        let untaken = Untaken::default();
+        untaken.with(|inner| inner.taken = sent);
+        untaken
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         // Every update leaves the queue and counters consistent, so a poisoned lock is usable.
         f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))

@@ -381,9 +381,13 @@ fn take_over(
         let slot = record.slot;
         let worker = record.worker.and_then(|w| {
             let channel = match w.channel {
-                ChannelRecord::Corral { ipc, leftover, handles } => {
-                    AdoptChannel::Corral { ipc: fds.take(ipc).ok()?, leftover, handles: fds.take(handles).ok()? }
-                }
+                ChannelRecord::Corral { ipc, leftover, handles } => AdoptChannel::Corral {
+                    ipc: fds.take(ipc).ok()?,
+                    leftover,
+                    handles: fds.take(handles).ok()?,
+                    // Absent from a block of an image that did not carry it: numbered from 0.
+                    handles_sent: handover.handles_sent.get(&w.pid).copied().unwrap_or(0),
+                },
                 ChannelRecord::Foreign { notify } => AdoptChannel::Foreign { notify: fds.take(notify).ok()? },
             };
             let mut pipe =

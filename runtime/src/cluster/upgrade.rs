@@ -120,11 +120,15 @@ where
         let mut slots = Vec::with_capacity(self.slots.len());
         let mut reap = Vec::new();
         let mut children = Vec::new();
+        let mut handles_sent = std::collections::BTreeMap::new();
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(sup) = &slot.supervisor else { continue };
             match ractor::call_t!(sup, SlotMsg::HandOver, SLOT_PATIENCE.as_millis() as u64) {
                 Ok(handed) => {
                     reap.extend(handed.reap.iter().copied());
+                    if let Some((process, _, _)) = &handed.worker {
+                        handles_sent.insert(process.pid, process.handles_sent);
+                    }
                     let (record, child) = record_slot(handed, &mut kept);
                     children.extend(child);
                     slots.push(record);
@@ -149,6 +153,7 @@ where
             control,
             reap,
             upgrades: self.upgrades + 1,
+            handles_sent,
         };
         let block = rewrite(block, &handover)?;
         // The children must never be dropped (a drop kills): the image is replaced anyway.
@@ -224,7 +229,7 @@ fn record_slot(handed: HandedSlot, kept: &mut Kept) -> (SlotRecord, Option<tokio
 /// Writes the block into the memfd made earlier.
 fn rewrite(block: OwnedFd, handover: &Handover) -> std::io::Result<OwnedFd> {
     use std::io::{Seek, Write};
-    let bytes = postcard::to_stdvec(handover).map_err(std::io::Error::other)?;
+    let bytes = state::encode(handover)?;
     let mut file = std::fs::File::from(block);
     file.set_len(0)?;
     file.rewind()?;

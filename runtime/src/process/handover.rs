@@ -191,15 +191,16 @@ mod tests {
             got
         });
 
-        let spec = |ipc, leftover, handles| AdoptSpec {
+        let spec = |ipc, leftover, handles, handles_sent| AdoptSpec {
             slot: 0,
             generation: 1,
             pid,
-            channel: AdoptChannel::Corral { ipc, leftover, handles },
+            channel: AdoptChannel::Corral { ipc, leftover, handles, handles_sent },
             stdout: None,
             stderr: None,
         };
-        let (mut process, io) = adopt::<u64>(spec(ipc.primary, Vec::new(), handles.primary), &config).expect("adopt");
+        let (mut process, io) =
+            adopt::<u64>(spec(ipc.primary, Vec::new(), handles.primary, 0), &config).expect("adopt");
         io.run(sink.get_derived(), &bus, &counters);
         let mut sent = 0;
         let mut hand_overs = 0;
@@ -217,12 +218,26 @@ mod tests {
             // Three handovers in the middle of the flow.
             if received.len() % 5000 == 2500 && hand_overs < 3 {
                 hand_overs += 1;
+                // One datagram on the handle channel before each handover: the numbering
+                // goes on in the next image, as the worker's acknowledgements count.
+                let channel = process.handles.clone().expect("a handle channel");
+                let null = std::fs::File::open("/dev/null").expect("/dev/null");
+                let header = corral_protocol::HandleHeader {
+                    id: 1,
+                    kind: corral_protocol::HandleKind::Listener { addr: "x".into() },
+                    trace: None,
+                };
+                let seq = channel.send_counted(&header, std::os::fd::AsFd::as_fd(&null)).await.expect("datagram");
+                assert_eq!(seq, hand_overs - 1, "numbered on from the previous image");
+                drop(channel);
                 let handed = process.hand_over(Duration::from_secs(5)).await.expect("hand over");
+                assert_eq!(handed.handles_sent, hand_overs);
                 let mut parts = handed.parts;
                 let (ipc, leftover) = parts.ipc.take().expect("the IPC stream");
                 std::mem::forget(parts.child.take());
                 let handles = handed.handles.expect("the handle channel");
-                let (next, io) = adopt::<u64>(spec(ipc.into(), leftover, handles), &config).expect("adopt again");
+                let (next, io) = adopt::<u64>(spec(ipc.into(), leftover, handles, handed.handles_sent), &config)
+                    .expect("adopt again");
                 io.run(sink.get_derived(), &bus, &counters);
                 process = next;
             }

@@ -101,6 +101,8 @@ pub(crate) struct HandedProcess {
     pub pid: u32,
     /// A corral worker's handle channel (connections and listeners are passed on it).
     pub handles: Option<OwnedFd>,
+    /// Datagrams sent on the handle channel so far (the worker's acknowledgements count them).
+    pub handles_sent: u64,
     pub parts: Parts,
 }
 
@@ -157,9 +159,10 @@ impl<M> Process<M> {
             Some(channel) => Some(std::os::fd::AsFd::as_fd(channel.as_ref()).try_clone_to_owned()?),
             None => None,
         };
+        let handles_sent = self.handles.as_ref().map_or(0, |c| c.sent());
         // The next image keeps no copy of what is still untaken; the worker takes it anyway.
         self.untaken.stop();
-        Ok(HandedProcess { pid: self.pid, handles, parts })
+        Ok(HandedProcess { pid: self.pid, handles, handles_sent, parts })
     }
 
     /// Queues a control frame; `false` when the queue is full or closed.
@@ -241,7 +244,13 @@ pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<
     let pid = child.id().unwrap_or(0);
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (giver, taker) = handover::pair();
-    let ends = CorralEnds { ipc: stream.primary, handles: handles.primary, start: ReaderStart::Fresh, since: forked };
+    let ends = CorralEnds {
+        ipc: stream.primary,
+        handles: handles.primary,
+        handles_sent: 0,
+        start: ReaderStart::Fresh,
+        since: forked,
+    };
     let (process, channel) = corral_channel(pid, ends, commands_tx, taker, config)?;
     let (child, output) = child_output(child)?;
     let io = Io {
@@ -273,6 +282,8 @@ fn hang_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 struct CorralEnds {
     ipc: OwnedFd,
     handles: OwnedFd,
+    /// Datagrams sent on `handles` already (by an earlier image); 0 for a fresh process.
+    handles_sent: u64,
     start: ReaderStart,
     /// The hello is due `listen_timeout` after this (the fork).
     since: tokio::time::Instant,
@@ -289,8 +300,8 @@ fn corral_channel<M>(
     let ipc = std::os::unix::net::UnixStream::from(ends.ipc);
     ipc.set_nonblocking(true)?;
     let ipc = tokio::net::UnixStream::from_std(ipc)?;
-    let handles = Arc::new(HandleChannel::new(ends.handles).map_err(io::Error::other)?);
-    let untaken = Arc::new(Untaken::default());
+    let handles = Arc::new(HandleChannel::resume(ends.handles, ends.handles_sent).map_err(io::Error::other)?);
+    let untaken = Arc::new(Untaken::resumed(ends.handles_sent));
     tokio::spawn(untaken.clone().watch(handles.clone()));
     let (tx, outgoing) = mpsc::channel(config.send_buffer);
     let load = Arc::new(Load::default());
@@ -354,8 +365,8 @@ pub(crate) struct AdoptSpec {
 /// How a taken-over process talks to the primary.
 pub(crate) enum AdoptChannel {
     /// A corral worker: its IPC stream (and what was read of the next frame), its handle
-    /// channel.
-    Corral { ipc: OwnedFd, leftover: Vec<u8>, handles: OwnedFd },
+    /// channel and how many datagrams were sent on it.
+    Corral { ipc: OwnedFd, leftover: Vec<u8>, handles: OwnedFd, handles_sent: u64 },
     /// A foreign worker: its notify socket.
     Foreign { notify: OwnedFd },
 }
@@ -380,9 +391,9 @@ pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(P
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (giver, taker) = handover::pair();
     let (process, channel) = match channel {
-        AdoptChannel::Corral { ipc, leftover, handles } => {
+        AdoptChannel::Corral { ipc, leftover, handles, handles_sent } => {
             let start = ReaderStart::Adopted { leftover };
-            let ends = CorralEnds { ipc, handles, start, since: tokio::time::Instant::now() };
+            let ends = CorralEnds { ipc, handles, handles_sent, start, since: tokio::time::Instant::now() };
             corral_channel(pid, ends, commands_tx, taker, config)?
         }
         AdoptChannel::Foreign { notify } => {

@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use corral_protocol::Scheduling;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use serde::{Deserialize, Serialize};
@@ -36,6 +38,54 @@ pub(crate) struct Handover {
     pub reap: Vec<u32>,
     /// How many upgrades this primary (this pid) has been through, this one included.
     pub upgrades: u64,
+    /// Datagrams sent on each corral worker's handle channel, by pid: the next image numbers
+    /// its hand-offs on from there, as the worker's acknowledgements count them. Carried in
+    /// the [`Trailer`], so that the block keeps its format.
+    #[serde(skip)]
+    pub handles_sent: BTreeMap<u32, u64>,
+}
+
+/// What follows the block: newer than the block's format, and read only when present.
+///
+/// An image that knows only the block reads it and ignores these bytes (postcard's
+/// `from_bytes` leaves trailing bytes alone); this image reads a block without them as "no
+/// trailer". So primaries of either kind upgrade into each other.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Trailer {
+    handles_sent: Vec<(u32, u64)>,
+}
+
+/// The bytes of the block and its trailer.
+///
+/// # Errors
+///
+/// Postcard fails to encode (it does not for these types).
+pub(crate) fn encode(handover: &Handover) -> io::Result<Vec<u8>> {
+    let mut bytes = postcard::to_stdvec(handover).map_err(io::Error::other)?;
+    let trailer = Trailer { handles_sent: handover.handles_sent.iter().map(|(&pid, &n)| (pid, n)).collect() };
+    bytes.extend(postcard::to_stdvec(&trailer).map_err(io::Error::other)?);
+    Ok(bytes)
+}
+
+/// The block (and its trailer, if there is one) from its bytes.
+///
+/// # Errors
+///
+/// The block does not decode, or it is of another version. A trailer that does not decode is
+/// ignored: it only refines what the block says.
+pub(crate) fn decode(bytes: &[u8]) -> io::Result<Handover> {
+    let (mut handover, rest): (Handover, _) =
+        postcard::take_from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if handover.version != VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("handover block version {} (this primary reads {VERSION})", handover.version),
+        ));
+    }
+    if let Ok(trailer) = postcard::from_bytes::<Trailer>(rest) {
+        handover.handles_sent = trailer.handles_sent.into_iter().collect();
+    }
+    Ok(handover)
 }
 
 impl Handover {
@@ -51,6 +101,7 @@ impl Handover {
             control: None,
             reap: Vec::new(),
             upgrades: 0,
+            handles_sent: BTreeMap::new(),
         }
     }
 }
@@ -164,7 +215,7 @@ impl Kept {
 ///
 /// The memfd cannot be made or written.
 pub(crate) fn write(handover: &Handover) -> io::Result<OwnedFd> {
-    let bytes = postcard::to_stdvec(handover).map_err(io::Error::other)?;
+    let bytes = encode(handover)?;
     let name = c"corral-upgrade";
     // SAFETY: memfd_create takes a NUL-terminated name (a C string literal) and flags; it
     // returns a new fd or -1.
@@ -190,14 +241,7 @@ pub(crate) fn read(fd: OwnedFd) -> io::Result<Handover> {
     let mut bytes = Vec::new();
     file.rewind()?;
     file.read_to_end(&mut bytes)?;
-    let handover: Handover = postcard::from_bytes(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    if handover.version != VERSION {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("handover block version {} (this primary reads {VERSION})", handover.version),
-        ));
-    }
-    Ok(handover)
+    decode(&bytes)
 }
 
 /// The next image's side: each fd the block names taken once, close-on-exec set again.
@@ -271,5 +315,23 @@ mod tests {
         garbage.set_len(0).expect("truncate");
         garbage.write_all(&[0xff; 3]).expect("write");
         assert!(read(OwnedFd::from(garbage)).is_err());
+    }
+
+    #[test]
+    fn the_trailer_is_read_when_present_and_ignored_by_an_image_that_does_not_know_it() {
+        let mut handover = Handover::empty();
+        handover.name = "web".into();
+        handover.handles_sent.insert(4242, 17);
+        let bytes = encode(&handover).expect("encode");
+        assert_eq!(decode(&bytes).expect("decode").handles_sent.get(&4242), Some(&17));
+        // What an image without the trailer does: `from_bytes` of the block alone.
+        let old: Handover = postcard::from_bytes(&bytes).expect("an older image reads the block");
+        assert_eq!(old.name, "web");
+        assert!(old.handles_sent.is_empty());
+        // What an older image writes: the block alone, read here as "no trailer".
+        let block_only = postcard::to_stdvec(&handover).expect("block");
+        let back = decode(&block_only).expect("decode");
+        assert_eq!(back.name, "web");
+        assert!(back.handles_sent.is_empty());
     }
 }
