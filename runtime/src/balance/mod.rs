@@ -18,6 +18,7 @@
 mod accept;
 mod activated;
 mod inherited;
+mod migrate;
 mod shared;
 mod strategy;
 mod target;
@@ -114,6 +115,9 @@ impl Listeners {
         target: Target,
     ) -> Result<(SocketAddr, ListenGrant), ListenRefusal> {
         let listener = self.listener(requested)?;
+        if self.distribution == Distribution::ReusePort && !listener.passed {
+            migrate::hint_once();
+        }
         let (distribution, scheduling) = match self.distribution {
             Distribution::ReusePort if listener.passed => (Distribution::PassListener, Scheduling::Shared),
             other => (other, self.scheduling),
