@@ -47,8 +47,8 @@ pub use corral_runtime::{
     Escalation, EventStream, ExitStatus, ForeignWorker, HangReport, KillReason, KilledWorker, ListenAddr,
     ListenRefusal, ListenSpec, ListenSpecError, LogFiles, OutputStream, PoolStats, ProtocolError, Readiness,
     ReadinessError, Reconfigure, ReconfigureError, ReloadError, ReloadReport, ReplaceError, Replaced, Restart,
-    RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling, StartFailure, StatusTable, ThreadActivity,
-    ThreadSample, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
+    RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling, StartFailure, StatusTable, StickyKey, StickyKeyError,
+    ThreadActivity, ThreadSample, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
 };
 pub use corral_workers::http;
 pub use corral_workers::{

@@ -1,5 +1,6 @@
 //! The testbed's messages, shared with the black-box tests (`tests/common`).
 
+use corral::protocol::ReplyTo;
 use serde::{Deserialize, Serialize};
 
 /// Primary → worker.
@@ -22,6 +23,17 @@ pub enum TestCmd {
     /// Spin this many milliseconds on the event loop, in `testbed_busy_loop` (a hang in user
     /// space, for hang reports).
     Spin(u64),
+    /// A call: reply twice the number.
+    Double(u64, ReplyTo<u64>),
+    /// A call kept unanswered for the life of the process.
+    Hold(ReplyTo<u64>),
+    /// A call answered with a failure.
+    Refuse(ReplyTo<u64>),
+    /// A call dropped without an answer.
+    Forget(ReplyTo<u64>),
+    /// Make this many concurrent calls to the primary, `TestReport::Ask(i)` for i in 0..n,
+    /// each within this many milliseconds; then report `Asked`.
+    Ask(u64, u64),
 }
 
 /// Worker → primary.
@@ -33,4 +45,8 @@ pub enum TestReport {
     Pong { n: u64, slot: usize, pid: u32 },
     /// One of a flood.
     Flood(u64),
+    /// A call to the primary: it should reply `n + 1`.
+    Ask(u64, ReplyTo<u64>),
+    /// What the `Ask` calls got: how many replies matched, and the errors (as text).
+    Asked { matched: u64, errors: Vec<String>, pending_after: u64 },
 }

@@ -75,6 +75,15 @@ pub enum Control {
         /// What was wrong, for humans.
         message: String,
     },
+    /// Either way: the answer to a request (a user message carrying a
+    /// [`ReplyTo`](crate::ReplyTo)) the other side sent. Added after the other variants:
+    /// frames of an older peer decode as before, and it is only sent to a peer that asked.
+    Reply {
+        /// The call's number on this connection.
+        id: u64,
+        /// The reply, or why there is none.
+        answer: crate::call::Answer,
+    },
 }
 
 impl Control {
@@ -96,6 +105,7 @@ impl Control {
             Control::Disconnect => "Disconnect",
             Control::Log { .. } => "Log",
             Control::Error { .. } => "Error",
+            Control::Reply { .. } => "Reply",
         }
     }
 }
@@ -111,6 +121,13 @@ pub enum Scheduling {
     Shared,
     /// Each worker binds its own `SO_REUSEPORT` socket to the address.
     ReusePort,
+    /// The primary accepts and passes every connection from one client (its address, or a
+    /// prefix of it, as the cluster configures) to the same ready worker, by rendezvous
+    /// hashing over the worker slots: a restart or a scale step moves only the clients of the
+    /// slots that changed (socket.io-style sessions).
+    ///
+    /// Added after the other variants, so that frames naming them decode as before.
+    Sticky,
 }
 
 impl Scheduling {
@@ -120,11 +137,12 @@ impl Scheduling {
     /// ```
     /// use corral_protocol::Scheduling;
     /// assert!(Scheduling::LeastConnections.primary_accepts());
+    /// assert!(Scheduling::Sticky.primary_accepts());
     /// assert!(!Scheduling::ReusePort.primary_accepts());
     /// ```
     pub fn primary_accepts(self) -> bool {
         match self {
-            Scheduling::RoundRobin | Scheduling::LeastConnections => true,
+            Scheduling::RoundRobin | Scheduling::LeastConnections | Scheduling::Sticky => true,
             Scheduling::Shared | Scheduling::ReusePort => false,
         }
     }

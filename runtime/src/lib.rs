@@ -64,6 +64,7 @@ pub mod lifecycle;
 mod logfile;
 mod outcome;
 mod process;
+mod rendezvous;
 mod reports;
 mod request;
 mod restart;
@@ -75,13 +76,16 @@ mod systemd;
 mod upgrade;
 
 pub use backoff::Backoff;
+pub use balance::{StickyKey, StickyKeyError};
 pub use cluster::Cluster;
 pub use config::{
     ClusterConfig, Escalation, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable,
     WorkerExec, WorkerOutput,
 };
 pub use control_socket::ControlSocket;
-pub use corral_protocol::{ListenRefusal, PoolStats, ProtocolError, Scheduling, WorkerStats};
+pub use corral_protocol::{
+    CallError, ListenRefusal, PoolStats, ProtocolError, ReplyError, ReplyTo, Scheduling, WorkerStats,
+};
 pub use error::{
     ClusterError, ConfigError, KilledWorker, PreflightError, ReloadError, ReplaceError, ScaleError, StartFailure,
     UpgradeError,

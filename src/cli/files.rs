@@ -100,5 +100,6 @@ fn sched_name(s: corral::Scheduling) -> &'static str {
         corral::Scheduling::Shared => "shared",
         corral::Scheduling::RoundRobin => "rr",
         corral::Scheduling::LeastConnections => "lc",
+        corral::Scheduling::Sticky => "sticky",
     }
 }

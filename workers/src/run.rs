@@ -9,7 +9,8 @@ use std::time::Duration;
 use corral_protocol::bootstrap::WorkerBootstrap;
 use corral_protocol::spans;
 use corral_protocol::{
-    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PoolStats, ProtocolError, write_frames,
+    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PendingCalls, PoolStats, ProtocolError, reply_sink,
+    write_frames,
 };
 use futures_util::StreamExt;
 use ractor::{Actor, ActorRef};
@@ -101,6 +102,7 @@ async fn run_async<W: Worker>(
 
     let shutdown = CancellationToken::new();
     let counters = Arc::new(Counters::default());
+    let calls = PendingCalls::new();
     let pool_config = CpuPoolConfig::default().threads(boot.cpu_threads.max(1));
     let (pool, _pool_actor) = CpuPool::start(pool_config).await.map_err(WorkerError::Pool)?;
     let cx = WorkerContext::new(
@@ -111,6 +113,7 @@ async fn run_async<W: Worker>(
         counters.clone(),
         listens.clone(),
         pool.clone(),
+        calls.clone(),
     );
     tokio::spawn(report_load(outbox.clone(), counters.clone(), shutdown.clone()));
     let drain_deadline = Arc::new(AtomicU64::new(u64::try_from(DEFAULT_DRAIN.as_millis()).unwrap_or(u64::MAX)));
@@ -139,8 +142,11 @@ async fn run_async<W: Worker>(
         pool: pool.clone(),
         actor: actor_rx,
         protocol_failed: protocol_failed.clone(),
+        calls,
     };
-    tokio::spawn(reader.run(FramedRead::new(read, FrameCodec::<W::Report, W::Msg>::new(boot.max_frame_length))));
+    // Requests from the primary reply through our own queue to it.
+    let codec = FrameCodec::<W::Report, W::Msg>::new(boot.max_frame_length).with_replies(reply_sink(&outbox));
+    tokio::spawn(reader.run(FramedRead::new(read, codec)));
 
     let failure = Arc::new(OnceLock::new());
     let behaviour = WorkerActor { behaviour: Arc::new(worker), failure: failure.clone() };
@@ -268,6 +274,8 @@ struct Reader<M, R> {
     protocol_failed: Arc<OnceLock<ProtocolError>>,
     listens: Arc<ListenRegistry>,
     pool: CpuPoolHandle,
+    /// This worker's calls to the primary, answered by its replies.
+    calls: Arc<PendingCalls>,
 }
 
 impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<M, R> {
@@ -278,6 +286,8 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
         } else {
             tracing::info!("the channel to the primary closed; draining");
         }
+        // Nothing will answer our calls in flight any more.
+        self.calls.close();
         self.shutdown.cancel();
     }
 
@@ -299,6 +309,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                     let _ = self.outbox.send(Outgoing::control(Control::Pong { nonce, stats })).await;
                 }
                 Body::Control(Control::ListenAck { id, result }) => self.listens.acked(id, result),
+                Body::Control(Control::Reply { id, answer }) => self.calls.answer(id, answer),
                 Body::Control(Control::Shutdown { deadline_ms }) => {
                     tracing::info!(deadline_ms, "the primary asks this worker to drain");
                     self.drain_deadline.store(deadline_ms, Ordering::Relaxed);

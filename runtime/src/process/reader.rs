@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use corral_protocol::spans::{self, PRIMARY_DESTINATION};
-use corral_protocol::{Body, Control, Envelope, FrameCodec, LogLevel, ProtocolError};
+use corral_protocol::{Body, Control, Envelope, FrameCodec, LogLevel, PendingCalls, ProtocolError};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use tokio::net::unix::OwnedReadHalf;
@@ -33,6 +33,8 @@ pub(crate) struct ReaderCtx<R> {
     /// When the hello is due: `hello_timeout` after the fork (not after this task first ran,
     /// which a busy machine may delay past the slot's own start timeout).
     pub hello_deadline: tokio::time::Instant,
+    /// The primary's calls to this process: answered by its replies, failed when it ends.
+    pub calls: Arc<PendingCalls>,
 }
 
 impl<R> ReaderCtx<R> {
@@ -71,6 +73,7 @@ pub(crate) async fn run_reader<M, R: DeserializeOwned + Clone + Send + 'static>(
 ) {
     let mut frames = FramedRead::new(read, codec);
     let error = match read_frames(&mut frames, &cx, start, &giver).await {
+        // Calls in flight end with this image (it execs); the next one opens its own.
         Ok(Stop::HandedOver) => {
             let parts = frames.into_parts();
             giver.give(Part::Reader { read: parts.io, leftover: parts.read_buf.to_vec() });
@@ -79,6 +82,8 @@ pub(crate) async fn run_reader<M, R: DeserializeOwned + Clone + Send + 'static>(
         Ok(Stop::Eof) => None,
         Err(e) => Some(e),
     };
+    // Nothing will answer the calls in flight: each fails now, not at its timeout.
+    cx.calls.close();
     cx.bus.emit(ClusterEvent::Disconnect { slot: cx.slot, pid: cx.pid });
     cx.report(ProcessEventKind::ReaderEnded(error));
     let _ = done.send(());
@@ -150,6 +155,7 @@ async fn on_frame<R: DeserializeOwned + Clone + Send + 'static>(
             LogLevel::Debug => tracing::debug!(slot, pid, "{message}"),
         },
         Control::Error { message } => tracing::error!(slot, pid, "worker reports: {message}"),
+        Control::Reply { id, answer } => cx.calls.answer(id, answer),
         other @ (Control::Hello(_) | Control::ListenAck { .. } | Control::Ping { .. } | Control::Shutdown { .. }) => {
             return Err(ProtocolError::UnexpectedControl { control: other.name(), peer: "worker" });
         }

@@ -78,6 +78,8 @@ pub(crate) enum SlotMsg {
     HandOver(RpcReplyPort<super::handover::HandedSlot>),
     /// Time to ping (and to check the last ping was answered, and the memory limit).
     Heartbeat,
+    /// The slot's queued recycle may start now (`recycle_concurrency`).
+    RecycleTurn(super::recycle::RecycleTurn),
     /// Timer: the process of this generation had `listen_timeout` to become ready.
     StartTimeout {
         /// The process's generation.

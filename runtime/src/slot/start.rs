@@ -14,7 +14,6 @@ use super::msg::SlotMsg;
 use super::policy::{Exit, ProtocolFault};
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
 use crate::process::{self, Activation, StartSpec};
-use crate::routes::Route;
 use crate::{ClusterEvent, ExitStatus, KillReason, lifecycle};
 
 impl<M, R> SlotState<M, R>
@@ -95,7 +94,7 @@ where
         let pid = process.pid;
         fork.record("process.pid", pid);
         if role == Role::Current {
-            self.args.routes.set(slot, Route { generation, tx: process.tx.clone() });
+            self.args.routes.set(slot, process.route(generation));
         }
         let request_limit = request_limit(&config);
         self.procs.push(Proc {

@@ -181,6 +181,8 @@ pub(crate) struct SlotArgs<M, R> {
     pub command: Arc<WorkerCommand>,
     /// What to take over from the primary's previous image (an upgrade) instead of starting.
     pub adopt: Option<super::handover::Adoption>,
+    /// The cluster's recycling turns (`recycle_concurrency`).
+    pub recycling: Arc<super::recycle::RecycleTurns>,
 }
 
 /// The slot supervisor's state.
@@ -192,6 +194,10 @@ pub(crate) struct SlotState<M, R> {
     pub generation: u64,
     pub procs: Vec<Proc<M>>,
     pub replacing: Option<Pending>,
+    /// The recycling turn this slot holds while it recycles.
+    pub recycle_turn: Option<super::recycle::RecycleTurn>,
+    /// A recycle waiting for its turn.
+    pub recycle_queued: Option<super::recycle::Queued>,
     pub life: Life,
     pub policy: RestartPolicy,
     /// The `restart` span of a restart waiting for its backoff delay.
@@ -214,6 +220,8 @@ impl<M, R> SlotState<M, R> {
             generation: 0,
             procs: Vec::new(),
             replacing: None,
+            recycle_turn: None,
+            recycle_queued: None,
             life: Life::Running,
             policy,
             pending_restart: None,
