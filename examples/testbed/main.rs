@@ -168,6 +168,14 @@ impl Worker for Testbed {
                     cx.report(TestReport::Flood(i)).await?;
                 }
             }
+            TestCmd::Relay { to, first, count } => {
+                for n in first..first + count {
+                    match to {
+                        Some(slot) => cx.send_to_worker(slot, &TestCmd::Ping(n)).await?,
+                        None => cx.broadcast_workers(&TestCmd::Ping(n)).await?,
+                    }
+                }
+            }
             TestCmd::Double(n, reply) => reply.send(n * 2).await?,
             TestCmd::Hold(reply) => held.push(reply),
             TestCmd::Refuse(reply) => reply.fail("refused on purpose").await?,

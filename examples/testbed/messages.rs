@@ -31,6 +31,9 @@ pub enum TestCmd {
     Refuse(ReplyTo<u64>),
     /// A call dropped without an answer.
     Forget(ReplyTo<u64>),
+    /// Send `Ping(first)`, `Ping(first + 1)` … (`count` of them) to the worker in this slot
+    /// (`None`: to every other worker), through the primary.
+    Relay { to: Option<usize>, first: u64, count: u64 },
     /// Make this many concurrent calls to the primary, `TestReport::Ask(i)` for i in 0..n,
     /// each within this many milliseconds; then report `Asked`.
     Ask(u64, u64),

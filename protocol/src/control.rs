@@ -84,6 +84,21 @@ pub enum Control {
         /// The reply, or why there is none.
         answer: crate::call::Answer,
     },
+    /// Worker → primary: pass `message` on to the worker in slot `to`, or to every other
+    /// worker (`None`). The message is postcard-encoded as the workers' own message type.
+    Relay {
+        /// The slot, or `None` for every other worker.
+        to: Option<u32>,
+        /// The encoded message.
+        message: Vec<u8>,
+    },
+    /// Primary → worker: a message another worker sent this one ([`Control::Relay`]).
+    Relayed {
+        /// The sender's slot.
+        from: u32,
+        /// The encoded message, of this worker's message type.
+        message: Vec<u8>,
+    },
 }
 
 impl Control {
@@ -106,6 +121,8 @@ impl Control {
             Control::Log { .. } => "Log",
             Control::Error { .. } => "Error",
             Control::Reply { .. } => "Reply",
+            Control::Relay { .. } => "Relay",
+            Control::Relayed { .. } => "Relayed",
         }
     }
 }

@@ -347,6 +347,68 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         })
     }
 
+    /// Sends `message` to the worker in `slot`, through the primary, waiting while the queue to
+    /// the primary is full (and the primary waits while the receiver's is: backpressure end to
+    /// end). The receiver handles it as any message, in its [`Worker::handle`](crate::Worker::handle).
+    ///
+    /// `message` must be of the receiving workers' `Msg` type (the same behaviour's, in a
+    /// cluster of one program); one that does not decode as it is logged and dropped there. A
+    /// slot without a live process drops it too (logged in the primary).
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError::Encode`] when `message` cannot be encoded;
+    /// [`WorkerError::Disconnected`] when the channel to the primary is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// enum Msg { Invalidate(String) }
+    ///
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::WorkerError> {
+    /// // Tell the worker that owns the key's shard to drop it.
+    /// cx.send_to_worker(2, &Msg::Invalidate("user:42".into())).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_to_worker<T: Serialize>(&self, slot: usize, message: &T) -> Result<(), WorkerError> {
+        let to = u32::try_from(slot).map_err(|_| WorkerError::NoSuchSlot { slot })?;
+        self.relay(Some(to), message).await
+    }
+
+    /// Sends `message` to every other worker of the cluster, through the primary, as
+    /// [`send_to_worker`](Self::send_to_worker) does (the same type, the same backpressure).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_to_worker`](Self::send_to_worker).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// enum Msg { Flush }
+    ///
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::WorkerError> {
+    /// cx.broadcast_workers(&Msg::Flush).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn broadcast_workers<T: Serialize>(&self, message: &T) -> Result<(), WorkerError> {
+        self.relay(None, message).await
+    }
+
+    async fn relay<T: Serialize>(&self, to: Option<u32>, message: &T) -> Result<(), WorkerError> {
+        let message = postcard::to_stdvec(message).map_err(WorkerError::Encode)?;
+        let relay = Outgoing::control(Control::Relay { to, message });
+        self.inner.outbox.send(relay).await.map_err(|_| WorkerError::Disconnected)?;
+        self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Calls to the primary in flight (none is left behind by a timeout or a caller that gave
     /// up).
     ///

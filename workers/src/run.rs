@@ -310,6 +310,21 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                 }
                 Body::Control(Control::ListenAck { id, result }) => self.listens.acked(id, result),
                 Body::Control(Control::Reply { id, answer }) => self.calls.answer(id, answer),
+                Body::Control(Control::Relayed { from, message }) => match postcard::from_bytes::<M>(&message) {
+                    // From another worker: handled as any message, in the order it came.
+                    Ok(message) => {
+                        let span = if spans::enabled() {
+                            let destination = spans::worker_destination(self.slot);
+                            spans::receive(destination, self.slot, frame.seq, "process", frame.trace.as_ref())
+                        } else {
+                            tracing::Span::none()
+                        };
+                        self.deliver(message, span).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(from, error = %e, "a message from another worker does not decode; dropped")
+                    }
+                },
                 Body::Control(Control::Shutdown { deadline_ms }) => {
                     tracing::info!(deadline_ms, "the primary asks this worker to drain");
                     self.drain_deadline.store(deadline_ms, Ordering::Relaxed);

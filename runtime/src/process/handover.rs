@@ -199,8 +199,9 @@ mod tests {
             stdout: None,
             stderr: None,
         };
+        let routes = Arc::new(crate::routes::Routes::<u64>::new(1));
         let (mut process, io) = adopt::<u64>(spec(ipc.primary, Vec::new(), handles.primary), &config).expect("adopt");
-        io.run(sink.get_derived(), &bus, &counters);
+        io.run(sink.get_derived(), &bus, &counters, &routes);
         let mut sent = 0;
         let mut hand_overs = 0;
         let mut received = Vec::new();
@@ -223,7 +224,7 @@ mod tests {
                 std::mem::forget(parts.child.take());
                 let handles = handed.handles.expect("the handle channel");
                 let (next, io) = adopt::<u64>(spec(ipc.into(), leftover, handles), &config).expect("adopt again");
-                io.run(sink.get_derived(), &bus, &counters);
+                io.run(sink.get_derived(), &bus, &counters, &routes);
                 process = next;
             }
         }

@@ -491,6 +491,7 @@ impl<M: Serialize + Send + 'static> Io<M> {
         reports: Reports,
         bus: &Arc<EventBus<R>>,
         counters: &Arc<SlotCounters>,
+        routes: &Arc<crate::routes::Routes<M>>,
     ) {
         let Io { slot, generation, pid, child, output, commands, channel, giver, hang } = self;
         let hang = hang.and_then(|fd| match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
@@ -537,6 +538,7 @@ impl<M: Serialize + Send + 'static> Io<M> {
                     hello_timeout,
                     hello_deadline,
                     calls,
+                    routes: routes.clone(),
                 };
                 let codec = codec().with_replies(replies);
                 tokio::spawn(reader::run_reader(read, codec, reader, start, done_tx, giver.clone()));

@@ -115,7 +115,7 @@ where
         });
         fork.in_scope(|| tracing::info!(slot, generation, pid, ?role, "worker started"));
         self.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
-        io.run(self.myself.get_derived(), &self.args.bus, &self.counters);
+        io.run(self.myself.get_derived(), &self.args.bus, &self.counters, &self.args.routes);
         let timeout = config.listen_timeout;
         self.myself.send_after(timeout, move || SlotMsg::StartTimeout { generation });
         Ok(generation)

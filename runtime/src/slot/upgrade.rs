@@ -118,7 +118,7 @@ where
             spans: ProcSpans::default(),
         });
         tracing::info!(slot, generation, pid, "worker taken over from the previous image");
-        io.run(self.myself.get_derived(), &self.args.bus, &self.counters);
+        io.run(self.myself.get_derived(), &self.args.bus, &self.counters, &self.args.routes);
         self.args.listeners.readiness_changed();
     }
 }
