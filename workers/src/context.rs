@@ -94,7 +94,6 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         counters: Arc<Counters>,
         listens: Arc<ListenRegistry>,
         pool: CpuPoolHandle,
-        calls: Arc<PendingCalls>,
     ) -> Self {
         let tasks = TaskTracker::new();
         WorkerContext {
@@ -109,9 +108,15 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
                 pool,
                 ready_deferred: AtomicBool::new(false),
                 ready_sent: AtomicBool::new(false),
-                calls,
+                calls: PendingCalls::new(),
             }),
         }
+    }
+
+    /// This worker's calls to the primary (the reader answers them, and fails them when the
+    /// channel closes).
+    pub(crate) fn calls(&self) -> Arc<PendingCalls> {
+        self.inner.calls.clone()
     }
 
     /// Called in `start`: this worker will say [`ready`](Self::ready) itself, later, instead

@@ -102,7 +102,6 @@ async fn run_async<W: Worker>(
 
     let shutdown = CancellationToken::new();
     let counters = Arc::new(Counters::default());
-    let calls = PendingCalls::new();
     let pool_config = CpuPoolConfig::default().threads(boot.cpu_threads.max(1));
     let (pool, _pool_actor) = CpuPool::start(pool_config).await.map_err(WorkerError::Pool)?;
     let cx = WorkerContext::new(
@@ -113,8 +112,8 @@ async fn run_async<W: Worker>(
         counters.clone(),
         listens.clone(),
         pool.clone(),
-        calls.clone(),
     );
+    let calls = cx.calls();
     tokio::spawn(report_load(outbox.clone(), counters.clone(), shutdown.clone()));
     let drain_deadline = Arc::new(AtomicU64::new(u64::try_from(DEFAULT_DRAIN.as_millis()).unwrap_or(u64::MAX)));
     let protocol_failed = Arc::new(OnceLock::new());
