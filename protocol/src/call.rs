@@ -54,17 +54,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::control::Control;
+use crate::control::{Answer, Control};
 use crate::outgoing::Outgoing;
-
-/// The answer to one call, as it travels in a [`Control::Reply`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Answer {
-    /// The reply, postcard-encoded as the request's reply type.
-    Value(Vec<u8>),
-    /// The handler failed (or dropped the request without answering): why, for humans.
-    Failed(String),
-}
+pub use crate::reply_sink::ReplySink;
+use crate::reply_sink::decoding_for;
 
 /// Why a call got no reply of its type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,14 +126,6 @@ pub enum ReplyError {
     },
 }
 
-/// Where the replies of one connection go: its outgoing frame queue.
-pub trait ReplySink: Send + Sync {
-    /// Queues a [`Control::Reply`], waiting for room; `false` when the connection is closed.
-    fn reply(&self, id: u64, answer: Answer) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
-    /// Queues a reply without waiting (used on drop): when the queue is full, a task sends it.
-    fn reply_soon(&self, id: u64, answer: Answer);
-}
-
 /// A connection's queue, held weakly: a reply handle kept by a user never keeps the
 /// connection open.
 struct QueueSink<M>(mpsc::WeakSender<Outgoing<M>>);
@@ -179,21 +164,6 @@ impl<M: Send + 'static> ReplySink for QueueSink<M> {
 /// ```
 pub fn reply_sink<M: Send + 'static>(tx: &mpsc::Sender<Outgoing<M>>) -> Arc<dyn ReplySink> {
     Arc::new(QueueSink(tx.downgrade()))
-}
-
-thread_local! {
-    /// Where the `ReplyTo`s decoded right now on this thread reply (set by the codec around
-    /// one frame's decoding).
-    static DECODING_FOR: std::cell::RefCell<Option<Arc<dyn ReplySink>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `decode` with `sink` as the way back of every `ReplyTo` it decodes.
-pub(crate) fn decoding_with<T>(sink: Option<&Arc<dyn ReplySink>>, decode: impl FnOnce() -> T) -> T {
-    let Some(sink) = sink else { return decode() };
-    let previous = DECODING_FOR.with(|d| d.replace(Some(sink.clone())));
-    let out = decode();
-    DECODING_FOR.with(|d| *d.borrow_mut() = previous);
-    out
 }
 
 struct ReplyInner {
@@ -303,7 +273,7 @@ impl<T> Serialize for ReplyTo<T> {
 impl<'de, T> Deserialize<'de> for ReplyTo<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let id = u64::deserialize(d)?;
-        let sink = DECODING_FOR.with(|s| s.borrow().clone());
+        let sink = decoding_for();
         Ok(ReplyTo::new(id, sink))
     }
 }
@@ -438,6 +408,7 @@ impl<T: DeserializeOwned> PendingCall<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply_sink::decoding_with;
 
     #[tokio::test]
     async fn a_closed_table_fails_calls_in_flight_and_later() {

@@ -8,9 +8,9 @@ use bytes::{Buf, BufMut, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::call::{ReplySink, decoding_with};
 use crate::envelope::Envelope;
 use crate::error::ProtocolError;
+use crate::reply_sink::{ReplySink, decoding_with};
 
 /// Default maximum frame length: 8 MiB, as `LengthDelimitedCodec`'s.
 pub const DEFAULT_MAX_FRAME_LENGTH: usize = 8 * 1024 * 1024;

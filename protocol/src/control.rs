@@ -1,5 +1,6 @@
 //! corral's own control messages, [`Control`], and what travels inside them: [`ListenGrant`]
-//! and its [`Scheduling`], [`WorkerStats`] and [`PoolStats`] (in pongs), [`LogLevel`].
+//! and its [`Scheduling`], [`WorkerStats`] and [`PoolStats`] (in pongs), [`LogLevel`], a
+//! call's [`Answer`].
 
 use serde::{Deserialize, Serialize};
 
@@ -82,7 +83,7 @@ pub enum Control {
         /// The call's number on this connection.
         id: u64,
         /// The reply, or why there is none.
-        answer: crate::call::Answer,
+        answer: Answer,
     },
     /// Worker → primary: pass `message` on to the worker in slot `to`, or to every other
     /// worker (`None`). The message is postcard-encoded as the workers' own message type.
@@ -125,6 +126,22 @@ impl Control {
             Control::Relayed { .. } => "Relayed",
         }
     }
+}
+
+/// The answer to one call, as it travels in a [`Control::Reply`] (see
+/// [`call`](crate::call)).
+///
+/// ```
+/// use corral_protocol::{Answer, Control};
+/// let reply = Control::Reply { id: 3, answer: Answer::Value(postcard::to_stdvec(&42u8).unwrap()) };
+/// assert_eq!(reply.name(), "Reply");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    /// The reply, postcard-encoded as the request's reply type.
+    Value(Vec<u8>),
+    /// The handler failed (or dropped the request without answering): why, for humans.
+    Failed(String),
 }
 
 /// How a worker gets its connections for a granted listener.

@@ -48,13 +48,14 @@ mod handshake;
 mod listen;
 mod outgoing;
 mod propagation;
+mod reply_sink;
 mod socketpair;
 pub mod spans;
 mod trace;
 
-pub use call::{Answer, CallError, PendingCall, PendingCalls, ReplyError, ReplySink, ReplyTo, reply_sink};
+pub use call::{CallError, PendingCall, PendingCalls, ReplyError, ReplySink, ReplyTo, reply_sink};
 pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
-pub use control::{Control, ListenGrant, LogLevel, PoolStats, Scheduling, WorkerStats};
+pub use control::{Answer, Control, ListenGrant, LogLevel, PoolStats, Scheduling, WorkerStats};
 pub use envelope::{Body, Envelope};
 pub use error::{BootstrapFault, HandleFault, ProtocolError};
 pub use handle::{HandleAck, HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER};

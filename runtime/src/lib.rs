@@ -72,11 +72,11 @@ mod routes;
 mod slot;
 mod status;
 mod status_table;
+mod sticky_key;
 mod systemd;
 mod upgrade;
 
 pub use backoff::Backoff;
-pub use balance::{StickyKey, StickyKeyError};
 pub use cluster::Cluster;
 pub use config::{
     ClusterConfig, Escalation, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable,
@@ -104,4 +104,5 @@ pub use request::ClusterMsg;
 pub use restart::Restart;
 pub use status::{WorkerState, WorkerStatus};
 pub use status_table::StatusTable;
+pub use sticky_key::{StickyKey, StickyKeyError};
 pub use upgrade::{UPGRADE_CHECK_ENV, UPGRADE_FD_ENV};

@@ -6,7 +6,8 @@
 //!
 //! * `Accept(strategy)` (round robin, least connections, sticky): [`accept_loop`] accepts
 //!   each connection and passes its fd to a **ready** worker the [`Strategy`] picks (sticky:
-//!   the ready worker whose slot owns the client's [`StickyKey`], by rendezvous hashing). A hand-off
+//!   the ready worker whose slot owns the client's [`StickyKey`](crate::StickyKey), by
+//!   rendezvous hashing). A hand-off
 //!   that fails (the worker just died) goes to another worker; while no worker is ready the
 //!   acceptor waits, and connections wait in the kernel's backlog.
 //! * `PassListener` (shared): the listening fd itself is passed; workers accept.
@@ -20,7 +21,6 @@ mod accept;
 mod activated;
 mod inherited;
 mod shared;
-mod sticky;
 mod strategy;
 mod target;
 mod untaken;
@@ -40,7 +40,6 @@ use crate::{ListenAddr, ListenSpec};
 use accept::accept_loop;
 use activated::ActivatedSockets;
 use shared::SharedListener;
-pub use sticky::{StickyKey, StickyKeyError};
 use strategy::Distribution;
 pub(crate) use target::{Load, Target};
 pub(crate) use untaken::Untaken;
@@ -58,7 +57,7 @@ pub(crate) struct Listeners {
 }
 
 impl Listeners {
-    pub(crate) fn new(scheduling: Scheduling, sticky_key: StickyKey) -> Self {
+    pub(crate) fn new(scheduling: Scheduling, sticky_key: crate::StickyKey) -> Self {
         Listeners {
             scheduling,
             distribution: Distribution::of(scheduling, sticky_key),

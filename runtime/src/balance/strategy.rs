@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use corral_protocol::{BindMode, Scheduling};
 
-use super::sticky::StickyKey;
 use super::target::Target;
+use crate::StickyKey;
 
 /// How the primary picks the worker for a connection it accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

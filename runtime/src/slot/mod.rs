@@ -46,7 +46,7 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use handover::{AdoptedWorker, Adoption, HandedSlot};
 pub(crate) use msg::{ReplaceReason, SlotMsg, SlotOutcome, SlotReport};
-pub(crate) use recycle::RecycleTurns;
+pub(crate) use state::RecycleTurns;
 pub(crate) use state::SlotArgs;
 use state::SlotState;
 

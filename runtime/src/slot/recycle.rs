@@ -6,36 +6,12 @@
 //! the replacement failed), so a worker's replacement and its old process's drain never
 //! overlap another's beyond the limit.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Span;
 
-use super::msg::{ReplaceReason, SlotMsg};
-use super::state::{Phase, Role, SlotState};
-
-/// The cluster's recycling turns, shared by its slots.
-pub(crate) struct RecycleTurns(Arc<Semaphore>);
-
-impl RecycleTurns {
-    pub(crate) fn new(at_once: usize) -> Arc<Self> {
-        Arc::new(RecycleTurns(Arc::new(Semaphore::new(at_once.max(1)))))
-    }
-}
-
-/// A slot's turn to recycle: the cluster may start another recycle once it is dropped.
-#[derive(Debug)]
-pub(crate) struct RecycleTurn(#[allow(dead_code)] OwnedSemaphorePermit);
-
-/// A recycle waiting for its turn.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Queued {
-    /// The process that is due (a later process of the slot is not).
-    pub generation: u64,
-    pub reason: ReplaceReason,
-}
+use super::msg::{RecycleTurn, ReplaceReason, SlotMsg};
+use super::state::{Phase, Queued, Role, SlotState};
 
 impl<M, R> SlotState<M, R>
 where
@@ -50,17 +26,17 @@ where
         let Some(generation) = self.current().map(|p| p.generation) else { return };
         // Free permits exist only while nobody waits (tokio hands released permits to the
         // waiters first), so this never jumps the queue.
-        match self.args.recycling.0.clone().try_acquire_owned() {
-            Ok(permit) => self.recycle_now(RecycleTurn(permit), reason).await,
+        match self.args.recycling.semaphore().try_acquire_owned() {
+            Ok(permit) => self.recycle_now(RecycleTurn { _permit: permit }, reason).await,
             Err(_) => {
                 let slot = self.slot();
                 tracing::info!(slot, ?reason, "recycling queued: other workers are being recycled");
                 self.recycle_queued = Some(Queued { generation, reason });
-                let (turns, myself) = (self.args.recycling.0.clone(), self.myself.clone());
+                let (turns, myself) = (self.args.recycling.semaphore(), self.myself.clone());
                 tokio::spawn(async move {
                     if let Ok(permit) = turns.acquire_owned().await {
                         // A slot that is gone drops the message, and the turn with it.
-                        let _ = myself.send_message(SlotMsg::RecycleTurn(RecycleTurn(permit)));
+                        let _ = myself.send_message(SlotMsg::RecycleTurn(RecycleTurn { _permit: permit }));
                     }
                 });
             }
