@@ -376,6 +376,26 @@ fn set<T>(field: &mut T, value: Option<T>) {
 }
 
 /// `reuseport`, `shared`, `rr`/`round-robin`, `lc`/`least-connections`, `sticky`.
+///
+/// ```
+/// use corral::config_file::{ConfigFile, parse_sched};
+/// use corral::{Scheduling, StickyKey};
+///
+/// assert_eq!(parse_sched("sticky"), Some(Scheduling::Sticky));
+/// let file = ConfigFile::parse(
+///     "corral.toml",
+///     "sched = \"sticky\"\nsticky_key = \"ip+port/5\"\nrecycle_concurrency = 2\n",
+/// )
+/// .unwrap();
+/// let config = file.cluster_config().unwrap();
+/// assert_eq!(config.scheduling, Scheduling::Sticky);
+/// assert_eq!(config.sticky_key, StickyKey::IpPortPrefix { bits: 5 });
+/// assert_eq!(config.recycle_concurrency, 2);
+///
+/// let bad = ConfigFile::parse("corral.toml", "sticky_key = \"ip+port/40\"\n").unwrap();
+/// let err = bad.cluster_config().unwrap_err();
+/// assert!(err.to_string().starts_with("corral.toml:1: sticky_key"), "{err}");
+/// ```
 pub fn parse_sched(s: &str) -> Option<Scheduling> {
     match s {
         "reuseport" => Some(Scheduling::ReusePort),

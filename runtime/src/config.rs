@@ -174,7 +174,16 @@ pub struct ClusterConfig {
     /// worker due while that many are being replaced waits its turn, in order, so that
     /// workers never restart together even when they all cross their limit at once (jitter
     /// alone does not promise that). Rolling reloads and explicit restarts are not counted.
-    /// Default: 1.
+    /// Read when the cluster starts. Default: 1.
+    ///
+    /// ```
+    /// use corral_runtime::ClusterConfig;
+    ///
+    /// // 16 workers, recycled past 512 MiB, two at a time at most.
+    /// let config = ClusterConfig::default().workers(16).max_memory(Some(512 << 20)).recycle_concurrency(2);
+    /// assert!(config.validate().is_ok());
+    /// assert!(ClusterConfig::default().recycle_concurrency(0).validate().is_err());
+    /// ```
     pub recycle_concurrency: usize,
     /// How often the primary pings each worker. Default: 2 s.
     pub heartbeat_interval: Duration,
