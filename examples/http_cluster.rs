@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example http_cluster -- --workers 4 --port 3000 --sched rr
+//! # or --sched lc | shared | reuseport | sticky (one worker per client IP)
 //! curl http://127.0.0.1:3000/            # Handled by worker 2 (pid 12345)
 //! curl http://127.0.0.1:3000/slow?ms=200 # answers after 200 ms
 //! curl http://127.0.0.1:3000/heavy?ms=50 # burns about 50 ms of CPU on the worker's CPU pool
@@ -53,6 +54,8 @@ enum Sched {
     Shared,
     /// Each worker has its own SO_REUSEPORT socket.
     Reuseport,
+    /// Sticky: every connection from one client IP to the same worker.
+    Sticky,
 }
 
 impl From<Sched> for Scheduling {
@@ -62,6 +65,7 @@ impl From<Sched> for Scheduling {
             Sched::Lc => Scheduling::LeastConnections,
             Sched::Shared => Scheduling::Shared,
             Sched::Reuseport => Scheduling::ReusePort,
+            Sched::Sticky => Scheduling::Sticky,
         }
     }
 }

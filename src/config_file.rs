@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use corral_runtime::{
-    Backoff, ClusterConfig, Escalation, ForeignWorker, ListenSpec, LogFiles, Readiness, Restart, Scheduling,
+    Backoff, ClusterConfig, Escalation, ForeignWorker, ListenSpec, LogFiles, Readiness, Restart, Scheduling, StickyKey,
     WorkerExec, WorkerOutput,
 };
 use serde::{Deserialize, Deserializer};
@@ -53,8 +53,12 @@ pub struct ConfigFile {
     pub workers: Option<usize>,
     /// Listeners, `[NAME=]ADDR` each: `127.0.0.1:8080`, `[::1]:0`, `unix:/path`.
     pub listen: Option<Vec<String>>,
-    /// `reuseport` (default for `corral run`), `shared`, `rr` or `lc` (corral workers only).
+    /// `reuseport` (default for `corral run`), `shared`, `rr`, `lc` or `sticky` (the last
+    /// three for corral workers only).
     pub sched: Option<String>,
+    /// What keeps a client on one worker with `sched = "sticky"`: `ip` (default) or
+    /// `ip+port/BITS` (the address and the top BITS of the source port).
+    pub sticky_key: Option<String>,
     /// `notify` (default) or `delay:MS`.
     pub ready: Option<String>,
     /// The signal that asks a worker to drain, e.g. `SIGTERM`, `SIGINT`, `SIGQUIT`.
@@ -72,6 +76,9 @@ pub struct ConfigFile {
     pub max_requests: Option<u64>,
     /// A random 0..=N added to `max_requests` per worker.
     pub max_requests_jitter: Option<u64>,
+    /// At most this many workers recycled (`max_memory`, `max_requests`) at a time; the others
+    /// wait their turn. Default 1.
+    pub recycle_concurrency: Option<usize>,
     /// `WATCHDOG_USEC` for foreign workers: they must send `WATCHDOG=1` this often.
     #[serde(default, deserialize_with = "duration")]
     pub watchdog: Option<Duration>,
@@ -234,9 +241,8 @@ impl ConfigFile {
         }
         let foreign = self.program.is_some();
         c.scheduling = match self.sched.as_deref() {
-            Some(s) => {
-                parse_sched(s).ok_or_else(|| bad("sched", format!("{s:?} is not one of reuseport, shared, rr, lc")))?
-            }
+            Some(s) => parse_sched(s)
+                .ok_or_else(|| bad("sched", format!("{s:?} is not one of reuseport, shared, rr, lc, sticky")))?,
             None if foreign => Scheduling::ReusePort,
             None => c.scheduling,
         };
@@ -248,6 +254,10 @@ impl ConfigFile {
         set(&mut c.period, self.period);
         set(&mut c.max_restarts, self.max_restarts);
         set(&mut c.max_requests_jitter, self.max_requests_jitter);
+        set(&mut c.recycle_concurrency, self.recycle_concurrency);
+        if let Some(key) = &self.sticky_key {
+            c.sticky_key = key.parse::<StickyKey>().map_err(|e| bad("sticky_key", e.to_string()))?;
+        }
         if self.max_memory.is_some() {
             c.max_memory = self.max_memory;
         }
@@ -365,13 +375,34 @@ fn set<T>(field: &mut T, value: Option<T>) {
     }
 }
 
-/// `reuseport`, `shared`, `rr`/`round-robin`, `lc`/`least-connections`.
+/// `reuseport`, `shared`, `rr`/`round-robin`, `lc`/`least-connections`, `sticky`.
+///
+/// ```
+/// use corral::config_file::{ConfigFile, parse_sched};
+/// use corral::{Scheduling, StickyKey};
+///
+/// assert_eq!(parse_sched("sticky"), Some(Scheduling::Sticky));
+/// let file = ConfigFile::parse(
+///     "corral.toml",
+///     "sched = \"sticky\"\nsticky_key = \"ip+port/5\"\nrecycle_concurrency = 2\n",
+/// )
+/// .unwrap();
+/// let config = file.cluster_config().unwrap();
+/// assert_eq!(config.scheduling, Scheduling::Sticky);
+/// assert_eq!(config.sticky_key, StickyKey::IpPortPrefix { bits: 5 });
+/// assert_eq!(config.recycle_concurrency, 2);
+///
+/// let bad = ConfigFile::parse("corral.toml", "sticky_key = \"ip+port/40\"\n").unwrap();
+/// let err = bad.cluster_config().unwrap_err();
+/// assert!(err.to_string().starts_with("corral.toml:1: sticky_key"), "{err}");
+/// ```
 pub fn parse_sched(s: &str) -> Option<Scheduling> {
     match s {
         "reuseport" => Some(Scheduling::ReusePort),
         "shared" => Some(Scheduling::Shared),
         "rr" | "round-robin" => Some(Scheduling::RoundRobin),
         "lc" | "least-connections" => Some(Scheduling::LeastConnections),
+        "sticky" => Some(Scheduling::Sticky),
         _ => None,
     }
 }

@@ -122,3 +122,53 @@ async fn sending_to_a_bad_slot_is_a_typed_error() {
     cluster.stop().await.expect("clean stop");
     assert!(matches!(cluster.send_to(0, TestCmd::Ping(0)).await, Err(ClusterError::NotConnected { slot: 0 })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_sends_to_another_and_to_every_other_through_the_primary() {
+    let (cluster, mut events) = spawn(config(3)).await;
+    let pids = events.all_ready(3).await;
+    cluster.send_to(0, TestCmd::Relay { to: Some(2), first: 77, count: 1 }).await.expect("send");
+    let pong = events
+        .wait_for("relayed pong", |e| {
+            matches!(e, ClusterEvent::Message { message: TestReport::Pong { n: 77, .. }, .. })
+        })
+        .await;
+    let ClusterEvent::Message { message: TestReport::Pong { slot, pid, .. }, .. } = pong else { unreachable!() };
+    assert_eq!((slot, pid), (2, pids[2]));
+
+    cluster.send_to(0, TestCmd::Relay { to: None, first: 88, count: 1 }).await.expect("send");
+    let mut from = HashSet::new();
+    while from.len() < 2 {
+        if let ClusterEvent::Message { message: TestReport::Pong { n: 88, slot, .. }, .. } = events
+            .wait_for("broadcast pongs", |e| {
+                matches!(e, ClusterEvent::Message { message: TestReport::Pong { n: 88, .. }, .. })
+            })
+            .await
+        {
+            assert!(from.insert(slot), "slot {slot} got the broadcast twice");
+        }
+    }
+    assert_eq!(from, HashSet::from([1, 2]), "every other worker, not the sender");
+    cluster.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_between_workers_arrives_whole_and_in_order() {
+    // Far more than every queue on the way holds (1,024 frames each): the sender must wait.
+    const N: u64 = 20_000;
+    let (cluster, mut events) = spawn(config(2)).await;
+    events.all_ready(2).await;
+    cluster.send_to(0, TestCmd::Relay { to: Some(1), first: 0, count: N }).await.expect("send");
+    let mut next = 0;
+    while next < N {
+        if let ClusterEvent::Message { slot, message: TestReport::Pong { n, .. }, .. } = events
+            .wait_for("relayed pongs", |e| matches!(e, ClusterEvent::Message { message: TestReport::Pong { .. }, .. }))
+            .await
+        {
+            assert_eq!((slot, n), (1, next), "relayed messages in order, none lost");
+            next += 1;
+        }
+        events.seen.clear();
+    }
+    cluster.stop().await.expect("clean stop");
+}

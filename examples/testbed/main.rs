@@ -61,9 +61,10 @@ fn router(slot: usize) -> axum::Router {
 impl Worker for Testbed {
     type Msg = TestCmd;
     type Report = TestReport;
-    type State = ();
+    /// Calls held unanswered (`TestCmd::Hold`).
+    type State = Vec<corral::protocol::ReplyTo<u64>>;
 
-    async fn start(&self, cx: &WorkerContext<TestReport>) -> Result<(), BoxError> {
+    async fn start(&self, cx: &WorkerContext<TestReport>) -> Result<Self::State, BoxError> {
         if let Ok(text) = std::env::var("TESTBED_SAY") {
             println!("{text} from slot {} on stdout", cx.slot());
             eprintln!("{text} from slot {} on stderr", cx.slot());
@@ -132,10 +133,15 @@ impl Worker for Testbed {
         }
         let pid = std::process::id();
         cx.report(TestReport::Hello { slot: cx.slot(), generation: cx.generation(), pid }).await?;
-        Ok(())
+        Ok(Vec::new())
     }
 
-    async fn handle(&self, cx: &WorkerContext<TestReport>, msg: TestCmd, _: &mut ()) -> Result<(), BoxError> {
+    async fn handle(
+        &self,
+        cx: &WorkerContext<TestReport>,
+        msg: TestCmd,
+        held: &mut Self::State,
+    ) -> Result<(), BoxError> {
         match msg {
             TestCmd::Ping(n) => cx.report(TestReport::Pong { n, slot: cx.slot(), pid: std::process::id() }).await?,
             TestCmd::Exit(code) => std::process::exit(code),
@@ -169,6 +175,40 @@ impl Worker for Testbed {
             TestCmd::ReleaseFds => {
                 release_fds()?;
                 cx.report(TestReport::FdsReleased { pid: std::process::id() }).await?;
+            }
+            TestCmd::Relay { to, first, count } => {
+                for n in first..first + count {
+                    match to {
+                        Some(slot) => cx.send_to_worker(slot, &TestCmd::Ping(n)).await?,
+                        None => cx.broadcast_workers(&TestCmd::Ping(n)).await?,
+                    }
+                }
+            }
+            TestCmd::Double(n, reply) => reply.send(n * 2).await?,
+            TestCmd::Hold(reply) => held.push(reply),
+            TestCmd::Refuse(reply) => reply.fail("refused on purpose").await?,
+            TestCmd::Forget(reply) => drop(reply),
+            TestCmd::Ask(n, ms) => {
+                // Off the actor: the calls wait for the primary while messages keep coming.
+                let cx = cx.clone();
+                tokio::spawn(async move {
+                    let timeout = Duration::from_millis(ms);
+                    let calls = (0..n).map(|i| {
+                        let cx = cx.clone();
+                        async move { (i, cx.call(|reply| TestReport::Ask(i, reply), timeout).await) }
+                    });
+                    let mut matched = 0;
+                    let mut errors = Vec::new();
+                    for (i, answer) in futures_join_all(calls).await {
+                        match answer {
+                            Ok(v) if v == i + 1 => matched += 1,
+                            Ok(v) => errors.push(format!("call {i} got {v}")),
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                    }
+                    let pending_after = cx.pending_calls() as u64;
+                    let _ = cx.report(TestReport::Asked { matched, errors, pending_after }).await;
+                });
             }
         }
         Ok(())
@@ -225,6 +265,20 @@ fn release_fds() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Runs every future at once (each in its own task), in order of the input.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.expect("testbed call task"));
+    }
+    out
 }
 
 /// Spins on the CPU for `how_long`: a named frame for hang reports to find.

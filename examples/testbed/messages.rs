@@ -1,5 +1,6 @@
 //! The testbed's messages, shared with the black-box tests (`tests/common`).
 
+use corral::protocol::ReplyTo;
 use serde::{Deserialize, Serialize};
 
 /// Primary → worker.
@@ -28,6 +29,20 @@ pub enum TestCmd {
     HoldFds,
     /// Close the fds `HoldFds` holds and restore the limit; answers `TestReport::FdsReleased`.
     ReleaseFds,
+    /// A call: reply twice the number.
+    Double(u64, ReplyTo<u64>),
+    /// A call kept unanswered for the life of the process.
+    Hold(ReplyTo<u64>),
+    /// A call answered with a failure.
+    Refuse(ReplyTo<u64>),
+    /// A call dropped without an answer.
+    Forget(ReplyTo<u64>),
+    /// Send `Ping(first)`, `Ping(first + 1)` … (`count` of them) to the worker in this slot
+    /// (`None`: to every other worker), through the primary.
+    Relay { to: Option<usize>, first: u64, count: u64 },
+    /// Make this many concurrent calls to the primary, `TestReport::Ask(i)` for i in 0..n,
+    /// each within this many milliseconds; then report `Asked`.
+    Ask(u64, u64),
 }
 
 /// Worker → primary.
@@ -43,4 +58,8 @@ pub enum TestReport {
     FdsHeld { pid: u32, count: usize },
     /// The worker has fds again.
     FdsReleased { pid: u32 },
+    /// A call to the primary: it should reply `n + 1`.
+    Ask(u64, ReplyTo<u64>),
+    /// What the `Ask` calls got: how many replies matched, and the errors (as text).
+    Asked { matched: u64, errors: Vec<String>, pending_after: u64 },
 }

@@ -2,6 +2,7 @@
 //! body, a maximum length) and [`DEFAULT_MAX_FRAME_LENGTH`].
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
@@ -9,6 +10,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::envelope::Envelope;
 use crate::error::ProtocolError;
+use crate::reply_sink::{ReplySink, decoding_with};
 
 /// Default maximum frame length: 8 MiB, as `LengthDelimitedCodec`'s.
 pub const DEFAULT_MAX_FRAME_LENGTH: usize = 8 * 1024 * 1024;
@@ -40,6 +42,8 @@ const PREFIX: usize = 4;
 /// ```
 pub struct FrameCodec<Out, In> {
     max_frame_length: usize,
+    /// Where the [`ReplyTo`](crate::ReplyTo)s of decoded requests reply.
+    replies: Option<Arc<dyn ReplySink>>,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -52,7 +56,15 @@ impl<Out, In> FrameCodec<Out, In> {
     /// assert_eq!(codec.max_frame_length(), 1 << 20);
     /// ```
     pub fn new(max_frame_length: usize) -> Self {
-        FrameCodec { max_frame_length, _types: PhantomData }
+        FrameCodec { max_frame_length, replies: None, _types: PhantomData }
+    }
+
+    /// The same codec, decoding every [`ReplyTo`](crate::ReplyTo) with `sink` as its way
+    /// back (the outgoing queue of this connection, [`reply_sink`](crate::reply_sink)).
+    #[must_use]
+    pub fn with_replies(mut self, sink: Arc<dyn ReplySink>) -> Self {
+        self.replies = Some(sink);
+        self
     }
 
     /// The maximum body length, in bytes.
@@ -133,7 +145,8 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
         }
         src.advance(PREFIX);
         let frame = src.split_to(len);
-        let (item, rest) = postcard::take_from_bytes(&frame).map_err(ProtocolError::Decode)?;
+        let (item, rest) = decoding_with(self.replies.as_ref(), || postcard::take_from_bytes(&frame))
+            .map_err(ProtocolError::Decode)?;
         if rest.is_empty() { Ok(Some(item)) } else { Err(ProtocolError::TrailingBytes { extra: rest.len() }) }
     }
 

@@ -1,5 +1,6 @@
 //! corral's own control messages, [`Control`], and what travels inside them: [`ListenGrant`]
-//! and its [`Scheduling`], [`WorkerStats`] and [`PoolStats`] (in pongs), [`LogLevel`].
+//! and its [`Scheduling`], [`WorkerStats`] and [`PoolStats`] (in pongs), [`LogLevel`], a
+//! call's [`Answer`].
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +76,30 @@ pub enum Control {
         /// What was wrong, for humans.
         message: String,
     },
+    /// Either way: the answer to a request (a user message carrying a
+    /// [`ReplyTo`](crate::ReplyTo)) the other side sent. Added after the other variants:
+    /// frames of an older peer decode as before, and it is only sent to a peer that asked.
+    Reply {
+        /// The call's number on this connection.
+        id: u64,
+        /// The reply, or why there is none.
+        answer: Answer,
+    },
+    /// Worker → primary: pass `message` on to the worker in slot `to`, or to every other
+    /// worker (`None`). The message is postcard-encoded as the workers' own message type.
+    Relay {
+        /// The slot, or `None` for every other worker.
+        to: Option<u32>,
+        /// The encoded message.
+        message: Vec<u8>,
+    },
+    /// Primary → worker: a message another worker sent this one ([`Control::Relay`]).
+    Relayed {
+        /// The sender's slot.
+        from: u32,
+        /// The encoded message, of this worker's message type.
+        message: Vec<u8>,
+    },
 }
 
 impl Control {
@@ -96,8 +121,27 @@ impl Control {
             Control::Disconnect => "Disconnect",
             Control::Log { .. } => "Log",
             Control::Error { .. } => "Error",
+            Control::Reply { .. } => "Reply",
+            Control::Relay { .. } => "Relay",
+            Control::Relayed { .. } => "Relayed",
         }
     }
+}
+
+/// The answer to one call, as it travels in a [`Control::Reply`] (see
+/// [`call`](crate::call)).
+///
+/// ```
+/// use corral_protocol::{Answer, Control};
+/// let reply = Control::Reply { id: 3, answer: Answer::Value(postcard::to_stdvec(&42u8).unwrap()) };
+/// assert_eq!(reply.name(), "Reply");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    /// The reply, postcard-encoded as the request's reply type.
+    Value(Vec<u8>),
+    /// The handler failed (or dropped the request without answering): why, for humans.
+    Failed(String),
 }
 
 /// How a worker gets its connections for a granted listener.
@@ -111,6 +155,13 @@ pub enum Scheduling {
     Shared,
     /// Each worker binds its own `SO_REUSEPORT` socket to the address.
     ReusePort,
+    /// The primary accepts and passes every connection from one client (its address, or a
+    /// prefix of it, as the cluster configures) to the same ready worker, by rendezvous
+    /// hashing over the worker slots: a restart or a scale step moves only the clients of the
+    /// slots that changed (socket.io-style sessions).
+    ///
+    /// Added after the other variants, so that frames naming them decode as before.
+    Sticky,
 }
 
 impl Scheduling {
@@ -120,11 +171,12 @@ impl Scheduling {
     /// ```
     /// use corral_protocol::Scheduling;
     /// assert!(Scheduling::LeastConnections.primary_accepts());
+    /// assert!(Scheduling::Sticky.primary_accepts());
     /// assert!(!Scheduling::ReusePort.primary_accepts());
     /// ```
     pub fn primary_accepts(self) -> bool {
         match self {
-            Scheduling::RoundRobin | Scheduling::LeastConnections => true,
+            Scheduling::RoundRobin | Scheduling::LeastConnections | Scheduling::Sticky => true,
             Scheduling::Shared | Scheduling::ReusePort => false,
         }
     }

@@ -12,6 +12,7 @@
 //!   `SCM_RIGHTS` over a separate `SOCK_SEQPACKET` socketpair, each with a small [`HandleHeader`].
 //! * [`spans`]: the IPC `tracing` spans (messaging conventions); [`TraceContext::of_span`]
 //!   and [`TraceContext::set_parent_of`] carry their OpenTelemetry context inside frames.
+//! * [`call`]: typed request/response ([`ReplyTo`], [`PendingCalls`], [`CallError`]).
 //! * [`bootstrap`]: how a worker process finds its ends of the socketpairs (fixed fd numbers,
 //!   named in the environment).
 //!
@@ -37,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod bootstrap;
+pub mod call;
 mod codec;
 mod control;
 mod envelope;
@@ -46,12 +48,14 @@ mod handshake;
 mod listen;
 mod outgoing;
 mod propagation;
+mod reply_sink;
 mod socketpair;
 pub mod spans;
 mod trace;
 
+pub use call::{CallError, PendingCall, PendingCalls, ReplyError, ReplySink, ReplyTo, reply_sink};
 pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
-pub use control::{Control, ListenGrant, LogLevel, PoolStats, Scheduling, WorkerStats};
+pub use control::{Answer, Control, ListenGrant, LogLevel, PoolStats, Scheduling, WorkerStats};
 pub use envelope::{Body, Envelope};
 pub use error::{BootstrapFault, HandleFault, ProtocolError};
 pub use handle::{HandleAck, HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER, MAX_REFUSED_PER_ACK};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
-use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, Restart};
+use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, Restart, StickyKey};
 
 /// What the cluster does when a slot gives up (it exceeded its restart intensity).
 ///
@@ -151,6 +151,9 @@ pub struct ClusterConfig {
     /// How connections to shared listeners reach the workers. Default:
     /// [`Scheduling::RoundRobin`] (as Node on Linux).
     pub scheduling: Scheduling,
+    /// What of a client's address keeps it on one worker under [`Scheduling::Sticky`].
+    /// Default: [`StickyKey::Ip`].
+    pub sticky_key: StickyKey,
     /// What happens when a slot gives up. Default: [`Escalation::Stop`].
     pub escalation: Escalation,
     /// How long a stopping worker may take to drain before it is killed. Default: 5 s.
@@ -167,6 +170,21 @@ pub struct ClusterConfig {
     pub max_requests: Option<u64>,
     /// See [`max_requests`](Self::max_requests). Default: 0.
     pub max_requests_jitter: u64,
+    /// At most this many workers are recycled (`max_memory`, `max_requests`) at a time; a
+    /// worker due while that many are being replaced waits its turn, in order, so that
+    /// workers never restart together even when they all cross their limit at once (jitter
+    /// alone does not promise that). Rolling reloads and explicit restarts are not counted.
+    /// Read when the cluster starts. Default: 1.
+    ///
+    /// ```
+    /// use corral_runtime::ClusterConfig;
+    ///
+    /// // 16 workers, recycled past 512 MiB, two at a time at most.
+    /// let config = ClusterConfig::default().workers(16).max_memory(Some(512 << 20)).recycle_concurrency(2);
+    /// assert!(config.validate().is_ok());
+    /// assert!(ClusterConfig::default().recycle_concurrency(0).validate().is_err());
+    /// ```
+    pub recycle_concurrency: usize,
     /// How often the primary pings each worker. Default: 2 s.
     pub heartbeat_interval: Duration,
     /// A worker whose ping has gone unanswered this long (its event loop is stuck) is killed
@@ -221,12 +239,14 @@ impl Default for ClusterConfig {
             max_restarts: 5,
             period: Duration::from_secs(10),
             scheduling: Scheduling::RoundRobin,
+            sticky_key: StickyKey::Ip,
             escalation: Escalation::Stop,
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(10),
             max_memory: None,
             max_requests: None,
             max_requests_jitter: 0,
+            recycle_concurrency: 1,
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(10),
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
@@ -295,6 +315,8 @@ setters! {
     period: Duration,
     /// Sets [`ClusterConfig::scheduling`].
     scheduling: Scheduling,
+    /// Sets [`ClusterConfig::sticky_key`].
+    sticky_key: StickyKey,
     /// Sets [`ClusterConfig::escalation`].
     escalation: Escalation,
     /// Sets [`ClusterConfig::kill_timeout`].
@@ -307,6 +329,8 @@ setters! {
     max_requests: Option<u64>,
     /// Sets [`ClusterConfig::max_requests_jitter`].
     max_requests_jitter: u64,
+    /// Sets [`ClusterConfig::recycle_concurrency`].
+    recycle_concurrency: usize,
     /// Sets [`ClusterConfig::listen_allow`].
     listen_allow: Option<Vec<String>>,
     /// Sets [`ClusterConfig::heartbeat_interval`].
@@ -398,7 +422,8 @@ impl ClusterConfig {
     /// `backoff.jitter` outside 0 – 1; `max_restarts` 0 with a restarting type; `period`
     /// zero; `kill_timeout` or `listen_timeout` zero; `heartbeat_interval` zero or above
     /// `heartbeat_timeout`; any duration over [`MAX_DURATION`]; `max_frame_length` under 64 bytes or
-    /// over 4 GiB; `event_buffer` or `send_buffer` zero; an empty `name`.
+    /// over 4 GiB; `event_buffer` or `send_buffer` zero; an empty `name`; a `sticky_key`
+    /// port prefix outside 1 – 16 bits; `recycle_concurrency` 0 or over [`MAX_WORKERS`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
         if self.workers == 0 {
@@ -456,11 +481,17 @@ impl ClusterConfig {
         if self.cpu_threads == Some(0) || self.cpu_threads.is_some_and(|n| n > 1024) {
             return bad("cpu_threads", "must be between 1 and 1024 (or None for the default)".into());
         }
+        if let Err(reason) = self.sticky_key.check() {
+            return bad("sticky_key", reason);
+        }
         if self.max_memory == Some(0) {
             return bad("max_memory", "must be greater than zero (or None for no limit)".into());
         }
         if self.max_requests == Some(0) {
             return bad("max_requests", "must be greater than zero (or None for no limit)".into());
+        }
+        if self.recycle_concurrency == 0 || self.recycle_concurrency > MAX_WORKERS {
+            return bad("recycle_concurrency", format!("must be between 1 and {MAX_WORKERS}"));
         }
         if self.heartbeat_interval.is_zero() {
             return bad("heartbeat_interval", "must be greater than zero".into());

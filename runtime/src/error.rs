@@ -110,6 +110,21 @@ pub enum ClusterError {
         /// The slot.
         slot: usize,
     },
+    /// No slot has a connected process (every worker is restarting, or gave up): a keyed
+    /// message has no owner to go to.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterError};
+    /// # async fn demo() -> Result<(), ClusterError> {
+    /// # let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// match cluster.send_keyed("user:7", "hi".into()).await {
+    ///     Err(ClusterError::NoLiveWorker) => eprintln!("every worker is down; try later"),
+    ///     other => drop(other?),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[error("no worker slot has a connected process")]
+    NoLiveWorker,
     /// A worker asked to listen on an address the primary cannot bind (in use, not
     /// permitted, unresolvable); the cluster stopped instead of restarting into the same error.
     ///

@@ -2,16 +2,21 @@
 
 use std::sync::Arc;
 
-use corral_protocol::{Body, Outgoing, TraceContext, spans};
+use std::hash::Hash;
+use std::time::Duration;
+
+use corral_protocol::{Body, CallError, Outgoing, ReplyTo, TraceContext, spans};
 use ractor::DerivedActorRef;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::balance::Listeners;
 use crate::events::EventBus;
 use crate::outcome::Outcome;
-use crate::routes::Routes;
+use crate::rendezvous::KeyHash;
+use crate::routes::{Route, Routes};
 use crate::{
     ClusterError, ClusterMsg, EventStream, ListenAddr, ReloadReport, Replaced, Scale, ScaleReport, WorkerStatus,
 };
@@ -150,19 +155,143 @@ where
     /// [`ClusterError::NoSuchSlot`] for a slot out of range; [`ClusterError::NotConnected`]
     /// when the slot has no live process (it is restarting, or gave up).
     pub async fn send_to(&self, slot: usize, message: M) -> Result<(), ClusterError> {
-        let route = self
-            .routes
+        let route = self.route(slot)?;
+        deliver(slot, &route, message).await.map_err(|_| ClusterError::NotConnected { slot })
+    }
+
+    fn route(&self, slot: usize) -> Result<Route<M>, ClusterError> {
+        self.routes
             .get(slot)
             .ok_or(ClusterError::NoSuchSlot { slot, workers: self.workers() })?
-            .ok_or(ClusterError::NotConnected { slot })?;
-        let sent = if spans::enabled() {
-            let span = spans::send(spans::worker_destination(slot), slot);
-            let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
-            route.tx.send(out).instrument(span).await
-        } else {
-            route.tx.send(Outgoing::user(message)).await
-        };
-        sent.map_err(|_| ClusterError::NotConnected { slot })
+            .ok_or(ClusterError::NotConnected { slot })
+    }
+
+    /// Sends `message` to the worker that owns `key`, waiting while its queue is full; returns
+    /// its slot.
+    ///
+    /// The owner is chosen by rendezvous hashing over the slots that have a live process
+    /// (the same hashing as [`Scheduling::Sticky`](crate::Scheduling::Sticky)): one key always
+    /// reaches the same slot, so a primary can shard work or state across its workers. While
+    /// a slot restarts, its keys go to their next-best slots, and come back with it; the keys
+    /// of the other slots never move. Hashing uses the key's [`Hash`] with a fixed hasher, the
+    /// same in every build.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(4)).await?;
+    /// let a = cluster.send_keyed("user:42", "invalidate".to_string()).await?;
+    /// let b = cluster.send_keyed("user:42", "invalidate again".to_string()).await?;
+    /// assert_eq!(a, b); // user 42's state lives on one worker
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoLiveWorker`] when no slot has a live process;
+    /// [`ClusterError::NotConnected`] when the owner's went away as the message was queued.
+    pub async fn send_keyed<K: Hash + ?Sized>(&self, key: &K, message: M) -> Result<usize, ClusterError> {
+        let (slot, route) = self.owner(key).ok_or(ClusterError::NoLiveWorker)?;
+        deliver(slot, &route, message).await.map_err(|_| ClusterError::NotConnected { slot })?;
+        Ok(slot)
+    }
+
+    /// The slot that owns `key` now (see [`send_keyed`](Self::send_keyed)); `None` when no
+    /// slot has a live process.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(4)).await?;
+    /// if let Some(slot) = cluster.owner_of(&42u64) {
+    ///     println!("key 42 lives on slot {slot}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn owner_of<K: Hash + ?Sized>(&self, key: &K) -> Option<usize> {
+        self.owner(key).map(|(slot, _)| slot)
+    }
+
+    fn owner<K: Hash + ?Sized>(&self, key: &K) -> Option<(usize, Route<M>)> {
+        KeyHash::of(key).owner(self.routes.all(), |(slot, _)| *slot)
+    }
+
+    /// Calls the worker in `slot`: sends it the request `make` builds around a
+    /// [`ReplyTo<T>`](ReplyTo) and waits, at most `timeout`, for the `T` it replies — the reply
+    /// type is the one the request's `ReplyTo` names, checked at compile time. Any number of
+    /// calls may be in flight, to one worker or many; each reply finds its own caller.
+    ///
+    /// The worker answers with [`ReplyTo::send`] (or [`ReplyTo::fail`]) where it handles the
+    /// message; a request it drops unanswered fails at once.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use corral_protocol::ReplyTo;
+    /// use corral_runtime::{CallError, Cluster, ClusterConfig};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// enum Cmd {
+    ///     /// How many entries does your cache hold?
+    ///     CacheSize(ReplyTo<u64>),
+    /// }
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<Cmd, ()>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// match cluster.call(0, Cmd::CacheSize, Duration::from_secs(1)).await {
+    ///     Ok(entries) => println!("slot 0 caches {entries} entries"),
+    ///     Err(CallError::Timeout { .. }) => eprintln!("slot 0 is slow to answer"),
+    ///     Err(CallError::PeerGone) => eprintln!("slot 0 died before it answered"),
+    ///     Err(e) => eprintln!("no answer: {e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::NoSuchSlot`], [`CallError::NotConnected`] (no live process in the slot),
+    /// [`CallError::Timeout`], [`CallError::PeerGone`] (the worker died or disconnected
+    /// before it replied), [`CallError::Failed`] (its handler failed or dropped the request),
+    /// [`CallError::BadReply`].
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        slot: usize,
+        make: impl FnOnce(ReplyTo<T>) -> M,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
+        let route = self.route(slot).map_err(|e| match e {
+            ClusterError::NoSuchSlot { slot, workers } => CallError::NoSuchSlot { slot, workers },
+            _ => CallError::NotConnected { slot },
+        })?;
+        let (reply_to, pending) = route.calls.open::<T>()?;
+        // The timeout covers the wait for room in the queue too.
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, deliver(slot, &route, make(reply_to))).await {
+            Err(_elapsed) => return Err(CallError::Timeout { timeout }),
+            Ok(Err(())) => return Err(CallError::PeerGone),
+            Ok(Ok(())) => {}
+        }
+        pending.wait(deadline.saturating_duration_since(tokio::time::Instant::now())).await.map_err(|e| match e {
+            CallError::Timeout { .. } => CallError::Timeout { timeout },
+            other => other,
+        })
+    }
+
+    /// Calls in flight from this cluster to its workers' current processes (a call whose
+    /// worker died, timed out or was given up is not counted: none is ever left behind).
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// assert_eq!(cluster.pending_calls(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn pending_calls(&self) -> usize {
+        self.routes.all().iter().map(|(_, r)| r.calls.len()).sum()
     }
 
     /// Sends `message` to every worker that has a live process; returns how many it reached.
@@ -180,14 +309,7 @@ where
     pub async fn broadcast(&self, message: M) -> usize {
         let mut reached = 0;
         for (slot, route) in self.routes.all() {
-            let sent = if spans::enabled() {
-                let span = spans::send(spans::worker_destination(slot), slot);
-                let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message.clone()) };
-                route.tx.send(out).instrument(span).await
-            } else {
-                route.tx.send(Outgoing::user(message.clone())).await
-            };
-            if sent.is_ok() {
+            if deliver(slot, &route, message.clone()).await.is_ok() {
                 reached += 1;
             }
         }
@@ -460,4 +582,17 @@ where
     pub fn is_stopped(&self) -> bool {
         self.done.borrow().is_some()
     }
+}
+
+/// Queues one message on a worker's route, waiting for room, under a `send` span when
+/// tracing is on; `Err` when the process is gone.
+async fn deliver<M>(slot: usize, route: &Route<M>, message: M) -> Result<(), ()> {
+    let sent = if spans::enabled() {
+        let span = spans::send(spans::worker_destination(slot), slot);
+        let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
+        route.tx.send(out).instrument(span).await
+    } else {
+        route.tx.send(Outgoing::user(message)).await
+    };
+    sent.map_err(drop)
 }

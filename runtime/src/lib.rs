@@ -64,6 +64,7 @@ pub mod lifecycle;
 mod logfile;
 mod outcome;
 mod process;
+mod rendezvous;
 mod reports;
 mod request;
 mod restart;
@@ -71,6 +72,7 @@ mod routes;
 mod slot;
 mod status;
 mod status_table;
+mod sticky_key;
 mod systemd;
 mod upgrade;
 
@@ -81,7 +83,9 @@ pub use config::{
     WorkerExec, WorkerOutput,
 };
 pub use control_socket::ControlSocket;
-pub use corral_protocol::{ListenRefusal, PoolStats, ProtocolError, Scheduling, WorkerStats};
+pub use corral_protocol::{
+    CallError, ListenRefusal, PoolStats, ProtocolError, ReplyError, ReplyTo, Scheduling, WorkerStats,
+};
 pub use error::{
     ClusterError, ConfigError, KilledWorker, PreflightError, ReloadError, ReplaceError, ScaleError, StartFailure,
     UpgradeError,
@@ -100,4 +104,5 @@ pub use request::ClusterMsg;
 pub use restart::Restart;
 pub use status::{WorkerState, WorkerStatus};
 pub use status_table::StatusTable;
+pub use sticky_key::{StickyKey, StickyKeyError};
 pub use upgrade::{UPGRADE_CHECK_ENV, UPGRADE_FD_ENV};

@@ -1,19 +1,21 @@
 //! Where each slot's outgoing frames go: the writer queue of the slot's current process.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use corral_protocol::Outgoing;
+use corral_protocol::{Outgoing, PendingCalls};
 use tokio::sync::mpsc;
 
-/// The writer queue of a slot's current process.
+/// The writer queue of a slot's current process, and the calls in flight to it.
 pub(crate) struct Route<M> {
     pub generation: u64,
     pub tx: mpsc::Sender<Outgoing<M>>,
+    /// Calls to this process awaiting its reply (failed by its reader when it ends).
+    pub calls: Arc<PendingCalls>,
 }
 
 impl<M> Clone for Route<M> {
     fn clone(&self) -> Self {
-        Route { generation: self.generation, tx: self.tx.clone() }
+        Route { generation: self.generation, tx: self.tx.clone(), calls: self.calls.clone() }
     }
 }
 

@@ -66,10 +66,16 @@ pub fn effective(c: &ClusterConfig) -> String {
     let d = |d: std::time::Duration| format!("{:?}", humantime::format_duration(d).to_string());
     line("workers", c.workers.to_string());
     line("sched", format!("{:?}", sched_name(c.scheduling)));
+    if c.scheduling == corral::Scheduling::Sticky {
+        line("sticky_key", format!("{:?}", c.sticky_key.to_string()));
+    }
     line("kill_timeout", d(c.kill_timeout));
     line("listen_timeout", d(c.listen_timeout));
     if let Some(m) = c.max_memory {
         line("max_memory", format!("{:?}", bytesize::ByteSize(m).display().iec().to_string()));
+    }
+    if c.recycle_concurrency != 1 {
+        line("recycle_concurrency", c.recycle_concurrency.to_string());
     }
     line("restart", format!("{:?}", format!("{:?}", c.restart).to_lowercase()));
     line("min_uptime", d(c.min_uptime));
@@ -100,5 +106,6 @@ fn sched_name(s: corral::Scheduling) -> &'static str {
         corral::Scheduling::Shared => "shared",
         corral::Scheduling::RoundRobin => "rr",
         corral::Scheduling::LeastConnections => "lc",
+        corral::Scheduling::Sticky => "sticky",
     }
 }

@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_protocol::spans::{self, PRIMARY_DESTINATION};
-use corral_protocol::{Body, Control, Outgoing, Scheduling, TraceContext};
+use std::time::Duration;
+
+use corral_protocol::{Body, CallError, Control, Outgoing, PendingCalls, ReplyTo, Scheduling, TraceContext};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,6 +34,8 @@ struct Inner<R> {
     ready_deferred: AtomicBool,
     /// Ready was sent.
     ready_sent: AtomicBool,
+    /// Calls to the primary awaiting its reply.
+    calls: Arc<PendingCalls>,
 }
 
 /// The worker's view of itself and its way to the primary. Cheap to clone.
@@ -103,8 +108,15 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
                 pool,
                 ready_deferred: AtomicBool::new(false),
                 ready_sent: AtomicBool::new(false),
+                calls: PendingCalls::new(),
             }),
         }
+    }
+
+    /// This worker's calls to the primary (the reader answers them, and fails them when the
+    /// channel closes).
+    pub(crate) fn calls(&self) -> Arc<PendingCalls> {
+        self.inner.calls.clone()
     }
 
     /// Called in `start`: this worker will say [`ready`](Self::ready) itself, later, instead
@@ -214,7 +226,7 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         listens.settle(id, Some(grant.scheduling));
         let failed = |source: std::io::Error| WorkerError::Listen { addr: addr.to_string(), source };
         let socket = match grant.scheduling {
-            Scheduling::RoundRobin | Scheduling::LeastConnections => None,
+            Scheduling::RoundRobin | Scheduling::LeastConnections | Scheduling::Sticky => None,
             Scheduling::Shared => {
                 let fd = (&mut pending.socket).await.map_err(|_| WorkerError::Disconnected)?;
                 Some(from_passed_socket(fd).map_err(failed)?)
@@ -287,6 +299,133 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         sent.map_err(|_| WorkerError::Disconnected)?;
         self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Calls the primary: sends it the report `make` builds around a
+    /// [`ReplyTo<T>`](ReplyTo) and waits, at most `timeout`, for the `T` it replies (the type
+    /// the `ReplyTo` names, checked at compile time). Many calls may be in flight at once;
+    /// each reply finds its own caller.
+    ///
+    /// The primary receives the report as any other (a `ClusterEvent::Message`) and answers
+    /// with [`ReplyTo::send`] or [`ReplyTo::fail`]; a report dropped unanswered (by every
+    /// subscriber) fails the call at once.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Timeout`]; [`CallError::PeerGone`] when the channel to the primary closed
+    /// before it replied; [`CallError::Failed`] when its handler failed or dropped the
+    /// request; [`CallError::BadReply`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use corral_protocol::ReplyTo;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// enum Report {
+    ///     /// Which feature flags are on? (answered by the primary)
+    ///     Flags(ReplyTo<Vec<String>>),
+    /// }
+    ///
+    /// # async fn demo(cx: corral_workers::WorkerContext<Report>) -> Result<(), corral_protocol::CallError> {
+    /// let flags = cx.call(Report::Flags, Duration::from_secs(2)).await?;
+    /// println!("flags: {flags:?}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        make: impl FnOnce(ReplyTo<T>) -> R,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
+        let (reply_to, pending) = self.inner.calls.open::<T>()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.report(make(reply_to))).await {
+            Err(_elapsed) => return Err(CallError::Timeout { timeout }),
+            Ok(Err(_)) => return Err(CallError::PeerGone),
+            Ok(Ok(())) => {}
+        }
+        pending.wait(deadline.saturating_duration_since(tokio::time::Instant::now())).await.map_err(|e| match e {
+            CallError::Timeout { .. } => CallError::Timeout { timeout },
+            other => other,
+        })
+    }
+
+    /// Sends `message` to the worker in `slot`, through the primary, waiting while the queue to
+    /// the primary is full (and the primary waits while the receiver's is: backpressure end to
+    /// end). The receiver handles it as any message, in its [`Worker::handle`](crate::Worker::handle).
+    ///
+    /// `message` must be of the receiving workers' `Msg` type (the same behaviour's, in a
+    /// cluster of one program); one that does not decode as it is logged and dropped there. A
+    /// slot without a live process drops it too (logged in the primary).
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError::Encode`] when `message` cannot be encoded;
+    /// [`WorkerError::Disconnected`] when the channel to the primary is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// enum Msg { Invalidate(String) }
+    ///
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::WorkerError> {
+    /// // Tell the worker that owns the key's shard to drop it.
+    /// cx.send_to_worker(2, &Msg::Invalidate("user:42".into())).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_to_worker<T: Serialize>(&self, slot: usize, message: &T) -> Result<(), WorkerError> {
+        let to = u32::try_from(slot).map_err(|_| WorkerError::NoSuchSlot { slot })?;
+        self.relay(Some(to), message).await
+    }
+
+    /// Sends `message` to every other worker of the cluster, through the primary, as
+    /// [`send_to_worker`](Self::send_to_worker) does (the same type, the same backpressure).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_to_worker`](Self::send_to_worker).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// enum Msg { Flush }
+    ///
+    /// # async fn demo(cx: corral_workers::WorkerContext<()>) -> Result<(), corral_workers::WorkerError> {
+    /// cx.broadcast_workers(&Msg::Flush).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn broadcast_workers<T: Serialize>(&self, message: &T) -> Result<(), WorkerError> {
+        self.relay(None, message).await
+    }
+
+    async fn relay<T: Serialize>(&self, to: Option<u32>, message: &T) -> Result<(), WorkerError> {
+        let message = postcard::to_stdvec(message).map_err(WorkerError::Encode)?;
+        let relay = Outgoing::control(Control::Relay { to, message });
+        self.inner.outbox.send(relay).await.map_err(|_| WorkerError::Disconnected)?;
+        self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Calls to the primary in flight (none is left behind by a timeout or a caller that gave
+    /// up).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(cx: corral_workers::WorkerContext<()>) {
+    /// assert_eq!(cx.pending_calls(), 0);
+    /// # }
+    /// ```
+    pub fn pending_calls(&self) -> usize {
+        self.inner.calls.len()
     }
 
     /// Sends a message to the primary if the queue has room.

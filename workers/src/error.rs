@@ -32,6 +32,17 @@ pub enum WorkerError {
     /// The outgoing queue is full ([`WorkerContext::try_report`](crate::WorkerContext::try_report)).
     #[error("the outgoing queue to the primary is full")]
     Busy,
+    /// A message for another worker cannot be encoded
+    /// ([`WorkerContext::send_to_worker`](crate::WorkerContext::send_to_worker)).
+    #[error("the message cannot be encoded: {0}")]
+    Encode(#[source] postcard::Error),
+    /// No worker slot can have this number
+    /// ([`WorkerContext::send_to_worker`](crate::WorkerContext::send_to_worker)).
+    #[error("there is no worker slot {slot}")]
+    NoSuchSlot {
+        /// The slot asked for.
+        slot: usize,
+    },
     /// The primary refused a listen request.
     #[error(transparent)]
     ListenRefused(#[from] ListenRefusal),

@@ -325,7 +325,9 @@ impl Listener {
     ///
     /// let listener = cx.listen("127.0.0.1:0").await?;
     /// match listener.scheduling() {
-    ///     Scheduling::RoundRobin | Scheduling::LeastConnections => println!("the primary accepts"),
+    ///     Scheduling::RoundRobin | Scheduling::LeastConnections | Scheduling::Sticky => {
+    ///         println!("the primary accepts")
+    ///     }
     ///     Scheduling::Shared | Scheduling::ReusePort => println!("this worker accepts"),
     /// }
     /// # Ok(()) }

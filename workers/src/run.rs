@@ -9,7 +9,8 @@ use std::time::Duration;
 use corral_protocol::bootstrap::WorkerBootstrap;
 use corral_protocol::spans;
 use corral_protocol::{
-    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PoolStats, ProtocolError, write_frames,
+    Body, Control, FrameCodec, HandleChannel, Hello, Outgoing, PendingCalls, PoolStats, ProtocolError, reply_sink,
+    write_frames,
 };
 use futures_util::StreamExt;
 use ractor::{Actor, ActorRef};
@@ -112,6 +113,7 @@ async fn run_async<W: Worker>(
         listens.clone(),
         pool.clone(),
     );
+    let calls = cx.calls();
     tokio::spawn(report_load(outbox.clone(), counters.clone(), shutdown.clone()));
     let drain_deadline = Arc::new(AtomicU64::new(u64::try_from(DEFAULT_DRAIN.as_millis()).unwrap_or(u64::MAX)));
     let protocol_failed = Arc::new(OnceLock::new());
@@ -139,8 +141,11 @@ async fn run_async<W: Worker>(
         pool: pool.clone(),
         actor: actor_rx,
         protocol_failed: protocol_failed.clone(),
+        calls,
     };
-    tokio::spawn(reader.run(FramedRead::new(read, FrameCodec::<W::Report, W::Msg>::new(boot.max_frame_length))));
+    // Requests from the primary reply through our own queue to it.
+    let codec = FrameCodec::<W::Report, W::Msg>::new(boot.max_frame_length).with_replies(reply_sink(&outbox));
+    tokio::spawn(reader.run(FramedRead::new(read, codec)));
 
     let failure = Arc::new(OnceLock::new());
     let behaviour = WorkerActor { behaviour: Arc::new(worker), failure: failure.clone() };
@@ -268,6 +273,8 @@ struct Reader<M, R> {
     protocol_failed: Arc<OnceLock<ProtocolError>>,
     listens: Arc<ListenRegistry>,
     pool: CpuPoolHandle,
+    /// This worker's calls to the primary, answered by its replies.
+    calls: Arc<PendingCalls>,
 }
 
 impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<M, R> {
@@ -278,6 +285,8 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
         } else {
             tracing::info!("the channel to the primary closed; draining");
         }
+        // Nothing will answer our calls in flight any more.
+        self.calls.close();
         self.shutdown.cancel();
     }
 
@@ -299,6 +308,22 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                     let _ = self.outbox.send(Outgoing::control(Control::Pong { nonce, stats })).await;
                 }
                 Body::Control(Control::ListenAck { id, result }) => self.listens.acked(id, result),
+                Body::Control(Control::Reply { id, answer }) => self.calls.answer(id, answer),
+                Body::Control(Control::Relayed { from, message }) => match postcard::from_bytes::<M>(&message) {
+                    // From another worker: handled as any message, in the order it came.
+                    Ok(message) => {
+                        let span = if spans::enabled() {
+                            let destination = spans::worker_destination(self.slot);
+                            spans::receive(destination, self.slot, frame.seq, "process", frame.trace.as_ref())
+                        } else {
+                            tracing::Span::none()
+                        };
+                        self.deliver(message, span).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(from, error = %e, "a message from another worker does not decode; dropped")
+                    }
+                },
                 Body::Control(Control::Shutdown { deadline_ms }) => {
                     tracing::info!(deadline_ms, "the primary asks this worker to drain");
                     self.drain_deadline.store(deadline_ms, Ordering::Relaxed);

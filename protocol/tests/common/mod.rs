@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use corral_protocol::{
-    Body, Control, Envelope, FrameCodec, Hello, LogLevel, PoolStats, ProtocolError, TraceContext, WorkerStats,
+    Answer, Body, Control, Envelope, FrameCodec, Hello, LogLevel, PoolStats, ProtocolError, TraceContext, WorkerStats,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
@@ -99,6 +99,10 @@ pub fn control() -> impl Strategy<Value = Control> {
         Just(Control::Disconnect),
         (log_level(), any::<String>()).prop_map(|(level, message)| Control::Log { level, message }),
         any::<String>().prop_map(|message| Control::Error { message }),
+        (any::<u64>(), any::<Vec<u8>>()).prop_map(|(id, v)| Control::Reply { id, answer: Answer::Value(v) }),
+        (any::<u64>(), any::<String>()).prop_map(|(id, why)| Control::Reply { id, answer: Answer::Failed(why) }),
+        (proptest::option::of(any::<u32>()), any::<Vec<u8>>()).prop_map(|(to, message)| Control::Relay { to, message }),
+        (any::<u32>(), any::<Vec<u8>>()).prop_map(|(from, message)| Control::Relayed { from, message }),
     ]
 }
 

@@ -109,7 +109,7 @@ async fn hand_off(
         tokio::pin!(changed);
         // Registered before looking, so a worker that becomes ready in between still wakes us.
         changed.as_mut().enable();
-        if let Some(target) = listener.pick(strategy) {
+        if let Some(target) = listener.pick(strategy, peer) {
             let header = HandleHeader {
                 id: target.listen_id,
                 kind: HandleKind::Connection { listener: target.listen_id, peer: peer.to_string() },

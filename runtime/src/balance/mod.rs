@@ -4,8 +4,10 @@
 //! once), every later one, from any worker or restarted worker, shares it, so restarts never
 //! hit `EADDRINUSE`. The cluster's [`Scheduling`] is read once, into a [`Distribution`]:
 //!
-//! * `Accept(strategy)` (round robin, least connections): [`accept_loop`] accepts each
-//!   connection and passes its fd to a **ready** worker the [`Strategy`] picks. A hand-off
+//! * `Accept(strategy)` (round robin, least connections, sticky): [`accept_loop`] accepts
+//!   each connection and passes its fd to a **ready** worker the [`Strategy`] picks (sticky:
+//!   the ready worker whose slot owns the client's [`StickyKey`](crate::StickyKey), by
+//!   rendezvous hashing). A hand-off
 //!   that fails (the worker just died) goes to another worker; while no worker is ready the
 //!   acceptor waits, and connections wait in the kernel's backlog.
 //! * `PassListener` (shared): the listening fd itself is passed; workers accept.
@@ -56,10 +58,10 @@ pub(crate) struct Listeners {
 }
 
 impl Listeners {
-    pub(crate) fn new(scheduling: Scheduling) -> Self {
+    pub(crate) fn new(scheduling: Scheduling, sticky_key: crate::StickyKey) -> Self {
         Listeners {
             scheduling,
-            distribution: Distribution::of(scheduling),
+            distribution: Distribution::of(scheduling, sticky_key),
             by_addr: Mutex::new(HashMap::new()),
             closing: CancellationToken::new(),
             acceptors: Mutex::new(Vec::new()),

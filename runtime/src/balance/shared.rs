@@ -20,7 +20,7 @@ pub(crate) struct SharedListener {
     /// Woken when a target becomes ready (or is added).
     pub changed: Notify,
     turn: AtomicUsize,
-    /// The acceptor's strategy (round robin, least connections), set when it starts.
+    /// The acceptor's strategy (round robin, least connections, sticky), set when it starts.
     pub strategy: std::sync::OnceLock<Strategy>,
 }
 
@@ -42,15 +42,16 @@ impl SharedListener {
         f(&mut self.targets.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The target for the next connection by `strategy`; `None` if no target is ready.
-    pub(crate) fn pick(&self, strategy: Strategy) -> Option<Target> {
+    /// The target for the next connection, from `peer`, by `strategy`; `None` if no target
+    /// is ready.
+    pub(crate) fn pick(&self, strategy: Strategy, peer: SocketAddr) -> Option<Target> {
         self.with_targets(|targets| {
             let ready: Vec<&Target> = targets.iter().filter(|t| t.is_accepting()).collect();
             // A worker that has stopped taking its connections is skipped until it catches
             // up, unless every ready worker has (then they all share the wait).
             let fed: Vec<&Target> = ready.iter().copied().filter(|t| !t.untaken.is_stalled()).collect();
             let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-            strategy.pick(if fed.is_empty() { &ready } else { &fed }, turn).cloned()
+            strategy.pick(if fed.is_empty() { &ready } else { &fed }, turn, peer).cloned()
         })
     }
 

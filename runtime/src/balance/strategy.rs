@@ -1,8 +1,11 @@
 //! How connections reach workers: chosen once per cluster from its [`Scheduling`].
 
+use std::net::SocketAddr;
+
 use corral_protocol::{BindMode, Scheduling};
 
 use super::target::Target;
+use crate::StickyKey;
 
 /// How the primary picks the worker for a connection it accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,12 +14,14 @@ pub(crate) enum Strategy {
     RoundRobin,
     /// The ready worker with the lowest load estimate (ties in turn).
     LeastConnections,
+    /// The ready worker whose slot owns the client's key (rendezvous hashing).
+    Sticky(StickyKey),
 }
 
 impl Strategy {
-    /// The worker for the next connection among the `ready` ones (`turn` grows by one per
-    /// connection); `None` when none is ready.
-    pub(crate) fn pick<'a>(self, ready: &[&'a Target], turn: usize) -> Option<&'a Target> {
+    /// The worker for the next connection, from `peer`, among the `ready` ones (`turn` grows
+    /// by one per connection); `None` when none is ready.
+    pub(crate) fn pick<'a>(self, ready: &[&'a Target], turn: usize, peer: SocketAddr) -> Option<&'a Target> {
         if ready.is_empty() {
             return None;
         }
@@ -26,6 +31,9 @@ impl Strategy {
                 // Ties broken in turn, so equal loads still spread.
                 (0..ready.len()).map(|i| ready[(turn + i) % ready.len()]).min_by_key(|t| t.load.estimate())
             }
+            // Over slots, not processes: a restarted slot takes its own clients back, and a
+            // slot with two ready processes (a replacement) scores once.
+            Strategy::Sticky(key) => key.of(peer).owner(ready.iter().copied(), |t| t.slot),
         }
     }
 }
@@ -42,9 +50,10 @@ pub(crate) enum Distribution {
 }
 
 impl Distribution {
-    /// The one place that reads the configured [`Scheduling`].
-    pub(crate) fn of(scheduling: Scheduling) -> Self {
+    /// The one place that reads the configured [`Scheduling`] (and, for sticky, its key).
+    pub(crate) fn of(scheduling: Scheduling, sticky_key: StickyKey) -> Self {
         match scheduling {
+            Scheduling::Sticky => Distribution::Accept(Strategy::Sticky(sticky_key)),
             Scheduling::RoundRobin => Distribution::Accept(Strategy::RoundRobin),
             Scheduling::LeastConnections => Distribution::Accept(Strategy::LeastConnections),
             Scheduling::Shared => Distribution::PassListener,

@@ -156,7 +156,7 @@ where
         let (done, done_rx) = watch::channel(None);
         let id = NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{}-{id}", config.name, std::process::id());
-        let listeners = Arc::new(Listeners::new(config.scheduling));
+        let listeners = Arc::new(Listeners::new(config.scheduling, config.sticky_key));
         let mut fds = crate::upgrade::state::Fds::default();
         let (inherited, control_fd) = match handover {
             Some(handover) => {
@@ -174,6 +174,7 @@ where
         let upgrading = inherited.is_some();
         let control_path = config.control.path(&config.name);
         let (log_files, log_name) = (config.log_files.clone(), config.name.clone());
+        let recycle_concurrency = config.recycle_concurrency;
         let args = ClusterArgs {
             config: Arc::new(config),
             bus: bus.clone(),
@@ -182,6 +183,7 @@ where
             done,
             id,
             inherited,
+            recycling: crate::slot::RecycleTurns::new(recycle_concurrency),
         };
         let spawned = match supervisor {
             None => Actor::spawn(Some(name), Cluster::<M, R>::default(), args).await,

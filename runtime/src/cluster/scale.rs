@@ -35,6 +35,7 @@ where
             routes: self.args.routes.clone(),
             listeners: self.args.listeners.clone(),
             command: self.command.clone(),
+            recycling: self.args.recycling.clone(),
         };
         let name = format!("{}-{}-{}-slot-{slot}", self.args.config.name, std::process::id(), self.args.id);
         let supervisor = WorkerSupervisor::<M, R>::default();

@@ -26,6 +26,8 @@ pub struct ClusterArgs<M, R> {
     pub(crate) id: u64,
     /// What this image took over from the previous one (an upgrade).
     pub(crate) inherited: Option<Inherited>,
+    /// The recycling turns the slots share (`recycle_concurrency`).
+    pub(crate) recycling: Arc<crate::slot::RecycleTurns>,
 }
 
 /// One worker slot, as the cluster sees it.

@@ -199,9 +199,10 @@ mod tests {
             stdout: None,
             stderr: None,
         };
+        let routes = Arc::new(crate::routes::Routes::<u64>::new(1));
         let (mut process, io) =
             adopt::<u64>(spec(ipc.primary, Vec::new(), handles.primary, 0), &config).expect("adopt");
-        io.run(sink.get_derived(), &bus, &counters);
+        io.run(sink.get_derived(), &bus, &counters, &routes);
         let mut sent = 0;
         let mut hand_overs = 0;
         let mut received = Vec::new();
@@ -238,7 +239,7 @@ mod tests {
                 let handles = handed.handles.expect("the handle channel");
                 let (next, io) = adopt::<u64>(spec(ipc.into(), leftover, handles, handed.handles_sent), &config)
                     .expect("adopt again");
-                io.run(sink.get_derived(), &bus, &counters);
+                io.run(sink.get_derived(), &bus, &counters, &routes);
                 process = next;
             }
         }

@@ -29,7 +29,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use corral_protocol::bootstrap::WorkerBootstrap;
-use corral_protocol::{Control, FrameCodec, HandleChannel, Outgoing, seqpacket_pair, stream_pair};
+use corral_protocol::{
+    Control, FrameCodec, HandleChannel, Outgoing, PendingCalls, ReplySink, reply_sink, seqpacket_pair, stream_pair,
+};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -91,6 +93,8 @@ pub(crate) struct Process<M> {
     pub load: Arc<Load>,
     /// The connections handed to it that it has not taken yet (corral workers).
     pub untaken: Arc<Untaken>,
+    /// Calls to it awaiting its reply (a foreign worker's table is closed: it cannot answer).
+    pub calls: Arc<PendingCalls>,
     /// Stops its tasks for a handover to the primary's next image.
     taker: Taker,
 }
@@ -107,6 +111,11 @@ pub(crate) struct HandedProcess {
 }
 
 impl<M> Process<M> {
+    /// Where the slot's messages and calls go while this process is its current one.
+    pub(crate) fn route(&self, generation: u64) -> crate::routes::Route<M> {
+        crate::routes::Route { generation, tx: self.tx.clone(), calls: self.calls.clone() }
+    }
+
     /// Whether it speaks corral's protocol (heartbeats by ping, listen requests).
     pub(crate) fn speaks_corral(&self) -> bool {
         self.kind == Kind::Corral
@@ -196,6 +205,10 @@ enum IoChannel<M> {
         start: ReaderStart,
         outgoing: mpsc::Receiver<Outgoing<M>>,
         load: Arc<Load>,
+        /// Where the requests it sends are answered: its own queue.
+        replies: Arc<dyn ReplySink>,
+        /// Our calls to it, answered by its replies.
+        calls: Arc<PendingCalls>,
         max_frame_length: usize,
         hello_timeout: std::time::Duration,
         /// When the hello is due (forked + `hello_timeout`).
@@ -213,7 +226,7 @@ enum IoChannel<M> {
 /// # Errors
 ///
 /// The socket pairs cannot be made, or the process cannot be started.
-pub(crate) async fn start<M>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<M>)> {
+pub(crate) async fn start<M: Send + 'static>(spec: StartSpec<'_>) -> io::Result<(Process<M>, Io<M>)> {
     if let Some(foreign) = spec.config.exec.foreign() {
         return start_foreign(spec.config, foreign, spec.slot, spec.generation, spec.activation).await;
     }
@@ -290,7 +303,7 @@ struct CorralEnds {
 }
 
 /// A corral worker's process handle and its I/O channel, on the primary's ends.
-fn corral_channel<M>(
+fn corral_channel<M: Send + 'static>(
     pid: u32,
     ends: CorralEnds,
     commands: mpsc::UnboundedSender<ProcessCommand>,
@@ -305,13 +318,26 @@ fn corral_channel<M>(
     tokio::spawn(untaken.clone().watch(handles.clone()));
     let (tx, outgoing) = mpsc::channel(config.send_buffer);
     let load = Arc::new(Load::default());
-    let process =
-        Process { pid, kind: Kind::Corral, commands, tx, handles: Some(handles), load: load.clone(), untaken, taker };
+    let calls = PendingCalls::new();
+    let replies = reply_sink(&tx);
+    let process = Process {
+        pid,
+        kind: Kind::Corral,
+        commands,
+        tx,
+        handles: Some(handles),
+        load: load.clone(),
+        untaken,
+        calls: calls.clone(),
+        taker,
+    };
     let channel = IoChannel::Corral {
         ipc,
         start: ends.start,
         outgoing,
         load,
+        replies,
+        calls,
         max_frame_length: config.max_frame_length,
         hello_timeout: config.listen_timeout,
         hello_deadline: ends.since + config.listen_timeout,
@@ -328,6 +354,8 @@ fn foreign_process<M>(
 ) -> Process<M> {
     // Nobody reads this queue: sends fail at once, and a drain uses the stop signal.
     let (tx, _) = mpsc::channel(1);
+    let calls = PendingCalls::new();
+    calls.close();
     Process {
         pid,
         kind: Kind::Foreign { stop_signal },
@@ -336,6 +364,7 @@ fn foreign_process<M>(
         handles: None,
         load: Arc::new(Load::default()),
         untaken: Arc::new(Untaken::default()),
+        calls,
         taker,
     }
 }
@@ -378,7 +407,7 @@ pub(crate) enum AdoptChannel {
 /// # Errors
 ///
 /// The process is gone already, or an fd cannot be registered with the runtime.
-pub(crate) fn adopt<M>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(Process<M>, Io<M>)> {
+pub(crate) fn adopt<M: Send + 'static>(spec: AdoptSpec, config: &ClusterConfig) -> io::Result<(Process<M>, Io<M>)> {
     let AdoptSpec { slot, generation, pid, channel, stdout, stderr } = spec;
     let child = Waitee::adopt(pid)?;
     let mut output = Vec::new();
@@ -473,6 +502,7 @@ impl<M: Serialize + Send + 'static> Io<M> {
         reports: Reports,
         bus: &Arc<EventBus<R>>,
         counters: &Arc<SlotCounters>,
+        routes: &Arc<crate::routes::Routes<M>>,
     ) {
         let Io { slot, generation, pid, child, output, commands, channel, giver, hang } = self;
         let hang = hang.and_then(|fd| match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
@@ -494,7 +524,17 @@ impl<M: Serialize + Send + 'static> Io<M> {
         let exited = CancellationToken::new();
         let (done_tx, done_rx) = oneshot::channel();
         let after = match channel {
-            IoChannel::Corral { ipc, start, outgoing, load, max_frame_length, hello_timeout, hello_deadline } => {
+            IoChannel::Corral {
+                ipc,
+                start,
+                outgoing,
+                load,
+                replies,
+                calls,
+                max_frame_length,
+                hello_timeout,
+                hello_deadline,
+            } => {
                 let (read, write) = ipc.into_split();
                 let codec = || FrameCodec::<M, R>::new(max_frame_length);
                 tokio::spawn(writer::run_writer(write, codec(), outgoing, counters.clone(), slot, giver.clone()));
@@ -508,8 +548,11 @@ impl<M: Serialize + Send + 'static> Io<M> {
                     counters: counters.clone(),
                     hello_timeout,
                     hello_deadline,
+                    calls,
+                    routes: routes.clone(),
                 };
-                tokio::spawn(reader::run_reader(read, codec(), reader, start, done_tx, giver.clone()));
+                let codec = codec().with_replies(replies);
+                tokio::spawn(reader::run_reader(read, codec, reader, start, done_tx, giver.clone()));
                 // Its process group too: a child it forked does not outlive it.
                 waiter::AfterExit { reader_done: Some(done_rx), kill_group: true, exited }
             }

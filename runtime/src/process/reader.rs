@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use corral_protocol::spans::{self, PRIMARY_DESTINATION};
-use corral_protocol::{Body, Control, Envelope, FrameCodec, LogLevel, ProtocolError};
+use corral_protocol::{Body, Control, Envelope, FrameCodec, LogLevel, Outgoing, PendingCalls, ProtocolError};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use tokio::net::unix::OwnedReadHalf;
@@ -18,9 +18,10 @@ use super::handover::{Giver, Part};
 use crate::ClusterEvent;
 use crate::balance::Load;
 use crate::events::{BusSnapshot, EventBus};
+use crate::routes::{Route, Routes};
 
 /// What the reader needs to know and where it reports.
-pub(crate) struct ReaderCtx<R> {
+pub(crate) struct ReaderCtx<M, R> {
     /// The worker's load, updated straight from its reports (least connections reads it).
     pub load: Arc<Load>,
     pub slot: usize,
@@ -33,9 +34,13 @@ pub(crate) struct ReaderCtx<R> {
     /// When the hello is due: `hello_timeout` after the fork (not after this task first ran,
     /// which a busy machine may delay past the slot's own start timeout).
     pub hello_deadline: tokio::time::Instant,
+    /// The primary's calls to this process: answered by its replies, failed when it ends.
+    pub calls: Arc<PendingCalls>,
+    /// Every slot's route, for the messages this worker relays to others.
+    pub routes: Arc<Routes<M>>,
 }
 
-impl<R> ReaderCtx<R> {
+impl<M, R> ReaderCtx<M, R> {
     fn report(&self, kind: ProcessEventKind) {
         let _ = self.reports.send_message(ProcessEvent { generation: self.generation, kind });
     }
@@ -61,16 +66,17 @@ enum Stop {
 /// The first frame must be a hello for this slot and generation within `hello_timeout`.
 /// Lifecycle events that follow from frames (online, ready, disconnect) are emitted here, in
 /// stream order with the worker's messages.
-pub(crate) async fn run_reader<M, R: DeserializeOwned + Clone + Send + 'static>(
+pub(crate) async fn run_reader<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'static>(
     read: OwnedReadHalf,
     codec: FrameCodec<M, R>,
-    cx: ReaderCtx<R>,
+    cx: ReaderCtx<M, R>,
     start: ReaderStart,
     done: oneshot::Sender<()>,
     giver: Giver,
 ) {
     let mut frames = FramedRead::new(read, codec);
     let error = match read_frames(&mut frames, &cx, start, &giver).await {
+        // Calls in flight end with this image (it execs); the next one opens its own.
         Ok(Stop::HandedOver) => {
             let parts = frames.into_parts();
             giver.give(Part::Reader { read: parts.io, leftover: parts.read_buf.to_vec() });
@@ -79,14 +85,16 @@ pub(crate) async fn run_reader<M, R: DeserializeOwned + Clone + Send + 'static>(
         Ok(Stop::Eof) => None,
         Err(e) => Some(e),
     };
+    // Nothing will answer the calls in flight: each fails now, not at its timeout.
+    cx.calls.close();
     cx.bus.emit(ClusterEvent::Disconnect { slot: cx.slot, pid: cx.pid });
     cx.report(ProcessEventKind::ReaderEnded(error));
     let _ = done.send(());
 }
 
-async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
+async fn read_frames<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'static>(
     frames: &mut FramedRead<OwnedReadHalf, FrameCodec<M, R>>,
-    cx: &ReaderCtx<R>,
+    cx: &ReaderCtx<M, R>,
     start: ReaderStart,
     giver: &Giver,
 ) -> Result<Stop, ProtocolError> {
@@ -115,9 +123,9 @@ async fn read_frames<M, R: DeserializeOwned + Clone + Send + 'static>(
 }
 
 /// Handles one frame of the worker's.
-async fn on_frame<R: DeserializeOwned + Clone + Send + 'static>(
+async fn on_frame<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'static>(
     frame: Envelope<R>,
-    cx: &ReaderCtx<R>,
+    cx: &ReaderCtx<M, R>,
     snapshot: &mut BusSnapshot<R>,
 ) -> Result<(), ProtocolError> {
     let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
@@ -150,18 +158,52 @@ async fn on_frame<R: DeserializeOwned + Clone + Send + 'static>(
             LogLevel::Debug => tracing::debug!(slot, pid, "{message}"),
         },
         Control::Error { message } => tracing::error!(slot, pid, "worker reports: {message}"),
-        other @ (Control::Hello(_) | Control::ListenAck { .. } | Control::Ping { .. } | Control::Shutdown { .. }) => {
+        Control::Reply { id, answer } => cx.calls.answer(id, answer),
+        Control::Relay { to, message } => relay(cx, to, message).await,
+        other @ (Control::Hello(_)
+        | Control::ListenAck { .. }
+        | Control::Ping { .. }
+        | Control::Shutdown { .. }
+        | Control::Relayed { .. }) => {
             return Err(ProtocolError::UnexpectedControl { control: other.name(), peer: "worker" });
         }
     }
     Ok(())
 }
 
+/// Passes a worker's message on to the worker in slot `to` (or every other one), waiting
+/// while a receiver's queue is full: this reader stops reading meanwhile, so the sender's own
+/// queue fills and it waits too (backpressure, as on every other path). A slot that does not
+/// exist or has no live process drops the message (logged).
+async fn relay<M: Send + 'static, R>(cx: &ReaderCtx<M, R>, to: Option<u32>, message: Vec<u8>) {
+    let from = cx.slot as u32;
+    let targets: Vec<(usize, Route<M>)> = match to {
+        Some(to) => match cx.routes.get(to as usize) {
+            Some(Some(route)) => vec![(to as usize, route)],
+            _ => {
+                tracing::debug!(slot = cx.slot, to, "relayed message to a slot without a live worker dropped");
+                return;
+            }
+        },
+        None => cx.routes.all().into_iter().filter(|(slot, _)| *slot != cx.slot).collect(),
+    };
+    let Some(((last_slot, last), rest)) = targets.split_last() else { return };
+    for (slot, route) in rest {
+        let relayed = Control::Relayed { from, message: message.clone() };
+        if route.tx.send(Outgoing::control(relayed)).await.is_err() {
+            tracing::debug!(slot = cx.slot, to = slot, "relayed message to a worker that is gone dropped");
+        }
+    }
+    if last.tx.send(Outgoing::control(Control::Relayed { from, message })).await.is_err() {
+        tracing::debug!(slot = cx.slot, to = last_slot, "relayed message to a worker that is gone dropped");
+    }
+}
+
 /// Waits for the hello that must come first, for this slot and generation, within
 /// `hello_timeout`; then the process is online.
-async fn hello<M, R: DeserializeOwned + Clone + Send + 'static>(
+async fn hello<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'static>(
     frames: &mut FramedRead<OwnedReadHalf, FrameCodec<M, R>>,
-    cx: &ReaderCtx<R>,
+    cx: &ReaderCtx<M, R>,
 ) -> Result<(), ProtocolError> {
     let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
     let first = match tokio::time::timeout_at(cx.hello_deadline, frames.next()).await {

@@ -12,7 +12,6 @@ use tracing::Span;
 use super::msg::{SlotMsg, SlotOutcome, SlotReport};
 use super::policy::{Decision, Done, Exit, Launch, ProtocolFault};
 use super::state::{Ending, Life, Proc, ProcSpans, Role, SlotState};
-use crate::routes::Route;
 use crate::{ClusterEvent, ExitStatus, KillReason, ReplaceError, StartFailure, lifecycle};
 
 impl<M, R> SlotState<M, R>
@@ -88,9 +87,9 @@ where
         let slot = self.slot();
         let Some(candidate) = self.procs.iter_mut().find(|p| p.role == Role::Candidate) else { return false };
         candidate.role = Role::Current;
-        let (generation, tx, ready) =
-            (candidate.generation, candidate.process.tx.clone(), candidate.ready_at.is_some());
-        self.args.routes.set(slot, Route { generation, tx });
+        let (generation, route, ready) =
+            (candidate.generation, candidate.process.route(candidate.generation), candidate.ready_at.is_some());
+        self.args.routes.set(slot, route);
         if ready {
             self.promote(generation);
         }

@@ -7,7 +7,6 @@ use std::time::Instant;
 use corral_protocol::{Control, WorkerStats};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::Span;
 
 use super::msg::ReplaceReason;
 use super::state::{Phase, Role, SlotState};
@@ -70,17 +69,17 @@ where
             }
         }
         let Some(limit) = config.max_memory else { return };
-        let replacing = self.replacing.is_some();
+        let recycling = self.recycle_turn.is_some() || self.recycle_queued.is_some();
         let Some(proc) = self.current_mut() else { return };
         if proc.phase != Phase::Ready {
             return;
         }
         let rss = rss_bytes(proc.pid()).unwrap_or(0);
         proc.over_memory = if rss > limit { proc.over_memory + 1 } else { 0 };
-        if proc.over_memory >= OVER_MEMORY_BEATS && !replacing {
+        if proc.over_memory >= OVER_MEMORY_BEATS && !recycling {
             tracing::warn!(slot, pid = proc.pid(), rss, limit, "worker over max_memory; recycling it");
             proc.over_memory = 0;
-            self.replace(ReplaceReason::MaxMemory, &Span::none(), None).await;
+            self.recycle(ReplaceReason::MaxMemory).await;
         }
     }
 
@@ -111,8 +110,8 @@ where
         }
         self.last_latency = latency.or(self.last_latency);
         self.last_stats = Some(stats);
-        if recycle && self.replacing.is_none() && self.is_running() {
-            self.replace(ReplaceReason::MaxRequests, &Span::none(), None).await;
+        if recycle && self.is_running() {
+            self.recycle(ReplaceReason::MaxRequests).await;
         }
     }
 }

@@ -13,6 +13,7 @@
 //! | `policy.rs`  | the restart decision itself: one pure function                   |
 //! | `replace.rs` | candidate → promoted → old retired                               |
 //! | `health.rs`  | heartbeats, memory and request recycling                         |
+//! | `recycle.rs` | recycling turns: at most `recycle_concurrency` at a time         |
 //! | `grant.rs`   | listen requests                                                  |
 //! | `stop.rs`    | draining, stopping, kill timeouts                                |
 //! | `handover.rs`| what a slot hands over in an upgrade, and takes over             |
@@ -30,6 +31,7 @@ mod handover;
 mod health;
 mod msg;
 mod policy;
+mod recycle;
 mod replace;
 mod start;
 mod state;
@@ -44,6 +46,7 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use handover::{AdoptedWorker, Adoption, HandedSlot};
 pub(crate) use msg::{ReplaceReason, SlotMsg, SlotOutcome, SlotReport};
+pub(crate) use state::RecycleTurns;
 pub(crate) use state::SlotArgs;
 use state::SlotState;
 
@@ -117,6 +120,7 @@ where
                 }
             }
             SlotMsg::Heartbeat => st.heartbeat().await,
+            SlotMsg::RecycleTurn(turn) => st.recycle_turn(turn).await,
             SlotMsg::StartTimeout { generation } => st.start_timed_out(generation),
             SlotMsg::KillTimeout { generation } => st.kill_timed_out(generation),
             SlotMsg::Process(ProcessEvent { generation, kind }) => match kind {
@@ -132,6 +136,7 @@ where
                 ProcessEventKind::Exited(status) => st.exited(generation, status),
             },
         }
+        st.settle_recycle();
         Ok(())
     }
 }

@@ -38,6 +38,14 @@ impl ReplaceReason {
     }
 }
 
+/// A slot's turn to recycle (`recycle_concurrency`): the cluster may start another recycle
+/// once it is dropped.
+#[derive(Debug)]
+pub(crate) struct RecycleTurn {
+    /// One of the cluster's recycling permits, held while the slot recycles.
+    pub(crate) _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// Where a replacement's result goes.
 pub(crate) type ReplaceReply = RpcReplyPort<Result<Replaced, ReplaceError>>;
 
@@ -78,6 +86,8 @@ pub(crate) enum SlotMsg {
     HandOver(RpcReplyPort<super::handover::HandedSlot>),
     /// Time to ping (and to check the last ping was answered, and the memory limit).
     Heartbeat,
+    /// The slot's queued recycle may start now (`recycle_concurrency`).
+    RecycleTurn(RecycleTurn),
     /// Timer: the process of this generation had `listen_timeout` to become ready.
     StartTimeout {
         /// The process's generation.

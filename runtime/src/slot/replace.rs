@@ -9,7 +9,6 @@ use tracing::Span;
 
 use super::msg::{ReplaceReason, ReplaceReply};
 use super::state::{DrainCause, Pending, Phase, Role, SlotState};
-use crate::routes::Route;
 use crate::{ReplaceError, Replaced, lifecycle};
 
 impl<M, R> SlotState<M, R>
@@ -64,8 +63,8 @@ where
         let Some(new) = self.proc_mut(generation) else { return };
         new.role = Role::Current;
         new.set_accepting(true);
-        let (new_pid, tx) = (new.pid(), new.process.tx.clone());
-        self.args.routes.set(slot, Route { generation, tx });
+        let (new_pid, route) = (new.pid(), new.process.route(generation));
+        self.args.routes.set(slot, route);
         // The `replace` span goes on until the old process has exited (or ends here without one).
         let span = self.replacing.as_ref().map_or_else(Span::none, |p| p.span.clone());
         if let Some(old) = old

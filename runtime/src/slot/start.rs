@@ -14,7 +14,6 @@ use super::msg::SlotMsg;
 use super::policy::{Exit, Launch, ProtocolFault};
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
 use crate::process::{self, Activation, StartSpec};
-use crate::routes::Route;
 use crate::{ClusterEvent, ExitStatus, KillReason, lifecycle};
 
 impl<M, R> SlotState<M, R>
@@ -105,7 +104,7 @@ where
         let pid = process.pid;
         fork.record("process.pid", pid);
         if role == Role::Current {
-            self.args.routes.set(slot, Route { generation, tx: process.tx.clone() });
+            self.args.routes.set(slot, process.route(generation));
         }
         let request_limit = request_limit(&config);
         self.procs.push(Proc {
@@ -126,7 +125,7 @@ where
         });
         fork.in_scope(|| tracing::info!(slot, generation, pid, ?role, "worker started"));
         self.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
-        io.run(self.myself.get_derived(), &self.args.bus, &self.counters);
+        io.run(self.myself.get_derived(), &self.args.bus, &self.counters, &self.args.routes);
         let timeout = config.listen_timeout;
         self.myself.send_after(timeout, move || SlotMsg::StartTimeout { generation });
         Ok(generation)

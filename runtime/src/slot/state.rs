@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use corral_protocol::WorkerStats;
 use ractor::{ActorRef, DerivedActorRef};
+use tokio::sync::Semaphore;
 use tracing::Span;
 
 use super::msg::{ReplaceReason, ReplaceReply, SlotMsg, SlotReport};
@@ -170,6 +171,28 @@ pub(crate) enum Ending {
     GaveUp,
 }
 
+/// The cluster's recycling turns, shared by its slots.
+pub(crate) struct RecycleTurns(Arc<Semaphore>);
+
+impl RecycleTurns {
+    pub(crate) fn new(at_once: usize) -> Arc<Self> {
+        Arc::new(RecycleTurns(Arc::new(Semaphore::new(at_once.max(1)))))
+    }
+
+    /// The permits: one per recycle that may run at once.
+    pub(crate) fn semaphore(&self) -> Arc<Semaphore> {
+        self.0.clone()
+    }
+}
+
+/// A recycle waiting for its turn.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Queued {
+    /// The process that is due (a later process of the slot is not).
+    pub generation: u64,
+    pub reason: ReplaceReason,
+}
+
 /// Everything a slot is started with (built by the cluster).
 pub(crate) struct SlotArgs<M, R> {
     pub slot: usize,
@@ -181,6 +204,8 @@ pub(crate) struct SlotArgs<M, R> {
     pub command: Arc<WorkerCommand>,
     /// What to take over from the primary's previous image (an upgrade) instead of starting.
     pub adopt: Option<super::handover::Adoption>,
+    /// The cluster's recycling turns (`recycle_concurrency`).
+    pub recycling: Arc<RecycleTurns>,
 }
 
 /// The slot supervisor's state.
@@ -192,6 +217,10 @@ pub(crate) struct SlotState<M, R> {
     pub generation: u64,
     pub procs: Vec<Proc<M>>,
     pub replacing: Option<Pending>,
+    /// The recycling turn this slot holds while it recycles.
+    pub recycle_turn: Option<super::msg::RecycleTurn>,
+    /// A recycle waiting for its turn.
+    pub recycle_queued: Option<Queued>,
     pub life: Life,
     pub policy: RestartPolicy,
     /// The `restart` span of a restart waiting for its backoff delay.
@@ -214,6 +243,8 @@ impl<M, R> SlotState<M, R> {
             generation: 0,
             procs: Vec::new(),
             replacing: None,
+            recycle_turn: None,
+            recycle_queued: None,
             life: Life::Running,
             policy,
             pending_restart: None,

@@ -14,7 +14,6 @@ use super::state::{Life, Phase, Proc, ProcSpans, Role, SlotState};
 use crate::UpgradeError;
 use crate::balance::Target;
 use crate::process;
-use crate::routes::Route;
 
 /// How long a process's tasks have to reach a boundary (a writer blocked on a worker that
 /// reads nothing is the slow case).
@@ -85,7 +84,7 @@ where
                 return;
             }
         };
-        self.args.routes.set(slot, Route { generation, tx: process.tx.clone() });
+        self.args.routes.set(slot, process.route(generation));
         let accepting = Arc::new(AtomicBool::new(true));
         if let Some(channel) = &process.handles {
             for (key, listen_id) in listens {
@@ -119,7 +118,7 @@ where
             spans: ProcSpans::default(),
         });
         tracing::info!(slot, generation, pid, "worker taken over from the previous image");
-        io.run(self.myself.get_derived(), &self.args.bus, &self.counters);
+        io.run(self.myself.get_derived(), &self.args.bus, &self.counters, &self.args.routes);
         self.args.listeners.readiness_changed();
     }
 }

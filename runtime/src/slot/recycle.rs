@@ -1,0 +1,76 @@
+//! Recycling that never bunches: at most `recycle_concurrency` slots of a cluster replace a
+//! worker for `max_memory` or `max_requests` at a time; a slot that is due while the others
+//! hold every turn queues (first come, first served) and recycles when a turn frees up.
+//!
+//! A turn is held from the start of the replacement until the retired process has exited (or
+//! the replacement failed), so a worker's replacement and its old process's drain never
+//! overlap another's beyond the limit.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Span;
+
+use super::msg::{RecycleTurn, ReplaceReason, SlotMsg};
+use super::state::{Phase, Queued, Role, SlotState};
+
+impl<M, R> SlotState<M, R>
+where
+    M: Serialize + Send + 'static,
+    R: DeserializeOwned + Clone + Send + 'static,
+{
+    /// The current process is due for recycling: replaced now if a turn is free, else queued.
+    pub(crate) async fn recycle(&mut self, reason: ReplaceReason) {
+        if self.recycle_turn.is_some() || self.recycle_queued.is_some() {
+            return; // Being recycled, or waiting for its turn already.
+        }
+        let Some(generation) = self.current().map(|p| p.generation) else { return };
+        // Free permits exist only while nobody waits (tokio hands released permits to the
+        // waiters first), so this never jumps the queue.
+        match self.args.recycling.semaphore().try_acquire_owned() {
+            Ok(permit) => self.recycle_now(RecycleTurn { _permit: permit }, reason).await,
+            Err(_) => {
+                let slot = self.slot();
+                tracing::info!(slot, ?reason, "recycling queued: other workers are being recycled");
+                self.recycle_queued = Some(Queued { generation, reason });
+                let (turns, myself) = (self.args.recycling.semaphore(), self.myself.clone());
+                tokio::spawn(async move {
+                    if let Ok(permit) = turns.acquire_owned().await {
+                        // A slot that is gone drops the message, and the turn with it.
+                        let _ = myself.send_message(SlotMsg::RecycleTurn(RecycleTurn { _permit: permit }));
+                    }
+                });
+            }
+        }
+    }
+
+    /// `RecycleTurn`: the queued recycle may go, if the process that was due still serves.
+    pub(crate) async fn recycle_turn(&mut self, turn: RecycleTurn) {
+        let Some(queued) = self.recycle_queued.take() else { return };
+        let due = self.current().is_some_and(|p| p.generation == queued.generation && p.phase == Phase::Ready);
+        if due && self.is_running() {
+            self.recycle_now(turn, queued.reason).await;
+        }
+    }
+
+    async fn recycle_now(&mut self, turn: RecycleTurn, reason: ReplaceReason) {
+        self.recycle_turn = Some(turn);
+        self.replace(reason, &Span::none(), None).await;
+        self.settle_recycle();
+    }
+}
+
+impl<M, R> SlotState<M, R> {
+    /// Gives the turn back once the recycle is over: no replacement under way and no retired
+    /// process left draining. Checked after every message.
+    pub(crate) fn settle_recycle(&mut self) {
+        if self.recycle_turn.is_some()
+            && self.replacing.is_none()
+            && !self.procs.iter().any(|p| p.role == Role::Retiring)
+        {
+            self.recycle_turn = None;
+        }
+        if !self.is_running() {
+            self.recycle_queued = None;
+        }
+    }
+}
