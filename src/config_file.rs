@@ -108,6 +108,16 @@ pub struct ConfigFile {
     pub env: Option<BTreeMap<String, String>>,
     /// Log files of the workers' output.
     pub logs: Option<LogsFile>,
+    /// The primary's metrics endpoint.
+    pub metrics: Option<MetricsFile>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// Where the endpoint listens: `IP:PORT`, or a bare `PORT` for 127.0.0.1.
+    pub listen: Option<String>,
 }
 
 /// `[logs]`.
@@ -300,6 +310,10 @@ impl ConfigFile {
             set(&mut files.max_bytes, logs.max_size);
             set(&mut files.keep, logs.keep);
             c.log_files = Some(files);
+        }
+        if let Some(listen) = self.metrics.as_ref().and_then(|m| m.listen.as_deref()) {
+            c.metrics =
+                Some(corral_runtime::parse_metrics_addr(listen).map_err(|e| bad("metrics.listen", e.to_string()))?);
         }
         for (k, v) in self.env.iter().flatten() {
             c.env.push((k.into(), v.into()));

@@ -43,6 +43,7 @@ pub struct ClusterHandle<M, R> {
     routes: Arc<Routes<M>>,
     listeners: Arc<Listeners>,
     done: watch::Receiver<Option<Outcome>>,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 impl<M, R> Clone for ClusterHandle<M, R> {
@@ -53,6 +54,7 @@ impl<M, R> Clone for ClusterHandle<M, R> {
             routes: self.routes.clone(),
             listeners: self.listeners.clone(),
             done: self.done.clone(),
+            metrics: self.metrics,
         }
     }
 }
@@ -74,8 +76,30 @@ where
         routes: Arc<Routes<M>>,
         listeners: Arc<Listeners>,
         done: watch::Receiver<Option<Outcome>>,
+        metrics: Option<std::net::SocketAddr>,
     ) -> Self {
-        ClusterHandle { actor, bus, routes, listeners, done }
+        ClusterHandle { actor, bus, routes, listeners, done, metrics }
+    }
+
+    /// The address the metrics endpoint listens on (its port resolved), when
+    /// [`ClusterConfig::metrics`](crate::ClusterConfig::metrics) turned it on.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let config = ClusterConfig::default().metrics(Some("127.0.0.1:0".parse().unwrap()));
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(config).await?;
+    /// println!("metrics on http://{}/metrics", cluster.metrics_addr().unwrap());
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+    }
+
+    /// Every listener's connection counters (the metrics endpoint's).
+    pub(crate) fn connection_counts(&self) -> Vec<crate::balance::ListenerCounts> {
+        self.listeners.connection_counts()
     }
 
     /// A foreign cluster's listeners ([`ForeignWorker::listen`](crate::ForeignWorker::listen)):
