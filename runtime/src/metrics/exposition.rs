@@ -81,11 +81,29 @@ pub(crate) fn render(snapshot: &Snapshot, recorder: &Recorder) -> String {
     text
 }
 
-/// The OpenMetrics text as Prometheus' text format 0.0.4: without `# EOF` and `# UNIT`.
+/// The OpenMetrics text as Prometheus' text format 0.0.4: without `# EOF` and `# UNIT`, and
+/// a counter's `# HELP` and `# TYPE` named as its sample (`x_total`), as 0.0.4 parsers expect.
 pub(crate) fn as_prometheus_text(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines().filter(|l| *l != "# EOF" && !l.starts_with("# UNIT ")) {
-        out.push_str(line);
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .filter(|name| !name.ends_with("_total"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta.and_then(|(p, rest)| Some((p, rest.split_once(' ')?))) {
+            Some((prefix, (name, tail))) if counters.contains(name) => {
+                out.push_str(prefix);
+                out.push_str(name);
+                out.push_str("_total ");
+                out.push_str(tail);
+            }
+            _ => out.push_str(line),
+        }
         out.push('\n');
     }
     out
@@ -239,5 +257,21 @@ fn primary(registry: &mut Registry) {
         let cpu: FloatCounter = Counter::default();
         cpu.inc_by(ticks as f64 / crate::process::ticks_per_second());
         registry.register("process_cpu_seconds", "The primary's user and system CPU time", cpu);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_prometheus_text;
+
+    #[test]
+    fn prometheus_text_names_counters_as_their_samples() {
+        let om = "# HELP a_restarts Restarts.\n# TYPE a_restarts counter\n# UNIT a_restarts x\na_restarts_total 3\n\
+                  # HELP b Up.\n# TYPE b gauge\nb 1\n# EOF\n";
+        assert_eq!(
+            as_prometheus_text(om),
+            "# HELP a_restarts_total Restarts.\n# TYPE a_restarts_total counter\na_restarts_total 3\n\
+             # HELP b Up.\n# TYPE b gauge\nb 1\n"
+        );
     }
 }

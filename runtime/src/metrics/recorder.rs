@@ -56,12 +56,17 @@ pub(crate) struct Recorder {
 
 impl Default for Recorder {
     fn default() -> Self {
+        let reloads: Family<OutcomeLabels, Counter> = Family::default();
+        // Both outcomes are shown from the start, at 0, so that a rate over them is defined.
+        for outcome in ["ok", "failed"] {
+            let _ = reloads.get_or_create(&OutcomeLabels { outcome });
+        }
         Recorder {
             exits: Family::default(),
             hangs: Family::default(),
             protocol_errors: Family::default(),
             gave_up: Counter::default(),
-            reloads: Family::default(),
+            reloads,
             reload_seconds: Histogram::new(RELOAD_BUCKETS),
             generation: Gauge::default(),
             upgrades: Gauge::default(),
