@@ -68,19 +68,21 @@ pub(crate) fn mebibytes(bytes: u64) -> String {
 
 const SPARK_WIDTH: f64 = 120.0;
 const SPARK_HEIGHT: f64 = 24.0;
+/// Room kept at each end, so that a point's dot is not cut.
+const SPARK_INSET: f64 = 2.0;
 
 /// An inline SVG sparkline of `values` (oldest first; gaps where a value is missing), scaled
 /// from 0 to the largest value, over the whole ring's width.
 pub(crate) fn sparkline(values: &[Option<f64>], capacity: usize, class: &str) -> String {
     let max = values.iter().flatten().copied().fold(0.0_f64, f64::max);
-    let step = SPARK_WIDTH / (capacity.max(2) - 1) as f64;
+    let step = (SPARK_WIDTH - 2.0 * SPARK_INSET) / (capacity.max(2) - 1) as f64;
     let offset = capacity.saturating_sub(values.len());
     let mut runs: Vec<String> = Vec::new();
     let mut run = String::new();
     for (i, v) in values.iter().enumerate() {
         match v {
             Some(v) if v.is_finite() => {
-                let x = (offset + i) as f64 * step;
+                let x = SPARK_INSET + (offset + i) as f64 * step;
                 let y =
                     if max > 0.0 { SPARK_HEIGHT - 1.0 - (v / max) * (SPARK_HEIGHT - 2.0) } else { SPARK_HEIGHT - 1.0 };
                 let _ = write!(run, "{x:.1},{y:.1} ");
@@ -205,9 +207,9 @@ mod tests {
     #[test]
     fn sparkline_scales_to_the_largest_value_and_leaves_gaps() {
         let svg = sparkline(&[Some(0.0), Some(10.0), None, Some(5.0)], 5, "rss");
-        // Right-aligned: 4 values in a ring of 5 start at the second place (x = 30).
-        assert!(svg.contains(r#"<polyline points="30.0,23.0 60.0,1.0"/>"#), "{svg}");
-        assert!(svg.contains(r#"<circle cx="120.0" cy="12.0" r="1.5"/>"#), "{svg}");
+        // Right-aligned: 4 values in a ring of 5 start at the second place (x = 2 + 29).
+        assert!(svg.contains(r#"<polyline points="31.0,23.0 60.0,1.0"/>"#), "{svg}");
+        assert!(svg.contains(r#"<circle cx="118.0" cy="12.0" r="1.5"/>"#), "{svg}");
         assert!(svg.starts_with("<svg class=\"spark rss\""));
         assert_eq!(sparkline(&[], 5, "rps").matches("<polyline").count(), 0);
     }
