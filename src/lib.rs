@@ -46,10 +46,10 @@ pub use corral_runtime::metrics;
 pub use corral_runtime::{
     Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError, ControlSocket,
     Escalation, EventStream, ExitStatus, ForeignWorker, HangReport, KillReason, KilledWorker, ListenAddr,
-    ListenRefusal, ListenSpec, ListenSpecError, LogFiles, MetricsAddrError, OutputStream, PoolStats, ProtocolError,
-    Readiness, ReadinessError, Reconfigure, ReconfigureError, ReloadError, ReloadReport, ReplaceError, Replaced,
-    Restart, RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling, StartFailure, StatusTable, ThreadActivity,
-    ThreadSample, WorkerExec, WorkerOutput, WorkerState, WorkerStatus, parse_metrics_addr,
+    ListenRefusal, ListenSpec, ListenSpecError, ListenerCounts, LogFiles, MetricsAddrError, OutputStream, PoolStats,
+    ProtocolError, Readiness, ReadinessError, Reconfigure, ReconfigureError, ReloadError, ReloadReport, ReplaceError,
+    Replaced, Restart, RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling, StartFailure, StatusTable,
+    ThreadActivity, ThreadSample, WorkerExec, WorkerOutput, WorkerState, WorkerStatus, parse_metrics_addr,
 };
 pub use corral_workers::http;
 pub use corral_workers::{

@@ -97,8 +97,20 @@ where
         self.metrics
     }
 
-    /// Every listener's connection counters (the metrics endpoint's).
-    pub(crate) fn connection_counts(&self) -> Vec<crate::balance::ListenerCounts> {
+    /// Every listener's connection counters, by address: what the primary's acceptor did
+    /// (zero where the workers accept themselves: shared, reuse-port and foreign clusters).
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// for l in cluster.connection_counts() {
+    ///     println!("{}: {} accepted, {} re-dispatched", l.addr, l.accepted, l.redispatched);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn connection_counts(&self) -> Vec<crate::ListenerCounts> {
         self.listeners.connection_counts()
     }
 

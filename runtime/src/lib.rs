@@ -78,6 +78,7 @@ mod systemd;
 mod upgrade;
 
 pub use backoff::Backoff;
+pub use balance::ListenerCounts;
 pub use cluster::Cluster;
 pub use config::{
     ClusterConfig, Escalation, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable,

@@ -38,9 +38,10 @@ impl ConnectionCounts {
     }
 }
 
-/// One listener's counters, read at one moment.
+/// One listener's connection counters, read at one moment
+/// ([`ClusterHandle::connection_counts`](crate::ClusterHandle::connection_counts)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ListenerCounts {
+pub struct ListenerCounts {
     /// The bound address.
     pub addr: SocketAddr,
     /// Connections the primary accepted.

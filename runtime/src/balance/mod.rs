@@ -38,7 +38,7 @@ use crate::{ListenAddr, ListenSpec};
 
 use accept::accept_loop;
 use activated::ActivatedSockets;
-pub(crate) use counts::ListenerCounts;
+pub use counts::ListenerCounts;
 use shared::SharedListener;
 use strategy::Distribution;
 pub(crate) use target::{Load, Target};

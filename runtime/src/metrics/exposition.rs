@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::recorder::{Recorder, SlotLabels};
-use crate::balance::ListenerCounts;
+use crate::ListenerCounts;
 use crate::{WorkerState, WorkerStatus};
 
 /// What one scrape shows.

@@ -30,5 +30,17 @@ mod server;
 
 pub use addr::{MetricsAddrError, parse_metrics_addr};
 pub(crate) use recorder::Recorder;
+pub use recorder::exit_reason;
 pub use server::{CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
 pub(crate) use server::{bind, serve};
+
+/// User and system CPU time of process `pid`, in seconds, read from `/proc`; `None` when it
+/// is gone.
+///
+/// ```
+/// let me = corral_runtime::metrics::process_cpu_seconds(std::process::id());
+/// assert!(me.is_some_and(|s| s >= 0.0));
+/// ```
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    crate::process::cpu_ticks(pid).map(|ticks| ticks as f64 / crate::process::ticks_per_second())
+}

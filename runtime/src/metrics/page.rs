@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::history::SlotHistory;
-use crate::balance::ListenerCounts;
+use crate::ListenerCounts;
 use crate::{WorkerState, WorkerStatus};
 
 /// How often the page reloads itself.

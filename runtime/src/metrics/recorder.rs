@@ -74,8 +74,15 @@ impl Default for Recorder {
     }
 }
 
-/// The reason label of an exit.
-pub(crate) fn exit_reason(status: &ExitStatus, exited_after_disconnect: bool) -> &'static str {
+/// The `reason` of a worker exit, as the metrics label it: `requested` (the cluster asked it
+/// to stop), `success` (code 0, unasked), `exit_code` (another code) or `signal`.
+///
+/// ```
+/// use corral_runtime::ExitStatus;
+/// use corral_runtime::metrics::exit_reason;
+/// assert_eq!(exit_reason(&ExitStatus { code: None, signal: Some(9) }, false), "signal");
+/// ```
+pub fn exit_reason(status: &ExitStatus, exited_after_disconnect: bool) -> &'static str {
     match (exited_after_disconnect, status.code, status.signal) {
         (true, _, _) => "requested",
         (false, Some(0), _) => "success",
