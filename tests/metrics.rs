@@ -81,6 +81,9 @@ impl Scrape {
     }
 }
 
+/// One row of `parse.py`: sample name, labels, value, family name, family type.
+type ParsedRow = (String, HashMap<String, String>, f64, String, String);
+
 /// Parses `text` with the reference parser.
 fn parse(text: &str) -> Scrape {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/metrics/parse.py");
@@ -99,8 +102,7 @@ fn parse(text: &str) -> Scrape {
         "the parser refused the exposition: {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: Vec<(String, HashMap<String, String>, f64, String, String)> =
-        serde_json::from_slice(&out.stdout).expect("parser JSON");
+    let rows: Vec<ParsedRow> = serde_json::from_slice(&out.stdout).expect("parser JSON");
     let families = rows.iter().map(|r| (r.3.clone(), r.4.clone())).collect();
     let samples = rows.into_iter().map(|(name, labels, value, _, _)| Sample { name, labels, value }).collect();
     Scrape { samples, families }

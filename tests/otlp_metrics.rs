@@ -64,11 +64,7 @@ fn record(received: &Mutex<Received>, request: ExportMetricsServiceRequest) {
         for sm in rm.scope_metrics {
             for m in sm.metrics {
                 let mut points = Vec::new();
-                let point = |attributes: &[KeyValue], value| Point {
-                    metric: m.name.clone(),
-                    attributes: attrs(attributes),
-                    value,
-                };
+                let point = |attributes: &[KeyValue], value| Point { attributes: attrs(attributes), value };
                 match &m.data {
                     Some(metric::Data::Gauge(g)) => {
                         points.extend(g.data_points.iter().map(|p| point(&p.attributes, number(p))))
