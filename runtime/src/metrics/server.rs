@@ -37,6 +37,9 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// How long a scrape waits for the cluster's status before it shows the last sample's.
 const STATUS_PATIENCE: Duration = Duration::from_secs(3);
+/// A status this recent answers a request without asking the cluster again: however many
+/// clients scrape, the cluster actor is asked at most this often.
+const STATUS_REUSE: Duration = Duration::from_millis(250);
 
 /// Binds the endpoint's socket (`SO_REUSEADDR`, so that a restarted primary rebinds at once).
 ///
@@ -59,6 +62,9 @@ struct Endpoint<M, R> {
     history: History,
     cpu: CpuMeter,
     name: String,
+    /// The last status asked for requests, and when; held across the asking, so that
+    /// concurrent requests share one.
+    fresh: tokio::sync::Mutex<Option<(Instant, Vec<crate::WorkerStatus>)>>,
 }
 
 impl<M, R> Endpoint<M, R>
@@ -68,13 +74,22 @@ where
 {
     /// The cluster's status now, or the last sample's if the cluster does not answer in time.
     async fn workers(&self) -> Vec<crate::WorkerStatus> {
-        match tokio::time::timeout(STATUS_PATIENCE, self.cluster.status()).await {
+        let mut fresh = self.fresh.lock().await;
+        if let Some((at, workers)) = fresh.as_ref()
+            && at.elapsed() < STATUS_REUSE
+        {
+            return workers.clone();
+        }
+        let workers = match tokio::time::timeout(STATUS_PATIENCE, self.cluster.status()).await {
             Ok(Ok(workers)) => {
                 self.history.remember(&workers);
                 workers
             }
+            // Too busy or stopped: the last known status, reused for a while like a fresh one.
             _ => self.history.latest(),
-        }
+        };
+        *fresh = Some((Instant::now(), workers.clone()));
+        workers
     }
 
     async fn snapshot(&self) -> Snapshot {
@@ -175,6 +190,7 @@ pub(crate) async fn serve<M, R>(
         history: History::default(),
         cpu: CpuMeter::default(),
         name,
+        fresh: tokio::sync::Mutex::new(None),
     });
     let sampler = tokio::spawn(endpoint.clone().sample());
     let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
