@@ -113,6 +113,19 @@ pub struct ConfigFile {
 }
 
 /// `[metrics]`.
+///
+/// ```
+/// use corral::config_file::ConfigFile;
+///
+/// let file = ConfigFile::parse("corral.toml", "[metrics]\nlisten = \"9464\"\n").unwrap();
+/// assert_eq!(file.cluster_config().unwrap().metrics, Some("127.0.0.1:9464".parse().unwrap()));
+///
+/// let file = ConfigFile::parse("corral.toml", "workers = 2\n[metrics]\nlisten = \"nowhere\"\n").unwrap();
+/// let err = file.cluster_config().unwrap_err();
+/// assert!(err.to_string().starts_with("corral.toml"), "{err}");
+/// assert!(err.to_string().contains("metrics.listen: \"nowhere\" is not a metrics address"), "{err}");
+/// assert!(ConfigFile::parse("corral.toml", "[metrics]\nlisen = \"9464\"\n").is_err());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsFile {
