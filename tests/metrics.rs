@@ -284,20 +284,23 @@ async fn slow_and_oversized_clients_do_not_delay_the_endpoint() {
         let mut rest = Vec::new();
         matches!(tokio::time::timeout(TIMEOUT, trickler.read_to_end(&mut rest)).await, Ok(Ok(_)) | Ok(Err(_)))
     });
-    // Meanwhile everyone else is answered, and the cluster keeps serving.
+    // Meanwhile everyone else is answered, and the cluster keeps serving: each answer comes
+    // while a client that connected just before it, and sent nothing, is still connected
+    // (the answer did not wait for it).
+    let mut byte = [0u8; 1];
     for path in ["/metrics", "/status.json", "/"] {
+        let mut silent = tokio::net::TcpStream::connect(metrics).await.expect("connect");
         let (status, _) = http_get(metrics, path).await.expect("GET while slow clients wait");
         assert_eq!(status, 200, "{path}");
+        match tokio::time::timeout(Duration::ZERO, silent.read(&mut byte)).await {
+            Err(_) => {}
+            Ok(r) => panic!("the silent client was closed before {path} was answered: {r:?}"),
+        }
+        idle.push(silent);
     }
     let scrape = scrape(metrics).await;
     assert_eq!(scrape.slot("corral_worker_up", 0), Some(1.0));
     cluster.status().await.expect("the cluster answers too");
-    // The idle clients were still connected then (the answers did not wait for them)...
-    let mut byte = [0u8; 1];
-    match tokio::time::timeout(Duration::ZERO, idle[0].read(&mut byte)).await {
-        Err(_) => {}
-        Ok(r) => panic!("an idle client was already closed: {r:?}"),
-    }
     // ... and each is closed once its head is overdue.
     for client in &mut idle {
         let read = tokio::time::timeout(TIMEOUT, client.read(&mut byte)).await.expect("idle client closed in time");
