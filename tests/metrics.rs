@@ -165,9 +165,10 @@ async fn metrics_follow_a_kill_a_reload_and_load() {
         s.slot("corral_worker_restarts_total", 0) == Some(restarts0 + 1.0)
             && s.slot("corral_worker_pid", 0).is_some_and(|p| p != f64::from(old))
             && s.slot("corral_worker_ready", 0) == Some(1.0)
+            // Counted from the exit event, as it arrives.
+            && s.get("corral_worker_exits_total", &[("slot", "0"), ("reason", "signal")]) == Some(1.0)
     })
     .await;
-    assert_eq!(s1.get("corral_worker_exits_total", &[("slot", "0"), ("reason", "signal")]), Some(1.0));
     let new = cluster.status().await.expect("status")[0].pid.expect("new pid");
     assert_eq!(s1.slot("corral_worker_pid", 0), Some(f64::from(new)));
     assert!(s1.slot("corral_worker_resident_memory_bytes", 0).is_some_and(|b| b > 0.0));
@@ -178,14 +179,17 @@ async fn metrics_follow_a_kill_a_reload_and_load() {
     let reloads = s1.get("corral_cluster_reload_duration_seconds_count", &[]).expect("reload count");
     let report = cluster.reload().await.expect("reload");
     assert!(report.error.is_none(), "{report:?}");
-    let s2 = scrape(metrics).await;
-    assert_eq!(s2.get("corral_cluster_generation", &[]), Some(generation + 1.0));
-    assert_eq!(s2.get("corral_cluster_reload_duration_seconds_count", &[]), Some(reloads + 1.0));
+    let reloaded = cluster.status().await.expect("status");
+    // The reload's event reaches the endpoint's recorder just after the reload's answer.
+    let s2 = scrape_until(metrics, "the reload counted", |s| {
+        s.get("corral_cluster_generation", &[]) == Some(generation + 1.0)
+            && s.get("corral_cluster_reload_duration_seconds_count", &[]) == Some(reloads + 1.0)
+            && reloaded.iter().all(|w| s.slot("corral_worker_generation", w.slot) == Some(w.generation as f64))
+    })
+    .await;
     assert!(s2.get("corral_cluster_reload_duration_seconds_sum", &[]).is_some_and(|d| d > 0.0));
     assert_eq!(s2.get("corral_cluster_reloads_total", &[("outcome", "ok")]), Some(1.0));
-    for w in cluster.status().await.expect("status") {
-        assert_eq!(s2.slot("corral_worker_generation", w.slot), Some(w.generation as f64));
-    }
+    assert_eq!(s2.get("corral_cluster_reloads_total", &[("outcome", "failed")]), Some(0.0));
 
     // Load: the connections handled grow with what was sent, per listener and per worker.
     let handled = s2.sum("corral_worker_connections_handled_total");
