@@ -8,7 +8,9 @@
 //! curl http://127.0.0.1:3000/heavy?ms=50 # burns about 50 ms of CPU on the worker's CPU pool
 //! ```
 //!
-//! The primary prints `listening on http://HOST:PORT` once every worker is ready. SIGINT or
+//! The primary prints `listening on http://HOST:PORT` once every worker is ready (and, with
+//! `--metrics ADDR`, `metrics on http://ADDR/metrics`: Prometheus metrics, `/status.json` and
+//! a status page at `/`). SIGINT or
 //! SIGTERM drains the workers (in-flight requests finish) and exits 0.
 //!
 //! Built with `--features telemetry` (as README's command does), it exports its traces over
@@ -42,6 +44,10 @@ struct Args {
     /// How connections are shared out among the workers.
     #[arg(long, value_enum, default_value_t = Sched::Rr)]
     sched: Sched,
+    /// Serve /metrics, /status.json and a status page on ADDR (IP:PORT, or a bare PORT for
+    /// 127.0.0.1).
+    #[arg(long, value_name = "ADDR", value_parser = corral::parse_metrics_addr)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -163,7 +169,7 @@ fn main() -> Result<(), corral::Error> {
     corral::init_tracing();
     let args = Args::parse();
     let addr = std::net::SocketAddr::new(args.host, args.port).to_string();
-    let mut config = ClusterConfig::default().scheduling(args.sched.into());
+    let mut config = ClusterConfig::default().scheduling(args.sched.into()).metrics(args.metrics);
     if let Some(n) = args.workers {
         config = config.workers(usize::from(n));
     }
@@ -185,6 +191,9 @@ fn main() -> Result<(), corral::Error> {
                 && let Some(addr) = bound
             {
                 println!("listening on http://{addr}");
+                if let Some(metrics) = cluster.metrics_addr() {
+                    println!("metrics on http://{metrics}/metrics");
+                }
                 announced = true;
             }
         }

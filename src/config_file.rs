@@ -115,6 +115,29 @@ pub struct ConfigFile {
     pub env: Option<BTreeMap<String, String>>,
     /// Log files of the workers' output.
     pub logs: Option<LogsFile>,
+    /// The primary's metrics endpoint.
+    pub metrics: Option<MetricsFile>,
+}
+
+/// `[metrics]`.
+///
+/// ```
+/// use corral::config_file::ConfigFile;
+///
+/// let file = ConfigFile::parse("corral.toml", "[metrics]\nlisten = \"9464\"\n").unwrap();
+/// assert_eq!(file.cluster_config().unwrap().metrics, Some("127.0.0.1:9464".parse().unwrap()));
+///
+/// let file = ConfigFile::parse("corral.toml", "workers = 2\n[metrics]\nlisten = \"nowhere\"\n").unwrap();
+/// let err = file.cluster_config().unwrap_err();
+/// assert!(err.to_string().starts_with("corral.toml"), "{err}");
+/// assert!(err.to_string().contains("metrics.listen: \"nowhere\" is not a metrics address"), "{err}");
+/// assert!(ConfigFile::parse("corral.toml", "[metrics]\nlisen = \"9464\"\n").is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// Where the endpoint listens: `IP:PORT`, or a bare `PORT` for 127.0.0.1.
+    pub listen: Option<String>,
 }
 
 /// `[logs]`.
@@ -310,6 +333,10 @@ impl ConfigFile {
             set(&mut files.max_bytes, logs.max_size);
             set(&mut files.keep, logs.keep);
             c.log_files = Some(files);
+        }
+        if let Some(listen) = self.metrics.as_ref().and_then(|m| m.listen.as_deref()) {
+            c.metrics =
+                Some(corral_runtime::parse_metrics_addr(listen).map_err(|e| bad("metrics.listen", e.to_string()))?);
         }
         for (k, v) in self.env.iter().flatten() {
             c.env.push((k.into(), v.into()));

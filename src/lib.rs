@@ -42,14 +42,15 @@ pub mod telemetry;
 
 pub use corral_protocol as protocol;
 pub use corral_runtime::control;
+pub use corral_runtime::metrics;
 pub use corral_runtime::{
     Backoff, CallError, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError,
     ControlSocket, Escalation, EventStream, ExitStatus, ForeignWorker, HangReport, KillReason, KilledWorker,
-    ListenAddr, ListenRefusal, ListenSpec, ListenSpecError, LogFiles, OutputStream, PoolStats, ProtocolError,
-    Readiness, ReadinessError, Reconfigure, ReconfigureError, ReloadError, ReloadReport, ReplaceError, Replaced,
-    ReplyError, ReplyTo, Restart, RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling, StartFailure,
-    StatusTable, StickyKey, StickyKeyError, ThreadActivity, ThreadSample, WorkerExec, WorkerOutput, WorkerState,
-    WorkerStatus,
+    ListenAddr, ListenRefusal, ListenSpec, ListenSpecError, ListenerCounts, LogFiles, MetricsAddrError, OutputStream,
+    PoolStats, ProtocolError, Readiness, ReadinessError, Reconfigure, ReconfigureError, ReloadError, ReloadReport,
+    ReplaceError, Replaced, ReplyError, ReplyTo, Restart, RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling,
+    StartFailure, StatusTable, StickyKey, StickyKeyError, ThreadActivity, ThreadSample, WorkerExec, WorkerOutput,
+    WorkerState, WorkerStatus, parse_metrics_addr,
 };
 pub use corral_workers::http;
 pub use corral_workers::{

@@ -165,6 +165,12 @@ where
         let signals = Signals::install().map_err(Error::Setup)?;
         let (cluster, events) = Cluster::<M, R>::spawn(config).await?;
         tokio::spawn(signals.serve(cluster.clone()));
+        // OTLP metrics, when the environment asks for them; the last figures leave when it drops.
+        #[cfg(feature = "telemetry")]
+        let _metrics = crate::telemetry::metrics::export(&cluster).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no OTLP metrics export");
+            None
+        });
         let user = primary(cluster.clone(), events);
         tokio::select! {
             result = user => {

@@ -1,4 +1,5 @@
-//! OpenTelemetry export (cargo feature `telemetry`, opt-in): corral's spans — IPC
+//! OpenTelemetry export (cargo feature `telemetry`, opt-in). Metrics: the primary's figures
+//! as OTLP metrics, see [`metrics`]. Traces: corral's spans — IPC
 //! `send`/`receive`, connection `dispatch`/`connection`, lifecycle `fork`, `restart`,
 //! `reload`, `shutdown` — and your own, sent over OTLP from the primary and from every worker,
 //! configured by the standard `OTEL_*` environment variables (workers inherit them):
@@ -34,6 +35,8 @@
 //! });
 //! tracing_subscriber::registry().with(tracing_subscriber::fmt::layer()).with(otel).init();
 //! ```
+
+pub mod metrics;
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;

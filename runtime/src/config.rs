@@ -227,6 +227,14 @@ pub struct ClusterConfig {
     /// logged) and the cluster goes on. Default: `None`, any address (`corral run` allows only
     /// its configured listeners).
     pub listen_allow: Option<Vec<String>>,
+    /// Where the primary serves its metrics endpoint: `GET /metrics` (Prometheus text),
+    /// `GET /status.json` (the status snapshot) and `GET /` (a status page). Served by the
+    /// primary itself, so it answers while workers restart. Port 0 picks a free port
+    /// ([`ClusterHandle::metrics_addr`](crate::ClusterHandle::metrics_addr) tells which). Use a
+    /// loopback address unless the page is meant to be reached from elsewhere: it shows pids,
+    /// memory and traffic to whoever reaches it ([`parse_metrics_addr`](crate::parse_metrics_addr)
+    /// reads a bare port as 127.0.0.1). Default: none (off).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for ClusterConfig {
@@ -261,6 +269,7 @@ impl Default for ClusterConfig {
             reconfigure: None,
             log_files: None,
             listen_allow: None,
+            metrics: None,
         }
     }
 }
@@ -333,6 +342,8 @@ setters! {
     recycle_concurrency: usize,
     /// Sets [`ClusterConfig::listen_allow`].
     listen_allow: Option<Vec<String>>,
+    /// Sets [`ClusterConfig::metrics`].
+    metrics: Option<std::net::SocketAddr>,
     /// Sets [`ClusterConfig::heartbeat_interval`].
     heartbeat_interval: Duration,
     /// Sets [`ClusterConfig::heartbeat_timeout`].

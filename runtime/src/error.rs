@@ -139,6 +139,25 @@ pub enum ClusterError {
     /// ```
     #[error(transparent)]
     Listen(#[from] ListenRefusal),
+    /// The metrics endpoint ([`ClusterConfig::metrics`](crate::ClusterConfig::metrics))
+    /// cannot listen on its address (in use, not permitted); the cluster does not start.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterError};
+    /// # async fn demo() -> Result<(), ClusterError> {
+    /// let config = ClusterConfig::default().metrics(Some("127.0.0.1:9464".parse().unwrap()));
+    /// if let Err(ClusterError::Metrics { addr, source }) = Cluster::<(), ()>::spawn(config).await {
+    ///     eprintln!("metrics on {addr}: {source}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why it cannot be bound.
+        source: std::io::Error,
+    },
     /// The cluster stopped, but some workers did not drain within `kill_timeout` and were
     /// killed.
     ///

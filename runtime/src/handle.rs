@@ -48,6 +48,7 @@ pub struct ClusterHandle<M, R> {
     routes: Arc<Routes<M>>,
     listeners: Arc<Listeners>,
     done: watch::Receiver<Option<Outcome>>,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 impl<M, R> Clone for ClusterHandle<M, R> {
@@ -58,6 +59,7 @@ impl<M, R> Clone for ClusterHandle<M, R> {
             routes: self.routes.clone(),
             listeners: self.listeners.clone(),
             done: self.done.clone(),
+            metrics: self.metrics,
         }
     }
 }
@@ -79,8 +81,42 @@ where
         routes: Arc<Routes<M>>,
         listeners: Arc<Listeners>,
         done: watch::Receiver<Option<Outcome>>,
+        metrics: Option<std::net::SocketAddr>,
     ) -> Self {
-        ClusterHandle { actor, bus, routes, listeners, done }
+        ClusterHandle { actor, bus, routes, listeners, done, metrics }
+    }
+
+    /// The address the metrics endpoint listens on (its port resolved), when
+    /// [`ClusterConfig::metrics`](crate::ClusterConfig::metrics) turned it on.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let config = ClusterConfig::default().metrics(Some("127.0.0.1:0".parse().unwrap()));
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(config).await?;
+    /// println!("metrics on http://{}/metrics", cluster.metrics_addr().unwrap());
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+    }
+
+    /// Every listener's connection counters, by address: what the primary's acceptor did
+    /// (zero where the workers accept themselves: shared, reuse-port and foreign clusters).
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// for l in cluster.connection_counts() {
+    ///     println!("{}: {} accepted, {} re-dispatched", l.addr, l.accepted, l.redispatched);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn connection_counts(&self) -> Vec<crate::ListenerCounts> {
+        self.listeners.connection_counts()
     }
 
     /// A foreign cluster's listeners ([`ForeignWorker::listen`](crate::ForeignWorker::listen)):

@@ -9,6 +9,7 @@
 //!     ├── WorkerSupervisor slot 1
 //!     └── …
 //! listeners + balancing            accept loop, strategy, bind      balance/
+//! metrics endpoint                 /metrics, /status.json, /        metrics/
 //! upgrading the primary in place   preflight, state block, exec     upgrade/
 //! ```
 //!
@@ -62,6 +63,7 @@ mod intensity;
 mod kill;
 pub mod lifecycle;
 mod logfile;
+pub mod metrics;
 mod outcome;
 mod process;
 mod rendezvous;
@@ -71,12 +73,14 @@ mod restart;
 mod routes;
 mod slot;
 mod status;
+mod status_json;
 mod status_table;
 mod sticky_key;
 mod systemd;
 mod upgrade;
 
 pub use backoff::Backoff;
+pub use balance::ListenerCounts;
 pub use cluster::Cluster;
 pub use config::{
     ClusterConfig, Escalation, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable,
@@ -99,6 +103,7 @@ pub use hang::{HangReport, ThreadActivity, ThreadSample, syscall_name};
 pub use intensity::RestartIntensity;
 pub use kill::KillReason;
 pub use logfile::reopen_log_files;
+pub use metrics::{MetricsAddrError, parse_metrics_addr};
 pub use reports::{ReloadReport, Replaced, Scale, ScaleReport};
 pub use request::ClusterMsg;
 pub use restart::Restart;

@@ -204,6 +204,10 @@ pub struct RunArgs {
     /// A corral.toml to start from.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve /metrics (Prometheus), /status.json and a status page on ADDR (IP:PORT, or a
+    /// bare PORT for 127.0.0.1).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// The program and its arguments (or `program` and `args` in the file).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<String>,
@@ -211,6 +215,10 @@ pub struct RunArgs {
 
 fn parse_listen(s: &str) -> Result<ListenSpec, String> {
     s.parse().map_err(|e: corral::ListenSpecError| e.to_string())
+}
+
+fn parse_metrics(s: &str) -> Result<std::net::SocketAddr, String> {
+    corral::parse_metrics_addr(s).map_err(|e| e.to_string())
 }
 
 fn parse_ready(s: &str) -> Result<Readiness, String> {

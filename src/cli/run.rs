@@ -98,6 +98,9 @@ fn config_of(args: RunArgs) -> Result<ClusterConfig, String> {
     } else if let Some(path) = args.control {
         config.control = ControlSocket::Path(path);
     }
+    if args.metrics.is_some() {
+        config.metrics = args.metrics;
+    }
     allow_only_configured_listeners(&mut config);
     Ok(config)
 }
@@ -109,7 +112,7 @@ fn override_with<T>(field: &mut Option<T>, flag: Option<T>) {
 }
 
 /// The primary: once every worker is ready, one `listening on HOST:PORT` line per listener
-/// on stdout; then the cluster's events, logged, until it stops.
+/// on stdout (and `metrics on http://ADDR/metrics` with `--metrics`); then the cluster's events, logged, until it stops.
 async fn primary(cluster: ClusterHandle<(), ()>, mut events: EventStream<()>) -> Result<(), corral::BoxError> {
     let mut ready = HashSet::new();
     let mut announced = false;
@@ -141,6 +144,9 @@ fn announce(cluster: &ClusterHandle<(), ()>) {
             ListenAddr::Tcp(tcp) => writeln!(out, "listening on {tcp}"),
             ListenAddr::Unix(path) => writeln!(out, "listening on unix:{}", path.display()),
         };
+    }
+    if let Some(addr) = cluster.metrics_addr() {
+        let _ = writeln!(out, "metrics on http://{addr}/metrics");
     }
     let _ = out.flush();
 }

@@ -33,6 +33,9 @@ pub fn node() -> Vec<String> {
 pub struct CorralRun {
     pub child: Child,
     pub addrs: Vec<SocketAddr>,
+    /// The metrics endpoint's address, from its `metrics on http://ADDR/metrics` line, when
+    /// started with `--metrics`.
+    pub metrics: Option<SocketAddr>,
     pub stderr: tokio::task::JoinHandle<String>,
 }
 
@@ -68,8 +71,18 @@ impl CorralRun {
                 addrs.push(addr.parse().expect("HOST:PORT"));
             }
         }
+        let mut metrics = None;
+        if args.contains(&"--metrics") {
+            let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+                .await
+                .expect("a metrics line in time")
+                .expect("read stdout")
+                .expect("corral run ended before its metrics line");
+            let addr = line.strip_prefix("metrics on http://").and_then(|l| l.strip_suffix("/metrics"));
+            metrics = Some(addr.unwrap_or_else(|| panic!("unexpected line {line:?}")).parse().expect("HOST:PORT"));
+        }
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        CorralRun { child, addrs, stderr }
+        CorralRun { child, addrs, metrics, stderr }
     }
 
     /// The primary's pid.

@@ -39,7 +39,10 @@ pub(crate) async fn accept_loop(
             accepted = acceptor.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => dispatch(&listener, strategy, stream, peer).await,
+            Ok((stream, peer)) => {
+                listener.counts.accepted_one();
+                dispatch(&listener, strategy, stream, peer).await
+            }
             Err(e) => {
                 tracing::warn!(addr = %listener.addr, error = %e, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -48,6 +51,7 @@ pub(crate) async fn accept_loop(
     }
     // A zero timeout still polls once: it takes exactly what is queued now.
     while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, acceptor.accept()).await {
+        listener.counts.accepted_one();
         dispatch(&listener, strategy, stream, peer).await;
     }
     tracing::debug!(addr = %listener.addr, "listener closed");
@@ -76,6 +80,7 @@ async fn redispatch(listener: &Arc<SharedListener>, kept: Kept) {
     let strategy = listener.strategy.get().copied().unwrap_or(Strategy::RoundRobin);
     let span = dispatch_span(listener, strategy, kept.peer);
     span.record("corral.redispatched", true);
+    listener.counts.redispatched_one();
     hand_off(listener, strategy, kept.stream, kept.peer, kept.trace, kept.refusals).instrument(span).await;
 }
 
@@ -119,6 +124,7 @@ async fn hand_off(
             match target.channel.send_counted(&header, stream.as_fd()).await {
                 Ok(seq) => {
                     target.load.dispatched_one();
+                    listener.counts.dispatched_one();
                     let origin = Arc::downgrade(listener) as Weak<dyn Redispatch>;
                     let kept = Kept { seq, stream, peer, trace, listener: origin, refusals };
                     // Ours stays open until the worker has taken it (or is handed out again).

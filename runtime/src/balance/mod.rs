@@ -19,6 +19,7 @@
 
 mod accept;
 mod activated;
+mod counts;
 mod inherited;
 mod migrate;
 mod shared;
@@ -40,6 +41,7 @@ use crate::{ListenAddr, ListenSpec};
 
 use accept::accept_loop;
 use activated::ActivatedSockets;
+pub use counts::ListenerCounts;
 use shared::SharedListener;
 use strategy::Distribution;
 pub(crate) use target::{Load, Target};
@@ -311,6 +313,19 @@ impl Listeners {
         for l in self.all() {
             l.remove(slot, generation);
         }
+    }
+
+    /// Every listener's connection counters (zero where workers accept themselves), by
+    /// address.
+    pub(crate) fn connection_counts(&self) -> Vec<ListenerCounts> {
+        let mut counts: Vec<ListenerCounts> = Vec::new();
+        for l in self.all() {
+            if !counts.iter().any(|c| c.addr == l.addr) {
+                counts.push(l.counts.read(l.addr));
+            }
+        }
+        counts.sort_by_key(|c| c.addr);
+        counts
     }
 
     fn all(&self) -> Vec<Arc<SharedListener>> {

@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use socket2::Socket;
 use tokio::sync::Notify;
 
+use super::counts::ConnectionCounts;
 use super::strategy::Strategy;
 use super::target::Target;
 
@@ -22,6 +23,8 @@ pub(crate) struct SharedListener {
     turn: AtomicUsize,
     /// The acceptor's strategy (round robin, least connections, sticky), set when it starts.
     pub strategy: std::sync::OnceLock<Strategy>,
+    /// What the acceptor did with the connections.
+    pub counts: ConnectionCounts,
 }
 
 impl SharedListener {
@@ -34,6 +37,7 @@ impl SharedListener {
             changed: Notify::new(),
             turn: AtomicUsize::new(0),
             strategy: std::sync::OnceLock::new(),
+            counts: ConnectionCounts::default(),
         }
     }
 

@@ -172,6 +172,19 @@ where
             listeners.bind_activated(&foreign.listen)?;
         }
         let upgrading = inherited.is_some();
+        // Bound before anything forks: an address in use fails the start, naming it.
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let listener = crate::metrics::bind(addr).map_err(|source| ClusterError::Metrics { addr, source })?;
+                let bound = listener.local_addr().map_err(|source| ClusterError::Metrics { addr, source })?;
+                if !bound.ip().is_loopback() {
+                    tracing::warn!(addr = %bound, "metrics endpoint on a non-loopback address: whoever reaches it sees pids, memory and traffic");
+                }
+                // Subscribed before the first fork, so that no exit is missed.
+                Some((listener, bound, bus.subscribe()))
+            }
+            None => None,
+        };
         let control_path = config.control.path(&config.name);
         let (log_files, log_name) = (config.log_files.clone(), config.name.clone());
         let recycle_concurrency = config.recycle_concurrency;
@@ -190,7 +203,14 @@ where
             Some(sup) => Actor::spawn_linked(Some(name), Cluster::<M, R>::default(), args, sup).await,
         };
         let (actor, _join) = spawned.map_err(ClusterError::Spawn)?;
-        let handle = ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx);
+        let metrics_addr = metrics.as_ref().map(|(_, bound, _)| *bound);
+        let handle = ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx, metrics_addr);
+        if let Some((listener, bound, events)) = metrics {
+            let recorder = Arc::new(crate::metrics::Recorder::default());
+            tokio::spawn(recorder.clone().record(events));
+            tokio::spawn(crate::metrics::serve(listener, handle.clone(), recorder, log_name.clone()));
+            tracing::info!(addr = %bound, "metrics endpoint");
+        }
         if let Some(path) = control_path {
             tokio::spawn(control::serve(path, handle.clone(), control_fd));
         }

@@ -47,5 +47,6 @@ pub(crate) fn describe(c: &ClusterConfig) -> Value {
         "output": format!("{:?}", c.output),
         "env": c.env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), Value::from(v.to_string_lossy().into_owned()))).collect::<serde_json::Map<_, _>>(),
         "exec": exec,
+        "metrics": c.metrics.map(|a| a.to_string()),
     })
 }

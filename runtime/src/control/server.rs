@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ use super::protocol::{
     CONTROL_VERSION, Command, ControlError, ErrorKind, FrameError, MAX_REQUEST, Outcome, Request, Response, read_frame,
     write_frame,
 };
-use crate::{ClusterError, ClusterEvent, ClusterHandle, Scale, WorkerStatus};
+use crate::{ClusterError, ClusterEvent, ClusterHandle, Scale};
 
 /// Clients served at once (`logs --follow` followers have a pool of their own).
 pub const MAX_CLIENTS: usize = 32;
@@ -41,7 +41,7 @@ struct Shared<M, R> {
     cluster: ClusterHandle<M, R>,
     logs: Arc<Mutex<LogRing>>,
     /// Last CPU sample per pid, for CPU %.
-    cpu: Mutex<HashMap<u32, (u64, Instant)>>,
+    cpu: crate::status_json::CpuMeter,
     /// Places for `logs --follow`.
     followers: Arc<Semaphore>,
 }
@@ -71,7 +71,7 @@ where
     let logs = Arc::new(Mutex::new(LogRing::new()));
     tokio::spawn(collect_logs(cluster.clone(), logs.clone()));
     let followers = Arc::new(Semaphore::new(MAX_FOLLOWERS));
-    let shared = Arc::new(Shared { cluster: cluster.clone(), logs, cpu: Mutex::new(HashMap::new()), followers });
+    let shared = Arc::new(Shared { cluster: cluster.clone(), logs, cpu: Default::default(), followers });
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let stopped = cluster.clone();
     let accept = async move {
@@ -275,8 +275,7 @@ where
     match command {
         Command::Status => {
             let workers = cluster.status().await.map_err(failed)?;
-            let rows: Vec<Value> = workers.iter().map(|w| status_row(w, cpu_percent(shared, w))).collect();
-            Ok(json!({ "workers": rows }))
+            Ok(crate::status_json::status_json(&workers, &shared.cpu))
         }
         Command::Reload => {
             let report = cluster.reload().await.map_err(failed)?;
@@ -394,45 +393,4 @@ fn refused(e: ClusterError) -> ControlError {
         _ => ErrorKind::Refused,
     };
     ControlError::new(kind, e.to_string())
-}
-
-/// A worker's row, as `corral status --json` prints it.
-fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
-    json!({
-        "slot": w.slot,
-        "pid": w.pid,
-        "generation": w.generation,
-        "state": format!("{:?}", w.state).to_lowercase(),
-        "uptime_ms": w.uptime.map(|u| u.as_millis() as u64),
-        "restarts": w.restarts,
-        "rss_bytes": w.rss_bytes,
-        "cpu_percent": cpu_percent,
-        "in_flight": w.stats.map(|s| s.in_flight),
-        "handled": w.stats.map(|s| s.handled),
-        "messages_in": w.messages_in,
-        "messages_out": w.messages_out,
-        "status": w.status_text,
-        "heartbeat_ms": w.heartbeat_latency.map(|l| l.as_secs_f64() * 1000.0),
-    })
-}
-
-/// CPU use of the worker's process since the last status (or since it started).
-fn cpu_percent<M, R>(shared: &Shared<M, R>, w: &WorkerStatus) -> Option<f64> {
-    let pid = w.pid?;
-    let ticks = crate::process::cpu_ticks(pid)?;
-    let now = Instant::now();
-    let mut samples = shared.cpu.lock().unwrap_or_else(PoisonError::into_inner);
-    let hz = crate::process::ticks_per_second();
-    let percent = match samples.get(&pid) {
-        Some(&(before, at)) if now > at => {
-            (ticks.saturating_sub(before)) as f64 / hz / now.duration_since(at).as_secs_f64() * 100.0
-        }
-        _ => w.uptime.filter(|u| !u.is_zero()).map_or(0.0, |u| ticks as f64 / hz / u.as_secs_f64() * 100.0),
-    };
-    samples.insert(pid, (ticks, now));
-    // Forget processes that are gone (bounded by the live ones).
-    if samples.len() > 4 * crate::MAX_WORKERS {
-        samples.clear();
-    }
-    Some((percent * 10.0).round() / 10.0)
 }
