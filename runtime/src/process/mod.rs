@@ -19,6 +19,7 @@ mod notify;
 mod output;
 mod reader;
 mod spawn;
+pub(crate) mod title;
 mod waiter;
 mod writer;
 
