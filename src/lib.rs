@@ -52,7 +52,7 @@ pub use corral_runtime::{
     ListenRefusal, ListenSpec, ListenSpecError, LogFiles, OutputStream, PoolStats, ProtocolError, Readiness,
     ReadinessError, Reconfigure, ReconfigureError, ReloadError, ReloadReport, ReplaceError, Replaced, Restart,
     RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling, StartFailure, StatusTable, ThreadActivity,
-    ThreadSample, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
+    ThreadSample, WorkerExec, WorkerOutput, WorkerState, WorkerStatus, set_primary_title,
 };
 pub use corral_workers::http;
 pub use corral_workers::{

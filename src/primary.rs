@@ -167,13 +167,20 @@ pub fn run_if_worker<W: Worker>(worker: W) {
 /// ```no_run
 /// use corral::{ClusterConfig, ForeignWorker, Scheduling, WorkerExec};
 ///
-/// fn main() -> Result<(), corral::Error> {
+/// fn main() -> std::process::ExitCode {
 ///     let app = ForeignWorker::new("python3").arg("app.py").listen("127.0.0.1:8080".parse().unwrap());
 ///     let config = ClusterConfig::default().exec(WorkerExec::Foreign(app)).scheduling(Scheduling::ReusePort);
-///     corral::run_primary::<(), (), _, _>(config, |cluster, mut events| async move {
+///     let outcome = corral::run_primary::<(), (), _, _>(config, |cluster, mut events| async move {
 ///         while events.recv().await.is_some() {}
 ///         cluster.wait().await.map_err(Into::into)
-///     })
+///     });
+///     match outcome {
+///         Ok(()) => std::process::ExitCode::SUCCESS,
+///         Err(e) => {
+///             eprintln!("error: {}", e.sentence());
+///             std::process::ExitCode::from(e.exit_code())
+///         }
+///     }
 /// }
 /// ```
 pub fn run_primary<M, R, F, Fut>(config: ClusterConfig, primary: F) -> Result<(), Error>
@@ -184,6 +191,8 @@ where
     Fut: Future<Output = Result<(), BoxError>>,
 {
     config.validate().map_err(corral_runtime::ClusterError::from)?;
+    // `myapp: primary …` in ps (the workers get `myapp: worker N (gen G)`).
+    corral_runtime::set_primary_title();
     // One event loop, as Node's primary: its work (supervision, IPC, events) is light, and
     // keeping every task on one thread avoids a cross-thread wake-up per message (measured:
     // 47 µs instead of 70 µs round trip unpinned, 2.4× the one-way throughput).

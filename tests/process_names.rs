@@ -1,6 +1,7 @@
-//! How workers show in `ps`, `top` and `pgrep`: `comm` is the program's own name (not `exe`,
-//! although they are started from `/proc/self/exe`), and `argv[0]` a title like nginx's and
-//! gunicorn's, `http_cluster: worker 1 (gen 2)`.
+//! How the primary and its workers show in `ps`, `top` and `pgrep`: `comm` is the program's
+//! own name (not `exe`, although workers are started from `/proc/self/exe`), and the command
+//! line a title like nginx's and gunicorn's: `http_cluster: primary --workers 2 --port 0`,
+//! `http_cluster: worker 1 (gen 2) --workers 2 --port 0`.
 
 mod common;
 
@@ -56,6 +57,9 @@ async fn workers_are_named_after_the_program_with_slot_and_generation() {
     let (mut primary, addr) = start_http_cluster(&["--workers", "2"]).await;
     let primary_pid = primary.id().expect("pid");
     let found = workers(primary_pid, 2).await;
+    let (comm, title) = names(primary_pid).expect("the primary");
+    assert_eq!(comm, "http_cluster");
+    assert_eq!(title, "http_cluster: primary --workers 2 --port 0", "the primary's title, with its arguments");
     for (slot, (pid, comm, argv0)) in found.iter().enumerate() {
         assert_eq!(comm, "http_cluster", "worker {pid}'s comm");
         assert_eq!(argv0, &format!("http_cluster: worker {slot} (gen 1)"), "worker {pid}'s title");

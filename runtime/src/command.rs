@@ -22,7 +22,8 @@ impl WorkerCommand {
     pub(crate) fn new(exec: &WorkerExec) -> Self {
         match exec {
             WorkerExec::CurrentExe => {
-                let mut args = std::env::args_os();
+                // As the primary was started (its title may have replaced them since).
+                let mut args = crate::title::original_args().into_iter();
                 let _argv0 = args.next();
                 let on_disk = path_on_disk();
                 WorkerCommand {
@@ -30,7 +31,7 @@ impl WorkerCommand {
                     // was replaced or deleted, so a crash restart runs the same code as its
                     // siblings.
                     program: PathBuf::from("/proc/self/exe"),
-                    title: crate::process::title::program_name(&on_disk),
+                    title: crate::title::program_name(&on_disk),
                     reload_program: on_disk,
                     args: args.collect(),
                 }
@@ -52,7 +53,7 @@ impl WorkerCommand {
     /// The `argv[0]` of the worker in `slot`, generation `generation`: its title for the
     /// primary's own image, the program's own path otherwise.
     pub(crate) fn argv0(&self, slot: usize, generation: u64) -> Option<OsString> {
-        self.title.as_deref().map(|name| crate::process::title::worker_title(name, slot, generation))
+        self.title.as_deref().map(|name| crate::title::worker_title(name, slot, generation))
     }
 }
 

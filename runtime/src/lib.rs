@@ -72,6 +72,7 @@ mod slot;
 mod status;
 mod status_table;
 mod systemd;
+mod title;
 mod upgrade;
 
 pub use backoff::Backoff;
@@ -100,4 +101,5 @@ pub use request::ClusterMsg;
 pub use restart::Restart;
 pub use status::{WorkerState, WorkerStatus};
 pub use status_table::StatusTable;
+pub use title::set_primary_title;
 pub use upgrade::{UPGRADE_CHECK_ENV, UPGRADE_FD_ENV};

@@ -19,7 +19,6 @@ mod notify;
 mod output;
 mod reader;
 mod spawn;
-pub(crate) mod title;
 mod waiter;
 mod writer;
 
