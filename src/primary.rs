@@ -155,7 +155,9 @@ pub fn run_if_worker<W: Worker>(worker: W) {
 /// [`WorkerExec::Program`](corral_runtime::WorkerExec::Program) or
 /// [`WorkerExec::Foreign`](corral_runtime::WorkerExec::Foreign) cluster (`corral run` is built
 /// on it). One single-threaded runtime, the same signal handling (SIGINT/SIGTERM stop,
-/// SIGHUP reloads, SIGTTIN/SIGTTOU scale), `primary` as in [`run`].
+/// SIGHUP reloads, SIGTTIN/SIGTTOU scale), `primary` as in [`run`]. It titles the process
+/// `myapp: primary ARGS` for `ps` ([`set_primary_title`](crate::set_primary_title)), so
+/// `std::env::args()` reads the title afterwards: parse the arguments first.
 ///
 /// # Errors
 ///
