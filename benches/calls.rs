@@ -66,7 +66,8 @@ fn micros(d: Duration) -> f64 {
 
 /// One repetition in this process: prints one JSON line.
 fn child() -> Result<(), corral::Error> {
-    corral::run(ClusterConfig::default().workers(1), Echo, |cluster, mut events| async move {
+    // `run_if_worker` in `main` already took the worker's branch: this is the primary.
+    corral::run_primary::<Cmd, Pong, _, _>(ClusterConfig::default().workers(1), |cluster, mut events| async move {
         loop {
             match events.recv().await {
                 Some(ClusterEvent::Ready { .. }) => break,

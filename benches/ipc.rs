@@ -33,33 +33,36 @@ const RTT_WARMUP: u64 = 2_000;
 fn child(mode: &str) -> Result<(), corral::Error> {
     let mode = mode.to_string();
     let config = ClusterConfig::default().workers(1);
-    corral::run(config, BenchWorker, move |cluster, mut events| async move {
-        until_ready(&mut events).await?;
-        let line = match mode.as_str() {
-            "throughput" => {
-                let elapsed = flood(&cluster, &mut events, THROUGHPUT_WARMUP, THROUGHPUT_COUNT).await?.elapsed_s;
-                format!(
-                    r#"{{"impl":"corral","mode":"throughput","count":{THROUGHPUT_COUNT},"payload":{PAYLOAD},"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4}}}"#,
-                    THROUGHPUT_COUNT as f64 / elapsed
-                )
-            }
-            _ => {
-                let mut samples = round_trips(&cluster, &mut events, RTT_WARMUP, RTT_COUNT).await?;
-                samples.sort_by(f64::total_cmp);
-                let pct = |p: f64| percentile(&samples, p);
-                let mean = samples.iter().sum::<f64>() / samples.len() as f64;
-                format!(
-                    r#"{{"impl":"corral","mode":"rtt","count":{RTT_COUNT},"payload":{PAYLOAD},"p50_us":{:.2},"p90_us":{:.2},"p99_us":{:.2},"max_us":{:.2},"mean_us":{mean:.2}}}"#,
-                    pct(50.0),
-                    pct(90.0),
-                    pct(99.0),
-                    samples[samples.len() - 1]
-                )
-            }
-        };
-        println!("{line}");
-        Ok(())
-    })
+    corral::run_primary::<<BenchWorker as corral::Worker>::Msg, <BenchWorker as corral::Worker>::Report, _, _>(
+        config,
+        move |cluster, mut events| async move {
+            until_ready(&mut events).await?;
+            let line = match mode.as_str() {
+                "throughput" => {
+                    let elapsed = flood(&cluster, &mut events, THROUGHPUT_WARMUP, THROUGHPUT_COUNT).await?.elapsed_s;
+                    format!(
+                        r#"{{"impl":"corral","mode":"throughput","count":{THROUGHPUT_COUNT},"payload":{PAYLOAD},"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4}}}"#,
+                        THROUGHPUT_COUNT as f64 / elapsed
+                    )
+                }
+                _ => {
+                    let mut samples = round_trips(&cluster, &mut events, RTT_WARMUP, RTT_COUNT).await?;
+                    samples.sort_by(f64::total_cmp);
+                    let pct = |p: f64| percentile(&samples, p);
+                    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+                    format!(
+                        r#"{{"impl":"corral","mode":"rtt","count":{RTT_COUNT},"payload":{PAYLOAD},"p50_us":{:.2},"p90_us":{:.2},"p99_us":{:.2},"max_us":{:.2},"mean_us":{mean:.2}}}"#,
+                        pct(50.0),
+                        pct(90.0),
+                        pct(99.0),
+                        samples[samples.len() - 1]
+                    )
+                }
+            };
+            println!("{line}");
+            Ok(())
+        },
+    )
 }
 
 /// Runs one measurement in a fresh process and returns its JSON line.

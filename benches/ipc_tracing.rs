@@ -85,19 +85,25 @@ const RTT_WARMUP: u64 = 2_000;
 /// One measurement in this process (the primary): prints one JSON line.
 fn child(workload: &str) -> Result<(), corral::Error> {
     let rtt = workload == "rtt";
-    corral::run(ClusterConfig::default().workers(1), BenchWorker, move |cluster, mut events| async move {
-        until_ready(&mut events).await?;
-        if rtt {
-            // One message in flight: primary → worker → primary, each handled in its span.
-            let samples = round_trips(&cluster, &mut events, RTT_WARMUP, RTT_COUNT).await?;
-            let mean = samples.iter().sum::<f64>() / samples.len() as f64;
-            println!(r#"{{"p50_us":{:.2},"mean_us":{mean:.2}}}"#, upper_median(samples));
-            return Ok(());
-        }
-        let Flood { elapsed_s: elapsed, traced } = flood(&cluster, &mut events, WARMUP, count()).await?;
-        println!(r#"{{"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4},"traced":{traced}}}"#, count() as f64 / elapsed);
-        Ok(())
-    })
+    corral::run_primary::<<BenchWorker as corral::Worker>::Msg, <BenchWorker as corral::Worker>::Report, _, _>(
+        ClusterConfig::default().workers(1),
+        move |cluster, mut events| async move {
+            until_ready(&mut events).await?;
+            if rtt {
+                // One message in flight: primary → worker → primary, each handled in its span.
+                let samples = round_trips(&cluster, &mut events, RTT_WARMUP, RTT_COUNT).await?;
+                let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+                println!(r#"{{"p50_us":{:.2},"mean_us":{mean:.2}}}"#, upper_median(samples));
+                return Ok(());
+            }
+            let Flood { elapsed_s: elapsed, traced } = flood(&cluster, &mut events, WARMUP, count()).await?;
+            println!(
+                r#"{{"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4},"traced":{traced}}}"#,
+                count() as f64 / elapsed
+            );
+            Ok(())
+        },
+    )
 }
 
 /// An OTLP/HTTP sink on 127.0.0.1: answers every export, counts the spans it decodes.

@@ -3,7 +3,7 @@
 //! or SIGTERM, then drains every worker and exits 0.
 //!
 //! ```text
-//! cargo run --example 01_basic_cluster -- --workers 4
+//! cargo run --release --example 01_basic_cluster -- --workers 4
 //! ```
 
 use clap::Parser;
@@ -34,7 +34,7 @@ impl Worker for Basic {
     }
 }
 
-fn main() -> Result<(), corral::Error> {
+fn main() -> std::process::ExitCode {
     corral::init_tracing();
     let args = Args::parse();
     let mut config = ClusterConfig::default();

@@ -2,7 +2,7 @@
 //! same port; each answer says which worker handled it.
 //!
 //! ```text
-//! cargo run --example 02_http_server_cluster -- --port 3000
+//! cargo run --release --example 02_http_server_cluster -- --port 3000
 //! for i in 1 2 3 4; do curl -s http://127.0.0.1:3000/; done
 //! ```
 //!
@@ -43,7 +43,7 @@ impl Worker for HttpWorker {
     }
 }
 
-fn main() -> Result<(), corral::Error> {
+fn main() -> std::process::ExitCode {
     corral::init_tracing();
     let args = Args::parse();
     let mut config = ClusterConfig::default();

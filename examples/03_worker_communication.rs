@@ -2,7 +2,7 @@
 //! primary to one worker, a broadcast to all, and workers reporting metrics back.
 //!
 //! ```text
-//! cargo run --example 03_worker_communication -- --workers 3 --rounds 3
+//! cargo run --release --example 03_worker_communication -- --workers 3 --rounds 3
 //! ```
 //!
 //! Unlike Node's `process.send({ cmd: ... })`, both directions are Rust enums: a typo in a
@@ -80,7 +80,7 @@ impl Worker for Communicating {
     }
 }
 
-fn main() -> Result<(), corral::Error> {
+fn main() -> std::process::ExitCode {
     corral::init_tracing();
     let args = Args::parse();
     let config = ClusterConfig::default().workers(usize::from(args.workers));

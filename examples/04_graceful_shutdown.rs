@@ -1,7 +1,7 @@
 //! Graceful shutdown and zero-downtime reload (Node guide: `04-graceful-shutdown.js`).
 //!
 //! ```text
-//! cargo run --example 04_graceful_shutdown -- --port 3000
+//! cargo run --release --example 04_graceful_shutdown -- --port 3000
 //! curl http://127.0.0.1:3000/work?ms=2000 &   # a request in flight…
 //! kill -TERM <primary pid>                     # …still gets its answer; then exit 0
 //! kill -HUP <primary pid>                      # rolling reload: new pids, nothing dropped
@@ -76,7 +76,7 @@ impl Worker for Web {
     }
 }
 
-fn main() -> Result<(), corral::Error> {
+fn main() -> std::process::ExitCode {
     corral::init_tracing();
     let args = Args::parse();
     let config = ClusterConfig::default()
@@ -84,23 +84,28 @@ fn main() -> Result<(), corral::Error> {
         .kill_timeout(Duration::from_secs(args.kill_timeout));
     let addr = format!("127.0.0.1:{}", args.port);
     corral::run(config, Web { addr }, |cluster, mut events| async move {
+        let (mut ready, mut bound, mut announced) = (0, None, false);
         while let Some(event) = events.recv().await {
             match event {
-                ClusterEvent::Listening { addr, slot } if slot + 1 == cluster.workers() => {
-                    println!(
-                        "primary {}: listening on http://{addr} (SIGTERM drains, SIGHUP reloads)",
-                        std::process::id()
-                    );
-                }
+                ClusterEvent::Listening { addr, .. } => bound = Some(addr),
+                ClusterEvent::Ready { .. } => ready += 1,
                 ClusterEvent::Stopping => println!("primary: draining every worker"),
                 ClusterEvent::Exit { slot, pid, status, exited_after_disconnect: true } => {
                     println!("primary: worker {slot} (pid {pid}) drained and {status}");
                 }
+                // The address stays the same across a reload: said once, then "reloaded".
                 ClusterEvent::Reloaded { replaced, error } => match error {
-                    None => println!("primary: reload done, {replaced} worker(s) replaced"),
+                    None => println!("primary: reloaded, {replaced} worker(s) replaced"),
                     Some(error) => println!("primary: reload aborted after {replaced}: {error}"),
                 },
                 _ => {}
+            }
+            if !announced
+                && ready >= cluster.workers()
+                && let Some(addr) = bound
+            {
+                println!("primary {}: listening on http://{addr} (SIGTERM drains, SIGHUP reloads)", std::process::id());
+                announced = true;
             }
         }
         Ok(())

@@ -11,6 +11,7 @@
 //! more / fewer. Workers are restarted with backoff, recycled over `max_memory` or after
 //! `max_requests`, and killed when their event loop stops answering heartbeats.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
@@ -25,7 +26,8 @@ struct Args {
     /// defaults below.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
-    /// Print a commented corral.toml with every option at its default and exit.
+    /// Print a commented corral.toml with every option at its default and exit (`workers = 0`
+    /// in it: one worker per CPU).
     #[arg(long)]
     print_default: bool,
     /// Where the app listens.
@@ -92,30 +94,42 @@ fn print_table(rows: &[WorkerStatus]) {
     print!("{}", StatusTable(rows));
 }
 
-fn main() -> Result<(), BoxError> {
+fn main() -> ExitCode {
     corral::init_tracing();
     let args = Args::parse();
     if args.print_default {
+        // Every option commented out at its default; `workers = 0` there means one per CPU.
         print!("{TEMPLATE}");
-        return Ok(());
+        return ExitCode::SUCCESS;
     }
-    let (config, listen, every) = match &args.config {
+    let loaded = match &args.config {
         // The JSON file of this example's first version (kept for the scripts that use it).
-        Some(path) if path.extension().is_some_and(|e| e == "json") => legacy_json(path, &args)?,
-        Some(path) => (
-            ConfigFile::read(path)?.cluster_config_from(production_defaults())?,
-            args.listen.clone(),
-            args.status_every,
-        ),
-        None => (production_defaults(), args.listen.clone(), args.status_every),
+        Some(path) if path.extension().is_some_and(|e| e == "json") => legacy_json(path, &args),
+        Some(path) => ConfigFile::read(path)
+            .and_then(|file| file.cluster_config_from(production_defaults()))
+            .map(|config| (config, args.listen.clone(), args.status_every))
+            .map_err(Into::into),
+        None => Ok((production_defaults(), args.listen.clone(), args.status_every)),
+    };
+    // Every address is checked before any worker is forked.
+    let checked = loaded.and_then(|(config, listen, every)| Ok((config, resolve(&listen)?, every)));
+    let (config, listen, every) = match checked {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(corral::EXIT_CONFIG);
+        }
     };
     corral::run(config, Web { listen }, move |cluster, mut events| async move {
         let mut tick = tokio::time::interval(if every.is_zero() { Duration::from_secs(3600) } else { every });
+        let (mut ready, mut bound, mut announced) = (0, None, false);
         loop {
             tokio::select! {
                 _ = tick.tick(), if !every.is_zero() => print_table(&cluster.status().await?),
                 event = events.recv() => match event {
                     None => return Ok(()),
+                    Some(ClusterEvent::Listening { addr, .. }) => bound = Some(addr),
+                    Some(ClusterEvent::Ready { .. }) => ready += 1,
                     Some(ClusterEvent::Restarting { slot, delay, attempt }) => {
                         tracing::warn!(slot, ?delay, attempt, "worker restarting")
                     }
@@ -123,7 +137,22 @@ fn main() -> Result<(), BoxError> {
                     Some(_) => {}
                 },
             }
+            if !announced
+                && ready >= cluster.workers()
+                && let Some(addr) = bound
+            {
+                println!("listening on http://{addr}");
+                announced = true;
+            }
         }
-    })?;
-    Ok(())
+    })
+}
+
+/// `listen` as the one socket address it names (`127.0.0.1:70000` or an unknown host is
+/// refused here, before any fork, not by the first worker that asks for it).
+fn resolve(listen: &str) -> Result<String, BoxError> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = listen.to_socket_addrs().map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = addrs.next().ok_or_else(|| format!("cannot listen on {listen}: it names no address"))?;
+    Ok(addr.to_string())
 }

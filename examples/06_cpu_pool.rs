@@ -12,10 +12,11 @@
 
 use axum::Router;
 use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
-use corral::{BoxError, ClusterConfig, CpuPoolError, Worker, WorkerContext};
+use corral::{BoxError, ClusterConfig, ClusterEvent, CpuPoolError, Worker, WorkerContext};
 use serde::Deserialize;
 
 #[derive(Parser)]
@@ -53,34 +54,56 @@ impl Worker for Combined {
     async fn start(&self, cx: &WorkerContext<()>) -> Result<(), BoxError> {
         let listener = cx.listen(&self.addr).await?;
         let pool = cx.cpu_pool().clone();
-        let app = Router::new().route("/", get(|| async { "OK\n" })).route(
-            "/fib",
-            get(move |Query(Fib { n }): Query<Fib>| async move {
-                if n > 50 {
-                    return Err((StatusCode::BAD_REQUEST, "n must be at most 50\n".to_string()));
-                }
-                match pool.try_run(move || fib(n)) {
-                    Ok(task) => match task.await {
-                        Ok(value) => Ok(format!("fib({n}) = {value}\n")),
+        let app = Router::new()
+            .route("/", get(|| async { "OK\n" }))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+            .route(
+                "/fib",
+                get(move |query: Result<Query<Fib>, QueryRejection>| async move {
+                    let Query(Fib { n }) =
+                        query.map_err(|e| (StatusCode::BAD_REQUEST, format!("bad query: {}\n", e.body_text())))?;
+                    if n > 50 {
+                        return Err((StatusCode::BAD_REQUEST, "n must be at most 50\n".to_string()));
+                    }
+                    match pool.try_run(move || fib(n)) {
+                        Ok(task) => match task.await {
+                            Ok(value) => Ok(format!("fib({n}) = {value}\n")),
+                            Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+                        },
+                        Err(CpuPoolError::Busy) => Err((StatusCode::SERVICE_UNAVAILABLE, "busy, retry later\n".into())),
                         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
-                    },
-                    Err(CpuPoolError::Busy) => Err((StatusCode::SERVICE_UNAVAILABLE, "busy, retry later\n".into())),
-                    Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
-                }
-            }),
-        );
+                    }
+                }),
+            );
         cx.spawn_tracked(corral::http::serve(listener, app, cx.shutdown_token(), Default::default()));
         println!("worker {} (pid {}) with {} CPU thread(s)", cx.slot(), std::process::id(), cx.cpu_pool().threads());
         Ok(())
     }
 }
 
-fn main() -> Result<(), corral::Error> {
+fn main() -> std::process::ExitCode {
     corral::init_tracing();
     let args = Args::parse();
     let mut config = ClusterConfig::default().cpu_threads(args.cpu_threads.map(usize::from));
     if let Some(n) = args.workers {
         config = config.workers(usize::from(n));
     }
-    corral::main(config, Combined { addr: format!("127.0.0.1:{}", args.port) })
+    corral::run(config, Combined { addr: format!("127.0.0.1:{}", args.port) }, |cluster, mut events| async move {
+        let (mut ready, mut bound, mut announced) = (0, None, false);
+        while let Some(event) = events.recv().await {
+            match event {
+                ClusterEvent::Listening { addr, .. } => bound = Some(addr),
+                ClusterEvent::Ready { .. } => ready += 1,
+                _ => {}
+            }
+            if !announced
+                && ready >= cluster.workers()
+                && let Some(addr) = bound
+            {
+                println!("listening on http://{addr}");
+                announced = true;
+            }
+        }
+        Ok(())
+    })
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use clap::Parser;
-use corral::{BoxError, ClusterConfig, StatusTable, Worker, WorkerContext};
+use corral::{BoxError, ClusterConfig, ClusterEvent, StatusTable, Worker, WorkerContext};
 
 #[derive(Parser)]
 struct Args {
@@ -55,12 +55,29 @@ impl Worker for Web {
     }
 }
 
-fn main() -> Result<(), corral::Error> {
+fn main() -> std::process::ExitCode {
     corral::init_tracing();
     let args = Args::parse();
     let config = ClusterConfig::default().workers(usize::from(args.workers));
     let (every, count) = (Duration::from_millis(args.interval_ms), args.count);
-    corral::run(config, Web { port: args.port }, move |cluster, _events| async move {
+    corral::run(config, Web { port: args.port }, move |cluster, mut events| async move {
+        let workers = cluster.workers();
+        tokio::spawn(async move {
+            let (mut ready, mut bound) = (0, None);
+            while let Some(event) = events.recv().await {
+                match event {
+                    ClusterEvent::Listening { addr, .. } => bound = Some(addr),
+                    ClusterEvent::Ready { .. } => ready += 1,
+                    _ => {}
+                }
+                if ready >= workers
+                    && let Some(addr) = bound
+                {
+                    println!("listening on http://{addr}");
+                    break;
+                }
+            }
+        });
         let mut tick = tokio::time::interval(every);
         let mut printed = 0;
         while count == 0 || printed < count {

@@ -6,11 +6,14 @@
 //! `--cluster-restarts` times, then stops itself.
 //!
 //! ```text
-//! cargo run --example embed_in_supervision_tree -- --workers 2 --crash
+//! cargo run --release --example embed_in_supervision_tree -- --workers 2 --crash
 //! ```
 //!
-//! Without `--crash` the workers are healthy and the app runs until Ctrl-C.
+//! Without `--crash` the workers are healthy and the app runs until Ctrl-C (then exits 0).
+//! With it, the app gives up after `--cluster-restarts` fresh clusters and exits 1.
 
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -47,6 +50,9 @@ impl Worker for Flaky {
 
 /// The user's own supervisor.
 struct App;
+
+/// Set when `App` gave up on its clusters: the program then exits non-zero.
+static GAVE_UP: AtomicBool = AtomicBool::new(false);
 
 struct AppState {
     args: Args,
@@ -104,6 +110,7 @@ impl Actor for App {
                 println!("[app] cluster failed: {error}");
                 if st.restarts == st.args.cluster_restarts {
                     println!("[app] giving up after {} cluster restarts", st.restarts);
+                    GAVE_UP.store(true, Ordering::SeqCst);
                     myself.stop(Some("cluster keeps failing".into()));
                     return Ok(());
                 }
@@ -129,10 +136,26 @@ impl Actor for App {
     }
 }
 
-fn main() -> Result<(), BoxError> {
+fn main() -> ExitCode {
     corral::init_tracing();
     corral::run_if_worker(Flaky);
     let args = Args::parse();
+    let restarts = args.cluster_restarts;
+    match run(args) {
+        Ok(()) if GAVE_UP.load(Ordering::SeqCst) => {
+            eprintln!("error: the cluster kept failing; gave up after {restarts} cluster restarts");
+            ExitCode::from(corral::EXIT_FAILURE)
+        }
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(corral::EXIT_FAILURE)
+        }
+    }
+}
+
+/// Runs `App` until it stops (Ctrl-C, or it gave up).
+fn run(args: Args) -> Result<(), BoxError> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let (app, join) = Actor::spawn(Some("app".into()), App, args).await?;

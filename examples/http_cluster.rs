@@ -165,7 +165,7 @@ impl Worker for Http {
     }
 }
 
-fn main() -> Result<(), corral::Error> {
+fn main() -> std::process::ExitCode {
     corral::init_tracing();
     let args = Args::parse();
     let addr = std::net::SocketAddr::new(args.host, args.port).to_string();
@@ -177,11 +177,13 @@ fn main() -> Result<(), corral::Error> {
         let mut ready = 0;
         let mut bound = None;
         let mut announced = false;
+        let mut stopping = false;
         while let Some(event) = events.recv().await {
             match event {
                 ClusterEvent::Listening { addr, .. } => bound = Some(addr),
                 ClusterEvent::Ready { .. } => ready += 1,
-                ClusterEvent::Exit { slot, status, exited_after_disconnect: false, .. } => {
+                ClusterEvent::Stopping => stopping = true,
+                ClusterEvent::Exit { slot, status, exited_after_disconnect: false, .. } if !stopping => {
                     tracing::warn!(slot, %status, "worker died; restarting it");
                 }
                 _ => {}

@@ -28,10 +28,14 @@
 //!     }
 //! }
 //!
-//! fn main() -> Result<(), corral::Error> {
+//! fn main() -> std::process::ExitCode {
 //!     corral::main(ClusterConfig::default().workers(4), Web)
 //! }
 //! ```
+//!
+//! A primary that fails prints the cause once, as `error: <sentence>` on stderr, and exits
+//! with [`EXIT_FAILURE`] (`1`), or [`EXIT_CONFIG`] (`2`) for a refused configuration; a clean
+//! stop exits `0` (see [`main`]).
 #![warn(missing_docs)]
 
 pub mod config_file;
@@ -50,18 +54,18 @@ pub use corral_runtime::{
     PoolStats, ProtocolError, Readiness, ReadinessError, Reconfigure, ReconfigureError, ReloadError, ReloadReport,
     ReplaceError, Replaced, ReplyError, ReplyTo, Restart, RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling,
     StartFailure, StatusTable, StickyKey, StickyKeyError, ThreadActivity, ThreadSample, WorkerExec, WorkerOutput,
-    WorkerState, WorkerStatus, parse_metrics_addr,
+    WorkerState, WorkerStatus, parse_metrics_addr, set_primary_title,
 };
 pub use corral_workers::http;
 pub use corral_workers::{
     BoxError, Connection, CpuPool, CpuPoolConfig, CpuPoolConfigFault, CpuPoolError, CpuPoolHandle, CpuPoolStats,
     Listener, Stage, Worker, WorkerContext, WorkerError,
 };
-pub use error::Error;
+pub use error::{EXIT_CONFIG, EXIT_FAILURE, Error};
 pub use primary::{is_worker, main, run, run_if_worker, run_primary};
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
-/// `info`), and — with the `telemetry` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// `info`), in colour only when stderr is a terminal and `NO_COLOR` is unset or empty, and — with the `telemetry` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`
 /// set — exports spans over OTLP as `corral::telemetry` describes. Call it first thing in `main`, in
 /// primary and workers alike (they run the same `main`). A telemetry set-up that fails (say,
 /// an unknown `OTEL_EXPORTER_OTLP_PROTOCOL`) is logged and the program runs without export.
@@ -79,7 +83,7 @@ pub fn init_tracing() {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(colour()).with_filter(filter);
     #[cfg(feature = "telemetry")]
     {
         let (otel, failed) = match telemetry::layer() {
@@ -96,4 +100,11 @@ pub fn init_tracing() {
     {
         let _ = tracing_subscriber::registry().with(fmt).try_init();
     }
+}
+
+/// Whether log lines get ANSI colours: only on a terminal, and never when `NO_COLOR` is set
+/// to anything but the empty string (<https://no-color.org>).
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }

@@ -1,9 +1,13 @@
 //! `corral::main` and `corral::run`: primary or worker, by the environment.
 
 use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_protocol::bootstrap::WorkerBootstrap;
-use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, Scale};
+use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, ReloadError, Scale};
 use corral_workers::{BoxError, EXIT_BOOTSTRAP, Worker};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -25,20 +29,25 @@ pub fn is_worker() -> bool {
 ///
 /// The primary logs the cluster's events with `tracing`. Use [`run`] to handle them yourself.
 ///
-/// # Errors
+/// # Exit codes
 ///
-/// [`Error::Cluster`] for a bad config or when a slot gave up under `Escalation::Stop`;
-/// [`Error::Setup`] when the primary cannot set itself up.
+/// Returns the primary's exit code, for `main` to return: `0` after a clean stop. When the
+/// cluster failed, it first prints the cause once on stderr, as one sentence
+/// (`error: cannot listen on 10.0.0.1:3000: Cannot assign requested address (os error 99)`),
+/// then returns [`EXIT_CONFIG`](crate::EXIT_CONFIG) (`2`) for a refused configuration and
+/// [`EXIT_FAILURE`](crate::EXIT_FAILURE) (`1`) for anything else: an address that cannot be
+/// listened on, a slot that gave up under `Escalation::Stop`, workers killed at the stop, a
+/// primary that cannot set itself up. Use [`run_primary`] for the [`Error`] value itself.
 ///
 /// ```no_run
 /// # struct Web;
 /// # impl corral::Worker for Web { type Msg = (); type Report = (); type State = ();
 /// #   async fn start(&self, _: &corral::WorkerContext<()>) -> Result<(), corral::BoxError> { Ok(()) } }
-/// fn main() -> Result<(), corral::Error> {
+/// fn main() -> std::process::ExitCode {
 ///     corral::main(corral::ClusterConfig::default(), Web)
 /// }
 /// ```
-pub fn main<W: Worker>(config: ClusterConfig, worker: W) -> Result<(), Error>
+pub fn main<W: Worker>(config: ClusterConfig, worker: W) -> ExitCode
 where
     W::Msg: serde::Serialize + Clone + Sync,
     W::Report: serde::de::DeserializeOwned + Clone + Sync + std::fmt::Debug,
@@ -58,9 +67,10 @@ where
 /// gracefully and `run` returns; SIGINT/SIGTERM stop the cluster gracefully too (and `run`
 /// returns without waiting for `primary`).
 ///
-/// # Errors
+/// # Exit codes
 ///
-/// As [`main`], plus [`Error::Primary`] when `primary` fails.
+/// As [`main`]; a `primary` that fails is printed as `error: primary failed: …` and returns
+/// [`EXIT_FAILURE`](crate::EXIT_FAILURE).
 ///
 /// ```no_run
 /// # struct Web;
@@ -68,7 +78,7 @@ where
 /// #   async fn start(&self, _: &corral::WorkerContext<String>) -> Result<(), corral::BoxError> { Ok(()) } }
 /// use corral::ClusterEvent;
 ///
-/// fn main() -> Result<(), corral::Error> {
+/// fn main() -> std::process::ExitCode {
 ///     corral::run(corral::ClusterConfig::default().workers(2), Web, |cluster, mut events| async move {
 ///         while let Some(event) = events.recv().await {
 ///             if let ClusterEvent::Ready { slot, .. } = event {
@@ -79,7 +89,7 @@ where
 ///     })
 /// }
 /// ```
-pub fn run<W, F, Fut>(config: ClusterConfig, worker: W, primary: F) -> Result<(), Error>
+pub fn run<W, F, Fut>(config: ClusterConfig, worker: W, primary: F) -> ExitCode
 where
     W: Worker,
     W::Msg: serde::Serialize + Clone + Sync,
@@ -88,7 +98,21 @@ where
     Fut: Future<Output = Result<(), BoxError>>,
 {
     run_if_worker(worker);
-    run_primary(config, primary)
+    exit_code(run_primary(config, primary))
+}
+
+/// The exit code of a primary that ended with `outcome`; a failure is printed first, once,
+/// as `error: <sentence>` on stderr (the program's last word to the person who started it,
+/// so not a log line).
+pub(crate) fn exit_code(outcome: Result<(), Error>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Nothing to do when stderr is gone; the exit code still says it.
+            let _ = writeln!(std::io::stderr().lock(), "error: {}", e.sentence());
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 /// If this process was started as a worker, runs `worker` and **exits the process** when it
@@ -131,22 +155,34 @@ pub fn run_if_worker<W: Worker>(worker: W) {
 /// [`WorkerExec::Program`](corral_runtime::WorkerExec::Program) or
 /// [`WorkerExec::Foreign`](corral_runtime::WorkerExec::Foreign) cluster (`corral run` is built
 /// on it). One single-threaded runtime, the same signal handling (SIGINT/SIGTERM stop,
-/// SIGHUP reloads, SIGTTIN/SIGTTOU scale), `primary` as in [`run`].
+/// SIGHUP reloads, SIGTTIN/SIGTTOU scale), `primary` as in [`run`]. It titles the process
+/// `myapp: primary ARGS` for `ps` ([`set_primary_title`](crate::set_primary_title)), so
+/// `std::env::args()` reads the title afterwards: parse the arguments first.
 ///
 /// # Errors
 ///
-/// As [`run`].
+/// [`Error::Cluster`] for a bad config, an address that cannot be listened on, or a slot that
+/// gave up under `Escalation::Stop`; [`Error::Setup`] when the primary cannot set itself up;
+/// [`Error::Primary`] when `primary` fails. Nothing is printed: the error is the caller's
+/// ([`Error::sentence`] says it in one line, [`Error::exit_code`] maps it to an exit code).
 ///
 /// ```no_run
 /// use corral::{ClusterConfig, ForeignWorker, Scheduling, WorkerExec};
 ///
-/// fn main() -> Result<(), corral::Error> {
+/// fn main() -> std::process::ExitCode {
 ///     let app = ForeignWorker::new("python3").arg("app.py").listen("127.0.0.1:8080".parse().unwrap());
 ///     let config = ClusterConfig::default().exec(WorkerExec::Foreign(app)).scheduling(Scheduling::ReusePort);
-///     corral::run_primary::<(), (), _, _>(config, |cluster, mut events| async move {
+///     let outcome = corral::run_primary::<(), (), _, _>(config, |cluster, mut events| async move {
 ///         while events.recv().await.is_some() {}
 ///         cluster.wait().await.map_err(Into::into)
-///     })
+///     });
+///     match outcome {
+///         Ok(()) => std::process::ExitCode::SUCCESS,
+///         Err(e) => {
+///             eprintln!("error: {}", e.sentence());
+///             std::process::ExitCode::from(e.exit_code())
+///         }
+///     }
 /// }
 /// ```
 pub fn run_primary<M, R, F, Fut>(config: ClusterConfig, primary: F) -> Result<(), Error>
@@ -157,6 +193,8 @@ where
     Fut: Future<Output = Result<(), BoxError>>,
 {
     config.validate().map_err(corral_runtime::ClusterError::from)?;
+    // `myapp: primary …` in ps (the workers get `myapp: worker N (gen G)`).
+    corral_runtime::set_primary_title();
     // One event loop, as Node's primary: its work (supervision, IPC, events) is light, and
     // keeping every task on one thread avoids a cross-thread wake-up per message (measured:
     // 47 µs instead of 70 µs round trip unpinned, 2.4× the one-way throughput).
@@ -214,7 +252,7 @@ impl Signals {
     }
 
     /// SIGINT / SIGTERM: graceful stop (again: no effect, the stop is under way). SIGHUP:
-    /// rolling reload (one during another is refused, logged). SIGTTIN / SIGTTOU: one worker
+    /// rolling reload (one during another is refused, logged at WARN). SIGTTIN / SIGTTOU: one worker
     /// more / fewer (refused below one, logged). SIGUSR1: reopen log files (logrotate).
     /// SIGUSR2: upgrade the primary in place (a refusal is logged; success replaces the image).
     async fn serve<M, R>(mut self, cluster: ClusterHandle<M, R>)
@@ -222,27 +260,13 @@ impl Signals {
         M: serde::Serialize + Clone + Send + Sync + 'static,
         R: Clone + Send + 'static,
     {
+        // Set while a reload this primary asked for runs.
+        let reloading = Arc::new(AtomicBool::new(false));
         loop {
             tokio::select! {
                 _ = self.int.recv() => Self::stop(&cluster, "SIGINT"),
                 _ = self.term.recv() => Self::stop(&cluster, "SIGTERM"),
-                _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP: rolling reload");
-                    let cluster = cluster.clone();
-                    tokio::spawn(async move {
-                        match cluster.reload().await {
-                            Ok(report) if report.is_complete() => {
-                                tracing::info!(replaced = report.replaced.len(), "reload complete")
-                            }
-                            Ok(report) => tracing::error!(
-                                replaced = report.replaced.len(),
-                                error = report.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
-                                "reload aborted; the old workers keep serving"
-                            ),
-                            Err(e) => tracing::error!(error = %e, "reload failed"),
-                        }
-                    });
-                }
+                _ = self.hup.recv() => Self::reload(&cluster, &reloading),
                 _ = self.ttin.recv() => Self::scale(&cluster, Scale::By(1), "SIGTTIN"),
                 _ = self.ttou.recv() => Self::scale(&cluster, Scale::By(-1), "SIGTTOU"),
                 _ = self.usr1.recv() => {
@@ -264,6 +288,38 @@ impl Signals {
     {
         tracing::info!("{name}: stopping the cluster gracefully");
         let _ = cluster.actor().send_message(corral_runtime::ClusterMsg::Stop(None));
+    }
+
+    /// SIGHUP: a rolling reload. One that comes while a reload runs is refused (that one goes
+    /// on), at WARN. SIGHUPs sent before the primary took the first one in are one signal
+    /// to the kernel: they make one reload.
+    fn reload<M, R>(cluster: &ClusterHandle<M, R>, reloading: &Arc<AtomicBool>)
+    where
+        M: serde::Serialize + Clone + Send + Sync + 'static,
+        R: Clone + Send + 'static,
+    {
+        if reloading.swap(true, Ordering::SeqCst) {
+            tracing::warn!("SIGHUP refused: a rolling reload is running (it goes on)");
+            return;
+        }
+        tracing::info!("SIGHUP: rolling reload (SIGHUPs sent meanwhile are refused)");
+        let (cluster, reloading) = (cluster.clone(), reloading.clone());
+        tokio::spawn(async move {
+            match cluster.reload().await {
+                // The cluster logs how the reload went (done once the old workers drained,
+                // or aborted, and why).
+                Ok(report) => match report.error {
+                    Some(
+                        error @ (ReloadError::AlreadyRunning | ReloadError::Stopping | ReloadError::Reconfigure(_)),
+                    ) if report.replaced.is_empty() => {
+                        tracing::warn!(%error, "SIGHUP refused")
+                    }
+                    _ => {}
+                },
+                Err(e) => tracing::warn!(error = %e, "SIGHUP refused"),
+            }
+            reloading.store(false, Ordering::SeqCst);
+        });
     }
 
     fn scale<M, R>(cluster: &ClusterHandle<M, R>, request: Scale, name: &'static str)

@@ -154,12 +154,18 @@ fn executable_name() -> Option<String> {
 
 /// The export filter: `CORRAL_OTEL_FILTER`, or [`DEFAULT_FILTER`].
 fn export_filter() -> Result<EnvFilter, TelemetryError> {
-    match std::env::var(FILTER_ENV) {
+    let filter = match std::env::var(FILTER_ENV) {
         Ok(directives) if !directives.trim().is_empty() => {
-            EnvFilter::builder().parse(directives).map_err(|e| TelemetryError::Filter(e.to_string()))
+            EnvFilter::builder().parse(directives).map_err(|e| TelemetryError::Filter(e.to_string()))?
         }
-        _ => Ok(EnvFilter::new(DEFAULT_FILTER)),
-    }
+        _ => EnvFilter::new(DEFAULT_FILTER),
+    };
+    // A worker's identity span (slot and pid on its log lines) lasts as long as the process
+    // and is no operation: never exported, and never any span's parent.
+    let identity = format!("{}=off", corral_workers::WORKER_SPAN_TARGET);
+    Ok(filter.add_directive(
+        identity.parse().map_err(|e: tracing_subscriber::filter::ParseError| TelemetryError::Filter(e.to_string()))?,
+    ))
 }
 
 fn protocol() -> Result<Protocol, TelemetryError> {

@@ -227,18 +227,40 @@ async fn usage_errors_exit_2_and_init_writes_a_file_check_accepts() {
 async fn an_address_in_use_fails_before_any_worker_starts() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
-    let workers = temp_dir("in-use");
+    // Reuse-port too: the kernel would let the cluster join a same-user SO_REUSEPORT group.
+    for sched in ["shared", "reuseport"] {
+        let workers = temp_dir(&format!("in-use-{sched}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["run", "--sched", sched, "-l", &addr, "--"])
+            .args(python())
+            .env("PID_DIR", &workers)
+            .output()
+            .await
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "--sched {sched}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&addr) && stderr.contains("in use"), "--sched {sched}: {stderr}");
+        assert!(pids_in(&workers).is_empty(), "--sched {sched}: no worker was started");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_reuseport_cluster_does_not_join_the_first_ones_port() {
+    let first = CorralRun::start(&["-w", "2", "--no-control", "-l", "127.0.0.1:0"], &python(), &[], 1).await;
+    let addr = first.addrs[0].to_string();
+    let workers = temp_dir("second-reuseport");
     let out = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["run", "--sched", "shared", "-l", &addr, "--"])
+        .args(["run", "--sched", "reuseport", "--no-control", "-l", &addr, "--"])
         .args(python())
         .env("PID_DIR", &workers)
-        .output()
-        .await
-        .expect("run");
+        .output();
+    let out = tokio::time::timeout(TIMEOUT, out).await.expect("refused at once").expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&addr) && stderr.contains("in use"), "{stderr}");
     assert!(pids_in(&workers).is_empty(), "no worker was started");
+    first.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(first.exit().await.0, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -337,7 +337,7 @@ fn misbehave(mode: &str, boot: &WorkerBootstrap) -> ! {
     }
 }
 
-fn main() -> Result<(), corral::Error> {
+fn main() -> std::process::ExitCode {
     corral::init_tracing();
     let Some(boot) = WorkerBootstrap::from_env().expect("worker environment") else {
         eprintln!("testbed is a worker program: the tests start it through a corral primary");

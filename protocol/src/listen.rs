@@ -42,16 +42,66 @@ pub enum BindMode {
 ///
 /// The socket calls' own errors (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`, …).
 pub fn bind(addr: SocketAddr, mode: BindMode) -> io::Result<Socket> {
+    let socket = bound(addr, mode)?;
+    if mode != BindMode::ReusePortHold {
+        socket.listen(BACKLOG)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// As [`bind`], for the **first** socket of a cluster on `addr`: refused with `EADDRINUSE`
+/// when another process already listens there, even in an `SO_REUSEPORT` group it could
+/// join (the kernel lets every socket of the same user join one, and the two clusters
+/// would silently split the traffic). Later sockets of the cluster's own group use [`bind`].
+///
+/// A probe socket without `SO_REUSEPORT` is bound first: that fails while anyone listens
+/// on the address, and, while it stays bound, nobody else can start listening there, so the
+/// cluster's own socket is bound before the probe closes. (A process that has bound a
+/// reuse-port socket but not yet listened on it is not seen; nor is the cluster by such a
+/// process during the same instant of its own start.) Port 0 needs no probe.
+///
+/// ```
+/// use corral_protocol::{BindMode, bind, bind_first};
+/// let first = bind_first("127.0.0.1:0".parse().unwrap(), BindMode::ReusePortListen).unwrap();
+/// let addr = first.local_addr().unwrap().as_socket().unwrap();
+/// // Another cluster is refused; the cluster's own group still grows.
+/// let refused = bind_first(addr, BindMode::ReusePortListen).unwrap_err();
+/// assert_eq!(refused.kind(), std::io::ErrorKind::AddrInUse);
+/// assert!(bind(addr, BindMode::ReusePortListen).is_ok());
+/// ```
+///
+/// # Errors
+///
+/// As [`bind`]; `EADDRINUSE` when something listens on `addr`.
+pub fn bind_first(addr: SocketAddr, mode: BindMode) -> io::Result<Socket> {
+    if mode == BindMode::Listen || addr.port() == 0 {
+        // A plain listening socket conflicts with every other listener by itself.
+        return bind(addr, mode);
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+    // SO_REUSEADDR, as every corral socket: connections of an earlier run in TIME_WAIT
+    // do not count as "in use".
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())?;
+    let socket = bound(addr, mode)?;
+    // The probe must go before the group listens: a listener conflicts with it.
+    drop(probe);
+    if mode != BindMode::ReusePortHold {
+        socket.listen(BACKLOG)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A close-on-exec TCP socket bound to `addr` with the options `mode` asks for, not listening.
+fn bound(addr: SocketAddr, mode: BindMode) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
     socket.set_reuse_address(true)?;
     if mode != BindMode::Listen {
         socket.set_reuse_port(true)?;
     }
     socket.bind(&addr.into())?;
-    if mode != BindMode::ReusePortHold {
-        socket.listen(BACKLOG)?;
-    }
-    socket.set_nonblocking(true)?;
     Ok(socket)
 }
 

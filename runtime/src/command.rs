@@ -12,7 +12,9 @@ pub(crate) struct WorkerCommand {
     pub program: PathBuf,
     /// For rolling reloads: the executable as it is on disk now (a deploy is picked up).
     pub reload_program: PathBuf,
-    pub argv0: Option<OsString>,
+    /// For the primary's own image: the program's name, for the workers' titles
+    /// (`myapp: worker 2 (gen 3)` as their `argv[0]`).
+    pub title: Option<String>,
     pub args: Vec<OsString>,
 }
 
@@ -20,28 +22,38 @@ impl WorkerCommand {
     pub(crate) fn new(exec: &WorkerExec) -> Self {
         match exec {
             WorkerExec::CurrentExe => {
-                let mut args = std::env::args_os();
-                let argv0 = args.next();
+                // As the primary was started (its title may have replaced them since).
+                let mut args = crate::title::original_args().into_iter();
+                let _argv0 = args.next();
+                let on_disk = path_on_disk();
                 WorkerCommand {
                     // /proc/self/exe is the primary's own image even after the file on disk
                     // was replaced or deleted, so a crash restart runs the same code as its
                     // siblings.
                     program: PathBuf::from("/proc/self/exe"),
-                    reload_program: path_on_disk(),
-                    argv0,
+                    title: crate::title::program_name(&on_disk),
+                    reload_program: on_disk,
                     args: args.collect(),
                 }
             }
             WorkerExec::Foreign(foreign) => WorkerCommand {
                 program: foreign.program.clone(),
                 reload_program: foreign.program.clone(),
-                argv0: None,
+                title: None,
                 args: foreign.args.clone(),
             },
             WorkerExec::Program { path, args } => {
-                WorkerCommand { program: path.clone(), reload_program: path.clone(), argv0: None, args: args.clone() }
+                WorkerCommand { program: path.clone(), reload_program: path.clone(), title: None, args: args.clone() }
             }
         }
+    }
+}
+
+impl WorkerCommand {
+    /// The `argv[0]` of the worker in `slot`, generation `generation`: its title for the
+    /// primary's own image, the program's own path otherwise.
+    pub(crate) fn argv0(&self, slot: usize, generation: u64) -> Option<OsString> {
+        self.title.as_deref().map(|name| crate::title::worker_title(name, slot, generation))
     }
 }
 

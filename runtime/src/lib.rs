@@ -77,6 +77,7 @@ mod status_json;
 mod status_table;
 mod sticky_key;
 mod systemd;
+mod title;
 mod upgrade;
 
 pub use backoff::Backoff;
@@ -110,4 +111,5 @@ pub use restart::Restart;
 pub use status::{WorkerState, WorkerStatus};
 pub use status_table::StatusTable;
 pub use sticky_key::{StickyKey, StickyKeyError};
+pub use title::set_primary_title;
 pub use upgrade::{UPGRADE_CHECK_ENV, UPGRADE_FD_ENV};

@@ -89,6 +89,27 @@ pub enum WorkerError {
     },
 }
 
+impl WorkerError {
+    /// Whether this is (or, for a failed `start`, wraps) the primary's refusal of a listen
+    /// request: the primary decided it and says why, so the worker need not say it again.
+    ///
+    /// ```
+    /// use corral_workers::WorkerError;
+    /// let refused = corral_protocol::ListenRefusal::NotAllowed { addr: "127.0.0.1:9".into() };
+    /// assert!(WorkerError::Start(Box::new(WorkerError::from(refused))).is_listen_refusal());
+    /// assert!(!WorkerError::Start("disk full".into()).is_listen_refusal());
+    /// ```
+    pub fn is_listen_refusal(&self) -> bool {
+        match self {
+            WorkerError::ListenRefused(_) => true,
+            WorkerError::Start(source) => {
+                source.downcast_ref::<WorkerError>().is_some_and(WorkerError::is_listen_refusal)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Which of a [`Worker`](crate::Worker)'s methods failed ([`WorkerError::Behaviour`]).
 ///
 /// ```

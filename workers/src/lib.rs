@@ -57,6 +57,7 @@ mod hang_dump;
 #[cfg(feature = "axum")]
 pub mod http;
 mod listen;
+mod process_name;
 mod run;
 
 pub use behaviour::Worker;
@@ -67,4 +68,4 @@ pub use cpu_pool::{
 };
 pub use error::{BoxError, Stage, WorkerError};
 pub use listen::{Connection, Listener};
-pub use run::{EXIT_BEHAVIOUR, EXIT_BOOTSTRAP, EXIT_DRAIN_TIMEOUT, EXIT_OK, EXIT_PROTOCOL, run};
+pub use run::{EXIT_BEHAVIOUR, EXIT_BOOTSTRAP, EXIT_DRAIN_TIMEOUT, EXIT_OK, EXIT_PROTOCOL, WORKER_SPAN_TARGET, run};

@@ -39,6 +39,10 @@ pub const EXIT_PROTOCOL: i32 = 3;
 /// Exit code of a worker that did not finish draining before its deadline.
 pub const EXIT_DRAIN_TIMEOUT: i32 = 4;
 
+/// The target of the span every worker-side log line is in (`worker{slot pid}`); a
+/// span exporter should leave it out (`corral::telemetry` does).
+pub const WORKER_SPAN_TARGET: &str = "corral::process";
+
 /// How long a worker drains when it is not told a deadline (SIGTERM, or the primary is gone).
 const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 /// Messages from the primary that may wait in the behaviour's mailbox.
@@ -60,6 +64,14 @@ const OUTBOX: usize = 1024;
 /// the CPU pool cannot be set up. A behaviour that fails is no error here: `run` returns
 /// [`EXIT_BEHAVIOUR`].
 pub fn run<W: Worker>(worker: W, boot: WorkerBootstrap) -> Result<i32, WorkerError> {
+    crate::process_name::name_after_executable();
+    // Every line this worker logs says which one it is: `worker{slot=2 pid=4242}: …`. The
+    // whole worker runs on this thread (one event loop), so the span entered here is the
+    // current one of every task it polls. At ERROR level so that no `RUST_LOG` that lets a
+    // line through hides it; `corral::telemetry` does not export it (it is no operation).
+    let identity =
+        tracing::error_span!(target: WORKER_SPAN_TARGET, "worker", slot = boot.slot, pid = std::process::id());
+    let _identity = identity.enter();
     // The primary may have died before our PR_SET_PDEATHSIG was armed.
     if nix::unistd::getppid().as_raw() as u32 != boot.primary_pid {
         return Err(WorkerError::PrimaryGone);
@@ -156,8 +168,13 @@ async fn run_async<W: Worker>(
         Ok(spawned) => spawned,
         Err(e) => {
             let message = failure.get().map_or_else(|| e.to_string(), ToString::to_string);
-            tracing::error!(error = %message, "worker failed to start");
-            let _ = outbox.send(Outgoing::control(Control::Error { message })).await;
+            if failure.get().is_some_and(WorkerError::is_listen_refusal) {
+                // The primary refused the address and stops the cluster; its error says why.
+                tracing::debug!(error = %message, "worker failed to start");
+            } else {
+                tracing::error!(error = %message, "worker failed to start");
+                let _ = outbox.send(Outgoing::control(Control::Error { message })).await;
+            }
             finish_writer(&flush, outbox, writer).await;
             return Ok(EXIT_BEHAVIOUR);
         }

@@ -65,7 +65,7 @@ impl ActivatedSockets {
             }
             let per_slot = reuse_port && matches!(spec.addr, ListenAddr::Tcp(_));
             let (socket, bound) =
-                bind_one(&spec.addr, per_slot).map_err(|e| ListenRefusal::bind(&spec.addr.to_string(), &e))?;
+                bind_one(&spec.addr, per_slot, true).map_err(|e| ListenRefusal::bind(&spec.addr.to_string(), &e))?;
             tracing::info!(name = %spec.name, addr = %bound, per_slot, "listening (socket activation)");
             listeners.push(Activated { name: spec.name.clone(), bound, sockets: vec![Arc::new(socket)], per_slot });
         }
@@ -132,7 +132,7 @@ impl ActivatedSockets {
         for l in listeners.iter_mut() {
             let socket = if l.per_slot {
                 while l.sockets.len() <= slot {
-                    let (socket, _) = bind_one(&l.bound, true)?;
+                    let (socket, _) = bind_one(&l.bound, true, false)?;
                     l.sockets.push(Arc::new(socket));
                 }
                 &l.sockets[slot]
@@ -148,12 +148,14 @@ impl ActivatedSockets {
 
 /// A listening socket for `addr`, **blocking** (the file status flag is shared with every
 /// worker that inherits it, and programs expect systemd's blocking sockets), and the address
-/// it is bound to.
-fn bind_one(addr: &ListenAddr, reuse_port: bool) -> io::Result<(Socket, ListenAddr)> {
+/// it is bound to. The `first` socket of an address is refused when another process
+/// listens there already (`corral_protocol::bind_first`); later slots join its group.
+fn bind_one(addr: &ListenAddr, reuse_port: bool, first: bool) -> io::Result<(Socket, ListenAddr)> {
     let socket = match addr {
         ListenAddr::Tcp(tcp) => {
             let mode = if reuse_port { BindMode::ReusePortListen } else { BindMode::Listen };
-            let socket = corral_protocol::bind(*tcp, mode)?;
+            let socket =
+                if first { corral_protocol::bind_first(*tcp, mode)? } else { corral_protocol::bind(*tcp, mode)? };
             let bound = socket.local_addr()?.as_socket().map(ListenAddr::Tcp).unwrap_or_else(|| addr.clone());
             socket.set_nonblocking(false)?;
             return Ok((socket, bound));

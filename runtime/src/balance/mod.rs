@@ -173,7 +173,8 @@ impl Listeners {
                 socket.set_nonblocking(true).map_err(refused)?;
                 socket
             }
-            None => corral_protocol::bind(addr, self.distribution.bind_mode()).map_err(refused)?,
+            // The cluster's first socket on it: refused when another process listens there.
+            None => corral_protocol::bind_first(addr, self.distribution.bind_mode()).map_err(refused)?,
         };
         let bound = socket
             .local_addr()

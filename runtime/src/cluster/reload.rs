@@ -1,6 +1,8 @@
 //! Rolling reload: every slot replaced in turn, each replacement ready before its old process
 //! drains, in a task so that the cluster keeps answering meanwhile.
 
+use std::collections::HashSet;
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
@@ -15,7 +17,7 @@ use crate::slot::{ReplaceReason, SlotMsg};
 use std::sync::Arc;
 
 use crate::command::WorkerCommand;
-use crate::{ClusterEvent, ReconfigureError, ReloadError, ReloadReport, Scale, Unchangeable, lifecycle};
+use crate::{ClusterEvent, EventStream, ReconfigureError, ReloadError, ReloadReport, Scale, Unchangeable, lifecycle};
 
 impl<M, R> ClusterState<M, R>
 where
@@ -33,7 +35,9 @@ where
             self.reconfigure().err()
         };
         if let Some(error) = refused {
-            tracing::warn!(%error, "reload request refused");
+            // The requester hears it in the report, and says it (the primary of
+            // `corral::main` logs a refused SIGHUP; `corral reload` prints it).
+            tracing::debug!(%error, "reload request refused");
             if let Some(reply) = reply {
                 let _ = reply.send(ReloadReport { replaced: Vec::new(), error: Some(error) });
             }
@@ -61,11 +65,38 @@ where
         self.reload = Some(span.clone());
         let cluster = self.myself.clone();
         let parent = span.clone();
+        // Exits are watched from the start: the first slots' old processes drain while the
+        // later slots are replaced.
+        let drains = DrainWatch::start(self.args.bus.subscribe());
+        let drain_bound = self.args.config.kill_timeout + DRAIN_LOG_GRACE;
+        let started = tokio::time::Instant::now();
         let task = async move {
             let report = replace_in_turn(supervisors, patience, &parent).await;
             match &report.error {
-                None => tracing::info!(replaced = report.replaced.len(), "rolling reload done"),
+                None => {
+                    // "Done" once the old processes are gone too (each drains, or is killed
+                    // after `kill_timeout`): logged apart, the report is not held back.
+                    let old: Vec<u32> = report.replaced.iter().map(|r| r.old_pid).collect();
+                    let replaced = report.replaced.len();
+                    tokio::spawn(
+                        async move {
+                            let drained = drains.wait_for(old, drain_bound).await;
+                            let took_ms = started.elapsed().as_millis();
+                            if drained {
+                                tracing::info!(replaced, took_ms, "rolling reload done: the old workers have drained");
+                            } else {
+                                tracing::warn!(
+                                    replaced,
+                                    took_ms,
+                                    "rolling reload done, but an old worker has not exited yet"
+                                );
+                            }
+                        }
+                        .instrument(parent.clone()),
+                    );
+                }
                 Some(error) => {
+                    drains.abort();
                     tracing::error!(replaced = report.replaced.len(), %error, "rolling reload aborted; the remaining workers keep serving")
                 }
             }
@@ -127,6 +158,61 @@ where
         if let Some(reply) = reply {
             let _ = reply.send(report);
         }
+    }
+}
+
+/// How much longer than `kill_timeout` the "reload done" line waits for the old processes.
+const DRAIN_LOG_GRACE: Duration = Duration::from_secs(2);
+
+/// The process exits seen since a reload started, to say when its old processes are gone.
+struct DrainWatch {
+    exited: Arc<std::sync::Mutex<HashSet<u32>>>,
+    changed: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DrainWatch {
+    /// Records every exit on `events` (read on, so that no message waits for this reader).
+    fn start<R: Clone + Send + 'static>(mut events: EventStream<R>) -> Self {
+        let exited = Arc::new(std::sync::Mutex::new(HashSet::new()));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn({
+            let (exited, changed) = (exited.clone(), changed.clone());
+            async move {
+                while let Some(event) = events.recv().await {
+                    if let ClusterEvent::Exit { pid, .. } = event {
+                        exited.lock().unwrap_or_else(PoisonError::into_inner).insert(pid);
+                        changed.notify_waiters();
+                    }
+                }
+            }
+        });
+        DrainWatch { exited, changed, task }
+    }
+
+    /// Waits until every one of `pids` has exited, at most `bound`; whether they all have.
+    async fn wait_for(self, pids: Vec<u32>, bound: Duration) -> bool {
+        let all_gone = || {
+            let exited = self.exited.lock().unwrap_or_else(PoisonError::into_inner);
+            pids.iter().all(|pid| exited.contains(pid))
+        };
+        let gone = tokio::time::timeout(bound, async {
+            loop {
+                let changed = self.changed.notified();
+                if all_gone() {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .is_ok();
+        self.task.abort();
+        gone
+    }
+
+    fn abort(self) {
+        self.task.abort();
     }
 }
 

@@ -36,10 +36,15 @@ where
     }
 
     /// A worker asked for an address that cannot be listened on: stop rather than restart
-    /// into the same error.
+    /// into the same error. The refusal is the cluster's result (`wait` returns it; `corral::main` prints it once):
+    /// logged here without it, and only for the first slot that hit it.
     pub(crate) async fn listen_failed(&mut self, slot: usize, refusal: ListenRefusal) {
-        tracing::error!(slot, error = %refusal, "stopping the cluster");
-        self.failure.get_or_insert(Outcome::Listen(refusal));
+        if self.failure.is_some() {
+            tracing::debug!(slot, error = %refusal, "listen failed while the cluster stops");
+        } else {
+            tracing::warn!(slot, "a worker cannot listen; stopping the cluster");
+            self.failure = Some(Outcome::Listen(refusal));
+        }
         self.begin_stop().await;
     }
 
@@ -102,10 +107,12 @@ where
         let outcome = self.failure.clone().unwrap_or(Outcome::Clean);
         let error = outcome.clone().into_result().err().map(Arc::new);
         let span = self.shutdown_span.take().unwrap_or_else(Span::none);
+        // Why it failed is the cluster's result (`wait` returns it, `corral::main` prints it):
+        // not said here too. The span carries it, for trace export, once this line is out.
+        span.in_scope(|| tracing::info!(failed = error.is_some(), "cluster stopped"));
         if let Some(error) = &error {
             lifecycle::fail(&span, error);
         }
-        span.in_scope(|| tracing::info!(error = ?error.as_ref().map(|e| e.to_string()), "cluster stopped"));
         drop(span);
         self.args.bus.emit(ClusterEvent::Stopped { error: error.clone() });
         for waiter in self.waiters.drain(..) {

@@ -48,7 +48,8 @@ where
                 self.args.bus.emit(ClusterEvent::Listening { slot, addr });
             }
             Err(refusal) => {
-                tracing::error!(slot, error = %refusal, "listen failed");
+                // The cluster decides what a refusal means (it stops) and says why once.
+                tracing::debug!(slot, error = %refusal, "listen failed");
                 if let Some(proc) = self.proc(generation) {
                     proc.process.send_control(Control::ListenAck { id, result: Err(refusal.clone()) });
                 }

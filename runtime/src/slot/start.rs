@@ -89,7 +89,7 @@ where
             slot,
             generation,
             program,
-            argv0: self.args.command.argv0.clone(),
+            argv0: self.args.command.argv0(slot, generation),
             args: self.args.command.args.clone(),
             config: &config,
             activation,

@@ -44,7 +44,7 @@ pub(crate) async fn check(path: &Path, patience: Duration) -> Result<(), Preflig
     let write_raw = write.as_raw_fd();
     let mut cmd = tokio::process::Command::new(path);
     {
-        let mut args = std::env::args_os();
+        let mut args = crate::title::original_args().into_iter();
         if let Some(argv0) = args.next() {
             cmd.arg0(argv0);
         }
