@@ -61,6 +61,8 @@ pub mod hang;
 mod intensity;
 mod kill;
 pub mod lifecycle;
+#[cfg(feature = "cluster")]
+mod local_messages;
 mod logfile;
 mod outcome;
 mod process;
