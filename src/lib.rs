@@ -42,6 +42,9 @@ pub mod telemetry;
 
 pub use corral_protocol as protocol;
 pub use corral_runtime::control;
+/// The node set (one corral per host, joined over ractor_cluster): `corral_runtime::node`.
+#[cfg(feature = "cluster")]
+pub use corral_runtime::node;
 pub use corral_runtime::{
     Backoff, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError, ControlSocket,
     Escalation, EventStream, ExitStatus, ForeignWorker, HangReport, KillReason, KilledWorker, ListenAddr,
@@ -50,6 +53,7 @@ pub use corral_runtime::{
     RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling, StartFailure, StatusTable, ThreadActivity,
     ThreadSample, WorkerExec, WorkerOutput, WorkerState, WorkerStatus,
 };
+pub use corral_runtime::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
 pub use corral_workers::http;
 pub use corral_workers::{
     BoxError, Connection, CpuPool, CpuPoolConfig, CpuPoolConfigFault, CpuPoolError, CpuPoolHandle, CpuPoolStats,
@@ -57,6 +61,10 @@ pub use corral_workers::{
 };
 pub use error::Error;
 pub use primary::{is_worker, main, run, run_if_worker, run_primary};
+/// ractor_cluster itself, for an application's own actor messages under the `cluster`
+/// feature (`#[derive(ractor_cluster::RactorMessage)]`).
+#[cfg(feature = "cluster")]
+pub use ractor_cluster;
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
 /// `info`), and — with the `telemetry` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
-use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, Restart};
+use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, NodeConfig, Restart};
 
 /// What the cluster does when a slot gives up (it exceeded its restart intensity).
 ///
@@ -209,6 +209,10 @@ pub struct ClusterConfig {
     /// logged) and the cluster goes on. Default: `None`, any address (`corral run` allows only
     /// its configured listeners).
     pub listen_allow: Option<Vec<String>>,
+    /// This primary's place in a node set (needs the `cluster` feature): its host agent joins
+    /// the process group named after the cluster, and `status --all`, `reload --all` and
+    /// `broadcast` reach every node. Default: none (a single host).
+    pub node: Option<NodeConfig>,
 }
 
 impl Default for ClusterConfig {
@@ -241,6 +245,7 @@ impl Default for ClusterConfig {
             reconfigure: None,
             log_files: None,
             listen_allow: None,
+            node: None,
         }
     }
 }
@@ -377,6 +382,13 @@ impl ClusterConfig {
         })
     }
 
+    /// Joins a node set (see [`NodeConfig`]; needs the `cluster` feature).
+    #[must_use]
+    pub fn node(mut self, node: NodeConfig) -> Self {
+        self.node = Some(node);
+        self
+    }
+
     /// Adds an environment variable for every worker.
     ///
     /// ```
@@ -482,6 +494,9 @@ impl ClusterConfig {
         }
         if self.name.is_empty() {
             return bad("name", "must not be empty".into());
+        }
+        if let Some((field, reason)) = self.node.as_ref().and_then(NodeConfig::problem) {
+            return bad(field, reason);
         }
         if let Some(files) = &self.log_files {
             if self.output != WorkerOutput::Capture {

@@ -224,6 +224,11 @@ pub enum ClusterError {
     /// ```
     #[error("cannot spawn the cluster actor: {0}")]
     Spawn(#[source] ractor::SpawnErr),
+    /// The node set could not be joined (the node server's address in use…); the cluster
+    /// was stopped.
+    #[cfg(feature = "cluster")]
+    #[error("node set: {0}")]
+    Node(#[source] crate::node::NodeError),
     /// A protocol error.
     ///
     /// ```no_run

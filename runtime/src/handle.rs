@@ -43,6 +43,9 @@ pub struct ClusterHandle<M, R> {
     routes: Arc<Routes<M>>,
     listeners: Arc<Listeners>,
     done: watch::Receiver<Option<Outcome>>,
+    /// The node set, once joined (`ClusterConfig::node`).
+    #[cfg(feature = "cluster")]
+    node_set: Arc<std::sync::OnceLock<crate::node::NodeSet>>,
 }
 
 impl<M, R> Clone for ClusterHandle<M, R> {
@@ -53,6 +56,8 @@ impl<M, R> Clone for ClusterHandle<M, R> {
             routes: self.routes.clone(),
             listeners: self.listeners.clone(),
             done: self.done.clone(),
+            #[cfg(feature = "cluster")]
+            node_set: self.node_set.clone(),
         }
     }
 }
@@ -75,7 +80,37 @@ where
         listeners: Arc<Listeners>,
         done: watch::Receiver<Option<Outcome>>,
     ) -> Self {
-        ClusterHandle { actor, bus, routes, listeners, done }
+        ClusterHandle {
+            actor,
+            bus,
+            routes,
+            listeners,
+            done,
+            #[cfg(feature = "cluster")]
+            node_set: Arc::default(),
+        }
+    }
+
+    /// The node set this primary joined ([`ClusterConfig::node`](crate::ClusterConfig::node)),
+    /// for `status_all`, `reload_all` and `broadcast` across hosts.
+    ///
+    /// ```no_run
+    /// # async fn demo(cluster: corral_runtime::ClusterHandle<String, String>) {
+    /// if let Some(nodes) = cluster.node_set() {
+    ///     let all = nodes.status_all().await;
+    ///     println!("{} workers on {} nodes", all.workers.len(), all.nodes.len());
+    ///     nodes.broadcast(&"flush".to_string()).await.ok();
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn node_set(&self) -> Option<&crate::node::NodeSet> {
+        self.node_set.get()
+    }
+
+    #[cfg(feature = "cluster")]
+    pub(crate) fn set_node_set(&self, set: crate::node::NodeSet) {
+        let _ = self.node_set.set(set);
     }
 
     /// A foreign cluster's listeners ([`ForeignWorker::listen`](crate::ForeignWorker::listen)):

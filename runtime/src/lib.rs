@@ -64,6 +64,9 @@ pub mod lifecycle;
 #[cfg(feature = "cluster")]
 mod local_messages;
 mod logfile;
+#[cfg(feature = "cluster")]
+pub mod node;
+mod node_config;
 mod outcome;
 mod process;
 mod reports;
@@ -97,6 +100,7 @@ pub use hang::{HangReport, ThreadActivity, ThreadSample, syscall_name};
 pub use intensity::RestartIntensity;
 pub use kill::KillReason;
 pub use logfile::reopen_log_files;
+pub use node_config::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
 pub use reports::{ReloadReport, Replaced, Scale, ScaleReport};
 pub use request::ClusterMsg;
 pub use restart::Restart;

@@ -79,7 +79,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl<M, R> Cluster<M, R>
 where
-    M: Serialize + Clone + Send + Sync + 'static,
+    M: Serialize + crate::NodeMessage + Clone + Send + Sync + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Validates `config`, then spawns the cluster actor (unsupervised) and starts its workers.
@@ -174,6 +174,8 @@ where
         let upgrading = inherited.is_some();
         let control_path = config.control.path(&config.name);
         let (log_files, log_name) = (config.log_files.clone(), config.name.clone());
+        #[cfg(feature = "cluster")]
+        let (node, group) = (config.node.clone(), config.name.clone());
         let args = ClusterArgs {
             config: Arc::new(config),
             bus: bus.clone(),
@@ -189,6 +191,16 @@ where
         };
         let (actor, _join) = spawned.map_err(ClusterError::Spawn)?;
         let handle = ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx);
+        #[cfg(feature = "cluster")]
+        if let Some(node) = node {
+            match crate::node::start(node, group, Arc::new(handle.clone())).await {
+                Ok(set) => handle.set_node_set(set),
+                Err(e) => {
+                    let _ = handle.stop().await;
+                    return Err(ClusterError::Node(e));
+                }
+            }
+        }
         if let Some(path) = control_path {
             tokio::spawn(control::serve(path, handle.clone(), control_fd));
         }

@@ -17,4 +17,4 @@ pub use protocol::{
 pub use server::{IDLE_TIMEOUT, MAX_CLIENTS, MAX_FOLLOWERS, REQUEST_TIMEOUT};
 
 pub(crate) use describe::describe;
-pub(crate) use server::{listening_fd, serve};
+pub(crate) use server::{listening_fd, serve, status_row};
