@@ -206,7 +206,11 @@ fn heard(state: &mut AgentState, beat: Heartbeat) {
     if came_up {
         tracing::info!(node = %beat.node, listen = %beat.listen, "node up");
     }
-    for addr in std::iter::once(&beat.listen).chain(&beat.peers) {
+    if let Ok(addr) = beat.listen.parse() {
+        args.links.add(addr);
+        args.links.healthy(addr);
+    }
+    for addr in &beat.peers {
         if let Ok(addr) = addr.parse() {
             args.links.add(addr);
         }

@@ -77,6 +77,14 @@ impl Links {
         }
     }
 
+    /// A heartbeat came from the node server at `addr`: its next redial starts from the
+    /// shortest delay again.
+    pub(crate) fn healthy(&self, addr: SocketAddr) {
+        if let Some(redial) = self.targets().get_mut(&addr) {
+            redial.delay = BACKOFF_BASE;
+        }
+    }
+
     /// Dials, every `every`, each target no session reaches, until the node server stops.
     pub(crate) async fn maintain(self, server: ActorRef<NodeServerMessage>, every: Duration, user_timeout: Duration) {
         let mut tick = tokio::time::interval(every);
@@ -100,8 +108,10 @@ impl Links {
                 let mut due = Vec::new();
                 for (addr, redial) in targets.iter_mut() {
                     if connected.contains(&addr.to_string()) {
-                        redial.delay = BACKOFF_BASE;
-                        redial.at = now + BACKOFF_BASE;
+                        // A session (perhaps still authenticating) is there: no dial now. The
+                        // delay is reset only by a heartbeat (`healthy`), so that a peer that
+                        // refuses us (another cookie) is redialled ever more slowly.
+                        redial.at = redial.at.max(now + BACKOFF_BASE);
                     } else if now >= redial.at {
                         due.push(*addr);
                         redial.at = now + jittered(redial.delay);

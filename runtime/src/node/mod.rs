@@ -257,6 +257,13 @@ impl NodeSet {
                 ask.await.unwrap_or_else(|e| Err(NodeError::Unreachable { node: "?".into(), reason: e.to_string() })),
             );
         }
+        // By node name; the failures last.
+        out.sort_by(|a, b| match (a, b) {
+            (Ok((x, _)), Ok((y, _))) => x.cmp(y),
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            (Err(_), Err(_)) => std::cmp::Ordering::Equal,
+        });
         out
     }
 
@@ -265,12 +272,7 @@ impl NodeSet {
     pub async fn status_all(&self) -> NodeStatus {
         let mut workers = Vec::new();
         let mut unreachable = Vec::new();
-        let mut answers = self.ask_all(Request::Status, ASK_TIMEOUT).await;
-        answers.sort_by(|a, b| match (a, b) {
-            (Ok((x, _)), Ok((y, _))) => x.cmp(y),
-            _ => std::cmp::Ordering::Equal,
-        });
-        for answer in answers {
+        for answer in self.ask_all(Request::Status, ASK_TIMEOUT).await {
             match answer {
                 Ok((node, data)) => {
                     for mut row in data.get("workers").and_then(Value::as_array).cloned().unwrap_or_default() {
