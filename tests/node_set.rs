@@ -430,3 +430,87 @@ async fn reload_all_stops_at_the_first_node_that_fails_and_says_where() {
         let _ = node.run.exit().await;
     }
 }
+
+/// A library cluster of the `node_set` example, its stdout collected.
+struct Example {
+    child: tokio::process::Child,
+    out: Arc<std::sync::Mutex<Vec<String>>>,
+    control: PathBuf,
+}
+
+impl Example {
+    fn start(dir: &Path, name: &str, listen: SocketAddr, cookie: &Path, extra: &[String]) -> Example {
+        use tokio::io::AsyncBufReadExt;
+        let control = dir.join(format!("{name}.sock"));
+        let mut child = tokio::process::Command::new(example("node_set"))
+            .args(["--node", name, "--node-listen", &listen.to_string(), "--cookie-file"])
+            .arg(cookie)
+            .arg("--control")
+            .arg(&control)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the node_set example");
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let sink = out.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        Example { child, out, control }
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.out.lock().expect("lines").iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// Waits (bounded) until each example printed `needle` `n` times.
+async fn until_printed(examples: &[Example], needle: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while examples.iter().any(|e| e.count(needle) < n) {
+        let seen: Vec<Vec<String>> = examples.iter().map(|e| e.out.lock().expect("lines").clone()).collect();
+        assert!(tokio::time::Instant::now() < deadline, "{n}× {needle:?} on each node; printed: {seen:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_broadcast_reaches_every_worker_on_every_node_of_library_clusters() {
+    let dir = temp_dir("broadcast");
+    let cookie = cookie_file(&dir, "cookie", "s3cret-cookie");
+    let addrs: Vec<SocketAddr> =
+        IPS.iter().map(|ip| format!("{ip}:{}", free_port(ip)).parse().expect("addr")).collect();
+    let seed = vec!["--join".to_string(), addrs[0].to_string()];
+    let mut examples = vec![
+        Example::start(&dir, "lib-0", addrs[0], &cookie, &[]),
+        Example::start(&dir, "lib-1", addrs[1], &cookie, &seed),
+    ];
+    // The last one broadcasts `Cmd::Announce("hello")` (typed, through `NodeSet::broadcast`)
+    // once all three nodes are up.
+    let announce = ["--announce".to_string(), "hello".into(), "--expect".into(), "3".into()];
+    examples.push(Example::start(&dir, "lib-2", addrs[2], &cookie, &[seed, announce.to_vec()].concat()));
+    until_printed(&examples, "got: hello", 2).await;
+    assert_eq!(examples[2].count("broadcast: node"), 3, "{:?}", examples[2].out.lock().expect("lines"));
+    // And from the command line, as JSON of the cluster's `Cmd`.
+    let out = tokio::process::Command::new(CORRAL)
+        .args(["broadcast", r#"{"Announce":"from the cli"}"#, "--control"])
+        .arg(&examples[0].control)
+        .output()
+        .await
+        .expect("corral broadcast");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["lib-0", "lib-1", "lib-2"] {
+        assert!(printed.contains(&format!("node {name}: reached 2 of 2 workers")), "{printed}");
+    }
+    until_printed(&examples, "got: from the cli", 2).await;
+    for e in &mut examples {
+        e.child.start_kill().expect("kill");
+        let _ = tokio::time::timeout(TIMEOUT, e.child.wait()).await;
+    }
+}
