@@ -514,3 +514,59 @@ async fn a_typed_broadcast_reaches_every_worker_on_every_node_of_library_cluster
         let _ = tokio::time::timeout(TIMEOUT, e.child.wait()).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_configuration_errors_exit_2_and_say_what_is_wrong() {
+    let dir = temp_dir("config");
+    let run = |args: Vec<String>, env: Option<(&'static str, &'static str)>| async move {
+        let mut cmd = tokio::process::Command::new(CORRAL);
+        cmd.arg("run").args(args).env_remove("CORRAL_COOKIE");
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(TIMEOUT, cmd.output()).await.expect("in time").expect("corral run");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["--no-control", "-l", "127.0.0.1:0", "--node", "n1", "--node-listen"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.extend(["--".to_string(), "true".into()]);
+        v
+    };
+    let (code, err) = run(base(&["127.0.0.1:4370"]), None).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no cookie") && err.contains("CORRAL_COOKIE"), "{err}");
+    let (code, err) = run(base(&["127.0.0.1:0"]), Some(("CORRAL_COOKIE", "c"))).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("node.listen") && err.contains("fixed port"), "{err}");
+    let (code, err) = run(base(&["nowhere"]), Some(("CORRAL_COOKIE", "c"))).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"nowhere\" is not an IP:PORT"), "{err}");
+    let exposed = dir.join("exposed");
+    std::fs::write(&exposed, "c\n").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, err) = run(base(&["127.0.0.1:4370", "--cookie-file", &exposed.display().to_string()]), None).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("readable by group or others"), "{err}");
+    // In a file: the key and its line.
+    let file = dir.join("corral.toml");
+    std::fs::write(
+        &file,
+        "program = \"true\"\nlisten = [\"127.0.0.1:0\"]\n\n[node]\nname = \"n 1\"\nlisten = \"127.0.0.1:4370\"\n",
+    )
+    .expect("write");
+    let (code, err) =
+        run(vec!["--no-control".into(), "-c".into(), file.display().to_string()], Some(("CORRAL_COOKIE", "c"))).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("node.name"), "{err}");
+    // The node server's address in use: the start fails, naming it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let (code, err) = run(base(&[&addr]), Some(("CORRAL_COOKIE", "c"))).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&addr) && err.contains("node"), "{err}");
+}

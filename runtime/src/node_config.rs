@@ -207,3 +207,55 @@ impl<T: serde::de::DeserializeOwned> NodeMessage for T {}
 pub trait NodeMessage {}
 #[cfg(not(feature = "cluster"))]
 impl<T> NodeMessage for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClusterConfig;
+
+    fn node() -> NodeConfig {
+        NodeConfig::new("web-1", "127.0.0.1:4370".parse().unwrap(), Cookie::new("c").unwrap())
+    }
+
+    fn refusal(node: NodeConfig) -> String {
+        ClusterConfig::default().node(node).validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_node_configs_are_refused_with_the_field() {
+        assert!(refusal(NodeConfig { name: "a b".into(), ..node() }).contains("node.name"));
+        assert!(refusal(NodeConfig { name: String::new(), ..node() }).contains("node.name"));
+        assert!(refusal(NodeConfig { listen: "127.0.0.1:0".parse().unwrap(), ..node() }).contains("node.listen"));
+        assert!(refusal(node().seed("127.0.0.2:0".parse().unwrap())).contains("node.seeds"));
+        let quick = node().heartbeat(Duration::from_secs(1), Duration::from_millis(1500));
+        assert!(refusal(quick).contains("node.heartbeat_timeout"));
+        assert!(refusal(node().heartbeat(Duration::ZERO, Duration::from_secs(1))).contains("node.heartbeat_interval"));
+    }
+
+    #[test]
+    fn a_good_node_config_needs_the_feature() {
+        let checked = ClusterConfig::default().node(node()).validate();
+        if cfg!(feature = "cluster") {
+            assert!(checked.is_ok(), "{checked:?}");
+        } else {
+            assert!(checked.unwrap_err().to_string().contains("--features cluster"));
+        }
+    }
+
+    #[test]
+    fn cookie_files_must_be_private_and_not_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("corral-cookie-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cookie");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(Cookie::from_file(&path), Err(CookieError::Exposed { mode: 0o644, .. })));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(Cookie::from_file(&path).unwrap().secret(), "s3cret");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(Cookie::from_file(&path), Err(CookieError::Empty)));
+        assert!(matches!(Cookie::from_file(&dir.join("missing")), Err(CookieError::Read { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

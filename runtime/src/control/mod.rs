@@ -17,4 +17,6 @@ pub use protocol::{
 pub use server::{IDLE_TIMEOUT, MAX_CLIENTS, MAX_FOLLOWERS, REQUEST_TIMEOUT};
 
 pub(crate) use describe::describe;
-pub(crate) use server::{listening_fd, serve, status_row};
+#[cfg(feature = "cluster")]
+pub(crate) use server::status_row;
+pub(crate) use server::{listening_fd, serve};
