@@ -429,13 +429,18 @@ impl ClusterConfig {
             ("backoff.base", self.backoff.base),
             ("backoff.max", self.backoff.max),
         ];
+        let node_durations = self.node.iter().flat_map(|n| {
+            [("node.heartbeat_interval", n.heartbeat_interval), ("node.heartbeat_timeout", n.heartbeat_timeout)]
+        });
         let foreign = self.exec.foreign();
         let watchdog = foreign.and_then(|f| f.watchdog).map(|w| ("exec.watchdog", w));
         let ready = match foreign.map(|f| f.ready) {
             Some(crate::Readiness::Delay(d)) => Some(("exec.ready", d)),
             _ => None,
         };
-        if let Some((field, d)) = durations.into_iter().chain(watchdog).chain(ready).find(|(_, d)| *d > MAX_DURATION) {
+        if let Some((field, d)) =
+            durations.into_iter().chain(node_durations).chain(watchdog).chain(ready).find(|(_, d)| *d > MAX_DURATION)
+        {
             return bad(field, format!("{d:?} is over the limit of {MAX_DURATION:?} (100 years)"));
         }
         if self.backoff.base.is_zero() {

@@ -10,6 +10,7 @@
 //!     └── …
 //! listeners + balancing            accept loop, strategy, bind      balance/
 //! upgrading the primary in place   preflight, state block, exec     upgrade/
+//! the node set (`cluster` feature) host agent, links, heartbeats     node/
 //! ```
 //!
 //! Restarts are one-for-one, typed as Erlang's ([`Restart`]), delayed by an exponential

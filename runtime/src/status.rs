@@ -71,3 +71,23 @@ impl WorkerStatus {
         }
     }
 }
+
+/// A worker's row, as `corral status --json` prints it.
+pub(crate) fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> serde_json::Value {
+    serde_json::json!({
+        "slot": w.slot,
+        "pid": w.pid,
+        "generation": w.generation,
+        "state": format!("{:?}", w.state).to_lowercase(),
+        "uptime_ms": w.uptime.map(|u| u.as_millis() as u64),
+        "restarts": w.restarts,
+        "rss_bytes": w.rss_bytes,
+        "cpu_percent": cpu_percent,
+        "in_flight": w.stats.map(|s| s.in_flight),
+        "handled": w.stats.map(|s| s.handled),
+        "messages_in": w.messages_in,
+        "messages_out": w.messages_out,
+        "status": w.status_text,
+        "heartbeat_ms": w.heartbeat_latency.map(|l| l.as_secs_f64() * 1000.0),
+    })
+}

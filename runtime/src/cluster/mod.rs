@@ -16,6 +16,8 @@
 //! | `upgrade.rs`| upgrading the primary in place: hand over, exec, take over |
 
 mod msg;
+#[cfg(feature = "cluster")]
+mod node_answers;
 mod operate;
 mod reload;
 mod scale;

@@ -17,6 +17,4 @@ pub use protocol::{
 pub use server::{IDLE_TIMEOUT, MAX_CLIENTS, MAX_FOLLOWERS, REQUEST_TIMEOUT};
 
 pub(crate) use describe::describe;
-#[cfg(feature = "cluster")]
-pub(crate) use server::status_row;
 pub(crate) use server::{listening_fd, serve};

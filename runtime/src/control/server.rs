@@ -23,6 +23,7 @@ use super::protocol::{
     CONTROL_VERSION, Command, ControlError, ErrorKind, FrameError, MAX_REQUEST, Outcome, Request, Response, read_frame,
     write_frame,
 };
+use crate::status::status_row;
 use crate::{ClusterError, ClusterEvent, ClusterHandle, Scale, WorkerStatus};
 
 /// Clients served at once (`logs --follow` followers have a pool of their own).
@@ -447,26 +448,6 @@ fn refused(e: ClusterError) -> ControlError {
         _ => ErrorKind::Refused,
     };
     ControlError::new(kind, e.to_string())
-}
-
-/// A worker's row, as `corral status --json` prints it.
-pub(crate) fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
-    json!({
-        "slot": w.slot,
-        "pid": w.pid,
-        "generation": w.generation,
-        "state": format!("{:?}", w.state).to_lowercase(),
-        "uptime_ms": w.uptime.map(|u| u.as_millis() as u64),
-        "restarts": w.restarts,
-        "rss_bytes": w.rss_bytes,
-        "cpu_percent": cpu_percent,
-        "in_flight": w.stats.map(|s| s.in_flight),
-        "handled": w.stats.map(|s| s.handled),
-        "messages_in": w.messages_in,
-        "messages_out": w.messages_out,
-        "status": w.status_text,
-        "heartbeat_ms": w.heartbeat_latency.map(|l| l.as_secs_f64() * 1000.0),
-    })
 }
 
 /// CPU use of the worker's process since the last status (or since it started).

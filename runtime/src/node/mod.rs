@@ -36,13 +36,15 @@ use ractor_cluster::{NodeServer, NodeServerMessage};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::error::{NodeError, WireError};
 pub use agent::PeerState;
 pub use msg::{AgentMsg, SessionEvent};
-pub use wire::{WIRE_VERSION, WireError};
+pub use wire::WIRE_VERSION;
 
 use agent::{AgentArgs, HostAgent, SharedPeers};
-pub(crate) use local::LocalNode;
-use wire::{Reply, Request};
+pub(crate) use local::{BoxFuture, LocalNode};
+use wire::Reply;
+pub(crate) use wire::Request;
 
 use crate::NodeConfig;
 
@@ -52,39 +54,6 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a reloaded node has to report every worker ready.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Why the node set could not start, or a question across it failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NodeError {
-    /// The node server or the host agent could not be spawned (the listen address in use…).
-    #[error("cannot start the node server on {listen}: {reason}")]
-    Start {
-        /// The node server's address.
-        listen: std::net::SocketAddr,
-        /// Why.
-        reason: String,
-    },
-    /// A peer did not answer in time, or its session closed meanwhile.
-    #[error("node {node}: no answer ({reason})")]
-    Unreachable {
-        /// The node (or the group member, when its name is not known yet).
-        node: String,
-        /// Why.
-        reason: String,
-    },
-    /// A peer answered with an error.
-    #[error("node {node}: {reason}")]
-    Failed {
-        /// The node.
-        node: String,
-        /// Its error.
-        reason: String,
-    },
-    /// A peer's answer was not understood.
-    #[error(transparent)]
-    Wire(#[from] WireError),
-}
 
 /// One node's workers, as `status --all` gathers them.
 #[derive(Debug, Clone, Serialize)]

@@ -8,23 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::error::WireError;
+
 /// The version of the payloads between host agents.
 pub const WIRE_VERSION: u32 = 1;
-
-/// Why a payload from a peer was not understood.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WireError {
-    /// Not JSON, or not the expected shape.
-    #[error("malformed node payload: {0}")]
-    Malformed(#[from] serde_json::Error),
-    /// Another version of the payloads (a peer of another build).
-    #[error("node payload version {got} (this build speaks {WIRE_VERSION})")]
-    Version {
-        /// The peer's version.
-        got: u64,
-    },
-}
 
 /// A heartbeat, sent to every peer agent each heartbeat interval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,8 +68,8 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> 
     let value: Value = serde_json::from_slice(bytes)?;
     match value.get("v").and_then(Value::as_u64) {
         Some(v) if v == u64::from(WIRE_VERSION) => Ok(serde_json::from_value(value)?),
-        Some(got) => Err(WireError::Version { got }),
-        None => Err(WireError::Version { got: 0 }),
+        Some(got) => Err(WireError::Version { got, ours: WIRE_VERSION }),
+        None => Err(WireError::Version { got: 0, ours: WIRE_VERSION }),
     }
 }
 
@@ -104,8 +91,8 @@ mod tests {
     #[test]
     fn garbage_and_other_versions_are_errors_not_panics() {
         assert!(matches!(decode::<Request>(b"\xff\x00garbage"), Err(WireError::Malformed(_))));
-        assert!(matches!(decode::<Request>(br#"{"v":2,"op":"status"}"#), Err(WireError::Version { got: 2 })));
-        assert!(matches!(decode::<Request>(br#"{"op":"status"}"#), Err(WireError::Version { got: 0 })));
+        assert!(matches!(decode::<Request>(br#"{"v":2,"op":"status"}"#), Err(WireError::Version { got: 2, .. })));
+        assert!(matches!(decode::<Request>(br#"{"op":"status"}"#), Err(WireError::Version { got: 0, .. })));
         assert!(matches!(decode::<Request>(br#"{"v":1,"op":"launch_missiles"}"#), Err(WireError::Malformed(_))));
         assert!(matches!(decode::<Heartbeat>(br#"{"v":1,"node":7}"#), Err(WireError::Malformed(_))));
         assert!(decode::<Reply>(b"").is_err());
