@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Each worker prints what it was sent; each primary prints `node NAME: N workers ready` once
-//! its workers are, and with `--announce TEXT` broadcasts `Announce(TEXT)` across the set as
+//! its workers are, `node up: …` / `node down: …` as peers come and go (`ClusterEvent::NodeUp`,
+//! `NodeDown`), and with `--announce TEXT` broadcasts `Announce(TEXT)` across the set as
 //! soon as `--expect` nodes are up.
 
 use std::net::SocketAddr;
@@ -89,7 +90,7 @@ fn main() -> Result<(), BoxError> {
         while ready < cluster.workers() {
             match events.recv().await {
                 Some(ClusterEvent::Ready { .. }) => ready += 1,
-                Some(_) => {}
+                Some(event) => print_node_event(&event),
                 None => return Ok(()),
             }
         }
@@ -111,8 +112,19 @@ fn main() -> Result<(), BoxError> {
                 }
             }
         }
-        while events.recv().await.is_some() {}
+        while let Some(event) = events.recv().await {
+            print_node_event(&event);
+        }
         Ok(())
     })?;
     Ok(())
+}
+
+/// `node up: NAME (ADDR)` / `node down: NAME (silent for …)`.
+fn print_node_event(event: &ClusterEvent<()>) {
+    match event {
+        ClusterEvent::NodeUp { node, listen } => println!("node up: {node} ({listen})"),
+        ClusterEvent::NodeDown { node, silent } => println!("node down: {node} (silent for {silent:?})"),
+        _ => {}
+    }
 }

@@ -108,6 +108,12 @@ where
         self.node_set.get()
     }
 
+    /// Emits `event` to every subscriber (the node set's up / down).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn emit(&self, event: crate::ClusterEvent<R>) {
+        self.bus.emit(event);
+    }
+
     #[cfg(feature = "cluster")]
     pub(crate) fn set_node_set(&self, set: crate::node::NodeSet) {
         let _ = self.node_set.set(set);

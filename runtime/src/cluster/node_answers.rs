@@ -5,14 +5,23 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::ClusterEvent;
 use crate::ClusterHandle;
-use crate::node::{BoxFuture, LocalNode, Request};
+use crate::node::{BoxFuture, LocalNode, PeerChange, Request};
 
 impl<M, R> LocalNode for ClusterHandle<M, R>
 where
     M: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
 {
+    fn peer_changed(&self, node: &str, change: PeerChange) {
+        let node = node.to_string();
+        self.emit(match change {
+            PeerChange::Up(listen) => ClusterEvent::NodeUp { node, listen },
+            PeerChange::Down(silent) => ClusterEvent::NodeDown { node, silent },
+        });
+    }
+
     fn answer(&self, request: Request) -> BoxFuture<'_, Result<Value, String>> {
         Box::pin(async move {
             match request {

@@ -168,6 +168,7 @@ fn tick(myself: &ActorRef<AgentMsg>, state: &mut AgentState) {
     }
     for node in down {
         tracing::warn!(node = %node, silent_ms = timeout.as_millis() as u64, "node down: no heartbeat");
+        args.local.peer_changed(&node, super::local::PeerChange::Down(timeout));
         drop_sessions(args.server.clone(), node);
     }
 }
@@ -205,6 +206,7 @@ fn heard(state: &mut AgentState, beat: Heartbeat) {
     };
     if came_up {
         tracing::info!(node = %beat.node, listen = %beat.listen, "node up");
+        args.local.peer_changed(&beat.node, super::local::PeerChange::Up(beat.listen.clone()));
     }
     if let Ok(addr) = beat.listen.parse() {
         args.links.add(addr);

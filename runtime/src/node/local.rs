@@ -16,4 +16,15 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) trait LocalNode: Send + Sync + 'static {
     /// Answers one request: its data, or why it failed.
     fn answer(&self, request: Request) -> BoxFuture<'_, Result<Value, String>>;
+
+    /// A peer came up (`Some(listen)`) or went down after `silent`: a cluster event.
+    fn peer_changed(&self, node: &str, change: PeerChange);
+}
+
+/// What changed about a peer.
+pub(crate) enum PeerChange {
+    /// Up, with its node server's address.
+    Up(String),
+    /// Down, after this long without a heartbeat.
+    Down(std::time::Duration),
 }

@@ -42,7 +42,7 @@ pub use msg::{AgentMsg, SessionEvent};
 pub use wire::WIRE_VERSION;
 
 use agent::{AgentArgs, HostAgent, SharedPeers};
-pub(crate) use local::{BoxFuture, LocalNode};
+pub(crate) use local::{BoxFuture, LocalNode, PeerChange};
 use wire::Reply;
 pub(crate) use wire::Request;
 
