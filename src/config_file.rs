@@ -117,6 +117,8 @@ pub struct ConfigFile {
     pub logs: Option<LogsFile>,
     /// The primary's metrics endpoint.
     pub metrics: Option<MetricsFile>,
+    /// This primary's place in a node set (needs the `cluster` feature).
+    pub node: Option<NodeFile>,
 }
 
 /// `[metrics]`.
@@ -138,6 +140,27 @@ pub struct ConfigFile {
 pub struct MetricsFile {
     /// Where the endpoint listens: `IP:PORT`, or a bare `PORT` for 127.0.0.1.
     pub listen: Option<String>,
+}
+
+/// `[node]`: the node set (one corral per host). The cookie comes from `cookie_file` or,
+/// without one, from the `CORRAL_COOKIE` environment variable; never from the file itself.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// This node's name, unique in the set.
+    pub name: Option<String>,
+    /// The node server's address, `IP:PORT` (a fixed port).
+    pub listen: Option<String>,
+    /// Node servers to join, `IP:PORT` each.
+    pub seeds: Option<Vec<String>>,
+    /// A file (mode 0600) holding the shared cookie.
+    pub cookie_file: Option<PathBuf>,
+    /// How often host agents heartbeat each other.
+    #[serde(default, deserialize_with = "duration")]
+    pub heartbeat_interval: Option<Duration>,
+    /// A peer silent this long is reported down.
+    #[serde(default, deserialize_with = "duration")]
+    pub heartbeat_timeout: Option<Duration>,
 }
 
 /// `[logs]`.
@@ -338,6 +361,9 @@ impl ConfigFile {
             c.metrics =
                 Some(corral_runtime::parse_metrics_addr(listen).map_err(|e| bad("metrics.listen", e.to_string()))?);
         }
+        if let Some(node) = &self.node {
+            c.node = Some(self.node_config(node)?);
+        }
         for (k, v) in self.env.iter().flatten() {
             c.env.push((k.into(), v.into()));
         }
@@ -356,6 +382,28 @@ impl ConfigFile {
             bad(key, reason)
         })?;
         Ok(c)
+    }
+
+    fn node_config(&self, node: &NodeFile) -> Result<corral_runtime::NodeConfig, ConfigFileError> {
+        let bad = |key: &str, message: String| self.error(key, message);
+        let addr = |key: &str, a: &str| {
+            a.parse::<std::net::SocketAddr>().map_err(|_| bad(key, format!("{a:?} is not an IP:PORT address")))
+        };
+        let name = node.name.clone().ok_or_else(|| bad("node.name", "is needed in a node set".into()))?;
+        let listen = node.listen.as_deref().ok_or_else(|| bad("node.listen", "is needed in a node set".into()))?;
+        let listen = addr("node.listen", listen)?;
+        let cookie = match &node.cookie_file {
+            Some(path) => corral_runtime::Cookie::from_file(path),
+            None => corral_runtime::Cookie::from_env(),
+        }
+        .map_err(|e| bad("node.cookie_file", e.to_string()))?;
+        let mut config = corral_runtime::NodeConfig::new(name, listen, cookie);
+        for seed in node.seeds.iter().flatten() {
+            config.seeds.push(addr("node.seeds", seed)?);
+        }
+        set(&mut config.heartbeat_interval, node.heartbeat_interval);
+        set(&mut config.heartbeat_timeout, node.heartbeat_timeout);
+        Ok(config)
     }
 
     fn has(&self, key: &str) -> bool {

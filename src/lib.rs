@@ -47,6 +47,9 @@ pub mod telemetry;
 pub use corral_protocol as protocol;
 pub use corral_runtime::control;
 pub use corral_runtime::metrics;
+/// The node set (one corral per host, joined over ractor_cluster): `corral_runtime::node`.
+#[cfg(feature = "cluster")]
+pub use corral_runtime::node;
 pub use corral_runtime::{
     Backoff, CallError, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError,
     ControlSocket, Escalation, EventStream, ExitStatus, ForeignWorker, HangReport, KillReason, KilledWorker,
@@ -56,6 +59,7 @@ pub use corral_runtime::{
     StartFailure, StatusTable, StickyKey, StickyKeyError, ThreadActivity, ThreadSample, WorkerExec, WorkerOutput,
     WorkerState, WorkerStatus, parse_metrics_addr, set_primary_title,
 };
+pub use corral_runtime::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
 pub use corral_workers::http;
 pub use corral_workers::{
     BoxError, Connection, CpuPool, CpuPoolConfig, CpuPoolConfigFault, CpuPoolError, CpuPoolHandle, CpuPoolStats,
@@ -63,6 +67,10 @@ pub use corral_workers::{
 };
 pub use error::{EXIT_CONFIG, EXIT_FAILURE, Error};
 pub use primary::{is_worker, main, run, run_if_worker, run_primary};
+/// ractor_cluster itself, for an application's own actor messages under the `cluster`
+/// feature (`#[derive(ractor_cluster::RactorMessage)]`).
+#[cfg(feature = "cluster")]
+pub use ractor_cluster;
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
 /// `info`), in colour only when stderr is a terminal and `NO_COLOR` is unset or empty, and — with the `telemetry` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`

@@ -187,7 +187,7 @@ pub fn run_if_worker<W: Worker>(worker: W) {
 /// ```
 pub fn run_primary<M, R, F, Fut>(config: ClusterConfig, primary: F) -> Result<(), Error>
 where
-    M: serde::Serialize + Clone + Send + Sync + 'static,
+    M: serde::Serialize + corral_runtime::NodeMessage + Clone + Send + Sync + 'static,
     R: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
     F: FnOnce(ClusterHandle<M, R>, EventStream<R>) -> Fut,
     Fut: Future<Output = Result<(), BoxError>>,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
-use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, Restart, StickyKey};
+use crate::{Backoff, ConfigError, ControlSocket, ForeignWorker, NodeConfig, Restart, StickyKey};
 
 /// What the cluster does when a slot gives up (it exceeded its restart intensity).
 ///
@@ -235,6 +235,10 @@ pub struct ClusterConfig {
     /// memory and traffic to whoever reaches it ([`parse_metrics_addr`](crate::parse_metrics_addr)
     /// reads a bare port as 127.0.0.1). Default: none (off).
     pub metrics: Option<std::net::SocketAddr>,
+    /// This primary's place in a node set (needs the `cluster` feature): its host agent joins
+    /// the process group named after the cluster, and `status --all`, `reload --all` and
+    /// `broadcast` reach every node. Default: none (a single host).
+    pub node: Option<NodeConfig>,
 }
 
 impl Default for ClusterConfig {
@@ -270,6 +274,7 @@ impl Default for ClusterConfig {
             log_files: None,
             listen_allow: None,
             metrics: None,
+            node: None,
         }
     }
 }
@@ -412,6 +417,13 @@ impl ClusterConfig {
         })
     }
 
+    /// Joins a node set (see [`NodeConfig`]; needs the `cluster` feature).
+    #[must_use]
+    pub fn node(mut self, node: NodeConfig) -> Self {
+        self.node = Some(node);
+        self
+    }
+
     /// Adds an environment variable for every worker.
     ///
     /// ```
@@ -453,13 +465,18 @@ impl ClusterConfig {
             ("backoff.base", self.backoff.base),
             ("backoff.max", self.backoff.max),
         ];
+        let node_durations = self.node.iter().flat_map(|n| {
+            [("node.heartbeat_interval", n.heartbeat_interval), ("node.heartbeat_timeout", n.heartbeat_timeout)]
+        });
         let foreign = self.exec.foreign();
         let watchdog = foreign.and_then(|f| f.watchdog).map(|w| ("exec.watchdog", w));
         let ready = match foreign.map(|f| f.ready) {
             Some(crate::Readiness::Delay(d)) => Some(("exec.ready", d)),
             _ => None,
         };
-        if let Some((field, d)) = durations.into_iter().chain(watchdog).chain(ready).find(|(_, d)| *d > MAX_DURATION) {
+        if let Some((field, d)) =
+            durations.into_iter().chain(node_durations).chain(watchdog).chain(ready).find(|(_, d)| *d > MAX_DURATION)
+        {
             return bad(field, format!("{d:?} is over the limit of {MAX_DURATION:?} (100 years)"));
         }
         if self.backoff.base.is_zero() {
@@ -524,6 +541,9 @@ impl ClusterConfig {
         }
         if self.name.is_empty() {
             return bad("name", "must not be empty".into());
+        }
+        if let Some((field, reason)) = self.node.as_ref().and_then(NodeConfig::problem) {
+            return bad(field, reason);
         }
         if let Some(files) = &self.log_files {
             if self.output != WorkerOutput::Capture {

@@ -377,6 +377,36 @@ pub enum ClusterEvent<R> {
         /// Why the replacement stopped early, if it did.
         error: Option<ReloadError>,
     },
+    /// A peer node of the node set is up: its first heartbeat, or its first after it was
+    /// down (`cluster` feature; see `corral_runtime::node`).
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClusterEvent::NodeUp { node, .. } => println!("node {node} up"),
+    ///         ClusterEvent::NodeDown { node, .. } => eprintln!("node {node} down"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    NodeUp {
+        /// The peer's node name.
+        node: String,
+        /// Its node server's address.
+        listen: String,
+    },
+    /// A peer node was silent for the heartbeat timeout and is reported down (its sessions
+    /// dropped; it is redialled with backoff).
+    NodeDown {
+        /// The peer's node name.
+        node: String,
+        /// How long it had been silent.
+        silent: std::time::Duration,
+    },
     /// The cluster is stopping: every worker is being drained.
     ///
     /// ```no_run
@@ -450,6 +480,8 @@ impl<R> ClusterEvent<R> {
             ClusterEvent::Reloading { .. }
             | ClusterEvent::Reloaded { .. }
             | ClusterEvent::Upgraded { .. }
+            | ClusterEvent::NodeUp { .. }
+            | ClusterEvent::NodeDown { .. }
             | ClusterEvent::Stopping
             | ClusterEvent::Stopped { .. } => None,
         }

@@ -49,6 +49,9 @@ pub struct ClusterHandle<M, R> {
     listeners: Arc<Listeners>,
     done: watch::Receiver<Option<Outcome>>,
     metrics: Option<std::net::SocketAddr>,
+    /// The node set, once joined (`ClusterConfig::node`).
+    #[cfg(feature = "cluster")]
+    node_set: Arc<std::sync::OnceLock<crate::node::NodeSet>>,
 }
 
 impl<M, R> Clone for ClusterHandle<M, R> {
@@ -60,6 +63,8 @@ impl<M, R> Clone for ClusterHandle<M, R> {
             listeners: self.listeners.clone(),
             done: self.done.clone(),
             metrics: self.metrics,
+            #[cfg(feature = "cluster")]
+            node_set: self.node_set.clone(),
         }
     }
 }
@@ -83,7 +88,44 @@ where
         done: watch::Receiver<Option<Outcome>>,
         metrics: Option<std::net::SocketAddr>,
     ) -> Self {
-        ClusterHandle { actor, bus, routes, listeners, done, metrics }
+        ClusterHandle {
+            actor,
+            bus,
+            routes,
+            listeners,
+            done,
+            metrics,
+            #[cfg(feature = "cluster")]
+            node_set: Arc::default(),
+        }
+    }
+
+    /// The node set this primary joined ([`ClusterConfig::node`](crate::ClusterConfig::node)),
+    /// for `status_all`, `reload_all` and `broadcast` across hosts.
+    ///
+    /// ```no_run
+    /// # async fn demo(cluster: corral_runtime::ClusterHandle<String, String>) {
+    /// if let Some(nodes) = cluster.node_set() {
+    ///     let all = nodes.status_all().await;
+    ///     println!("{} workers on {} nodes", all.workers.len(), all.nodes.len());
+    ///     nodes.broadcast(&"flush".to_string()).await.ok();
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn node_set(&self) -> Option<&crate::node::NodeSet> {
+        self.node_set.get()
+    }
+
+    /// Emits `event` to every subscriber (the node set's up / down).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn emit(&self, event: crate::ClusterEvent<R>) {
+        self.bus.emit(event);
+    }
+
+    #[cfg(feature = "cluster")]
+    pub(crate) fn set_node_set(&self, set: crate::node::NodeSet) {
+        let _ = self.node_set.set(set);
     }
 
     /// The address the metrics endpoint listens on (its port resolved), when

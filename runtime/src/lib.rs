@@ -11,6 +11,7 @@
 //! listeners + balancing            accept loop, strategy, bind      balance/
 //! metrics endpoint                 /metrics, /status.json, /        metrics/
 //! upgrading the primary in place   preflight, state block, exec     upgrade/
+//! the node set (`cluster` feature) host agent, links, heartbeats     node/
 //! ```
 //!
 //! Restarts are one-for-one, typed as Erlang's ([`Restart`]), delayed by an exponential
@@ -62,8 +63,13 @@ pub mod hang;
 mod intensity;
 mod kill;
 pub mod lifecycle;
+#[cfg(feature = "cluster")]
+mod local_messages;
 mod logfile;
 pub mod metrics;
+#[cfg(feature = "cluster")]
+pub mod node;
+mod node_config;
 mod outcome;
 mod process;
 mod rendezvous;
@@ -105,6 +111,7 @@ pub use intensity::RestartIntensity;
 pub use kill::KillReason;
 pub use logfile::reopen_log_files;
 pub use metrics::{MetricsAddrError, parse_metrics_addr};
+pub use node_config::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
 pub use reports::{ReloadReport, Replaced, Scale, ScaleReport};
 pub use request::ClusterMsg;
 pub use restart::Restart;

@@ -45,8 +45,8 @@ pub(crate) fn status_json(workers: &[WorkerStatus], cpu: &CpuMeter) -> Value {
     json!({ "workers": rows })
 }
 
-/// A worker's row, as `corral status --json` prints it.
-fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
+/// A worker's row, as `corral status --json` prints it (and `status --all`, with its node).
+pub(crate) fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
     json!({
         "slot": w.slot,
         "pid": w.pid,

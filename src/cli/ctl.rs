@@ -92,10 +92,11 @@ fn print_json(value: &Value) {
 
 /// `corral status [--json] [--watch]`: the table exits 0 only when every slot is ready (3
 /// otherwise); `--json` exits 0 whenever the cluster answered.
-pub fn status(target: &Target, json: bool, watch: bool) -> i32 {
+/// With `all`, every worker of every node of the node set, each with its `node`.
+pub fn status(target: &Target, json: bool, watch: bool, all: bool) -> i32 {
     runtime().block_on(async {
         loop {
-            let data = match ask(target, Command::Status).await {
+            let data = match ask(target, if all { Command::StatusAll } else { Command::Status }).await {
                 Ok(data) => data,
                 Err(f) => return f.exit(),
             };
@@ -108,7 +109,10 @@ pub fn status(target: &Target, json: bool, watch: bool) -> i32 {
                     // Clear the screen and go home, as `watch` and `pm2 monit` do.
                     print!("\x1b[2J\x1b[H");
                 }
-                print!("{}", table(&workers));
+                print!("{}", table(&workers, all));
+                if all {
+                    print!("{}", nodes_line(&data));
+                }
             }
             if !watch {
                 // As supervisorctl: 3 when not every slot is ready. `--json` is for scripts,
@@ -120,10 +124,33 @@ pub fn status(target: &Target, json: bool, watch: bool) -> i32 {
     })
 }
 
-fn table(workers: &[Value]) -> String {
+/// `nodes: web-0 up, web-1 down (silent 3.2s)` under `status --all`'s table.
+fn nodes_line(data: &Value) -> String {
+    let nodes: Vec<String> = data["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|n| {
+            let name = n["node"].as_str().unwrap_or("?");
+            if n["up"] == true {
+                format!("{name} up")
+            } else {
+                format!("{name} down (silent {:.1}s)", n["last_seen_ms"].as_f64().unwrap_or(0.0) / 1000.0)
+            }
+        })
+        .collect();
+    let mut out = format!("nodes: {}\n", nodes.join(", "));
+    for u in data["unreachable"].as_array().cloned().unwrap_or_default() {
+        out.push_str(&format!("unreachable: {}\n", u.as_str().unwrap_or("?")));
+    }
+    out
+}
+
+fn table(workers: &[Value], with_node: bool) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    t.set_header([
+    let mut header = vec![
         "slot",
         "pid",
         "gen",
@@ -136,7 +163,11 @@ fn table(workers: &[Value]) -> String {
         "handled",
         "status",
         "ping",
-    ]);
+    ];
+    if with_node {
+        header.insert(0, "node");
+    }
+    t.set_header(header);
     for w in workers {
         let opt = |v: &Value| if v.is_null() { "-".to_string() } else { v.to_string().trim_matches('"').to_string() };
         let uptime = w["uptime_ms"]
@@ -145,7 +176,7 @@ fn table(workers: &[Value]) -> String {
         let rss = w["rss_bytes"].as_u64().map_or("-".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
         let cpu = w["cpu_percent"].as_f64().map_or("-".into(), |c| format!("{c:.1}%"));
         let ping = w["heartbeat_ms"].as_f64().map_or("-".into(), |ms| format!("{ms:.2} ms"));
-        t.add_row([
+        let mut row = vec![
             opt(&w["slot"]),
             opt(&w["pid"]),
             opt(&w["generation"]),
@@ -158,7 +189,11 @@ fn table(workers: &[Value]) -> String {
             opt(&w["handled"]),
             opt(&w["status"]),
             ping,
-        ]);
+        ];
+        if with_node {
+            row.insert(0, opt(&w["node"]));
+        }
+        t.add_row(row);
     }
     format!("{t}\n")
 }

@@ -54,14 +54,34 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Every worker of every node of the node set, with its node's name.
+        #[arg(long)]
+        all: bool,
         /// Refresh every second, in place.
         #[arg(long)]
         watch: bool,
         #[command(flatten)]
         target: ctl::Target,
     },
-    /// Rolling reload; waits for it and reports per slot (exit 1 when it aborted).
+    /// Rolling reload; waits for it and reports per slot (exit 1 when it aborted). With
+    /// --all, across the node set one node at a time (each node's reload, then its health),
+    /// stopping at the first failure.
     Reload {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Every node of the node set, one at a time.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
+    /// Send a message to every worker on every node of the node set (JSON of the cluster's
+    /// message type; `null` for `corral run`'s).
+    Broadcast {
+        /// The message, as JSON.
+        #[arg(default_value = "null", value_parser = parse_json)]
+        message: serde_json::Value,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -201,6 +221,18 @@ pub struct RunArgs {
     /// The cluster's name (its default control socket is NAME.sock).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Join a node set as node NAME (needs --node-listen and a cookie; the `cluster` feature).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// The node server's address, IP:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub node_listen: Option<String>,
+    /// A node server to join, IP:PORT (repeatable).
+    #[arg(long = "join", value_name = "ADDR")]
+    pub join: Vec<String>,
+    /// A file (mode 0600) holding the node set's cookie (default: $CORRAL_COOKIE).
+    #[arg(long, value_name = "PATH")]
+    pub cookie_file: Option<PathBuf>,
     /// A corral.toml to start from.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -225,6 +257,10 @@ fn parse_ready(s: &str) -> Result<Readiness, String> {
     s.parse().map_err(|e: corral::ReadinessError| e.to_string())
 }
 
+fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("{s:?} is not JSON: {e}"))
+}
+
 fn parse_sig(s: &str) -> Result<i32, String> {
     parse_signal(s).ok_or_else(|| format!("{s:?} is not a signal"))
 }
@@ -243,19 +279,53 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(*args),
         Command::Init { file, force } => files::init(&file, force),
         Command::Check { file } => files::check(&file),
-        Command::Status { json, watch, target } => ctl::status(&target, json, watch),
-        Command::Reload { json, target } => ctl::simple(&target, corral::control::Command::Reload, json, |d| {
-            let replaced = d["replaced"].as_array().cloned().unwrap_or_default();
-            let mut out = String::new();
-            for r in &replaced {
-                out.push_str(&format!(
-                    "slot {}: pid {} -> {} (generation {})\n",
-                    r["slot"], r["old_pid"], r["new_pid"], r["generation"]
-                ));
-            }
-            out.push_str(&format!("reloaded {} workers\n", replaced.len()));
-            out
-        }),
+        Command::Status { json, watch, all, target } => ctl::status(&target, json, watch, all),
+        Command::Reload { json, all: true, target } => {
+            ctl::simple(&target, corral::control::Command::ReloadAll, json, |d| {
+                let nodes = d["nodes"].as_array().cloned().unwrap_or_default();
+                let mut out = String::new();
+                for n in &nodes {
+                    let replaced = n["replaced"]["replaced"].as_array().map_or(0, Vec::len);
+                    out.push_str(&format!(
+                        "node {}: reloaded {replaced} workers, healthy\n",
+                        n["node"].as_str().unwrap_or("?")
+                    ));
+                }
+                out.push_str(&format!("reloaded {} nodes\n", nodes.len()));
+                out
+            })
+        }
+        Command::Broadcast { message, json, target } => {
+            ctl::simple(&target, corral::control::Command::Broadcast { message }, json, |d| {
+                let mut out = String::new();
+                for n in d["nodes"].as_array().cloned().unwrap_or_default() {
+                    match n["error"].as_str() {
+                        Some(e) => out.push_str(&format!("{e}\n")),
+                        None => out.push_str(&format!(
+                            "node {}: reached {} of {} workers\n",
+                            n["node"].as_str().unwrap_or("?"),
+                            n["reached"],
+                            n["workers"]
+                        )),
+                    }
+                }
+                out
+            })
+        }
+        Command::Reload { json, all: false, target } => {
+            ctl::simple(&target, corral::control::Command::Reload, json, |d| {
+                let replaced = d["replaced"].as_array().cloned().unwrap_or_default();
+                let mut out = String::new();
+                for r in &replaced {
+                    out.push_str(&format!(
+                        "slot {}: pid {} -> {} (generation {})\n",
+                        r["slot"], r["old_pid"], r["new_pid"], r["generation"]
+                    ));
+                }
+                out.push_str(&format!("reloaded {} workers\n", replaced.len()));
+                out
+            })
+        }
         Command::Scale { count, target } => match ctl::parse_scale(&count) {
             Ok(command) => ctl::simple(&target, command, false, |d| format!("scaled {} -> {}\n", d["from"], d["to"])),
             Err(e) => ctl::usage(&e),

@@ -86,6 +86,15 @@ fn config_of(args: RunArgs) -> Result<ClusterConfig, String> {
     override_with(&mut file.cwd, args.cwd);
     override_with(&mut file.user, args.user);
     override_with(&mut file.group, args.group);
+    if args.node.is_some() || args.node_listen.is_some() || !args.join.is_empty() || args.cookie_file.is_some() {
+        let node = file.node.get_or_insert_default();
+        override_with(&mut node.name, args.node);
+        override_with(&mut node.listen, args.node_listen);
+        override_with(&mut node.cookie_file, args.cookie_file);
+        if !args.join.is_empty() {
+            node.seeds = Some(args.join);
+        }
+    }
     if !args.env.is_empty() {
         file.env.get_or_insert_default().extend(args.env);
     }

@@ -21,6 +21,11 @@ pub(crate) enum WorkerMsg<M> {
     Drain,
 }
 
+// With ractor's `cluster` feature ractor implements `Message` only for types that say how they
+// cross nodes; this one never leaves the worker.
+#[cfg(feature = "cluster")]
+impl<M: Send + 'static> ractor::Message for WorkerMsg<M> {}
+
 pub(crate) struct WorkerActor<W> {
     pub behaviour: Arc<W>,
     /// The first behaviour failure, for the process's exit code (an actor's join handle does

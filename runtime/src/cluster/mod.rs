@@ -16,6 +16,8 @@
 //! | `upgrade.rs`| upgrading the primary in place: hand over, exec, take over |
 
 mod msg;
+#[cfg(feature = "cluster")]
+mod node_answers;
 mod operate;
 mod reload;
 mod scale;
@@ -79,7 +81,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl<M, R> Cluster<M, R>
 where
-    M: Serialize + Clone + Send + Sync + 'static,
+    M: Serialize + crate::NodeMessage + Clone + Send + Sync + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Validates `config`, then spawns the cluster actor (unsupervised) and starts its workers.
@@ -188,6 +190,8 @@ where
         let control_path = config.control.path(&config.name);
         let (log_files, log_name) = (config.log_files.clone(), config.name.clone());
         let recycle_concurrency = config.recycle_concurrency;
+        #[cfg(feature = "cluster")]
+        let (node, group) = (config.node.clone(), config.name.clone());
         let args = ClusterArgs {
             config: Arc::new(config),
             bus: bus.clone(),
@@ -205,6 +209,16 @@ where
         let (actor, _join) = spawned.map_err(ClusterError::Spawn)?;
         let metrics_addr = metrics.as_ref().map(|(_, bound, _)| *bound);
         let handle = ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx, metrics_addr);
+        #[cfg(feature = "cluster")]
+        if let Some(node) = node {
+            match crate::node::start(node, group, Arc::new(handle.clone())).await {
+                Ok(set) => handle.set_node_set(set),
+                Err(e) => {
+                    let _ = handle.stop().await;
+                    return Err(ClusterError::Node(e));
+                }
+            }
+        }
         if let Some((listener, bound, events)) = metrics {
             let recorder = Arc::new(crate::metrics::Recorder::default());
             tokio::spawn(recorder.clone().record(events));

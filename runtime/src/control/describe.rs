@@ -48,5 +48,13 @@ pub(crate) fn describe(c: &ClusterConfig) -> Value {
         "env": c.env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), Value::from(v.to_string_lossy().into_owned()))).collect::<serde_json::Map<_, _>>(),
         "exec": exec,
         "metrics": c.metrics.map(|a| a.to_string()),
+        // The cookie is a secret: never shown.
+        "node": c.node.as_ref().map(|n| json!({
+            "name": n.name,
+            "listen": n.listen.to_string(),
+            "seeds": n.seeds.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "heartbeat_interval_ms": ms(n.heartbeat_interval),
+            "heartbeat_timeout_ms": ms(n.heartbeat_timeout),
+        })),
     })
 }

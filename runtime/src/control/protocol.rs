@@ -76,6 +76,15 @@ pub enum Command {
     Upgrade,
     /// The effective configuration.
     Config,
+    /// Every worker of every node of the node set, each with its `node`.
+    StatusAll,
+    /// A rolling reload across the node set, one node at a time; answered when done.
+    ReloadAll,
+    /// A message (JSON of the cluster's message type) to every worker on every node.
+    Broadcast {
+        /// The message.
+        message: serde_json::Value,
+    },
     /// Captured worker output: the last `lines` lines (of `slot`, or of every slot), then,
     /// with `follow`, every new line as it comes.
     Logs {

@@ -340,10 +340,63 @@ where
             Err(ControlError::new(kind, refusal.to_string()))
         }
         Command::Config => Ok(super::describe(&*cluster.config().await.map_err(failed)?)),
+        Command::StatusAll | Command::ReloadAll | Command::Broadcast { .. } => across_nodes(cluster, command).await,
         Command::Logs { slot, lines, follow: _ } => {
             let tail = shared.logs.lock().unwrap_or_else(PoisonError::into_inner).tail(slot, lines);
             Ok(json!({ "lines": tail }))
         }
+    }
+}
+
+/// The node-set commands: refused without a node set.
+#[cfg(not(feature = "cluster"))]
+async fn across_nodes<M, R>(_cluster: &ClusterHandle<M, R>, _command: Command) -> Result<Value, ControlError> {
+    Err(ControlError::new(ErrorKind::Refused, "this corral has no node support (built without the `cluster` feature)"))
+}
+
+/// The node-set commands: refused without a node set.
+#[cfg(feature = "cluster")]
+async fn across_nodes<M, R>(cluster: &ClusterHandle<M, R>, command: Command) -> Result<Value, ControlError>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
+{
+    let Some(nodes) = cluster.node_set() else {
+        return Err(ControlError::new(ErrorKind::Refused, "this cluster is not in a node set (no [node] configured)"));
+    };
+    let to_json = |v: &dyn ToJson| v.to_json();
+    match command {
+        Command::StatusAll => Ok(to_json(&nodes.status_all().await)),
+        Command::ReloadAll => match nodes.reload_all().await {
+            Ok(done) => Ok(json!({ "nodes": to_json(&done) })),
+            Err(e) => Err(ControlError::new(ErrorKind::Failed, e.to_string())),
+        },
+        Command::Broadcast { message } => {
+            let answers: Vec<Value> = nodes
+                .broadcast_value(message)
+                .await
+                .into_iter()
+                .map(|a| match a {
+                    Ok((node, data)) => json!({"node": node, "reached": data["reached"], "workers": data["workers"]}),
+                    Err(e) => json!({"error": e.to_string()}),
+                })
+                .collect();
+            Ok(json!({ "nodes": answers }))
+        }
+        _ => Err(ControlError::new(ErrorKind::BadRequest, "not a node-set command")),
+    }
+}
+
+/// Anything serializable, as JSON (the node set's reports always serialize).
+#[cfg(feature = "cluster")]
+trait ToJson {
+    fn to_json(&self) -> Value;
+}
+
+#[cfg(feature = "cluster")]
+impl<T: Serialize> ToJson for T {
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 

@@ -36,6 +36,11 @@ pub enum CpuPoolMsg {
     Handle(RpcReplyPort<CpuPoolHandle>),
 }
 
+// With ractor's `cluster` feature ractor implements `Message` only for types that say how they
+// cross nodes; the pool is local to its worker.
+#[cfg(feature = "cluster")]
+impl ractor::Message for CpuPoolMsg {}
+
 /// A cheap, cloneable handle to a running [`CpuPool`](crate::CpuPool): what request handlers keep to run CPU
 /// work. Tasks go straight from the handle to the threads (see [`CpuPool`](crate::CpuPool)).
 ///

@@ -1,0 +1,332 @@
+//! The node set: one corral primary per host, joined over ractor_cluster (TCP, cookie
+//! authentication, process groups through `ractor::pg`), for what one host's cluster cannot
+//! do alone — see every worker on every host, broadcast to all of them, roll a reload across
+//! hosts one at a time. Needs the `cluster` feature. The load balancer in front of the hosts
+//! is not corral's: the node set is for operations, not for traffic.
+//!
+//! ```text
+//! host A: corral (node web-a) ──┐ ractor_cluster sessions (cookie), full mesh
+//! host B: corral (node web-b) ──┤ pg group "<cluster name>": one host agent per primary
+//! host C: corral (node web-c) ──┘ heartbeats, status / reload / broadcast questions
+//! ```
+//!
+//! Each primary runs a ractor_cluster `NodeServer` on [`NodeConfig::listen`](crate::NodeConfig::listen)
+//! and a host agent ([`AgentMsg`]) that joins the group named after the cluster. The agent
+//! dials its seeds and every peer it hears of (`link`), with keep-alive and
+//! `TCP_USER_TIMEOUT` on each stream and backoff between dials; it heartbeats the others and
+//! reports a silent one down after [`NodeConfig::heartbeat_timeout`](crate::NodeConfig::heartbeat_timeout).
+//! Payloads between hosts are versioned ([`wire`]) and decoded without panicking.
+//!
+//! [`NodeSet`] is what a library cluster uses (from [`ClusterHandle::node_set`](crate::ClusterHandle::node_set)),
+//! and what the control socket's `status --all`, `reload --all` and `broadcast` go through.
+
+mod agent;
+mod link;
+mod local;
+mod msg;
+mod watch;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::NodeConnectionMode;
+use ractor_cluster::{NodeServer, NodeServerMessage};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use crate::error::{NodeError, WireError};
+pub use agent::PeerState;
+pub use msg::{AgentMsg, SessionEvent};
+pub use wire::WIRE_VERSION;
+
+use agent::{AgentArgs, HostAgent, SharedPeers};
+pub(crate) use local::{BoxFuture, LocalNode, PeerChange};
+use wire::Reply;
+pub(crate) use wire::Request;
+
+use crate::NodeConfig;
+
+/// How long a peer has to answer a status or broadcast question.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one node's rolling reload may take before `reload_all` gives up on it.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a reloaded node has to report every worker ready.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One node's workers, as `status --all` gathers them.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Every worker of every node that answered: the rows of `corral status --json`, each
+    /// with its `node`.
+    pub workers: Vec<Value>,
+    /// Every node known: this one and its peers, up or down.
+    pub nodes: Vec<PeerState>,
+    /// Group members that did not answer (a peer hanging, or leaving).
+    pub unreachable: Vec<String>,
+}
+
+/// One node's part of a `reload_all`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReloaded {
+    /// The node.
+    pub node: String,
+    /// Its reload's answer (`{"replaced": […]}`).
+    pub replaced: Value,
+}
+
+/// Where a `reload_all` stopped.
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[error("reload --all stopped at node {node}: {reason} (reloaded before it: {})", if done.is_empty() { "none".to_string() } else { done.iter().map(|d| d.node.as_str()).collect::<Vec<_>>().join(", ") })]
+pub struct ReloadAllError {
+    /// The node whose reload or health check failed.
+    pub node: String,
+    /// Why.
+    pub reason: String,
+    /// The nodes reloaded before it, in order.
+    pub done: Vec<NodeReloaded>,
+    /// The nodes not reloaded (after it).
+    pub skipped: Vec<String>,
+}
+
+/// This primary's handle on the node set.
+#[derive(Clone)]
+pub struct NodeSet {
+    name: String,
+    group: String,
+    listen: std::net::SocketAddr,
+    peers: SharedPeers,
+}
+
+impl std::fmt::Debug for NodeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSet").field("node", &self.name).field("group", &self.group).finish()
+    }
+}
+
+/// Starts the node server, the host agent and the links to the seeds.
+pub(crate) async fn start(node: NodeConfig, group: String, local: Arc<dyn LocalNode>) -> Result<NodeSet, NodeError> {
+    let listen = node.listen;
+    let start_err = |reason: String| NodeError::Start { listen, reason };
+    let server = NodeServer::new(
+        listen.port(),
+        node.cookie.secret().to_string(),
+        node.name.clone(),
+        listen.ip().to_string(),
+        None,
+        // corral dials every peer itself (with keep-alive and a user timeout on the stream).
+        Some(NodeConnectionMode::Isolated),
+    )
+    .with_listen_addr(listen.ip());
+    // Its listener binds in the node server's start: an address in use fails the spawn.
+    let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| start_err(e.to_string()))?;
+    let links = link::Links::new(listen, &node.seeds);
+    let peers = SharedPeers::default();
+    let interval = node.heartbeat_interval;
+    let user_timeout = node.heartbeat_timeout;
+    let args = AgentArgs {
+        node: node.clone(),
+        group: group.clone(),
+        local,
+        server: server.clone(),
+        links: links.clone(),
+        peers: peers.clone(),
+    };
+    let (agent, _) = Actor::spawn(None, HostAgent, args).await.map_err(|e| start_err(e.to_string()))?;
+    server
+        .cast(NodeServerMessage::SubscribeToEvents {
+            id: "corral-host-agent".into(),
+            subscription: Box::new(watch::Watch { agent: agent.clone() }),
+        })
+        .map_err(|e| start_err(e.to_string()))?;
+    tokio::spawn(links.maintain(server, interval.min(Duration::from_millis(500)), user_timeout));
+    Ok(NodeSet { name: node.name, group, listen, peers })
+}
+
+impl NodeSet {
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process group the host agents join (the cluster's name).
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// This node and every peer it has heard of, up or down, by name.
+    pub fn nodes(&self) -> Vec<PeerState> {
+        let mut nodes = agent::lock(&self.peers).snapshot();
+        nodes.push(PeerState { node: self.name.clone(), listen: self.listen.to_string(), up: true, last_seen_ms: 0 });
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        nodes
+    }
+
+    /// The host agents in the group now: this one and every connected peer's.
+    fn members(&self) -> Vec<ActorRef<AgentMsg>> {
+        ractor::pg::get_members(&self.group).into_iter().map(ActorRef::from).collect()
+    }
+
+    /// Asks one agent; its name and data.
+    async fn ask(
+        member: &ActorRef<AgentMsg>,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<(String, Value), NodeError> {
+        let who = || format!("{}", member.get_id());
+        let bytes = wire::encode(request);
+        let answer = member
+            .call(|reply| AgentMsg::Call(bytes, reply), Some(timeout))
+            .await
+            .map_err(|e| NodeError::Unreachable { node: who(), reason: e.to_string() })?;
+        let bytes = match answer {
+            ractor::rpc::CallResult::Success(bytes) => bytes,
+            ractor::rpc::CallResult::Timeout => {
+                return Err(NodeError::Unreachable { node: who(), reason: format!("no answer within {timeout:?}") });
+            }
+            ractor::rpc::CallResult::SenderError => {
+                return Err(NodeError::Unreachable { node: who(), reason: "its session closed".into() });
+            }
+        };
+        let reply: Reply = wire::decode(&bytes)?;
+        match (reply.ok, reply.error) {
+            (Some(data), None) => Ok((reply.node, data)),
+            (_, error) => {
+                Err(NodeError::Failed { node: reply.node, reason: error.unwrap_or_else(|| "no answer".into()) })
+            }
+        }
+    }
+
+    /// Every agent's answer to `request`, asked at once, by node name.
+    async fn ask_all(&self, request: Request, timeout: Duration) -> Vec<Result<(String, Value), NodeError>> {
+        let asks = self.members().into_iter().map(|member| {
+            let request = request.clone();
+            tokio::spawn(async move { Self::ask(&member, &request, timeout).await })
+        });
+        let mut out = Vec::new();
+        for ask in asks.collect::<Vec<_>>() {
+            out.push(
+                ask.await.unwrap_or_else(|e| Err(NodeError::Unreachable { node: "?".into(), reason: e.to_string() })),
+            );
+        }
+        // By node name; the failures last.
+        out.sort_by(|a, b| match (a, b) {
+            (Ok((x, _)), Ok((y, _))) => x.cmp(y),
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            (Err(_), Err(_)) => std::cmp::Ordering::Equal,
+        });
+        out
+    }
+
+    /// Every worker of every node, each row with its `node`, plus the nodes known and the
+    /// members that did not answer.
+    pub async fn status_all(&self) -> NodeStatus {
+        let mut workers = Vec::new();
+        let mut unreachable = Vec::new();
+        for answer in self.ask_all(Request::Status, ASK_TIMEOUT).await {
+            match answer {
+                Ok((node, data)) => {
+                    for mut row in data.get("workers").and_then(Value::as_array).cloned().unwrap_or_default() {
+                        if let Value::Object(map) = &mut row {
+                            map.insert("node".into(), Value::from(node.clone()));
+                        }
+                        workers.push(row);
+                    }
+                }
+                Err(e) => unreachable.push(e.to_string()),
+            }
+        }
+        NodeStatus { workers, nodes: self.nodes(), unreachable }
+    }
+
+    /// Sends `message` (the cluster's message type, as every node decodes it) to every worker
+    /// of every node; each node's answer (`{"reached": n, "workers": n}`) by name, or why
+    /// it failed.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Wire`] when `message` does not serialize to JSON.
+    pub async fn broadcast<M: Serialize>(
+        &self,
+        message: &M,
+    ) -> Result<Vec<Result<(String, Value), NodeError>>, NodeError> {
+        let message = serde_json::to_value(message).map_err(WireError::from)?;
+        Ok(self.broadcast_value(message).await)
+    }
+
+    /// [`broadcast`](Self::broadcast) of a message already in JSON.
+    pub async fn broadcast_value(&self, message: Value) -> Vec<Result<(String, Value), NodeError>> {
+        self.ask_all(Request::Broadcast { message }, ASK_TIMEOUT).await
+    }
+
+    /// Rolls a reload across the node set, one node at a time in name order: the node's own
+    /// rolling reload, then its health (every worker ready), then the next. Never two nodes
+    /// reloading at once; stops at the first failure and says where.
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadAllError`]: the node that failed, why, and what was done before.
+    pub async fn reload_all(&self) -> Result<Vec<NodeReloaded>, ReloadAllError> {
+        // Who is there, by name.
+        let mut members: Vec<(String, ActorRef<AgentMsg>)> = Vec::new();
+        for member in self.members() {
+            match Self::ask(&member, &Request::Status, ASK_TIMEOUT).await {
+                Ok((node, _)) => members.push((node, member)),
+                Err(e) => {
+                    return Err(ReloadAllError {
+                        node: member.get_id().to_string(),
+                        reason: e.to_string(),
+                        done: Vec::new(),
+                        skipped: Vec::new(),
+                    });
+                }
+            }
+        }
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        let names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
+        let mut done = Vec::new();
+        for (i, (node, member)) in members.iter().enumerate() {
+            tracing::info!(node = %node, "reload --all: reloading node");
+            let result = match Self::ask(member, &Request::Reload, RELOAD_TIMEOUT).await {
+                Ok((_, replaced)) => healthy(member).await.map(|()| replaced),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(replaced) => done.push(NodeReloaded { node: node.clone(), replaced }),
+                Err(reason) => {
+                    tracing::warn!(node = %node, reason = %reason, "reload --all stopped");
+                    return Err(ReloadAllError { node: node.clone(), reason, done, skipped: names[i + 1..].to_vec() });
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Waits (bounded) until every worker of `member`'s node is ready.
+async fn healthy(member: &ActorRef<AgentMsg>) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + HEALTH_TIMEOUT;
+    loop {
+        let last = match NodeSet::ask(member, &Request::Status, ASK_TIMEOUT).await {
+            Ok((_, data)) => {
+                let rows = data.get("workers").and_then(Value::as_array).cloned().unwrap_or_default();
+                let not_ready: Vec<String> = rows
+                    .iter()
+                    .filter(|r| r.get("state").and_then(Value::as_str) != Some("ready"))
+                    .map(|r| format!("slot {} {}", r["slot"], r["state"].as_str().unwrap_or("?")))
+                    .collect();
+                if !rows.is_empty() && not_ready.is_empty() {
+                    return Ok(());
+                }
+                format!("not healthy after its reload: {}", not_ready.join(", "))
+            }
+            Err(e) => format!("not healthy after its reload: {e}"),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
