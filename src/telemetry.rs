@@ -168,10 +168,10 @@ fn export_filter() -> Result<EnvFilter, TelemetryError> {
     ))
 }
 
-fn protocol() -> Result<Protocol, TelemetryError> {
-    let value = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-        .unwrap_or_default();
+/// The OTLP protocol for one signal: `signal_var` (e.g. `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`),
+/// else `OTEL_EXPORTER_OTLP_PROTOCOL`, else HTTP with protobuf.
+fn protocol(signal_var: &str) -> Result<Protocol, TelemetryError> {
+    let value = std::env::var(signal_var).or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL")).unwrap_or_default();
     match value.trim() {
         "" | "http/protobuf" => Ok(Protocol::HttpBinary),
         "grpc" => Ok(Protocol::Grpc),
@@ -179,33 +179,48 @@ fn protocol() -> Result<Protocol, TelemetryError> {
     }
 }
 
-/// Builds the exporter (endpoint, timeout and headers come from the environment) on a thread
+/// Builds an exporter (endpoint, timeout and headers come from the environment) on a thread
 /// of its own: the HTTP client must not be built inside an async runtime, and the gRPC
-/// client needs one of its own, which is returned to be kept alive.
-fn exporter() -> Result<(opentelemetry_otlp::SpanExporter, Option<tokio::runtime::Runtime>), TelemetryError> {
-    let protocol = protocol()?;
+/// client needs one of its own, named `thread_name`, which is returned to be kept alive.
+/// `grpc` and `http` build the exporter for their protocol.
+fn exporter_on_own_thread<E, X>(
+    signal_var: &str,
+    thread_name: &'static str,
+    grpc: fn() -> Result<E, X>,
+    http: fn() -> Result<E, X>,
+) -> Result<(E, Option<tokio::runtime::Runtime>), TelemetryError>
+where
+    E: Send + 'static,
+    X: std::fmt::Display + 'static,
+{
+    let protocol = protocol(signal_var)?;
     let built = std::thread::spawn(move || match protocol {
         Protocol::Grpc => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
-                .thread_name("corral-otlp")
+                .thread_name(thread_name)
                 .enable_all()
                 .build()?;
             let exporter = {
                 let _entered = runtime.enter();
-                opentelemetry_otlp::SpanExporter::builder().with_tonic().build()
+                grpc()
             };
             exporter.map(|e| (e, Some(runtime))).map_err(|e| TelemetryError::Exporter(e.to_string()))
         }
-        _ => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .build()
-            .map(|e| (e, None))
-            .map_err(|e| TelemetryError::Exporter(e.to_string())),
+        _ => http().map(|e| (e, None)).map_err(|e| TelemetryError::Exporter(e.to_string())),
     })
     .join();
     built.unwrap_or_else(|_| Err(TelemetryError::Exporter("the exporter's set-up panicked".into())))
+}
+
+/// The span exporter, as [`exporter_on_own_thread`] builds it.
+fn exporter() -> Result<(opentelemetry_otlp::SpanExporter, Option<tokio::runtime::Runtime>), TelemetryError> {
+    exporter_on_own_thread(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "corral-otlp",
+        || opentelemetry_otlp::SpanExporter::builder().with_tonic().build(),
+        || opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary).build(),
+    )
 }
 
 /// Installs an OTLP-exporting tracer provider (globally too, for code that uses the

@@ -90,43 +90,14 @@ impl Drop for Export {
     }
 }
 
-fn protocol() -> Result<Protocol, TelemetryError> {
-    let value = std::env::var("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-        .unwrap_or_default();
-    match value.trim() {
-        "" | "http/protobuf" => Ok(Protocol::HttpBinary),
-        "grpc" => Ok(Protocol::Grpc),
-        other => Err(TelemetryError::Protocol(other.to_string())),
-    }
-}
-
-/// Builds the exporter on a thread of its own (as the span exporter: the HTTP client must
-/// not be built inside an async runtime, the gRPC client needs one of its own).
+/// The metric exporter, built as the span exporter is (see `exporter_on_own_thread`).
 fn exporter() -> Result<(opentelemetry_otlp::MetricExporter, Option<tokio::runtime::Runtime>), TelemetryError> {
-    let protocol = protocol()?;
-    let built = std::thread::spawn(move || match protocol {
-        Protocol::Grpc => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("corral-otlp-metrics")
-                .enable_all()
-                .build()?;
-            let exporter = {
-                let _entered = runtime.enter();
-                opentelemetry_otlp::MetricExporter::builder().with_tonic().build()
-            };
-            exporter.map(|e| (e, Some(runtime))).map_err(|e| TelemetryError::Exporter(e.to_string()))
-        }
-        _ => opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .build()
-            .map(|e| (e, None))
-            .map_err(|e| TelemetryError::Exporter(e.to_string())),
-    })
-    .join();
-    built.unwrap_or_else(|_| Err(TelemetryError::Exporter("the exporter's set-up panicked".into())))
+    super::exporter_on_own_thread(
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+        "corral-otlp-metrics",
+        || opentelemetry_otlp::MetricExporter::builder().with_tonic().build(),
+        || opentelemetry_otlp::MetricExporter::builder().with_http().with_protocol(Protocol::HttpBinary).build(),
+    )
 }
 
 /// What the observable instruments read: the last sample of the cluster.

@@ -307,17 +307,22 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
         self.shutdown.cancel();
     }
 
+    /// The `receive` span of a message from the primary (or relayed by it), when spans are on.
+    fn receive_span(&self, seq: u64, trace: Option<&corral_protocol::TraceContext>) -> tracing::Span {
+        if spans::enabled() {
+            let destination = spans::worker_destination(self.slot);
+            spans::receive(destination, self.slot, seq, "process", trace)
+        } else {
+            tracing::Span::none()
+        }
+    }
+
     async fn read(&mut self, frames: &mut FramedRead<OwnedReadHalf, FrameCodec<R, M>>) -> Result<(), ProtocolError> {
         while let Some(frame) = frames.next().await {
             let frame = frame?;
             match frame.body {
                 Body::User(message) => {
-                    let span = if spans::enabled() {
-                        let destination = spans::worker_destination(self.slot);
-                        spans::receive(destination, self.slot, frame.seq, "process", frame.trace.as_ref())
-                    } else {
-                        tracing::Span::none()
-                    };
+                    let span = self.receive_span(frame.seq, frame.trace.as_ref());
                     self.deliver(message, span).await;
                 }
                 Body::Control(Control::Ping { nonce }) => {
@@ -329,12 +334,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                 Body::Control(Control::Relayed { from, message }) => match postcard::from_bytes::<M>(&message) {
                     // From another worker: handled as any message, in the order it came.
                     Ok(message) => {
-                        let span = if spans::enabled() {
-                            let destination = spans::worker_destination(self.slot);
-                            spans::receive(destination, self.slot, frame.seq, "process", frame.trace.as_ref())
-                        } else {
-                            tracing::Span::none()
-                        };
+                        let span = self.receive_span(frame.seq, frame.trace.as_ref());
                         self.deliver(message, span).await;
                     }
                     Err(e) => {
