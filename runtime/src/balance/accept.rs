@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::shared::SharedListener;
 use super::strategy::Strategy;
-use super::untaken::{Kept, Redispatch};
+use super::untaken::{self, Keep, Kept, Redispatch};
 
 /// How long an accepted connection may wait for a ready worker before it is closed.
 const DISPATCH_PATIENCE: Duration = Duration::from_secs(30);
@@ -130,7 +130,11 @@ async fn hand_off(
                     // Ours stays open until the worker has taken it (or is handed out again).
                     match target.untaken.keep(kept) {
                         None => return,
-                        Some(back) => {
+                        Some(Keep::Refused(kept)) => {
+                            untaken::refused(kept);
+                            return;
+                        }
+                        Some(Keep::Gone(back)) => {
                             // The worker is gone (its channel outlived it): try another.
                             (stream, trace) = (back.stream, back.trace);
                             listener.remove(target.slot, target.generation);

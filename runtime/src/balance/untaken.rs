@@ -50,6 +50,17 @@ pub(crate) fn refusal_backoff(refusals: u32) -> Duration {
     REFUSAL_BACKOFF.saturating_mul(1 << refusals.saturating_sub(1).min(10)).min(REFUSAL_BACKOFF_MAX)
 }
 
+/// Refusals remembered for connections not kept yet, at most.
+const REFUSED_EARLY_MAX: usize = 1024;
+
+/// What [`Untaken::keep`] gives back instead of keeping a connection.
+pub(crate) enum Keep {
+    /// The worker is gone: hand it to another worker now.
+    Gone(Kept),
+    /// The worker refused it before it was kept: hand it out again after the backoff.
+    Refused(Kept),
+}
+
 /// One connection handed over and not yet taken.
 pub(crate) struct Kept {
     /// Its datagram's number on the worker's handle channel.
@@ -83,6 +94,10 @@ struct Inner {
     closed: bool,
     /// When the worker last refused a connection (out of fds, most likely).
     refused_at: Option<Instant>,
+    /// Refused datagrams whose connection was not kept yet: the acknowledgement can overtake
+    /// the [`Untaken::keep`] that follows each send. Such a connection is handed out again
+    /// when it is kept, not closed as taken.
+    refused_early: Vec<u64>,
 }
 
 impl Inner {
@@ -112,12 +127,17 @@ impl Untaken {
 
     /// Keeps a connection just handed over. Gives it back if the worker is already gone, for
     /// the caller to hand to another worker.
-    pub(crate) fn keep(&self, kept: Kept) -> Option<Kept> {
+    pub(crate) fn keep(&self, kept: Kept) -> Option<Keep> {
         self.with(|inner| {
             if inner.closed {
-                return Some(kept);
+                return Some(Keep::Gone(kept));
             }
             if kept.seq < inner.taken {
+                if let Some(at) = inner.refused_early.iter().position(|&n| n == kept.seq) {
+                    // Refused before we kept it: handed out again, after the backoff.
+                    inner.refused_early.swap_remove(at);
+                    return Some(Keep::Refused(kept));
+                }
                 return None; // Already taken (its acknowledgement came first); ours closes here.
             }
             // Concurrent hand-offs (two listeners) may finish out of order: keep the queue sorted.
@@ -139,6 +159,17 @@ impl Untaken {
             let n = inner.kept.iter().take_while(|k| k.seq < inner.taken).count();
             let done: Vec<Kept> = inner.kept.drain(..n).collect();
             inner.update_stall();
+            for &seq in &ack.refused {
+                if !done.iter().any(|k| k.seq == seq) {
+                    inner.refused_early.push(seq);
+                }
+            }
+            // Bounded: each entry is matched by the `keep` right after its send; a stray one
+            // (its send failed) must not pile up.
+            if inner.refused_early.len() > REFUSED_EARLY_MAX {
+                let excess = inner.refused_early.len() - REFUSED_EARLY_MAX;
+                inner.refused_early.drain(..excess);
+            }
             done.into_iter().partition(|k| ack.refused.binary_search(&k.seq).is_err())
         });
         drop(released); // Closed outside the lock.
@@ -222,7 +253,7 @@ impl Untaken {
 
 /// A worker refused `kept` (its fd did not arrive: the worker is out of fds): it is handed
 /// out again after a backoff, or closed once it has been refused [`MAX_REFUSALS`] times.
-fn refused(mut kept: Kept) {
+pub(crate) fn refused(mut kept: Kept) {
     kept.refusals += 1;
     if kept.refusals >= MAX_REFUSALS {
         tracing::warn!(peer = %kept.peer, refusals = kept.refusals, "every worker refused a connection for too long; closing it");
