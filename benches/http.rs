@@ -11,7 +11,9 @@
 //!
 //! Environment: `BENCH_DURATION` seconds of load per run (default 10), `BENCH_REPS`
 //! repetitions (default 3), `BENCH_WARMUP` seconds of unmeasured load before each run
-//! (default 1, 0 = none).
+//! (default 1, 0 = none), `BENCH_CONNECTION=close` to send `Connection: close` with every
+//! request (wrk opens a new connection per request: the accept path's cost; default
+//! keep-alive).
 //!
 //! For each repetition and each server (servers interleaved, a fresh server process every
 //! time) the harness:
@@ -102,6 +104,14 @@ fn main() {
     let duration = env_u64("BENCH_DURATION", 10).max(1);
     let reps = env_u64("BENCH_REPS", 3).max(1);
     let warmup = env_u64("BENCH_WARMUP", 1);
+    let headers: Vec<&str> = match std::env::var("BENCH_CONNECTION").as_deref() {
+        Ok("close") => vec!["Connection: close"],
+        Ok("keep-alive") | Err(_) => vec![],
+        Ok(other) => {
+            println!("BENCH_CONNECTION={other:?}: expected `close` or `keep-alive`");
+            return;
+        }
+    };
 
     let Some(wrk_version) = tool_version("wrk", &["-v"]) else {
         println!("wrk not found: nothing measured. Install it with `apt-get install -y wrk`");
@@ -114,8 +124,13 @@ fn main() {
     println!(
         "HTTP benchmark: GET / on 127.0.0.1, wrk -t1 -c{} -d{duration}s, \
          {warmup}s warm-up, {reps} repetitions, medians; share = max/min of {SHARE_REQUESTS} \
-         sequential requests per worker",
-        wrk::CONNECTIONS
+         sequential requests per worker; {}",
+        wrk::CONNECTIONS,
+        if headers.is_empty() {
+            "keep-alive".to_owned()
+        } else {
+            format!("-H {:?}: a connection per request", headers[0])
+        }
     );
     println!();
 
@@ -132,7 +147,7 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
     for rep in 1..=reps {
         for server in &servers {
-            match run_once(server, duration, warmup, &mut notes) {
+            match run_once(server, duration, warmup, &headers, &mut notes) {
                 Ok(s) => {
                     eprintln!(
                         "[rep {rep}/{reps}] {:<16} {:>10} req/s  p50 {:>9}  p99 {:>9}  {:>6.1} µs CPU/req  share {}",
@@ -220,16 +235,22 @@ fn missing_example(path: &Path, what: &str) {
 }
 
 /// One measured run of one server: start, check, warm up, measure, count shares, stop.
-fn run_once(entry: &Entry, duration: u64, warmup: u64, notes: &mut Vec<String>) -> Result<Sample, String> {
+fn run_once(
+    entry: &Entry,
+    duration: u64,
+    warmup: u64,
+    headers: &[&str],
+    notes: &mut Vec<String>,
+) -> Result<Sample, String> {
     let mut server = process::start(entry.command())?;
-    let result = measure(entry, &server, duration, warmup);
+    let result = measure(entry, &server, duration, warmup, headers);
     if let Some(n) = server.terminate().problems() {
         notes.push(format!("{}: {n}", entry.label));
     }
     result.map_err(|e| server.with_log(e))
 }
 
-fn measure(entry: &Entry, server: &Server, duration: u64, warmup: u64) -> Result<Sample, String> {
+fn measure(entry: &Entry, server: &Server, duration: u64, warmup: u64, headers: &[&str]) -> Result<Sample, String> {
     let port = server.port;
     let first = http::get(port, "/", HTTP_TIMEOUT).map_err(|e| format!("first GET / failed: {e}"))?;
     if first.status != 200 {
@@ -237,11 +258,11 @@ fn measure(entry: &Entry, server: &Server, duration: u64, warmup: u64) -> Result
     }
 
     if warmup > 0 {
-        wrk::run(port, warmup)?;
+        wrk::run_with(port, warmup, headers)?;
     }
 
     let before = proc::tree_ticks(server.pid())?;
-    let wrk = wrk::run(port, duration)?;
+    let wrk = wrk::run_with(port, duration, headers)?;
     let after = proc::tree_ticks(server.pid())?;
     if let Some(e) = wrk.errors() {
         return Err(format!("wrk reported errors: {e}"));

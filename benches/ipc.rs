@@ -12,6 +12,9 @@
 //! with `taskset -c 0` (the workers inherit the affinity). The message is the same logical
 //! content on both sides: a u64 sequence number and a 64-byte string. Start-up is excluded.
 //! Results print as a table of medians with ratios; BENCHMARKS.md records them.
+//!
+//! For profiling one side, run a single measurement with more messages:
+//! `BENCH_IPC_COUNT=2000000 perf record -- target/release/deps/ipc-… --child-mode throughput`.
 
 use std::process::Command;
 
@@ -39,10 +42,11 @@ fn child(mode: &str) -> Result<(), corral::Error> {
             until_ready(&mut events).await?;
             let line = match mode.as_str() {
                 "throughput" => {
-                    let elapsed = flood(&cluster, &mut events, THROUGHPUT_WARMUP, THROUGHPUT_COUNT).await?.elapsed_s;
+                    let count = env_u64("BENCH_IPC_COUNT", THROUGHPUT_COUNT).max(1);
+                    let elapsed = flood(&cluster, &mut events, THROUGHPUT_WARMUP, count).await?.elapsed_s;
                     format!(
-                        r#"{{"impl":"corral","mode":"throughput","count":{THROUGHPUT_COUNT},"payload":{PAYLOAD},"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4}}}"#,
-                        THROUGHPUT_COUNT as f64 / elapsed
+                        r#"{{"impl":"corral","mode":"throughput","count":{count},"payload":{PAYLOAD},"msgs_per_sec":{:.0},"elapsed_s":{elapsed:.4}}}"#,
+                        count as f64 / elapsed
                     )
                 }
                 _ => {

@@ -61,10 +61,21 @@ pub struct Wrk {
 
 /// Starts wrk against `http://127.0.0.1:port/` for `secs` seconds.
 pub fn spawn(port: u16, secs: u64) -> Result<Wrk, String> {
+    spawn_with(port, secs, &[])
+}
+
+/// As [`spawn`], with extra request headers (`"Connection: close"`: a new connection per
+/// request).
+pub fn spawn_with(port: u16, secs: u64, headers: &[&str]) -> Result<Wrk, String> {
     let url = format!("http://127.0.0.1:{port}/");
     let started = Instant::now();
-    let mut child = Command::new("wrk")
-        .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), "--latency", &url])
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), "--latency"]);
+    for header in headers {
+        cmd.args(["-H", header]);
+    }
+    let mut child = cmd
+        .arg(&url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -78,6 +89,11 @@ pub fn spawn(port: u16, secs: u64) -> Result<Wrk, String> {
 /// One whole wrk run: [`spawn`], then [`Wrk::finish`].
 pub fn run(port: u16, secs: u64) -> Result<WrkReport, String> {
     spawn(port, secs)?.finish()
+}
+
+/// One whole wrk run with extra headers: [`spawn_with`], then [`Wrk::finish`].
+pub fn run_with(port: u16, secs: u64, headers: &[&str]) -> Result<WrkReport, String> {
+    spawn_with(port, secs, headers)?.finish()
 }
 
 impl Wrk {

@@ -280,21 +280,21 @@ pub fn control(data: &[u8]) -> usize {
         }
     };
     let checked = envelope.check_hello(slot, generation);
-    match (&envelope.body, &checked) {
-        (Body::Control(Control::Hello(hello)), Ok(got)) => {
+    match (envelope.body.as_control(), &checked) {
+        (Some(Control::Hello(hello)), Ok(got)) => {
             assert_eq!(hello, got);
             assert_eq!((hello.version, hello.slot, hello.generation), (PROTOCOL_VERSION, slot, generation));
         }
-        (Body::Control(Control::Hello(hello)), Err(ProtocolError::VersionMismatch { ours, theirs })) => {
+        (Some(Control::Hello(hello)), Err(ProtocolError::VersionMismatch { ours, theirs })) => {
             assert_eq!((*ours, *theirs), (PROTOCOL_VERSION, hello.version));
             assert_ne!(hello.version, PROTOCOL_VERSION);
         }
-        (Body::Control(Control::Hello(hello)), Err(ProtocolError::WrongPeer { .. })) => {
+        (Some(Control::Hello(hello)), Err(ProtocolError::WrongPeer { .. })) => {
             assert_eq!(hello.version, PROTOCOL_VERSION);
             assert!(hello.slot != slot || hello.generation != generation);
         }
         (_, Ok(hello)) => panic!("{hello:?} passed the check, from a frame that is not a hello"),
-        (Body::Control(Control::Hello(_)), Err(e)) => panic!("unexpected error for a hello: {e}"),
+        (Some(Control::Hello(_)), Err(e)) => panic!("unexpected error for a hello: {e}"),
         (_, Err(e)) => assert!(matches!(e, ProtocolError::HelloNotFirst), "unexpected error for another frame: {e}"),
     }
     if let Err(e) = &checked {

@@ -431,14 +431,14 @@ mod tests {
         assert_eq!(copy.clone().send(6).await, Err(ReplyError::AlreadyAnswered));
         drop(copy);
         let out = rx.recv().await.unwrap();
-        let crate::Body::Control(Control::Reply { id: 7, answer: Answer::Value(v) }) = out.body else { panic!() };
-        assert_eq!(postcard::from_bytes::<u32>(&v).unwrap(), 5);
+        let Some(Control::Reply { id: 7, answer: Answer::Value(v) }) = out.body.as_control() else { panic!() };
+        assert_eq!(postcard::from_bytes::<u32>(v).unwrap(), 5);
         assert!(rx.try_recv().is_err(), "answered once");
 
         let dropped: ReplyTo<u32> = decoding_with(Some(&sink), || postcard::from_bytes(&bytes)).unwrap();
         drop(dropped);
         let out = rx.recv().await.unwrap();
-        assert!(matches!(out.body, crate::Body::Control(Control::Reply { id: 7, answer: Answer::Failed(_) })));
+        assert!(matches!(out.body.as_control(), Some(Control::Reply { id: 7, answer: Answer::Failed(_) })));
     }
 
     #[tokio::test]

@@ -78,6 +78,20 @@ impl<Out, In> FrameCodec<Out, In> {
     }
 }
 
+impl<Out, In> Clone for FrameCodec<Out, In> {
+    /// The same codec (it keeps no state between frames: a copy decodes from any frame
+    /// boundary of the same stream).
+    ///
+    /// ```
+    /// # use corral_protocol::FrameCodec;
+    /// let codec: FrameCodec<(), ()> = FrameCodec::new(64);
+    /// assert_eq!(codec.clone().max_frame_length(), 64);
+    /// ```
+    fn clone(&self) -> Self {
+        FrameCodec { max_frame_length: self.max_frame_length, replies: self.replies.clone(), _types: PhantomData }
+    }
+}
+
 impl<Out, In> Default for FrameCodec<Out, In> {
     fn default() -> Self {
         FrameCodec::new(DEFAULT_MAX_FRAME_LENGTH)
@@ -96,7 +110,7 @@ impl<Out: Serialize, In> Encoder<Envelope<Out>> for FrameCodec<Out, In> {
     fn encode(&mut self, item: Envelope<Out>, dst: &mut BytesMut) -> Result<(), ProtocolError> {
         let start = dst.len();
         dst.put_u32(0);
-        let written = postcard::to_io(&item, dst.writer()).map(drop);
+        let written = postcard::serialize_with_flavor(&item, BytesFlavor(dst));
         let len = dst.len() - start - PREFIX;
         let outcome = match written {
             Err(e) => Err(ProtocolError::Encode(e)),
@@ -125,6 +139,36 @@ impl<Out: Serialize, In> Encoder<Envelope<Out>> for FrameCodec<Out, In> {
     }
 }
 
+/// postcard's output written straight into the frame buffer. (Its `io::Write` adapter made a
+/// `memcpy` call of every varint byte.)
+struct BytesFlavor<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for BytesFlavor<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.put_u8(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // Varints come as slices of 1 to 10 bytes: byte by byte beats a `memcpy` call.
+        if data.len() <= 10 {
+            self.0.reserve(data.len());
+            for &byte in data {
+                self.0.put_u8(byte);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
     type Item = Envelope<In>;
     type Error = ProtocolError;
@@ -143,11 +187,15 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
             src.reserve(PREFIX + len - src.len());
             return Ok(None);
         }
-        src.advance(PREFIX);
-        let frame = src.split_to(len);
-        let (item, rest) = decoding_with(self.replies.as_ref(), || postcard::take_from_bytes(&frame))
-            .map_err(ProtocolError::Decode)?;
-        if rest.is_empty() { Ok(Some(item)) } else { Err(ProtocolError::TrailingBytes { extra: rest.len() }) }
+        // Decoded in place, then consumed (also when it does not decode: the stream goes on
+        // at the next frame, or the caller drops it).
+        let decoded = decoding_with(self.replies.as_ref(), || postcard::take_from_bytes(&src[PREFIX..PREFIX + len]))
+            .map(|(item, rest)| (item, rest.len()));
+        src.advance(PREFIX + len);
+        match decoded.map_err(ProtocolError::Decode)? {
+            (item, 0) => Ok(Some(item)),
+            (_, extra) => Err(ProtocolError::TrailingBytes { extra }),
+        }
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Envelope<In>>, ProtocolError> {

@@ -33,7 +33,7 @@
 //! assert_eq!(first.seq, 7);
 //! assert!(matches!(first.body, Body::User(ref s) if s == "hi"));
 //! let second = codec.decode(&mut buf).unwrap().unwrap();
-//! assert!(matches!(second.body, Body::Control(Control::Ready)));
+//! assert!(matches!(second.body.as_control(), Some(Control::Ready)));
 //! ```
 #![warn(missing_docs)]
 

@@ -25,8 +25,8 @@ use crate::trace::TraceContext;
 pub struct Outgoing<M> {
     /// What to send.
     pub body: Body<M>,
-    /// The sender's trace context, if any.
-    pub trace: Option<TraceContext>,
+    /// The sender's trace context, if any (boxed, as in [`Envelope`]).
+    pub trace: Option<Box<TraceContext>>,
 }
 
 impl<M> Outgoing<M> {
@@ -37,11 +37,11 @@ impl<M> Outgoing<M> {
 
     /// A control message without trace context.
     pub fn control(control: Control) -> Self {
-        Outgoing { body: Body::Control(control), trace: None }
+        Outgoing { body: Body::from(control), trace: None }
     }
 }
 
-/// How many queued frames are encoded before the socket is flushed.
+/// How many queued frames are taken and encoded before the socket is flushed.
 const WRITE_BATCH: usize = 256;
 
 /// Writes queued frames to `io` until the queue closes (or `close` is cancelled and every
@@ -127,25 +127,28 @@ where
     let mut framed = FramedWrite::new(io, codec);
     let mut seq = 0u64;
     let mut closing = false;
+    // Taken from the queue a batch at a time: one wake-up and one release of the queue's
+    // capacity per batch, not per frame.
+    let mut batch: Vec<Outgoing<Out>> = Vec::with_capacity(WRITE_BATCH);
+    let (closed, handed_over) = (close.cancelled(), hand_over.cancelled());
+    tokio::pin!(closed, handed_over);
     loop {
-        let first = tokio::select! {
+        let taken = tokio::select! {
             biased;
-            item = rx.recv() => match item {
-                Some(item) => item,
-                None => break,
-            },
-            () = close.cancelled(), if !closing => {
+            taken = rx.recv_many(&mut batch, WRITE_BATCH) => taken,
+            () = &mut closed, if !closing => {
                 // No new frames from now on; those already queued are still written.
                 closing = true;
                 rx.close();
                 continue;
             }
             // Reached only with the queue empty and the last batch flushed: a boundary.
-            () = hand_over.cancelled() => return Ok(Some(framed.into_inner())),
+            () = &mut handed_over => return Ok(Some(framed.into_inner())),
         };
-        let mut next = Some(first);
-        let mut batch = 0;
-        while let Some(out) = next.take() {
+        if taken == 0 {
+            break; // The queue is closed and empty.
+        }
+        for out in batch.drain(..) {
             seq += 1;
             let is_user = matches!(out.body, Body::User(_));
             match framed.feed(Envelope { seq, trace: out.trace, body: out.body }).await {
@@ -156,10 +159,6 @@ where
                     tracing::error!(error = %e, "message not sent");
                 }
                 Err(e) => return Err(e),
-            }
-            batch += 1;
-            if batch < WRITE_BATCH {
-                next = rx.try_recv().ok();
             }
         }
         framed.flush().await?;

@@ -232,7 +232,7 @@ fn body_helpers() {
     assert!(env.trace.is_none());
     assert_eq!(env.body, Body::User(UserMsg::Unit));
     let env: Envelope<UserMsg> = Envelope::control(5, Control::Disconnect).with_trace(Some(TraceContext::default()));
-    assert_eq!(env.trace, Some(TraceContext::default()));
-    assert_eq!(env.body, Body::Control(Control::Disconnect));
+    assert_eq!(env.trace, Some(Box::new(TraceContext::default())));
+    assert_eq!(env.body, Body::from(Control::Disconnect));
     assert_eq!(env.with_trace(None).trace, None);
 }

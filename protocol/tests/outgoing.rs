@@ -55,7 +55,7 @@ async fn frames_are_numbered_from_one_in_queue_order() {
     let items = vec![
         Outgoing::user(UserMsg::Text("a".into())),
         Outgoing::control(Control::Ready),
-        Outgoing { body: Body::User(UserMsg::Num(2)), trace: Some(trace.clone()) },
+        Outgoing { body: Body::User(UserMsg::Num(2)), trace: Some(Box::new(trace.clone())) },
         Outgoing::control(Control::Disconnect),
     ];
     let (bytes, users) = write_all_to_vec(1024, items).await;

@@ -92,15 +92,15 @@ async fn handshake_ping_pong_and_shutdown() {
         let mut seq = 3;
         loop {
             let env = worker.next().await.expect("primary closed").expect("frame");
-            match env.body {
-                Body::Control(Control::Ping { nonce }) => {
+            match (env.body.as_control(), &env.body) {
+                (Some(&Control::Ping { nonce }), _) => {
                     let stats = WorkerStats { handled: nonce, ..Default::default() };
                     worker.send(Envelope::control(seq, Control::Pong { nonce, stats })).await.unwrap();
                 }
-                Body::User(text) => {
+                (_, Body::User(text)) => {
                     worker.send(Envelope::user(seq, text.to_uppercase())).await.unwrap();
                 }
-                Body::Control(Control::Shutdown { deadline_ms }) => {
+                (Some(&Control::Shutdown { deadline_ms }), _) => {
                     assert_eq!(deadline_ms, 1500);
                     worker.send(Envelope::control(seq, Control::Disconnect)).await.unwrap();
                     worker.close().await.unwrap();
@@ -114,17 +114,17 @@ async fn handshake_ping_pong_and_shutdown() {
 
     let primary_side = async {
         let first = primary.next().await.unwrap().unwrap();
-        let Body::Control(Control::Hello(hello)) = first.body else { panic!("first frame {first:?}") };
+        let Some(Control::Hello(hello)) = first.body.as_control() else { panic!("first frame {first:?}") };
         hello.check(2, 5).unwrap();
         assert_eq!(hello.pid, 777);
-        assert!(matches!(primary.next().await.unwrap().unwrap().body, Body::Control(Control::Ready)));
+        assert!(matches!(primary.next().await.unwrap().unwrap().body.as_control(), Some(Control::Ready)));
 
         primary.send(Envelope::control(1, Control::Ping { nonce: 42 })).await.unwrap();
         let pong = primary.next().await.unwrap().unwrap();
         assert_eq!(pong.seq, 3);
         assert!(matches!(
-            pong.body,
-            Body::Control(Control::Pong { nonce: 42, stats: WorkerStats { handled: 42, .. } })
+            pong.body.as_control(),
+            Some(Control::Pong { nonce: 42, stats: WorkerStats { handled: 42, .. } })
         ));
 
         primary.send(Envelope::user(2, "shout".to_string())).await.unwrap();
@@ -133,7 +133,7 @@ async fn handshake_ping_pong_and_shutdown() {
 
         primary.send(Envelope::control(3, Control::Shutdown { deadline_ms: 1500 })).await.unwrap();
         let bye = primary.next().await.unwrap().unwrap();
-        assert_eq!(bye.body, Body::Control(Control::Disconnect));
+        assert_eq!(bye.body, Body::from(Control::Disconnect));
         assert!(primary.next().await.is_none());
     };
     timeout(STEP, primary_side).await.expect("primary timed out");

@@ -414,6 +414,31 @@ where
         self.bus.subscribe()
     }
 
+    /// A new event stream, from now on, of everything but the workers' user messages
+    /// ([`ClusterEvent::Message`]): for a task that watches the lifecycle (forks, exits,
+    /// reloads, output lines). Messages are not cloned for it, and a flood of them never
+    /// waits for it to read.
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
+    /// let mut lifecycle = cluster.subscribe_lifecycle();
+    /// tokio::spawn(async move {
+    ///     while let Some(event) = lifecycle.recv().await {
+    ///         if let ClusterEvent::Exit { slot, status, .. } = event {
+    ///             eprintln!("slot {slot} exited: {status}");
+    ///         }
+    ///     }
+    /// });
+    /// # let _ = &mut events;
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe_lifecycle(&self) -> EventStream<R> {
+        self.bus.subscribe_lifecycle()
+    }
+
     /// Every slot's status, in slot order.
     ///
     /// ```no_run
@@ -667,7 +692,7 @@ where
 async fn deliver<M>(slot: usize, route: &Route<M>, message: M) -> Result<(), ()> {
     let sent = if spans::enabled() {
         let span = spans::send(spans::worker_destination(slot), slot);
-        let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
+        let out = Outgoing { trace: TraceContext::of_span(&span).map(Box::new), body: Body::User(message) };
         route.tx.send(out).instrument(span).await
     } else {
         route.tx.send(Outgoing::user(message)).await

@@ -53,6 +53,7 @@ mod command;
 mod config;
 pub mod control;
 mod control_socket;
+mod credits;
 mod error;
 mod event;
 mod events;

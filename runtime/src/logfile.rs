@@ -93,7 +93,7 @@ where
         tracing::warn!(dir = %files.dir.display(), error = %e, "no log files");
         return;
     }
-    let mut events = cluster.subscribe();
+    let mut events = cluster.subscribe_lifecycle();
     let mut sinks: Vec<Sink> = Vec::new();
     let sink_for = |sinks: &mut Vec<Sink>, slot: usize| -> usize {
         let index = if files.per_slot { slot } else { 0 };

@@ -46,7 +46,7 @@ where
     M: Serialize + Clone + Send + 'static,
     R: Clone + Send + 'static,
 {
-    let mut events = cluster.subscribe();
+    let mut events = cluster.subscribe_lifecycle();
     let watchdog = sd_notify::watchdog_enabled();
     let mut beat = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
     // A new image after an upgrade: ready again once its reload replaced the workers.

@@ -148,7 +148,7 @@ where
     observe(&meter, &shared, &generation);
     let events = Events::new(&meter, generation);
     let sampling = tokio::spawn(sample(cluster.clone(), shared, sample_interval()));
-    let counting = tokio::spawn(events.count(cluster.subscribe()));
+    let counting = tokio::spawn(events.count(cluster.subscribe_lifecycle()));
     Ok(Some(Export { provider, tasks: vec![sampling, counting], runtime }))
 }
 

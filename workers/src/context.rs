@@ -291,7 +291,7 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     pub async fn report(&self, message: R) -> Result<(), WorkerError> {
         let sent = if spans::enabled() {
             let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
-            let out = Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) };
+            let out = Outgoing { trace: TraceContext::of_span(&span).map(Box::new), body: Body::User(message) };
             self.inner.outbox.send(out).instrument(span).await
         } else {
             self.inner.outbox.send(Outgoing::user(message)).await
@@ -452,7 +452,7 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     pub fn try_report(&self, message: R) -> Result<(), WorkerError> {
         let (out, span) = if spans::enabled() {
             let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
-            (Outgoing { trace: TraceContext::of_span(&span), body: Body::User(message) }, span)
+            (Outgoing { trace: TraceContext::of_span(&span).map(Box::new), body: Body::User(message) }, span)
         } else {
             (Outgoing::user(message), tracing::Span::none())
         };

@@ -320,33 +320,37 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
     async fn read(&mut self, frames: &mut FramedRead<OwnedReadHalf, FrameCodec<R, M>>) -> Result<(), ProtocolError> {
         while let Some(frame) = frames.next().await {
             let frame = frame?;
-            match frame.body {
+            let control = match frame.body {
                 Body::User(message) => {
-                    let span = self.receive_span(frame.seq, frame.trace.as_ref());
+                    let span = self.receive_span(frame.seq, frame.trace.as_deref());
                     self.deliver(message, span).await;
+                    continue;
                 }
-                Body::Control(Control::Ping { nonce }) => {
+                Body::Control(control) => *control,
+            };
+            match control {
+                Control::Ping { nonce } => {
                     let stats = self.counters.stats(pool_stats(&self.pool.stats()));
                     let _ = self.outbox.send(Outgoing::control(Control::Pong { nonce, stats })).await;
                 }
-                Body::Control(Control::ListenAck { id, result }) => self.listens.acked(id, result),
-                Body::Control(Control::Reply { id, answer }) => self.calls.answer(id, answer),
-                Body::Control(Control::Relayed { from, message }) => match postcard::from_bytes::<M>(&message) {
+                Control::ListenAck { id, result } => self.listens.acked(id, result),
+                Control::Reply { id, answer } => self.calls.answer(id, answer),
+                Control::Relayed { from, message } => match postcard::from_bytes::<M>(&message) {
                     // From another worker: handled as any message, in the order it came.
                     Ok(message) => {
-                        let span = self.receive_span(frame.seq, frame.trace.as_ref());
+                        let span = self.receive_span(frame.seq, frame.trace.as_deref());
                         self.deliver(message, span).await;
                     }
                     Err(e) => {
                         tracing::warn!(from, error = %e, "a message from another worker does not decode; dropped")
                     }
                 },
-                Body::Control(Control::Shutdown { deadline_ms }) => {
+                Control::Shutdown { deadline_ms } => {
                     tracing::info!(deadline_ms, "the primary asks this worker to drain");
                     self.drain_deadline.store(deadline_ms, Ordering::Relaxed);
                     self.shutdown.cancel();
                 }
-                Body::Control(other) => {
+                other => {
                     return Err(ProtocolError::UnexpectedControl { control: other.name(), peer: "primary" });
                 }
             }

@@ -107,8 +107,12 @@ pub fn control() -> impl Strategy<Value = Control> {
 }
 
 pub fn envelope() -> impl Strategy<Value = Envelope<UserMsg>> {
-    let body = prop_oneof![control().prop_map(Body::Control), user_msg().prop_map(Body::User)];
-    (any::<u64>(), prop::option::of(trace_context()), body).prop_map(|(seq, trace, body)| Envelope { seq, trace, body })
+    let body = prop_oneof![control().prop_map(Body::from), user_msg().prop_map(Body::User)];
+    (any::<u64>(), prop::option::of(trace_context()), body).prop_map(|(seq, trace, body)| Envelope {
+        seq,
+        trace: trace.map(Box::new),
+        body,
+    })
 }
 
 /// Encodes every envelope, in order, into one buffer.

@@ -183,7 +183,7 @@ where
                     tracing::warn!(addr = %bound, "metrics endpoint on a non-loopback address: whoever reaches it sees pids, memory and traffic");
                 }
                 // Subscribed before the first fork, so that no exit is missed.
-                Some((listener, bound, bus.subscribe()))
+                Some((listener, bound, bus.subscribe_lifecycle()))
             }
             None => None,
         };

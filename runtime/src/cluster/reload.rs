@@ -67,7 +67,7 @@ where
         let parent = span.clone();
         // Exits are watched from the start: the first slots' old processes drain while the
         // later slots are replaced.
-        let drains = DrainWatch::start(self.args.bus.subscribe());
+        let drains = DrainWatch::start(self.args.bus.subscribe_lifecycle());
         let drain_bound = self.args.config.kill_timeout + DRAIN_LOG_GRACE;
         let started = tokio::time::Instant::now();
         let task = async move {

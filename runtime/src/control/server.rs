@@ -166,7 +166,7 @@ where
     M: Serialize + Clone + Send + 'static,
     R: Clone + Send + 'static,
 {
-    let mut events = cluster.subscribe();
+    let mut events = cluster.subscribe_lifecycle();
     while let Some(event) = events.recv().await {
         if let ClusterEvent::Output { slot, pid, stream, line } = event {
             logs.lock().unwrap_or_else(PoisonError::into_inner).push(slot, pid, stream, line);

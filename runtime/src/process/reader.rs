@@ -74,8 +74,9 @@ pub(crate) async fn run_reader<M: Send + 'static, R: DeserializeOwned + Clone + 
     done: oneshot::Sender<()>,
     giver: Giver,
 ) {
-    let mut frames = FramedRead::new(read, codec);
-    let error = match read_frames(&mut frames, &cx, start, &giver).await {
+    let mut frames = FramedRead::new(read, codec.clone());
+    let mut batch = Batch::new(codec, &cx);
+    let error = match read_frames(&mut frames, &mut batch, &cx, start, &giver).await {
         // Calls in flight end with this image (it execs); the next one opens its own.
         Ok(Stop::HandedOver) => {
             let parts = frames.into_parts();
@@ -92,13 +93,48 @@ pub(crate) async fn run_reader<M: Send + 'static, R: DeserializeOwned + Clone + 
     let _ = done.send(());
 }
 
+/// The user messages of the frames read so far and not yet passed on, and how frames whole
+/// in the read buffer are taken out of it without another read.
+///
+/// Messages go to the event bus a batch at a time (one queue operation and one credit check
+/// per batch), and always before whatever the next control frame causes: events stay in
+/// stream order.
+struct Batch<M, R> {
+    /// Decodes frames already in the read buffer (the codec keeps no state between frames).
+    codec: FrameCodec<M, R>,
+    messages: Vec<(R, tracing::Span)>,
+    max: usize,
+    snapshot: BusSnapshot<R>,
+}
+
+impl<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'static> Batch<M, R> {
+    fn new(codec: FrameCodec<M, R>, cx: &ReaderCtx<M, R>) -> Self {
+        let max = cx.bus.max_batch();
+        Batch { codec, messages: Vec::with_capacity(max), max, snapshot: BusSnapshot::default() }
+    }
+
+    fn is_full(&self) -> bool {
+        self.messages.len() >= self.max
+    }
+
+    /// Passes the messages gathered so far on to the subscribers (waiting for their credits).
+    async fn flush(&mut self, cx: &ReaderCtx<M, R>) {
+        if self.messages.is_empty() {
+            return;
+        }
+        let messages = std::mem::replace(&mut self.messages, Vec::with_capacity(self.max));
+        cx.counters.messages_in.fetch_add(messages.len() as u64, Ordering::Relaxed);
+        cx.bus.emit_messages(&mut self.snapshot, cx.slot, messages).await;
+    }
+}
+
 async fn read_frames<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'static>(
     frames: &mut FramedRead<OwnedReadHalf, FrameCodec<M, R>>,
+    batch: &mut Batch<M, R>,
     cx: &ReaderCtx<M, R>,
     start: ReaderStart,
     giver: &Giver,
 ) -> Result<Stop, ProtocolError> {
-    let mut snapshot = BusSnapshot::default();
     match start {
         ReaderStart::Fresh => hello(frames, cx).await?,
         ReaderStart::Adopted { leftover } => {
@@ -106,42 +142,69 @@ async fn read_frames<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'st
             // order; the start of a next one waits in the buffer for the rest.
             let mut pending = bytes::BytesMut::from(&leftover[..]);
             while let Some(frame) = frames.decoder_mut().decode(&mut pending)? {
-                on_frame(frame, cx, &mut snapshot).await?;
+                on_frame(frame, cx, batch).await?;
             }
+            batch.flush(cx).await;
             frames.read_buffer_mut().extend_from_slice(&pending);
         }
     }
+    // One wait for the handover for the whole loop, polled only when no frame is ready (a
+    // poll of a waiting `Notified` takes its lock); between frames the flag is read instead.
+    let handed_over = giver.token.cancelled();
+    tokio::pin!(handed_over);
     loop {
+        if giver.token.is_cancelled() {
+            return Ok(Stop::HandedOver);
+        }
         let next = tokio::select! {
             biased;
-            () = giver.token.cancelled() => return Ok(Stop::HandedOver),
             next = frames.next() => next,
+            () = &mut handed_over => return Ok(Stop::HandedOver),
         };
         let Some(frame) = next else { return Ok(Stop::Eof) };
-        on_frame(frame?, cx, &mut snapshot).await?;
+        on_frame(frame?, cx, batch).await?;
+        // The frames already whole in the buffer, without another read (or poll of the
+        // socket), up to a batch.
+        while !batch.is_full() {
+            match batch.codec.decode(frames.read_buffer_mut()) {
+                Ok(Some(frame)) => on_frame(frame, cx, batch).await?,
+                Ok(None) => break,
+                Err(e) => {
+                    // What came before the bad frame is passed on first.
+                    batch.flush(cx).await;
+                    return Err(e);
+                }
+            }
+        }
+        batch.flush(cx).await;
     }
 }
 
-/// Handles one frame of the worker's.
+/// Handles one frame of the worker's: a user message joins the batch; a control frame is
+/// acted on after the batch before it has been passed on.
 async fn on_frame<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'static>(
     frame: Envelope<R>,
     cx: &ReaderCtx<M, R>,
-    snapshot: &mut BusSnapshot<R>,
+    batch: &mut Batch<M, R>,
 ) -> Result<(), ProtocolError> {
-    let (slot, generation, pid) = (cx.slot, cx.generation, cx.pid);
+    let (slot, pid) = (cx.slot, cx.pid);
     let control = match frame.body {
         Body::User(message) => {
-            cx.counters.messages_in.fetch_add(1, Ordering::Relaxed);
             let span = if spans::enabled() {
-                spans::receive(PRIMARY_DESTINATION, slot, frame.seq, "receive", frame.trace.as_ref())
+                spans::receive(PRIMARY_DESTINATION, slot, frame.seq, "receive", frame.trace.as_deref())
             } else {
                 tracing::Span::none()
             };
-            cx.bus.emit_message(snapshot, slot, message, span).await;
+            batch.messages.push((message, span));
+            if batch.is_full() {
+                batch.flush(cx).await;
+            }
             return Ok(());
         }
-        Body::Control(control) => control,
+        Body::Control(control) => *control,
     };
+    batch.flush(cx).await;
+    let generation = cx.generation;
     match control {
         Control::Ready => {
             cx.report(ProcessEventKind::Ready);
