@@ -109,7 +109,14 @@ pub enum HandleKind {
     },
 }
 
-/// One end of the SEQPACKET handle channel, registered with the tokio reactor.
+/// One end of the SEQPACKET handle channel.
+///
+/// The worker's end ([`new`](Self::new)) is registered with the tokio reactor: it waits for
+/// datagrams. The primary's end ([`unwatched`](Self::unwatched)) is not: the primary sends
+/// without waiting while there is room and reads acknowledgements when it chooses
+/// ([`drain_acks`](Self::drain_acks)), so that neither an acknowledgement arriving nor the
+/// worker freeing room (each datagram it reads) wakes the primary's event loop; it registers
+/// for a moment only when it must wait.
 ///
 /// # Example
 ///
@@ -130,7 +137,7 @@ pub enum HandleKind {
 /// ```
 #[derive(Debug)]
 pub struct HandleChannel {
-    fd: AsyncFd<OwnedFd>,
+    fd: Watch,
     /// Datagrams sent so far; held across each `sendmsg`, so that a datagram's number is its
     /// place in the channel even when several tasks send at once.
     sent: Mutex<u64>,
@@ -235,10 +242,70 @@ impl HandleAck {
     }
 }
 
+/// How a [`HandleChannel`] learns that its socket is ready.
+#[derive(Debug)]
+enum Watch {
+    /// Registered with the reactor for as long as it lives.
+    Reactor(AsyncFd<OwnedFd>),
+    /// Not registered: a wait registers a duplicate of the fd for its own duration.
+    OnDemand(OwnedFd),
+}
+
+impl Watch {
+    fn raw(&self) -> RawFd {
+        match self {
+            Watch::Reactor(fd) => fd.get_ref().as_raw_fd(),
+            Watch::OnDemand(fd) => fd.as_raw_fd(),
+        }
+    }
+
+    /// Runs the non-blocking `op` until it does not fail with `EAGAIN`, waiting for
+    /// `interest` in between.
+    async fn io<T>(&self, interest: Interest, mut op: impl FnMut(RawFd) -> io::Result<T>) -> io::Result<T> {
+        match self {
+            Watch::Reactor(fd) => loop {
+                let mut guard = fd.ready(interest).await?;
+                match guard.try_io(|inner| op(inner.get_ref().as_raw_fd())) {
+                    Ok(result) => return result,
+                    Err(_would_block) => continue,
+                }
+            },
+            Watch::OnDemand(fd) => loop {
+                match op(fd.as_raw_fd()) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_once(fd, interest).await?,
+                    result => return result,
+                }
+            },
+        }
+    }
+
+    /// The non-blocking `op` once: `WouldBlock` when the reactor knows the socket is not
+    /// ready (no system call then) or the call found it so.
+    fn try_io<T>(&self, interest: Interest, mut op: impl FnMut(RawFd) -> io::Result<T>) -> io::Result<T> {
+        match self {
+            Watch::Reactor(fd) => fd.try_io(interest, |inner| op(inner.as_raw_fd())),
+            Watch::OnDemand(fd) => op(fd.as_raw_fd()),
+        }
+    }
+}
+
+/// Waits until `fd` is ready for `interest`, registering a duplicate of it with the reactor
+/// for the wait (a registration reports the socket's current state at once).
+async fn wait_once(fd: &OwnedFd, interest: Interest) -> io::Result<()> {
+    let dup = fd.try_clone()?;
+    // SAFETY: `dup` is an `OwnedFd` we just created, so it is open; the `AsyncFd` takes
+    // ownership of it and it stays open and unchanged until the `AsyncFd` is dropped at the
+    // end of this function.
+    let watched = unsafe { AsyncFd::register_with_interest(dup, interest) }.map_err(io::Error::from)?;
+    watched.ready(interest).await.map(drop)
+}
+
 impl std::os::fd::AsFd for HandleChannel {
     /// The socket, e.g. to keep it open across the primary's own `execve` (an upgrade).
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.get_ref().as_fd()
+        // SAFETY: the fd is owned by `self` (inside the `Watch`) and stays open for as long
+        // as the borrow of `self` that this returns lives.
+        unsafe { BorrowedFd::borrow_raw(self.fd.raw()) }
     }
 }
 
@@ -275,14 +342,43 @@ impl HandleChannel {
     ///
     /// As [`new`](Self::new).
     pub fn resume(fd: OwnedFd, sent: u64) -> Result<Self, ProtocolError> {
-        let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
-        let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
-        fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+        set_nonblocking(&fd)?;
         // SAFETY: `fd` is an `OwnedFd`, so it is open; the `AsyncFd` takes ownership of it and
         // it stays open and unchanged until the `AsyncFd` is dropped.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
             .map_err(io::Error::from)?;
-        Ok(HandleChannel { fd, sent: Mutex::new(sent) })
+        Ok(HandleChannel { fd: Watch::Reactor(fd), sent: Mutex::new(sent) })
+    }
+
+    /// The primary's end, on which `sent` datagrams were sent already (0 for a new channel):
+    /// not registered with the reactor (see the type's documentation). Sends and
+    /// [`recv_ack`](Self::recv_ack) still wait when they must; [`drain_acks`](Self::drain_acks)
+    /// reads what is queued.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use corral_protocol::{HandleAck, HandleChannel, HandleHeader, HandleKind, seqpacket_pair};
+    /// use std::os::fd::AsFd;
+    ///
+    /// let pair = seqpacket_pair().unwrap();
+    /// let primary = HandleChannel::unwatched(pair.primary, 0).unwrap();
+    /// let worker = HandleChannel::new(pair.worker).unwrap();
+    /// let file = std::fs::File::open("/dev/null").unwrap();
+    /// let header = HandleHeader { id: 1, kind: HandleKind::Listener { addr: "x".into() }, trace: None };
+    /// assert_eq!(primary.send_counted(&header, file.as_fd()).await.unwrap(), 0);
+    /// worker.recv().await.unwrap();
+    /// assert_eq!(primary.drain_acks(), None);
+    /// worker.send_ack(&HandleAck::taken(1)).await.unwrap();
+    /// assert_eq!(primary.recv_ack().await.unwrap(), Some(HandleAck::taken(1)));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Io`] when the fd cannot be made non-blocking.
+    pub fn unwatched(fd: OwnedFd, sent: u64) -> Result<Self, ProtocolError> {
+        set_nonblocking(&fd)?;
+        Ok(HandleChannel { fd: Watch::OnDemand(fd), sent: Mutex::new(sent) })
     }
 
     /// How many datagrams have been sent on the channel (the next one's number).
@@ -330,24 +426,21 @@ impl HandleChannel {
     pub async fn send_counted(&self, header: &HandleHeader, fd: BorrowedFd<'_>) -> Result<u64, ProtocolError> {
         let bytes = header.encode()?;
         let raw = [fd.as_raw_fd()];
-        loop {
-            let mut guard = self.fd.writable().await?;
-            let sent = guard.try_io(|inner| {
+        let number = self
+            .fd
+            .io(Interest::WRITABLE, |socket| {
                 let iov = [IoSlice::new(&bytes)];
                 let cmsg = [ControlMessage::ScmRights(&raw)];
                 // Every update is one increment after a successful send: a poisoned lock
                 // still holds the right count.
                 let mut count = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
-                sendmsg::<()>(inner.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)?;
+                sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)?;
                 let number = *count;
                 *count += 1;
                 Ok(number)
-            });
-            match sent {
-                Ok(result) => return Ok(result?),
-                Err(_would_block) => continue,
-            }
-        }
+            })
+            .await?;
+        Ok(number)
     }
 
     /// Receives one datagram: its header and the fd it carried (close-on-exec).
@@ -362,19 +455,13 @@ impl HandleChannel {
     pub async fn recv(&self) -> Result<Option<(HandleHeader, OwnedFd)>, ProtocolError> {
         let mut data = vec![0u8; MAX_HANDLE_HEADER];
         let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let received =
-                guard.try_io(|inner| receive_one(inner.as_raw_fd(), &mut data, &mut cmsg_buf).map_err(io::Error::from));
-            match received {
-                Ok(result) => {
-                    return match result?? {
-                        None => Ok(None),
-                        Some((len, fds)) => decode_datagram(&data[..len], fds).map(Some),
-                    };
-                }
-                Err(_would_block) => continue,
-            }
+        let received = self
+            .fd
+            .io(Interest::READABLE, |socket| receive_one(socket, &mut data, &mut cmsg_buf).map_err(io::Error::from))
+            .await?;
+        match received? {
+            None => Ok(None),
+            Some((len, fds)) => decode_datagram(&data[..len], fds).map(Some),
         }
     }
 
@@ -387,8 +474,8 @@ impl HandleChannel {
     pub fn try_recv(&self) -> Option<Result<Option<(HandleHeader, OwnedFd)>, ProtocolError>> {
         let mut data = vec![0u8; MAX_HANDLE_HEADER];
         let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
-        let received = self.fd.try_io(Interest::READABLE, |inner| {
-            receive_one(inner.as_raw_fd(), &mut data, &mut cmsg_buf).map_err(io::Error::from)
+        let received = self.fd.try_io(Interest::READABLE, |socket| {
+            receive_one(socket, &mut data, &mut cmsg_buf).map_err(io::Error::from)
         });
         match received {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
@@ -407,20 +494,13 @@ impl HandleChannel {
     /// [`ProtocolError::Io`] when the socket fails (e.g. `EPIPE` once the primary is gone).
     pub async fn send_ack(&self, ack: &HandleAck) -> Result<(), ProtocolError> {
         let bytes = ack.encode()?;
-        loop {
-            let mut guard = self.fd.writable().await?;
-            let sent = guard.try_io(|inner| {
+        self.fd
+            .io(Interest::WRITABLE, |socket| {
                 let iov = [IoSlice::new(&bytes)];
-                sendmsg::<()>(inner.as_raw_fd(), &iov, &[], MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
-            });
-            match sent {
-                Ok(result) => {
-                    result?;
-                    return Ok(());
-                }
-                Err(_would_block) => continue,
-            }
-        }
+                sendmsg::<()>(socket, &iov, &[], MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
+            })
+            .await?;
+        Ok(())
     }
 
     /// The primary's side: the next [`HandleAck`]; `Ok(None)` once the worker's end
@@ -434,35 +514,77 @@ impl HandleChannel {
     pub async fn recv_ack(&self) -> Result<Option<HandleAck>, ProtocolError> {
         let mut data = [0u8; MAX_ACK];
         let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let received =
-                guard.try_io(|inner| receive_one(inner.as_raw_fd(), &mut data, &mut cmsg_buf).map_err(io::Error::from));
-            match received {
-                Ok(result) => return result?.map(|d| d.map(|(len, fds)| decode_ack(&data[..len], fds)).transpose())?,
-                Err(_would_block) => continue,
-            }
-        }
+        let received = self
+            .fd
+            .io(Interest::READABLE, |socket| receive_one(socket, &mut data, &mut cmsg_buf).map_err(io::Error::from))
+            .await?;
+        received?.map(|(len, fds)| decode_ack(&data[..len], fds)).transpose()
     }
 
     /// The primary's side: the acknowledgements queued right now, merged (read with real
     /// `recvmsg` calls, not the reactor's view), `None` if there is none. For a last look once
     /// the worker has died.
     pub fn drain_acks(&self) -> Option<HandleAck> {
+        self.take_acks().ack
+    }
+
+    /// The primary's side: the acknowledgements queued right now, merged (read with real
+    /// `recvmsg` calls until `EAGAIN`), and whether the worker's end is closed (or the socket
+    /// failed). A datagram that is not an acknowledgement is logged and skipped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use corral_protocol::{HandleAck, HandleChannel, seqpacket_pair};
+    ///
+    /// let pair = seqpacket_pair().unwrap();
+    /// let primary = HandleChannel::unwatched(pair.primary, 0).unwrap();
+    /// let worker = HandleChannel::new(pair.worker).unwrap();
+    /// worker.send_ack(&HandleAck::taken(2)).await.unwrap();
+    /// worker.send_ack(&HandleAck::taken(3)).await.unwrap();
+    /// drop(worker);
+    /// let queued = primary.take_acks();
+    /// assert_eq!(queued.ack, Some(HandleAck::taken(3)));
+    /// assert!(queued.ended);
+    /// # }
+    /// ```
+    pub fn take_acks(&self) -> QueuedAcks {
         let mut data = [0u8; MAX_ACK];
         let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_DATAGRAM]);
-        let mut merged: Option<HandleAck> = None;
-        // The socket is non-blocking: `EAGAIN` (or the end) stops the loop.
-        while let Ok(Ok(Some((len, fds)))) = receive_one(self.fd.get_ref().as_raw_fd(), &mut data, &mut cmsg_buf) {
-            if let Ok(ack) = decode_ack(&data[..len], fds) {
-                match &mut merged {
-                    None => merged = Some(ack),
-                    Some(m) => m.merge(ack),
+        let mut queued = QueuedAcks { ack: None, ended: false };
+        // The socket is non-blocking: `EAGAIN` or the end stops the loop.
+        loop {
+            match receive_one(self.fd.raw(), &mut data, &mut cmsg_buf) {
+                Ok(Ok(Some((len, fds)))) => match decode_ack(&data[..len], fds) {
+                    Ok(ack) => match &mut queued.ack {
+                        None => queued.ack = Some(ack),
+                        Some(merged) => merged.merge(ack),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "bad acknowledgement on the handle channel"),
+                },
+                Ok(Err(e)) => tracing::warn!(error = %e, "bad acknowledgement on the handle channel"),
+                Ok(Ok(None)) => {
+                    queued.ended = true;
+                    break;
+                }
+                Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => {}
+                Err(_) => {
+                    queued.ended = true;
+                    break;
                 }
             }
         }
-        merged
+        queued
     }
+}
+
+/// What [`HandleChannel::take_acks`] found queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedAcks {
+    /// The acknowledgements, merged ([`HandleAck::merge`]); `None` if there was none.
+    pub ack: Option<HandleAck>,
+    /// The worker's end is closed (or the socket failed): no acknowledgement will follow.
+    pub ended: bool,
 }
 
 /// Room for an acknowledgement (postcard varints are at most 10 bytes: the count, the number of
@@ -479,6 +601,13 @@ fn decode_ack(data: &[u8], fds: Vec<OwnedFd>) -> Result<HandleAck, ProtocolError
 
 /// What one `recvmsg` produced: the data length and the fds it carried, or `None` at EOF.
 type Datagram = Option<(usize, Vec<OwnedFd>)>;
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), ProtocolError> {
+    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    Ok(())
+}
 
 fn receive_one(fd: RawFd, data: &mut [u8], cmsg_buf: &mut [u8]) -> Result<Result<Datagram, ProtocolError>, Errno> {
     let mut iov = [IoSliceMut::new(data)];

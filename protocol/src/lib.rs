@@ -58,10 +58,12 @@ pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 pub use control::{Answer, Control, ListenGrant, LogLevel, PoolStats, Scheduling, WorkerStats};
 pub use envelope::{Body, Envelope};
 pub use error::{BootstrapFault, HandleFault, ProtocolError};
-pub use handle::{HandleAck, HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER, MAX_REFUSED_PER_ACK};
+pub use handle::{
+    HandleAck, HandleChannel, HandleHeader, HandleKind, MAX_HANDLE_HEADER, MAX_REFUSED_PER_ACK, QueuedAcks,
+};
 pub use handshake::{Hello, PROTOCOL_VERSION};
 pub use listen::{BACKLOG, BindMode, ListenRefusal, bind, bind_first};
-pub use outgoing::{Outgoing, write_frames, write_frames_until};
+pub use outgoing::{Outgoing, enqueue, write_frames, write_frames_until};
 pub use propagation::MAX_TRACESTATE;
 pub use socketpair::{SocketPair, seqpacket_pair, stream_pair};
 pub use trace::TraceContext;

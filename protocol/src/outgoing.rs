@@ -41,6 +41,40 @@ impl<M> Outgoing<M> {
     }
 }
 
+/// Queues `out` for the writer task, waiting while the queue is full; fails only when the
+/// writer is gone. A free place is taken at once without building the waiting future (the
+/// path of every message of a flood), and a full queue waits its turn behind earlier
+/// senders as [`mpsc::Sender::send`] does.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use corral_protocol::{Outgoing, enqueue};
+/// use tokio::sync::mpsc;
+///
+/// let (tx, mut rx) = mpsc::channel(1);
+/// enqueue(&tx, Outgoing::user(1u8)).await.unwrap();
+/// assert!(matches!(rx.recv().await, Some(Outgoing { .. })));
+/// drop(rx);
+/// assert!(enqueue(&tx, Outgoing::user(2u8)).await.is_err());
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The frame back, in [`mpsc::error::SendError`], when the queue is closed.
+pub async fn enqueue<M>(
+    tx: &mpsc::Sender<Outgoing<M>>,
+    out: Outgoing<M>,
+) -> Result<(), mpsc::error::SendError<Outgoing<M>>> {
+    match tx.try_send(out) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(out)) => tx.send(out).await,
+        Err(mpsc::error::TrySendError::Closed(out)) => Err(mpsc::error::SendError(out)),
+    }
+}
+
 /// How many queued frames are taken and encoded before the socket is flushed.
 const WRITE_BATCH: usize = 256;
 

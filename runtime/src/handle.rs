@@ -693,9 +693,9 @@ async fn deliver<M>(slot: usize, route: &Route<M>, message: M) -> Result<(), ()>
     let sent = if spans::enabled() {
         let span = spans::send(spans::worker_destination(slot), slot);
         let out = Outgoing { trace: TraceContext::of_span(&span).map(Box::new), body: Body::User(message) };
-        route.tx.send(out).instrument(span).await
+        corral_protocol::enqueue(&route.tx, out).instrument(span).await
     } else {
-        route.tx.send(Outgoing::user(message)).await
+        corral_protocol::enqueue(&route.tx, Outgoing::user(message)).await
     };
     sent.map_err(drop)
 }

@@ -292,9 +292,9 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         let sent = if spans::enabled() {
             let span = spans::send(PRIMARY_DESTINATION, self.inner.slot);
             let out = Outgoing { trace: TraceContext::of_span(&span).map(Box::new), body: Body::User(message) };
-            self.inner.outbox.send(out).instrument(span).await
+            corral_protocol::enqueue(&self.inner.outbox, out).instrument(span).await
         } else {
-            self.inner.outbox.send(Outgoing::user(message)).await
+            corral_protocol::enqueue(&self.inner.outbox, Outgoing::user(message)).await
         };
         sent.map_err(|_| WorkerError::Disconnected)?;
         self.inner.counters.messages_out.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use corral_protocol::{HandleHeader, HandleKind, TraceContext};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -23,8 +25,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// The tracing target of connection spans.
 const NET_TARGET: &str = "corral::net";
 
+/// The most connections taken in one wake-up before the loop lets other tasks run (the
+/// socket stays ready, so it goes on at once after).
+const ACCEPT_BATCH: usize = 64;
+
 /// Accepts connections and hands each to a ready worker, until `closing`; then hands out the
 /// backlog and returns (closing the socket).
+///
+/// Each wake-up takes every connection queued (`accept` until `EAGAIN`, at most
+/// [`ACCEPT_BATCH`] before yielding). The accepted sockets are plain fds: the primary never
+/// reads them, so they are not registered with its event loop (that would cost two
+/// `epoll_ctl` calls per connection).
 pub(crate) async fn accept_loop(
     acceptor: tokio::net::TcpListener,
     listener: Arc<SharedListener>,
@@ -32,25 +43,55 @@ pub(crate) async fn accept_loop(
     closing: CancellationToken,
 ) {
     let _ = listener.strategy.set(strategy);
-    loop {
-        let accepted = tokio::select! {
+    let watched = acceptor.into_std().and_then(|socket| {
+        // SAFETY: the `TcpListener` owns its fd, so it is open; the `AsyncFd` takes ownership
+        // of the listener and the fd stays open and unchanged until the `AsyncFd` is dropped.
+        unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(std::io::Error::from)
+    });
+    let acceptor = match watched {
+        Ok(acceptor) => acceptor,
+        Err(e) => {
+            tracing::error!(addr = %listener.addr, error = %e, "cannot watch the listening socket; not accepting");
+            return;
+        }
+    };
+    'wake_ups: loop {
+        let ready = tokio::select! {
             biased;
             () = closing.cancelled() => break,
-            accepted = acceptor.accept() => accepted,
+            ready = acceptor.readable() => ready,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                listener.counts.accepted_one();
-                dispatch(&listener, strategy, stream, peer).await
-            }
+        let mut guard = match ready {
+            Ok(guard) => guard,
             Err(e) => {
-                tracing::warn!(addr = %listener.addr, error = %e, "accept failed");
+                tracing::warn!(addr = %listener.addr, error = %e, "listening socket failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        for _ in 0..ACCEPT_BATCH {
+            if closing.is_cancelled() {
+                break 'wake_ups;
+            }
+            match guard.try_io(|socket| socket.get_ref().accept()) {
+                Ok(Ok((stream, peer))) => {
+                    listener.counts.accepted_one();
+                    dispatch(&listener, strategy, stream, peer).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(addr = %listener.addr, error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue 'wake_ups;
+                }
+                // `EAGAIN`: the queue is empty, and the readiness cleared.
+                Err(_would_block) => continue 'wake_ups,
             }
         }
+        drop(guard);
+        tokio::task::yield_now().await;
     }
-    // A zero timeout still polls once: it takes exactly what is queued now.
-    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, acceptor.accept()).await {
+    // Exactly what is queued now (the socket is non-blocking).
+    while let Ok((stream, peer)) = acceptor.get_ref().accept() {
         listener.counts.accepted_one();
         dispatch(&listener, strategy, stream, peer).await;
     }
@@ -61,7 +102,7 @@ pub(crate) async fn accept_loop(
 ///
 /// The hand-off is a `dispatch` span (target `corral::net`); its OpenTelemetry context travels
 /// with the fd, so the worker's span for the connection is its child.
-async fn dispatch(listener: &Arc<SharedListener>, strategy: Strategy, stream: tokio::net::TcpStream, peer: SocketAddr) {
+async fn dispatch(listener: &Arc<SharedListener>, strategy: Strategy, stream: std::net::TcpStream, peer: SocketAddr) {
     let span = dispatch_span(listener, strategy, peer);
     let trace = TraceContext::of_span(&span);
     hand_off(listener, strategy, stream, peer, trace, 0).instrument(span).await;
@@ -103,7 +144,7 @@ fn dispatch_span(listener: &SharedListener, strategy: Strategy, peer: SocketAddr
 async fn hand_off(
     listener: &Arc<SharedListener>,
     strategy: Strategy,
-    mut stream: tokio::net::TcpStream,
+    mut stream: std::net::TcpStream,
     peer: SocketAddr,
     mut trace: Option<TraceContext>,
     refusals: u32,
@@ -112,9 +153,15 @@ async fn hand_off(
     loop {
         let changed = listener.changed.notified();
         tokio::pin!(changed);
-        // Registered before looking, so a worker that becomes ready in between still wakes us.
-        changed.as_mut().enable();
-        if let Some(target) = listener.pick(strategy, peer) {
+        // A ready worker is the common case: look first. Only when there is none, register
+        // for the change (which takes the notifier's lock) and look again, so that a worker
+        // that becomes ready in between still wakes us.
+        let mut picked = listener.pick(strategy, peer);
+        if picked.is_none() {
+            changed.as_mut().enable();
+            picked = listener.pick(strategy, peer);
+        }
+        if let Some(target) = picked {
             let header = HandleHeader {
                 id: target.listen_id,
                 kind: HandleKind::Connection { listener: target.listen_id, peer: peer.to_string() },

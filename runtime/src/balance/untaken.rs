@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use corral_protocol::{HandleAck, HandleChannel, ProtocolError, TraceContext};
+use corral_protocol::{HandleAck, HandleChannel, TraceContext};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Where a kept connection came from, to hand it out again (the listener; a trait, so that
@@ -28,6 +29,9 @@ pub(crate) const STALL_BOUND: usize = 8;
 /// than any heartbeat timeout (seconds), so a stopped worker is skipped well before it is
 /// killed.
 pub(crate) const STALL_AFTER: Duration = Duration::from_millis(200);
+
+/// How often the worker's acknowledgements are read while it has connections to take.
+pub(crate) const ACK_POLL: Duration = Duration::from_millis(5);
 
 /// A refused connection is handed out again after this long, doubled for each time it was
 /// refused (up to [`REFUSAL_BACKOFF_MAX`]): a worker out of fds gets time to recover, and a
@@ -65,7 +69,8 @@ pub(crate) enum Keep {
 pub(crate) struct Kept {
     /// Its datagram's number on the worker's handle channel.
     pub seq: u64,
-    pub stream: tokio::net::TcpStream,
+    /// The accepted socket (not registered with the event loop: the primary never reads it).
+    pub stream: std::net::TcpStream,
     pub peer: SocketAddr,
     pub trace: Option<TraceContext>,
     /// Where it came from, to be handed out again (weak: listeners own their targets).
@@ -80,6 +85,9 @@ pub(crate) struct Untaken {
     inner: Mutex<Inner>,
     /// Cancelled when the process is gone (exited, or its channel refused a hand-off).
     gone: CancellationToken,
+    /// Told when a connection is kept while none was: the watcher reads acknowledgements only
+    /// while some are kept.
+    kept_some: Notify,
 }
 
 #[derive(Default)]
@@ -144,6 +152,10 @@ impl Untaken {
             let at = inner.kept.iter().rposition(|k| k.seq < kept.seq).map_or(0, |i| i + 1);
             inner.kept.insert(at, kept);
             inner.update_stall();
+            if inner.kept.len() == 1 {
+                // A permit is stored if the watcher is not waiting yet: it cannot be missed.
+                self.kept_some.notify_one();
+            }
             None
         })
     }
@@ -206,21 +218,34 @@ impl Untaken {
     /// Reads the worker's acknowledgements until it is gone, then hands every connection it
     /// never took to another worker of the same listener, in their original order. A
     /// connection the worker refused is handed out again after a backoff.
+    ///
+    /// The acknowledgements are read every [`ACK_POLL`] while connections are kept, not as
+    /// each arrives: the channel is not registered with the event loop, so a worker taking
+    /// connections does not wake the primary once per connection. Our copies close up to
+    /// [`ACK_POLL`] later; the worker serves each as soon as it has acknowledged it.
     pub(crate) async fn watch(self: Arc<Self>, channel: Arc<HandleChannel>) {
         loop {
-            let ack = tokio::select! {
+            let idle = self.with(|inner| inner.kept.is_empty());
+            if idle {
+                tokio::select! {
+                    biased;
+                    () = self.gone.cancelled() => break,
+                    () = self.kept_some.notified() => {}
+                }
+            }
+            tokio::select! {
                 biased;
                 () = self.gone.cancelled() => break,
-                ack = channel.recv_ack() => ack,
-            };
-            match ack {
-                Ok(Some(ack)) => {
-                    for kept in self.acked(ack) {
-                        refused(kept);
-                    }
+                () = tokio::time::sleep(ACK_POLL) => {}
+            }
+            let queued = channel.take_acks();
+            if let Some(ack) = queued.ack {
+                for kept in self.acked(ack) {
+                    refused(kept);
                 }
-                Ok(None) | Err(ProtocolError::Io(_)) => break,
-                Err(e) => tracing::warn!(error = %e, "bad acknowledgement on the handle channel"),
+            }
+            if queued.ended {
+                break;
             }
         }
         // The worker is gone: whatever it acknowledged before dying is queued by now.

@@ -313,7 +313,7 @@ fn corral_channel<M: Send + 'static>(
     let ipc = std::os::unix::net::UnixStream::from(ends.ipc);
     ipc.set_nonblocking(true)?;
     let ipc = tokio::net::UnixStream::from_std(ipc)?;
-    let handles = Arc::new(HandleChannel::resume(ends.handles, ends.handles_sent).map_err(io::Error::other)?);
+    let handles = Arc::new(HandleChannel::unwatched(ends.handles, ends.handles_sent).map_err(io::Error::other)?);
     let untaken = Arc::new(Untaken::resumed(ends.handles_sent));
     tokio::spawn(untaken.clone().watch(handles.clone()));
     let (tx, outgoing) = mpsc::channel(config.send_buffer);
