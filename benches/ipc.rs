@@ -11,6 +11,8 @@
 //! `--child-mode`, or runs `node benches/node/ipc_bench.js`), unpinned and pinned to one core
 //! with `taskset -c 0` (the workers inherit the affinity). The message is the same logical
 //! content on both sides: a u64 sequence number and a 64-byte string. Start-up is excluded.
+//! Beside them, the kernel's floor for the round trip: two processes echoing 80 bytes over a
+//! socketpair with blocking `read`/`write`, no runtime at all.
 //! Results print as a table of medians with ratios; BENCHMARKS.md records them.
 //!
 //! For profiling one side, run a single measurement with more messages:
@@ -69,6 +71,56 @@ fn child(mode: &str) -> Result<(), corral::Error> {
     )
 }
 
+/// The kernel's floor for a round trip, with no runtime at all: a forked child echoes
+/// [`FLOOR_BYTES`] bytes over a socketpair with blocking `read`/`write`, and the parent times
+/// `RTT_WARMUP + RTT_COUNT` round trips. Prints one JSON line (`impl` "floor").
+fn kernel_floor() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    let (mut parent, mut child) = UnixStream::pair().expect("socketpair");
+    // SAFETY: this process is single-threaded here (the bench re-executed itself for this
+    // mode and started no runtime), so the child may run any code after `fork`.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            drop(parent);
+            let mut buf = [0u8; FLOOR_BYTES];
+            while child.read_exact(&mut buf).is_ok() {
+                if child.write_all(&buf).is_err() {
+                    break;
+                }
+            }
+            std::process::exit(0);
+        }
+        nix::unistd::ForkResult::Parent { child: pid } => {
+            drop(child);
+            let mut buf = [7u8; FLOOR_BYTES];
+            let mut samples = Vec::with_capacity(RTT_COUNT as usize);
+            for i in 0..RTT_WARMUP + RTT_COUNT {
+                let t = std::time::Instant::now();
+                parent.write_all(&buf).expect("write");
+                parent.read_exact(&mut buf).expect("read");
+                if i >= RTT_WARMUP {
+                    samples.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            drop(parent);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            samples.sort_by(f64::total_cmp);
+            let pct = |p: f64| percentile(&samples, p);
+            println!(
+                r#"{{"impl":"floor","mode":"rtt","count":{RTT_COUNT},"payload":{FLOOR_BYTES},"p50_us":{:.2},"p90_us":{:.2},"p99_us":{:.2}}}"#,
+                pct(50.0),
+                pct(90.0),
+                pct(99.0)
+            );
+        }
+    }
+}
+
+/// Bytes of the floor's round trip: about one corral frame of the benchmark message.
+const FLOOR_BYTES: usize = 80;
+
 /// Runs one measurement in a fresh process and returns its JSON line.
 fn measure(program: &str, args: &[&str], pinned: bool) -> Option<serde_json::Value> {
     let mut cmd = if pinned {
@@ -85,6 +137,10 @@ fn measure(program: &str, args: &[&str], pinned: bool) -> Option<serde_json::Val
 fn main() -> Result<(), corral::Error> {
     corral::run_if_worker(BenchWorker);
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--kernel-floor") {
+        kernel_floor();
+        return Ok(());
+    }
     if let Some(i) = args.iter().position(|a| a == "--child-mode") {
         return child(args.get(i + 1).map_or("rtt", String::as_str));
     }
@@ -96,6 +152,8 @@ fn main() -> Result<(), corral::Error> {
 
     let impls: Vec<(&str, Vec<String>)> = {
         let mut v = vec![("corral", vec![exe.clone(), "--child-mode".into()])];
+        // The round trip with no runtime at all (its "throughput" run measures nothing).
+        v.push(("kernel floor", vec![exe.clone(), "--kernel-floor".into()]));
         if has_node {
             for ser in ["json", "advanced"] {
                 let name = if ser == "json" { "node json" } else { "node advanced" };
@@ -120,6 +178,9 @@ fn main() -> Result<(), corral::Error> {
             let (mut tp, mut p50, mut p90, mut p99) = (vec![], vec![], vec![], vec![]);
             for _ in 0..reps {
                 for mode in ["throughput", "rtt"] {
+                    if *name == "kernel floor" && mode == "throughput" {
+                        continue;
+                    }
                     let mut a: Vec<&str> = base[1..].iter().map(String::as_str).collect();
                     a.push(mode);
                     if let Some(j) = measure(&base[0], &a, pinned) {
@@ -138,10 +199,13 @@ fn main() -> Result<(), corral::Error> {
                 corral_tp = tp;
                 corral_p50 = p50;
                 String::new()
+            } else if *name == "kernel floor" {
+                format!("  corral: {:.2}x the floor's rtt p50", corral_p50 / p50)
             } else {
                 format!("  corral: {:.1}x throughput, {:.2}x rtt p50", corral_tp / tp, corral_p50 / p50)
             };
-            println!("{name:<15} {tp:>14.0} {p50:>8.1}µs {p90:>8.1}µs {p99:>8.1}µs{ratio}");
+            let tp = if tp.is_finite() { format!("{tp:.0}") } else { "n/a".to_owned() };
+            println!("{name:<15} {tp:>14} {p50:>8.1}µs {p90:>8.1}µs {p99:>8.1}µs{ratio}");
         }
     }
     Ok(())

@@ -425,13 +425,11 @@ where
     /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
     /// let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().workers(2)).await?;
     /// let mut lifecycle = cluster.subscribe_lifecycle();
-    /// tokio::spawn(async move {
-    ///     while let Some(event) = lifecycle.recv().await {
-    ///         if let ClusterEvent::Exit { slot, status, .. } = event {
-    ///             eprintln!("slot {slot} exited: {status}");
-    ///         }
+    /// while let Some(event) = lifecycle.recv().await {
+    ///     if let ClusterEvent::Exit { slot, status, .. } = event {
+    ///         eprintln!("slot {slot} exited: {status}");
     ///     }
-    /// });
+    /// }
     /// # let _ = &mut events;
     /// # Ok(()) }
     /// ```

@@ -41,16 +41,22 @@ const NET_TARGET: &str = "corral::net";
 
 /// The span of one connection in this worker (target `corral::net`): a child of the primary's
 /// `dispatch` span when the connection was passed with a trace context, a root otherwise.
-fn connection_span(peer: &SocketAddr, local: &SocketAddr, parent: Option<&TraceContext>) -> Span {
+/// The `connection` span of one connection; without `local`, its server fields are left for
+/// the caller to record.
+fn connection_span(peer: &SocketAddr, local: Option<&SocketAddr>, parent: Option<&TraceContext>) -> Span {
     let span = tracing::debug_span!(
         target: NET_TARGET,
         "connection",
         otel.kind = "consumer",
-        server.address = %local.ip(),
-        server.port = local.port(),
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
         client.address = %peer.ip(),
         client.port = peer.port(),
     );
+    if let Some(local) = local {
+        span.record("server.address", tracing::field::display(local.ip()));
+        span.record("server.port", local.port());
+    }
     if let Some(parent) = parent {
         parent.set_parent_of(&span);
     }
@@ -177,8 +183,14 @@ impl ListenRegistry {
                 };
                 match to_tokio_stream(fd, &peer) {
                     Ok((stream, peer)) => {
-                        let local = stream.local_addr().unwrap_or(peer);
-                        let span = connection_span(&peer, &local, header.trace.as_ref());
+                        let span = connection_span(&peer, None, header.trace.as_ref());
+                        // The local address costs a system call: asked only for a span that
+                        // records it.
+                        if !span.is_disabled() {
+                            let local = stream.local_addr().unwrap_or(peer);
+                            span.record("server.address", tracing::field::display(local.ip()));
+                            span.record("server.port", local.port());
+                        }
                         let _ = tx.send((stream, peer, span));
                     }
                     Err(e) => tracing::warn!(error = %e, "bad connection fd from the primary"),
@@ -295,7 +307,7 @@ impl Listener {
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the primary passes no more connections"))?,
             Source::Socket(listener) => {
                 let (stream, peer) = listener.accept().await?;
-                (stream, peer, connection_span(&peer, &self.local, None))
+                (stream, peer, connection_span(&peer, Some(&self.local), None))
             }
         };
         Ok((Connection::new(stream, self.counters.clone(), span), peer))
