@@ -63,7 +63,7 @@ pub use corral_runtime::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessag
 pub use corral_workers::http;
 pub use corral_workers::{
     BoxError, Connection, CpuPool, CpuPoolConfig, CpuPoolConfigFault, CpuPoolError, CpuPoolHandle, CpuPoolStats,
-    Listener, Stage, Worker, WorkerContext, WorkerError,
+    Listener, Origin, Stage, Worker, WorkerContext, WorkerError,
 };
 pub use error::{EXIT_CONFIG, EXIT_FAILURE, Error};
 pub use primary::{is_worker, main, run, run_if_worker, run_primary};

@@ -1,12 +1,12 @@
 //! Typed messages across real processes: primary → one worker, broadcast, worker → primary,
-//! ordering and backpressure.
+//! worker → worker (and who sent what), ordering and backpressure.
 
 mod common;
 
 use std::collections::HashSet;
 
 use common::*;
-use corral::{ClusterError, ClusterEvent};
+use corral::{ClusterError, ClusterEvent, Origin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_round_trips_to_each_worker() {
@@ -169,6 +169,49 @@ async fn a_flood_between_workers_arrives_whole_and_in_order() {
             next += 1;
         }
         events.seen.clear();
+    }
+    cluster.stop().await.expect("clean stop");
+}
+
+/// The `Sender` answer to `WhoSent(n)` from `slot` (already seen, or waited for): the origin
+/// that worker saw. Answers may come in any order across senders.
+async fn origin_seen(events: &mut Events, n: u64, slot: usize) -> Option<Origin> {
+    let answer = events
+        .seen_or_wait("who sent it", |e| {
+            matches!(e, ClusterEvent::Message { message: TestReport::Sender { n: m, slot: s, .. }, .. } if *m == n && *s == slot)
+        })
+        .await;
+    let ClusterEvent::Message { slot: from, message: TestReport::Sender { origin, .. }, .. } = answer else {
+        unreachable!()
+    };
+    assert_eq!(from, slot, "answered by the worker asked");
+    origin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_knows_whether_the_primary_or_which_worker_sent_its_message() {
+    let (cluster, mut events) = spawn(config(3)).await;
+    events.all_ready(3).await;
+    // From the primary.
+    cluster.send_to(1, TestCmd::WhoSent(1)).await.expect("send");
+    assert_eq!(origin_seen(&mut events, 1, 1).await, Some(Origin::Primary));
+    // From worker 0 to worker 2, through the primary.
+    let forward = |to, n| TestCmd::Forward { to, cmd: Box::new(TestCmd::WhoSent(n)) };
+    cluster.send_to(0, forward(Some(2), 2)).await.expect("send");
+    assert_eq!(origin_seen(&mut events, 2, 2).await, Some(Origin::Worker { slot: 0 }));
+    // Broadcast by worker 2: each other worker sees slot 2 as the sender.
+    cluster.send_to(2, forward(None, 3)).await.expect("send");
+    for slot in [0, 1] {
+        assert_eq!(origin_seen(&mut events, 3, slot).await, Some(Origin::Worker { slot: 2 }));
+    }
+    // Interleaved: each message carries its own origin, not the last one's.
+    for n in 10..40u64 {
+        let (via, cmd) = if n % 2 == 0 { (0, forward(Some(1), n)) } else { (1, TestCmd::WhoSent(n)) };
+        cluster.send_to(via, cmd).await.expect("send");
+    }
+    for n in 10..40u64 {
+        let want = if n % 2 == 0 { Origin::Worker { slot: 0 } } else { Origin::Primary };
+        assert_eq!(origin_seen(&mut events, n, 1).await, Some(want), "message {n}");
     }
     cluster.stop().await.expect("clean stop");
 }

@@ -184,6 +184,11 @@ impl Worker for Testbed {
                     }
                 }
             }
+            TestCmd::Forward { to, cmd } => match to {
+                Some(slot) => cx.send_to_worker(slot, &cmd).await?,
+                None => cx.broadcast_workers(&cmd).await?,
+            },
+            TestCmd::WhoSent(n) => cx.report(TestReport::Sender { n, slot: cx.slot(), origin: cx.origin() }).await?,
             TestCmd::Double(n, reply) => reply.send(n * 2).await?,
             TestCmd::Hold(reply) => held.push(reply),
             TestCmd::Refuse(reply) => reply.fail("refused on purpose").await?,

@@ -1,5 +1,6 @@
 //! The testbed's messages, shared with the black-box tests (`tests/common`).
 
+use corral::Origin;
 use corral::protocol::ReplyTo;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,11 @@ pub enum TestCmd {
     /// Make this many concurrent calls to the primary, `TestReport::Ask(i)` for i in 0..n,
     /// each within this many milliseconds; then report `Asked`.
     Ask(u64, u64),
+    /// Send `cmd` to the worker in this slot (`None`: to every other worker), through the
+    /// primary.
+    Forward { to: Option<usize>, cmd: Box<TestCmd> },
+    /// Answer with `TestReport::Sender`: who sent this message.
+    WhoSent(u64),
 }
 
 /// Worker → primary.
@@ -62,4 +68,6 @@ pub enum TestReport {
     Ask(u64, ReplyTo<u64>),
     /// What the `Ask` calls got: how many replies matched, and the errors (as text).
     Asked { matched: u64, errors: Vec<String>, pending_after: u64 },
+    /// The answer to `WhoSent(n)`, from the worker in `slot`: the message's origin.
+    Sender { n: u64, slot: usize, origin: Option<Origin> },
 }

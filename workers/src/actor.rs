@@ -1,5 +1,5 @@
 //! The ractor actor that drives a [`Worker`] behaviour inside the worker process: `WorkerActor`,
-//! its messages `WorkerMsg` (a message from the primary, or drain) and its state.
+//! its messages `WorkerMsg` (a message to handle, or drain) and its state.
 
 use std::sync::{Arc, OnceLock};
 
@@ -10,13 +10,14 @@ use tracing::Instrument;
 use crate::behaviour::Worker;
 use crate::context::WorkerContext;
 use crate::error::{Stage, WorkerError};
+use crate::origin::Origin;
 
 /// Messages of the worker actor.
 pub(crate) enum WorkerMsg<M> {
-    /// A message from the primary, with the reader's credit for it (given back once handled,
-    /// which bounds the actor's otherwise unbounded mailbox) and its `receive` span, in which
-    /// the behaviour handles it.
-    FromPrimary(M, OwnedSemaphorePermit, tracing::Span),
+    /// A message from the primary or relayed from another worker, with who sent it, the
+    /// reader's credit for it (given back once handled, which bounds the actor's otherwise
+    /// unbounded mailbox) and its `receive` span, in which the behaviour handles it.
+    Handle { msg: M, origin: Origin, _credit: OwnedSemaphorePermit, span: tracing::Span },
     /// Everything received before this was handled: stop (runs the behaviour's `stop`).
     Drain,
 }
@@ -68,10 +69,12 @@ impl<W: Worker> Actor for WorkerActor<W> {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            WorkerMsg::FromPrimary(msg, _credit, span) => {
+            WorkerMsg::Handle { msg, origin, _credit, span } => {
                 if let Some(state) = st.state.as_mut() {
+                    // Set for this call only: `cx.origin()` is this message's sender.
+                    let cx = st.cx.handling(origin);
                     self.behaviour
-                        .handle(&st.cx, msg, state)
+                        .handle(&cx, msg, state)
                         .instrument(span)
                         .await
                         .map_err(|source| self.fail(WorkerError::Behaviour { during: Stage::Handle, source }))?;

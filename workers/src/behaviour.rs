@@ -12,9 +12,10 @@ use crate::error::BoxError;
 /// * [`start`](Worker::start) runs first; the worker is *ready* (gets work, counts as up for
 ///   the restart policy) once it returns `Ok`. An `Err` ends the process with exit code 1, and
 ///   the primary restarts it by its policy.
-/// * [`handle`](Worker::handle) runs for each message from the primary, one at a time, in
-///   order. An `Err` crashes the worker (exit code 1; let it crash, the supervisor restarts
-///   it): handle recoverable errors inside and return `Ok`.
+/// * [`handle`](Worker::handle) runs for each message from the primary or from another
+///   worker ([`WorkerContext::origin`] says which), one at a time, in order. An `Err` crashes
+///   the worker (exit code 1; let it crash, the supervisor restarts it): handle recoverable
+///   errors inside and return `Ok`.
 /// * [`stop`](Worker::stop) runs once when the worker is told to drain (primary shutdown,
 ///   SIGTERM, or the primary's death), after every message already received was handled.
 ///
@@ -49,7 +50,7 @@ use crate::error::BoxError;
 /// }
 /// ```
 pub trait Worker: Send + Sync + Sized + 'static {
-    /// Messages from the primary to this worker.
+    /// Messages to this worker: from the primary, or from other workers through it.
     type Msg: DeserializeOwned + Send + 'static;
     /// Messages from this worker to the primary.
     type Report: Serialize + Send + 'static;
@@ -59,7 +60,8 @@ pub trait Worker: Send + Sync + Sized + 'static {
     /// Starts the worker: bind listeners, spawn servers, build the state.
     fn start(&self, cx: &WorkerContext<Self::Report>) -> impl Future<Output = Result<Self::State, BoxError>> + Send;
 
-    /// Handles one message from the primary. The default ignores it.
+    /// Handles one message, from the primary or another worker
+    /// ([`WorkerContext::origin`]). The default ignores it.
     fn handle(
         &self,
         cx: &WorkerContext<Self::Report>,

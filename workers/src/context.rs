@@ -20,6 +20,7 @@ use crate::counters::Counters;
 use crate::cpu_pool::CpuPoolHandle;
 use crate::error::WorkerError;
 use crate::listen::{ListenRegistry, Listener, bind_reuse_port, from_passed_socket};
+use crate::origin::Origin;
 
 struct Inner<R> {
     slot: usize,
@@ -68,11 +69,13 @@ struct Inner<R> {
 /// ```
 pub struct WorkerContext<R> {
     inner: Arc<Inner<R>>,
+    /// Who sent the message this context was handed out for (`None` outside `handle`).
+    origin: Option<Origin>,
 }
 
 impl<R> Clone for WorkerContext<R> {
     fn clone(&self) -> Self {
-        WorkerContext { inner: self.inner.clone() }
+        WorkerContext { inner: self.inner.clone(), origin: self.origin }
     }
 }
 
@@ -81,6 +84,7 @@ impl<R> std::fmt::Debug for WorkerContext<R> {
         f.debug_struct("WorkerContext")
             .field("slot", &self.inner.slot)
             .field("generation", &self.inner.generation)
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -110,7 +114,13 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
                 ready_sent: AtomicBool::new(false),
                 calls: PendingCalls::new(),
             }),
+            origin: None,
         }
+    }
+
+    /// The context `handle` gets for one message: this one, with the message's origin.
+    pub(crate) fn handling(&self, origin: Origin) -> Self {
+        WorkerContext { inner: self.inner.clone(), origin: Some(origin) }
     }
 
     /// This worker's calls to the primary (the reader answers them, and fails them when the
@@ -273,6 +283,40 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// ```
     pub fn generation(&self) -> u64 {
         self.inner.generation
+    }
+
+    /// Who sent the message being handled: the primary, or another worker (by its slot) that
+    /// sent it with [`send_to_worker`](Self::send_to_worker) or
+    /// [`broadcast_workers`](Self::broadcast_workers).
+    ///
+    /// `Some` in [`Worker::handle`](crate::Worker::handle), for the message that call handles;
+    /// a clone of that context (say, moved into a task the handler spawns) keeps that
+    /// message's origin. `None` in `start` and `stop`, which handle no message.
+    ///
+    /// # Examples
+    ///
+    /// Taking invalidations only from peers, answering the primary's pings:
+    ///
+    /// ```no_run
+    /// use corral_workers::{BoxError, Origin, WorkerContext};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// enum Msg { Invalidate(String), Ping }
+    ///
+    /// async fn handle(cx: &WorkerContext<String>, msg: Msg) -> Result<(), BoxError> {
+    ///     match (cx.origin(), msg) {
+    ///         (Some(Origin::Worker { slot }), Msg::Invalidate(key)) => {
+    ///             tracing::debug!(from = slot, %key, "peer invalidated a key");
+    ///         }
+    ///         (Some(Origin::Primary), Msg::Ping) => cx.report("pong".into()).await?,
+    ///         (origin, _) => tracing::warn!(?origin, "unexpected message"),
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn origin(&self) -> Option<Origin> {
+        self.origin
     }
 
     /// Sends a message to the primary, waiting while the outgoing queue is full.

@@ -13,7 +13,8 @@
 //! What it holds:
 //!
 //! * [`Worker`], the trait a behaviour implements, and [`WorkerContext`], what the behaviour
-//!   can reach: its slot, reports to the primary, readiness, listening, the drain signal;
+//!   can reach: its slot, reports to the primary, messages to other workers (and the
+//!   [`Origin`] of the message it handles), readiness, listening, the drain signal;
 //! * [`Listener`] and [`Connection`]: listening through the primary, whatever the cluster's
 //!   scheduling; [`http`] serves an axum app on a listener with a drain that loses no request;
 //! * [`CpuPool`] and [`CpuPoolHandle`]: dedicated OS threads for CPU-heavy work, so that it
@@ -57,6 +58,7 @@ mod hang_dump;
 #[cfg(feature = "axum")]
 pub mod http;
 mod listen;
+mod origin;
 mod process_name;
 mod run;
 
@@ -68,4 +70,5 @@ pub use cpu_pool::{
 };
 pub use error::{BoxError, Stage, WorkerError};
 pub use listen::{Connection, Listener};
+pub use origin::Origin;
 pub use run::{EXIT_BEHAVIOUR, EXIT_BOOTSTRAP, EXIT_DRAIN_TIMEOUT, EXIT_OK, EXIT_PROTOCOL, WORKER_SPAN_TARGET, run};

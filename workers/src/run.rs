@@ -26,6 +26,7 @@ use crate::counters::Counters;
 use crate::cpu_pool::{CpuPool, CpuPoolConfig, CpuPoolHandle, CpuPoolStats};
 use crate::error::WorkerError;
 use crate::listen::ListenRegistry;
+use crate::origin::Origin;
 
 /// Exit code of a worker that drained cleanly.
 pub const EXIT_OK: i32 = 0;
@@ -323,7 +324,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
             let control = match frame.body {
                 Body::User(message) => {
                     let span = self.receive_span(frame.seq, frame.trace.as_deref());
-                    self.deliver(message, span).await;
+                    self.deliver(message, Origin::Primary, span).await;
                     continue;
                 }
                 Body::Control(control) => *control,
@@ -339,7 +340,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
                     // From another worker: handled as any message, in the order it came.
                     Ok(message) => {
                         let span = self.receive_span(frame.seq, frame.trace.as_deref());
-                        self.deliver(message, span).await;
+                        self.deliver(message, Origin::Worker { slot: from as usize }, span).await;
                     }
                     Err(e) => {
                         tracing::warn!(from, error = %e, "a message from another worker does not decode; dropped")
@@ -358,7 +359,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
         Ok(())
     }
 
-    async fn deliver(&mut self, message: M, span: tracing::Span) {
+    async fn deliver(&mut self, message: M, origin: Origin, span: tracing::Span) {
         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
         let Ok(credit) = self.credits.clone().acquire_owned().await else {
             return;
@@ -369,7 +370,7 @@ impl<M: serde::de::DeserializeOwned + Send + 'static, R: Send + 'static> Reader<
             Err(_) => return,
         };
         if let Some(actor) = actor {
-            let _ = actor.send_message(WorkerMsg::FromPrimary(message, credit, span));
+            let _ = actor.send_message(WorkerMsg::Handle { msg: message, origin, _credit: credit, span });
         }
     }
 }
