@@ -123,3 +123,47 @@ async fn a_key_reaches_the_same_worker_and_a_restart_moves_no_other_slots_keys()
     assert!(matches!(pong, ClusterEvent::Message { slot, .. } if slot == restarted));
     cluster.stop().await.expect("clean stop");
 }
+
+/// `n` fresh connections from `source`: the slots that answered.
+async fn slots_reached(addr: SocketAddr, source: IpAddr, n: usize) -> HashSet<usize> {
+    let mut slots = HashSet::new();
+    for _ in 0..n {
+        slots.insert(get_from(addr, source).await.expect("GET").0);
+    }
+    slots
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_re_reads_the_config_changes_the_sticky_key_for_new_connections() {
+    let dir = scratch_dir("sticky-reload");
+    let file = dir.join("corral.toml");
+    let write = |key: &str| std::fs::write(&file, format!("sticky_key = {key:?}\n")).expect("write config");
+    write("ip");
+    let (cluster, mut events) = spawn(reloaded_from_file(http_config(3, Scheduling::Sticky), file.clone())).await;
+    let addr = events.http_ready(3).await;
+    let client = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    // By address: every connection of the client on one slot.
+    let by_ip = slots_reached(addr, client, 20).await;
+    assert_eq!(by_ip.len(), 1, "one client address, one slot: {by_ip:?}");
+
+    // By address and the whole source port: each connection is its own key, so one client's
+    // connections spread (30 all on one of 3 slots: a chance of 3 in 3^30).
+    write("ip+port/16");
+    let report = cluster.reload().await.expect("reload");
+    assert!(report.is_complete(), "{report:?}");
+    let by_port = slots_reached(addr, client, 30).await;
+    assert!(by_port.len() >= 2, "the new key places each connection apart: {by_port:?}");
+
+    // And back: the client's slot is its slot again.
+    write("ip");
+    let report = cluster.reload().await.expect("reload");
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(slots_reached(addr, client, 20).await, by_ip, "back to one slot, the same");
+
+    // A key the config refuses refuses the reload, and the key in force stays.
+    write("ip+port/40");
+    let report = cluster.reload().await.expect("reload");
+    assert!(report.replaced.is_empty() && report.error.is_some(), "{report:?}");
+    assert_eq!(slots_reached(addr, client, 20).await, by_ip, "the refused key is not in force");
+    cluster.stop().await.expect("clean stop");
+}

@@ -151,8 +151,10 @@ pub struct ClusterConfig {
     /// How connections to shared listeners reach the workers. Default:
     /// [`Scheduling::RoundRobin`] (as Node on Linux).
     pub scheduling: Scheduling,
-    /// What of a client's address keeps it on one worker under [`Scheduling::Sticky`].
-    /// Default: [`StickyKey::Ip`].
+    /// What of a client's address keeps it on one worker under [`Scheduling::Sticky`]. A
+    /// rolling reload that re-reads the configuration ([`reconfigure`](Self::reconfigure))
+    /// may change it: connections accepted from then on are placed by the new key (open ones
+    /// stay where they are). Default: [`StickyKey::Ip`].
     pub sticky_key: StickyKey,
     /// What happens when a slot gives up. Default: [`Escalation::Stop`].
     pub escalation: Escalation,
@@ -174,7 +176,9 @@ pub struct ClusterConfig {
     /// worker due while that many are being replaced waits its turn, in order, so that
     /// workers never restart together even when they all cross their limit at once (jitter
     /// alone does not promise that). Rolling reloads and explicit restarts are not counted.
-    /// Read when the cluster starts. Default: 1.
+    /// A rolling reload that re-reads the configuration ([`reconfigure`](Self::reconfigure))
+    /// may change it, from then on: raised, waiting workers go at once; lowered, recycles
+    /// under way finish and no new one starts until fewer than the new limit run. Default: 1.
     ///
     /// ```
     /// use corral_runtime::ClusterConfig;

@@ -45,6 +45,23 @@ pub fn config(workers: usize) -> ClusterConfig {
 
 pub type Handle = ClusterHandle<TestCmd, TestReport>;
 
+/// A fresh, empty directory for this test process's files.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("corral-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// `base`, with every rolling reload re-reading the config file at `file` on top of `base` (as
+/// a primary built on `corral::config_file` does).
+pub fn reloaded_from_file(base: ClusterConfig, file: PathBuf) -> ClusterConfig {
+    let on_top = base.clone();
+    base.reconfigure(Some(corral::Reconfigure::new(move || {
+        Ok(corral::config_file::ConfigFile::read(&file)?.cluster_config_from(on_top.clone())?)
+    })))
+}
+
 /// An event stream that remembers what it has seen.
 pub struct Events {
     stream: EventStream<TestReport>,

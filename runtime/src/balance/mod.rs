@@ -2,12 +2,13 @@
 //!
 //! The primary owns one socket per address: the first `listen` binds it (port 0 resolves
 //! once), every later one, from any worker or restarted worker, shares it, so restarts never
-//! hit `EADDRINUSE`. The cluster's [`Scheduling`] is read once, into a [`Distribution`]:
+//! hit `EADDRINUSE`. The cluster's [`Scheduling`] is read once, into a [`Distribution`]
+//! (the sticky key is not: a reload may change it, for the connections accepted after it):
 //!
 //! * `Accept(strategy)` (round robin, least connections, sticky): [`accept_loop`] accepts
 //!   each connection and passes its fd to a **ready** worker the [`Strategy`] picks (sticky:
 //!   the ready worker whose slot owns the client's [`StickyKey`](crate::StickyKey), by
-//!   rendezvous hashing). A hand-off
+//!   rendezvous hashing; the key in force is a `LiveKey`). A hand-off
 //!   that fails (the worker just died) goes to another worker; while no worker is ready the
 //!   acceptor waits, and connections wait in the kernel's backlog.
 //! * `PassListener` (shared): the listening fd itself is passed; workers accept.
@@ -21,6 +22,7 @@ mod accept;
 mod activated;
 mod counts;
 mod inherited;
+mod live_key;
 mod migrate;
 mod shared;
 mod strategy;
@@ -42,6 +44,7 @@ use crate::{ListenAddr, ListenSpec};
 use accept::accept_loop;
 use activated::ActivatedSockets;
 pub use counts::ListenerCounts;
+use live_key::LiveKey;
 use shared::SharedListener;
 use strategy::Distribution;
 pub(crate) use target::{Load, Target};
@@ -57,17 +60,30 @@ pub(crate) struct Listeners {
     acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// A foreign cluster's sockets (socket activation).
     activated: std::sync::OnceLock<ActivatedSockets>,
+    /// The sticky key in force, shared by every listener (a reload may change it).
+    sticky_key: Arc<LiveKey>,
 }
 
 impl Listeners {
     pub(crate) fn new(scheduling: Scheduling, sticky_key: crate::StickyKey) -> Self {
         Listeners {
             scheduling,
-            distribution: Distribution::of(scheduling, sticky_key),
+            distribution: Distribution::of(scheduling),
+            sticky_key: Arc::new(LiveKey::new(sticky_key)),
             by_addr: Mutex::new(HashMap::new()),
             closing: CancellationToken::new(),
             acceptors: Mutex::new(Vec::new()),
             activated: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Places connections accepted from now on by `key` (sticky scheduling; a reload's new
+    /// configuration). Connections already handed out stay with their workers.
+    pub(crate) fn set_sticky_key(&self, key: crate::StickyKey) {
+        let old = self.sticky_key.get();
+        if old != key {
+            self.sticky_key.set(key);
+            tracing::info!(%old, new = %key, "sticky key changed; new connections are placed by it");
         }
     }
 
@@ -181,7 +197,7 @@ impl Listeners {
             .map_err(refused)?
             .as_socket()
             .ok_or(ListenRefusal::NoAddress { addr: requested.to_string() })?;
-        let listener = Arc::new(SharedListener::new(bound, socket, passed.is_some()));
+        let listener = Arc::new(SharedListener::new(bound, socket, passed.is_some(), self.sticky_key.clone()));
         if let Distribution::Accept(strategy) = self.distribution {
             let std_listener: std::net::TcpListener = listener.socket.try_clone().map_err(refused)?.into();
             let acceptor = tokio::net::TcpListener::from_std(std_listener).map_err(refused)?;
@@ -263,7 +279,7 @@ impl Listeners {
                 }
             };
             let _ = socket.set_nonblocking(true);
-            let listener = Arc::new(SharedListener::new(record.addr, socket, record.passed));
+            let listener = Arc::new(SharedListener::new(record.addr, socket, record.passed, self.sticky_key.clone()));
             if let Distribution::Accept(strategy) = self.distribution {
                 match listener
                     .socket

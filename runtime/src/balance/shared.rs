@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use socket2::Socket;
 use tokio::sync::Notify;
 
 use super::counts::ConnectionCounts;
+use super::live_key::LiveKey;
 use super::strategy::Strategy;
 use super::target::Target;
 
@@ -25,10 +26,12 @@ pub(crate) struct SharedListener {
     pub strategy: std::sync::OnceLock<Strategy>,
     /// What the acceptor did with the connections.
     pub counts: ConnectionCounts,
+    /// The cluster's sticky key in force (sticky scheduling).
+    sticky_key: Arc<LiveKey>,
 }
 
 impl SharedListener {
-    pub(crate) fn new(addr: SocketAddr, socket: Socket, passed: bool) -> Self {
+    pub(crate) fn new(addr: SocketAddr, socket: Socket, passed: bool, sticky_key: Arc<LiveKey>) -> Self {
         SharedListener {
             addr,
             socket,
@@ -38,6 +41,7 @@ impl SharedListener {
             turn: AtomicUsize::new(0),
             strategy: std::sync::OnceLock::new(),
             counts: ConnectionCounts::default(),
+            sticky_key,
         }
     }
 
@@ -55,7 +59,7 @@ impl SharedListener {
             // up, unless every ready worker has (then they all share the wait).
             let fed: Vec<&Target> = ready.iter().copied().filter(|t| !t.untaken.is_stalled()).collect();
             let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-            strategy.pick(if fed.is_empty() { &ready } else { &fed }, turn, peer).cloned()
+            strategy.pick(if fed.is_empty() { &ready } else { &fed }, turn, peer, self.sticky_key.get()).cloned()
         })
     }
 

@@ -1,4 +1,5 @@
-//! How connections reach workers: chosen once per cluster from its [`Scheduling`].
+//! How connections reach workers: chosen once per cluster from its [`Scheduling`] (a sticky
+//! cluster's key may change in a reload: [`LiveKey`](super::live_key::LiveKey)).
 
 use std::net::SocketAddr;
 
@@ -14,14 +15,21 @@ pub(crate) enum Strategy {
     RoundRobin,
     /// The ready worker with the lowest load estimate (ties in turn).
     LeastConnections,
-    /// The ready worker whose slot owns the client's key (rendezvous hashing).
-    Sticky(StickyKey),
+    /// The ready worker whose slot owns the client's key (rendezvous hashing); the key in
+    /// force is the cluster's [`LiveKey`](super::live_key::LiveKey), which a reload may change.
+    Sticky,
 }
 
 impl Strategy {
     /// The worker for the next connection, from `peer`, among the `ready` ones (`turn` grows
-    /// by one per connection); `None` when none is ready.
-    pub(crate) fn pick<'a>(self, ready: &[&'a Target], turn: usize, peer: SocketAddr) -> Option<&'a Target> {
+    /// by one per connection; `key` is the sticky key in force); `None` when none is ready.
+    pub(crate) fn pick<'a>(
+        self,
+        ready: &[&'a Target],
+        turn: usize,
+        peer: SocketAddr,
+        key: StickyKey,
+    ) -> Option<&'a Target> {
         if ready.is_empty() {
             return None;
         }
@@ -33,7 +41,7 @@ impl Strategy {
             }
             // Over slots, not processes: a restarted slot takes its own clients back, and a
             // slot with two ready processes (a replacement) scores once.
-            Strategy::Sticky(key) => key.of(peer).owner(ready.iter().copied(), |t| t.slot),
+            Strategy::Sticky => key.of(peer).owner(ready.iter().copied(), |t| t.slot),
         }
     }
 }
@@ -50,10 +58,10 @@ pub(crate) enum Distribution {
 }
 
 impl Distribution {
-    /// The one place that reads the configured [`Scheduling`] (and, for sticky, its key).
-    pub(crate) fn of(scheduling: Scheduling, sticky_key: StickyKey) -> Self {
+    /// The one place that reads the configured [`Scheduling`].
+    pub(crate) fn of(scheduling: Scheduling) -> Self {
         match scheduling {
-            Scheduling::Sticky => Distribution::Accept(Strategy::Sticky(sticky_key)),
+            Scheduling::Sticky => Distribution::Accept(Strategy::Sticky),
             Scheduling::RoundRobin => Distribution::Accept(Strategy::RoundRobin),
             Scheduling::LeastConnections => Distribution::Accept(Strategy::LeastConnections),
             Scheduling::Shared => Distribution::PassListener,

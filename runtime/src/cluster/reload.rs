@@ -108,7 +108,8 @@ where
     }
 
     /// Re-reads the configuration (when there is a hook) and hands it to every slot, whose
-    /// next processes start from it.
+    /// next processes start from it; the cluster-wide settings (`sticky_key`,
+    /// `recycle_concurrency`) take effect at once.
     fn reconfigure(&mut self) -> Result<(), ReloadError> {
         let Some(hook) = self.args.config.reconfigure.clone() else { return Ok(()) };
         let refused = |e: ReconfigureError| ReloadError::Reconfigure(Arc::from(e));
@@ -128,6 +129,17 @@ where
         let config = Arc::new(new);
         let command = Arc::new(WorkerCommand::new(&config.exec));
         tracing::info!(workers = config.workers, "configuration re-read for the reload");
+        // Cluster-wide, from now on: connections accepted later are placed by the new sticky
+        // key, and recycles started later count against the new limit.
+        self.args.listeners.set_sticky_key(config.sticky_key);
+        if self.args.recycling.at_once() != config.recycle_concurrency {
+            tracing::info!(
+                old = self.args.recycling.at_once(),
+                new = config.recycle_concurrency,
+                "recycle_concurrency changed"
+            );
+            self.args.recycling.resize(config.recycle_concurrency);
+        }
         for sup in self.supervisors() {
             let _ = sup.send_message(SlotMsg::Reconfigure { config: config.clone(), command: command.clone() });
         }

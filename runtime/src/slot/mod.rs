@@ -14,6 +14,7 @@
 //! | `replace.rs` | candidate → promoted → old retired                               |
 //! | `health.rs`  | heartbeats, memory and request recycling                         |
 //! | `recycle.rs` | recycling turns: at most `recycle_concurrency` at a time         |
+//! | `turns.rs`   | the turns themselves, shared by the slots; a reload resizes them |
 //! | `grant.rs`   | listen requests                                                  |
 //! | `stop.rs`    | draining, stopping, kill timeouts                                |
 //! | `handover.rs`| what a slot hands over in an upgrade, and takes over             |
@@ -36,6 +37,7 @@ mod replace;
 mod start;
 mod state;
 mod stop;
+mod turns;
 mod upgrade;
 
 use std::marker::PhantomData;
@@ -46,9 +48,9 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use handover::{AdoptedWorker, Adoption, HandedSlot};
 pub(crate) use msg::{ReplaceReason, SlotMsg, SlotOutcome, SlotReport};
-pub(crate) use state::RecycleTurns;
 pub(crate) use state::SlotArgs;
 use state::SlotState;
+pub(crate) use turns::RecycleTurns;
 
 use crate::process::{ProcessEvent, ProcessEventKind};
 

@@ -38,13 +38,7 @@ impl ReplaceReason {
     }
 }
 
-/// A slot's turn to recycle (`recycle_concurrency`): the cluster may start another recycle
-/// once it is dropped.
-#[derive(Debug)]
-pub(crate) struct RecycleTurn {
-    /// One of the cluster's recycling permits, held while the slot recycles.
-    pub(crate) _permit: tokio::sync::OwnedSemaphorePermit,
-}
+pub(crate) use super::turns::RecycleTurn;
 
 /// Where a replacement's result goes.
 pub(crate) type ReplaceReply = RpcReplyPort<Result<Replaced, ReplaceError>>;

@@ -24,19 +24,18 @@ where
             return; // Being recycled, or waiting for its turn already.
         }
         let Some(generation) = self.current().map(|p| p.generation) else { return };
-        // Free permits exist only while nobody waits (tokio hands released permits to the
-        // waiters first), so this never jumps the queue.
-        match self.args.recycling.semaphore().try_acquire_owned() {
-            Ok(permit) => self.recycle_now(RecycleTurn { _permit: permit }, reason).await,
-            Err(_) => {
+        // Never jumps the queue: a turn is free only while no slot waits for one.
+        match self.args.recycling.try_take() {
+            Some(turn) => self.recycle_now(turn, reason).await,
+            None => {
                 let slot = self.slot();
                 tracing::info!(slot, ?reason, "recycling queued: other workers are being recycled");
                 self.recycle_queued = Some(Queued { generation, reason });
-                let (turns, myself) = (self.args.recycling.semaphore(), self.myself.clone());
+                let (turns, myself) = (self.args.recycling.clone(), self.myself.clone());
                 tokio::spawn(async move {
-                    if let Ok(permit) = turns.acquire_owned().await {
+                    if let Some(turn) = turns.take().await {
                         // A slot that is gone drops the message, and the turn with it.
-                        let _ = myself.send_message(SlotMsg::RecycleTurn(RecycleTurn { _permit: permit }));
+                        let _ = myself.send_message(SlotMsg::RecycleTurn(turn));
                     }
                 });
             }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use corral_protocol::WorkerStats;
 use ractor::{ActorRef, DerivedActorRef};
-use tokio::sync::Semaphore;
 use tracing::Span;
 
 use super::msg::{ReplaceReason, ReplaceReply, SlotMsg, SlotReport};
@@ -171,20 +170,6 @@ pub(crate) enum Ending {
     GaveUp,
 }
 
-/// The cluster's recycling turns, shared by its slots.
-pub(crate) struct RecycleTurns(Arc<Semaphore>);
-
-impl RecycleTurns {
-    pub(crate) fn new(at_once: usize) -> Arc<Self> {
-        Arc::new(RecycleTurns(Arc::new(Semaphore::new(at_once.max(1)))))
-    }
-
-    /// The permits: one per recycle that may run at once.
-    pub(crate) fn semaphore(&self) -> Arc<Semaphore> {
-        self.0.clone()
-    }
-}
-
 /// A recycle waiting for its turn.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Queued {
@@ -205,7 +190,7 @@ pub(crate) struct SlotArgs<M, R> {
     /// What to take over from the primary's previous image (an upgrade) instead of starting.
     pub adopt: Option<super::handover::Adoption>,
     /// The cluster's recycling turns (`recycle_concurrency`).
-    pub recycling: Arc<RecycleTurns>,
+    pub recycling: Arc<super::turns::RecycleTurns>,
 }
 
 /// The slot supervisor's state.
@@ -218,7 +203,7 @@ pub(crate) struct SlotState<M, R> {
     pub procs: Vec<Proc<M>>,
     pub replacing: Option<Pending>,
     /// The recycling turn this slot holds while it recycles.
-    pub recycle_turn: Option<super::msg::RecycleTurn>,
+    pub recycle_turn: Option<super::turns::RecycleTurn>,
     /// A recycle waiting for its turn.
     pub recycle_queued: Option<Queued>,
     pub life: Life,
