@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use common::*;
 use corral::{ClusterError, ClusterEvent, Origin};
@@ -212,6 +213,126 @@ async fn a_handler_knows_whether_the_primary_or_which_worker_sent_its_message() 
     for n in 10..40u64 {
         let want = if n % 2 == 0 { Origin::Worker { slot: 0 } } else { Origin::Primary };
         assert_eq!(origin_seen(&mut events, n, 1).await, Some(want), "message {n}");
+    }
+    cluster.stop().await.expect("clean stop");
+}
+
+/// How many ticks each of two workers sends the other from one `handle` call: far more than
+/// the queues between them hold (1,024 frames in each of the worker's outbox, the primary's
+/// queue to the receiver and the receiver's inbox, plus two socket buffers).
+const MUTUAL: u64 = 50_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handlers_flooding_each_other_with_send_to_worker_deadlock_until_the_heartbeat_replaces_both() {
+    // The hazard `send_to_worker` documents: each handler waits for room in the other's
+    // inbox, which only the other's handler, itself waiting, would make. No silent hang: the
+    // stalled workers answer no heartbeat, so the primary kills and replaces both.
+    let config = config(2).heartbeat_interval(Duration::from_millis(100)).heartbeat_timeout(Duration::from_secs(1));
+    let (cluster, mut events) = spawn(config).await;
+    let first = events.all_ready(2).await;
+    cluster.send_to(0, TestCmd::FloodPeer { to: 1, count: MUTUAL }).await.expect("send");
+    cluster.send_to(1, TestCmd::FloodPeer { to: 0, count: MUTUAL }).await.expect("send");
+    // Both handlers are running before either sends: each waits in its `handle` for the go,
+    // draining nothing, so neither can finish early while the other still drains its inbox.
+    let mut ready = Vec::new();
+    while ready.len() < 2 {
+        if let ClusterEvent::Message { message: TestReport::FloodReady { go, .. }, .. } = events
+            .wait_for("both floods ready", |e| {
+                matches!(e, ClusterEvent::Message { message: TestReport::FloodReady { .. }, .. })
+            })
+            .await
+        {
+            ready.push(go);
+        }
+    }
+    for go in ready {
+        go.send(0).await.expect("go");
+    }
+    let mut hung = HashSet::new();
+    while hung.len() < 2 {
+        match events
+            .wait_for("both workers found hung", |e| {
+                matches!(
+                    e,
+                    ClusterEvent::Hung { .. } | ClusterEvent::Message { message: TestReport::FloodSent { .. }, .. }
+                )
+            })
+            .await
+        {
+            ClusterEvent::Hung { slot, pid, .. } => {
+                assert_eq!(pid, first[slot], "slot {slot}'s flooding worker");
+                hung.insert(slot);
+            }
+            other => panic!("a flood got through, so there was no deadlock: {other:?}"),
+        }
+    }
+    for slot in 0..2 {
+        events
+            .seen_or_wait("replaced", |e| matches!(e, ClusterEvent::Ready { slot: s, generation: 2, .. } if *s == slot))
+            .await;
+    }
+    // The replacements serve.
+    for slot in 0..2 {
+        cluster.send_to(slot, TestCmd::Ping(7)).await.expect("send");
+        events
+            .wait_for("pong", |e| matches!(e, ClusterEvent::Message { slot: s, message: TestReport::Pong { n: 7, .. }, .. } if *s == slot))
+            .await;
+    }
+    cluster.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handlers_flooding_each_other_with_try_send_to_worker_deliver_every_message_in_order() {
+    // The same flood with `try_send_to_worker` (slot 0) and `try_broadcast_workers` (slot 1,
+    // whose only other worker is slot 0): a handler stops at `Busy` and returns, so its inbox
+    // drains; the primary asks it to go on from where it stopped.
+    let (cluster, mut events) = spawn(config(2)).await;
+    events.all_ready(2).await;
+    let to = |slot: usize| if slot == 0 { Some(1) } else { None };
+    for slot in 0..2 {
+        cluster.send_to(slot, TestCmd::TryFloodPeer { to: to(slot), first: 0, end: MUTUAL }).await.expect("send");
+    }
+    let mut next = [0u64; 2];
+    let mut rounds = 0;
+    while next.iter().any(|n| *n < MUTUAL) {
+        match events
+            .wait_for("floods sent", |e| {
+                matches!(
+                    e,
+                    ClusterEvent::Hung { .. } | ClusterEvent::Message { message: TestReport::TryFlooded { .. }, .. }
+                )
+            })
+            .await
+        {
+            ClusterEvent::Message { message: TestReport::TryFlooded { slot, next: n }, .. } => {
+                assert!(n >= next[slot], "slot {slot} went back from {} to {n}", next[slot]);
+                next[slot] = n;
+                rounds += 1;
+                if n < MUTUAL {
+                    let resume = TestCmd::TryFloodPeer { to: to(slot), first: n, end: MUTUAL };
+                    cluster.send_to(slot, resume).await.expect("send");
+                }
+            }
+            other => panic!("a worker stalled: {other:?}"),
+        }
+        events.seen.clear();
+    }
+    eprintln!("{MUTUAL} ticks each way in {rounds} rounds");
+    assert!(rounds > 2, "the queues filled, so some handler met Busy and returned ({rounds} rounds)");
+    // Everything sent was handled, in order, from the other worker.
+    for slot in 0..2 {
+        cluster.send_to(slot, TestCmd::Tally).await.expect("send");
+        let tally = events
+            .wait_for(
+                "tally",
+                |e| matches!(e, ClusterEvent::Message { message: TestReport::Tally { slot: s, .. }, .. } if *s == slot),
+            )
+            .await;
+        let ClusterEvent::Message { message: TestReport::Tally { ticks, out_of_order, .. }, .. } = tally else {
+            unreachable!()
+        };
+        assert_eq!(ticks, vec![(1 - slot, MUTUAL)], "slot {slot} handled every tick of the other");
+        assert_eq!(out_of_order, 0, "slot {slot}: ticks in order");
     }
     cluster.stop().await.expect("clean stop");
 }

@@ -41,6 +41,17 @@ struct Testbed {
     mode: String,
 }
 
+/// What a testbed worker keeps between messages.
+#[derive(Default)]
+struct TestState {
+    /// Calls held unanswered (`TestCmd::Hold`).
+    held: Vec<corral::protocol::ReplyTo<u64>>,
+    /// Ticks handled, by sender slot: how many, and the next number expected.
+    ticks: std::collections::BTreeMap<usize, (u64, u64)>,
+    /// Ticks that were not their sender's next number.
+    out_of_order: u64,
+}
+
 /// The HTTP side of the testbed.
 fn router(slot: usize) -> axum::Router {
     use axum::routing::get;
@@ -61,8 +72,7 @@ fn router(slot: usize) -> axum::Router {
 impl Worker for Testbed {
     type Msg = TestCmd;
     type Report = TestReport;
-    /// Calls held unanswered (`TestCmd::Hold`).
-    type State = Vec<corral::protocol::ReplyTo<u64>>;
+    type State = TestState;
 
     async fn start(&self, cx: &WorkerContext<TestReport>) -> Result<Self::State, BoxError> {
         if let Ok(text) = std::env::var("TESTBED_SAY") {
@@ -133,14 +143,14 @@ impl Worker for Testbed {
         }
         let pid = std::process::id();
         cx.report(TestReport::Hello { slot: cx.slot(), generation: cx.generation(), pid }).await?;
-        Ok(Vec::new())
+        Ok(TestState::default())
     }
 
     async fn handle(
         &self,
         cx: &WorkerContext<TestReport>,
         msg: TestCmd,
-        held: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), BoxError> {
         match msg {
             TestCmd::Ping(n) => cx.report(TestReport::Pong { n, slot: cx.slot(), pid: std::process::id() }).await?,
@@ -188,9 +198,51 @@ impl Worker for Testbed {
                 Some(slot) => cx.send_to_worker(slot, &cmd).await?,
                 None => cx.broadcast_workers(&cmd).await?,
             },
+            TestCmd::Tick(n) => {
+                let from = match cx.origin() {
+                    Some(corral::Origin::Worker { slot }) => slot,
+                    _ => usize::MAX,
+                };
+                let (count, next) = state.ticks.entry(from).or_default();
+                if n != *next {
+                    state.out_of_order += 1;
+                }
+                *count += 1;
+                *next = n + 1;
+            }
+            TestCmd::FloodPeer { to, count } => {
+                let slot = cx.slot();
+                cx.call(|go| TestReport::FloodReady { slot, go }, Duration::from_secs(30)).await?;
+                for n in 0..count {
+                    cx.send_to_worker(to, &TestCmd::Tick(n)).await?;
+                }
+                let cx = cx.clone();
+                tokio::spawn(async move { cx.report(TestReport::FloodSent { slot: cx.slot(), count }).await });
+            }
+            TestCmd::TryFloodPeer { to, first, end } => {
+                let mut next = first;
+                while next < end {
+                    let tick = TestCmd::Tick(next);
+                    let sent = match to {
+                        Some(slot) => cx.try_send_to_worker(slot, &tick),
+                        None => cx.try_broadcast_workers(&tick),
+                    };
+                    match sent {
+                        Ok(()) => next += 1,
+                        Err(corral::WorkerError::Busy) => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let cx = cx.clone();
+                tokio::spawn(async move { cx.report(TestReport::TryFlooded { slot: cx.slot(), next }).await });
+            }
+            TestCmd::Tally => {
+                let ticks = state.ticks.iter().map(|(from, (count, _))| (*from, *count)).collect();
+                cx.report(TestReport::Tally { slot: cx.slot(), ticks, out_of_order: state.out_of_order }).await?;
+            }
             TestCmd::WhoSent(n) => cx.report(TestReport::Sender { n, slot: cx.slot(), origin: cx.origin() }).await?,
             TestCmd::Double(n, reply) => reply.send(n * 2).await?,
-            TestCmd::Hold(reply) => held.push(reply),
+            TestCmd::Hold(reply) => state.held.push(reply),
             TestCmd::Refuse(reply) => reply.fail("refused on purpose").await?,
             TestCmd::Forget(reply) => drop(reply),
             TestCmd::Ask(n, ms) => {

@@ -49,6 +49,20 @@ pub enum TestCmd {
     Forward { to: Option<usize>, cmd: Box<TestCmd> },
     /// Answer with `TestReport::Sender`: who sent this message.
     WhoSent(u64),
+    /// One of a flood between workers: counted by sender (`TestReport::Tally`), nothing sent.
+    Tick(u64),
+    /// In one `handle` call: call the primary with `FloodReady` and wait for its go (so that
+    /// two workers can start together), then send `Tick(0)` … `Tick(count - 1)` to the worker
+    /// in slot `to` with `send_to_worker` (waiting whenever the queue is full); then report
+    /// `FloodSent` (from a task, so that the report never holds up the handler).
+    FloodPeer { to: usize, count: u64 },
+    /// Send `Tick(first)`, `Tick(first + 1)` … up to `end` (exclusive) to slot `to` with
+    /// `try_send_to_worker` (`None`: to every other worker, with `try_broadcast_workers`),
+    /// stopping at the first `Busy`; then report `TryFlooded` with the first tick not sent
+    /// (from a task, as `FloodPeer`).
+    TryFloodPeer { to: Option<usize>, first: u64, end: u64 },
+    /// Answer with `TestReport::Tally`.
+    Tally,
 }
 
 /// Worker → primary.
@@ -70,4 +84,13 @@ pub enum TestReport {
     Asked { matched: u64, errors: Vec<String>, pending_after: u64 },
     /// The answer to `WhoSent(n)`, from the worker in `slot`: the message's origin.
     Sender { n: u64, slot: usize, origin: Option<Origin> },
+    /// A call: `FloodPeer` starts once the primary replies (any number).
+    FloodReady { slot: usize, go: ReplyTo<u64> },
+    /// `FloodPeer` has sent every tick.
+    FloodSent { slot: usize, count: u64 },
+    /// `TryFloodPeer` sent the ticks before `next` (`next == end`: all of them).
+    TryFlooded { slot: usize, next: u64 },
+    /// The ticks this worker handled: by sender slot, how many, and how many came out of
+    /// order (not the sender's next number).
+    Tally { slot: usize, ticks: Vec<(usize, u64)>, out_of_order: u64 },
 }

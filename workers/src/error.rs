@@ -29,7 +29,9 @@ pub enum WorkerError {
     /// The channel to the primary is closed (the primary is gone or the worker is stopping).
     #[error("the channel to the primary is closed")]
     Disconnected,
-    /// The outgoing queue is full ([`WorkerContext::try_report`](crate::WorkerContext::try_report)).
+    /// The outgoing queue is full ([`WorkerContext::try_report`](crate::WorkerContext::try_report),
+    /// [`WorkerContext::try_send_to_worker`](crate::WorkerContext::try_send_to_worker),
+    /// [`WorkerContext::try_broadcast_workers`](crate::WorkerContext::try_broadcast_workers)).
     #[error("the outgoing queue to the primary is full")]
     Busy,
     /// A message for another worker cannot be encoded
