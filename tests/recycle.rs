@@ -50,7 +50,7 @@ async fn recycle_concurrency_bounds_the_replacements_under_way() {
 /// Starts `workers` workers recycled `from` at a time, reloads to a config file that says `to`,
 /// then makes every worker go over `max_memory` at once; returns the most slots seen
 /// replacing at once until every slot was recycled. The recycled processes (generation 3:
-/// the reload made generation 2) take 1.5 s to start, so that the recycles under way overlap
+/// the reload made generation 2) take 2.5 s to start, so that the recycles under way overlap
 /// whenever the limit lets them.
 async fn most_at_once_after_a_reload(workers: usize, from: usize, to: usize) -> usize {
     let dir = scratch_dir(&format!("recycle-reload-{from}-{to}"));
@@ -63,7 +63,7 @@ async fn most_at_once_after_a_reload(workers: usize, from: usize, to: usize) -> 
         .heartbeat_timeout(Duration::from_secs(10))
         .env_var("TESTBED_MODE", "slow_start")
         .env_var("TESTBED_FAULT_GEN", "3")
-        .env_var("TESTBED_START_DELAY_MS", "1500");
+        .env_var("TESTBED_START_DELAY_MS", "2500");
     let (cluster, mut events) = spawn(reloaded_from_file(base, file.clone())).await;
     let first = events.all_ready(workers).await;
 

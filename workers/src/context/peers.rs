@@ -30,8 +30,8 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     /// both wait for ever, as two Erlang `gen_server`s that `call` each other do. It happens
     /// once more messages are in flight in each direction than the queues hold (some
     /// thousands; two handlers sending 50,000 each deadlock, tested). A stalled worker also
-    /// stops answering heartbeats, so the primary kills and replaces both after
-    /// `heartbeat_timeout`, and the messages in flight are lost.
+    /// stops answering heartbeats, so after `heartbeat_timeout` the primary kills and
+    /// replaces one (or both), and the messages in flight to it are lost.
     ///
     /// Break the cycle: send from a task the handler spawns (below), so that the handler
     /// returns and its inbox keeps draining while the task waits; or, in the handler, use
