@@ -15,6 +15,9 @@ pub(crate) struct Credits {
     /// Messages sent and not read yet.
     out: AtomicUsize,
     limit: usize,
+    /// Waiting senders are woken once this many credits are free again (the most one of them
+    /// asks for), not at every credit given back: one wake-up per batch, not per message.
+    refill: usize,
     /// Senders waiting in [`take`](Credits::take): only then does a credit given back wake
     /// anyone (waking takes the lock of `returned`).
     waiting: AtomicUsize,
@@ -23,9 +26,16 @@ pub(crate) struct Credits {
 }
 
 impl Credits {
-    /// `limit` credits (at least one).
-    pub(crate) fn new(limit: usize) -> Self {
-        Credits { out: AtomicUsize::new(0), limit: limit.max(1), waiting: AtomicUsize::new(0), returned: Notify::new() }
+    /// `limit` credits (at least one), taken at most `batch` at a time.
+    pub(crate) fn new(limit: usize, batch: usize) -> Self {
+        let limit = limit.max(1);
+        Credits {
+            out: AtomicUsize::new(0),
+            limit,
+            refill: batch.clamp(1, limit),
+            waiting: AtomicUsize::new(0),
+            returned: Notify::new(),
+        }
     }
 
     /// Takes `n` credits if that many are free.
@@ -35,10 +45,10 @@ impl Credits {
             .is_ok()
     }
 
-    /// Takes `n` credits (at most the limit: asking for more takes the limit), waiting until
-    /// that many are free.
+    /// Takes `n` credits (at most the batch size given to [`new`](Credits::new): asking for
+    /// more takes that many), waiting until that many are free.
     pub(crate) async fn take(&self, n: usize) {
-        let n = n.min(self.limit);
+        let n = n.min(self.refill);
         if self.try_take(n) {
             return;
         }
@@ -60,9 +70,10 @@ impl Credits {
 
     /// Gives one credit back (the subscriber read a message).
     pub(crate) fn give_back(&self) {
-        self.out.fetch_sub(1, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            // Each waiter looks again; those that still find too few wait again.
+        let out = self.out.fetch_sub(1, Ordering::SeqCst) - 1;
+        if self.limit - out >= self.refill && self.waiting.load(Ordering::SeqCst) > 0 {
+            // Room for any waiter's batch: each looks again (one that loses the race to
+            // another waits again, and the next credit given back wakes it).
             self.returned.notify_waiters();
         }
     }
@@ -86,7 +97,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_wait_is_no_longer_counted() {
-        let credits = Credits::new(1);
+        let credits = Credits::new(1, 1);
         credits.take(1).await;
         let wait = tokio::time::timeout(Duration::from_millis(1), credits.take(1)).await;
         assert!(wait.is_err());
@@ -95,7 +106,7 @@ mod tests {
 
     #[test]
     fn no_more_than_the_limit_are_out() {
-        let credits = Credits::new(3);
+        let credits = Credits::new(3, 2);
         assert!(credits.try_take(2));
         assert!(!credits.try_take(2));
         assert!(credits.try_take(1));
@@ -106,7 +117,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_sender_gets_the_credit_given_back() {
-        let credits = Arc::new(Credits::new(2));
+        let credits = Arc::new(Credits::new(2, 2));
         credits.take(2).await;
         let waiting = tokio::spawn({
             let credits = credits.clone();
@@ -123,7 +134,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_senders_and_one_reader_lose_no_wake_up() {
-        let credits = Arc::new(Credits::new(3));
+        let credits = Arc::new(Credits::new(3, 2));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let senders: Vec<_> = (0..4)
             .map(|_| {

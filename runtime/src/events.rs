@@ -89,7 +89,7 @@ impl<R: Clone + Send + 'static> EventBus<R> {
 
     fn add(&self, messages: bool) -> EventStream<R> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let credits = Arc::new(Credits::new(self.buffer));
+        let credits = Arc::new(Credits::new(self.buffer, self.max_batch()));
         let sub = Subscriber { tx, credits: credits.clone(), messages };
         self.with_list(|list| {
             let mut next: Vec<_> = list.iter().filter(|s| !s.tx.is_closed()).cloned().collect();
