@@ -20,19 +20,31 @@ async fn most_at_once(workers: usize, at_once: usize) -> usize {
         .heartbeat_interval(Duration::from_millis(50))
         .heartbeat_timeout(Duration::from_secs(10));
     let (cluster, mut events) = spawn(config).await;
-    let mut alive: HashMap<usize, Vec<u32>> = HashMap::new();
+    let most = most_replacing(&mut events, HashMap::new(), workers, 2).await;
+    cluster.stop().await.expect("clean stop");
+    most
+}
+
+/// Follows the events until every one of `workers` slots has a ready process of
+/// `generation` or later; returns the most slots seen with two processes at once (`alive`: the
+/// pids of each slot when it starts).
+async fn most_replacing(
+    events: &mut Events,
+    mut alive: HashMap<usize, Vec<u32>>,
+    workers: usize,
+    generation: u64,
+) -> usize {
     let mut recycled = vec![false; workers];
     let mut most = 0;
     while recycled.iter().any(|r| !r) {
         match events.wait_for("recycling", |_| true).await {
             ClusterEvent::Fork { slot, pid, .. } => alive.entry(slot).or_default().push(pid),
             ClusterEvent::Exit { slot, pid, .. } => alive.entry(slot).or_default().retain(|p| *p != pid),
-            ClusterEvent::Ready { slot, generation, .. } if generation >= 2 => recycled[slot] = true,
+            ClusterEvent::Ready { slot, generation: g, .. } if g >= generation => recycled[slot] = true,
             _ => {}
         }
         most = most.max(alive.values().filter(|pids| pids.len() >= 2).count());
     }
-    cluster.stop().await.expect("clean stop");
     most
 }
 
@@ -89,17 +101,7 @@ async fn most_at_once_after_a_reload(workers: usize, from: usize, to: usize) -> 
     for slot in 0..workers {
         cluster.send_to(slot, TestCmd::Alloc(96)).await.expect("send");
     }
-    let mut recycled = vec![false; workers];
-    let mut most = 0;
-    while recycled.iter().any(|r| !r) {
-        match events.wait_for("recycling", |_| true).await {
-            ClusterEvent::Fork { slot, pid, .. } => alive.entry(slot).or_default().push(pid),
-            ClusterEvent::Exit { slot, pid, .. } => alive.entry(slot).or_default().retain(|p| *p != pid),
-            ClusterEvent::Ready { slot, generation, .. } if generation >= 3 => recycled[slot] = true,
-            _ => {}
-        }
-        most = most.max(alive.values().filter(|pids| pids.len() >= 2).count());
-    }
+    let most = most_replacing(&mut events, alive, workers, 3).await;
     cluster.stop().await.expect("clean stop");
     most
 }
