@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use corral_runtime::{ClusterEvent, ClusterHandle, ListenerCounts, WorkerState, WorkerStatus};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{AsyncInstrument, Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use serde::Serialize;
@@ -116,6 +116,17 @@ fn read<T>(shared: &Shared, f: impl FnOnce(&Sample) -> T) -> T {
     f(&shared.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
+/// Observes `value` of every worker in the last sample that has one, with its slot's attributes.
+fn observe_each_worker<T>(shared: &Shared, value: fn(&WorkerStatus) -> Option<T>, o: &dyn AsyncInstrument<T>) {
+    read(shared, |s| {
+        for w in &s.workers {
+            if let Some(v) = value(w) {
+                o.observe(v, &slot_attrs(w));
+            }
+        }
+    });
+}
+
 fn slot_attrs(w: &WorkerStatus) -> Vec<KeyValue> {
     let mut attrs = vec![KeyValue::new("corral.slot", w.slot as i64)];
     if let Some(pid) = w.pid {
@@ -189,15 +200,7 @@ fn observe(meter: &Meter, shared: &Shared, generation: &Arc<AtomicU64>) {
                 .f64_observable_gauge(name)
                 .with_unit(unit)
                 .with_description(description)
-                .with_callback(move |o| {
-                    read(&shared, |s| {
-                        for w in &s.workers {
-                            if let Some(v) = value(w) {
-                                o.observe(v, &slot_attrs(w));
-                            }
-                        }
-                    })
-                })
+                .with_callback(move |o| observe_each_worker(&shared, value, o))
                 .build();
         };
     per_worker("corral.worker.up", "1", "1 while the slot has a process", |w| {
@@ -224,15 +227,7 @@ fn observe(meter: &Meter, shared: &Shared, generation: &Arc<AtomicU64>) {
                 .u64_observable_counter(name)
                 .with_unit(unit)
                 .with_description(description)
-                .with_callback(move |o| {
-                    read(&shared, |s| {
-                        for w in &s.workers {
-                            if let Some(v) = value(w) {
-                                o.observe(v, &slot_attrs(w));
-                            }
-                        }
-                    })
-                })
+                .with_callback(move |o| observe_each_worker(&shared, value, o))
                 .build();
         };
     per_worker_sum("corral.worker.restarts", "{restart}", "Restarts of the slot", |w| Some(w.restarts));
