@@ -1,5 +1,5 @@
 //! How the primary and its workers show in `ps`, `top` and `pgrep`: `comm` is the program's
-//! own name (not `exe`, although workers are started from `/proc/self/exe`), and the command
+//! own name from their first instruction (never `exe`), and the command
 //! line a title like nginx's and gunicorn's: `http_cluster: primary --workers 2 --port 0`,
 //! `http_cluster: worker 1 (gen 2) --workers 2 --port 0`.
 

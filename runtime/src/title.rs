@@ -1,8 +1,10 @@
 //! How the primary and its workers show in `ps`, `top` and `pgrep`: the program's own name,
 //! and a title like nginx's and gunicorn's (`myapp: primary …`, `myapp: worker 2 (gen 3) …`).
 //!
-//! Workers of the primary's own image are started from `/proc/self/exe`, so the kernel would
-//! name them `exe`: their `argv[0]` is their title instead, and the worker sets its `comm`
+//! Workers of the primary's own image are started through its path on disk, so the kernel
+//! names them after the program from their first instruction, and their `argv[0]` is their
+//! title. Only when that file is no longer the running image (a deploy replaced it) does a
+//! restart start from `/proc/self/exe` (`command.rs`), and the worker then sets its `comm`
 //! back to the program's name itself (`corral-workers`). The primary was started by someone
 //! else: [`set_primary_title`] rewrites its argument area in place, as nginx does; the
 //! arguments as they were stay available to corral ([`original_args`]), for its workers'

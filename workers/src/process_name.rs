@@ -1,9 +1,11 @@
 //! The worker's `comm`: the program's own name, not `exe`.
 //!
-//! The primary starts its workers from `/proc/self/exe` (the image it runs, even after a
-//! deploy replaced the file), and the kernel names such a process `exe`: `top`, `pgrep myapp`
-//! and `ss -p` would not find it. Its `argv[0]` is already its title (`myapp: worker 2
-//! (gen 3)`, set by the primary); this sets `comm` back to the executable's file name.
+//! The primary starts its workers through the program's path, so the kernel already names
+//! them after it. Only when a deploy replaced that file does a restart start from
+//! `/proc/self/exe` (the image the primary runs), and the kernel names such a process `exe`:
+//! `top`, `pgrep myapp` and `ss -p` would not find it. Its `argv[0]` is already its title
+//! (`myapp: worker 2 (gen 3)`, set by the primary); this sets `comm` back to the executable's
+//! file name in that case (and is harmless in the others).
 
 use std::ffi::CString;
 

@@ -41,7 +41,7 @@ where
         let program = match reason {
             ReplaceReason::Reload => self.args.command.reload_program.clone(),
             ReplaceReason::MaxMemory | ReplaceReason::MaxRequests | ReplaceReason::Restart => {
-                self.args.command.program.clone()
+                self.args.command.start_program()
             }
         };
         match self.launch(Role::Candidate, program.clone(), &span).await {

@@ -31,7 +31,7 @@ where
         // A restart's span stays open until its process is online.
         let restart = self.pending_restart.take();
         let parent = restart.clone().unwrap_or_else(Span::none);
-        let program = self.args.command.program.clone();
+        let program = self.args.command.start_program();
         match self.launch(Role::Current, program, &parent).await {
             Ok(generation) => {
                 if let Some(proc) = self.proc_mut(generation) {
