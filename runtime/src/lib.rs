@@ -46,78 +46,54 @@
 //! ```
 #![warn(missing_docs)]
 
-mod backoff;
-mod balance;
+mod api;
 mod cluster;
-mod command;
 mod config;
-pub mod control;
-mod control_socket;
-mod credits;
-mod error;
-mod event;
-mod events;
-mod exit;
-mod foreign;
-mod handle;
-pub mod hang;
-mod intensity;
-mod kill;
-pub mod lifecycle;
-#[cfg(feature = "cluster")]
-mod local_messages;
-mod logfile;
-pub mod metrics;
 #[cfg(feature = "cluster")]
 pub mod node;
-mod node_config;
-mod outcome;
+mod operator;
 mod process;
-mod rendezvous;
-mod reports;
-mod request;
-mod restart;
-mod routes;
+mod routing;
 mod slot;
-mod status;
-mod status_json;
-mod status_table;
-mod sticky_key;
-mod systemd;
-mod title;
+mod supervision;
+mod sys;
 mod upgrade;
 
-pub use backoff::Backoff;
-pub use balance::ListenerCounts;
+pub use api::events::lifecycle;
+pub use operator::{control, metrics};
+pub use sys::hang;
+
+pub use api::error::{ClusterError, KilledWorker, ReloadError, ReplaceError, ScaleError, StartFailure, UpgradeError};
+pub use api::events::bus::EventStream;
+pub use api::events::{ClusterEvent, OutputStream};
+pub use api::handle::ClusterHandle;
+pub use api::msg::ClusterMsg;
+pub use api::reports::{ReloadReport, Replaced, Scale, ScaleReport};
+pub use api::status::{WorkerState, WorkerStatus};
 pub use cluster::Cluster;
-pub use config::{
-    ClusterConfig, Escalation, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable,
-    WorkerExec, WorkerOutput,
+pub use config::cluster::{
+    ClusterConfig, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable, WorkerExec,
+    WorkerOutput,
 };
-pub use control_socket::ControlSocket;
+pub use config::control_socket::ControlSocket;
+pub use config::error::ConfigError;
+pub use config::foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readiness, ReadinessError};
+pub use config::node::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
+pub use config::sticky_key::{StickyKey, StickyKeyError};
 pub use corral_protocol::{
     CallError, ListenRefusal, PoolStats, ProtocolError, ReplyError, ReplyTo, Scheduling, WorkerStats,
 };
-pub use error::{
-    ClusterError, ConfigError, KilledWorker, PreflightError, ReloadError, ReplaceError, ScaleError, StartFailure,
-    UpgradeError,
-};
-pub use event::{ClusterEvent, OutputStream};
-pub use events::EventStream;
-pub use exit::ExitStatus;
-pub use foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readiness, ReadinessError};
-pub use handle::ClusterHandle;
-pub use hang::{HangReport, ThreadActivity, ThreadSample, syscall_name};
-pub use intensity::RestartIntensity;
-pub use kill::KillReason;
-pub use logfile::reopen_log_files;
-pub use metrics::{MetricsAddrError, parse_metrics_addr};
-pub use node_config::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
-pub use reports::{ReloadReport, Replaced, Scale, ScaleReport};
-pub use request::ClusterMsg;
-pub use restart::Restart;
-pub use status::{WorkerState, WorkerStatus};
-pub use status_table::StatusTable;
-pub use sticky_key::{StickyKey, StickyKeyError};
-pub use title::set_primary_title;
+pub use operator::logfile::reopen_log_files;
+pub use operator::metrics::{MetricsAddrError, parse_metrics_addr};
+pub use operator::status_table::StatusTable;
+pub use routing::balance::ListenerCounts;
+pub use supervision::backoff::Backoff;
+pub use supervision::escalation::Escalation;
+pub use supervision::exit::ExitStatus;
+pub use supervision::intensity::RestartIntensity;
+pub use supervision::kill::KillReason;
+pub use supervision::restart::Restart;
+pub use sys::hang::{HangReport, ThreadActivity, ThreadSample, syscall_name};
+pub use sys::title::set_primary_title;
+pub use upgrade::error::PreflightError;
 pub use upgrade::{UPGRADE_CHECK_ENV, UPGRADE_FD_ENV};

@@ -15,6 +15,8 @@
 //! | `operate.rs`| one slot: restart (replacement first), signal              |
 //! | `upgrade.rs`| upgrading the primary in place: hand over, exec, take over |
 
+#[cfg(feature = "cluster")]
+pub(crate) mod local_messages;
 mod msg;
 #[cfg(feature = "cluster")]
 mod node_answers;
@@ -39,14 +41,17 @@ pub use msg::ClusterSignal;
 use msg::Signal;
 pub use state::{ClusterArgs, ClusterState};
 
-use crate::balance::Listeners;
-use crate::command::WorkerCommand;
-use crate::events::EventBus;
-use crate::outcome::Outcome;
-use crate::routes::Routes;
+use crate::api::error::ClusterError;
+use crate::api::events::bus::{EventBus, EventStream};
+use crate::api::handle::ClusterHandle;
+use crate::api::msg::ClusterMsg;
+use crate::api::outcome::Outcome;
+use crate::config::cluster::ClusterConfig;
+use crate::config::command::WorkerCommand;
+use crate::operator::{control, logfile, systemd};
+use crate::routing::balance::Listeners;
+use crate::routing::messages::Routes;
 use crate::slot::{SlotMsg, SlotReport};
-use crate::{ClusterConfig, ClusterError, ClusterHandle, ClusterMsg, EventStream};
-use crate::{control, logfile, systemd};
 
 /// The cluster actor. `M` is the type of messages primary → worker, `R` worker → primary.
 ///
@@ -81,7 +86,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl<M, R> Cluster<M, R>
 where
-    M: Serialize + crate::NodeMessage + Clone + Send + Sync + 'static,
+    M: Serialize + crate::config::node::NodeMessage + Clone + Send + Sync + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Validates `config`, then spawns the cluster actor (unsupervised) and starts its workers.
@@ -109,7 +114,7 @@ where
 
     /// As [`spawn`](Self::spawn), linked under `supervisor`, which then receives
     /// `SupervisionEvent::ActorFailed` if the cluster escalates (a slot gave up under
-    /// [`Escalation::Stop`](crate::Escalation::Stop)) and `ActorTerminated` after a clean stop.
+    /// [`Escalation::Stop`](crate::supervision::escalation::Escalation::Stop)) and `ActorTerminated` after a clean stop.
     ///
     /// ```no_run
     /// use corral_runtime::{Cluster, ClusterConfig};
@@ -177,7 +182,8 @@ where
         // Bound before anything forks: an address in use fails the start, naming it.
         let metrics = match config.metrics {
             Some(addr) => {
-                let listener = crate::metrics::bind(addr).map_err(|source| ClusterError::Metrics { addr, source })?;
+                let listener =
+                    crate::operator::metrics::bind(addr).map_err(|source| ClusterError::Metrics { addr, source })?;
                 let bound = listener.local_addr().map_err(|source| ClusterError::Metrics { addr, source })?;
                 if !bound.ip().is_loopback() {
                     tracing::warn!(addr = %bound, "metrics endpoint on a non-loopback address: whoever reaches it sees pids, memory and traffic");
@@ -220,9 +226,9 @@ where
             }
         }
         if let Some((listener, bound, events)) = metrics {
-            let recorder = Arc::new(crate::metrics::Recorder::default());
+            let recorder = Arc::new(crate::operator::metrics::Recorder::default());
             tokio::spawn(recorder.clone().record(events));
-            tokio::spawn(crate::metrics::serve(listener, handle.clone(), recorder, log_name.clone()));
+            tokio::spawn(crate::operator::metrics::serve(listener, handle.clone(), recorder, log_name.clone()));
             tracing::info!(addr = %bound, "metrics endpoint");
         }
         if let Some(path) = control_path {
@@ -385,7 +391,7 @@ where
 }
 
 /// Every slot's status, in slot order (ended slots without asking their gone supervisors).
-async fn status<M, R>(st: &ClusterState<M, R>) -> Vec<crate::WorkerStatus>
+async fn status<M, R>(st: &ClusterState<M, R>) -> Vec<crate::api::status::WorkerStatus>
 where
     M: Serialize + Clone + Send + Sync + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,

@@ -1,7 +1,7 @@
 //! The cluster actor's mailbox: users' requests, and notifications from its own parts.
 
-use crate::ClusterMsg;
-use crate::ReloadReport;
+use crate::api::msg::ClusterMsg;
+use crate::api::reports::ReloadReport;
 use crate::slot::SlotReport;
 
 /// A message of the cluster actor. Users send [`ClusterMsg`]s (through a derived actor
@@ -18,7 +18,7 @@ pub(crate) enum Signal {
     /// The reload task is done.
     ReloadFinished(ReloadReport, Option<ractor::RpcReplyPort<ReloadReport>>),
     /// An upgrade's preflight check of the new executable is done.
-    PreflightDone(Result<(), crate::PreflightError>),
+    PreflightDone(Result<(), crate::upgrade::error::PreflightError>),
 }
 
 impl From<ClusterMsg> for ClusterSignal {

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::ClusterEvent;
-use crate::ClusterHandle;
+use crate::api::events::ClusterEvent;
+use crate::api::handle::ClusterHandle;
 use crate::node::{BoxFuture, LocalNode, PeerChange, Request};
 
 impl<M, R> LocalNode for ClusterHandle<M, R>
@@ -27,7 +27,8 @@ where
             match request {
                 Request::Status => {
                     let workers = self.status().await.map_err(|e| e.to_string())?;
-                    let rows: Vec<Value> = workers.iter().map(|w| crate::status_json::status_row(w, None)).collect();
+                    let rows: Vec<Value> =
+                        workers.iter().map(|w| crate::operator::status_json::status_row(w, None)).collect();
                     Ok(json!({ "workers": rows }))
                 }
                 Request::Reload => {

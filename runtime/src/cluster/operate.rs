@@ -7,8 +7,9 @@ use ractor::rpc::CallResult;
 use tracing::Span;
 
 use super::state::ClusterState;
+use crate::api::error::ClusterError;
+use crate::api::reports::Replaced;
 use crate::slot::{ReplaceReason, SlotMsg};
-use crate::{ClusterError, Replaced};
 
 impl<M, R> ClusterState<M, R> {
     fn supervisor(&self, slot: usize) -> Result<ractor::ActorRef<SlotMsg>, ClusterError> {

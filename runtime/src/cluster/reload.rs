@@ -16,8 +16,12 @@ use super::state::ClusterState;
 use crate::slot::{ReplaceReason, SlotMsg};
 use std::sync::Arc;
 
-use crate::command::WorkerCommand;
-use crate::{ClusterEvent, EventStream, ReconfigureError, ReloadError, ReloadReport, Scale, Unchangeable, lifecycle};
+use crate::api::error::ReloadError;
+use crate::api::events::bus::EventStream;
+use crate::api::events::{ClusterEvent, lifecycle};
+use crate::api::reports::{ReloadReport, Scale};
+use crate::config::cluster::{ReconfigureError, Unchangeable};
+use crate::config::command::WorkerCommand;
 
 impl<M, R> ClusterState<M, R>
 where

@@ -6,8 +6,10 @@ use serde::de::DeserializeOwned;
 use tracing::Span;
 
 use super::state::{ClusterState, Slot};
+use crate::api::error::ScaleError;
+use crate::api::reports::{Scale, ScaleReport};
+use crate::config::cluster::MAX_WORKERS;
 use crate::slot::{SlotArgs, SlotMsg, WorkerSupervisor};
-use crate::{MAX_WORKERS, Scale, ScaleError, ScaleReport};
 
 impl<M, R> ClusterState<M, R>
 where

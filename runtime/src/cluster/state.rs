@@ -7,15 +7,15 @@ use tokio::sync::watch;
 use tracing::Span;
 
 use super::msg::ClusterSignal;
-use crate::ClusterConfig;
-use crate::balance::Listeners;
-use crate::command::WorkerCommand;
-use crate::events::EventBus;
-use crate::outcome::Outcome;
-use crate::routes::Routes;
+use crate::api::events::bus::EventBus;
+use crate::api::outcome::Outcome;
+use crate::config::cluster::ClusterConfig;
+use crate::config::command::WorkerCommand;
+use crate::routing::balance::Listeners;
+use crate::routing::messages::Routes;
 use crate::slot::{SlotMsg, SlotOutcome};
 
-/// What the cluster actor is started with (built by [`Cluster::spawn`](crate::Cluster::spawn)).
+/// What the cluster actor is started with (built by [`Cluster::spawn`](crate::cluster::Cluster::spawn)).
 pub struct ClusterArgs<M, R> {
     pub(crate) config: Arc<ClusterConfig>,
     pub(crate) bus: Arc<EventBus<R>>,
@@ -33,7 +33,7 @@ pub struct ClusterArgs<M, R> {
 /// One worker slot, as the cluster sees it.
 /// An upgrade under way in the old image: its preflight runs.
 pub(crate) struct UpgradeRun {
-    pub(crate) reply: Option<RpcReplyPort<crate::UpgradeError>>,
+    pub(crate) reply: Option<RpcReplyPort<crate::api::error::UpgradeError>>,
     pub(crate) path: std::path::PathBuf,
 }
 

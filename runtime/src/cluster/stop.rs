@@ -9,9 +9,12 @@ use serde::de::DeserializeOwned;
 use tracing::{Instrument, Span};
 
 use super::state::ClusterState;
-use crate::outcome::Outcome;
+use crate::api::error::KilledWorker;
+use crate::api::events::{ClusterEvent, lifecycle};
+use crate::api::outcome::Outcome;
+use crate::api::status::{WorkerState, WorkerStatus};
 use crate::slot::{SlotMsg, SlotOutcome};
-use crate::{ClusterEvent, Escalation, KilledWorker, WorkerState, WorkerStatus, lifecycle};
+use crate::supervision::escalation::Escalation;
 
 impl<M, R> ClusterState<M, R>
 where

@@ -10,11 +10,15 @@ use serde::de::DeserializeOwned;
 
 use super::msg::{ClusterSignal, Signal};
 use super::state::{ClusterState, UpgradeRun};
+use crate::api::error::UpgradeError;
+use crate::api::events::ClusterEvent;
+use crate::api::reports::ReloadReport;
+use crate::operator::{control, systemd};
 use crate::process::on_spawner_thread_with;
 use crate::slot::{HandedSlot, SlotMsg};
-use crate::upgrade::state::{self, ChannelRecord, ControlRecord, Handover, Kept, PipeRecord, SlotRecord, WorkerRecord};
-use crate::upgrade::{exec, preflight};
-use crate::{ClusterEvent, PreflightError, ReloadReport, UpgradeError, control, systemd};
+use crate::upgrade::error::PreflightError;
+use crate::upgrade::state::{ChannelRecord, ControlRecord, Handover, Kept, PipeRecord, SlotRecord, WorkerRecord};
+use crate::upgrade::{exec, preflight, state};
 
 /// How long a slot may take to answer a handover question.
 const SLOT_PATIENCE: Duration = Duration::from_secs(5);

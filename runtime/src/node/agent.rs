@@ -17,7 +17,7 @@ use super::link::Links;
 use super::local::LocalNode;
 use super::msg::{AgentMsg, SessionEvent};
 use super::wire::{self, Heartbeat, Reply, Request};
-use crate::NodeConfig;
+use crate::config::node::NodeConfig;
 
 /// A peer as the agent last heard of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -10,17 +10,18 @@
 //! host C: corral (node web-c) ──┘ heartbeats, status / reload / broadcast questions
 //! ```
 //!
-//! Each primary runs a ractor_cluster `NodeServer` on [`NodeConfig::listen`](crate::NodeConfig::listen)
+//! Each primary runs a ractor_cluster `NodeServer` on [`NodeConfig::listen`](crate::config::node::NodeConfig::listen)
 //! and a host agent ([`AgentMsg`]) that joins the group named after the cluster. The agent
 //! dials its seeds and every peer it hears of (`link`), with keep-alive and
 //! `TCP_USER_TIMEOUT` on each stream and backoff between dials; it heartbeats the others and
-//! reports a silent one down after [`NodeConfig::heartbeat_timeout`](crate::NodeConfig::heartbeat_timeout).
+//! reports a silent one down after [`NodeConfig::heartbeat_timeout`](crate::config::node::NodeConfig::heartbeat_timeout).
 //! Payloads between hosts are versioned ([`wire`]) and decoded without panicking.
 //!
-//! [`NodeSet`] is what a library cluster uses (from [`ClusterHandle::node_set`](crate::ClusterHandle::node_set)),
+//! [`NodeSet`] is what a library cluster uses (from [`ClusterHandle::node_set`](crate::api::handle::ClusterHandle::node_set)),
 //! and what the control socket's `status --all`, `reload --all` and `broadcast` go through.
 
 mod agent;
+pub(crate) mod error;
 mod link;
 mod local;
 mod msg;
@@ -36,8 +37,8 @@ use ractor_cluster::{NodeServer, NodeServerMessage};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use crate::error::{NodeError, WireError};
 pub use agent::PeerState;
+pub use error::{NodeError, WireError};
 pub use msg::{AgentMsg, SessionEvent};
 pub use wire::WIRE_VERSION;
 
@@ -46,7 +47,7 @@ pub(crate) use local::{BoxFuture, LocalNode, PeerChange};
 use wire::Reply;
 pub(crate) use wire::Request;
 
-use crate::NodeConfig;
+use crate::config::node::NodeConfig;
 
 /// How long a peer has to answer a status or broadcast question.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);

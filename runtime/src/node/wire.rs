@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::error::WireError;
+pub use crate::node::error::WireError;
 
 /// The version of the payloads between host agents.
 pub const WIRE_VERSION: u32 = 1;

@@ -3,7 +3,7 @@
 use corral_protocol::{ProtocolError, WorkerStats};
 use ractor::DerivedActorRef;
 
-use crate::ExitStatus;
+use crate::supervision::exit::ExitStatus;
 
 /// Where a process's tasks report: the slot's mailbox, seen as a sink of [`ProcessEvent`]s.
 pub(crate) type Reports = DerivedActorRef<ProcessEvent>;
@@ -45,7 +45,7 @@ pub(crate) enum ProcessEventKind {
     /// A foreign worker's `WATCHDOG=1`: it is alive.
     Watchdog,
     /// It missed its heartbeat and was diagnosed; the SIGKILL follows.
-    Hung(Box<crate::HangReport>),
+    Hung(Box<crate::sys::hang::HangReport>),
     /// Its frame reader ended: EOF (`None`) or a protocol error.
     ReaderEnded(Option<ProtocolError>),
     /// It exited (reported after the reader ended, so its last messages come first).

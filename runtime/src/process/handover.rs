@@ -16,7 +16,7 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::OutputStream;
+use crate::api::events::OutputStream;
 
 /// What one of a process's tasks gives back when it is handed over.
 pub(crate) enum Part {
@@ -132,8 +132,8 @@ mod tests {
     use ractor::{Actor, ActorProcessingErr, ActorRef};
     use tokio_util::codec::{FramedRead, FramedWrite};
 
-    use crate::ClusterEvent;
-    use crate::events::EventBus;
+    use crate::api::events::ClusterEvent;
+    use crate::api::events::bus::EventBus;
     use crate::process::{AdoptChannel, AdoptSpec, ProcessEvent, SlotCounters, adopt};
 
     /// Takes the process events and drops them (the slot's part is not under test).
@@ -157,7 +157,7 @@ mod tests {
         let pid = stand_in.id().expect("pid");
         let ipc = stream_pair().expect("stream pair");
         let handles = seqpacket_pair().expect("seqpacket pair");
-        let config = crate::ClusterConfig::default();
+        let config = crate::config::cluster::ClusterConfig::default();
         let (sink, _) = Actor::spawn(None, Sink, ()).await.expect("sink");
         let bus = Arc::new(EventBus::<u64>::new(N as usize * 2));
         let mut events = bus.subscribe();
@@ -199,7 +199,7 @@ mod tests {
             stdout: None,
             stderr: None,
         };
-        let routes = Arc::new(crate::routes::Routes::<u64>::new(1));
+        let routes = Arc::new(crate::routing::messages::Routes::<u64>::new(1));
         let (mut process, io) =
             adopt::<u64>(spec(ipc.primary, Vec::new(), handles.primary, 0), &config).expect("adopt");
         io.run(sink.get_derived(), &bus, &counters, &routes);

@@ -43,13 +43,15 @@ pub(crate) use counters::SlotCounters;
 pub(crate) use event::{ProcessEvent, ProcessEventKind, Reports};
 use handover::{Giver, Parts, Taker};
 use reader::ReaderStart;
-pub(crate) use spawn::{cpu_ticks, on_spawner_thread_with, rss_bytes, ticks_per_second};
+pub(crate) use spawn::on_spawner_thread_with;
 use waiter::ProcessCommand;
 pub(crate) use waiter::Waitee;
 
-use crate::balance::{Load, Untaken};
-use crate::events::EventBus;
-use crate::{ClusterConfig, ForeignWorker, OutputStream, Readiness, WorkerOutput};
+use crate::api::events::OutputStream;
+use crate::api::events::bus::EventBus;
+use crate::config::cluster::{ClusterConfig, WorkerOutput};
+use crate::config::foreign::{ForeignWorker, Readiness};
+use crate::routing::balance::{Load, Untaken};
 
 /// What to start.
 pub(crate) struct StartSpec<'a> {
@@ -112,8 +114,8 @@ pub(crate) struct HandedProcess {
 
 impl<M> Process<M> {
     /// Where the slot's messages and calls go while this process is its current one.
-    pub(crate) fn route(&self, generation: u64) -> crate::routes::Route<M> {
-        crate::routes::Route { generation, tx: self.tx.clone(), calls: self.calls.clone() }
+    pub(crate) fn route(&self, generation: u64) -> crate::routing::messages::Route<M> {
+        crate::routing::messages::Route { generation, tx: self.tx.clone(), calls: self.calls.clone() }
     }
 
     /// Whether it speaks corral's protocol (heartbeats by ping, listen requests).
@@ -136,7 +138,7 @@ impl<M> Process<M> {
     }
 
     /// Kills it as [`kill`](Self::kill) does, after a diagnosis of what it is doing (at most
-    /// about [`hang::BUDGET`](crate::hang::BUDGET)), reported as [`ProcessEventKind::Hung`].
+    /// about [`hang::BUDGET`](crate::sys::hang::BUDGET)), reported as [`ProcessEventKind::Hung`].
     pub(crate) fn diagnose_and_kill(&self) {
         let _ = self.commands.send(ProcessCommand::DiagnoseThenKill { group: !self.speaks_corral() });
     }
@@ -502,7 +504,7 @@ impl<M: Serialize + Send + 'static> Io<M> {
         reports: Reports,
         bus: &Arc<EventBus<R>>,
         counters: &Arc<SlotCounters>,
-        routes: &Arc<crate::routes::Routes<M>>,
+        routes: &Arc<crate::routing::messages::Routes<M>>,
     ) {
         let Io { slot, generation, pid, child, output, commands, channel, giver, hang } = self;
         let hang = hang.and_then(|fd| match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {

@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use super::event::{ProcessEvent, ProcessEventKind, Reports};
 use super::handover::{Giver, Part};
-use crate::events::EventBus;
-use crate::{ClusterEvent, Readiness};
+use crate::api::events::ClusterEvent;
+use crate::api::events::bus::EventBus;
+use crate::config::foreign::Readiness;
 
 /// Which process a notify socket belongs to.
 pub(crate) struct Who {

@@ -7,8 +7,8 @@ use tokio::net::unix::pipe;
 
 use super::handover::{Giver, Part};
 
-use crate::events::EventBus;
-use crate::{ClusterEvent, OutputStream};
+use crate::api::events::bus::EventBus;
+use crate::api::events::{ClusterEvent, OutputStream};
 
 /// The longest line kept whole; longer ones are split (a worker printing without newlines
 /// cannot make the primary buffer without bound).

@@ -15,10 +15,10 @@ use tokio_util::codec::{Decoder, FramedRead};
 use super::counters::SlotCounters;
 use super::event::{ProcessEvent, ProcessEventKind, Reports};
 use super::handover::{Giver, Part};
-use crate::ClusterEvent;
-use crate::balance::Load;
-use crate::events::{BusSnapshot, EventBus};
-use crate::routes::{Route, Routes};
+use crate::api::events::ClusterEvent;
+use crate::api::events::bus::{BusSnapshot, EventBus};
+use crate::routing::balance::Load;
+use crate::routing::messages::{Route, Routes};
 
 /// What the reader needs to know and where it reports.
 pub(crate) struct ReaderCtx<M, R> {

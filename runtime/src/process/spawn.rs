@@ -8,8 +8,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::OnceLock;
-use std::sync::mpsc as std_mpsc;
+use std::sync::{OnceLock, mpsc as std_mpsc};
 
 use corral_protocol::bootstrap::{HANDLE_FD, HANG_FD, IPC_FD, WorkerBootstrap};
 use nix::fcntl::{FcntlArg, fcntl};
@@ -160,30 +159,4 @@ pub(crate) fn dup_above(fd: std::os::fd::BorrowedFd<'_>, min: RawFd) -> io::Resu
     // SAFETY: F_DUPFD_CLOEXEC just created `raw` for us; nothing else owns it, so the OwnedFd
     // closes it exactly once.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-/// Resident set size of a process, in bytes, from `/proc/<pid>/statm`.
-pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions; it only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()?)
-}
-
-/// User + system CPU time of a process, in clock ticks, from `/proc/<pid>/stat`.
-pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command (which may hold spaces): state is field 3; utime, stime are 14, 15.
-    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
-pub(crate) fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions; it only reads a system constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as f64 } else { 100.0 }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::{ProcessEvent, ProcessEventKind, Reports};
 use super::handover::{Giver, Part};
-use crate::ExitStatus;
+use crate::supervision::exit::ExitStatus;
 
 /// A request to the task that owns a worker's `Child`.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +86,7 @@ pub(crate) async fn run_waiter(
                         // stays ours; bounded by hang::BUDGET.
                         if !diagnosed {
                             diagnosed = true;
-                            let report = crate::hang::diagnose(pid, hang.as_mut()).await;
+                            let report = crate::sys::hang::diagnose(pid, hang.as_mut()).await;
                             let kind = ProcessEventKind::Hung(Box::new(report));
                             let _ = reports.send_message(ProcessEvent { generation, kind });
                         }

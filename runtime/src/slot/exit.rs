@@ -1,5 +1,5 @@
 //! What follows the end of a process: its reader's end (a protocol error kills it), its exit,
-//! and for the current process the restart decision of [`policy`](super::policy).
+//! and for the current process the restart decision of [`policy`](crate::supervision::decision).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +10,12 @@ use serde::de::DeserializeOwned;
 use tracing::Span;
 
 use super::msg::{SlotMsg, SlotOutcome, SlotReport};
-use super::policy::{Decision, Done, Exit, Launch, ProtocolFault};
 use super::state::{Ending, Life, Proc, ProcSpans, Role, SlotState};
-use crate::{ClusterEvent, ExitStatus, KillReason, ReplaceError, StartFailure, lifecycle};
+use crate::api::error::{ReplaceError, StartFailure};
+use crate::api::events::{ClusterEvent, lifecycle};
+use crate::supervision::decision::{Decision, Done, Exit, Launch, ProtocolFault};
+use crate::supervision::exit::ExitStatus;
+use crate::supervision::kill::KillReason;
 
 impl<M, R> SlotState<M, R>
 where

@@ -1,5 +1,5 @@
 //! Listen grants: a worker's request to listen on an address, answered by the cluster's
-//! [`Listeners`](crate::balance::Listeners).
+//! [`Listeners`](crate::routing::balance::Listeners).
 
 use corral_protocol::Control;
 use serde::Serialize;
@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 
 use super::msg::SlotReport;
 use super::state::SlotState;
-use crate::ClusterEvent;
-use crate::balance::Target;
+use crate::api::events::ClusterEvent;
+use crate::routing::balance::Target;
 
 impl<M, R> SlotState<M, R>
 where

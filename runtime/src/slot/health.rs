@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 
 use super::msg::ReplaceReason;
 use super::state::{Phase, Role, SlotState};
-use crate::process::rss_bytes;
-use crate::{ClusterEvent, HangReport, KillReason};
+use crate::api::events::ClusterEvent;
+use crate::supervision::kill::KillReason;
+use crate::sys::hang::HangReport;
+use crate::sys::procfs::rss_bytes;
 
 /// Heartbeats in a row over `max_memory` before the process is recycled: a sustained
 /// excess, not a spike.

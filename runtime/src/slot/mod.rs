@@ -31,7 +31,6 @@ mod grant;
 mod handover;
 mod health;
 mod msg;
-mod policy;
 mod recycle;
 mod replace;
 mod start;

@@ -8,10 +8,12 @@ use tracing::Span;
 
 use std::sync::Arc;
 
-use crate::ClusterConfig;
-use crate::command::WorkerCommand;
+use crate::api::error::ReplaceError;
+use crate::api::reports::Replaced;
+use crate::api::status::WorkerStatus;
+use crate::config::cluster::ClusterConfig;
+use crate::config::command::WorkerCommand;
 use crate::process::ProcessEvent;
-use crate::{ReplaceError, Replaced, WorkerStatus};
 
 /// Why a slot's process is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +77,7 @@ pub(crate) enum SlotMsg {
     /// Send a signal to the current process; the reply is its pid, if there is one.
     Signal(nix::sys::signal::Signal, RpcReplyPort<Option<u32>>),
     /// Whether the slot can be handed over to the primary's next image now (an upgrade).
-    CanHandOver(RpcReplyPort<Result<(), crate::UpgradeError>>),
+    CanHandOver(RpcReplyPort<Result<(), crate::api::error::UpgradeError>>),
     /// Hand the slot's worker over to the primary's next image; the slot is inert afterwards.
     HandOver(RpcReplyPort<super::handover::HandedSlot>),
     /// Time to ping (and to check the last ping was answered, and the memory limit).

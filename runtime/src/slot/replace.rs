@@ -9,7 +9,9 @@ use tracing::Span;
 
 use super::msg::{ReplaceReason, ReplaceReply};
 use super::state::{DrainCause, Pending, Phase, Role, SlotState};
-use crate::{ReplaceError, Replaced, lifecycle};
+use crate::api::error::ReplaceError;
+use crate::api::events::lifecycle;
+use crate::api::reports::Replaced;
 
 impl<M, R> SlotState<M, R>
 where

@@ -11,10 +11,13 @@ use serde::de::DeserializeOwned;
 use tracing::Span;
 
 use super::msg::SlotMsg;
-use super::policy::{Exit, Launch, ProtocolFault};
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
-use crate::process::{self, Activation, StartSpec};
-use crate::{ClusterEvent, ExitStatus, KillReason, lifecycle};
+use crate::api::events::{ClusterEvent, lifecycle};
+use crate::process;
+use crate::process::{Activation, StartSpec};
+use crate::supervision::decision::{Exit, Launch, ProtocolFault};
+use crate::supervision::exit::ExitStatus;
+use crate::supervision::kill::KillReason;
 
 impl<M, R> SlotState<M, R>
 where
@@ -196,7 +199,7 @@ impl<M, R> SlotState<M, R> {
 }
 
 /// Handled requests after which a new process is recycled: `max_requests` plus its jitter.
-pub(crate) fn request_limit(config: &crate::ClusterConfig) -> Option<u64> {
+pub(crate) fn request_limit(config: &crate::config::cluster::ClusterConfig) -> Option<u64> {
     config.max_requests.map(|limit| {
         let jitter = match config.max_requests_jitter {
             0 => 0,

@@ -13,13 +13,17 @@ use ractor::{ActorRef, DerivedActorRef};
 use tracing::Span;
 
 use super::msg::{ReplaceReason, ReplaceReply, SlotMsg, SlotReport};
-use super::policy::RestartPolicy;
-use crate::balance::Listeners;
-use crate::command::WorkerCommand;
-use crate::events::EventBus;
-use crate::process::{Process, SlotCounters, rss_bytes};
-use crate::routes::Routes;
-use crate::{ClusterConfig, HangReport, KillReason, WorkerState, WorkerStatus};
+use crate::api::events::bus::EventBus;
+use crate::api::status::{WorkerState, WorkerStatus};
+use crate::config::cluster::ClusterConfig;
+use crate::config::command::WorkerCommand;
+use crate::process::{Process, SlotCounters};
+use crate::routing::balance::Listeners;
+use crate::routing::messages::Routes;
+use crate::supervision::decision::RestartPolicy;
+use crate::supervision::kill::KillReason;
+use crate::sys::hang::HangReport;
+use crate::sys::procfs::rss_bytes;
 
 /// What a process is to its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +70,7 @@ pub(crate) enum DrainCause {
     OwnAccord,
 }
 
-/// The lifecycle spans a process holds open (see [`lifecycle`](crate::lifecycle)); each ends
+/// The lifecycle spans a process holds open (see [`lifecycle`](crate::api::events::lifecycle)); each ends
 /// when dropped.
 #[derive(Default)]
 pub(crate) struct ProcSpans {
@@ -220,7 +224,7 @@ pub(crate) struct SlotState<M, R> {
 
 impl<M, R> SlotState<M, R> {
     pub(crate) fn new(args: SlotArgs<M, R>, myself: ActorRef<SlotMsg>) -> Self {
-        let policy = RestartPolicy::from_config(&args.config);
+        let policy = restart_policy(&args.config);
         SlotState {
             args,
             myself,
@@ -243,7 +247,7 @@ impl<M, R> SlotState<M, R> {
 
     /// `Reconfigure`: the next processes start from `config` and `command`.
     pub(crate) fn reconfigure(&mut self, config: Arc<ClusterConfig>, command: Arc<WorkerCommand>) {
-        self.policy = RestartPolicy::from_config(&config);
+        self.policy = restart_policy(&config);
         self.args.config = config;
         self.args.command = command;
     }
@@ -307,4 +311,9 @@ impl<M, R> SlotState<M, R> {
             status_text: proc.and_then(|p| p.status_text.clone()),
         }
     }
+}
+
+/// The restart decision's parameters, as the cluster's configuration sets them.
+pub(crate) fn restart_policy(config: &ClusterConfig) -> RestartPolicy {
+    RestartPolicy::new(config.restart, config.backoff, config.min_uptime, config.max_restarts, config.period)
 }

@@ -7,7 +7,9 @@ use tracing::Span;
 
 use super::msg::SlotMsg;
 use super::state::{DrainCause, Life, Phase, SlotState};
-use crate::{KillReason, ReplaceError, lifecycle};
+use crate::api::error::ReplaceError;
+use crate::api::events::lifecycle;
+use crate::supervision::kill::KillReason;
 
 impl<M, R> SlotState<M, R>
 where

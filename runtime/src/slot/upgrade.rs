@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use super::handover::{AdoptedWorker, Adoption, HandedSlot};
 use super::msg::SlotMsg;
 use super::state::{Life, Phase, Proc, ProcSpans, Role, SlotState};
-use crate::UpgradeError;
-use crate::balance::Target;
+use crate::api::error::UpgradeError;
 use crate::process;
+use crate::routing::balance::Target;
 
 /// How long a process's tasks have to reach a boundary (a writer blocked on a worker that
 /// reads nothing is the slow case).

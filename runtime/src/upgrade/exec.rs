@@ -57,7 +57,7 @@ pub(crate) fn exec(path: &Path, block: OwnedFd, mut kept: Kept) -> io::Error {
     };
     // The arguments the primary was started with, not its title.
     let argv: Vec<CString> =
-        crate::title::original_args().iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
+        crate::sys::title::original_args().iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
     let mut env: Vec<CString> = std::env::vars_os()
         .filter(|(k, _)| {
             let k = k.to_string_lossy();

@@ -22,6 +22,7 @@
 //!    worker ready before its old one drains. If the new workers do not become ready, the
 //!    reload aborts and the old workers go on serving (the worker generation rolls back).
 
+pub(crate) mod error;
 pub(crate) mod exec;
 pub(crate) mod preflight;
 pub(crate) mod state;

@@ -10,7 +10,8 @@ use nix::fcntl::OFlag;
 use tokio::io::AsyncReadExt;
 
 use super::{CHECK_ANSWER, PRIMARY_ONLY_ENV, UPGRADE_CHECK_ENV};
-use crate::{ExitStatus, PreflightError};
+use crate::supervision::exit::ExitStatus;
+use crate::upgrade::error::PreflightError;
 
 /// How long the check may take.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
@@ -21,7 +22,7 @@ const STDERR_TAIL: usize = 2048;
 /// The executable an upgrade execs: the primary's own path, as the file there is now (after
 /// a deploy replaced it, `/proc/self/exe` still names the old, deleted one).
 pub(crate) fn target() -> PathBuf {
-    crate::command::path_on_disk()
+    crate::config::command::path_on_disk()
 }
 
 /// Runs `path` with this primary's arguments in check mode and waits (at most `patience`)
@@ -44,7 +45,7 @@ pub(crate) async fn check(path: &Path, patience: Duration) -> Result<(), Preflig
     let write_raw = write.as_raw_fd();
     let mut cmd = tokio::process::Command::new(path);
     {
-        let mut args = crate::title::original_args().into_iter();
+        let mut args = crate::sys::title::original_args().into_iter();
         if let Some(argv0) = args.next() {
             cmd.arg0(argv0);
         }

@@ -1,0 +1,71 @@
+//! The status snapshot as JSON, the shape `corral status --json` prints and the metrics
+//! endpoint's `/status.json` serves.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::api::status::WorkerStatus;
+
+/// The last CPU sample per pid, to turn CPU ticks into a percentage between two looks.
+#[derive(Default)]
+pub(crate) struct CpuMeter {
+    samples: Mutex<HashMap<u32, (u64, Instant)>>,
+}
+
+impl CpuMeter {
+    /// CPU use of the worker's process since the last look (or since it started), in percent
+    /// of one CPU, to one decimal.
+    pub(crate) fn percent(&self, w: &WorkerStatus) -> Option<f64> {
+        let pid = w.pid?;
+        let ticks = crate::sys::procfs::cpu_ticks(pid)?;
+        let now = Instant::now();
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        let hz = crate::sys::procfs::ticks_per_second();
+        let percent = match samples.get(&pid) {
+            Some(&(before, at)) if now > at => {
+                (ticks.saturating_sub(before)) as f64 / hz / now.duration_since(at).as_secs_f64() * 100.0
+            }
+            _ => w.uptime.filter(|u| !u.is_zero()).map_or(0.0, |u| ticks as f64 / hz / u.as_secs_f64() * 100.0),
+        };
+        samples.insert(pid, (ticks, now));
+        // Forget processes that are gone (bounded by the live ones).
+        if samples.len() > 4 * crate::config::cluster::MAX_WORKERS {
+            samples.clear();
+        }
+        Some((percent * 10.0).round() / 10.0)
+    }
+}
+
+/// Every worker's row, as `{"workers": [...]}`.
+pub(crate) fn status_json(workers: &[WorkerStatus], cpu: &CpuMeter) -> Value {
+    let rows: Vec<Value> = workers.iter().map(|w| status_row(w, cpu.percent(w))).collect();
+    json!({ "workers": rows })
+}
+
+/// A worker's row, as `corral status --json` prints it (and `status --all`, with its node).
+pub(crate) fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
+    json!({
+        "slot": w.slot,
+        "pid": w.pid,
+        "generation": w.generation,
+        "state": state_name(w.state),
+        "uptime_ms": w.uptime.map(|u| u.as_millis() as u64),
+        "restarts": w.restarts,
+        "rss_bytes": w.rss_bytes,
+        "cpu_percent": cpu_percent,
+        "in_flight": w.stats.map(|s| s.in_flight),
+        "handled": w.stats.map(|s| s.handled),
+        "messages_in": w.messages_in,
+        "messages_out": w.messages_out,
+        "status": w.status_text,
+        "heartbeat_ms": w.heartbeat_latency.map(|l| l.as_secs_f64() * 1000.0),
+    })
+}
+
+/// A state's name in JSON, metrics labels and the status page: `ready`, `gaveup`, …
+pub(crate) fn state_name(state: crate::api::status::WorkerState) -> String {
+    format!("{state:?}").to_lowercase()
+}

@@ -1,0 +1,360 @@
+//! Shared listening sockets and the distribution of connections to workers.
+//!
+//! The primary owns one socket per address: the first `listen` binds it (port 0 resolves
+//! once), every later one, from any worker or restarted worker, shares it, so restarts never
+//! hit `EADDRINUSE`. The cluster's [`Scheduling`] is read once, into a [`Distribution`]
+//! (the sticky key is not: a reload may change it, for the connections accepted after it):
+//!
+//! * `Accept(strategy)` (round robin, least connections, sticky): [`accept_loop`] accepts
+//!   each connection and passes its fd to a **ready** worker the [`Strategy`] picks (sticky:
+//!   the ready worker whose slot owns the client's [`StickyKey`](crate::config::sticky_key::StickyKey), by
+//!   rendezvous hashing; the key in force is a `LiveKey`). A hand-off
+//!   that fails (the worker just died) goes to another worker; while no worker is ready the
+//!   acceptor waits, and connections wait in the kernel's backlog.
+//! * `PassListener` (shared): the listening fd itself is passed; workers accept.
+//! * `ReusePort`: each worker binds its own `SO_REUSEPORT` socket; the primary keeps one bound
+//!   but not listening (so the kernel never queues a connection on it) to hold the port.
+//!
+//! One connection, one hop per room: `accept.rs` (accept, pick, pass the fd) → the worker's
+//! handle channel (`corral-protocol`) → the worker's `Listener` (`corral-workers`).
+
+mod accept;
+mod activated;
+mod counts;
+mod inherited;
+mod live_key;
+mod migrate;
+mod shared;
+mod strategy;
+mod target;
+mod untaken;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use corral_protocol::{HandleHeader, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::foreign::{ListenAddr, ListenSpec};
+use crate::upgrade::state::{ActivatedRecord, Fds, Kept, ListenerRecord, TargetRecord};
+
+use accept::accept_loop;
+use activated::ActivatedSockets;
+pub use counts::ListenerCounts;
+use live_key::LiveKey;
+use shared::SharedListener;
+use strategy::Distribution;
+pub(crate) use target::{Load, Target};
+pub(crate) use untaken::Untaken;
+
+/// Every listener of a cluster, by requested and by resolved address.
+pub(crate) struct Listeners {
+    scheduling: Scheduling,
+    distribution: Distribution,
+    by_addr: Mutex<HashMap<String, Arc<SharedListener>>>,
+    /// Cancelled when the cluster stops: acceptors hand out their backlog, then close.
+    closing: CancellationToken,
+    acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// A foreign cluster's sockets (socket activation).
+    activated: std::sync::OnceLock<ActivatedSockets>,
+    /// The sticky key in force, shared by every listener (a reload may change it).
+    sticky_key: Arc<LiveKey>,
+}
+
+impl Listeners {
+    pub(crate) fn new(scheduling: Scheduling, sticky_key: crate::config::sticky_key::StickyKey) -> Self {
+        Listeners {
+            scheduling,
+            distribution: Distribution::of(scheduling),
+            sticky_key: Arc::new(LiveKey::new(sticky_key)),
+            by_addr: Mutex::new(HashMap::new()),
+            closing: CancellationToken::new(),
+            acceptors: Mutex::new(Vec::new()),
+            activated: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Places connections accepted from now on by `key` (sticky scheduling; a reload's new
+    /// configuration). Connections already handed out stay with their workers.
+    pub(crate) fn set_sticky_key(&self, key: crate::config::sticky_key::StickyKey) {
+        let old = self.sticky_key.get();
+        if old != key {
+            self.sticky_key.set(key);
+            tracing::info!(%old, new = %key, "sticky key changed; new connections are placed by it");
+        }
+    }
+
+    /// Binds a foreign cluster's listeners, before any worker starts.
+    ///
+    /// # Errors
+    ///
+    /// The first listener that cannot be bound, named.
+    pub(crate) fn bind_activated(&self, specs: &[ListenSpec]) -> Result<(), ListenRefusal> {
+        let sockets = ActivatedSockets::bind(specs, self.distribution == Distribution::ReusePort)?;
+        // Bound once, by the cluster before its slots exist.
+        let _ = self.activated.set(sockets);
+        Ok(())
+    }
+
+    /// A foreign worker's sockets for `slot`, in order, and their `LISTEN_FDNAMES`.
+    ///
+    /// # Errors
+    ///
+    /// A slot's own reuse-port socket cannot be bound or a socket cannot be duplicated.
+    pub(crate) fn activation(&self, slot: usize) -> std::io::Result<(Vec<std::os::fd::OwnedFd>, String)> {
+        match self.activated.get() {
+            Some(sockets) => sockets.for_slot(slot),
+            None => Ok((Vec::new(), String::new())),
+        }
+    }
+
+    /// A foreign cluster's listeners: names and bound addresses, in order.
+    pub(crate) fn activated(&self) -> Vec<(String, ListenAddr)> {
+        self.activated.get().map(ActivatedSockets::bound).unwrap_or_default()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SharedListener>>> {
+        // Every update inserts or clears whole entries, so a poisoned lock is still usable.
+        self.by_addr.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Grants a worker's listen request: binds (or shares) the address and gives the worker
+    /// its connections as the distribution requires. Returns the bound address and the grant
+    /// to send back.
+    ///
+    /// # Errors
+    ///
+    /// The refusal to send back: the address does not resolve, binding fails (in use, not
+    /// permitted), or the socket cannot be passed to the worker.
+    pub(crate) async fn grant(
+        &self,
+        requested: &str,
+        target: Target,
+    ) -> Result<(SocketAddr, ListenGrant), ListenRefusal> {
+        let listener = self.listener(requested)?;
+        if self.distribution == Distribution::ReusePort && !listener.passed {
+            migrate::hint_once();
+        }
+        let (distribution, scheduling) = match self.distribution {
+            Distribution::ReusePort if listener.passed => (Distribution::PassListener, Scheduling::Shared),
+            other => (other, self.scheduling),
+        };
+        match distribution {
+            Distribution::Accept(_) => listener.register(target),
+            Distribution::PassListener => {
+                let header = HandleHeader {
+                    id: target.listen_id,
+                    kind: HandleKind::Listener { addr: listener.addr.to_string() },
+                    trace: None,
+                };
+                target.channel.send(&header, listener.socket.as_fd()).await.map_err(|e| ListenRefusal::Pass {
+                    addr: requested.to_string(),
+                    errno: match &e {
+                        ProtocolError::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+                        _ => libc::EIO,
+                    },
+                })?;
+            }
+            Distribution::ReusePort => {}
+        }
+        Ok((listener.addr, ListenGrant { addr: listener.addr.to_string(), scheduling }))
+    }
+
+    /// The listener for `requested`, bound now if it is the first request for it.
+    fn listener(&self, requested: &str) -> Result<Arc<SharedListener>, ListenRefusal> {
+        let mut map = self.map();
+        if let Some(existing) = map.get(requested) {
+            return Ok(existing.clone());
+        }
+        let addr = resolve(requested)?;
+        // A second request for the resolved address (e.g. "127.0.0.1:41234" after
+        // "127.0.0.1:0" bound it) shares the same socket.
+        if addr.port() != 0
+            && let Some(existing) = map.values().find(|l| l.addr == addr)
+        {
+            let existing = existing.clone();
+            map.insert(requested.to_string(), existing.clone());
+            return Ok(existing);
+        }
+        let refused = |e: std::io::Error| ListenRefusal::bind(requested, &e);
+        let passed = inherited::find(None, &ListenAddr::Tcp(addr));
+        let socket = match passed {
+            // A socket passed by the service manager: adopted, not bound (it has no
+            // reuse-port group, so reuse-port workers share it).
+            Some(passed) => {
+                let socket = passed.socket.try_clone().map_err(refused)?;
+                socket.set_nonblocking(true).map_err(refused)?;
+                socket
+            }
+            // The cluster's first socket on it: refused when another process listens there.
+            None => corral_protocol::bind_first(addr, self.distribution.bind_mode()).map_err(refused)?,
+        };
+        let bound = socket
+            .local_addr()
+            .map_err(refused)?
+            .as_socket()
+            .ok_or(ListenRefusal::NoAddress { addr: requested.to_string() })?;
+        let listener = Arc::new(SharedListener::new(bound, socket, passed.is_some(), self.sticky_key.clone()));
+        if let Distribution::Accept(strategy) = self.distribution {
+            let std_listener: std::net::TcpListener = listener.socket.try_clone().map_err(refused)?.into();
+            let acceptor = tokio::net::TcpListener::from_std(std_listener).map_err(refused)?;
+            let task = tokio::spawn(accept_loop(acceptor, listener.clone(), strategy, self.closing.clone()));
+            self.acceptors.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+        }
+        map.insert(requested.to_string(), listener.clone());
+        tracing::info!(%requested, addr = %bound, scheduling = ?self.scheduling, "listening");
+        Ok(listener)
+    }
+
+    /// Stops listening: every acceptor hands the connections already in its backlog to the
+    /// workers (still accepting at this point), then every listening socket closes, so that
+    /// later connection attempts are refused instead of queued and reset.
+    pub(crate) async fn close_all(&self) {
+        self.closing.cancel();
+        let acceptors = std::mem::take(&mut *self.acceptors.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in acceptors {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        self.map().clear();
+    }
+
+    /// Hands every listener over to the primary's next image (an upgrade): the acceptors hand
+    /// the connections already queued to the workers and stop (later ones wait in the
+    /// kernel's backlog); the sockets stay open, kept in `kept`, described by the records.
+    ///
+    /// # Errors
+    ///
+    /// A socket cannot be duplicated.
+    pub(crate) async fn hand_over(
+        &self,
+        kept: &mut Kept,
+    ) -> std::io::Result<(Vec<ListenerRecord>, Vec<ActivatedRecord>)> {
+        self.closing.cancel();
+        let acceptors = std::mem::take(&mut *self.acceptors.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in acceptors {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        let mut records: Vec<(Arc<SharedListener>, ListenerRecord)> = Vec::new();
+        for (key, listener) in self.map().iter() {
+            if let Some((_, record)) = records.iter_mut().find(|(l, _)| Arc::ptr_eq(l, listener)) {
+                record.keys.push(key.clone());
+                continue;
+            }
+            let fd = kept.keep(listener.socket.as_fd().try_clone_to_owned()?);
+            let record = ListenerRecord {
+                keys: vec![key.clone()],
+                addr: listener.addr,
+                fd,
+                passed: listener.passed,
+                targets: listener.target_records(),
+            };
+            records.push((listener.clone(), record));
+        }
+        let activated = match self.activated.get() {
+            Some(sockets) => sockets.hand_over(kept)?,
+            None => Vec::new(),
+        };
+        Ok((records.into_iter().map(|(_, r)| r).collect(), activated))
+    }
+
+    /// Takes over the listeners the previous image handed over: the same sockets, accepting
+    /// again. Returns, per registered worker, the address it had asked for and its
+    /// registration, for its slot to register it again once it has taken the process over.
+    pub(crate) fn adopt(
+        &self,
+        records: Vec<ListenerRecord>,
+        activated: Vec<ActivatedRecord>,
+        fds: &mut Fds,
+    ) -> Vec<(String, TargetRecord)> {
+        let mut registrations = Vec::new();
+        for record in records {
+            let socket = match fds.take(record.fd) {
+                Ok(fd) => socket2::Socket::from(fd),
+                Err(e) => {
+                    tracing::error!(addr = %record.addr, error = %e, "a handed-over listener is missing; it will be bound afresh");
+                    continue;
+                }
+            };
+            let _ = socket.set_nonblocking(true);
+            let listener = Arc::new(SharedListener::new(record.addr, socket, record.passed, self.sticky_key.clone()));
+            if let Distribution::Accept(strategy) = self.distribution {
+                match listener
+                    .socket
+                    .try_clone()
+                    .map(std::net::TcpListener::from)
+                    .and_then(tokio::net::TcpListener::from_std)
+                {
+                    Ok(acceptor) => {
+                        let task =
+                            tokio::spawn(accept_loop(acceptor, listener.clone(), strategy, self.closing.clone()));
+                        self.acceptors.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+                    }
+                    Err(e) => {
+                        tracing::error!(addr = %record.addr, error = %e, "cannot accept on a handed-over listener")
+                    }
+                }
+            }
+            tracing::info!(addr = %record.addr, keys = ?record.keys, "listening (taken over from the previous image)");
+            let key = record.keys.first().cloned().unwrap_or_else(|| record.addr.to_string());
+            registrations.extend(record.targets.iter().map(|t| (key.clone(), *t)));
+            let mut map = self.map();
+            for key in record.keys {
+                map.insert(key, listener.clone());
+            }
+        }
+        if !activated.is_empty() {
+            let _ = self.activated.set(ActivatedSockets::adopt(activated, fds));
+        }
+        registrations
+    }
+
+    /// Registers a taken-over worker process again on the listener it had asked for.
+    pub(crate) fn register_adopted(&self, key: &str, target: Target) {
+        if let Some(listener) = self.map().get(key).cloned() {
+            listener.register(target);
+        }
+    }
+
+    /// Tells every acceptor that some worker's readiness changed.
+    pub(crate) fn readiness_changed(&self) {
+        for l in self.all() {
+            l.changed.notify_waiters();
+        }
+    }
+
+    /// Forgets a worker process on every listener.
+    pub(crate) fn unregister(&self, slot: usize, generation: u64) {
+        for l in self.all() {
+            l.remove(slot, generation);
+        }
+    }
+
+    /// Every listener's connection counters (zero where workers accept themselves), by
+    /// address.
+    pub(crate) fn connection_counts(&self) -> Vec<ListenerCounts> {
+        let mut counts: Vec<ListenerCounts> = Vec::new();
+        for l in self.all() {
+            if !counts.iter().any(|c| c.addr == l.addr) {
+                counts.push(l.counts.read(l.addr));
+            }
+        }
+        counts.sort_by_key(|c| c.addr);
+        counts
+    }
+
+    fn all(&self) -> Vec<Arc<SharedListener>> {
+        self.map().values().cloned().collect()
+    }
+}
+
+/// The first address `requested` resolves to.
+fn resolve(requested: &str) -> Result<SocketAddr, ListenRefusal> {
+    requested
+        .to_socket_addrs()
+        .map_err(|_| ListenRefusal::Unresolvable { addr: requested.to_string() })?
+        .next()
+        .ok_or_else(|| ListenRefusal::NoAddress { addr: requested.to_string() })
+}

@@ -1,0 +1,81 @@
+//! How connections reach workers: chosen once per cluster from its [`Scheduling`] (a sticky
+//! cluster's key may change in a reload: [`LiveKey`](super::live_key::LiveKey)).
+
+use std::net::SocketAddr;
+
+use corral_protocol::{BindMode, Scheduling};
+
+use super::target::Target;
+use crate::config::sticky_key::StickyKey;
+use crate::routing::rendezvous::KeyHash;
+
+/// How the primary picks the worker for a connection it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Strategy {
+    /// The next ready worker in turn.
+    RoundRobin,
+    /// The ready worker with the lowest load estimate (ties in turn).
+    LeastConnections,
+    /// The ready worker whose slot owns the client's key (rendezvous hashing); the key in
+    /// force is the cluster's [`LiveKey`](super::live_key::LiveKey), which a reload may change.
+    Sticky,
+}
+
+impl Strategy {
+    /// The worker for the next connection, from `peer`, among the `ready` ones (`turn` grows
+    /// by one per connection; `key` is the sticky key in force); `None` when none is ready.
+    pub(crate) fn pick<'a>(
+        self,
+        ready: &[&'a Target],
+        turn: usize,
+        peer: SocketAddr,
+        key: StickyKey,
+    ) -> Option<&'a Target> {
+        if ready.is_empty() {
+            return None;
+        }
+        match self {
+            Strategy::RoundRobin => Some(ready[turn % ready.len()]),
+            Strategy::LeastConnections => {
+                // Ties broken in turn, so equal loads still spread.
+                (0..ready.len()).map(|i| ready[(turn + i) % ready.len()]).min_by_key(|t| t.load.estimate())
+            }
+            // Over slots, not processes: a restarted slot takes its own clients back, and a
+            // slot with two ready processes (a replacement) scores once.
+            Strategy::Sticky => KeyHash::of(&key.of(peer)).owner(ready.iter().copied(), |t| t.slot),
+        }
+    }
+}
+
+/// Who accepts the connections of a cluster's listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Distribution {
+    /// The primary accepts and passes each connection to a worker it picks.
+    Accept(Strategy),
+    /// The listening socket itself is passed; the workers accept on it.
+    PassListener,
+    /// Each worker binds its own `SO_REUSEPORT` socket; the kernel spreads connections.
+    ReusePort,
+}
+
+impl Distribution {
+    /// The one place that reads the configured [`Scheduling`].
+    pub(crate) fn of(scheduling: Scheduling) -> Self {
+        match scheduling {
+            Scheduling::Sticky => Distribution::Accept(Strategy::Sticky),
+            Scheduling::RoundRobin => Distribution::Accept(Strategy::RoundRobin),
+            Scheduling::LeastConnections => Distribution::Accept(Strategy::LeastConnections),
+            Scheduling::Shared => Distribution::PassListener,
+            Scheduling::ReusePort => Distribution::ReusePort,
+        }
+    }
+
+    /// How the primary's own socket for an address is bound.
+    pub(crate) fn bind_mode(self) -> BindMode {
+        match self {
+            Distribution::Accept(_) | Distribution::PassListener => BindMode::Listen,
+            // Held, never listening: the kernel must not queue connections on it.
+            Distribution::ReusePort => BindMode::ReusePortHold,
+        }
+    }
+}

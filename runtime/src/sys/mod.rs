@@ -1,0 +1,7 @@
+//! What the operating system tells about a process and how it shows there: process titles
+//! (`ps`, `pgrep`; [`title`]), a process's memory and CPU time ([`procfs`]) and hang reports
+//! sampled from `/proc` ([`hang`]).
+
+pub mod hang;
+pub(crate) mod procfs;
+pub(crate) mod title;
