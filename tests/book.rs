@@ -456,7 +456,7 @@ fn check_block(block: &Block, cache: &mut HashMap<Vec<String>, String>) {
             let Some(sub) = w.get(i + 1).filter(|s| !s.starts_with('-')) else { continue };
             let top = help(cache, Path::new(CORRAL), None);
             assert!(
-                top.lines().any(|l| l.trim_start().split_whitespace().next() == Some(sub.as_str())),
+                top.lines().any(|l| l.split_whitespace().next() == Some(sub.as_str())),
                 "{}: corral has no subcommand {sub}",
                 block.at(line)
             );
