@@ -9,6 +9,7 @@
 //!   block it gets SIGTERM (unless a line stopped it) and must exit 0;
 //! - fixed ports in a serving command become port 0; later lines of the block are pointed at
 //!   the port its `listening on` line named;
+//! - `cargo run --example NAME -- ARGS # exit N` runs the built example to its end;
 //! - `curl URL` is a GET from this test and must answer 200; other lines run with `sh -c`, from
 //!   a scratch directory that links the repository's folders, with this build's `corral` first
 //!   on `PATH` and the block's own `XDG_RUNTIME_DIR` (its own control sockets);
@@ -321,6 +322,13 @@ async fn start(block: &Block, line: &Line, dir: &Path, env: &[(String, String)])
     // Keep reading stdout so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
     let mut map: Vec<(String, String)> = listeners.into_iter().zip(announced).collect();
+    // `--port 3000` in a later line is the same listener.
+    let ports: Vec<(String, String)> = map
+        .iter()
+        .filter_map(|(from, to)| Some((from.rsplit_once(':')?.1, to.rsplit_once(':')?.1)))
+        .map(|(from, to)| (format!("--port {from}"), format!("--port {to}")))
+        .collect();
+    map.extend(ports);
     map.extend(metrics.zip(metrics_at));
     (Server { child, what: block.at(line), stderr }, map)
 }
@@ -346,7 +354,15 @@ async fn run_block(block: &Block) {
         }
         let text = resolve(&line.text, &map);
         let w = program_words(&text);
-        assert!(w.first().is_some_and(|p| p != "cargo"), "{}: the book's tests run no cargo", block.at(line));
+        let mut command = Command::new("sh");
+        command.args(["-c", &text]);
+        if let Some((name, args)) = cargo_example(&w) {
+            // An example that must fail (`# exit N`): the built example, run to its end.
+            command = Command::new(example(&name));
+            command.args(args);
+        } else {
+            assert!(w.first().is_some_and(|p| p != "cargo"), "{}: the book's tests run no cargo", block.at(line));
+        }
         if w[0] == "curl" {
             let url = w.iter().rev().find(|a| a.starts_with("http://")).expect("curl's URL");
             let rest = url.trim_start_matches("http://");
@@ -358,8 +374,7 @@ async fn run_block(block: &Block) {
             assert_eq!(status, 200, "{}: {body}", block.at(line));
             continue;
         }
-        let run = Command::new("sh")
-            .args(["-c", &text])
+        let run = command
             .current_dir(&dir)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
