@@ -1,6 +1,6 @@
 //! OTLP metrics of the primary (cargo feature `telemetry`): the figures of the metrics
-//! endpoint (README.md, "Metrics endpoint"), pushed by the OpenTelemetry SDK's periodic reader
-//! whenever `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`) is set.
+//! endpoint (docs/src/observability.md, "Metrics endpoint"), pushed by the OpenTelemetry SDK's
+//! periodic reader whenever `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`) is set.
 //! `corral::run` and `corral::run_primary` start it; [`export`] starts it for a cluster of
 //! your own.
 //!
