@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::control::{self, Command, MAX_RESPONSE, Outcome, Request, Response};
 use clap::Args;
-use corral::control::{self, Command, MAX_RESPONSE, Outcome, Request, Response};
 use serde_json::Value;
 use tokio::net::UnixStream;
 
