@@ -7,8 +7,12 @@ use crate::{ClusterConfig, WorkerExec};
 
 use super::EXIT_USAGE;
 
-/// Writes the commented template; refuses to overwrite a file unless forced.
+/// Writes the commented template (`-`: to stdout); refuses to overwrite a file unless forced.
 pub fn init(path: &Path, force: bool) -> i32 {
+    if path == Path::new("-") {
+        print!("{}", crate::settings::template());
+        return 0;
+    }
     if path.exists() && !force {
         eprintln!("corral: {} exists (--force overwrites it)", path.display());
         return EXIT_USAGE;

@@ -38,7 +38,7 @@ enum Command {
     Run(Box<RunArgs>),
     /// Write a commented corral.toml with every option at its default.
     Init {
-        /// Where to write it.
+        /// Where to write it (`-`: print it).
         #[arg(default_value = "corral.toml")]
         file: PathBuf,
         /// Overwrite an existing file.

@@ -133,8 +133,12 @@ pub fn schema() -> Value {
                 Some(t) => &mut schema["properties"][t]["properties"][&s.name],
                 None => &mut schema["properties"][&s.name],
             };
-            if let (Some(d), Value::Object(p)) = (s.default, property) {
-                p.insert("default".into(), d);
+            // schemars writes `null` for a field that serde defaults: the real default instead.
+            if let Value::Object(p) = property {
+                match s.default {
+                    Some(d) => p.insert("default".into(), d),
+                    None => p.remove("default"),
+                };
             }
         }
         if let Some(t) = group.table
