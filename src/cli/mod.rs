@@ -201,7 +201,7 @@ pub fn invocation_flags() -> Vec<(String, String)> {
             if let Some(short) = a.get_short() {
                 flag = format!("-{short}, {flag}");
             }
-            if let Some(v) = a.get_value_names().and_then(|v| v.first()) {
+            if let Some(v) = a.get_value_names().and_then(|v| v.first()).filter(|_| a.get_action().takes_values()) {
                 flag = format!("{flag} {v}");
             }
             (flag, a.get_help().map(ToString::to_string).unwrap_or_default())
@@ -288,7 +288,7 @@ fn code() -> i32 {
         }
         Command::Scale { count, target } => match ctl::parse_scale(&count) {
             Ok(command) => ctl::simple(&target, command, false, |d| format!("scaled {} -> {}\n", d["from"], d["to"])),
-            Err(e) => ctl::usage(&e),
+            Err(e) => ctl::usage(&e.to_string()),
         },
         Command::Restart { slot, target } => {
             ctl::simple(&target, crate::control::Command::Restart { slot }, false, |d| {
