@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use clap::Parser;
-use corral::config_file::{ConfigFile, TEMPLATE, parse_duration};
+use corral::config_file::{ConfigFile, parse_duration, template};
 use corral::{BoxError, ClusterConfig, ClusterEvent, StatusTable, Worker, WorkerContext, WorkerStatus};
 
 #[derive(Parser)]
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.print_default {
         // Every option commented out at its default; `workers = 0` there means one per CPU.
-        print!("{TEMPLATE}");
+        print!("{}", template());
         return ExitCode::SUCCESS;
     }
     let loaded = match &args.config {

@@ -38,9 +38,11 @@
 //! stop exits `0` (see [`main`]).
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config_file;
 mod error;
 mod primary;
+pub mod settings;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 

@@ -4,13 +4,11 @@
 //! corral run [OPTIONS] -- PROGRAM [ARGS...]
 //! corral init [FILE]
 //! corral check [FILE]
+//! corral schema
 //! ```
 //!
-//! Linux only.
+//! Linux only. The command line itself is [`corral::cli`].
 
-#[path = "../cli/mod.rs"]
-mod cli;
-
-fn main() {
-    std::process::exit(cli::main());
+fn main() -> std::process::ExitCode {
+    corral::cli::main()
 }

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::control::{self, Command, MAX_RESPONSE, Outcome, Request, Response};
 use clap::Args;
-use corral::control::{self, Command, MAX_RESPONSE, Outcome, Request, Response};
 use serde_json::Value;
 use tokio::net::UnixStream;
 
@@ -344,16 +344,21 @@ pub fn logs(target: &Target, follow: bool, slot: Option<usize>, lines: usize) ->
     })
 }
 
+/// A `corral scale` count that is not N, +K or -K.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not N, +K or -K")]
+pub struct BadScale(String);
+
 /// `scale N | +K | -K`.
-pub fn parse_scale(s: &str) -> Result<Command, String> {
-    let bad = || format!("{s:?} is not N, +K or -K");
+pub fn parse_scale(s: &str) -> Result<Command, BadScale> {
+    let bad = |_| BadScale(s.to_string());
     if let Some(k) = s.strip_prefix('+') {
-        return k.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k) }).map_err(|_| bad());
+        return k.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k) }).map_err(bad);
     }
     if s.starts_with('-') {
-        return s.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k) }).map_err(|_| bad());
+        return s.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k) }).map_err(bad);
     }
-    s.parse::<usize>().map(|n| Command::Scale { to: Some(n), by: None }).map_err(|_| bad())
+    s.parse::<usize>().map(|n| Command::Scale { to: Some(n), by: None }).map_err(|_| BadScale(s.to_string()))
 }
 
 /// Usage errors of the control commands exit 2.

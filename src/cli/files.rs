@@ -1,25 +1,43 @@
-//! `corral init` and `corral check`.
+//! `corral init`, `corral check` and `corral schema`.
 
 use std::path::Path;
 
-use corral::config_file::{ConfigFile, TEMPLATE};
-use corral::{ClusterConfig, WorkerExec};
+use crate::config_file::ConfigFile;
+use crate::{ClusterConfig, WorkerExec};
 
 use super::EXIT_USAGE;
 
-/// Writes the commented template; refuses to overwrite a file unless forced.
+/// Writes the commented template (`-`: to stdout); refuses to overwrite a file unless forced.
 pub fn init(path: &Path, force: bool) -> i32 {
+    if path == Path::new("-") {
+        print!("{}", crate::settings::template());
+        return 0;
+    }
     if path.exists() && !force {
         eprintln!("corral: {} exists (--force overwrites it)", path.display());
         return EXIT_USAGE;
     }
-    match std::fs::write(path, TEMPLATE) {
+    match std::fs::write(path, crate::settings::template()) {
         Ok(()) => {
             println!("wrote {}", path.display());
             0
         }
         Err(e) => {
             eprintln!("corral: cannot write {}: {e}", path.display());
+            1
+        }
+    }
+}
+
+/// Prints the JSON Schema of `corral.toml`.
+pub fn schema() -> i32 {
+    match serde_json::to_string_pretty(&crate::settings::schema()) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("corral: cannot write the schema: {e}");
             1
         }
     }
@@ -66,7 +84,7 @@ pub fn effective(c: &ClusterConfig) -> String {
     let d = |d: std::time::Duration| format!("{:?}", humantime::format_duration(d).to_string());
     line("workers", c.workers.to_string());
     line("sched", format!("{:?}", sched_name(c.scheduling)));
-    if c.scheduling == corral::Scheduling::Sticky {
+    if c.scheduling == crate::Scheduling::Sticky {
         line("sticky_key", format!("{:?}", c.sticky_key.to_string()));
     }
     line("kill_timeout", d(c.kill_timeout));
@@ -100,12 +118,12 @@ pub fn effective(c: &ClusterConfig) -> String {
     out
 }
 
-fn sched_name(s: corral::Scheduling) -> &'static str {
+fn sched_name(s: crate::Scheduling) -> &'static str {
     match s {
-        corral::Scheduling::ReusePort => "reuseport",
-        corral::Scheduling::Shared => "shared",
-        corral::Scheduling::RoundRobin => "rr",
-        corral::Scheduling::LeastConnections => "lc",
-        corral::Scheduling::Sticky => "sticky",
+        crate::Scheduling::ReusePort => "reuseport",
+        crate::Scheduling::Shared => "shared",
+        crate::Scheduling::RoundRobin => "rr",
+        crate::Scheduling::LeastConnections => "lc",
+        crate::Scheduling::Sticky => "sticky",
     }
 }

@@ -1,4 +1,5 @@
-//! The `corral` command line: `corral run`, `corral init`, `corral check`.
+//! The `corral` command line: `corral run`, `corral init`, `corral check`, `corral schema`
+//! and the control commands. `src/bin/corral.rs` calls [`main`].
 //!
 //! Exit codes (scripts rely on them): 0 after a clean stop, 1 when workers had to be killed,
 //! a slot gave up, or the cluster could not start (an address in use), 2 for a usage or
@@ -9,11 +10,13 @@ mod files;
 mod run;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use corral::config_file::{parse_duration, parse_signal, parse_size};
-use corral::{ListenSpec, Readiness};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::settings::Settings;
+use crate::settings::values::{parse_duration, parse_sig};
 
 /// Exit code: usage or configuration error.
 pub const EXIT_USAGE: i32 = 2;
@@ -23,19 +26,19 @@ pub const EXIT_FAILED: i32 = 1;
 /// Supervise any program as a cluster of worker processes on shared sockets.
 #[derive(Debug, Parser)]
 #[command(name = "corral", version, about, long_about = None)]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Run PROGRAM as supervised workers that share the listeners (socket activation).
     Run(Box<RunArgs>),
     /// Write a commented corral.toml with every option at its default.
     Init {
-        /// Where to write it.
+        /// Where to write it (`-`: print it).
         #[arg(default_value = "corral.toml")]
         file: PathBuf,
         /// Overwrite an existing file.
@@ -48,6 +51,8 @@ pub enum Command {
         #[arg(default_value = "corral.toml")]
         file: PathBuf,
     },
+    /// Print the JSON Schema of corral.toml (for editors: taplo, Even Better TOML).
+    Schema,
     /// The workers of a running cluster, as a table (exit 3 unless every slot is ready; with
     /// --json, 0 whenever the cluster answered).
     Status {
@@ -155,133 +160,88 @@ pub enum Command {
     },
 }
 
-/// `corral run` (flags override the configuration file).
+/// `corral run`: the settings (flags override the configuration file), the flags about the
+/// invocation itself, and the program.
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
-    /// Worker processes (default: one per CPU).
-    #[arg(short, long, value_name = "N")]
-    pub workers: Option<usize>,
-    /// A listener, [NAME=]ADDR: 127.0.0.1:8080, [::1]:0, unix:/path (repeatable).
-    #[arg(short, long = "listen", value_name = "[NAME=]ADDR", value_parser = parse_listen)]
-    pub listen: Vec<ListenSpec>,
-    /// How the kernel shares connections.
-    #[arg(long, value_name = "shared|reuseport", value_parser = ["shared", "reuseport"])]
-    pub sched: Option<String>,
-    /// When a new worker counts as ready.
-    #[arg(long, value_name = "notify|delay:MS", value_parser = parse_ready)]
-    pub ready: Option<Readiness>,
-    /// The signal that asks a worker to drain (default SIGTERM).
-    #[arg(long, value_name = "SIG", value_parser = parse_sig)]
-    pub stop_signal: Option<i32>,
-    /// How long a draining worker has before its process group is killed (default 5s).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub kill_timeout: Option<Duration>,
-    /// How long a new worker has to become ready (default 10s).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub listen_timeout: Option<Duration>,
-    /// Recycle a worker whose RSS stays over SIZE (e.g. 512MiB).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub max_memory: Option<u64>,
-    /// Workers must send WATCHDOG=1 at least this often, or are replaced.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub watchdog: Option<Duration>,
-    /// permanent, transient or temporary (default permanent).
-    #[arg(long, value_name = "TYPE", value_parser = ["permanent", "transient", "temporary"])]
-    pub restart: Option<String>,
-    /// At most N restarts of one slot within --period, or it gives up.
-    #[arg(long, value_name = "N")]
-    pub max_restarts: Option<u32>,
-    /// The window of --max-restarts (default 10s).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub period: Option<Duration>,
-    /// A worker up this long is restarted at once; earlier deaths back off (default 1s).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub min_uptime: Option<Duration>,
-    /// capture (default: each line logged with slot, pid, stream, kept for `corral logs`) or inherit.
-    #[arg(long, value_name = "MODE", value_parser = ["inherit", "capture"])]
-    pub output: Option<String>,
-    /// The workers' working directory.
-    #[arg(long, value_name = "DIR")]
-    pub cwd: Option<PathBuf>,
-    /// Run the workers as this user.
-    #[arg(long, value_name = "USER")]
-    pub user: Option<String>,
-    /// Run the workers as this group.
-    #[arg(long, value_name = "GROUP")]
-    pub group: Option<String>,
-    /// An environment variable for every worker, KEY=VALUE (repeatable).
-    #[arg(short, long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
-    pub env: Vec<(String, String)>,
+pub(crate) struct RunArgs {
+    /// Every setting of `corral.toml`, as flags.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// A corral.toml to start from.
+    #[arg(short, long, value_name = "FILE", help_heading = "Invocation")]
+    pub config: Option<PathBuf>,
     /// The control socket (default: $XDG_RUNTIME_DIR/corral/NAME.sock, /run/corral for root).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Invocation")]
     pub control: Option<PathBuf>,
     /// No control socket.
-    #[arg(long, conflicts_with = "control")]
+    #[arg(long, conflicts_with = "control", help_heading = "Invocation")]
     pub no_control: bool,
     /// The cluster's name (its default control socket is NAME.sock).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "Invocation")]
     pub name: Option<String>,
-    /// Join a node set as node NAME (needs --node-listen and a cookie; the `cluster` feature).
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
-    /// The node server's address, IP:PORT.
-    #[arg(long, value_name = "ADDR")]
-    pub node_listen: Option<String>,
-    /// A node server to join, IP:PORT (repeatable).
-    #[arg(long = "join", value_name = "ADDR")]
-    pub join: Vec<String>,
-    /// A file (mode 0600) holding the node set's cookie (default: $CORRAL_COOKIE).
-    #[arg(long, value_name = "PATH")]
-    pub cookie_file: Option<PathBuf>,
-    /// A corral.toml to start from.
-    #[arg(short, long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Serve /metrics (Prometheus), /status.json and a status page on ADDR (IP:PORT, or a
-    /// bare PORT for 127.0.0.1).
-    #[arg(long, value_name = "ADDR", value_parser = parse_metrics)]
-    pub metrics: Option<std::net::SocketAddr>,
     /// The program and its arguments (or `program` and `args` in the file).
-    #[arg(last = true, value_name = "PROGRAM [ARGS]")]
-    pub program: Vec<String>,
+    #[arg(id = "program", last = true, value_name = "PROGRAM [ARGS]")]
+    pub command: Vec<String>,
 }
 
-fn parse_listen(s: &str) -> Result<ListenSpec, String> {
-    s.parse().map_err(|e: corral::ListenSpecError| e.to_string())
+/// `corral run`'s command line, as clap sees it (without the defaults in its help).
+pub fn run_command() -> clap::Command {
+    RunArgs::augment_args(clap::Command::new("run"))
 }
 
-fn parse_metrics(s: &str) -> Result<std::net::SocketAddr, String> {
-    corral::parse_metrics_addr(s).map_err(|e| e.to_string())
+/// The flags of `corral run` that are about the invocation, not a setting of the file:
+/// each as `--flag VALUE`, with its help.
+pub fn invocation_flags() -> Vec<(String, String)> {
+    let settings = Settings::augment_args(clap::Command::new("settings"));
+    run_command()
+        .get_arguments()
+        .filter(|a| a.get_long().is_some() && settings.get_arguments().all(|s| s.get_id() != a.get_id()))
+        .map(|a| {
+            let mut flag = format!("--{}", a.get_long().unwrap_or_default());
+            if let Some(short) = a.get_short() {
+                flag = format!("-{short}, {flag}");
+            }
+            if let Some(v) = a.get_value_names().and_then(|v| v.first()).filter(|_| a.get_action().takes_values()) {
+                flag = format!("{flag} {v}");
+            }
+            (flag, a.get_help().map(ToString::to_string).unwrap_or_default())
+        })
+        .collect()
 }
 
-fn parse_ready(s: &str) -> Result<Readiness, String> {
-    s.parse().map_err(|e: corral::ReadinessError| e.to_string())
+/// A `corral broadcast` message that is not JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not JSON: {source}")]
+struct NotJson {
+    text: String,
+    source: serde_json::Error,
 }
 
-fn parse_json(s: &str) -> Result<serde_json::Value, String> {
-    serde_json::from_str(s).map_err(|e| format!("{s:?} is not JSON: {e}"))
+fn parse_json(s: &str) -> Result<serde_json::Value, NotJson> {
+    serde_json::from_str(s).map_err(|source| NotJson { text: s.to_string(), source })
 }
 
-fn parse_sig(s: &str) -> Result<i32, String> {
-    parse_signal(s).ok_or_else(|| format!("{s:?} is not a signal"))
+/// Runs the command line; returns the process's exit code: 0 after a clean stop, 1 when
+/// workers had to be killed, a slot gave up or the cluster could not start, 2 for a usage or
+/// configuration error, 3 from `corral status` when a slot is not ready.
+pub fn main() -> ExitCode {
+    ExitCode::from(u8::try_from(code()).unwrap_or(1))
 }
 
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("{s:?} is not KEY=VALUE")),
-    }
-}
-
-/// Runs the command line; returns the process's exit code.
-pub fn main() -> i32 {
-    let cli = Cli::parse();
+fn code() -> i32 {
+    let command = Cli::command().mut_subcommand("run", crate::settings::with_defaults);
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Init { file, force } => files::init(&file, force),
         Command::Check { file } => files::check(&file),
+        Command::Schema => files::schema(),
         Command::Status { json, watch, all, target } => ctl::status(&target, json, watch, all),
         Command::Reload { json, all: true, target } => {
-            ctl::simple(&target, corral::control::Command::ReloadAll, json, |d| {
+            ctl::simple(&target, crate::control::Command::ReloadAll, json, |d| {
                 let nodes = d["nodes"].as_array().cloned().unwrap_or_default();
                 let mut out = String::new();
                 for n in &nodes {
@@ -296,7 +256,7 @@ pub fn main() -> i32 {
             })
         }
         Command::Broadcast { message, json, target } => {
-            ctl::simple(&target, corral::control::Command::Broadcast { message }, json, |d| {
+            ctl::simple(&target, crate::control::Command::Broadcast { message }, json, |d| {
                 let mut out = String::new();
                 for n in d["nodes"].as_array().cloned().unwrap_or_default() {
                     match n["error"].as_str() {
@@ -313,7 +273,7 @@ pub fn main() -> i32 {
             })
         }
         Command::Reload { json, all: false, target } => {
-            ctl::simple(&target, corral::control::Command::Reload, json, |d| {
+            ctl::simple(&target, crate::control::Command::Reload, json, |d| {
                 let replaced = d["replaced"].as_array().cloned().unwrap_or_default();
                 let mut out = String::new();
                 for r in &replaced {
@@ -328,22 +288,22 @@ pub fn main() -> i32 {
         }
         Command::Scale { count, target } => match ctl::parse_scale(&count) {
             Ok(command) => ctl::simple(&target, command, false, |d| format!("scaled {} -> {}\n", d["from"], d["to"])),
-            Err(e) => ctl::usage(&e),
+            Err(e) => ctl::usage(&e.to_string()),
         },
         Command::Restart { slot, target } => {
-            ctl::simple(&target, corral::control::Command::Restart { slot }, false, |d| {
+            ctl::simple(&target, crate::control::Command::Restart { slot }, false, |d| {
                 format!("slot {}: pid {} -> {}\n", d["slot"], d["old_pid"], d["new_pid"])
             })
         }
         Command::Signal { slot, signal, target } => {
-            ctl::simple(&target, corral::control::Command::Signal { slot, signal }, false, |d| {
+            ctl::simple(&target, crate::control::Command::Signal { slot, signal }, false, |d| {
                 format!("sent {} to slot {} (pid {})\n", d["signal"].as_str().unwrap_or("?"), d["slot"], d["pid"])
             })
         }
         Command::Stop { timeout, target } => ctl::stop(&target, timeout),
         Command::Upgrade { timeout, target } => ctl::upgrade(&target, timeout),
         Command::Config { json: _, target } => {
-            ctl::simple(&target, corral::control::Command::Config, true, |_| String::new())
+            ctl::simple(&target, crate::control::Command::Config, true, |_| String::new())
         }
         Command::Logs { follow, slot, lines, target } => ctl::logs(&target, follow, slot, lines),
     }

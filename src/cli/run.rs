@@ -3,8 +3,9 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use corral::config_file::ConfigFile;
-use corral::{
+use crate::config_file::{ConfigFile, ConfigFileError};
+use crate::settings::OverlayError;
+use crate::{
     ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ControlSocket, Error, EventStream, ListenAddr,
     Reconfigure,
 };
@@ -13,7 +14,7 @@ use super::{EXIT_FAILED, EXIT_USAGE, RunArgs};
 
 /// `corral run`'s workers get their sockets from the primary; none may ask it to listen
 /// anywhere else.
-fn allow_only_configured_listeners(config: &mut corral::ClusterConfig) {
+fn allow_only_configured_listeners(config: &mut crate::ClusterConfig) {
     let listeners =
         config.exec.foreign().map(|f| f.listen.iter().map(|spec| spec.addr.to_string()).collect()).unwrap_or_default();
     config.listen_allow.get_or_insert(listeners);
@@ -34,8 +35,8 @@ pub fn run(args: RunArgs) -> i32 {
         // refused and the old workers serve on.
         config.reconfigure = Some(Reconfigure::new(move || config_of(args.clone()).map_err(Into::into)));
     }
-    corral::init_tracing();
-    let outcome = corral::run_primary::<(), (), _, _>(config, primary);
+    crate::init_tracing();
+    let outcome = crate::run_primary::<(), (), _, _>(config, primary);
     match outcome {
         Ok(()) => 0,
         Err(e) => {
@@ -48,57 +49,40 @@ pub fn run(args: RunArgs) -> i32 {
     }
 }
 
+/// Why `corral run` cannot start (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RunConfigError {
+    /// The file, or the file with the flags over it, is refused.
+    #[error(transparent)]
+    File(#[from] ConfigFileError),
+    /// The flags cannot be laid over the file.
+    #[error(transparent)]
+    Overlay(#[from] OverlayError),
+    /// Neither the command line nor the file names a program.
+    #[error("no program to run: corral run [OPTIONS] -- PROGRAM [ARGS...] (or `program` in the file)")]
+    NoProgram,
+}
+
 /// The configuration: the file (if any), then the flags over it.
-fn config(args: RunArgs) -> Result<ClusterConfig, String> {
+fn config(args: RunArgs) -> Result<ClusterConfig, RunConfigError> {
     config_of(args)
 }
 
-fn config_of(args: RunArgs) -> Result<ClusterConfig, String> {
+fn config_of(args: RunArgs) -> Result<ClusterConfig, RunConfigError> {
     let mut file = match &args.config {
-        Some(path) => ConfigFile::read(path).map_err(|e| e.to_string())?,
+        Some(path) => ConfigFile::read(path)?,
         None => ConfigFile::empty("command line"),
     };
-    if let Some((program, rest)) = args.program.split_first() {
-        file.program = Some(PathBuf::from(program));
-        file.args = Some(rest.to_vec());
+    let mut flags = args.settings;
+    if let Some((program, rest)) = args.command.split_first() {
+        flags.program.program = Some(PathBuf::from(program));
+        flags.program.args = Some(rest.to_vec());
     }
-    if file.program.is_none() {
-        return Err("no program to run: corral run [OPTIONS] -- PROGRAM [ARGS...] (or `program` in the file)".into());
+    file.settings.overlay(&flags)?;
+    if file.settings.program.program.is_none() {
+        return Err(RunConfigError::NoProgram);
     }
-    if args.workers.is_some() {
-        file.workers = args.workers;
-    }
-    if !args.listen.is_empty() {
-        file.listen = Some(args.listen.iter().map(ToString::to_string).collect());
-    }
-    override_with(&mut file.sched, args.sched);
-    override_with(&mut file.ready, args.ready.map(|r| r.to_string()));
-    override_with(&mut file.stop_signal, args.stop_signal.map(|s| s.to_string()));
-    override_with(&mut file.kill_timeout, args.kill_timeout);
-    override_with(&mut file.listen_timeout, args.listen_timeout);
-    override_with(&mut file.max_memory, args.max_memory);
-    override_with(&mut file.watchdog, args.watchdog);
-    override_with(&mut file.restart, args.restart);
-    override_with(&mut file.max_restarts, args.max_restarts);
-    override_with(&mut file.period, args.period);
-    override_with(&mut file.min_uptime, args.min_uptime);
-    override_with(&mut file.output, args.output);
-    override_with(&mut file.cwd, args.cwd);
-    override_with(&mut file.user, args.user);
-    override_with(&mut file.group, args.group);
-    if args.node.is_some() || args.node_listen.is_some() || !args.join.is_empty() || args.cookie_file.is_some() {
-        let node = file.node.get_or_insert_default();
-        override_with(&mut node.name, args.node);
-        override_with(&mut node.listen, args.node_listen);
-        override_with(&mut node.cookie_file, args.cookie_file);
-        if !args.join.is_empty() {
-            node.seeds = Some(args.join);
-        }
-    }
-    if !args.env.is_empty() {
-        file.env.get_or_insert_default().extend(args.env);
-    }
-    let mut config = file.cluster_config().map_err(|e| e.to_string())?;
+    let mut config = file.cluster_config()?;
     if let Some(name) = args.name {
         config.name = name;
     }
@@ -107,22 +91,13 @@ fn config_of(args: RunArgs) -> Result<ClusterConfig, String> {
     } else if let Some(path) = args.control {
         config.control = ControlSocket::Path(path);
     }
-    if args.metrics.is_some() {
-        config.metrics = args.metrics;
-    }
     allow_only_configured_listeners(&mut config);
     Ok(config)
 }
 
-fn override_with<T>(field: &mut Option<T>, flag: Option<T>) {
-    if flag.is_some() {
-        *field = flag;
-    }
-}
-
 /// The primary: once every worker is ready, one `listening on HOST:PORT` line per listener
 /// on stdout (and `metrics on http://ADDR/metrics` with `--metrics`); then the cluster's events, logged, until it stops.
-async fn primary(cluster: ClusterHandle<(), ()>, mut events: EventStream<()>) -> Result<(), corral::BoxError> {
+async fn primary(cluster: ClusterHandle<(), ()>, mut events: EventStream<()>) -> Result<(), crate::BoxError> {
     let mut ready = HashSet::new();
     let mut announced = false;
     while let Some(event) = events.recv().await {

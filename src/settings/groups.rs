@@ -1,0 +1,256 @@
+//! The settings, one field each, grouped by topic. Every field is the one declaration of its
+//! setting: its name is the `corral.toml` key (`[table]` groups nest under their table), its
+//! `#[arg]` the `corral run` flag, its doc comment the text of the flag's help, the `corral
+//! init` template, the JSON Schema and the reference page. Absent (`None`) means "the
+//! default": [`Settings::defaults`](super::Settings::defaults) says which.
+//!
+//! Where a flag and a key differ in shape, the field says how they map.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::values::{
+    self, checked_listen, checked_metrics, checked_ready, checked_signal, checked_sticky_key, parse_duration,
+    parse_env, parse_size,
+};
+
+/// The program: what every worker runs, with what, where and as whom.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+pub struct ProgramSettings {
+    /// The program every worker runs, a path or a name in `PATH`. It gets the listeners by
+    /// socket activation (fds 3, 4, …, `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID`) and a
+    /// `NOTIFY_SOCKET` for `READY=1`. On the command line: the first word after `--`.
+    #[arg(skip)]
+    #[schemars(example = &"python3")]
+    pub program: Option<PathBuf>,
+    /// The program's arguments. On the command line: the words after the program.
+    #[arg(skip)]
+    #[schemars(example = ["app.py"])]
+    pub args: Option<Vec<String>>,
+    /// Worker processes; 0: one per CPU.
+    #[arg(short, long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// The workers' working directory.
+    #[arg(long, value_name = "DIR")]
+    #[schemars(example = &"/srv/app")]
+    pub cwd: Option<PathBuf>,
+    /// The user the workers run as (corral binds privileged ports first).
+    #[arg(long, value_name = "USER")]
+    #[schemars(example = &"www-data")]
+    pub user: Option<String>,
+    /// The group the workers run as.
+    #[arg(long, value_name = "GROUP")]
+    #[schemars(example = &"www-data")]
+    pub group: Option<String>,
+    /// Extra environment variables of every worker: the `[env]` table in the file
+    /// (`NAME = "value"`), `-e NAME=VALUE` on the command line (repeatable, added to the
+    /// file's).
+    #[arg(short, long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    #[serde(default, with = "values::env_table", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>", example = serde_json::json!({"APP_ENV": "production"}))]
+    pub env: Option<Vec<(String, String)>>,
+    /// Worker output: `capture` (each line logged with slot, pid and stream, and kept for
+    /// `corral logs`) or `inherit` (straight to the terminal or journal).
+    #[arg(long, value_name = "MODE", value_parser = ["inherit", "capture"])]
+    pub output: Option<String>,
+}
+
+/// Listeners: the sockets corral owns and shares among the workers.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+pub struct ListenerSettings {
+    /// Listeners, `[NAME=]ADDR` each: `127.0.0.1:8080`, `[::1]:0`, `unix:/run/app.sock`. Port
+    /// 0 resolves once, for every worker. The flag is repeatable.
+    #[arg(short, long = "listen", value_name = "[NAME=]ADDR", value_parser = checked_listen)]
+    #[schemars(example = ["http=127.0.0.1:8080"])]
+    pub listen: Option<Vec<String>>,
+    /// How connections are shared: `reuseport` (each slot its own `SO_REUSEPORT` socket,
+    /// kept by corral across restarts and reloads) or `shared` (one socket for all); in the
+    /// file also `rr`, `lc` and `sticky`, for corral workers only.
+    #[arg(long, value_name = "shared|reuseport", value_parser = ["shared", "reuseport"])]
+    pub sched: Option<String>,
+    /// What keeps a client on one worker with `sched = "sticky"`: `ip`, or `ip+port/BITS`
+    /// (the address and the top BITS of the source port).
+    #[arg(long, value_name = "KEY", value_parser = checked_sticky_key)]
+    pub sticky_key: Option<String>,
+}
+
+/// Readiness and health: when a worker counts as ready, and when it is deemed stuck.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+pub struct ReadinessSettings {
+    /// When a new worker counts as ready: `notify` (it sends `READY=1`) or `delay:MS`.
+    #[arg(long, value_name = "notify|delay:MS", value_parser = checked_ready)]
+    pub ready: Option<String>,
+    /// A new worker not ready within this is killed and counted as an early death.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub listen_timeout: Option<Duration>,
+    /// Workers must send `WATCHDOG=1` at least this often (`WATCHDOG_USEC`), or are replaced.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>", example = &"10s")]
+    pub watchdog: Option<Duration>,
+    /// How often corral workers are pinged.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub heartbeat_interval: Option<Duration>,
+    /// A corral worker whose ping is unanswered this long is killed and replaced.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub heartbeat_timeout: Option<Duration>,
+}
+
+/// Stopping: how a worker is asked to drain, and when it is killed.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+pub struct StopSettings {
+    /// The signal that asks a worker to drain: `SIGTERM`, `SIGINT`, `SIGQUIT`, … or a number.
+    #[arg(long, value_name = "SIG", value_parser = checked_signal)]
+    pub stop_signal: Option<String>,
+    /// How long a draining worker has before its whole process group gets SIGKILL.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub kill_timeout: Option<Duration>,
+}
+
+/// Restarts: which exits are restarted, and how many before a slot gives up.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+pub struct RestartSettings {
+    /// `permanent` (always restarted), `transient` (after a failure) or `temporary` (never).
+    #[arg(long, value_name = "TYPE", value_parser = ["permanent", "transient", "temporary"])]
+    pub restart: Option<String>,
+    /// A worker up at least this long is restarted at once and its backoff resets; earlier
+    /// deaths back off.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub min_uptime: Option<Duration>,
+    /// At most this many restarts of one slot within `period`; one more and the slot gives up.
+    #[arg(long, value_name = "N")]
+    pub max_restarts: Option<u32>,
+    /// The window of `max_restarts`.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub period: Option<Duration>,
+    /// When a slot gives up: `stop` the cluster (exit 1) or run `degraded`.
+    #[arg(long, value_name = "stop|degraded", value_parser = ["stop", "degraded"])]
+    pub escalation: Option<String>,
+}
+
+/// `[backoff]`: the delay before restarting a worker that died early.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSettings {
+    /// The first delay.
+    #[arg(id = "backoff.base", long = "backoff-base", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub base: Option<Duration>,
+    /// Growth per consecutive early death.
+    #[arg(id = "backoff.factor", long = "backoff-factor", value_name = "X")]
+    pub factor: Option<f64>,
+    /// The cap.
+    #[arg(id = "backoff.max", long = "backoff-max", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub max: Option<Duration>,
+    /// Fraction (0 – 1) of each delay taken off at random.
+    #[arg(id = "backoff.jitter", long = "backoff-jitter", value_name = "X")]
+    pub jitter: Option<f64>,
+}
+
+/// Recycling: replacing a worker (replacement first) that grew too big or served enough.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+pub struct RecycleSettings {
+    /// Recycle a worker whose RSS stays over this size (`"512MiB"`, `"2GB"`, or bytes).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[serde(default, with = "values::size")]
+    #[schemars(with = "Option<values::SizeValue>", example = &"512MiB")]
+    pub max_memory: Option<u64>,
+    /// Recycle a (corral) worker after this many connections.
+    #[arg(long, value_name = "N")]
+    #[schemars(example = 10000)]
+    pub max_requests: Option<u64>,
+    /// A random 0..=N added to `max_requests` per worker, so that workers do not recycle
+    /// together.
+    #[arg(long, value_name = "N")]
+    pub max_requests_jitter: Option<u64>,
+    /// At most this many workers recycled at a time; the others wait their turn.
+    #[arg(long, value_name = "N")]
+    pub recycle_concurrency: Option<usize>,
+}
+
+/// `[logs]`: log files of the workers' captured output (timestamped lines; SIGUSR1 reopens
+/// them for logrotate).
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsSettings {
+    /// The directory (needed for log files).
+    #[arg(id = "logs.dir", long = "logs-dir", value_name = "DIR")]
+    #[schemars(example = &"/var/log/app")]
+    pub dir: Option<PathBuf>,
+    /// `cluster` (one file) or `slot` (one file per slot).
+    #[arg(id = "logs.per", long = "logs-per", value_name = "cluster|slot", value_parser = ["cluster", "slot"])]
+    pub per: Option<String>,
+    /// Rotate a file at this size.
+    #[arg(id = "logs.max_size", long = "logs-max-size", value_name = "SIZE", value_parser = parse_size)]
+    #[serde(default, with = "values::size")]
+    #[schemars(with = "Option<values::SizeValue>")]
+    pub max_size: Option<u64>,
+    /// Rotated files kept.
+    #[arg(id = "logs.keep", long = "logs-keep", value_name = "N")]
+    pub keep: Option<usize>,
+}
+
+/// `[metrics]`: the primary's metrics endpoint, off by default: `GET /metrics` (Prometheus),
+/// `/status.json` and a status page at `/`.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Where the endpoint listens: `IP:PORT`, or a bare `PORT` for 127.0.0.1. Another address
+    /// exposes pids, memory and traffic to whoever reaches it.
+    #[arg(id = "metrics.listen", long = "metrics", value_name = "ADDR", value_parser = checked_metrics)]
+    #[schemars(example = &"127.0.0.1:9464")]
+    pub listen: Option<String>,
+}
+
+/// `[node]`: one corral per host joined in a node set (needs a build with `--features
+/// cluster`). The cookie comes from `cookie_file` or, without one, from `$CORRAL_COOKIE`;
+/// never from the file itself.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// This node's name, unique in the set.
+    #[arg(id = "node.name", long = "node", value_name = "NAME")]
+    #[schemars(example = &"web-1")]
+    pub name: Option<String>,
+    /// The node server's address, `IP:PORT` (a fixed port).
+    #[arg(id = "node.listen", long = "node-listen", value_name = "ADDR")]
+    #[schemars(example = &"10.0.0.1:4370")]
+    pub listen: Option<String>,
+    /// Node servers to join, `IP:PORT` each (the flag is repeatable).
+    #[arg(id = "node.seeds", long = "join", value_name = "ADDR")]
+    #[schemars(example = ["10.0.0.2:4370"])]
+    pub seeds: Option<Vec<String>>,
+    /// A file (mode 0600) holding the node set's shared cookie.
+    #[arg(id = "node.cookie_file", long = "cookie-file", value_name = "PATH")]
+    #[schemars(example = &"/etc/corral/cookie")]
+    pub cookie_file: Option<PathBuf>,
+    /// How often host agents heartbeat each other.
+    #[arg(id = "node.heartbeat_interval", long = "node-heartbeat-interval", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub heartbeat_interval: Option<Duration>,
+    /// A peer silent this long is reported down.
+    #[arg(id = "node.heartbeat_timeout", long = "node-heartbeat-timeout", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub heartbeat_timeout: Option<Duration>,
+}
