@@ -11,7 +11,7 @@ use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventS
 use corral_workers::{BoxError, EXIT_BOOTSTRAP, Worker};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Whether this process was started as a worker by a corral primary (Node's
 /// `cluster.isWorker`).

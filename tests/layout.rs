@@ -81,31 +81,7 @@ fn no_module_imports_one_that_imports_it_back() {
         let mut files = Vec::new();
         sources(&src, &mut files);
         let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_of(&src, f)).collect();
-        // Names the crate root re-exports, by the module that defines them.
-        let root_file = ["lib.rs", "main.rs"].iter().map(|f| src.join(f)).find(|f| f.exists());
-        let mut reexported: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        if let Some(root_file) = &root_file {
-            let text = std::fs::read_to_string(root_file).expect("root");
-            for stmt in text.split(';').filter_map(|s| s.trim().strip_prefix("pub use ")) {
-                let stmt = stmt.replace(char::is_whitespace, "");
-                let (prefix, items) = match stmt.split_once("::{") {
-                    Some((p, items)) => {
-                        (p.to_string(), items.trim_end_matches('}').split(',').map(String::from).collect())
-                    }
-                    None => match stmt.rsplit_once("::") {
-                        Some((p, item)) => (p.to_string(), vec![item.to_string()]),
-                        None => continue,
-                    },
-                };
-                let module: Vec<String> = prefix.split("::").map(String::from).collect();
-                if modules.contains(&module) {
-                    for item in items {
-                        let name = item.rsplit("::").next().unwrap_or(&item).to_string();
-                        reexported.insert(name, module.clone());
-                    }
-                }
-            }
-        }
+        let reexported = root_reexports(&src, &modules);
         let resolve = |from: &[String], path: &str| -> Option<Vec<String>> {
             let mut parts: Vec<String> = path.split("::").map(String::from).collect();
             let mut base: Vec<String> = Vec::new();
@@ -183,4 +159,73 @@ fn no_module_imports_one_that_imports_it_back() {
         assert_eq!(cycle(&file_graph), None, "{krate}: a module imports one that imports it back");
         assert_eq!(cycle(&top_edges), None, "{krate}: top-level modules import each other round a loop");
     }
+}
+
+/// Names the crate root (`lib.rs` or `main.rs` in `src`) re-exports with `pub use`, by the
+/// module of the crate that defines them.
+fn root_reexports(src: &Path, modules: &BTreeSet<Vec<String>>) -> BTreeMap<String, Vec<String>> {
+    let mut reexported = BTreeMap::new();
+    let Some(root_file) = ["lib.rs", "main.rs"].iter().map(|f| src.join(f)).find(|f| f.exists()) else {
+        return reexported;
+    };
+    let text = std::fs::read_to_string(root_file).expect("root");
+    for stmt in text.split(';').filter_map(|s| s.trim().strip_prefix("pub use ")) {
+        let stmt = stmt.replace(char::is_whitespace, "");
+        let (prefix, items) = match stmt.split_once("::{") {
+            Some((p, items)) => (p.to_string(), items.trim_end_matches('}').split(',').map(String::from).collect()),
+            None => match stmt.rsplit_once("::") {
+                Some((p, item)) => (p.to_string(), vec![item.to_string()]),
+                None => continue,
+            },
+        };
+        let module: Vec<String> = prefix.split("::").map(String::from).collect();
+        if modules.contains(&module) || module.iter().take(1).any(|m| modules.contains(&vec![m.clone()])) {
+            for item in items {
+                let name = item.rsplit("::").next().unwrap_or(&item).to_string();
+                reexported.insert(name, module.clone());
+            }
+        }
+    }
+    reexported
+}
+
+/// The runtime's `src` holds at most 12 entries (files and folders): its root is a map of
+/// the crate's ideas, one folder each, not a heap of loose files.
+#[test]
+fn the_runtime_root_is_a_map_of_at_most_12_entries() {
+    let entries: Vec<String> = std::fs::read_dir(root().join("runtime/src"))
+        .expect("runtime/src")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(entries.len() <= 12, "runtime/src has {} entries: {entries:?}", entries.len());
+}
+
+/// Inside a crate, an import names the module that owns the item (`crate::config::cluster::
+/// ClusterConfig`), never a name that resolves only through the crate root's re-exports
+/// (`crate::ClusterConfig`): the path says which room the type lives in.
+#[test]
+fn internal_imports_name_the_module_that_owns_the_item() {
+    let mut through_root = Vec::new();
+    for krate in CRATES {
+        let src = root().join(krate);
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_of(&src, f)).collect();
+        let reexported = root_reexports(&src, &modules);
+        for file in &files {
+            let text = std::fs::read_to_string(file).expect("source");
+            for path in paths_named(&text) {
+                let Some(first) = path.strip_prefix("crate::").map(|p| p.split("::").next().unwrap_or(p)) else {
+                    continue;
+                };
+                if !modules.contains(&vec![first.to_string()]) && reexported.contains_key(first) {
+                    through_root.push(format!("{}: {path}", file.strip_prefix(root()).unwrap_or(file).display()));
+                }
+            }
+        }
+    }
+    through_root.sort();
+    through_root.dedup();
+    assert!(through_root.is_empty(), "imports through the crate root's re-exports: {through_root:#?}");
 }

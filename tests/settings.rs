@@ -162,7 +162,7 @@ fn every_setting_appears_everywhere_with_the_same_default() {
 
 #[test]
 fn the_reference_page_is_up_to_date() {
-    let page = corral::settings::reference_page();
+    let page = corral::cli::reference_page();
     if std::env::var_os("CORRAL_BLESS").is_some() {
         let path = PathBuf::from(REFERENCE);
         std::fs::create_dir_all(path.parent().expect("a folder")).expect("mkdir");

@@ -189,6 +189,12 @@ pub fn run_command() -> clap::Command {
     RunArgs::augment_args(clap::Command::new("run"))
 }
 
+/// The book's reference page of every setting (`docs/src/reference/config.md`), with the
+/// flags of `corral run` that are about the invocation only.
+pub fn reference_page() -> String {
+    crate::settings::reference_page(&invocation_flags())
+}
+
 /// The flags of `corral run` that are about the invocation, not a setting of the file:
 /// each as `--flag VALUE`, with its help.
 pub fn invocation_flags() -> Vec<(String, String)> {

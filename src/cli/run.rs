@@ -36,7 +36,7 @@ pub fn run(args: RunArgs) -> i32 {
         config.reconfigure = Some(Reconfigure::new(move || config_of(args.clone()).map_err(Into::into)));
     }
     crate::init_tracing();
-    let outcome = crate::run_primary::<(), (), _, _>(config, primary);
+    let outcome = crate::primary::run_primary::<(), (), _, _>(config, primary);
     match outcome {
         Ok(()) => 0,
         Err(e) => {

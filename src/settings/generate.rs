@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use clap::Args as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
@@ -75,7 +76,10 @@ fn inline_schema<T: JsonSchema>() -> Value {
 
 /// Every setting, by group, with its flag in `corral run`'s command line.
 pub fn settings_of() -> Vec<Group> {
-    let run = crate::cli::run_command();
+    // Every setting's flag is declared on `Settings` itself; `program` and `args` are the
+    // words after `--` (`corral run`'s last positional, named `program`).
+    let run = Settings::augment_args(clap::Command::new("run"))
+        .arg(clap::Arg::new("program").last(true).num_args(0..).value_name("PROGRAM [ARGS]"));
     let defaults = serde_json::to_value(Settings::defaults()).unwrap_or(Value::Null);
     declared()
         .into_iter()
@@ -231,7 +235,7 @@ fn cell(text: &str) -> String {
 
 /// The book's reference page of `corral.toml` and `corral run`
 /// (`docs/src/reference/config.md`): a table per group.
-pub fn reference_page() -> String {
+pub fn reference_page(invocation_flags: &[(String, String)]) -> String {
     let mut out = String::from(
         "<!-- Generated from the settings declaration (src/settings/groups.rs) by\n     \
          corral::settings::reference_page(); do not edit. Regenerate with\n     \
@@ -266,7 +270,7 @@ pub fn reference_page() -> String {
         "\n## Flags of `corral run` only\n\nAbout the invocation itself, not the cluster: no key in the file.\n\n",
     );
     out.push_str("| Flag | Description |\n| --- | --- |\n");
-    for (flag, help) in crate::cli::invocation_flags() {
+    for (flag, help) in invocation_flags {
         let _ = writeln!(out, "| `{}` | {} |", flag.replace('|', "\\|"), cell(&help));
     }
     out
