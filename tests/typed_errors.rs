@@ -2,8 +2,8 @@
 //! `#[cfg(test)]` modules and comments aside) no `Result<…, String>`, no `Err(format!(…))` or
 //! `Err("…".into())`, no `map_err` / `ok_or_else` closure that makes a `String` of an error,
 //! and no `String` field named like a message (`reason`, `message`, `error`, `cause`,
-//! `detail`, `why`) in a type deriving `thiserror::Error`. Each offender is printed as
-//! `path:line`.
+//! `detail`, `why`) in a type deriving `thiserror::Error`, no `io::Error` boxed from a
+//! `format!`. Each offender is printed as `path:line`.
 
 use std::path::{Path, PathBuf};
 
@@ -250,6 +250,19 @@ fn offenders_in(file: &Path, text: &str) -> Vec<String> {
         }
     }
 
+    // io::Error::new(kind, format!(…)), io::Error::other(format!(…)): an error boxed from a String.
+    for call in ["Error::new(", "Error::other("] {
+        for (at, _) in code.match_indices(call) {
+            let open = at + call.len() - 1;
+            let close = closing(&code, open);
+            let args = &code[open + 1..close.saturating_sub(1)];
+            if args.contains("format!(") || args.contains("String::from(") || args.trim_end().ends_with(".to_string()")
+            {
+                found.push((at, "an error boxed from a String"));
+            }
+        }
+    }
+
     // map_err / ok_or_else / ok_or making a String.
     for call in [".map_err(", ".ok_or_else(", ".ok_or("] {
         for (at, _) in code.match_indices(call) {
@@ -359,6 +372,7 @@ enum Fine { #[error("{name}")] A { name: String } }
 mod tests {
     fn t() -> Result<(), String> { Err(format!("fine in tests")) }
 }
+fn j() -> io::Result<()> { Err(io::Error::new(io::ErrorKind::NotFound, format!("no {name}"))) }
 "#;
     let found = offenders_in(Path::new("sample.rs"), sample);
     let lines: Vec<&str> = found.iter().map(|f| f.split(' ').next().unwrap()).collect();
@@ -373,7 +387,8 @@ mod tests {
             "sample.rs:10",
             "sample.rs:16",
             "sample.rs:17",
-            "sample.rs:17"
+            "sample.rs:17",
+            "sample.rs:26"
         ],
         "{found:#?}"
     );
