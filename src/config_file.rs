@@ -26,10 +26,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use corral_runtime::{
-    Backoff, ClusterConfig, Escalation, ForeignWorker, ListenSpec, LogFiles, Readiness, Restart, Scheduling, StickyKey,
-    WorkerExec, WorkerOutput,
+    Backoff, ClusterConfig, ConfigProblem, CookieError, Escalation, ForeignWorker, ListenSpec, ListenSpecError,
+    LogFiles, MetricsAddrError, Readiness, ReadinessError, Restart, Scheduling, StickyKey, StickyKeyError, WorkerExec,
+    WorkerOutput,
 };
 
 use crate::settings::Settings;
@@ -49,7 +51,7 @@ pub struct ConfigFile {
 }
 
 /// A configuration file that was refused: where, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigFileError {
     /// The file.
     pub path: PathBuf,
@@ -58,7 +60,63 @@ pub struct ConfigFileError {
     /// The key, when known.
     pub key: Option<String>,
     /// What is wrong.
-    pub message: String,
+    #[source]
+    pub problem: FileProblem,
+}
+
+/// What is wrong in a configuration file ([`ConfigFileError::problem`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileProblem {
+    /// The file cannot be read.
+    #[error("cannot read it: {0}")]
+    Read(#[source] Arc<std::io::Error>),
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    #[error("{}", first_line(.0))]
+    Toml(#[source] Box<toml::de::Error>),
+    /// A word that is not one of the choices.
+    #[error("{given:?} is not one of {choices}")]
+    NotOneOf {
+        /// The word in the file.
+        given: String,
+        /// The choices, comma separated.
+        choices: &'static str,
+    },
+    /// A key needed with another that is set.
+    #[error("is needed {0}")]
+    Needed(&'static str),
+    /// A key that only a foreign program's workers have.
+    #[error("needs a program (socket activation is for `corral run` workers)")]
+    NeedsProgram,
+    /// Not an `IP:PORT` address.
+    #[error("{0:?} is not an IP:PORT address")]
+    NotAnAddress(String),
+    /// Not a signal.
+    #[error("{0:?} is not a signal")]
+    NotASignal(String),
+    /// A bad sticky key.
+    #[error(transparent)]
+    StickyKey(#[from] StickyKeyError),
+    /// A bad metrics address.
+    #[error(transparent)]
+    Metrics(#[from] MetricsAddrError),
+    /// The cookie cannot be read.
+    #[error(transparent)]
+    Cookie(Arc<CookieError>),
+    /// A bad listener.
+    #[error(transparent)]
+    Listen(#[from] ListenSpecError),
+    /// A bad readiness.
+    #[error(transparent)]
+    Ready(#[from] ReadinessError),
+    /// A value [`ClusterConfig::validate`] refuses.
+    #[error(transparent)]
+    Config(#[from] ConfigProblem),
+}
+
+/// toml's message is the first line of its report; the rest repeats the source.
+fn first_line(e: &toml::de::Error) -> &str {
+    e.message().lines().next().unwrap_or("invalid TOML")
 }
 
 impl fmt::Display for ConfigFileError {
@@ -68,12 +126,13 @@ impl fmt::Display for ConfigFileError {
             write!(f, ":{line}")?;
         }
         f.write_str(": ")?;
+        let problem = self.problem.to_string();
         if let Some(key) = &self.key
-            && !self.message.contains(&format!("`{key}`"))
+            && !problem.contains(&format!("`{key}`"))
         {
             write!(f, "{key}: ")?;
         }
-        f.write_str(&self.message)
+        f.write_str(&problem)
     }
 }
 
@@ -93,7 +152,7 @@ impl ConfigFile {
             path: path.to_path_buf(),
             line: None,
             key: None,
-            message: format!("cannot read it: {e}"),
+            problem: FileProblem::Read(Arc::new(e)),
         })?;
         Self::parse(path, &text)
     }
@@ -106,16 +165,19 @@ impl ConfigFile {
     pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Self, ConfigFileError> {
         let path = path.as_ref();
         let settings: Settings = toml::from_str(text).map_err(|e| {
-            // toml's message is the first line of its report; the rest repeats the source.
-            let first_line = |e: &toml::de::Error| e.message().lines().next().unwrap_or("invalid TOML").to_string();
             // The groups of keys are flattened into one table, which toml sees as a whole:
             // the key at fault is found by trying each on its own.
             if let Some((key, e)) = culprit(text) {
                 let line = line_of_key(text, &key);
-                return ConfigFileError { path: path.to_path_buf(), line, key: Some(key), message: first_line(&e) };
+                return ConfigFileError {
+                    path: path.to_path_buf(),
+                    line,
+                    key: Some(key),
+                    problem: FileProblem::Toml(Box::new(e)),
+                };
             }
             let line = e.span().map(|span| line_of_offset(text, span.start));
-            ConfigFileError { path: path.to_path_buf(), line, key: None, message: first_line(&e) }
+            ConfigFileError { path: path.to_path_buf(), line, key: None, problem: FileProblem::Toml(Box::new(e)) }
         })?;
         let mut file = ConfigFile { settings, ..ConfigFile::default() };
         file.path = path.to_path_buf();
@@ -142,7 +204,10 @@ impl ConfigFile {
     ///
     /// As [`cluster_config`](Self::cluster_config).
     pub fn cluster_config_from(&self, mut c: ClusterConfig) -> Result<ClusterConfig, ConfigFileError> {
-        let bad = |key: &str, message: String| self.error(key, message);
+        let bad = |key: &str, problem: FileProblem| self.error(key, problem);
+        let not_one_of = |key: &str, given: &str, choices: &'static str| {
+            self.error(key, FileProblem::NotOneOf { given: given.to_string(), choices })
+        };
         let Settings { program: p, listeners, readiness, stopping, restarts, recycling, backoff, logs, metrics, node } =
             &self.settings;
         if let Some(n) = p.workers {
@@ -150,8 +215,7 @@ impl ConfigFile {
         }
         let foreign = p.program.is_some();
         c.scheduling = match listeners.sched.as_deref() {
-            Some(s) => parse_sched(s)
-                .ok_or_else(|| bad("sched", format!("{s:?} is not one of reuseport, shared, rr, lc, sticky")))?,
+            Some(s) => parse_sched(s).ok_or_else(|| not_one_of("sched", s, "reuseport, shared, rr, lc, sticky"))?,
             None if foreign => Scheduling::ReusePort,
             None => c.scheduling,
         };
@@ -165,7 +229,7 @@ impl ConfigFile {
         set(&mut c.max_requests_jitter, recycling.max_requests_jitter);
         set(&mut c.recycle_concurrency, recycling.recycle_concurrency);
         if let Some(key) = &listeners.sticky_key {
-            c.sticky_key = key.parse::<StickyKey>().map_err(|e| bad("sticky_key", e.to_string()))?;
+            c.sticky_key = key.parse::<StickyKey>().map_err(|e| bad("sticky_key", e.into()))?;
         }
         if recycling.max_memory.is_some() {
             c.max_memory = recycling.max_memory;
@@ -178,14 +242,14 @@ impl ConfigFile {
                 "permanent" => Restart::Permanent,
                 "transient" => Restart::Transient,
                 "temporary" => Restart::Temporary,
-                _ => return Err(bad("restart", format!("{r:?} is not one of permanent, transient, temporary"))),
+                _ => return Err(not_one_of("restart", r, "permanent, transient, temporary")),
             };
         }
         if let Some(e) = &restarts.escalation {
             c.escalation = match e.as_str() {
                 "stop" => Escalation::Stop,
                 "degraded" => Escalation::Degraded,
-                _ => return Err(bad("escalation", format!("{e:?} is not one of stop, degraded"))),
+                _ => return Err(not_one_of("escalation", e, "stop, degraded")),
             };
         }
         if foreign {
@@ -196,7 +260,7 @@ impl ConfigFile {
             c.output = match o.as_str() {
                 "inherit" => WorkerOutput::Inherit,
                 "capture" => WorkerOutput::Capture,
-                _ => return Err(bad("output", format!("{o:?} is not one of inherit, capture"))),
+                _ => return Err(not_one_of("output", o, "inherit, capture")),
             };
         }
         let d = c.backoff;
@@ -207,20 +271,19 @@ impl ConfigFile {
             jitter: backoff.jitter.unwrap_or(d.jitter),
         };
         if *logs != Default::default() {
-            let dir = logs.dir.clone().ok_or_else(|| bad("logs.dir", "is needed for log files".into()))?;
+            let dir = logs.dir.clone().ok_or_else(|| bad("logs.dir", FileProblem::Needed("for log files")))?;
             let mut files = LogFiles::new(dir);
             files.per_slot = match logs.per.as_deref() {
                 None | Some("cluster") => false,
                 Some("slot") => true,
-                Some(other) => return Err(bad("logs.per", format!("{other:?} is not one of cluster, slot"))),
+                Some(other) => return Err(not_one_of("logs.per", other, "cluster, slot")),
             };
             set(&mut files.max_bytes, logs.max_size);
             set(&mut files.keep, logs.keep);
             c.log_files = Some(files);
         }
         if let Some(listen) = metrics.listen.as_deref() {
-            c.metrics =
-                Some(corral_runtime::parse_metrics_addr(listen).map_err(|e| bad("metrics.listen", e.to_string()))?);
+            c.metrics = Some(corral_runtime::parse_metrics_addr(listen).map_err(|e| bad("metrics.listen", e.into()))?);
         }
         if *node != NodeSettings::default() {
             c.node = Some(self.node_config(node)?);
@@ -239,30 +302,31 @@ impl ConfigFile {
         .into_iter()
         .find_map(|(k, set)| set.then_some(k))
         {
-            return Err(bad(key, "needs a program (socket activation is for `corral run` workers)".into()));
+            return Err(bad(key, FileProblem::NeedsProgram));
         }
-        c.validate().map_err(|corral_runtime::ConfigError::Invalid { field, reason }| {
+        c.validate().map_err(|corral_runtime::ConfigError::Invalid { field, problem }| {
             let key = field.strip_prefix("exec.").unwrap_or(field);
             let key = key.replace("log_files.max_bytes", "logs.max_size").replace("log_files", "logs");
             let key = key.as_str();
-            bad(key, reason)
+            bad(key, problem.into())
         })?;
         Ok(c)
     }
 
     fn node_config(&self, node: &NodeSettings) -> Result<corral_runtime::NodeConfig, ConfigFileError> {
-        let bad = |key: &str, message: String| self.error(key, message);
+        let bad = |key: &str, problem: FileProblem| self.error(key, problem);
         let addr = |key: &str, a: &str| {
-            a.parse::<std::net::SocketAddr>().map_err(|_| bad(key, format!("{a:?} is not an IP:PORT address")))
+            a.parse::<std::net::SocketAddr>().map_err(|_| bad(key, FileProblem::NotAnAddress(a.to_string())))
         };
-        let name = node.name.clone().ok_or_else(|| bad("node.name", "is needed in a node set".into()))?;
-        let listen = node.listen.as_deref().ok_or_else(|| bad("node.listen", "is needed in a node set".into()))?;
+        let needed = FileProblem::Needed("in a node set");
+        let name = node.name.clone().ok_or_else(|| bad("node.name", needed.clone()))?;
+        let listen = node.listen.as_deref().ok_or_else(|| bad("node.listen", needed))?;
         let listen = addr("node.listen", listen)?;
         let cookie = match &node.cookie_file {
             Some(path) => corral_runtime::Cookie::from_file(path),
             None => corral_runtime::Cookie::from_env(),
         }
-        .map_err(|e| bad("node.cookie_file", e.to_string()))?;
+        .map_err(|e| bad("node.cookie_file", FileProblem::Cookie(Arc::new(e))))?;
         let mut config = corral_runtime::NodeConfig::new(name, listen, cookie);
         for seed in node.seeds.iter().flatten() {
             config.seeds.push(addr("node.seeds", seed)?);
@@ -277,14 +341,14 @@ impl ConfigFile {
         let mut w = ForeignWorker::new(program);
         w.args = s.program.args.iter().flatten().map(Into::into).collect();
         for spec in s.listeners.listen.iter().flatten() {
-            w.listen.push(spec.parse::<ListenSpec>().map_err(|e| self.error("listen", e.to_string()))?);
+            w.listen.push(spec.parse::<ListenSpec>().map_err(|e| self.error("listen", e.into()))?);
         }
         if let Some(r) = &s.readiness.ready {
-            w.ready = r.parse::<Readiness>().map_err(|e| self.error("ready", e.to_string()))?;
+            w.ready = r.parse::<Readiness>().map_err(|e| self.error("ready", e.into()))?;
         }
         if let Some(sig) = &s.stopping.stop_signal {
             w.stop_signal =
-                parse_signal(sig).ok_or_else(|| self.error("stop_signal", format!("{sig:?} is not a signal")))?;
+                parse_signal(sig).ok_or_else(|| self.error("stop_signal", FileProblem::NotASignal(sig.to_string())))?;
         }
         w.watchdog = s.readiness.watchdog;
         w.cwd = s.program.cwd.clone();
@@ -295,9 +359,9 @@ impl ConfigFile {
 
     /// An error about `key` (dotted for tables: `backoff.max`), with its line when the file
     /// has it.
-    fn error(&self, key: &str, message: String) -> ConfigFileError {
+    fn error(&self, key: &str, problem: FileProblem) -> ConfigFileError {
         let line = line_of_key(&self.source, key);
-        ConfigFileError { path: self.path.clone(), line, key: Some(key.to_string()), message }
+        ConfigFileError { path: self.path.clone(), line, key: Some(key.to_string()), problem }
     }
 }
 

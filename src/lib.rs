@@ -54,12 +54,12 @@ pub use corral_runtime::metrics;
 pub use corral_runtime::node;
 pub use corral_runtime::{
     Backoff, CallError, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError,
-    ControlSocket, Escalation, EventStream, ExitStatus, ForeignWorker, HangReport, KillReason, KilledWorker,
-    ListenAddr, ListenRefusal, ListenSpec, ListenSpecError, ListenerCounts, LogFiles, MetricsAddrError, OutputStream,
-    PoolStats, ProtocolError, Readiness, ReadinessError, Reconfigure, ReconfigureError, ReloadError, ReloadReport,
-    ReplaceError, Replaced, ReplyError, ReplyTo, Restart, RestartIntensity, Scale, ScaleError, ScaleReport, Scheduling,
-    StartFailure, StatusTable, StickyKey, StickyKeyError, ThreadActivity, ThreadSample, WorkerExec, WorkerOutput,
-    WorkerState, WorkerStatus, parse_metrics_addr, set_primary_title,
+    ConfigProblem, ControlSocket, Escalation, EventStream, ExitStatus, ForeignWorker, HangReport, KillReason,
+    KilledWorker, ListenAddr, ListenRefusal, ListenSpec, ListenSpecError, ListenerCounts, LogFiles, MetricsAddrError,
+    OutputStream, PoolStats, ProtocolError, Readiness, ReadinessError, Reconfigure, ReconfigureError, ReloadError,
+    ReloadReport, ReplaceError, Replaced, ReplyError, ReplyTo, Restart, RestartIntensity, Scale, ScaleError,
+    ScaleReport, Scheduling, StartFailure, StatusTable, StickyKey, StickyKeyError, ThreadActivity, ThreadSample,
+    WorkerExec, WorkerOutput, WorkerState, WorkerStatus, parse_metrics_addr, set_primary_title,
 };
 pub use corral_runtime::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
 pub use corral_workers::http;

@@ -71,10 +71,13 @@ pub enum TelemetryError {
     Protocol(String),
     /// `CORRAL_OTEL_FILTER` is not a valid filter.
     #[error("bad {FILTER_ENV}: {0}")]
-    Filter(String),
+    Filter(#[source] tracing_subscriber::filter::ParseError),
     /// The exporter could not be built (e.g. a malformed endpoint).
     #[error("cannot build the OTLP exporter: {0}")]
-    Exporter(String),
+    Exporter(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The exporter's set-up panicked.
+    #[error("cannot build the OTLP exporter: the exporter's set-up panicked")]
+    ExporterPanicked,
     /// The gRPC exporter's runtime could not start.
     #[error("cannot start the OTLP exporter's runtime: {0}")]
     Runtime(#[from] std::io::Error),
@@ -156,16 +159,14 @@ fn executable_name() -> Option<String> {
 fn export_filter() -> Result<EnvFilter, TelemetryError> {
     let filter = match std::env::var(FILTER_ENV) {
         Ok(directives) if !directives.trim().is_empty() => {
-            EnvFilter::builder().parse(directives).map_err(|e| TelemetryError::Filter(e.to_string()))?
+            EnvFilter::builder().parse(directives).map_err(TelemetryError::Filter)?
         }
         _ => EnvFilter::new(DEFAULT_FILTER),
     };
     // A worker's identity span (slot and pid on its log lines) lasts as long as the process
     // and is no operation: never exported, and never any span's parent.
     let identity = format!("{}=off", corral_workers::WORKER_SPAN_TARGET);
-    Ok(filter.add_directive(
-        identity.parse().map_err(|e: tracing_subscriber::filter::ParseError| TelemetryError::Filter(e.to_string()))?,
-    ))
+    Ok(filter.add_directive(identity.parse().map_err(TelemetryError::Filter)?))
 }
 
 /// The OTLP protocol for one signal: `signal_var` (e.g. `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`),
@@ -191,7 +192,7 @@ fn exporter_on_own_thread<E, X>(
 ) -> Result<(E, Option<tokio::runtime::Runtime>), TelemetryError>
 where
     E: Send + 'static,
-    X: std::fmt::Display + 'static,
+    X: std::error::Error + Send + Sync + 'static,
 {
     let protocol = protocol(signal_var)?;
     let built = std::thread::spawn(move || match protocol {
@@ -205,12 +206,12 @@ where
                 let _entered = runtime.enter();
                 grpc()
             };
-            exporter.map(|e| (e, Some(runtime))).map_err(|e| TelemetryError::Exporter(e.to_string()))
+            exporter.map(|e| (e, Some(runtime))).map_err(|e| TelemetryError::Exporter(Box::new(e)))
         }
-        _ => http().map(|e| (e, None)).map_err(|e| TelemetryError::Exporter(e.to_string())),
+        _ => http().map(|e| (e, None)).map_err(|e| TelemetryError::Exporter(Box::new(e))),
     })
     .join();
-    built.unwrap_or_else(|_| Err(TelemetryError::Exporter("the exporter's set-up panicked".into())))
+    built.unwrap_or(Err(TelemetryError::ExporterPanicked))
 }
 
 /// The span exporter, as [`exporter_on_own_thread`] builds it.

@@ -45,7 +45,7 @@ async fn every_failure_of_a_call_is_typed_and_leaves_nothing_pending() {
     let timeout = Duration::from_millis(200);
     assert_eq!(cluster.call(0, TestCmd::Hold, timeout).await, Err(CallError::Timeout { timeout }));
     let refused = cluster.call(0, TestCmd::Refuse, TIMEOUT).await;
-    assert_eq!(refused, Err(CallError::Failed { message: "refused on purpose".into() }));
+    assert_eq!(refused, Err(CallError::Failed { said: "refused on purpose".into() }));
     let forgotten = cluster.call(0, TestCmd::Forget, TIMEOUT).await;
     assert!(matches!(forgotten, Err(CallError::Failed { .. })), "{forgotten:?}");
     assert!(matches!(cluster.call(7, TestCmd::Hold, TIMEOUT).await, Err(CallError::NoSuchSlot { slot: 7, .. })));

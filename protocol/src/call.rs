@@ -75,17 +75,19 @@ pub enum CallError {
     PeerGone,
     /// The handler failed: it answered with [`ReplyTo::fail`], or dropped the request
     /// without answering.
-    #[error("the handler failed: {message}")]
+    #[error("the handler failed: {said}")]
     Failed {
-        /// What the handler said.
-        message: String,
+        /// What the handler said: the Display of its error, as the wire carries it
+        /// ([`Answer::Failed`]) from the other process.
+        said: String,
     },
     /// The reply does not decode as the request's reply type (the two sides were built
     /// from different message types).
-    #[error("the reply does not decode as the expected type: {message}")]
+    #[error("the reply does not decode as the expected type: {source}")]
     BadReply {
         /// The decoder's complaint.
-        message: String,
+        #[source]
+        source: postcard::Error,
     },
     /// There is no such worker slot.
     #[error("slot {slot} does not exist (the cluster has {workers})")]
@@ -119,10 +121,11 @@ pub enum ReplyError {
     #[error("this ReplyTo did not come with a request; it has nowhere to reply")]
     Unroutable,
     /// The reply cannot be encoded.
-    #[error("the reply cannot be encoded: {message}")]
+    #[error("the reply cannot be encoded: {source}")]
     Encode {
         /// The encoder's complaint.
-        message: String,
+        #[source]
+        source: postcard::Error,
     },
 }
 
@@ -256,9 +259,10 @@ impl<T: Serialize> ReplyTo<T> {
         match postcard::to_stdvec(&value) {
             Ok(bytes) => self.answer(Answer::Value(bytes)).await,
             Err(e) => {
-                let message = e.to_string();
-                let _ = self.answer(Answer::Failed(format!("the reply cannot be encoded: {message}"))).await;
-                Err(ReplyError::Encode { message })
+                let error = ReplyError::Encode { source: e };
+                // The caller gets this error's Display (the wire carries text).
+                let _ = self.answer(Answer::Failed(error.to_string())).await;
+                Err(error)
             }
         }
     }
@@ -397,10 +401,8 @@ impl<T: DeserializeOwned> PendingCall<T> {
             Ok(Ok(answer)) => answer,
         };
         match answer {
-            Answer::Value(bytes) => {
-                postcard::from_bytes(&bytes).map_err(|e| CallError::BadReply { message: e.to_string() })
-            }
-            Answer::Failed(message) => Err(CallError::Failed { message }),
+            Answer::Value(bytes) => postcard::from_bytes(&bytes).map_err(|source| CallError::BadReply { source }),
+            Answer::Failed(said) => Err(CallError::Failed { said }),
         }
     }
 }

@@ -76,7 +76,7 @@ pub use config::cluster::{
     WorkerOutput,
 };
 pub use config::control_socket::ControlSocket;
-pub use config::error::ConfigError;
+pub use config::error::{ConfigError, ConfigNumber, ConfigProblem};
 pub use config::foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readiness, ReadinessError};
 pub use config::node::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
 pub use config::sticky_key::{StickyKey, StickyKeyError};

@@ -31,47 +31,62 @@ impl Target {
 /// How long a command waits for its answer (a reload may take a while).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Why a control command failed.
+/// Why a control command failed (each exits [`EXIT_FAILED`]).
+#[derive(Debug, thiserror::Error)]
 enum Failure {
     /// The socket cannot be reached (no cluster there).
-    Unreachable(String),
+    #[error("cannot reach the cluster at {}: {source}", path.display())]
+    Unreachable {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The request could not be sent.
+    #[error(transparent)]
+    Send(control::FrameError),
     /// The cluster answered with an error.
-    Refused(String),
-    /// The answer did not make sense.
-    Protocol(String),
+    #[error(transparent)]
+    Refused(control::ControlError),
+    /// The cluster refused the upgrade.
+    #[error("upgrade refused: {0}")]
+    UpgradeRefused(#[source] control::ControlError),
+    /// No answer in time.
+    #[error("no answer in time")]
+    Timeout,
+    /// The answer could not be read.
+    #[error(transparent)]
+    Answer(control::FrameError),
+    /// An answer to an upgrade other than an error or the connection closing.
+    #[error("unexpected answer to upgrade")]
+    UnexpectedAnswer,
 }
 
 impl Failure {
     fn exit(self) -> i32 {
-        let (code, message) = match self {
-            Failure::Unreachable(m) => (EXIT_FAILED, m),
-            Failure::Refused(m) => (EXIT_FAILED, m),
-            Failure::Protocol(m) => (EXIT_FAILED, m),
-        };
-        eprintln!("corral: {message}");
-        code
+        eprintln!("corral: {self}");
+        EXIT_FAILED
     }
 }
 
 async fn connect(target: &Target) -> Result<UnixStream, Failure> {
     let path = target.path();
-    UnixStream::connect(&path)
-        .await
-        .map_err(|e| Failure::Unreachable(format!("cannot reach the cluster at {}: {e}", path.display())))
+    UnixStream::connect(&path).await.map_err(|source| Failure::Unreachable { path, source })
 }
 
 /// Sends one request and reads its (final) answer.
 async fn ask(target: &Target, command: Command) -> Result<Value, Failure> {
     let mut stream = connect(target).await?;
     let request = Request::new(1, command);
-    control::write_frame(&mut stream, &request).await.map_err(|e| Failure::Unreachable(e.to_string()))?;
+    control::write_frame(&mut stream, &request).await.map_err(Failure::Send)?;
     let response: Response = tokio::time::timeout(ANSWER_TIMEOUT, control::read_frame(&mut stream, MAX_RESPONSE))
         .await
-        .map_err(|_| Failure::Protocol("no answer in time".into()))?
-        .map_err(|e| Failure::Protocol(e.to_string()))?;
+        .map_err(|_| Failure::Timeout)?
+        .map_err(Failure::Answer)?;
     match response.outcome {
         Outcome::Ok { data } | Outcome::More { data } => Ok(data),
-        Outcome::Error { error } => Err(Failure::Refused(error.message)),
+        Outcome::Error { error } => Err(Failure::Refused(error)),
     }
 }
 
@@ -250,16 +265,16 @@ pub fn upgrade(target: &Target, timeout: Duration) -> i32 {
             Err(f) => return f.exit(),
         };
         if let Err(e) = control::write_frame(&mut stream, &Request::new(1, Command::Upgrade)).await {
-            return Failure::Unreachable(e.to_string()).exit();
+            return Failure::Send(e).exit();
         }
         match tokio::time::timeout(ANSWER_TIMEOUT, control::read_frame::<Response>(&mut stream, MAX_RESPONSE)).await {
             Ok(Ok(Response { outcome: Outcome::Error { error }, .. })) => {
-                return Failure::Refused(format!("upgrade refused: {}", error.message)).exit();
+                return Failure::UpgradeRefused(error).exit();
             }
-            Ok(Ok(_)) => return Failure::Protocol("unexpected answer to upgrade".into()).exit(),
+            Ok(Ok(_)) => return Failure::UnexpectedAnswer.exit(),
             // The connection closed: the primary execs its new image.
             Ok(Err(_)) => {}
-            Err(_) => return Failure::Protocol("no answer in time".into()).exit(),
+            Err(_) => return Failure::Timeout.exit(),
         }
         let old: Vec<u64> = before.iter().filter_map(|(_, pid, _)| *pid).collect();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -313,7 +328,7 @@ pub fn logs(target: &Target, follow: bool, slot: Option<usize>, lines: usize) ->
         };
         let request = Request::new(1, Command::Logs { slot, lines, follow });
         if let Err(e) = control::write_frame(&mut stream, &request).await {
-            return Failure::Unreachable(e.to_string()).exit();
+            return Failure::Send(e).exit();
         }
         loop {
             let response: Response = match control::read_frame(&mut stream, MAX_RESPONSE).await {
@@ -324,7 +339,7 @@ pub fn logs(target: &Target, follow: bool, slot: Option<usize>, lines: usize) ->
             let (data, last) = match response.outcome {
                 Outcome::Ok { data } => (data, true),
                 Outcome::More { data } => (data, false),
-                Outcome::Error { error } => return Failure::Refused(error.message).exit(),
+                Outcome::Error { error } => return Failure::Refused(error).exit(),
             };
             for l in data["lines"].as_array().into_iter().flatten() {
                 println!(

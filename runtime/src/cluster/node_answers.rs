@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::api::events::ClusterEvent;
 use crate::api::handle::ClusterHandle;
+use crate::node::error::AnswerError;
 use crate::node::{BoxFuture, LocalNode, PeerChange, Request};
 
 impl<M, R> LocalNode for ClusterHandle<M, R>
@@ -22,17 +23,17 @@ where
         });
     }
 
-    fn answer(&self, request: Request) -> BoxFuture<'_, Result<Value, String>> {
+    fn answer(&self, request: Request) -> BoxFuture<'_, Result<Value, AnswerError>> {
         Box::pin(async move {
             match request {
                 Request::Status => {
-                    let workers = self.status().await.map_err(|e| e.to_string())?;
+                    let workers = self.status().await.map_err(|e| AnswerError::Cluster(Box::new(e)))?;
                     let rows: Vec<Value> =
                         workers.iter().map(|w| crate::operator::status_json::status_row(w, None)).collect();
                     Ok(json!({ "workers": rows }))
                 }
                 Request::Reload => {
-                    let report = self.reload().await.map_err(|e| e.to_string())?;
+                    let report = self.reload().await.map_err(|e| AnswerError::Cluster(Box::new(e)))?;
                     let replaced: Vec<Value> = report
                         .replaced
                         .iter()
@@ -40,12 +41,11 @@ where
                         .collect();
                     match report.error {
                         None => Ok(json!({ "replaced": replaced })),
-                        Some(e) => Err(format!("{e} (replaced {} before it stopped)", replaced.len())),
+                        Some(e) => Err(AnswerError::ReloadStopped { source: Box::new(e), replaced: replaced.len() }),
                     }
                 }
                 Request::Broadcast { message } => {
-                    let message: M = serde_json::from_value(message)
-                        .map_err(|e| format!("the message is not one of this cluster's: {e}"))?;
+                    let message: M = serde_json::from_value(message).map_err(AnswerError::NotOurMessage)?;
                     let workers = self.workers();
                     let reached = self.broadcast(message).await;
                     Ok(json!({ "reached": reached, "workers": workers }))

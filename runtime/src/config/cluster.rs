@@ -9,7 +9,7 @@ use std::time::Duration;
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
 use crate::config::control_socket::ControlSocket;
-use crate::config::error::ConfigError;
+use crate::config::error::{ConfigError, ConfigNumber, ConfigProblem};
 use crate::config::foreign::ForeignWorker;
 use crate::config::node::NodeConfig;
 use crate::config::sticky_key::StickyKey;
@@ -442,12 +442,12 @@ impl ClusterConfig {
     /// over 4 GiB; `event_buffer` or `send_buffer` zero; an empty `name`; a `sticky_key`
     /// port prefix outside 1 – 16 bits; `recycle_concurrency` 0 or over [`MAX_WORKERS`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
+        let bad = |field: &'static str, problem: ConfigProblem| Err(ConfigError::Invalid { field, problem });
         if self.workers == 0 {
-            return bad("workers", "must be at least 1".into());
+            return bad("workers", ConfigProblem::AtLeastOne);
         }
         if self.workers > MAX_WORKERS {
-            return bad("workers", format!("{} is over the limit of {MAX_WORKERS}", self.workers));
+            return bad("workers", ConfigProblem::TooManyWorkers { workers: self.workers, limit: MAX_WORKERS });
         }
         let durations = [
             ("min_uptime", self.min_uptime),
@@ -471,102 +471,95 @@ impl ClusterConfig {
         if let Some((field, d)) =
             durations.into_iter().chain(node_durations).chain(watchdog).chain(ready).find(|(_, d)| *d > MAX_DURATION)
         {
-            return bad(field, format!("{d:?} is over the limit of {MAX_DURATION:?} (100 years)"));
+            return bad(field, ConfigProblem::TooLong { value: d, limit: MAX_DURATION });
         }
         if self.backoff.base.is_zero() {
-            return bad("backoff.base", "must be greater than zero".into());
+            return bad("backoff.base", ConfigProblem::Zero);
         }
         if self.backoff.max < self.backoff.base {
-            return bad(
-                "backoff.max",
-                format!("{:?} is below backoff.base ({:?})", self.backoff.max, self.backoff.base),
-            );
+            let (value, other_value) = (self.backoff.max, self.backoff.base);
+            return bad("backoff.max", ConfigProblem::Below { value, other: "backoff.base", other_value });
         }
         if !self.backoff.factor.is_finite() || self.backoff.factor < 1.0 {
-            return bad("backoff.factor", format!("{} must be a finite number ≥ 1", self.backoff.factor));
+            return bad("backoff.factor", ConfigProblem::BackoffFactor(ConfigNumber(self.backoff.factor)));
         }
         if !(0.0..=1.0).contains(&self.backoff.jitter) {
-            return bad("backoff.jitter", format!("{} must be between 0 and 1", self.backoff.jitter));
+            return bad("backoff.jitter", ConfigProblem::Jitter(ConfigNumber(self.backoff.jitter)));
         }
         if self.max_restarts == 0 && self.restart != Restart::Temporary {
-            return bad("max_restarts", "must be at least 1 unless restart is Temporary".into());
+            return bad("max_restarts", ConfigProblem::NoRestarts);
         }
         if self.period.is_zero() {
-            return bad("period", "must be greater than zero".into());
+            return bad("period", ConfigProblem::Zero);
         }
         if self.kill_timeout.is_zero() {
-            return bad("kill_timeout", "must be greater than zero".into());
+            return bad("kill_timeout", ConfigProblem::Zero);
         }
         if self.listen_timeout.is_zero() {
-            return bad("listen_timeout", "must be greater than zero".into());
+            return bad("listen_timeout", ConfigProblem::Zero);
         }
         if self.cpu_threads == Some(0) || self.cpu_threads.is_some_and(|n| n > 1024) {
-            return bad("cpu_threads", "must be between 1 and 1024 (or None for the default)".into());
+            return bad("cpu_threads", ConfigProblem::CpuThreads);
         }
-        if let Err(reason) = self.sticky_key.check() {
-            return bad("sticky_key", reason);
+        if let Err(problem) = self.sticky_key.check() {
+            return bad("sticky_key", problem);
         }
         if self.max_memory == Some(0) {
-            return bad("max_memory", "must be greater than zero (or None for no limit)".into());
+            return bad("max_memory", ConfigProblem::ZeroLimit);
         }
         if self.max_requests == Some(0) {
-            return bad("max_requests", "must be greater than zero (or None for no limit)".into());
+            return bad("max_requests", ConfigProblem::ZeroLimit);
         }
         if self.recycle_concurrency == 0 || self.recycle_concurrency > MAX_WORKERS {
-            return bad("recycle_concurrency", format!("must be between 1 and {MAX_WORKERS}"));
+            return bad("recycle_concurrency", ConfigProblem::RecycleConcurrency { limit: MAX_WORKERS });
         }
         if self.heartbeat_interval.is_zero() {
-            return bad("heartbeat_interval", "must be greater than zero".into());
+            return bad("heartbeat_interval", ConfigProblem::Zero);
         }
         if self.heartbeat_timeout < self.heartbeat_interval {
-            return bad(
-                "heartbeat_timeout",
-                format!("{:?} is below heartbeat_interval ({:?})", self.heartbeat_timeout, self.heartbeat_interval),
-            );
+            let (value, other_value) = (self.heartbeat_timeout, self.heartbeat_interval);
+            return bad("heartbeat_timeout", ConfigProblem::Below { value, other: "heartbeat_interval", other_value });
         }
         if self.max_frame_length < 64 || self.max_frame_length > u32::MAX as usize {
-            return bad("max_frame_length", format!("{} must be between 64 bytes and 4 GiB", self.max_frame_length));
+            return bad("max_frame_length", ConfigProblem::FrameLength(self.max_frame_length));
         }
         if self.event_buffer == 0 {
-            return bad("event_buffer", "must be at least 1".into());
+            return bad("event_buffer", ConfigProblem::AtLeastOne);
         }
         if self.send_buffer == 0 {
-            return bad("send_buffer", "must be at least 1".into());
+            return bad("send_buffer", ConfigProblem::AtLeastOne);
         }
         if self.name.is_empty() {
-            return bad("name", "must not be empty".into());
+            return bad("name", ConfigProblem::Empty);
         }
-        if let Some((field, reason)) = self.node.as_ref().and_then(NodeConfig::problem) {
-            return bad(field, reason);
+        if let Some((field, problem)) = self.node.as_ref().and_then(NodeConfig::problem) {
+            return bad(field, problem);
         }
         if let Some(files) = &self.log_files {
             if self.output != WorkerOutput::Capture {
-                return bad("log_files", "needs output = capture (only captured output can be written)".into());
+                return bad("log_files", ConfigProblem::LogFilesNeedCapture);
             }
             if files.max_bytes == 0 {
-                return bad("log_files.max_bytes", "must be greater than zero".into());
+                return bad("log_files.max_bytes", ConfigProblem::Zero);
             }
         }
         if let Some(foreign) = self.exec.foreign() {
             if self.scheduling.primary_accepts() {
-                return bad(
-                    "scheduling",
-                    "a foreign program's workers accept themselves: use reuseport or shared".into(),
-                );
+                return bad("scheduling", ConfigProblem::ForeignAccepts);
             }
             if foreign.program.as_os_str().is_empty() {
-                return bad("exec.program", "must not be empty".into());
+                return bad("exec.program", ConfigProblem::Empty);
             }
             if nix::sys::signal::Signal::try_from(foreign.stop_signal).is_err() {
-                return bad("exec.stop_signal", format!("{} is not a signal", foreign.stop_signal));
+                return bad("exec.stop_signal", ConfigProblem::NotASignal(foreign.stop_signal));
             }
             if foreign.watchdog.is_some_and(|w| w.is_zero()) {
-                return bad("exec.watchdog", "must be greater than zero (or None for no watchdog)".into());
+                return bad("exec.watchdog", ConfigProblem::ZeroWatchdog);
             }
             if let Some(dup) = foreign.listen.iter().enumerate().find_map(|(i, l)| {
                 foreign.listen[..i].iter().any(|m| m.addr == l.addr && !is_port_zero(&l.addr)).then_some(l)
             }) {
-                return bad("exec.listen", format!("{} is listed twice", dup.addr));
+                return bad("exec.listen", ConfigProblem::ListedTwice(dup.addr.clone()));
             }
         }
         Ok(())

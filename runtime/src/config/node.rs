@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::error::ConfigProblem;
+
 /// The environment variable a cookie is read from when no cookie file is given.
 pub const COOKIE_ENV: &str = "CORRAL_COOKIE";
 
@@ -69,28 +71,25 @@ impl NodeConfig {
     }
 
     /// Why this is not a usable node configuration, if it is not: `(field, reason)`.
-    pub(crate) fn problem(&self) -> Option<(&'static str, String)> {
+    pub(crate) fn problem(&self) -> Option<(&'static str, ConfigProblem)> {
         let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
         if self.name.is_empty() || self.name.len() > 64 || !self.name.chars().all(name_ok) {
-            return Some(("node.name", format!("{:?}: 1 to 64 letters, digits, '-', '_' or '.'", self.name)));
+            return Some(("node.name", ConfigProblem::NodeName(self.name.clone())));
         }
         if self.listen.port() == 0 {
-            return Some(("node.listen", "needs a fixed port (peers reconnect to it)".into()));
+            return Some(("node.listen", ConfigProblem::NodeFixedPort));
         }
         if let Some(seed) = self.seeds.iter().find(|s| s.port() == 0) {
-            return Some(("node.seeds", format!("{seed} has no port")));
+            return Some(("node.seeds", ConfigProblem::SeedWithoutPort(*seed)));
         }
         if self.heartbeat_interval.is_zero() {
-            return Some(("node.heartbeat_interval", "must be greater than zero".into()));
+            return Some(("node.heartbeat_interval", ConfigProblem::Zero));
         }
         if self.heartbeat_timeout < self.heartbeat_interval.saturating_mul(2) {
-            return Some((
-                "node.heartbeat_timeout",
-                format!("{:?} must be at least two heartbeat intervals", self.heartbeat_timeout),
-            ));
+            return Some(("node.heartbeat_timeout", ConfigProblem::NodeHeartbeatTimeout(self.heartbeat_timeout)));
         }
         if !cfg!(feature = "cluster") {
-            return Some(("node", "this build has no node support: build corral with `--features cluster`".into()));
+            return Some(("node", ConfigProblem::NoNodeSupport));
         }
         None
     }
@@ -238,7 +237,7 @@ mod tests {
         if cfg!(feature = "cluster") {
             assert!(checked.is_none(), "{checked:?}");
         } else {
-            assert!(checked.unwrap().1.contains("--features cluster"));
+            assert_eq!(checked, Some(("node", ConfigProblem::NoNodeSupport)));
         }
     }
 

@@ -3,6 +3,8 @@
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
+use crate::config::error::ConfigProblem;
+
 /// What identifies one client for [`Scheduling::Sticky`](corral_protocol::Scheduling::Sticky): every
 /// connection with the same key goes to the same ready worker (rendezvous hashing over the
 /// worker slots, so a restart or a scale step moves only the clients of the slots that
@@ -52,11 +54,11 @@ impl StickyKey {
     }
 
     /// Whether the key is well formed (`bits` 1 – 16).
-    pub(crate) fn check(self) -> Result<(), String> {
+    pub(crate) fn check(self) -> Result<(), ConfigProblem> {
         match self {
             StickyKey::Ip => Ok(()),
             StickyKey::IpPortPrefix { bits } if (1..=16).contains(&bits) => Ok(()),
-            StickyKey::IpPortPrefix { bits } => Err(format!("port prefix of {bits} bits must be 1 – 16")),
+            StickyKey::IpPortPrefix { bits } => Err(ConfigProblem::PortPrefix { bits }),
         }
     }
 }

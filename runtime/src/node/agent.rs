@@ -13,6 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::NodeServerMessage;
 use serde::Serialize;
 
+use super::error::AnswerError;
 use super::link::Links;
 use super::local::LocalNode;
 use super::msg::{AgentMsg, SessionEvent};
@@ -124,11 +125,12 @@ impl Actor for HostAgent {
                     let answer = match wire::decode::<Request>(&bytes) {
                         Ok(request) => match local.answer(request).await {
                             Ok(data) => Reply { node, ok: Some(data), error: None },
-                            Err(error) => Reply { node, ok: None, error: Some(error) },
+                            // The wire carries the error's Display.
+                            Err(error) => Reply { node, ok: None, error: Some(error.to_string()) },
                         },
                         Err(e) => {
                             tracing::warn!(error = %e, "undecodable request from a peer node; refused");
-                            Reply { node, ok: None, error: Some(e.to_string()) }
+                            Reply { node, ok: None, error: Some(AnswerError::from(e).to_string()) }
                         }
                     };
                     // The asker may have given up (timed out): nothing to do then.

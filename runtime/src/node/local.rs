@@ -7,6 +7,7 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
+use super::error::AnswerError;
 use super::wire::Request;
 
 /// A boxed future, for the object-safe [`LocalNode`].
@@ -15,7 +16,7 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The local cluster, as the host agent sees it (the message type erased).
 pub(crate) trait LocalNode: Send + Sync + 'static {
     /// Answers one request: its data, or why it failed.
-    fn answer(&self, request: Request) -> BoxFuture<'_, Result<Value, String>>;
+    fn answer(&self, request: Request) -> BoxFuture<'_, Result<Value, AnswerError>>;
 
     /// A peer came up (`Some(listen)`) or went down after `silent`: a cluster event.
     fn peer_changed(&self, node: &str, change: PeerChange);

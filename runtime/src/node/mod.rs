@@ -38,7 +38,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use agent::PeerState;
-pub use error::{NodeError, WireError};
+pub use error::{AnswerError, NodeError, NodeStartError, ReloadAllFailure, Silence, WireError};
 pub use msg::{AgentMsg, SessionEvent};
 pub use wire::WIRE_VERSION;
 
@@ -79,12 +79,14 @@ pub struct NodeReloaded {
 
 /// Where a `reload_all` stopped.
 #[derive(Debug, Clone, Serialize, thiserror::Error)]
-#[error("reload --all stopped at node {node}: {reason} (reloaded before it: {})", if done.is_empty() { "none".to_string() } else { done.iter().map(|d| d.node.as_str()).collect::<Vec<_>>().join(", ") })]
+#[error("reload --all stopped at node {node}: {failure} (reloaded before it: {})", if done.is_empty() { "none".to_string() } else { done.iter().map(|d| d.node.as_str()).collect::<Vec<_>>().join(", ") })]
 pub struct ReloadAllError {
     /// The node whose reload or health check failed.
     pub node: String,
-    /// Why.
-    pub reason: String,
+    /// Why (serialized as its Display, under `reason`).
+    #[serde(rename = "reason", serialize_with = "as_display")]
+    #[source]
+    pub failure: ReloadAllFailure,
     /// The nodes reloaded before it, in order.
     pub done: Vec<NodeReloaded>,
     /// The nodes not reloaded (after it).
@@ -109,7 +111,7 @@ impl std::fmt::Debug for NodeSet {
 /// Starts the node server, the host agent and the links to the seeds.
 pub(crate) async fn start(node: NodeConfig, group: String, local: Arc<dyn LocalNode>) -> Result<NodeSet, NodeError> {
     let listen = node.listen;
-    let start_err = |reason: String| NodeError::Start { listen, reason };
+    let start_err = |source: NodeStartError| NodeError::Start { listen, source };
     let server = NodeServer::new(
         listen.port(),
         node.cookie.secret().to_string(),
@@ -121,7 +123,7 @@ pub(crate) async fn start(node: NodeConfig, group: String, local: Arc<dyn LocalN
     )
     .with_listen_addr(listen.ip());
     // Its listener binds in the node server's start: an address in use fails the spawn.
-    let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| start_err(e.to_string()))?;
+    let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| start_err(e.into()))?;
     let links = link::Links::new(listen, &node.seeds);
     let peers = SharedPeers::default();
     let interval = node.heartbeat_interval;
@@ -134,13 +136,13 @@ pub(crate) async fn start(node: NodeConfig, group: String, local: Arc<dyn LocalN
         links: links.clone(),
         peers: peers.clone(),
     };
-    let (agent, _) = Actor::spawn(None, HostAgent, args).await.map_err(|e| start_err(e.to_string()))?;
+    let (agent, _) = Actor::spawn(None, HostAgent, args).await.map_err(|e| start_err(e.into()))?;
     server
         .cast(NodeServerMessage::SubscribeToEvents {
             id: "corral-host-agent".into(),
             subscription: Box::new(watch::Watch { agent: agent.clone() }),
         })
-        .map_err(|e| start_err(e.to_string()))?;
+        .map_err(|_| start_err(NodeStartError::Subscribe))?;
     tokio::spawn(links.maintain(server, interval.min(Duration::from_millis(500)), user_timeout));
     Ok(NodeSet { name: node.name, group, listen, peers })
 }
@@ -180,22 +182,21 @@ impl NodeSet {
         let answer = member
             .call(|reply| AgentMsg::Call(bytes, reply), Some(timeout))
             .await
-            .map_err(|e| NodeError::Unreachable { node: who(), reason: e.to_string() })?;
+            .map_err(|_| NodeError::Unreachable { node: who(), silence: Silence::SessionClosed })?;
         let bytes = match answer {
             ractor::rpc::CallResult::Success(bytes) => bytes,
             ractor::rpc::CallResult::Timeout => {
-                return Err(NodeError::Unreachable { node: who(), reason: format!("no answer within {timeout:?}") });
+                return Err(NodeError::Unreachable { node: who(), silence: Silence::Timeout(timeout) });
             }
             ractor::rpc::CallResult::SenderError => {
-                return Err(NodeError::Unreachable { node: who(), reason: "its session closed".into() });
+                return Err(NodeError::Unreachable { node: who(), silence: Silence::SessionClosed });
             }
         };
         let reply: Reply = wire::decode(&bytes)?;
         match (reply.ok, reply.error) {
             (Some(data), None) => Ok((reply.node, data)),
-            (_, error) => {
-                Err(NodeError::Failed { node: reply.node, reason: error.unwrap_or_else(|| "no answer".into()) })
-            }
+            (_, Some(said)) => Err(NodeError::Failed { node: reply.node, said }),
+            (None, None) => Err(NodeError::Empty { node: reply.node }),
         }
     }
 
@@ -208,7 +209,8 @@ impl NodeSet {
         let mut out = Vec::new();
         for ask in asks.collect::<Vec<_>>() {
             out.push(
-                ask.await.unwrap_or_else(|e| Err(NodeError::Unreachable { node: "?".into(), reason: e.to_string() })),
+                ask.await
+                    .unwrap_or_else(|e| Err(NodeError::Unreachable { node: "?".into(), silence: Silence::Task(e) })),
             );
         }
         // By node name; the failures last.
@@ -278,7 +280,7 @@ impl NodeSet {
                 Err(e) => {
                     return Err(ReloadAllError {
                         node: member.get_id().to_string(),
-                        reason: e.to_string(),
+                        failure: ReloadAllFailure::Node(Arc::new(e)),
                         done: Vec::new(),
                         skipped: Vec::new(),
                     });
@@ -292,13 +294,14 @@ impl NodeSet {
             tracing::info!(node = %node, "reload --all: reloading node");
             let result = match Self::ask(member, &Request::Reload, RELOAD_TIMEOUT).await {
                 Ok((_, replaced)) => healthy(member).await.map(|()| replaced),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(ReloadAllFailure::Node(Arc::new(e))),
             };
             match result {
                 Ok(replaced) => done.push(NodeReloaded { node: node.clone(), replaced }),
-                Err(reason) => {
-                    tracing::warn!(node = %node, reason = %reason, "reload --all stopped");
-                    return Err(ReloadAllError { node: node.clone(), reason, done, skipped: names[i + 1..].to_vec() });
+                Err(failure) => {
+                    tracing::warn!(node = %node, reason = %failure, "reload --all stopped");
+                    let skipped = names[i + 1..].to_vec();
+                    return Err(ReloadAllError { node: node.clone(), failure, done, skipped });
                 }
             }
         }
@@ -307,7 +310,7 @@ impl NodeSet {
 }
 
 /// Waits (bounded) until every worker of `member`'s node is ready.
-async fn healthy(member: &ActorRef<AgentMsg>) -> Result<(), String> {
+async fn healthy(member: &ActorRef<AgentMsg>) -> Result<(), ReloadAllFailure> {
     let deadline = tokio::time::Instant::now() + HEALTH_TIMEOUT;
     loop {
         let last = match NodeSet::ask(member, &Request::Status, ASK_TIMEOUT).await {
@@ -321,13 +324,18 @@ async fn healthy(member: &ActorRef<AgentMsg>) -> Result<(), String> {
                 if !rows.is_empty() && not_ready.is_empty() {
                     return Ok(());
                 }
-                format!("not healthy after its reload: {}", not_ready.join(", "))
+                ReloadAllFailure::NotReady(not_ready)
             }
-            Err(e) => format!("not healthy after its reload: {e}"),
+            Err(e) => ReloadAllFailure::NoStatus(Arc::new(e)),
         };
         if tokio::time::Instant::now() >= deadline {
             return Err(last);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A value serialized as its Display (the wire's text for a typed error).
+fn as_display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }

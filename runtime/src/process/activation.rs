@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use super::error::LaunchError;
 use super::spawn::{dup_above, on_spawner_thread};
 
 /// Environment variables of the primary that must not reach a foreign worker: its own socket
@@ -240,7 +241,7 @@ fn resolve_program(program: &Path) -> io::Result<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} not found in PATH", program.display())))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, LaunchError::NotInPath(program.to_path_buf())))
 }
 
 fn is_executable(path: &Path) -> bool {

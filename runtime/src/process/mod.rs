@@ -13,6 +13,7 @@
 
 mod activation;
 mod counters;
+mod error;
 mod event;
 mod handover;
 mod notify;
@@ -51,6 +52,7 @@ use crate::api::events::OutputStream;
 use crate::api::events::bus::EventBus;
 use crate::config::cluster::{ClusterConfig, WorkerOutput};
 use crate::config::foreign::{ForeignWorker, Readiness};
+use crate::process::error::LaunchError;
 use crate::routing::balance::{Load, Untaken};
 
 /// What to start.
@@ -482,7 +484,9 @@ async fn start_foreign<M>(
 /// The uid and gid a foreign worker runs as, from the configured names.
 fn user_and_group(foreign: &ForeignWorker) -> io::Result<(Option<u32>, Option<u32>)> {
     use nix::unistd::{Group, User};
-    let not_found = |what: &str, name: &str| io::Error::new(io::ErrorKind::NotFound, format!("no {what} named {name}"));
+    let not_found = |what: &'static str, name: &str| {
+        io::Error::new(io::ErrorKind::NotFound, LaunchError::NoSuchAccount { what, name: name.to_string() })
+    };
     let user = match &foreign.user {
         Some(name) => Some(User::from_name(name).map_err(io::Error::from)?.ok_or_else(|| not_found("user", name))?),
         None => None,

@@ -62,3 +62,14 @@ fn tail(stderr: &str) -> String {
         text => format!(": {text}"),
     }
 }
+
+/// A handover block of another version than this primary reads (carried inside the
+/// `io::Error` its decoding fails with).
+#[derive(Debug, thiserror::Error)]
+#[error("handover block version {got} (this primary reads {ours})")]
+pub(crate) struct HandoverVersion {
+    /// The block's version.
+    pub(crate) got: u32,
+    /// This primary's.
+    pub(crate) ours: u32,
+}

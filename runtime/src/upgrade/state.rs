@@ -18,6 +18,8 @@ use corral_protocol::Scheduling;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use serde::{Deserialize, Serialize};
 
+use crate::upgrade::error::HandoverVersion;
+
 /// The format of the block; a primary refuses a block of another version.
 pub(crate) const VERSION: u32 = 1;
 
@@ -77,10 +79,8 @@ pub(crate) fn decode(bytes: &[u8]) -> io::Result<Handover> {
     let (mut handover, rest): (Handover, _) =
         postcard::take_from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if handover.version != VERSION {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("handover block version {} (this primary reads {VERSION})", handover.version),
-        ));
+        let version = HandoverVersion { got: handover.version, ours: VERSION };
+        return Err(io::Error::new(io::ErrorKind::InvalidData, version));
     }
     if let Ok(trailer) = postcard::from_bytes::<Trailer>(rest) {
         handover.handles_sent = trailer.handles_sent.into_iter().collect();

@@ -5,6 +5,7 @@
 //! the server runs in the primary, one task per client, bounded in time and number.
 
 mod describe;
+mod error;
 mod logs;
 pub mod protocol;
 mod server;

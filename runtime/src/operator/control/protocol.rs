@@ -130,14 +130,16 @@ pub enum Outcome {
     },
 }
 
-/// Why a request was refused or failed.
+/// Why a request was refused or failed, as the wire carries it: the kind, and the Display of
+/// the server's typed error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message}")]
+#[error("{said}")]
 pub struct ControlError {
     /// What kind of failure.
     pub kind: ErrorKind,
-    /// For people.
-    pub message: String,
+    /// What the server said, for people (the Display of its error; `message` on the wire).
+    #[serde(rename = "message")]
+    pub said: String,
 }
 
 /// Kinds of [`ControlError`].
@@ -163,9 +165,9 @@ pub enum ErrorKind {
 }
 
 impl ControlError {
-    /// An error of `kind`.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ControlError { kind, message: message.into() }
+    /// An error of `kind`, saying `error`'s Display.
+    pub fn new(kind: ErrorKind, error: &impl std::fmt::Display) -> Self {
+        ControlError { kind, said: error.to_string() }
     }
 }
 

@@ -18,9 +18,10 @@ use serde_json::{Value, json};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
+use super::error::ControlFailure;
 use super::logs::LogRing;
 use super::protocol::{
-    CONTROL_VERSION, Command, ControlError, ErrorKind, FrameError, MAX_REQUEST, Outcome, Request, Response, read_frame,
+    CONTROL_VERSION, Command, ControlError, FrameError, MAX_REQUEST, Outcome, Request, Response, read_frame,
     write_frame,
 };
 use crate::api::error::ClusterError;
@@ -89,7 +90,7 @@ where
                     tokio::spawn(client(stream, shared, permit));
                 }
                 Err(_) => {
-                    tokio::spawn(refuse(stream, ControlError::new(ErrorKind::Busy, "too many control clients")));
+                    tokio::spawn(refuse(stream, ControlFailure::TooManyClients));
                 }
             }
         }
@@ -181,7 +182,8 @@ where
 /// so that a client still writing gets the answer rather than a broken pipe.
 const REFUSAL_DRAIN: Duration = Duration::from_secs(1);
 
-async fn refuse(mut stream: UnixStream, error: ControlError) {
+async fn refuse(mut stream: UnixStream, failure: ControlFailure) {
+    let error = ControlError::from(failure);
     let response = Response { v: CONTROL_VERSION, id: 0, outcome: Outcome::Error { error } };
     let _ = tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut stream, &response)).await;
     // Read what the client sends until it closes (bounded in time and bytes), then close.
@@ -209,7 +211,7 @@ where
         Ok(cred) if cred.uid() == me || cred.uid() == 0 => {}
         Ok(cred) => {
             tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), "control client of another user refused");
-            return refuse(stream, ControlError::new(ErrorKind::NotPermitted, "not permitted")).await;
+            return refuse(stream, ControlFailure::NotPermitted).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "control client without peer credentials refused");
@@ -227,23 +229,19 @@ where
         };
         let id = request.id;
         if request.v != CONTROL_VERSION {
-            let error = ControlError::new(
-                ErrorKind::Version,
-                format!("protocol version {} (we speak {CONTROL_VERSION})", request.v),
-            );
-            return refuse(stream, error).await;
+            return refuse(stream, ControlFailure::Version(request.v)).await;
         }
         if let Command::Logs { slot, lines, follow: true } = request.command {
             // A follower stays: it takes a follower's place and gives back its client's.
             let Ok(_follower) = shared.followers.clone().try_acquire_owned() else {
-                return refuse(stream, ControlError::new(ErrorKind::Busy, "too many `logs --follow` clients")).await;
+                return refuse(stream, ControlFailure::TooManyFollowers).await;
             };
             drop(permit);
             return follow_logs(stream, &shared, id, slot, lines).await;
         }
         let outcome = match handle(&shared, request.command).await {
             Ok(data) => Outcome::Ok { data },
-            Err(error) => Outcome::Error { error },
+            Err(failure) => Outcome::Error { error: failure.into() },
         };
         let response = Response { v: CONTROL_VERSION, id, outcome };
         if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut stream, &response)).await, Ok(Ok(()))) {
@@ -253,23 +251,22 @@ where
 }
 
 /// The next request; `None` when the client closed or idled out.
-async fn read_request(stream: &mut UnixStream) -> Result<Option<Request>, ControlError> {
+async fn read_request(stream: &mut UnixStream) -> Result<Option<Request>, ControlFailure> {
     // Idle until the first byte, then the whole request within REQUEST_TIMEOUT.
     match tokio::time::timeout(IDLE_TIMEOUT, stream.readable()).await {
         Ok(Ok(())) => {}
         _ => return Ok(None),
     }
     match tokio::time::timeout(REQUEST_TIMEOUT, read_frame::<Request>(stream, MAX_REQUEST)).await {
-        Err(_) => Err(ControlError::new(ErrorKind::BadRequest, "request not complete in time")),
+        Err(_) => Err(ControlFailure::Incomplete),
         Ok(Ok(request)) => Ok(Some(request)),
         Ok(Err(FrameError::Io(e))) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
         Ok(Err(FrameError::Io(_))) => Ok(None),
-        Ok(Err(e @ FrameError::TooLarge { .. })) => Err(ControlError::new(ErrorKind::TooLarge, e.to_string())),
-        Ok(Err(e @ FrameError::Json(_))) => Err(ControlError::new(ErrorKind::BadRequest, e.to_string())),
+        Ok(Err(e @ (FrameError::TooLarge { .. } | FrameError::Json(_)))) => Err(ControlFailure::Frame(e)),
     }
 }
 
-async fn handle<M, R>(shared: &Shared<M, R>, command: Command) -> Result<Value, ControlError>
+async fn handle<M, R>(shared: &Shared<M, R>, command: Command) -> Result<Value, ControlFailure>
 where
     M: Serialize + Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
@@ -289,24 +286,16 @@ where
                     |r| json!({"slot": r.slot, "old_pid": r.old_pid, "new_pid": r.new_pid, "generation": r.generation}),
                 )
                 .collect();
-            match &report.error {
+            match report.error {
                 None => Ok(json!({ "replaced": replaced })),
-                Some(e) => Err(ControlError::new(
-                    match e {
-                        crate::api::error::ReloadError::Stopping | crate::api::error::ReloadError::AlreadyRunning => {
-                            ErrorKind::Refused
-                        }
-                        _ => ErrorKind::Failed,
-                    },
-                    format!("{e} (replaced {} before it stopped)", replaced.len()),
-                )),
+                Some(source) => Err(ControlFailure::Reload { source, replaced: replaced.len() }),
             }
         }
         Command::Scale { to, by } => {
             let request = match (to, by) {
                 (Some(n), None) => Scale::To(n),
                 (None, Some(d)) => Scale::By(d),
-                _ => return Err(ControlError::new(ErrorKind::BadRequest, "scale takes one of `to` or `by`")),
+                _ => return Err(ControlFailure::ScaleArgs),
             };
             let report = cluster.scale(request).await.map_err(refused)?;
             Ok(json!({"from": report.from, "to": report.to, "note": report.note}))
@@ -318,8 +307,7 @@ where
             )
         }
         Command::Signal { slot, signal } => {
-            let signal = nix::sys::signal::Signal::try_from(signal)
-                .map_err(|_| ControlError::new(ErrorKind::BadRequest, format!("{signal} is not a signal")))?;
+            let signal = nix::sys::signal::Signal::try_from(signal).map_err(|_| ControlFailure::NotASignal(signal))?;
             let pid = cluster.signal(slot, signal).await.map_err(refused)?;
             Ok(json!({"slot": slot, "pid": pid, "signal": signal.as_str()}))
         }
@@ -338,13 +326,7 @@ where
                 Ok(never) => match never {},
                 Err(e) => e,
             };
-            let kind = match &refusal {
-                crate::api::error::UpgradeError::Preflight(_) | crate::api::error::UpgradeError::Handover(_) => {
-                    ErrorKind::Failed
-                }
-                _ => ErrorKind::Refused,
-            };
-            Err(ControlError::new(kind, refusal.to_string()))
+            Err(ControlFailure::Upgrade(refusal))
         }
         Command::Config => Ok(super::describe(&*cluster.config().await.map_err(failed)?)),
         Command::StatusAll | Command::ReloadAll | Command::Broadcast { .. } => across_nodes(cluster, command).await,
@@ -357,26 +339,26 @@ where
 
 /// The node-set commands: refused without a node set.
 #[cfg(not(feature = "cluster"))]
-async fn across_nodes<M, R>(_cluster: &ClusterHandle<M, R>, _command: Command) -> Result<Value, ControlError> {
-    Err(ControlError::new(ErrorKind::Refused, "this corral has no node support (built without the `cluster` feature)"))
+async fn across_nodes<M, R>(_cluster: &ClusterHandle<M, R>, _command: Command) -> Result<Value, ControlFailure> {
+    Err(ControlFailure::NoNodeSupport)
 }
 
 /// The node-set commands: refused without a node set.
 #[cfg(feature = "cluster")]
-async fn across_nodes<M, R>(cluster: &ClusterHandle<M, R>, command: Command) -> Result<Value, ControlError>
+async fn across_nodes<M, R>(cluster: &ClusterHandle<M, R>, command: Command) -> Result<Value, ControlFailure>
 where
     M: Serialize + Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
 {
     let Some(nodes) = cluster.node_set() else {
-        return Err(ControlError::new(ErrorKind::Refused, "this cluster is not in a node set (no [node] configured)"));
+        return Err(ControlFailure::NoNodeSet);
     };
     let to_json = |v: &dyn ToJson| v.to_json();
     match command {
         Command::StatusAll => Ok(to_json(&nodes.status_all().await)),
         Command::ReloadAll => match nodes.reload_all().await {
             Ok(done) => Ok(json!({ "nodes": to_json(&done) })),
-            Err(e) => Err(ControlError::new(ErrorKind::Failed, e.to_string())),
+            Err(e) => Err(ControlFailure::ReloadAll(e)),
         },
         Command::Broadcast { message } => {
             let answers: Vec<Value> = nodes
@@ -390,7 +372,7 @@ where
                 .collect();
             Ok(json!({ "nodes": answers }))
         }
-        _ => Err(ControlError::new(ErrorKind::BadRequest, "not a node-set command")),
+        _ => Err(ControlFailure::NotNodeSetCommand),
     }
 }
 
@@ -443,14 +425,10 @@ where
     }
 }
 
-fn failed(e: ClusterError) -> ControlError {
-    ControlError::new(ErrorKind::Failed, e.to_string())
+fn failed(e: ClusterError) -> ControlFailure {
+    ControlFailure::Failed(e)
 }
 
-fn refused(e: ClusterError) -> ControlError {
-    let kind = match e {
-        ClusterError::NoSuchSlot { .. } => ErrorKind::NoSuchSlot,
-        _ => ErrorKind::Refused,
-    };
-    ControlError::new(kind, e.to_string())
+fn refused(e: ClusterError) -> ControlFailure {
+    ControlFailure::Refused(e)
 }
