@@ -43,7 +43,8 @@ impl Error {
     /// configuration, [`EXIT_FAILURE`] for everything else.
     ///
     /// ```
-    /// use corral::{ClusterError, ConfigError, Error};
+    /// use corral::{ClusterError, Error};
+    /// use corral::config::ConfigError;
     /// let bad = ConfigError::Invalid { field: "workers", reason: "must be at least 1".into() };
     /// assert_eq!(Error::from(ClusterError::from(bad)).exit_code(), corral::EXIT_CONFIG);
     /// assert_eq!(Error::from(ClusterError::Stopped).exit_code(), corral::EXIT_FAILURE);

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use crate::config_file::{ConfigFile, ConfigFileError};
 use crate::settings::OverlayError;
-use crate::{
-    ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ControlSocket, Error, EventStream, ListenAddr,
-    Reconfigure,
-};
+use crate::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Error};
+use crate::config::{ListenAddr, Reconfigure};
+use crate::control::ControlSocket;
+use crate::events::EventStream;
 
 use super::{EXIT_FAILED, EXIT_USAGE, RunArgs};
 

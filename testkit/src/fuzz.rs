@@ -1,5 +1,5 @@
 //! The fuzz harness: one function per target, each taking libFuzzer's raw input and returning
-//! the frame limit it ran under (for the allocation budget of `peak::within_budget`).
+//! the frame limit it ran under (for the allocation budget of `corral_fuzz::peak::within_budget`).
 //!
 //! Shared by the libFuzzer targets (`fuzz/fuzz_targets/`, nightly) and by the stable replay
 //! test `tests/fuzz_corpus.rs`, which runs every saved corpus file and every crash found
@@ -21,10 +21,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{BufMut, BytesMut};
 use corral::config_file::{ConfigFile, ConfigFileError};
 use corral::control::{MAX_REQUEST, MAX_RESPONSE, Request, Response, read_frame};
-use corral::protocol::{
-    Body, Control, DEFAULT_MAX_FRAME_LENGTH, Envelope, FrameCodec, HandleAck, HandleHeader, HandleKind,
-    MAX_REFUSED_PER_ACK, PROTOCOL_VERSION, ProtocolError, TraceContext,
-};
+use corral::protocol::{Body, Control, DEFAULT_MAX_FRAME_LENGTH, Envelope, FrameCodec, HandleAck, HandleHeader, HandleKind, MAX_REFUSED_PER_ACK, PROTOCOL_VERSION, ProtocolError, TraceContext};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, ReadBuf};
