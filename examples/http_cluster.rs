@@ -27,8 +27,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, ValueEnum};
-use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
 use corral::config::Scheduling;
+use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
 use serde::Deserialize;
 
 #[derive(Parser, Clone)]

@@ -20,11 +20,11 @@
 //! # let _ = config;
 //! ```
 
-pub use corral_runtime::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
 #[cfg(feature = "cluster")]
 pub use corral_runtime::node::{
     AgentMsg, NodeError, NodeReloaded, NodeSet, NodeStatus, PeerState, ReloadAllError, SessionEvent, WIRE_VERSION,
     WireError,
 };
+pub use corral_runtime::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
 #[cfg(feature = "cluster")]
 pub use ractor_cluster;

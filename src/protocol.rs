@@ -24,9 +24,9 @@
 
 pub use corral_protocol::{
     Answer, BACKLOG, BindMode, Body, BootstrapFault, Control, DEFAULT_MAX_FRAME_LENGTH, Envelope, FrameCodec,
-    HandleAck, HandleChannel, HandleFault, HandleHeader, HandleKind, Hello, ListenGrant, LogLevel,
-    MAX_HANDLE_HEADER, MAX_REFUSED_PER_ACK, MAX_TRACESTATE, Outgoing, PROTOCOL_VERSION, PendingCall, PendingCalls,
-    ProtocolError, QueuedAcks, ReplySink, SocketPair, TraceContext, bind, bind_first, enqueue, reply_sink,
-    seqpacket_pair, stream_pair, write_frames, write_frames_until,
+    HandleAck, HandleChannel, HandleFault, HandleHeader, HandleKind, Hello, ListenGrant, LogLevel, MAX_HANDLE_HEADER,
+    MAX_REFUSED_PER_ACK, MAX_TRACESTATE, Outgoing, PROTOCOL_VERSION, PendingCall, PendingCalls, ProtocolError,
+    QueuedAcks, ReplySink, SocketPair, TraceContext, bind, bind_first, enqueue, reply_sink, seqpacket_pair,
+    stream_pair, write_frames, write_frames_until,
 };
 pub use corral_protocol::{bootstrap, spans};

@@ -26,5 +26,6 @@
 //! ```
 
 pub use corral_runtime::{
-    Backoff, ClusterArgs, ClusterMsg, ClusterSignal, ClusterState, Escalation, ExitStatus, KillReason, KilledWorker, Restart, RestartIntensity, StartFailure,
+    Backoff, ClusterArgs, ClusterMsg, ClusterSignal, ClusterState, Escalation, ExitStatus, KillReason, KilledWorker,
+    Restart, RestartIntensity, StartFailure,
 };

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use corral::{ClusterError, ClusterEvent};
 use corral::config::{Scheduling, WorkerOutput};
+use corral::{ClusterError, ClusterEvent};
 use nix::sys::signal::Signal;
 
 /// `n` requests on fresh connections; how many were answered 200.

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
-use corral::{ClusterError, ClusterEvent};
 use corral::config::Scheduling;
 use corral::control::{ReloadError, ReplaceError, Scale, ScaleError};
 use corral::supervision::{ExitStatus, KilledWorker, StartFailure};
+use corral::{ClusterError, ClusterEvent};
 use tokio_util::sync::CancellationToken;
 
 /// Waits until the load has made some progress (bounded), without a fixed sleep.

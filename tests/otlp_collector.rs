@@ -6,12 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::TIMEOUT;
+use corral_testkit::otlp::{CollectedSpan, Collector, Kind, Transport, hex};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, Tracer, TracerProvider};
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use corral_testkit::otlp::{CollectedSpan, Collector, Kind, Transport, hex};
 
 /// Exports a `parent` span and its `child` (a client span with an attribute) through
 /// `exporter`, for a resource named `service`; returns once the provider is shut down.

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use common::{TIMEOUT, TestCmd, TestReport, config, example, spawn};
 use corral::ClusterEvent;
+use corral_testkit::otlp::{CollectedSpan, Collector, Kind, Transport, hex};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
-use corral_testkit::otlp::{CollectedSpan, Collector, Kind, Transport, hex};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::prelude::*;

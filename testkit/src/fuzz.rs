@@ -21,7 +21,10 @@ use std::task::{Context, Poll, Waker};
 use bytes::{BufMut, BytesMut};
 use corral::config_file::{ConfigFile, ConfigFileError};
 use corral::control::{MAX_REQUEST, MAX_RESPONSE, Request, Response, read_frame};
-use corral::protocol::{Body, Control, DEFAULT_MAX_FRAME_LENGTH, Envelope, FrameCodec, HandleAck, HandleHeader, HandleKind, MAX_REFUSED_PER_ACK, PROTOCOL_VERSION, ProtocolError, TraceContext};
+use corral::protocol::{
+    Body, Control, DEFAULT_MAX_FRAME_LENGTH, Envelope, FrameCodec, HandleAck, HandleHeader, HandleKind,
+    MAX_REFUSED_PER_ACK, PROTOCOL_VERSION, ProtocolError, TraceContext,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, ReadBuf};

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use corral::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle};
 use corral::config::WorkerExec;
 use corral::events::EventStream;
 use corral::supervision::Backoff;
+use corral::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle};
 
 /// Every wait in the tests is bounded by this.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
