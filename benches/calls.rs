@@ -14,7 +14,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use corral::{BoxError, ClusterConfig, ClusterEvent, ReplyTo, Worker, WorkerContext};
+use corral::worker::ReplyTo;
+use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
 use serde::{Deserialize, Serialize};
 
 mod support;

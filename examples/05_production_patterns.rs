@@ -18,7 +18,8 @@ use axum::Router;
 use axum::routing::get;
 use clap::Parser;
 use corral::config_file::{ConfigFile, parse_duration, template};
-use corral::{BoxError, ClusterConfig, ClusterEvent, StatusTable, Worker, WorkerContext, WorkerStatus};
+use corral::status::{StatusTable, WorkerStatus};
+use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
 
 #[derive(Parser)]
 struct Args {

@@ -16,7 +16,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
-use corral::{BoxError, ClusterConfig, ClusterEvent, CpuPoolError, Worker, WorkerContext};
+use corral::cpu_pool::CpuPoolError;
+use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
 use serde::Deserialize;
 
 #[derive(Parser)]

@@ -15,7 +15,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use clap::Parser;
-use corral::{BoxError, ClusterConfig, ClusterEvent, StatusTable, Worker, WorkerContext};
+use corral::status::StatusTable;
+use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
 
 #[derive(Parser)]
 struct Args {

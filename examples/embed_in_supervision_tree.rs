@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use corral::{BoxError, Cluster, ClusterConfig, ClusterEvent, ClusterHandle, Escalation, Worker, WorkerContext};
+use corral::supervision::Escalation;
+use corral::{BoxError, Cluster, ClusterConfig, ClusterEvent, ClusterHandle, Worker, WorkerContext};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 #[derive(Parser, Clone)]

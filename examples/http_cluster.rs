@@ -27,7 +27,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, ValueEnum};
-use corral::{BoxError, ClusterConfig, ClusterEvent, Scheduling, Worker, WorkerContext};
+use corral::config::Scheduling;
+use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
 use serde::Deserialize;
 
 #[derive(Parser, Clone)]
@@ -46,7 +47,7 @@ struct Args {
     sched: Sched,
     /// Serve /metrics, /status.json and a status page on ADDR (IP:PORT, or a bare PORT for
     /// 127.0.0.1).
-    #[arg(long, value_name = "ADDR", value_parser = corral::parse_metrics_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = corral::metrics::parse_metrics_addr)]
     metrics: Option<std::net::SocketAddr>,
 }
 
@@ -109,7 +110,7 @@ fn burn(budget: Duration) -> u64 {
     x.wrapping_add(rounds)
 }
 
-fn router(slot: usize, pool: corral::CpuPoolHandle) -> Router {
+fn router(slot: usize, pool: corral::cpu_pool::CpuPoolHandle) -> Router {
     let pid = std::process::id();
     Router::new()
         .route("/", get(move || async move { format!("Handled by worker {slot} (pid {pid})\n") }))

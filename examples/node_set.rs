@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use corral::{BoxError, ClusterConfig, ClusterEvent, ControlSocket, Cookie, NodeConfig, Worker, WorkerContext};
+use corral::control::ControlSocket;
+use corral::node::{Cookie, NodeConfig};
+use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]

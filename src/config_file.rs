@@ -375,7 +375,7 @@ fn set<T>(field: &mut T, value: Option<T>) {
 ///
 /// ```
 /// use corral::config_file::{ConfigFile, parse_sched};
-/// use corral::{Scheduling, StickyKey};
+/// use corral::config::{Scheduling, StickyKey};
 ///
 /// assert_eq!(parse_sched("sticky"), Some(Scheduling::Sticky));
 /// let file = ConfigFile::parse(

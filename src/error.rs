@@ -43,7 +43,8 @@ impl Error {
     /// configuration, [`EXIT_FAILURE`] for everything else.
     ///
     /// ```
-    /// use corral::{ClusterError, ConfigError, ConfigProblem, Error};
+    /// use corral::{ClusterError, Error};
+    /// use corral::config::{ConfigError, ConfigProblem};
     /// let bad = ConfigError::Invalid { field: "workers", problem: ConfigProblem::AtLeastOne };
     /// assert_eq!(Error::from(ClusterError::from(bad)).exit_code(), corral::EXIT_CONFIG);
     /// assert_eq!(Error::from(ClusterError::Stopped).exit_code(), corral::EXIT_FAILURE);

@@ -36,43 +36,80 @@
 //! A primary that fails prints the cause once, as `error: <sentence>` on stderr, and exits
 //! with [`EXIT_FAILURE`] (`1`), or [`EXIT_CONFIG`] (`2`) for a refused configuration; a clean
 //! stop exits `0` (see [`main`]).
+//!
+//! # What is where
+//!
+//! The crate root holds the everyday names, 17 of them:
+//!
+//! | | |
+//! |---|---|
+//! | start a program | [`main`], [`run`], [`run_primary`], [`run_if_worker`], [`is_worker`], [`init_tracing`] |
+//! | the primary | [`Cluster`], [`ClusterConfig`], [`ClusterHandle`], [`ClusterEvent`], [`ClusterError`] |
+//! | a worker | [`Worker`], [`WorkerContext`], [`BoxError`] |
+//! | the program's end | [`Error`], [`EXIT_FAILURE`], [`EXIT_CONFIG`] |
+//!
+//! Everything else is in one module, by subject, and reachable by that one path only:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | what [`ClusterConfig`]'s builder takes: worker program, output, scheduling, listen specs, readiness; reconfiguring a running cluster |
+//! | [`supervision`] | restart policy, backoff, restart intensity, escalation, exit statuses; the cluster actor's mailbox |
+//! | [`events`] | the event stream, output streams, the lifecycle tracing target |
+//! | [`status`] | worker status and statistics, the status table, hang reports |
+//! | [`control`] | reload, scale, restart a slot; the control socket and its wire format |
+//! | [`upgrade`] | upgrading the primary in place |
+//! | [`metrics`] | the primary's metrics endpoint |
+//! | [`node`] | the node set across hosts (running one needs the `cluster` feature) |
+//! | [`worker`] | a worker's messages, calls, listeners, errors and exit codes |
+//! | [`http`] | serving an axum app on a worker's listener |
+//! | [`cpu_pool`] | CPU-heavy work off the event loop |
+//! | [`protocol`] | the wire between primary and workers |
+//! | [`config_file`], [`settings`] | `corral.toml`, and the one declaration of every setting |
+//! | [`cli`] | the `corral` program |
+//! | `telemetry` | OTLP traces and metrics (the `telemetry` feature) |
 #![warn(missing_docs)]
+#![deny(unnameable_types)]
 
 pub mod cli;
+pub mod config;
 pub mod config_file;
+pub mod control;
+pub mod cpu_pool;
 mod error;
+pub mod events;
+pub mod metrics;
+pub mod node;
 mod primary;
+pub mod protocol;
 pub mod settings;
+pub mod status;
+pub mod supervision;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+pub mod upgrade;
+pub mod worker;
 
-pub use corral_protocol as protocol;
-pub use corral_runtime::control;
-pub use corral_runtime::metrics;
-/// The node set (one corral per host, joined over ractor_cluster): `corral_runtime::node`.
-#[cfg(feature = "cluster")]
-pub use corral_runtime::node;
-pub use corral_runtime::{
-    Backoff, CallError, Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ClusterMsg, ConfigError,
-    ConfigProblem, ControlSocket, Escalation, EventStream, ExitStatus, ForeignWorker, HangReport, KillReason,
-    KilledWorker, ListenAddr, ListenRefusal, ListenSpec, ListenSpecError, ListenerCounts, LogFiles, MetricsAddrError,
-    OutputStream, PoolStats, ProtocolError, Readiness, ReadinessError, Reconfigure, ReconfigureError, ReloadError,
-    ReloadReport, ReplaceError, Replaced, ReplyError, ReplyTo, Restart, RestartIntensity, Scale, ScaleError,
-    ScaleReport, Scheduling, StartFailure, StatusTable, StickyKey, StickyKeyError, ThreadActivity, ThreadSample,
-    WorkerExec, WorkerOutput, WorkerState, WorkerStatus, parse_metrics_addr, set_primary_title,
-};
-pub use corral_runtime::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
-pub use corral_workers::http;
-pub use corral_workers::{
-    BoxError, Connection, CpuPool, CpuPoolConfig, CpuPoolConfigFault, CpuPoolError, CpuPoolHandle, CpuPoolStats,
-    Listener, Origin, Stage, Worker, WorkerContext, WorkerError,
-};
+/// Serving an axum app on a worker's [`Listener`](worker::Listener), with a drain that loses no
+/// request.
+///
+/// ```no_run
+/// use corral::{BoxError, WorkerContext};
+///
+/// async fn start(cx: &WorkerContext<()>) -> Result<(), BoxError> {
+///     let listener = cx.listen("0.0.0.0:3000").await?;
+///     let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+///     cx.spawn_tracked(corral::http::serve(listener, app, cx.shutdown_token(), Default::default()));
+///     Ok(())
+/// }
+/// ```
+pub mod http {
+    pub use corral_workers::http::*;
+}
+
+pub use corral_runtime::{Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle};
+pub use corral_workers::{BoxError, Worker, WorkerContext};
 pub use error::{EXIT_CONFIG, EXIT_FAILURE, Error};
 pub use primary::{is_worker, main, run, run_if_worker, run_primary};
-/// ractor_cluster itself, for an application's own actor messages under the `cluster`
-/// feature (`#[derive(ractor_cluster::RactorMessage)]`).
-#[cfg(feature = "cluster")]
-pub use ractor_cluster;
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
 /// `info`), in colour only when stderr is a terminal and `NO_COLOR` is unset or empty, and — with the `telemetry` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`

@@ -152,11 +152,11 @@ pub fn run_if_worker<W: Worker>(worker: W) {
 }
 
 /// The primary half of [`run`], for clusters whose workers are not this program: a
-/// [`WorkerExec::Program`](corral_runtime::WorkerExec::Program) or
-/// [`WorkerExec::Foreign`](corral_runtime::WorkerExec::Foreign) cluster (`corral run` is built
+/// [`WorkerExec::Program`](crate::config::WorkerExec::Program) or
+/// [`WorkerExec::Foreign`](crate::config::WorkerExec::Foreign) cluster (`corral run` is built
 /// on it). One single-threaded runtime, the same signal handling (SIGINT/SIGTERM stop,
 /// SIGHUP reloads, SIGTTIN/SIGTTOU scale), `primary` as in [`run`]. It titles the process
-/// `myapp: primary ARGS` for `ps` ([`set_primary_title`](crate::set_primary_title)), so
+/// `myapp: primary ARGS` for `ps` ([`set_primary_title`](crate::status::set_primary_title)), so
 /// `std::env::args()` reads the title afterwards: parse the arguments first.
 ///
 /// # Errors
@@ -167,7 +167,8 @@ pub fn run_if_worker<W: Worker>(worker: W) {
 /// ([`Error::sentence`] says it in one line, [`Error::exit_code`] maps it to an exit code).
 ///
 /// ```no_run
-/// use corral::{ClusterConfig, ForeignWorker, Scheduling, WorkerExec};
+/// use corral::ClusterConfig;
+/// use corral::config::{ForeignWorker, Scheduling, WorkerExec};
 ///
 /// fn main() -> std::process::ExitCode {
 ///     let app = ForeignWorker::new("python3").arg("app.py").listen("127.0.0.1:8080".parse().unwrap());

@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use corral::{ClusterEvent, Escalation, ProtocolError};
+use corral::ClusterEvent;
+use corral::protocol::ProtocolError;
+use corral::supervision::Escalation;
 
 /// Slot 1's first process misbehaves as `mode` says; checks it is reported and replaced while
 /// slot 0 keeps its process and keeps answering.

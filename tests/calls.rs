@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use corral::{CallError, ClusterEvent};
+use corral::ClusterEvent;
+use corral::worker::CallError;
 use nix::sys::signal::Signal;
 
 /// Waits (bounded) until `cond` holds.

@@ -311,7 +311,7 @@ async fn corral_run_is_driven_by_status_scale_reload_restart_and_stop() {
 async fn a_library_cluster_is_driven_by_the_corral_binary() {
     let dir = TempDir::new("library");
     let socket = socket_in(&dir);
-    let (cluster, mut events) = spawn(config(2).control(corral::ControlSocket::Path(socket.clone()))).await;
+    let (cluster, mut events) = spawn(config(2).control(corral::control::ControlSocket::Path(socket.clone()))).await;
     let ready_pids = events.all_ready(2).await;
 
     // status --json: the two ready workers, with the pids the cluster reported.

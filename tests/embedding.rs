@@ -5,7 +5,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use corral::{Cluster, ClusterError, ConfigError, Escalation};
+use corral::config::ConfigError;
+use corral::supervision::Escalation;
+use corral::{Cluster, ClusterError};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
@@ -90,7 +92,11 @@ async fn a_clean_stop_terminates_the_cluster_actor_normally() {
 async fn a_bad_config_is_refused_naming_the_field() {
     let err = Cluster::<TestCmd, TestReport>::spawn(config(0)).await.expect_err("0 workers");
     assert!(matches!(err, ClusterError::Config(ConfigError::Invalid { field: "workers", .. })), "{err:?}");
-    let base = corral::Backoff { base: Duration::from_secs(2), max: Duration::from_secs(1), ..Default::default() };
+    let base = corral::supervision::Backoff {
+        base: Duration::from_secs(2),
+        max: Duration::from_secs(1),
+        ..Default::default()
+    };
     let err = Cluster::<TestCmd, TestReport>::spawn(config(1).backoff(base)).await.expect_err("max below base");
     assert!(matches!(err, ClusterError::Config(ConfigError::Invalid { field: "backoff.max", .. })), "{err:?}");
 }

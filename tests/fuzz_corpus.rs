@@ -1,13 +1,11 @@
 //! Replays the fuzz corpus on stable: every file saved under `fuzz/corpus/<target>/` and every
 //! crash kept under `fuzz/regressions/<target>/` goes through the same harness function as in
-//! the libFuzzer target (`fuzz/src/harness.rs`), which panics on any broken property (a frame
+//! the libFuzzer target (`testkit/src/fuzz.rs`), which panics on any broken property (a frame
 //! over the limit, a value that changes in a round trip, a hello check that lets the wrong
 //! frame through, a read that does not end). Fuzzing itself needs nightly and cargo-fuzz;
 //! RELIABILITY.md says how it was run.
 
-#[allow(dead_code)]
-#[path = "../fuzz/src/harness.rs"]
-mod harness;
+use corral_testkit::fuzz as harness;
 
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};

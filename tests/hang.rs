@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use corral::{ClusterEvent, HangReport, ThreadActivity};
+use corral::ClusterEvent;
+use corral::status::{HangReport, ThreadActivity};
 
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(500);
 

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use corral::{ClusterError, ClusterEvent, Scheduling, WorkerOutput};
+use corral::config::{Scheduling, WorkerOutput};
+use corral::{ClusterError, ClusterEvent};
 use nix::sys::signal::Signal;
 
 /// `n` requests on fresh connections; how many were answered 200.
@@ -33,7 +34,7 @@ async fn a_worker_flooding_stdout_does_not_stop_the_others() {
     let ok = tokio::time::timeout(TIMEOUT, answered(addr, 100)).await.expect("answers in time");
     assert_eq!(ok, 100);
     let status = cluster.status().await.expect("status");
-    assert!(status.iter().all(|w| w.state == corral::WorkerState::Ready), "{status:?}");
+    assert!(status.iter().all(|w| w.state == corral::status::WorkerState::Ready), "{status:?}");
     cluster.stop().await.expect("clean stop");
 }
 
@@ -142,7 +143,7 @@ async fn a_worker_may_listen_only_where_the_configuration_allows() {
     // and the cluster itself is not stopped by it.
     let config = http_config(1, Scheduling::RoundRobin)
         .listen_allow(Some(vec!["127.0.0.2:8080".into()]))
-        .escalation(corral::Escalation::Degraded);
+        .escalation(corral::supervision::Escalation::Degraded);
     let (cluster, mut events) = spawn(config).await;
     events.wait_for("the worker exited", |e| matches!(e, ClusterEvent::Exit { slot: 0, .. })).await;
     assert!(!events.seen.iter().any(|e| matches!(e, ClusterEvent::Listening { .. })), "it listened anyway");

@@ -9,7 +9,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use corral::{Backoff, Scale, Scheduling, WorkerState};
+use corral::config::Scheduling;
+use corral::control::Scale;
+use corral::status::WorkerState;
+use corral::supervision::Backoff;
 use nix::sys::signal::Signal;
 
 /// How many kills (`KILL_STORM_KILLS` raises it for a longer run, as a script would).

@@ -1,5 +1,6 @@
-//! The shape of the code, checked: no library source file over 700 lines, and no module that
-//! imports another that imports it back (directly or round a loop), in any crate.
+//! The shape of the code, checked: no library source file over 700 lines, no `#[path]` include
+//! anywhere, and no module that imports another that imports it back (directly or round a
+//! loop), in any crate.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -72,6 +73,39 @@ fn no_library_source_file_is_over_700_lines() {
         })
         .collect();
     assert!(long.is_empty(), "over 700 lines: {long:?}");
+}
+
+/// Code is shared by modules and crates, never by `#[path]` includes (a file compiled into two
+/// crates under two module paths): shared test code is the `corral-testkit` crate.
+#[test]
+fn no_source_file_includes_another_by_path() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if name != "target" && !name.to_string_lossy().starts_with('.') {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    // Spelled in two pieces, so that this file does not match itself.
+    let attribute = concat!("#", "[path");
+    let mut files = Vec::new();
+    walk(&root(), &mut files);
+    assert!(files.len() > 100, "found only {} .rs files under {}", files.len(), root().display());
+    let included: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .is_ok_and(|text| text.lines().any(|l| l.trim_start().replace(' ', "").starts_with(attribute)))
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(included.is_empty(), "`#[path]` includes in: {included:?}");
 }
 
 #[test]

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
-use corral::{
-    ClusterError, ClusterEvent, ExitStatus, KilledWorker, ReloadError, ReplaceError, Scale, ScaleError, Scheduling,
-    StartFailure,
-};
+use corral::config::Scheduling;
+use corral::control::{ReloadError, ReplaceError, Scale, ScaleError};
+use corral::supervision::{ExitStatus, KilledWorker, StartFailure};
+use corral::{ClusterError, ClusterEvent};
 use tokio_util::sync::CancellationToken;
 
 /// Waits until the load has made some progress (bounded), without a fixed sleep.
@@ -99,7 +99,7 @@ async fn a_reload_runs_the_executable_as_it_is_on_disk_now() {
     std::fs::create_dir_all(&dir).expect("dir");
     let exe = dir.join("worker");
     std::fs::copy(example("testbed"), &exe).expect("copy");
-    let config = config(1).exec(corral::WorkerExec::Program { path: exe.clone(), args: Vec::new() });
+    let config = config(1).exec(corral::config::WorkerExec::Program { path: exe.clone(), args: Vec::new() });
     let (cluster, mut events) = spawn(config).await;
     events.all_ready(1).await;
     let old = cluster.status().await.expect("status")[0].pid.expect("pid");

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use corral::{ClusterError, ClusterEvent, ListenRefusal, Scheduling};
+use corral::config::Scheduling;
+use corral::worker::ListenRefusal;
+use corral::{ClusterError, ClusterEvent};
 use nix::sys::signal::Signal;
 
 async fn serves_from_every_worker(scheduling: Scheduling) {

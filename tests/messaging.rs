@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
-use corral::{ClusterError, ClusterEvent, Origin};
+use corral::worker::Origin;
+use corral::{ClusterError, ClusterEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_round_trips_to_each_worker() {

@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{CorralRun, TIMEOUT, http_config, http_get, kill, spawn};
-use corral::{ClusterConfig, Scheduling};
+use corral::ClusterConfig;
+use corral::config::Scheduling;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;

@@ -1,19 +1,17 @@
-//! The in-test OTLP collector (tests/common/otlp.rs) against the real `opentelemetry-otlp`
+//! The in-test OTLP collector (`corral_testkit::otlp`) against the real `opentelemetry-otlp`
 //! exporter, over both transports.
 
 mod common;
-#[path = "common/otlp.rs"]
-mod otlp;
 
 use std::time::Duration;
 
 use common::TIMEOUT;
+use corral_testkit::otlp::{CollectedSpan, Collector, Kind, Transport, hex};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, Tracer, TracerProvider};
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use otlp::{CollectedSpan, Collector, Kind, Transport, hex};
 
 /// Exports a `parent` span and its `child` (a client span with an attribute) through
 /// `exporter`, for a resource named `service`; returns once the provider is shut down.

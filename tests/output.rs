@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use corral::{ClusterEvent, OutputStream, WorkerOutput};
+use corral::ClusterEvent;
+use corral::config::WorkerOutput;
+use corral::events::OutputStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captured_output_arrives_tagged_with_slot_and_pid() {

@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::*;
-use corral::{ClusterEvent, Scheduling};
+use corral::ClusterEvent;
+use corral::config::Scheduling;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

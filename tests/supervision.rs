@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use corral::{ClusterError, ClusterEvent, Escalation, Restart, WorkerState};
+use corral::status::WorkerState;
+use corral::supervision::{Escalation, Restart};
+use corral::{ClusterError, ClusterEvent};
 use nix::sys::signal::Signal;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

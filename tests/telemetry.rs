@@ -1,20 +1,18 @@
 //! Traces across real processes, shown through a real exporter: an OTLP collector on
-//! 127.0.0.1 in this test (tests/common/otlp.rs) receives what the primary (this test
+//! 127.0.0.1 in this test (`corral_testkit::otlp`) receives what the primary (this test
 //! process, or `http_cluster`) and its workers export with `opentelemetry-otlp`.
 
 mod common;
-#[path = "common/otlp.rs"]
-mod otlp;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{TIMEOUT, TestCmd, TestReport, config, example, spawn};
 use corral::ClusterEvent;
+use corral_testkit::otlp::{CollectedSpan, Collector, Kind, Transport, hex};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
-use otlp::{CollectedSpan, Collector, Kind, Transport, hex};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::prelude::*;

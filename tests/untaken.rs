@@ -6,7 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use corral::{ClusterEvent, Scheduling};
+use corral::ClusterEvent;
+use corral::config::Scheduling;
 use nix::sys::signal::Signal;
 use tokio::task::JoinHandle;
 

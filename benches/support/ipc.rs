@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use corral::{BoxError, ClusterEvent, ClusterHandle, EventStream, Worker, WorkerContext};
+use corral::events::EventStream;
+use corral::{BoxError, ClusterEvent, ClusterHandle, Worker, WorkerContext};
 use serde::{Deserialize, Serialize};
 
 /// Bytes of string payload per message.

@@ -33,9 +33,7 @@ use corral::{BoxError, ClusterConfig, Worker, WorkerContext};
 use serde::Deserialize;
 use tokio_util::codec::Encoder;
 
-mod messages;
-
-use messages::{TestCmd, TestReport};
+use corral_testkit::messages::{TestCmd, TestReport};
 
 struct Testbed {
     mode: String,
@@ -45,7 +43,7 @@ struct Testbed {
 #[derive(Default)]
 struct TestState {
     /// Calls held unanswered (`TestCmd::Hold`).
-    held: Vec<corral::protocol::ReplyTo<u64>>,
+    held: Vec<corral::worker::ReplyTo<u64>>,
     /// Ticks handled, by sender slot: how many, and the next number expected.
     ticks: std::collections::BTreeMap<usize, (u64, u64)>,
     /// Ticks that were not their sender's next number.
@@ -200,7 +198,7 @@ impl Worker for Testbed {
             },
             TestCmd::Tick(n) => {
                 let from = match cx.origin() {
-                    Some(corral::Origin::Worker { slot }) => slot,
+                    Some(corral::worker::Origin::Worker { slot }) => slot,
                     _ => usize::MAX,
                 };
                 let (count, next) = state.ticks.entry(from).or_default();
@@ -229,7 +227,7 @@ impl Worker for Testbed {
                     };
                     match sent {
                         Ok(()) => next += 1,
-                        Err(corral::WorkerError::Busy) => break,
+                        Err(corral::worker::WorkerError::Busy) => break,
                         Err(e) => return Err(e.into()),
                     }
                 }

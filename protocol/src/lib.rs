@@ -36,6 +36,7 @@
 //! assert!(matches!(second.body.as_control(), Some(Control::Ready)));
 //! ```
 #![warn(missing_docs)]
+#![deny(unnameable_types)]
 
 pub mod bootstrap;
 pub mod call;

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
+use crate::ClusterConfig;
+use crate::config::WorkerExec;
 use crate::config_file::ConfigFile;
-use crate::{ClusterConfig, WorkerExec};
 
 use super::EXIT_USAGE;
 
@@ -84,7 +85,7 @@ pub fn effective(c: &ClusterConfig) -> String {
     let d = |d: std::time::Duration| format!("{:?}", humantime::format_duration(d).to_string());
     line("workers", c.workers.to_string());
     line("sched", format!("{:?}", sched_name(c.scheduling)));
-    if c.scheduling == crate::Scheduling::Sticky {
+    if c.scheduling == crate::config::Scheduling::Sticky {
         line("sticky_key", format!("{:?}", c.sticky_key.to_string()));
     }
     line("kill_timeout", d(c.kill_timeout));
@@ -118,12 +119,12 @@ pub fn effective(c: &ClusterConfig) -> String {
     out
 }
 
-fn sched_name(s: crate::Scheduling) -> &'static str {
+fn sched_name(s: crate::config::Scheduling) -> &'static str {
     match s {
-        crate::Scheduling::ReusePort => "reuseport",
-        crate::Scheduling::Shared => "shared",
-        crate::Scheduling::RoundRobin => "rr",
-        crate::Scheduling::LeastConnections => "lc",
-        crate::Scheduling::Sticky => "sticky",
+        crate::config::Scheduling::ReusePort => "reuseport",
+        crate::config::Scheduling::Shared => "shared",
+        crate::config::Scheduling::RoundRobin => "rr",
+        crate::config::Scheduling::LeastConnections => "lc",
+        crate::config::Scheduling::Sticky => "sticky",
     }
 }

@@ -3,12 +3,12 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use crate::config::{ListenAddr, Reconfigure};
 use crate::config_file::{ConfigFile, ConfigFileError};
+use crate::control::ControlSocket;
+use crate::events::EventStream;
 use crate::settings::OverlayError;
-use crate::{
-    ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, ControlSocket, Error, EventStream, ListenAddr,
-    Reconfigure,
-};
+use crate::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Error};
 
 use super::{EXIT_FAILED, EXIT_USAGE, RunArgs};
 

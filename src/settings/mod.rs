@@ -6,7 +6,7 @@
 //! `corral init` template ([`template`]), the schema (`corral schema`, [`schema`]) and the
 //! book's reference page ([`reference_page`]) all show. [`Settings::defaults`] gives each
 //! setting's default, read from the runtime's own defaults. [`ConfigFile`] reads a file into
-//! it and turns it into a [`ClusterConfig`](corral_runtime::ClusterConfig), in one place.
+//! it and turns it into a [`ClusterConfig`](crate::ClusterConfig), in one place.
 //!
 //! Flags and keys have the same names (`kill_timeout` ↔ `--kill-timeout`; in a table,
 //! `backoff.max` ↔ `--backoff-max`) except where a field says otherwise: `program` and
@@ -17,7 +17,7 @@
 
 mod generate;
 pub mod groups;
-pub mod values;
+pub(crate) mod values;
 
 use clap::Args;
 use corral_runtime::{Backoff, ClusterConfig, LogFiles};

@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use corral::{Backoff, Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, WorkerExec};
+use corral::config::WorkerExec;
+use corral::events::EventStream;
+use corral::supervision::Backoff;
+use corral::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle};
 
 /// Every wait in the tests is bounded by this.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -14,9 +17,7 @@ mod corral_run;
 #[allow(unused_imports)] // Each test file uses a part of the helpers.
 pub use corral_run::*;
 
-#[path = "../../examples/testbed/messages.rs"]
-mod messages;
-pub use messages::{TestCmd, TestReport};
+pub use corral_testkit::messages::{TestCmd, TestReport};
 
 /// A built example (cargo test builds every example before it runs the tests).
 pub fn example(name: &str) -> PathBuf {
@@ -57,7 +58,7 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// a primary built on `corral::config_file` does).
 pub fn reloaded_from_file(base: ClusterConfig, file: PathBuf) -> ClusterConfig {
     let on_top = base.clone();
-    base.reconfigure(Some(corral::Reconfigure::new(move || {
+    base.reconfigure(Some(corral::config::Reconfigure::new(move || {
         Ok(corral::config_file::ConfigFile::read(&file)?.cluster_config_from(on_top.clone())?)
     })))
 }
@@ -258,7 +259,7 @@ pub fn answered_by(body: &str) -> (usize, u32) {
 }
 
 /// A testbed config that also serves HTTP on a shared 127.0.0.1 port.
-pub fn http_config(workers: usize, scheduling: corral::Scheduling) -> ClusterConfig {
+pub fn http_config(workers: usize, scheduling: corral::config::Scheduling) -> ClusterConfig {
     config(workers).scheduling(scheduling).env_var("TESTBED_HTTP", "127.0.0.1:0")
 }
 

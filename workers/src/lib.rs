@@ -47,6 +47,7 @@
 //! }
 //! ```
 #![warn(missing_docs)]
+#![deny(unnameable_types)]
 
 mod actor;
 mod behaviour;

@@ -4,7 +4,6 @@
 //!
 //! The servers run on a thread of their own with their own tokio runtime, so the collector
 //! works from sync tests and from `#[tokio::test]` tests of either flavour.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

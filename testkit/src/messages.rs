@@ -1,7 +1,7 @@
 //! The testbed's messages, shared with the black-box tests (`tests/common`).
 
-use corral::Origin;
-use corral::protocol::ReplyTo;
+use corral::worker::Origin;
+use corral::worker::ReplyTo;
 use serde::{Deserialize, Serialize};
 
 /// Primary → worker.

@@ -1,5 +1,5 @@
 //! The fuzz harness: one function per target, each taking libFuzzer's raw input and returning
-//! the frame limit it ran under (for the allocation budget of `peak::within_budget`).
+//! the frame limit it ran under (for the allocation budget of `corral_fuzz::peak::within_budget`).
 //!
 //! Shared by the libFuzzer targets (`fuzz/fuzz_targets/`, nightly) and by the stable replay
 //! test `tests/fuzz_corpus.rs`, which runs every saved corpus file and every crash found
