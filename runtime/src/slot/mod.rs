@@ -30,6 +30,7 @@ mod exit;
 mod grant;
 mod handover;
 mod health;
+mod life;
 mod msg;
 mod recycle;
 mod replace;
@@ -137,7 +138,6 @@ where
                 ProcessEventKind::Exited(status) => st.exited(generation, status),
             },
         }
-        st.settle_recycle();
         Ok(())
     }
 }
