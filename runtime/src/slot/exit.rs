@@ -103,7 +103,8 @@ where
         true
     }
 
-    /// A candidate died before it took over: its replacement failed; the old process serves on.
+    /// A candidate died before it was promoted: its replacement failed; the old process serves
+    /// on, if it is still there.
     fn candidate_failed(&mut self, proc: &Proc<M>, status: ExitStatus) {
         if self.life().replacing().is_none() {
             return;
@@ -116,7 +117,11 @@ where
         };
         let error = ReplaceError::Failed { slot, pid: proc.pid(), cause };
         lifecycle::fail(&pending.span, &error);
-        pending.span.in_scope(|| tracing::error!(slot, %error, "replacement failed; the old worker keeps serving"));
+        pending.span.in_scope(|| match proc.role {
+            Role::Candidate => tracing::error!(slot, %error, "replacement failed; the old worker keeps serving"),
+            // It had taken over from an old process that died: the slot restarts as it says.
+            Role::Current | Role::Retiring => tracing::error!(slot, %error, "replacement failed"),
+        });
         if let Some(reply) = pending.reply {
             let _ = reply.send(Err(error));
         }

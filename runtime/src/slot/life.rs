@@ -156,7 +156,10 @@ impl Life {
 
     /// Whether the slot serves (restarting as the policy says): not told to stop, not ended.
     pub(crate) fn is_live(&self) -> bool {
-        matches!(self, Life::Starting | Life::Running | Life::RecycleQueued(_) | Life::Replacing(_) | Life::Restarting(_))
+        matches!(
+            self,
+            Life::Starting | Life::Running | Life::RecycleQueued(_) | Life::Replacing(_) | Life::Restarting(_)
+        )
     }
 
     /// The replacement under way, if there is one.

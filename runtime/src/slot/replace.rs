@@ -66,7 +66,8 @@ where
                 }
                 let pending = Pending { generation, old_pid, reason, reply, span: span.clone(), turn };
                 if let Err(refused) = self.transition(Life::Replacing(pending)) {
-                    // Not reached: the slot was live and not replacing, and no await since.
+                    // Not reached: the slot was live and not replacing, and the actor handles one
+                    // message at a time, so it still is.
                     tracing::error!(slot, %refused, "replacement not recorded");
                 }
             }

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Span;
 
-use super::msg::SlotMsg;
 use super::life::Life;
+use super::msg::SlotMsg;
 use super::state::{DrainCause, Phase, SlotState};
 use crate::api::error::ReplaceError;
 use crate::api::events::lifecycle;

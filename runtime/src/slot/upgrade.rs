@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::handover::{AdoptedWorker, Adoption, HandedSlot};
-use super::msg::SlotMsg;
 use super::life::Life;
+use super::msg::SlotMsg;
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
 use crate::api::error::UpgradeError;
 use crate::process;
@@ -30,7 +30,9 @@ where
     pub(crate) fn can_hand_over(&self) -> Result<(), UpgradeError> {
         let ok = match (self.life(), self.procs.as_slice()) {
             (Life::Restarting(_), []) => true,
-            (Life::Running | Life::RecycleQueued(_), [only]) => only.role == Role::Current && only.phase == Phase::Ready,
+            (Life::Running | Life::RecycleQueued(_), [only]) => {
+                only.role == Role::Current && only.phase == Phase::Ready
+            }
             _ => false,
         };
         if ok { Ok(()) } else { Err(UpgradeError::SlotBusy { slot: self.slot(), state: self.state() }) }
