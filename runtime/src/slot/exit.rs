@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Span;
 
-use super::msg::{SlotMsg, SlotOutcome, SlotReport};
-use super::state::{Ending, Life, Proc, ProcSpans, Role, SlotState};
+use super::life::{Life, Restart};
+use super::state::{Proc, ProcSpans, Role, SlotState};
 use crate::api::error::{ReplaceError, StartFailure};
 use crate::api::events::{ClusterEvent, lifecycle};
 use crate::supervision::decision::{Decision, Done, Exit, Launch, ProtocolFault};
@@ -42,7 +42,7 @@ where
         proc.set_accepting(false);
         self.args.listeners.unregister(slot, generation);
         let uptime = proc.started.elapsed();
-        let stopping = !self.is_running();
+        let stopping = !self.is_live();
         let spans = std::mem::take(&mut proc.spans);
         let none = Span::none();
         let scope = spans.drain.as_ref().or(spans.fork.as_ref()).unwrap_or(&none);
@@ -64,6 +64,10 @@ where
                 self.args.routes.clear(slot, generation);
                 if self.candidate_takes_over() {
                     return;
+                }
+                if self.life().replacing().is_some() {
+                    // A candidate that had taken over died before it was ready.
+                    self.candidate_failed(&proc, status);
                 }
                 let protocol = match &proc.killed {
                     Some(why) if why.rules_out_restart() => ProtocolFault::Fatal,
@@ -99,9 +103,13 @@ where
         true
     }
 
-    /// A candidate died before it took over: its replacement failed; the old process serves on.
+    /// A candidate died before it was promoted: its replacement failed; the old process serves
+    /// on, if it is still there.
     fn candidate_failed(&mut self, proc: &Proc<M>, status: ExitStatus) {
-        let Some(pending) = self.replacing.take() else { return };
+        if self.life().replacing().is_none() {
+            return;
+        }
+        let Ok(Life::Replacing(pending)) = self.transition(Life::Running) else { return };
         let slot = self.slot();
         let cause = match &proc.killed {
             Some(why) => StartFailure::Killed(why.clone()),
@@ -109,7 +117,11 @@ where
         };
         let error = ReplaceError::Failed { slot, pid: proc.pid(), cause };
         lifecycle::fail(&pending.span, &error);
-        pending.span.in_scope(|| tracing::error!(slot, %error, "replacement failed; the old worker keeps serving"));
+        pending.span.in_scope(|| match proc.role {
+            Role::Candidate => tracing::error!(slot, %error, "replacement failed; the old worker keeps serving"),
+            // It had taken over from an old process that died: the slot restarts as it says.
+            Role::Current | Role::Retiring => tracing::error!(slot, %error, "replacement failed"),
+        });
         if let Some(reply) = pending.reply {
             let _ = reply.send(Err(error));
         }
@@ -123,51 +135,41 @@ where
             Decision::Done(Done::NotRestarted) => {
                 let restart = self.args.config.restart;
                 tracing::info!(slot, status = %exit.status, ?restart, "worker not restarted");
-                self.end(Ending::Stopped, SlotOutcome::Finished);
+                let _ = self.transition(Life::Finished);
             }
             Decision::GiveUp { restarts } => self.give_up(restarts),
             Decision::Restart { delay, attempt } => self.schedule_restart(exit.status, delay, attempt),
         }
     }
 
+    /// Into `Restarting`: the `restart` span opens now; the door counts the restart, emits
+    /// `Restarting` and sends `Start` after the delay.
     fn schedule_restart(&mut self, status: ExitStatus, delay: Duration, attempt: u32) {
         let slot = self.slot();
-        self.restarts += 1;
         let restart = lifecycle::restart(slot, attempt, delay, &status);
         if let Some(report) = self.last_hang.take() {
             restart.record("corral.hang", tracing::field::display(&report));
         }
         restart.in_scope(|| tracing::warn!(slot, %status, ?delay, attempt, "restarting worker"));
-        self.pending_restart = Some(restart);
-        self.args.bus.emit(ClusterEvent::Restarting { slot, delay, attempt });
-        if delay.is_zero() {
-            let _ = self.myself.send_message(SlotMsg::Start);
-        } else {
-            self.myself.send_after(delay, || SlotMsg::Start);
-        }
+        let _ = self.transition(Life::Restarting(Restart { span: restart, delay, attempt }));
     }
 
-    /// The slot will not be restarted again; the cluster decides what follows.
+    /// The slot will not be restarted again; the cluster decides what follows (the door
+    /// emits `GaveUp` and tells the cluster).
     fn give_up(&mut self, restarts: usize) {
         let slot = self.slot();
         tracing::error!(slot, restarts, period = ?self.args.config.period, "worker slot gave up");
-        self.args.bus.emit(ClusterEvent::GaveUp { slot, restarts });
-        self.end(Ending::GaveUp, SlotOutcome::GaveUp { restarts });
+        let _ = self.transition(Life::GaveUp { restarts });
     }
 
     /// While stopping: once no process is left, the slot has ended.
     pub(crate) fn maybe_stopped(&mut self) {
-        if let Life::Stopping { killed } = &self.life
+        if let Life::Stopping { killed } = self.life()
             && self.procs.is_empty()
         {
-            let outcome = SlotOutcome::Stopped { killed: killed.clone() };
-            self.end(Ending::Stopped, outcome);
+            let killed = killed.clone();
+            let _ = self.transition(Life::Stopped { killed });
         }
-    }
-
-    fn end(&mut self, ending: Ending, outcome: SlotOutcome) {
-        self.life = Life::Ended(ending);
-        let _ = self.args.cluster.send_message(SlotReport::Ended { slot: self.slot(), outcome });
     }
 }
 

@@ -71,7 +71,7 @@ where
             }
         }
         let Some(limit) = config.max_memory else { return };
-        let recycling = self.recycle_turn.is_some() || self.recycle_queued.is_some();
+        let recycling = self.recycling();
         let Some(proc) = self.current_mut() else { return };
         if proc.phase != Phase::Ready {
             return;
@@ -112,7 +112,7 @@ where
         }
         self.last_latency = latency.or(self.last_latency);
         self.last_stats = Some(stats);
-        if recycle && self.is_running() {
+        if recycle && self.is_live() {
             self.recycle(ReplaceReason::MaxRequests).await;
         }
     }

@@ -2,34 +2,47 @@
 //!
 //! The actor is a thin, exhaustive match: every [`SlotMsg`] (commands from the cluster,
 //! timers, and the events of the slot's processes) is one method on [`SlotState`], each in
-//! the file of its idea:
+//! the file of its idea. The slot's own state is one value, a `Life` (`life.rs`), written
+//! only by `SlotState::transition` (`transition.rs`), systemd's `service_set_state()`: it
+//! refuses an illegal move, logs every move, and emits what the move implies. Each process
+//! keeps its own `Role` and `Phase` (`state.rs`); the status is derived from both.
 //!
-//! | file         | what                                                             |
-//! |--------------|------------------------------------------------------------------|
-//! | `msg.rs`     | the vocabulary: commands, process events, reports to the cluster |
-//! | `state.rs`   | processes (`Phase`, `Role`), the slot's `Life`, derived status   |
-//! | `start.rs`   | starting processes; online, ready, start timeout                 |
-//! | `exit.rs`    | a process's end; the restart decision applied                    |
-//! | `policy.rs`  | the restart decision itself: one pure function                   |
-//! | `replace.rs` | candidate → promoted → old retired                               |
-//! | `health.rs`  | heartbeats, memory and request recycling                         |
-//! | `recycle.rs` | recycling turns: at most `recycle_concurrency` at a time         |
-//! | `turns.rs`   | the turns themselves, shared by the slots; a reload resizes them |
-//! | `grant.rs`   | listen requests                                                  |
-//! | `stop.rs`    | draining, stopping, kill timeouts                                |
-//! | `handover.rs`| what a slot hands over in an upgrade, and takes over             |
-//! | `upgrade.rs` | handing the worker over (old image), taking it over (new image)  |
+//! | file            | what                                                              |
+//! |-----------------|-------------------------------------------------------------------|
+//! | `msg.rs`        | the vocabulary: commands, process events, reports to the cluster  |
+//! | `life.rs`       | the slot's state, one `Life`; the table of legal moves            |
+//! | `transition.rs` | the one door of `Life`: checks, logs, emits (`Restarting`, `GaveUp`, `Ended`) |
+//! | `state.rs`      | processes (`Phase`, `Role`), the slot's books, derived status     |
+//! | `start.rs`      | starting processes; online, ready, start timeout                  |
+//! | `exit.rs`       | a process's end; the restart decision applied                     |
+//! | `replace.rs`    | candidate → promoted → old retired                                |
+//! | `health.rs`     | heartbeats, memory and request recycling                          |
+//! | `recycle.rs`    | recycling turns: at most `recycle_concurrency` at a time          |
+//! | `turns.rs`      | the turns themselves, shared by the slots; a reload resizes them  |
+//! | `grant.rs`      | listen requests                                                   |
+//! | `stop.rs`       | draining, stopping, kill timeouts                                 |
+//! | `handover.rs`   | what a slot hands over in an upgrade, and takes over              |
+//! | `upgrade.rs`    | handing the worker over (old image), taking it over (new image)   |
 //!
-//! One restart, in three files: the process's waiter reports `Exited`
-//! (`process/waiter.rs`) → [`SlotState::exited`] (`exit.rs`) → [`RestartPolicy::decide`]
-//! (`policy.rs`), then `Start` after the delay.
+//! The restart decision itself lives in `supervision/decision.rs`: clock-free, randomness
+//! passed in ([`RestartPolicy::decide`] takes `now` and the jitter draw, and keeps the
+//! backoff and intensity state), tested case by case in `supervision/decision/tests.rs`.
 //!
-//! [`RestartPolicy::decide`]: policy::RestartPolicy::decide
+//! One restart after SIGKILL, in 6 files: the process's waiter reaps it and reports `Exited`
+//! (`process/waiter.rs`) → [`SlotState::exited`] builds the `Exit` (`slot/exit.rs`) →
+//! [`RestartPolicy::decide`] answers `Restart { delay, attempt }` (`supervision/decision.rs`)
+//! → `SlotState::transition` into `Restarting`, which emits `Restarting` and sends `Start`
+//! after the delay (`slot/transition.rs`) → [`SlotState::start_current`] moves to `Starting`
+//! and launches, then emits `Fork` (`slot/start.rs`) → the fork itself, which `process::start`
+//! hands to the spawner thread (`process/spawn.rs`).
+//!
+//! [`RestartPolicy::decide`]: crate::supervision::decision::RestartPolicy::decide
 
 mod exit;
 mod grant;
 mod handover;
 mod health;
+mod life;
 mod msg;
 mod recycle;
 mod replace;
@@ -137,7 +150,6 @@ where
                 ProcessEventKind::Exited(status) => st.exited(generation, status),
             },
         }
-        st.settle_recycle();
         Ok(())
     }
 }

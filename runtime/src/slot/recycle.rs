@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Span;
 
+use super::life::{Life, Queued};
 use super::msg::{RecycleTurn, ReplaceReason, SlotMsg};
-use super::state::{Phase, Queued, Role, SlotState};
+use super::state::{Phase, SlotState};
 
 impl<M, R> SlotState<M, R>
 where
@@ -19,9 +20,10 @@ where
     R: DeserializeOwned + Clone + Send + 'static,
 {
     /// The current process is due for recycling: replaced now if a turn is free, else queued.
+    /// Only a slot running with nothing under way recycles.
     pub(crate) async fn recycle(&mut self, reason: ReplaceReason) {
-        if self.recycle_turn.is_some() || self.recycle_queued.is_some() {
-            return; // Being recycled, or waiting for its turn already.
+        if !matches!(self.life(), Life::Running) || self.recycling() {
+            return; // Being recycled or replaced, or waiting for its turn already.
         }
         let Some(generation) = self.current().map(|p| p.generation) else { return };
         // Never jumps the queue: a turn is free only while no slot waits for one.
@@ -30,7 +32,7 @@ where
             None => {
                 let slot = self.slot();
                 tracing::info!(slot, ?reason, "recycling queued: other workers are being recycled");
-                self.recycle_queued = Some(Queued { generation, reason });
+                let _ = self.transition(Life::RecycleQueued(Queued { generation, reason }));
                 let (turns, myself) = (self.args.recycling.clone(), self.myself.clone());
                 tokio::spawn(async move {
                     if let Some(turn) = turns.take().await {
@@ -43,33 +45,19 @@ where
     }
 
     /// `RecycleTurn`: the queued recycle may go, if the process that was due still serves.
+    /// In any other state (the process died, was replaced, the slot stops) the turn is given
+    /// back at once.
     pub(crate) async fn recycle_turn(&mut self, turn: RecycleTurn) {
-        let Some(queued) = self.recycle_queued.take() else { return };
+        let Life::RecycleQueued(queued) = self.life() else { return };
+        let queued = *queued;
+        let _ = self.transition(Life::Running);
         let due = self.current().is_some_and(|p| p.generation == queued.generation && p.phase == Phase::Ready);
-        if due && self.is_running() {
+        if due {
             self.recycle_now(turn, queued.reason).await;
         }
     }
 
     async fn recycle_now(&mut self, turn: RecycleTurn, reason: ReplaceReason) {
-        self.recycle_turn = Some(turn);
-        self.replace(reason, &Span::none(), None).await;
-        self.settle_recycle();
-    }
-}
-
-impl<M, R> SlotState<M, R> {
-    /// Gives the turn back once the recycle is over: no replacement under way and no retired
-    /// process left draining. Checked after every message.
-    pub(crate) fn settle_recycle(&mut self) {
-        if self.recycle_turn.is_some()
-            && self.replacing.is_none()
-            && !self.procs.iter().any(|p| p.role == Role::Retiring)
-        {
-            self.recycle_turn = None;
-        }
-        if !self.is_running() {
-            self.recycle_queued = None;
-        }
+        self.start_replacement(reason, &Span::none(), None, Some(turn)).await;
     }
 }

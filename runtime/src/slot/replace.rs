@@ -7,8 +7,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Span;
 
-use super::msg::{ReplaceReason, ReplaceReply};
-use super::state::{DrainCause, Pending, Phase, Role, SlotState};
+use super::life::{Life, Pending};
+use super::msg::{RecycleTurn, ReplaceReason, ReplaceReply};
+use super::state::{DrainCause, Phase, Role, SlotState};
 use crate::api::error::ReplaceError;
 use crate::api::events::lifecycle;
 use crate::api::reports::Replaced;
@@ -21,6 +22,18 @@ where
     /// `Replace`: starts a candidate for the current process, under a `replace` span (child of
     /// `parent`) that lasts until the old process has exited or the candidate failed.
     pub(crate) async fn replace(&mut self, reason: ReplaceReason, parent: &Span, reply: Option<ReplaceReply>) {
+        self.start_replacement(reason, parent, reply, None).await;
+    }
+
+    /// As [`replace`](Self::replace); a recycle passes its `turn`, held until the old process
+    /// has exited (or given back at once if the replacement does not start).
+    pub(crate) async fn start_replacement(
+        &mut self,
+        reason: ReplaceReason,
+        parent: &Span,
+        reply: Option<ReplaceReply>,
+        turn: Option<RecycleTurn>,
+    ) {
         let slot = self.slot();
         let span = lifecycle::replace(parent, slot, reason.as_str());
         let refuse = |reply: Option<ReplaceReply>, error: ReplaceError| {
@@ -30,10 +43,10 @@ where
                 let _ = reply.send(Err(error));
             }
         };
-        if !self.is_running() {
+        if !self.is_live() {
             return refuse(reply, ReplaceError::Stopping { slot });
         }
-        if self.replacing.is_some() {
+        if self.life().replacing().is_some() {
             return refuse(reply, ReplaceError::Busy { slot });
         }
         let Some(old_pid) = self.current().filter(|p| p.phase == Phase::Ready).map(|p| p.pid()) else {
@@ -51,7 +64,12 @@ where
                 if let Some(new) = self.proc(generation) {
                     span.record("corral.replace.new_pid", new.pid());
                 }
-                self.replacing = Some(Pending { generation, old_pid, reason, reply, span: span.clone() });
+                let pending = Pending { generation, old_pid, reason, reply, span: span.clone(), turn };
+                if let Err(refused) = self.transition(Life::Replacing(pending)) {
+                    // Not reached: the slot was live and not replacing, and the actor handles one
+                    // message at a time, so it still is.
+                    tracing::error!(slot, %refused, "replacement not recorded");
+                }
             }
             Err(e) => refuse(reply, ReplaceError::Spawn { slot, program, source: Arc::new(e) }),
         }
@@ -67,17 +85,26 @@ where
         new.set_accepting(true);
         let (new_pid, route) = (new.pid(), new.process.route(generation));
         self.args.routes.set(slot, route);
-        // The `replace` span goes on until the old process has exited (or ends here without one).
-        let span = self.replacing.as_ref().map_or_else(Span::none, |p| p.span.clone());
+        let mut pending = match self.life() {
+            Life::Replacing(_) => match self.transition(Life::Running) {
+                Ok(Life::Replacing(pending)) => Some(pending),
+                _ => None,
+            },
+            _ => None,
+        };
+        // The `replace` span goes on until the old process has exited (or ends here without
+        // one); so does a recycle's turn.
+        let span = pending.as_ref().map_or_else(Span::none, |p| p.span.clone());
         if let Some(old) = old
             && let Some(proc) = self.proc_mut(old)
         {
             proc.role = Role::Retiring;
             proc.spans.replace = Some(span.clone());
+            proc.recycle_turn = pending.as_mut().and_then(|p| p.turn.take());
             self.drain(old, DrainCause::Retired, &span);
         }
         self.args.listeners.readiness_changed();
-        if let Some(pending) = self.replacing.take() {
+        if let Some(pending) = pending {
             pending.span.in_scope(|| {
                 tracing::info!(slot, old_pid = pending.old_pid, new_pid, generation, reason = ?pending.reason, "worker replaced");
             });

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Span;
 
+use super::life::{Life, Restart};
 use super::msg::SlotMsg;
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
 use crate::api::events::{ClusterEvent, lifecycle};
@@ -26,13 +27,18 @@ where
 {
     /// `Start`: starts the slot's current process (first start, or a restart after its delay).
     pub(crate) async fn start_current(&mut self) {
-        if self.current().is_some() || !self.is_running() {
+        let restart = match self.life() {
+            _ if self.current().is_some() => return,
+            Life::Starting => None,
+            // A restart's span stays open until its process is online.
+            Life::Restarting(_) => match self.transition(Life::Starting) {
+                Ok(Life::Restarting(Restart { span, .. })) => Some(span),
+                _ => None,
+            },
             // A restart scheduled before a stop, or a duplicate start: nothing to do.
-            return;
-        }
+            _ => return,
+        };
         let slot = self.slot();
-        // A restart's span stays open until its process is online.
-        let restart = self.pending_restart.take();
         let parent = restart.clone().unwrap_or_else(Span::none);
         let program = self.args.command.start_program();
         match self.launch(Role::Current, program, &parent).await {
@@ -40,6 +46,7 @@ where
                 if let Some(proc) = self.proc_mut(generation) {
                     proc.spans.restart = restart;
                 }
+                let _ = self.transition(Life::Running);
             }
             Err(e) => {
                 if let Some(restart) = &restart {
@@ -125,6 +132,7 @@ where
             status_text: None,
             hang: None,
             spans: ProcSpans { fork: Some(fork.clone()), ..ProcSpans::default() },
+            recycle_turn: None,
         });
         fork.in_scope(|| tracing::info!(slot, generation, pid, ?role, "worker started"));
         self.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
@@ -166,7 +174,9 @@ where
     /// `Ready`: the process is ready. A current process starts getting connections; a
     /// candidate takes over.
     pub(crate) fn ready(&mut self, generation: u64) {
-        let running = self.is_running();
+        let running = self.is_live();
+        // The old process died while this one started: it took over already.
+        let took_over = self.life().replacing().is_some_and(|p| p.generation == generation);
         let Some(proc) = self.proc_mut(generation) else { return };
         if proc.is_draining() {
             return;
@@ -178,9 +188,8 @@ where
             Role::Current if running => {
                 proc.set_accepting(true);
                 self.args.listeners.readiness_changed();
-                if self.replacing.as_ref().is_some_and(|p| p.generation == generation) {
-                    // The old process died while this one started: it took over already;
-                    // the replacement of this slot is done.
+                if took_over {
+                    // The replacement of this slot is done.
                     self.promote(generation);
                 }
             }

@@ -1,4 +1,5 @@
-//! What a slot knows: its processes, each in one [`Phase`], and the slot's own [`Life`].
+//! What a slot knows: its processes, each in one [`Phase`], and the slot's own [`Life`]
+//! (`life.rs`), which only `transition.rs` writes.
 //!
 //! A slot may briefly have three processes: the **current** one, a **candidate** started to
 //! replace it (rolling reload, recycling) that takes over only once it is ready, and the
@@ -12,7 +13,8 @@ use corral_protocol::WorkerStats;
 use ractor::{ActorRef, DerivedActorRef};
 use tracing::Span;
 
-use super::msg::{ReplaceReason, ReplaceReply, SlotMsg, SlotReport};
+use super::life::Life;
+use super::msg::{RecycleTurn, SlotMsg, SlotReport};
 use crate::api::events::bus::EventBus;
 use crate::api::status::{WorkerState, WorkerStatus};
 use crate::config::cluster::ClusterConfig;
@@ -108,6 +110,8 @@ pub(crate) struct Proc<M> {
     /// What it was doing when it missed its heartbeat, if it did.
     pub hang: Option<Arc<HangReport>>,
     pub spans: ProcSpans,
+    /// The recycling turn a retired process holds until it has exited.
+    pub recycle_turn: Option<RecycleTurn>,
 }
 
 impl<M> Proc<M> {
@@ -141,46 +145,10 @@ impl<M> Proc<M> {
     }
 }
 
-/// A replacement under way.
-pub(crate) struct Pending {
-    pub generation: u64,
-    pub old_pid: u32,
-    pub reason: ReplaceReason,
-    pub reply: Option<ReplaceReply>,
-    /// The `replace` span: moves to the old process once the new one took over.
-    pub span: Span,
-}
-
-/// The slot's own life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Life {
-    /// Serving, restarting as the policy says.
-    Running,
-    /// Told to stop: draining its processes; those killed at `kill_timeout` are listed.
-    Stopping {
-        /// Pids killed at `kill_timeout`.
-        killed: Vec<u32>,
-    },
-    /// Ended; the cluster was told.
-    Ended(Ending),
-}
-
-/// How a slot ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ending {
-    /// Stopped, or not restarted by its restart type.
-    Stopped,
-    /// Gave up.
-    GaveUp,
-}
-
-/// A recycle waiting for its turn.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Queued {
-    /// The process that is due (a later process of the slot is not).
-    pub generation: u64,
-    pub reason: ReplaceReason,
-}
+/// The door of [`Life`]: declared here, as a child of this module, so that it alone may write
+/// the private `life` field.
+#[path = "transition.rs"]
+pub(crate) mod transition;
 
 /// Everything a slot is started with (built by the cluster).
 pub(crate) struct SlotArgs<M, R> {
@@ -205,15 +173,9 @@ pub(crate) struct SlotState<M, R> {
     /// The last generation started.
     pub generation: u64,
     pub procs: Vec<Proc<M>>,
-    pub replacing: Option<Pending>,
-    /// The recycling turn this slot holds while it recycles.
-    pub recycle_turn: Option<super::turns::RecycleTurn>,
-    /// A recycle waiting for its turn.
-    pub recycle_queued: Option<Queued>,
-    pub life: Life,
+    /// The slot's state: private, written only by [`transition`](Self::transition).
+    life: Life,
     pub policy: RestartPolicy,
-    /// The `restart` span of a restart waiting for its backoff delay.
-    pub pending_restart: Option<Span>,
     pub restarts: u64,
     pub next_nonce: u64,
     pub last_stats: Option<WorkerStats>,
@@ -231,12 +193,8 @@ impl<M, R> SlotState<M, R> {
             counters: Arc::new(SlotCounters::default()),
             generation: 0,
             procs: Vec::new(),
-            replacing: None,
-            recycle_turn: None,
-            recycle_queued: None,
-            life: Life::Running,
+            life: Life::Starting,
             policy,
-            pending_restart: None,
             restarts: 0,
             next_nonce: 0,
             last_stats: None,
@@ -256,8 +214,22 @@ impl<M, R> SlotState<M, R> {
         self.args.slot
     }
 
-    pub(crate) fn is_running(&self) -> bool {
-        self.life == Life::Running
+    /// The slot's state.
+    pub(crate) fn life(&self) -> &Life {
+        &self.life
+    }
+
+    /// Whether the slot serves (restarting as the policy says): not told to stop, not ended.
+    pub(crate) fn is_live(&self) -> bool {
+        self.life.is_live()
+    }
+
+    /// Whether the slot is being recycled, or waits for its turn: a retired process holds
+    /// the turn until it has exited.
+    pub(crate) fn recycling(&self) -> bool {
+        matches!(&self.life, Life::RecycleQueued(_))
+            || self.life.replacing().is_some_and(|p| p.turn.is_some())
+            || self.procs.iter().any(|p| p.recycle_turn.is_some())
     }
 
     pub(crate) fn proc(&self, generation: u64) -> Option<&Proc<M>> {
@@ -279,18 +251,19 @@ impl<M, R> SlotState<M, R> {
     /// The slot's state as status reports it, derived from its life and its current process.
     pub(crate) fn state(&self) -> WorkerState {
         match &self.life {
-            Life::Ended(Ending::GaveUp) => WorkerState::GaveUp,
-            Life::Ended(Ending::Stopped) => WorkerState::Stopped,
+            Life::GaveUp { .. } => WorkerState::GaveUp,
+            Life::Stopped { .. } | Life::Finished | Life::HandedOver => WorkerState::Stopped,
             Life::Stopping { .. } if self.procs.is_empty() => WorkerState::Stopped,
             Life::Stopping { .. } => WorkerState::Stopping,
-            Life::Running => match self.current().map(|p| p.phase) {
-                Some(Phase::Starting) => WorkerState::Starting,
-                Some(Phase::Online) => WorkerState::Online,
-                Some(Phase::Ready) => WorkerState::Ready,
-                Some(Phase::Draining(_)) => WorkerState::Stopping,
-                None if self.pending_restart.is_some() => WorkerState::Restarting,
-                None => WorkerState::Starting,
-            },
+            Life::Restarting(_) => WorkerState::Restarting,
+            Life::Starting | Life::Running | Life::RecycleQueued(_) | Life::Replacing(_) => {
+                match self.current().map(|p| p.phase) {
+                    Some(Phase::Starting) | None => WorkerState::Starting,
+                    Some(Phase::Online) => WorkerState::Online,
+                    Some(Phase::Ready) => WorkerState::Ready,
+                    Some(Phase::Draining(_)) => WorkerState::Stopping,
+                }
+            }
         }
     }
 

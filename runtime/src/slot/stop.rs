@@ -5,8 +5,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Span;
 
+use super::life::Life;
 use super::msg::SlotMsg;
-use super::state::{DrainCause, Life, Phase, SlotState};
+use super::state::{DrainCause, Phase, SlotState};
 use crate::api::error::ReplaceError;
 use crate::api::events::lifecycle;
 use crate::supervision::kill::KillReason;
@@ -18,14 +19,13 @@ where
 {
     /// `Stop`: drains every process, restarts none; the slot ends once they have exited.
     pub(crate) fn stop(&mut self, parent: &Span) {
-        if !self.is_running() {
+        if !self.is_live() {
             return;
         }
         let slot = self.slot();
-        self.life = Life::Stopping { killed: Vec::new() };
-        // A restart waiting for its delay will not happen.
-        self.pending_restart = None;
-        if let Some(pending) = self.replacing.take() {
+        // A restart waiting for its delay will not happen (its span ends); a replacement
+        // under way fails.
+        if let Ok(Life::Replacing(pending)) = self.transition(Life::Stopping { killed: Vec::new() }) {
             let error = ReplaceError::Stopping { slot };
             lifecycle::fail(&pending.span, &error);
             if let Some(reply) = pending.reply {
@@ -72,8 +72,9 @@ where
         scope.in_scope(|| tracing::warn!(slot, pid = proc.pid(), ?timeout, "worker did not drain in time; killing it"));
         proc.kill(KillReason::DrainTimeout { timeout });
         let pid = proc.pid();
-        if let Life::Stopping { killed } = &mut self.life {
-            killed.push(pid);
+        if let Life::Stopping { killed } = self.life() {
+            let killed = killed.iter().copied().chain([pid]).collect();
+            let _ = self.transition(Life::Stopping { killed });
         }
     }
 }

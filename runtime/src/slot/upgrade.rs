@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::handover::{AdoptedWorker, Adoption, HandedSlot};
+use super::life::Life;
 use super::msg::SlotMsg;
-use super::state::{Life, Phase, Proc, ProcSpans, Role, SlotState};
+use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
 use crate::api::error::UpgradeError;
 use crate::process;
 use crate::routing::balance::Target;
@@ -27,10 +28,11 @@ where
     /// Whether the slot can be handed over now: one process, current and ready, nothing
     /// being replaced (or no process at all, waiting for a restart).
     pub(crate) fn can_hand_over(&self) -> Result<(), UpgradeError> {
-        let idle = self.replacing.is_none() && self.is_running();
-        let ok = match self.procs.as_slice() {
-            [] => idle && self.pending_restart.is_some(),
-            [only] => idle && only.role == Role::Current && only.phase == Phase::Ready,
+        let ok = match (self.life(), self.procs.as_slice()) {
+            (Life::Restarting(_), []) => true,
+            (Life::Running | Life::RecycleQueued(_), [only]) => {
+                only.role == Role::Current && only.phase == Phase::Ready
+            }
             _ => false,
         };
         if ok { Ok(()) } else { Err(UpgradeError::SlotBusy { slot: self.slot(), state: self.state() }) }
@@ -57,8 +59,7 @@ where
             proc.process.kill();
             reap.push(pid);
         }
-        self.life = Life::Stopping { killed: Vec::new() };
-        self.pending_restart = None;
+        let _ = self.transition(Life::HandedOver);
         HandedSlot { slot: self.slot(), generation: self.generation, restarts: self.restarts, worker, reap }
     }
 
@@ -116,9 +117,11 @@ where
             status_text: None,
             hang: None,
             spans: ProcSpans::default(),
+            recycle_turn: None,
         });
         tracing::info!(slot, generation, pid, "worker taken over from the previous image");
         io.run(self.myself.get_derived(), &self.args.bus, &self.counters, &self.args.routes);
         self.args.listeners.readiness_changed();
+        let _ = self.transition(Life::Running);
     }
 }

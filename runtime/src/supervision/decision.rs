@@ -1,5 +1,7 @@
-//! The restart decision: one pure function, in the spirit of OTP's `supervisor:do_restart/3`
-//! and `add_restart/1`.
+//! The restart decision, in the spirit of OTP's `supervisor:do_restart/3` and
+//! `add_restart/1`: clock-free, randomness passed in. [`RestartPolicy::decide`] keeps the
+//! backoff exponent and the intensity window (it takes `&mut self`), but reads no clock and
+//! draws no random number of its own.
 //!
 //! When a slot's current process ends, the slot asks [`RestartPolicy::decide`] what follows,
 //! giving it the [`Exit`] and the time. The answer is one of:
