@@ -196,14 +196,17 @@ fn no_module_imports_one_that_imports_it_back() {
 }
 
 /// Names the crate root (`lib.rs` or `main.rs` in `src`) re-exports with `pub use`, by the
-/// module of the crate that defines them.
+/// path they are re-exported from.
 fn root_reexports(src: &Path, modules: &BTreeSet<Vec<String>>) -> BTreeMap<String, Vec<String>> {
     let mut reexported = BTreeMap::new();
     let Some(root_file) = ["lib.rs", "main.rs"].iter().map(|f| src.join(f)).find(|f| f.exists()) else {
         return reexported;
     };
     let text = std::fs::read_to_string(root_file).expect("root");
-    for stmt in text.split(';').filter_map(|s| s.trim().strip_prefix("pub use ")) {
+    // Each `pub use …;` that starts a line of the root (its statement may span lines).
+    let starts = text.match_indices("pub use ").map(|(at, _)| at);
+    let starts = starts.filter(|&at| text[..at].rsplit('\n').next().is_some_and(|l| l.trim().is_empty()));
+    for stmt in starts.filter_map(|at| text[at + "pub use ".len()..].split(';').next()) {
         let stmt = stmt.replace(char::is_whitespace, "");
         let (prefix, items) = match stmt.split_once("::{") {
             Some((p, items)) => (p.to_string(), items.trim_end_matches('}').split(',').map(String::from).collect()),
@@ -213,7 +216,9 @@ fn root_reexports(src: &Path, modules: &BTreeSet<Vec<String>>) -> BTreeMap<Strin
             },
         };
         let module: Vec<String> = prefix.split("::").map(String::from).collect();
-        if modules.contains(&module) || module.iter().take(1).any(|m| modules.contains(&vec![m.clone()])) {
+        // Every name the root re-exports, whether from a module of the crate or from another
+        // crate (the facade's everyday names come from the runtime and workers crates).
+        {
             for item in items {
                 let name = item.rsplit("::").next().unwrap_or(&item).to_string();
                 reexported.insert(name, module.clone());

@@ -18,7 +18,7 @@
 //! [`Backoff`] with jitter after early deaths, and limited by a [`RestartIntensity`] window;
 //! a slot that exceeds it gives up and the cluster applies its [`Escalation`]. The decision
 //! (`supervision/decision.rs`) is clock-free, randomness passed in, unit-tested case by case;
-//! a slot's state is one `Life`, changed only through its `transition` (`slot/transition.rs`).
+//! a slot's state is one `Life`, changed only through its `transition` (`slot/state/transition.rs`).
 //!
 //! Modules import downward only: `cluster` → `slot` → `process` → `balance`, `events`;
 //! a slot talks to its cluster and its processes talk to their slot through message

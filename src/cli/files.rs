@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use crate::ClusterConfig;
 use crate::config::WorkerExec;
 use crate::config_file::ConfigFile;
+use corral_runtime::ClusterConfig;
 
 use super::EXIT_USAGE;
 

@@ -6,15 +6,16 @@ use std::path::PathBuf;
 use crate::config::{ListenAddr, Reconfigure};
 use crate::config_file::{ConfigFile, ConfigFileError};
 use crate::control::ControlSocket;
+use crate::error::Error;
 use crate::events::EventStream;
 use crate::settings::OverlayError;
-use crate::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle, Error};
+use corral_runtime::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle};
 
 use super::{EXIT_FAILED, EXIT_USAGE, RunArgs};
 
 /// `corral run`'s workers get their sockets from the primary; none may ask it to listen
 /// anywhere else.
-fn allow_only_configured_listeners(config: &mut crate::ClusterConfig) {
+fn allow_only_configured_listeners(config: &mut ClusterConfig) {
     let listeners =
         config.exec.foreign().map(|f| f.listen.iter().map(|spec| spec.addr.to_string()).collect()).unwrap_or_default();
     config.listen_allow.get_or_insert(listeners);
@@ -97,7 +98,7 @@ fn config_of(args: RunArgs) -> Result<ClusterConfig, RunConfigError> {
 
 /// The primary: once every worker is ready, one `listening on HOST:PORT` line per listener
 /// on stdout (and `metrics on http://ADDR/metrics` with `--metrics`); then the cluster's events, logged, until it stops.
-async fn primary(cluster: ClusterHandle<(), ()>, mut events: EventStream<()>) -> Result<(), crate::BoxError> {
+async fn primary(cluster: ClusterHandle<(), ()>, mut events: EventStream<()>) -> Result<(), corral_workers::BoxError> {
     let mut ready = HashSet::new();
     let mut announced = false;
     while let Some(event) = events.recv().await {

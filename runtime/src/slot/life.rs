@@ -1,7 +1,7 @@
 //! The slot's own state: one [`Life`], each variant holding the data of that state, so that no
 //! impossible combination (a restart waiting while a replacement is under way, a recycle
 //! queued in a stopped slot) can be written. Which moves are legal is [`Life::may_become`],
-//! a table; the one door every move goes through is `transition.rs`.
+//! a table; the one door every move goes through is `state/transition.rs`.
 //!
 //! The processes keep their own facts (`Role`, `Phase`, in `state.rs`): a slot being replaced
 //! has two of them, each in its phase. The slot's status is derived from both.

@@ -3,7 +3,7 @@
 //! The actor is a thin, exhaustive match: every [`SlotMsg`] (commands from the cluster,
 //! timers, and the events of the slot's processes) is one method on [`SlotState`], each in
 //! the file of its idea. The slot's own state is one value, a `Life` (`life.rs`), written
-//! only by `SlotState::transition` (`transition.rs`), systemd's `service_set_state()`: it
+//! only by `SlotState::transition` (`state/transition.rs`), systemd's `service_set_state()`: it
 //! refuses an illegal move, logs every move, and emits what the move implies. Each process
 //! keeps its own `Role` and `Phase` (`state.rs`); the status is derived from both.
 //!
@@ -11,7 +11,7 @@
 //! |-----------------|-------------------------------------------------------------------|
 //! | `msg.rs`        | the vocabulary: commands, process events, reports to the cluster  |
 //! | `life.rs`       | the slot's state, one `Life`; the table of legal moves            |
-//! | `transition.rs` | the one door of `Life`: checks, logs, emits (`Restarting`, `GaveUp`, `Ended`) |
+//! | `state/transition.rs` | the one door of `Life`: checks, logs, emits (`Restarting`, `GaveUp`, `Ended`) |
 //! | `state.rs`      | processes (`Phase`, `Role`), the slot's books, derived status     |
 //! | `start.rs`      | starting processes; online, ready, start timeout                  |
 //! | `exit.rs`       | a process's end; the restart decision applied                     |
@@ -32,7 +32,7 @@
 //! (`process/waiter.rs`) → [`SlotState::exited`] builds the `Exit` (`slot/exit.rs`) →
 //! [`RestartPolicy::decide`] answers `Restart { delay, attempt }` (`supervision/decision.rs`)
 //! → `SlotState::transition` into `Restarting`, which emits `Restarting` and sends `Start`
-//! after the delay (`slot/transition.rs`) → [`SlotState::start_current`] moves to `Starting`
+//! after the delay (`slot/state/transition.rs`) → [`SlotState::start_current`] moves to `Starting`
 //! and launches, then emits `Fork` (`slot/start.rs`) → the fork itself, which `process::start`
 //! hands to the spawner thread (`process/spawn.rs`).
 //!

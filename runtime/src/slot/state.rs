@@ -1,5 +1,5 @@
 //! What a slot knows: its processes, each in one [`Phase`], and the slot's own [`Life`]
-//! (`life.rs`), which only `transition.rs` writes.
+//! (`life.rs`), which only `state/transition.rs` writes.
 //!
 //! A slot may briefly have three processes: the **current** one, a **candidate** started to
 //! replace it (rolling reload, recycling) that takes over only once it is ready, and the
@@ -147,7 +147,6 @@ impl<M> Proc<M> {
 
 /// The door of [`Life`]: declared here, as a child of this module, so that it alone may write
 /// the private `life` field.
-#[path = "transition.rs"]
 pub(crate) mod transition;
 
 /// Everything a slot is started with (built by the cluster).
