@@ -115,7 +115,7 @@ fn no_module_imports_one_that_imports_it_back() {
         let mut files = Vec::new();
         sources(&src, &mut files);
         let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_of(&src, f)).collect();
-        let reexported = root_reexports(&src, &modules);
+        let reexported = root_reexports(&src);
         let resolve = |from: &[String], path: &str| -> Option<Vec<String>> {
             let mut parts: Vec<String> = path.split("::").map(String::from).collect();
             let mut base: Vec<String> = Vec::new();
@@ -197,7 +197,7 @@ fn no_module_imports_one_that_imports_it_back() {
 
 /// Names the crate root (`lib.rs` or `main.rs` in `src`) re-exports with `pub use`, by the
 /// path they are re-exported from.
-fn root_reexports(src: &Path, modules: &BTreeSet<Vec<String>>) -> BTreeMap<String, Vec<String>> {
+fn root_reexports(src: &Path) -> BTreeMap<String, Vec<String>> {
     let mut reexported = BTreeMap::new();
     let Some(root_file) = ["lib.rs", "main.rs"].iter().map(|f| src.join(f)).find(|f| f.exists()) else {
         return reexported;
@@ -251,7 +251,7 @@ fn internal_imports_name_the_module_that_owns_the_item() {
         let mut files = Vec::new();
         sources(&src, &mut files);
         let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_of(&src, f)).collect();
-        let reexported = root_reexports(&src, &modules);
+        let reexported = root_reexports(&src);
         for file in &files {
             let text = std::fs::read_to_string(file).expect("source");
             for path in paths_named(&text) {

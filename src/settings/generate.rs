@@ -271,7 +271,7 @@ pub fn reference_page(invocation_flags: &[(String, String)]) -> String {
     );
     out.push_str("| Flag | Description |\n| --- | --- |\n");
     for (flag, help) in invocation_flags {
-        let _ = writeln!(out, "| `{}` | {} |", flag.replace('|', "\\|"), cell(&help));
+        let _ = writeln!(out, "| `{}` | {} |", flag.replace('|', "\\|"), cell(help));
     }
     out
 }
