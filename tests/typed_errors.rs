@@ -7,27 +7,19 @@
 
 use std::path::{Path, PathBuf};
 
-const CRATES: [&str; 4] = ["src", "protocol/src", "runtime/src", "workers/src"];
+mod source_tree;
+
+use source_tree::{CRATES, root};
 
 /// Field names that say "this is an error message".
 const MESSAGE_FIELDS: [&str; 6] = ["reason", "message", "error", "cause", "detail", "why"];
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
+/// Every library source file below `dir`, test folders aside.
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "tests") {
-                continue;
-            }
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
+    let mut all = Vec::new();
+    source_tree::sources(dir, &mut all);
+    let under = |f: &Path| f.strip_prefix(dir).is_ok_and(|rel| rel.components().any(|c| c.as_os_str() == "tests"));
+    out.extend(all.into_iter().filter(|f| !under(f)));
 }
 
 /// The code of a file with comments and string/char literal contents blanked (same length,
