@@ -70,6 +70,10 @@ async fn a_fork_refused_for_want_of_processes_is_retried_with_backoff_until_it_s
     std::fs::create_dir_all(&dir).expect("scratch dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let control = dir.join("control.sock");
+    // The worker runs as nobody: its program is copied where nobody can read it, whatever the
+    // permissions of the checkout's own folders (a clone in a 0700 temporary folder, say).
+    let program = dir.join("activated_worker.py");
+    std::fs::copy(test_program("activated_worker.py"), &program).expect("copy the worker program");
     let nproc = format!("--nproc={NPROC}:{NPROC}");
     let mut primary = Command::new("prlimit")
         .arg(&nproc)
@@ -79,7 +83,8 @@ async fn a_fork_refused_for_want_of_processes_is_retried_with_backoff_until_it_s
         .args(["--workers", "2", "--listen", "127.0.0.1:0", "--sched", "shared", "--ready", "notify", "--control"])
         .arg(&control)
         .arg("--")
-        .args(python())
+        .arg("python3")
+        .arg(&program)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .env("HOME", &dir)
