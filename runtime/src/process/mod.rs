@@ -451,8 +451,8 @@ async fn start_foreign<M>(
 ) -> io::Result<(Process<M>, Io<M>)> {
     let Activation { listeners, names, workers } =
         activation.unwrap_or(Activation { listeners: Vec::new(), names: String::new(), workers: config.workers });
-    let notify = notify::NotifySocket::bind(slot, generation)?;
     let (uid, gid) = user_and_group(foreign)?;
+    let notify = notify::NotifySocket::bind(slot, generation, uid)?;
     let child = activation::spawn_activated(activation::ActivationSpec {
         program: foreign.program.clone(),
         args: foreign.args.clone(),

@@ -1,20 +1,24 @@
-//! A foreign worker's `NOTIFY_SOCKET`: one `AF_UNIX` datagram socket per process, in the
-//! abstract namespace, read as systemd reads its own (man sd_notify).
+//! A foreign worker's `NOTIFY_SOCKET`, read as systemd reads its own (man sd_notify): one
+//! `AF_UNIX` datagram socket per process, at a filesystem path in a private directory of the
+//! primary's ([`dir`]), like systemd's `/run/systemd/notify`.
 //!
-//! `READY=1`, `STATUS=…`, `STOPPING=1`, `WATCHDOG=1` and `ERRNO=…` become process events;
-//! unknown keys are ignored. A datagram is taken only from the worker itself or a process of
-//! its process group (`SO_PASSCRED` tells the sender); others are logged and dropped.
+//! `READY=1`, `STATUS=…`, `STOPPING=1`, `WATCHDOG=1` and `ERRNO=…` become process events; fds
+//! passed along (`BARRIER=1`) are closed at once; other keys are ignored ([`datagram`]). A
+//! datagram is taken only from the worker itself or a process of its process group
+//! (`SO_PASSCRED` tells the sender); others are logged and dropped.
 
-use std::io::{self, IoSliceMut};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::SocketAddr as UnixAddr;
+mod datagram;
+mod dir;
+mod socket;
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt};
+use std::io;
+use std::sync::Arc;
+
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 use tokio_util::sync::CancellationToken;
 
-use std::sync::Arc;
+pub(crate) use socket::NotifySocket;
 
 use super::event::{ProcessEvent, ProcessEventKind, Reports};
 use super::handover::{Giver, Part};
@@ -33,32 +37,6 @@ pub(crate) struct Who {
 
 /// The largest datagram read (systemd's own limit is larger; status lines are short).
 const MAX_DATAGRAM: usize = 4096;
-
-/// A worker's notify socket, bound before the fork.
-pub(crate) struct NotifySocket {
-    socket: std::os::unix::net::UnixDatagram,
-    /// What `NOTIFY_SOCKET` says: `@` and the abstract name.
-    pub env_value: String,
-}
-
-impl NotifySocket {
-    /// The socket of a process taken over from the previous image.
-    pub(crate) fn adopt(socket: std::os::unix::net::UnixDatagram) -> io::Result<Self> {
-        socket.set_nonblocking(true)?;
-        Ok(NotifySocket { socket, env_value: String::new() })
-    }
-
-    /// Binds a fresh abstract-namespace socket for one process of `slot`.
-    pub(crate) fn bind(slot: usize, generation: u64) -> io::Result<Self> {
-        use std::os::linux::net::SocketAddrExt;
-        let name = format!("corral/{}/{slot}/{generation}/{:016x}", std::process::id(), rand::random::<u64>());
-        let addr = UnixAddr::from_abstract_name(name.as_bytes())?;
-        let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr)?;
-        setsockopt(&socket, sockopt::PassCred, &true).map_err(io::Error::from)?;
-        socket.set_nonblocking(true)?;
-        Ok(NotifySocket { socket, env_value: format!("@{name}") })
-    }
-}
 
 /// Reads notifications for the process `pid` until `exited`; in delay mode, reports it ready
 /// once the delay has passed.
@@ -89,7 +67,8 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
     if !adopted {
         report(ProcessEventKind::Online);
     }
-    let socket = match UnixDatagram::from_std(socket.socket) {
+    let NotifySocket { socket, file, .. } = socket;
+    let socket = match UnixDatagram::from_std(socket) {
         Ok(socket) => socket,
         Err(e) => {
             tracing::error!(pid, error = %e, "cannot watch the worker's NOTIFY_SOCKET");
@@ -110,6 +89,10 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
             () = exited.cancelled() => return,
             () = giver.token.cancelled() => {
                 if let Ok(socket) = socket.into_std() {
+                    // The file stays for the next image, which removes it in the end.
+                    if let Some(file) = file {
+                        file.keep();
+                    }
                     giver.give(Part::Notify { socket });
                 }
                 return;
@@ -122,15 +105,18 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
                 if readable.is_err() {
                     return;
                 }
-                match socket.try_io(Interest::READABLE, || receive(&socket, &mut buf)) {
-                    Ok((len, sender)) => {
-                        if !from_worker(sender, pid) {
-                            tracing::warn!(pid, sender = ?sender, "NOTIFY_SOCKET datagram from another process; dropped");
+                match socket.try_io(Interest::READABLE, || datagram::receive(&socket, &mut buf)) {
+                    Ok(received) => {
+                        if !from_worker(received.sender, pid) {
+                            tracing::warn!(pid, sender = ?received.sender, "NOTIFY_SOCKET datagram from another process; dropped");
                             continue;
                         }
-                        for kind in parse(&buf[..len], ready, pid) {
+                        for kind in datagram::parse(&buf[..received.len], received.fds.len(), ready, pid) {
                             report(kind);
                         }
+                        // Its fds close here, after what it said is reported: a barrier's sender
+                        // sees every message before it handled.
+                        drop(received);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => tracing::debug!(pid, error = %e, "NOTIFY_SOCKET read failed"),
@@ -138,24 +124,6 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
             }
         }
     }
-}
-
-/// One datagram and its sender's pid (0 when the kernel attached no credentials).
-fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> io::Result<(usize, Option<i32>)> {
-    let mut iov = [IoSliceMut::new(buf)];
-    let mut cmsg = nix::cmsg_space!(UnixCredentials);
-    let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(io::Error::from)?;
-    let mut sender = None;
-    for c in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmCredentials(cred) = c {
-            sender = Some(cred.pid());
-        }
-    }
-    if msg.flags.contains(MsgFlags::MSG_TRUNC) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "datagram over 4 KiB"));
-    }
-    Ok((msg.bytes, sender))
 }
 
 /// Whether a datagram came from the worker `pid` or a process of its group.
@@ -172,22 +140,4 @@ fn process_group(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command (which may hold spaces): state, ppid, pgrp.
     stat.get(stat.rfind(')')? + 2..)?.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// The events a datagram says.
-fn parse(datagram: &[u8], ready: Readiness, pid: u32) -> Vec<ProcessEventKind> {
-    let text = String::from_utf8_lossy(datagram);
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once('=') else { continue };
-        match key {
-            "READY" if value == "1" && ready == Readiness::Notify => out.push(ProcessEventKind::Ready),
-            "STATUS" => out.push(ProcessEventKind::Status(value.chars().take(256).collect())),
-            "STOPPING" if value == "1" => out.push(ProcessEventKind::Draining),
-            "WATCHDOG" if value == "1" => out.push(ProcessEventKind::Watchdog),
-            "ERRNO" => tracing::warn!(pid, errno = value, "worker reports ERRNO"),
-            _ => {}
-        }
-    }
-    out
 }
