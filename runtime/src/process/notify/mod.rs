@@ -10,6 +10,7 @@
 mod datagram;
 mod dir;
 mod socket;
+mod stray;
 
 use std::io;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub(crate) struct Who {
     pub pid: u32,
     /// Taken over from the primary's previous image: online and ready already.
     pub adopted: bool,
+    /// The inodes of the listening sockets corral gave it (empty when adopted: not looked at).
+    pub given: Arc<[u64]>,
 }
 
 /// The largest datagram read (systemd's own limit is larger; status lines are short).
@@ -49,12 +52,19 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
     exited: CancellationToken,
     giver: Giver,
 ) {
-    let Who { slot, generation, pid, adopted } = who;
+    let Who { slot, generation, pid, adopted, given } = who;
+    // Once ready, a look for ports it listens on that corral did not give it.
+    let mut strays = (!adopted).then(|| stray::watch(slot, pid, given, exited.clone()));
     // The slot hears first, so that whoever reacts to the event finds it up to date.
-    let report = |kind: ProcessEventKind| {
+    let mut report = |kind: ProcessEventKind| {
         let event = match kind {
             ProcessEventKind::Online => Some(ClusterEvent::Online { slot, generation, pid }),
-            ProcessEventKind::Ready => Some(ClusterEvent::Ready { slot, generation, pid }),
+            ProcessEventKind::Ready => {
+                if let Some(watch) = strays.take() {
+                    tokio::spawn(watch);
+                }
+                Some(ClusterEvent::Ready { slot, generation, pid })
+            }
             _ => None,
         };
         let _ = reports.send_message(ProcessEvent { generation, kind });
