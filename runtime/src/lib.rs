@@ -71,7 +71,7 @@ pub use api::events::{ClusterEvent, OutputStream};
 pub use api::handle::ClusterHandle;
 pub use api::msg::ClusterMsg;
 pub use api::reports::{ReloadReport, Replaced, Scale, ScaleReport};
-pub use api::status::{WorkerState, WorkerStatus};
+pub use api::status::{Steered, WorkerState, WorkerStatus};
 pub use cluster::{Cluster, ClusterArgs, ClusterSignal, ClusterState};
 pub use config::cluster::{
     ClusterConfig, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable, WorkerExec,

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::counters::Counters;
 use crate::cpu_pool::CpuPoolHandle;
 use crate::error::WorkerError;
-use crate::listen::{ListenRegistry, Listener, bind_reuse_port, from_passed_socket};
+use crate::listen::{ListenRegistry, Listener, from_passed_socket};
 use crate::origin::Origin;
 
 mod peers;
@@ -240,18 +240,11 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
         let failed = |source: std::io::Error| WorkerError::Listen { addr: addr.to_string(), source };
         let socket = match grant.scheduling {
             Scheduling::RoundRobin | Scheduling::LeastConnections | Scheduling::Sticky => None,
-            Scheduling::Shared => {
+            // Reuse-port: the slot's own socket of the group, owned by the primary (so that
+            // the slot's next process inherits its queue), passed like a shared one.
+            Scheduling::Shared | Scheduling::ReusePort => {
                 let fd = (&mut pending.socket).await.map_err(|_| WorkerError::Disconnected)?;
                 Some(from_passed_socket(fd).map_err(failed)?)
-            }
-            Scheduling::ReusePort => {
-                let granted = grant.addr.parse().map_err(|_| {
-                    failed(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "the primary granted an unparsable address",
-                    ))
-                })?;
-                Some(bind_reuse_port(granted).map_err(failed)?)
             }
         };
         Listener::new(&grant, pending, socket, self.inner.counters.clone()).map_err(failed)

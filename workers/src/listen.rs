@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use corral_protocol::{
-    BindMode, HandleAck, HandleChannel, HandleHeader, HandleKind, ListenGrant, ListenRefusal, ProtocolError,
-    Scheduling, TraceContext,
+    HandleAck, HandleChannel, HandleHeader, HandleKind, ListenGrant, ListenRefusal, ProtocolError, Scheduling,
+    TraceContext,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -480,12 +480,6 @@ impl AsyncWrite for Connection {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
-}
-
-/// Binds this worker's own `SO_REUSEPORT` socket to `addr`.
-pub(crate) fn bind_reuse_port(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
-    let socket = corral_protocol::bind(addr, BindMode::ReusePortListen)?;
-    tokio::net::TcpListener::from_std(socket.into())
 }
 
 /// A listening socket passed by the primary, as a tokio listener.

@@ -50,6 +50,25 @@ pub struct WorkerStatus {
     pub heartbeat_latency: Option<Duration>,
     /// The last `STATUS=` line of a foreign worker (socket activation), if any.
     pub status_text: Option<String>,
+    /// Reuse-port scheduling: whether new connections are steered to the slot's socket, and
+    /// how many wait in its accept queue (`None` in other schedulings).
+    pub steering: Option<Steered>,
+}
+
+/// A reuse-port slot's steering, as [`WorkerStatus::steering`] reports it.
+///
+/// ```
+/// use corral_runtime::Steered;
+/// let s = Steered { steered_in: false, queued: 3 };
+/// assert!(!s.steered_in && s.queued == 3); // a stalled worker: skipped, 3 waiting for it
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steered {
+    /// Whether new connections go to the slot's socket (ready, taking its connections, not
+    /// being removed).
+    pub steered_in: bool,
+    /// Connections waiting in the slot's accept queue.
+    pub queued: u32,
 }
 
 impl WorkerStatus {
@@ -68,6 +87,7 @@ impl WorkerStatus {
             stats: None,
             heartbeat_latency: None,
             status_text: None,
+            steering: None,
         }
     }
 }

@@ -61,6 +61,8 @@ pub(crate) fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
         "messages_in": w.messages_in,
         "messages_out": w.messages_out,
         "status": w.status_text,
+        "steered_in": w.steering.map(|s| s.steered_in),
+        "queued": w.steering.map(|s| s.queued),
         "heartbeat_ms": w.heartbeat_latency.map(|l| l.as_secs_f64() * 1000.0),
     })
 }

@@ -26,6 +26,7 @@ use crate::api::status::{WorkerState, WorkerStatus};
 ///     stats: None,
 ///     heartbeat_latency: Some(Duration::from_micros(180)),
 ///     status_text: None,
+///     steering: None,
 /// };
 /// let table = StatusTable(&[row]).to_string();
 /// assert!(table.contains("4242"));

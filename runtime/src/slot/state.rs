@@ -292,6 +292,11 @@ impl<M, R> SlotState<M, R> {
             stats: self.last_stats,
             heartbeat_latency: self.last_latency,
             status_text: proc.and_then(|p| p.status_text.clone()),
+            steering: self
+                .args
+                .listeners
+                .steering_of(self.slot())
+                .map(|s| crate::api::status::Steered { steered_in: s.steered_in, queued: s.queued }),
         }
     }
 }

@@ -153,6 +153,10 @@ pub(crate) struct ListenerRecord {
     /// Given by the service manager rather than bound.
     pub passed: bool,
     pub targets: Vec<TargetRecord>,
+    /// Reuse-port: each slot's own listening socket, in the kernel's group order.
+    pub group_fds: Vec<RawFd>,
+    /// The slot of each socket in `group_fds`.
+    pub group_slots: Vec<usize>,
 }
 
 /// A worker process registered on a listener (round robin, least connections).
@@ -291,6 +295,8 @@ mod tests {
             fd: raw,
             passed: false,
             targets: vec![TargetRecord { slot: 1, generation: 4, listen_id: 7 }],
+            group_fds: Vec::new(),
+            group_slots: Vec::new(),
         });
         let back = read(write(&handover).expect("write")).expect("read");
         assert_eq!(back.name, "web");

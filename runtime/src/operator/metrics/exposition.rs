@@ -126,6 +126,8 @@ fn slots(registry: &mut Registry, workers: &[WorkerStatus]) {
     let pool_queued = PerSlot::<Gauge>::new();
     let pool_running = PerSlot::<Gauge>::new();
     let pool_tasks: Family<PoolLabels, Counter> = Family::default();
+    let steered_in = PerSlot::<Gauge>::new();
+    let accept_queue = PerSlot::<Gauge>::new();
     let hz = crate::sys::procfs::ticks_per_second();
     for w in workers {
         let slot = w.slot.to_string();
@@ -150,6 +152,10 @@ fn slots(registry: &mut Registry, workers: &[WorkerStatus]) {
         if let Some(l) = w.heartbeat_latency {
             heartbeat.of(w).set(l.as_secs_f64());
         }
+        if let Some(s) = w.steering {
+            steered_in.of(w).set(i64::from(s.steered_in));
+            accept_queue.of(w).set(i64::from(s.queued));
+        }
         if let Some(stats) = w.stats {
             open.of(w).set(int(stats.in_flight));
             handled.of(w).inc_by(stats.handled);
@@ -172,6 +178,16 @@ fn slots(registry: &mut Registry, workers: &[WorkerStatus]) {
     r.register("corral_worker_up", "Whether the slot has a running process (1) or not (0)", up.family);
     r.register("corral_worker_ready", "Whether the slot's worker is ready and gets work", ready.family);
     r.register("corral_worker_pid", "The slot's current process id", pid.family);
+    r.register(
+        "corral_worker_steered_in",
+        "Reuse-port: whether new connections are steered to the slot's socket (1) or not (0)",
+        steered_in.family,
+    );
+    r.register(
+        "corral_worker_accept_queue",
+        "Reuse-port: connections waiting in the slot's accept queue",
+        accept_queue.family,
+    );
     r.register("corral_worker_generation", "The slot's generation (bumped by each replacement)", generation.family);
     r.register("corral_worker_uptime_seconds", "How long the slot's current process has been up", uptime.family);
     r.register("corral_worker_restarts", "Restarts of the slot since the cluster started", restarts.family);

@@ -15,8 +15,8 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::inherited;
 use crate::config::foreign::{ListenAddr, ListenSpec};
+use crate::routing::steer::Steering;
 use crate::routing::steer::group::Group;
-use crate::routing::steer::{SlotSteering, Steering};
 use crate::upgrade::state::{ActivatedRecord, Fds, Kept};
 
 /// One listener: its name, where it is bound, and its sockets.
@@ -37,16 +37,21 @@ impl Activated {
     }
 }
 
-/// Every listener of a foreign cluster, and the steering of its reuse-port groups.
+/// Every listener of a foreign cluster; its reuse-port groups are steered by the cluster's
+/// [`Steering`].
 pub(crate) struct ActivatedSockets {
     listeners: Mutex<Vec<Activated>>,
-    steering: Mutex<Steering>,
+    steering: Arc<Mutex<Steering>>,
 }
 
 impl ActivatedSockets {
     /// Binds every listener (slot 0's socket, for reuse-port), so that a bad address stops the
     /// cluster before anything is forked.
-    pub(crate) fn bind(specs: &[ListenSpec], reuse_port: bool) -> Result<Self, ListenRefusal> {
+    pub(crate) fn bind(
+        specs: &[ListenSpec],
+        reuse_port: bool,
+        steering: Arc<Mutex<Steering>>,
+    ) -> Result<Self, ListenRefusal> {
         let mut listeners = Vec::with_capacity(specs.len());
         if specs.is_empty() {
             // Given sockets and told of none: every passed socket is a listener.
@@ -72,11 +77,11 @@ impl ActivatedSockets {
             l.per_slot = per_slot;
             listeners.push(l);
         }
-        Ok(Self::new(listeners))
+        Ok(Self::new(listeners, steering))
     }
 
-    fn new(listeners: Vec<Activated>) -> Self {
-        let sockets = ActivatedSockets { listeners: Mutex::new(listeners), steering: Mutex::new(Steering::default()) };
+    fn new(listeners: Vec<Activated>, steering: Arc<Mutex<Steering>>) -> Self {
+        let sockets = ActivatedSockets { listeners: Mutex::new(listeners), steering };
         sockets.steer();
         sockets
     }
@@ -115,7 +120,7 @@ impl ActivatedSockets {
     }
 
     /// The sockets the previous image handed over (an upgrade), in the kernel's order.
-    pub(crate) fn adopt(records: Vec<ActivatedRecord>, fds: &mut Fds) -> Self {
+    pub(crate) fn adopt(records: Vec<ActivatedRecord>, fds: &mut Fds, steering: Arc<Mutex<Steering>>) -> Self {
         let mut listeners = Vec::with_capacity(records.len());
         for record in records {
             let bound = match (record.tcp, record.unix) {
@@ -140,7 +145,7 @@ impl ActivatedSockets {
             let group = Group::from_parts(sockets, slots);
             listeners.push(Activated { name: record.name, bound, group, per_slot: record.per_slot });
         }
-        Self::new(listeners)
+        Self::new(listeners, steering)
     }
 
     /// Duplicates of `slot`'s sockets, in listener order, and `LISTEN_FDNAMES`. A slot's
@@ -173,64 +178,19 @@ impl ActivatedSockets {
         Ok((fds, names))
     }
 
-    /// Whether any worker of `slot` takes new connections: its sockets are steered in or out.
-    pub(crate) fn set_accepting(&self, slot: usize, accepting: bool) {
-        if self.steering().set_accepting(slot, accepting) {
-            self.steer();
-        }
-    }
-
-    /// Steers by the client's address (sticky; `Some(port bits)`) or by the flow hash.
-    pub(crate) fn set_client_key(&self, port_bits: Option<u8>) {
-        self.steering().set_client_key(port_bits);
-        self.steer();
-    }
-
-    /// `slot` is being removed (a scale-down): no new connection goes to its sockets.
-    pub(crate) fn remove_slot(&self, slot: usize) {
-        if self.steering().set_removed(slot, true) {
-            self.steer();
-        }
-    }
-
-    /// A removed slot's worker is gone: its sockets leave their groups (what was still
-    /// queued on them is reset: steered out before its worker drained, a socket keeps nothing
-    /// unless that worker stopped taking connections).
+    /// A removed slot's worker is gone: its sockets leave their groups and close (what was
+    /// still queued on them is reset: steered out before its worker drained, a socket keeps
+    /// nothing unless that worker stopped taking connections). The caller steers again
+    /// after: until then the old program's last index is out of range and the kernel picks.
     pub(crate) fn close_slot(&self, slot: usize) {
-        let mut closed = Vec::new();
-        {
-            let mut listeners = self.lock();
-            for l in listeners.iter_mut().filter(|l| l.per_slot && l.group.len() > 1) {
-                if let Some(socket) = l.group.leave(slot) {
-                    closed.push(socket);
-                }
-            }
-            // The programs must index the groups as they are after the close: replaced first
-            // (nothing chose this slot's socket already), then the sockets close.
-            self.steering().set_removed(slot, false);
-            self.steer_locked(&listeners);
+        for l in self.lock().iter_mut().filter(|l| l.per_slot && l.group.len() > 1) {
+            drop(l.group.leave(slot));
         }
-        drop(closed);
     }
 
-    /// The slots steered out now, and every slot's queued connections (reuse-port).
-    pub(crate) fn queues(&self) -> Vec<SlotSteering> {
-        let listeners = self.lock();
-        let steering = self.steering();
-        steering.report(listeners.iter().filter(|l| l.per_slot).map(|l| &l.group))
-    }
-
-    /// Reads every reuse-port socket's accept queue: a slot whose queue stays non-empty is
-    /// steered out until it empties (called every [`MONITOR_EVERY`](crate::routing::steer::MONITOR_EVERY)).
-    pub(crate) fn monitor(&self) {
-        let changed = {
-            let listeners = self.lock();
-            let mut steering = self.steering();
-            steering.sample(listeners.iter().filter(|l| l.per_slot).map(|l| &l.group), std::time::Instant::now())
-        };
-        if changed {
-            self.steer();
-        }
+    /// The connections queued on each slot's reuse-port sockets.
+    pub(crate) fn queued(&self) -> std::collections::BTreeMap<usize, u32> {
+        crate::routing::steer::queued_by_slot(self.lock().iter().filter(|l| l.per_slot).map(|l| &l.group))
     }
 
     /// Whether this cluster has reuse-port groups to steer.
@@ -239,7 +199,7 @@ impl ActivatedSockets {
     }
 
     /// Attaches each reuse-port group's program for the slots chosen now.
-    fn steer(&self) {
+    pub(crate) fn steer(&self) {
         let listeners = self.lock();
         self.steer_locked(&listeners);
     }

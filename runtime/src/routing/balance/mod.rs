@@ -39,6 +39,7 @@ use corral_protocol::{HandleHeader, HandleKind, ListenGrant, ListenRefusal, Prot
 use tokio_util::sync::CancellationToken;
 
 use crate::config::foreign::{ListenAddr, ListenSpec};
+use crate::routing::steer::{self, MONITOR_EVERY, Steering};
 use crate::upgrade::state::{ActivatedRecord, Fds, Kept, ListenerRecord, TargetRecord};
 
 use accept::accept_loop;
@@ -54,7 +55,9 @@ pub(crate) use untaken::Untaken;
 pub(crate) struct Listeners {
     scheduling: Scheduling,
     distribution: Distribution,
-    by_addr: Mutex<HashMap<String, Arc<SharedListener>>>,
+    by_addr: Arc<Mutex<HashMap<String, Arc<SharedListener>>>>,
+    /// Whether the accept queues are being watched.
+    watching: std::sync::atomic::AtomicBool,
     /// Cancelled when the cluster stops: acceptors hand out their backlog, then close.
     closing: CancellationToken,
     acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -62,6 +65,8 @@ pub(crate) struct Listeners {
     activated: std::sync::OnceLock<Arc<ActivatedSockets>>,
     /// The sticky key in force, shared by every listener (a reload may change it).
     sticky_key: Arc<LiveKey>,
+    /// Which slots the reuse-port groups steer new connections to.
+    steering: Arc<Mutex<Steering>>,
 }
 
 impl Listeners {
@@ -70,10 +75,12 @@ impl Listeners {
             scheduling,
             distribution: Distribution::of(scheduling),
             sticky_key: Arc::new(LiveKey::new(sticky_key)),
-            by_addr: Mutex::new(HashMap::new()),
+            by_addr: Arc::new(Mutex::new(HashMap::new())),
+            watching: std::sync::atomic::AtomicBool::new(false),
             closing: CancellationToken::new(),
             acceptors: Mutex::new(Vec::new()),
             activated: std::sync::OnceLock::new(),
+            steering: Arc::new(Mutex::new(Steering::default())),
         }
     }
 
@@ -83,8 +90,11 @@ impl Listeners {
         let old = self.sticky_key.get();
         if old != key {
             self.sticky_key.set(key);
-            if let Some(sockets) = self.activated.get().filter(|_| self.scheduling == Scheduling::Sticky) {
-                sockets.set_client_key(Some(key.port_bits()));
+            if self.scheduling == Scheduling::Sticky && self.activated.get().is_some() {
+                self.steer_with(|s| {
+                    s.set_client_key(Some(key.port_bits()));
+                    true
+                });
             }
             tracing::info!(%old, new = %key, "sticky key changed; new connections are placed by it");
         }
@@ -98,64 +108,124 @@ impl Listeners {
     pub(crate) fn bind_activated(&self, specs: &[ListenSpec]) -> Result<(), ListenRefusal> {
         // A foreign program accepts itself: sticky is a steered reuse-port group, by client.
         let sticky = self.scheduling == Scheduling::Sticky;
-        let sockets = ActivatedSockets::bind(specs, sticky || self.distribution == Distribution::ReusePort)?;
         if sticky {
-            sockets.set_client_key(Some(self.sticky_key.get().port_bits()));
+            self.lock_steering().set_client_key(Some(self.sticky_key.get().port_bits()));
         }
+        let reuse_port = sticky || self.distribution == Distribution::ReusePort;
+        let sockets = ActivatedSockets::bind(specs, reuse_port, self.steering.clone())?;
         self.set_activated(sockets);
         Ok(())
     }
 
     /// Keeps a foreign cluster's sockets (bound once, by the cluster before its slots exist,
-    /// or taken over) and, for reuse-port groups, watches their accept queues.
+    /// or taken over).
     fn set_activated(&self, sockets: ActivatedSockets) {
-        let sockets = Arc::new(sockets);
-        if sockets.steers() {
-            let (watched, closing) = (sockets.clone(), self.closing.clone());
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(crate::routing::steer::MONITOR_EVERY);
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = closing.cancelled() => return,
-                        _ = every.tick() => watched.monitor(),
+        let steers = sockets.steers();
+        let _ = self.activated.set(Arc::new(sockets));
+        if steers {
+            self.watch_queues();
+        }
+    }
+
+    /// Reads every reuse-port group's accept queues every [`MONITOR_EVERY`] (once per
+    /// cluster), until the cluster stops or hands over.
+    fn watch_queues(&self) {
+        if self.watching.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let (steering, closing) = (self.steering.clone(), self.closing.clone());
+        let (activated, map) = (self.activated.get().cloned(), Arc::downgrade(&self.by_addr));
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(MONITOR_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = closing.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                let shared = map.upgrade().map(|m| groups_of(&m)).unwrap_or_default();
+                let mut queued = activated.as_ref().map(|a| a.queued()).unwrap_or_default();
+                for listener in &shared {
+                    for (slot, n) in steer::queued_by_slot(std::iter::once(&*listener.group())) {
+                        *queued.entry(slot).or_insert(0) += n;
                     }
                 }
-            });
+                let changed =
+                    steering.lock().unwrap_or_else(PoisonError::into_inner).sample(&queued, std::time::Instant::now());
+                if changed {
+                    resteer(&steering, activated.as_deref(), &shared);
+                }
+            }
+        });
+    }
+
+    fn lock_steering(&self) -> std::sync::MutexGuard<'_, Steering> {
+        // Every update replaces whole sets, so a poisoned lock is still consistent.
+        self.steering.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the steering state; when `change` says it changed, every group is steered again.
+    fn steer_with(&self, change: impl FnOnce(&mut Steering) -> bool) {
+        if change(&mut self.lock_steering()) {
+            resteer(&self.steering, self.activated.get().map(|a| &**a), &groups_of(&self.by_addr));
         }
-        let _ = self.activated.set(sockets);
     }
 
     /// Whether a worker of `slot` takes new connections: a reuse-port group steers its
     /// sockets in or out.
     pub(crate) fn steer_accepting(&self, slot: usize, accepting: bool) {
-        if let Some(sockets) = self.activated.get() {
-            sockets.set_accepting(slot, accepting);
-        }
+        self.steer_with(|s| s.set_accepting(slot, accepting));
     }
 
     /// `slot` is being removed (a scale-down): its sockets get no new connection.
     pub(crate) fn steer_out_removed(&self, slot: usize) {
-        if let Some(sockets) = self.activated.get() {
-            sockets.remove_slot(slot);
-        }
+        self.steer_with(|s| s.set_removed(slot, true));
     }
 
     /// Connections queued on `slot`'s own reuse-port sockets (0 where it has none).
     pub(crate) fn queued(&self, slot: usize) -> u32 {
-        self.steering().iter().filter(|s| s.slot == slot).map(|s| s.queued).sum()
+        let mut n = self.activated.get().and_then(|a| a.queued().get(&slot).copied()).unwrap_or(0);
+        for listener in groups_of(&self.by_addr) {
+            n += steer::queued_by_slot(std::iter::once(&*listener.group())).get(&slot).copied().unwrap_or(0);
+        }
+        n
     }
 
-    /// A removed slot has ended: its own reuse-port sockets close.
+    /// `slot`'s steering (reuse-port groups only).
+    pub(crate) fn steering_of(&self, slot: usize) -> Option<crate::routing::steer::SlotSteering> {
+        let mut groups: Vec<crate::routing::steer::SlotSteering> = Vec::new();
+        let steering = self.lock_steering();
+        if let Some(activated) = self.activated.get() {
+            groups.extend(steering.report_counts(&activated.queued()));
+        }
+        for listener in groups_of(&self.by_addr) {
+            groups.extend(steering.report_counts(&steer::queued_by_slot(std::iter::once(&*listener.group()))));
+        }
+        let mine: Vec<_> = groups.into_iter().filter(|s| s.slot == slot).collect();
+        let first = mine.first()?;
+        Some(crate::routing::steer::SlotSteering {
+            slot,
+            steered_in: first.steered_in,
+            queued: mine.iter().map(|s| s.queued).sum(),
+        })
+    }
+
+    /// A removed slot has ended: its own reuse-port sockets close, then every group is
+    /// steered again.
     pub(crate) fn close_slot(&self, slot: usize) {
         if let Some(sockets) = self.activated.get() {
             sockets.close_slot(slot);
         }
-    }
-
-    /// Each slot's steering and queued connections (reuse-port `corral run` clusters).
-    pub(crate) fn steering(&self) -> Vec<crate::routing::steer::SlotSteering> {
-        self.activated.get().map(|s| s.queues()).unwrap_or_default()
+        for listener in groups_of(&self.by_addr) {
+            let mut group = listener.group();
+            if group.len() > 1 {
+                drop(group.leave(slot));
+            }
+        }
+        self.steer_with(|s| {
+            s.set_removed(slot, false);
+            true
+        });
     }
 
     /// A foreign worker's sockets for `slot`, in order, and their `LISTEN_FDNAMES`.
@@ -217,7 +287,27 @@ impl Listeners {
                     },
                 })?;
             }
-            Distribution::ReusePort => {}
+            Distribution::ReusePort => {
+                let (socket, joined) =
+                    listener.slot_socket(target.slot).map_err(|e| ListenRefusal::bind(requested, &e))?;
+                if joined {
+                    // A new member gets no connection before its worker is ready.
+                    self.steer_with(|_| true);
+                    self.watch_queues();
+                }
+                let header = HandleHeader {
+                    id: target.listen_id,
+                    kind: HandleKind::Listener { addr: listener.addr.to_string() },
+                    trace: None,
+                };
+                target.channel.send(&header, socket.as_fd()).await.map_err(|e| ListenRefusal::Pass {
+                    addr: requested.to_string(),
+                    errno: match &e {
+                        ProtocolError::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+                        _ => libc::EIO,
+                    },
+                })?;
+            }
         }
         Ok((listener.addr, ListenGrant { addr: listener.addr.to_string(), scheduling }))
     }
@@ -303,12 +393,19 @@ impl Listeners {
                 continue;
             }
             let fd = kept.keep(listener.socket.as_fd().try_clone_to_owned()?);
+            let (mut group_fds, mut group_slots) = (Vec::new(), Vec::new());
+            for (slot, socket) in listener.group().iter() {
+                group_fds.push(kept.keep(socket.as_fd().try_clone_to_owned()?));
+                group_slots.push(slot);
+            }
             let record = ListenerRecord {
                 keys: vec![key.clone()],
                 addr: listener.addr,
                 fd,
                 passed: listener.passed,
                 targets: listener.target_records(),
+                group_fds,
+                group_slots,
             };
             records.push((listener.clone(), record));
         }
@@ -339,6 +436,19 @@ impl Listeners {
             };
             let _ = socket.set_nonblocking(true);
             let listener = Arc::new(SharedListener::new(record.addr, socket, record.passed, self.sticky_key.clone()));
+            let (mut sockets, mut slots) = (Vec::new(), Vec::new());
+            for (raw, slot) in record.group_fds.iter().zip(&record.group_slots) {
+                match fds.take(*raw) {
+                    Ok(fd) => {
+                        sockets.push(Arc::new(socket2::Socket::from(fd)));
+                        slots.push(*slot);
+                    }
+                    Err(e) => {
+                        tracing::error!(addr = %record.addr, slot, error = %e, "a slot's handed-over socket is missing")
+                    }
+                }
+            }
+            *listener.group() = crate::routing::steer::group::Group::from_parts(sockets, slots);
             if let Distribution::Accept(strategy) = self.distribution {
                 match listener
                     .socket
@@ -365,7 +475,11 @@ impl Listeners {
             }
         }
         if !activated.is_empty() {
-            self.set_activated(ActivatedSockets::adopt(activated, fds));
+            self.set_activated(ActivatedSockets::adopt(activated, fds, self.steering.clone()));
+        }
+        if !groups_of(&self.by_addr).is_empty() {
+            self.steer_with(|_| true);
+            self.watch_queues();
         }
         registrations
     }
@@ -416,4 +530,27 @@ fn resolve(requested: &str) -> Result<SocketAddr, ListenRefusal> {
         .map_err(|_| ListenRefusal::Unresolvable { addr: requested.to_string() })?
         .next()
         .ok_or_else(|| ListenRefusal::NoAddress { addr: requested.to_string() })
+}
+
+/// The listeners that have reuse-port groups (each counted once).
+fn groups_of(map: &Mutex<HashMap<String, Arc<SharedListener>>>) -> Vec<Arc<SharedListener>> {
+    let map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut out: Vec<Arc<SharedListener>> = Vec::new();
+    for listener in map.values() {
+        if listener.group().len() > 0 && !out.iter().any(|l| Arc::ptr_eq(l, listener)) {
+            out.push(listener.clone());
+        }
+    }
+    out
+}
+
+/// Attaches every reuse-port group's program for the slots `steering` chooses now.
+fn resteer(steering: &Mutex<Steering>, activated: Option<&ActivatedSockets>, shared: &[Arc<SharedListener>]) {
+    if let Some(activated) = activated {
+        activated.steer();
+    }
+    let mut steering = steering.lock().unwrap_or_else(PoisonError::into_inner);
+    for listener in shared {
+        steering.attach(&listener.group(), listener.addr.is_ipv6(), &listener.addr.to_string());
+    }
 }

@@ -11,6 +11,7 @@ use super::counts::ConnectionCounts;
 use super::live_key::LiveKey;
 use super::strategy::Strategy;
 use super::target::Target;
+use crate::routing::steer::group::Group;
 
 /// One bound address, shared by every worker of the cluster.
 pub(crate) struct SharedListener {
@@ -28,6 +29,9 @@ pub(crate) struct SharedListener {
     pub counts: ConnectionCounts,
     /// The cluster's sticky key in force (sticky scheduling).
     sticky_key: Arc<LiveKey>,
+    /// Reuse-port: each slot's own listening socket, owned here and passed to the slot's
+    /// workers, so a replacement inherits the queue (in the kernel's order, for steering).
+    group: Mutex<Group>,
 }
 
 impl SharedListener {
@@ -42,7 +46,29 @@ impl SharedListener {
             strategy: std::sync::OnceLock::new(),
             counts: ConnectionCounts::default(),
             sticky_key,
+            group: Mutex::new(Group::default()),
         }
+    }
+
+    /// The reuse-port sockets, by slot (a poisoned lock still holds whole sockets).
+    pub(crate) fn group(&self) -> std::sync::MutexGuard<'_, Group> {
+        self.group.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `slot`'s own reuse-port socket (bound and joined to the group the first time; `true`
+    /// then).
+    ///
+    /// # Errors
+    ///
+    /// The socket cannot be bound.
+    pub(crate) fn slot_socket(&self, slot: usize) -> std::io::Result<(Arc<Socket>, bool)> {
+        let mut group = self.group();
+        if let Some(socket) = group.socket(slot) {
+            return Ok((socket.clone(), false));
+        }
+        let socket = Arc::new(corral_protocol::bind(self.addr, corral_protocol::BindMode::ReusePortListen)?);
+        group.joined(slot, socket.clone());
+        Ok((socket, true))
     }
 
     fn with_targets<T>(&self, f: impl FnOnce(&mut Vec<Target>) -> T) -> T {

@@ -119,12 +119,11 @@ impl Steering {
         }
     }
 
-    /// Reads the accept queue of every slot's sockets at `now`; `true` when a slot became
-    /// stalled or recovered.
-    pub(crate) fn sample<'a>(&mut self, groups: impl Iterator<Item = &'a Group>, now: Instant) -> bool {
-        let queued = queued_by_slot(groups);
+    /// Takes each slot's queued connections at `now`; `true` when a slot became stalled or
+    /// recovered.
+    pub(crate) fn sample(&mut self, queued: &BTreeMap<usize, u32>, now: Instant) -> bool {
         let mut changed = false;
-        for (&slot, &n) in &queued {
+        for (&slot, &n) in queued {
             if n == 0 {
                 self.backlogged.remove(&slot);
                 if self.stalled.remove(&slot) {
@@ -146,11 +145,11 @@ impl Steering {
         changed
     }
 
-    /// Each slot's steering and queue.
-    pub(crate) fn report<'a>(&self, groups: impl Iterator<Item = &'a Group>) -> Vec<SlotSteering> {
-        queued_by_slot(groups)
-            .into_iter()
-            .map(|(slot, queued)| SlotSteering {
+    /// Each slot's steering, with its queued connections.
+    pub(crate) fn report_counts(&self, queued: &BTreeMap<usize, u32>) -> Vec<SlotSteering> {
+        queued
+            .iter()
+            .map(|(&slot, &queued)| SlotSteering {
                 slot,
                 steered_in: !self.off
                     && self.accepting.contains(&slot)
@@ -163,7 +162,7 @@ impl Steering {
 }
 
 /// The connections queued on each slot's sockets, over every group.
-fn queued_by_slot<'a>(groups: impl Iterator<Item = &'a Group>) -> BTreeMap<usize, u32> {
+pub(crate) fn queued_by_slot<'a>(groups: impl Iterator<Item = &'a Group>) -> BTreeMap<usize, u32> {
     let mut queued = BTreeMap::new();
     for group in groups {
         for (slot, socket) in group.iter() {
