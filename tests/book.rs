@@ -513,6 +513,12 @@ const PAGES: &[&str] = &[
     "docs/src/migrating.md",
     "docs/src/architecture.md",
     "docs/src/commands.md",
+    "docs/src/recipes/hypercorn.md",
+    "docs/src/recipes/waitress.md",
+    "docs/src/recipes/gunicorn-workers.md",
+    "docs/src/recipes/node-http.md",
+    "docs/src/recipes/fastify.md",
+    "docs/src/recipes/go.md",
 ];
 
 macro_rules! pages {
@@ -537,6 +543,12 @@ pages! {
     migrating => "docs/src/migrating.md",
     architecture => "docs/src/architecture.md",
     the_commands_page => "docs/src/commands.md",
+    recipe_hypercorn => "docs/src/recipes/hypercorn.md",
+    recipe_waitress => "docs/src/recipes/waitress.md",
+    recipe_gunicorn_workers => "docs/src/recipes/gunicorn-workers.md",
+    recipe_node_http => "docs/src/recipes/node-http.md",
+    recipe_fastify => "docs/src/recipes/fastify.md",
+    recipe_go => "docs/src/recipes/go.md",
 }
 
 /// Every markdown file of the book (generated ones aside).

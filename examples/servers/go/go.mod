@@ -1,0 +1,5 @@
+module corral.example/servers/go
+
+go 1.19
+
+require github.com/coreos/go-systemd/v22 v22.3.2
