@@ -9,7 +9,8 @@
 //! replacement took the queue over); a slot being removed is steered out for good. When no
 //! slot is chosen (every worker restarting), new connections queue on the sockets of the
 //! slots that exist, for their replacements. Where attaching fails (an old kernel, a seccomp
-//! filter), that is logged once and the kernel's own spreading goes on.
+//! filter), that is logged once and the kernel's own spreading goes on; [`STEER_ENV`]`=off`
+//! turns steering off.
 
 pub(crate) mod attach;
 pub(crate) mod group;
@@ -41,8 +42,12 @@ pub(crate) struct SlotSteering {
     pub queued: u32,
 }
 
+/// Set to `off` (or `0`), the reuse-port groups are not steered: the kernel spreads new
+/// connections on its own, as before steering existed (a comparison, and an escape hatch).
+pub(crate) const STEER_ENV: &str = "CORRAL_STEER";
+
 /// Which slots get new connections.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Steering {
     accepting: BTreeSet<usize>,
     /// Slots whose queue stays non-empty, since when.
@@ -53,6 +58,23 @@ pub(crate) struct Steering {
     off: bool,
     /// The key in force (sticky scheduling: the client address).
     client_key: Option<u8>,
+}
+
+impl Default for Steering {
+    fn default() -> Self {
+        let off = std::env::var(STEER_ENV).is_ok_and(|v| v == "off" || v == "0");
+        if off {
+            tracing::info!("{STEER_ENV}=off: reuse-port groups are not steered; the kernel spreads connections alone");
+        }
+        Steering {
+            accepting: BTreeSet::new(),
+            backlogged: BTreeMap::new(),
+            stalled: BTreeSet::new(),
+            removed: BTreeSet::new(),
+            off,
+            client_key: None,
+        }
+    }
 }
 
 impl Steering {
