@@ -41,6 +41,7 @@ where
         let mut proc = self.procs.remove(index);
         proc.set_accepting(false);
         self.publish_accepting();
+        self.args.listeners.process_gone(slot, generation);
         self.args.listeners.unregister(slot, generation);
         let uptime = proc.started.elapsed();
         let stopping = !self.is_live();

@@ -137,6 +137,7 @@ where
             SlotMsg::RecycleTurn(turn) => st.recycle_turn(turn).await,
             SlotMsg::StartTimeout { generation } => st.start_timed_out(generation),
             SlotMsg::KillTimeout { generation } => st.kill_timed_out(generation),
+            SlotMsg::Emptied { generation } => st.emptied(generation),
             SlotMsg::Process(ProcessEvent { generation, kind }) => match kind {
                 ProcessEventKind::Online => st.online(generation),
                 ProcessEventKind::Ready => st.ready(generation),

@@ -89,6 +89,11 @@ pub(crate) enum SlotMsg {
         /// The process's generation.
         generation: u64,
     },
+    /// A retired process has taken what was queued on its own reuse-port sockets: it drains.
+    Emptied {
+        /// The process's generation.
+        generation: u64,
+    },
     /// Timer: the process of this generation had `kill_timeout` to drain.
     KillTimeout {
         /// The process's generation.

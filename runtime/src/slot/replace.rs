@@ -96,13 +96,20 @@ where
         // The `replace` span goes on until the old process has exited (or ends here without
         // one); so does a recycle's turn.
         let span = pending.as_ref().map_or_else(Span::none, |p| p.span.clone());
+        // New connections go to the new process's own sockets from here on; the old one
+        // first takes what is queued on its own (so nothing waits where nobody will accept).
+        let emptying = self.args.listeners.promote(slot, generation);
         if let Some(old) = old
             && let Some(proc) = self.proc_mut(old)
         {
             proc.role = Role::Retiring;
             proc.spans.replace = Some(span.clone());
             proc.recycle_turn = pending.as_mut().and_then(|p| p.turn.take());
-            self.drain(old, DrainCause::Retired, &span);
+            if emptying {
+                self.drain_once_emptied(old);
+            } else {
+                self.drain(old, DrainCause::Retired, &span);
+            }
         }
         self.args.listeners.readiness_changed();
         if let Some(pending) = pending {

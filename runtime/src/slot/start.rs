@@ -85,8 +85,10 @@ where
         let (slot, generation) = (self.slot(), self.generation);
         let fork = lifecycle::fork(parent, slot, generation, role.as_str());
         let config = self.args.config.clone();
+        // A replacement beside a running process gets reuse-port sockets of its own.
+        let beside = role == Role::Candidate && self.procs.iter().any(|p| p.role == Role::Current);
         let activation = match config.exec.foreign() {
-            Some(_) => match self.args.listeners.activation(slot) {
+            Some(_) => match self.args.listeners.activation(slot, generation, beside) {
                 Ok((listeners, names)) => Some(Activation { listeners, names, workers: self.args.routes.len() }),
                 Err(e) => {
                     lifecycle::fail(&fork, &e);

@@ -12,6 +12,12 @@ use crate::api::error::ReplaceError;
 use crate::api::events::lifecycle;
 use crate::supervision::kill::KillReason;
 
+/// How often a retired process's own queue is read until it is empty.
+const EMPTY_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// After its queue is empty, how long a retired process goes on before it is told to drain.
+const EMPTIED_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl<M, R> SlotState<M, R>
 where
     M: Serialize + Send + 'static,
@@ -64,6 +70,33 @@ where
         let deadline_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         proc.process.ask_to_drain(deadline_ms);
         self.myself.send_after(timeout, move || SlotMsg::KillTimeout { generation });
+    }
+
+    /// A retired process whose own reuse-port sockets were just steered out keeps taking what
+    /// is queued there until the queue is empty (at most `kill_timeout`), and [`EMPTIED_GRACE`]
+    /// more, so that the requests of the last connections it accepted have arrived; then it
+    /// is told to drain. (A server that closes connections it accepted but has not read yet
+    /// when it stops — uvicorn, hypercorn — loses nothing this way.)
+    pub(crate) fn drain_once_emptied(&mut self, generation: u64) {
+        let (slot, listeners, myself) = (self.slot(), self.args.listeners.clone(), self.myself.clone());
+        let deadline = tokio::time::Instant::now() + self.args.config.kill_timeout;
+        tokio::spawn(async move {
+            while listeners.queued_on(slot, generation) > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(EMPTY_POLL).await;
+            }
+            tokio::time::sleep(EMPTIED_GRACE).await;
+            let _ = myself.send_message(SlotMsg::Emptied { generation });
+        });
+    }
+
+    /// `Emptied`: the retired process drains (unless a stop drained it already).
+    pub(crate) fn emptied(&mut self, generation: u64) {
+        let Some(proc) = self.proc(generation) else { return };
+        if proc.is_draining() {
+            return;
+        }
+        let span = proc.spans.replace.clone().unwrap_or_else(Span::none);
+        self.drain(generation, DrainCause::Retired, &span);
     }
 
     /// `KillTimeout`: a process still alive `kill_timeout` after it was told to drain is killed.

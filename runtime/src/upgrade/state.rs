@@ -178,6 +178,8 @@ pub(crate) struct ActivatedRecord {
     pub fds: Vec<RawFd>,
     /// Reuse-port: the slot of each socket in `fds`.
     pub slots: Vec<usize>,
+    /// Reuse-port: the process generation each socket was bound for.
+    pub generations: Vec<u64>,
     pub per_slot: bool,
 }
 

@@ -16,7 +16,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use super::inherited;
 use crate::config::foreign::{ListenAddr, ListenSpec};
 use crate::routing::steer::Steering;
-use crate::routing::steer::group::Group;
+use crate::routing::steer::group::{Group, Member};
 use crate::upgrade::state::{ActivatedRecord, Fds, Kept};
 
 /// One listener: its name, where it is bound, and its sockets.
@@ -32,7 +32,7 @@ struct Activated {
 impl Activated {
     fn shared(name: String, bound: ListenAddr, socket: Arc<Socket>) -> Self {
         let mut group = Group::default();
-        group.joined(0, socket);
+        group.joined(Member { slot: 0, generation: 0 }, socket, true);
         Activated { name, bound, group, per_slot: false }
     }
 }
@@ -42,6 +42,8 @@ impl Activated {
 pub(crate) struct ActivatedSockets {
     listeners: Mutex<Vec<Activated>>,
     steering: Arc<Mutex<Steering>>,
+    /// Current sockets whose process is gone, kept for the slot's next process.
+    orphans: Mutex<Vec<Member>>,
 }
 
 impl ActivatedSockets {
@@ -81,7 +83,7 @@ impl ActivatedSockets {
     }
 
     fn new(listeners: Vec<Activated>, steering: Arc<Mutex<Steering>>) -> Self {
-        let sockets = ActivatedSockets { listeners: Mutex::new(listeners), steering };
+        let sockets = ActivatedSockets { listeners: Mutex::new(listeners), steering, orphans: Mutex::new(Vec::new()) };
         sockets.steer();
         sockets
     }
@@ -105,16 +107,25 @@ impl ActivatedSockets {
     pub(crate) fn hand_over(&self, kept: &mut Kept) -> io::Result<Vec<ActivatedRecord>> {
         let mut records = Vec::new();
         for l in self.lock().iter() {
-            let (mut fds, mut slots) = (Vec::with_capacity(l.group.len()), Vec::with_capacity(l.group.len()));
-            for (slot, socket) in l.group.iter() {
+            let (mut fds, mut slots, mut generations) = (Vec::new(), Vec::new(), Vec::new());
+            for (member, socket) in l.group.iter() {
                 fds.push(kept.keep(socket.as_fd().try_clone_to_owned()?));
-                slots.push(slot);
+                slots.push(member.slot);
+                generations.push(member.generation);
             }
             let (tcp, unix) = match &l.bound {
                 ListenAddr::Tcp(addr) => (Some(*addr), None),
                 ListenAddr::Unix(path) => (None, Some(path.clone())),
             };
-            records.push(ActivatedRecord { name: l.name.clone(), tcp, unix, fds, slots, per_slot: l.per_slot });
+            records.push(ActivatedRecord {
+                name: l.name.clone(),
+                tcp,
+                unix,
+                fds,
+                slots,
+                generations,
+                per_slot: l.per_slot,
+            });
         }
         Ok(records)
     }
@@ -128,12 +139,13 @@ impl ActivatedSockets {
                 (None, Some(path)) => ListenAddr::Unix(path),
                 (None, None) => continue,
             };
-            let (mut sockets, mut slots) = (Vec::with_capacity(record.fds.len()), Vec::new());
+            let (mut sockets, mut members) = (Vec::with_capacity(record.fds.len()), Vec::new());
             for (i, raw) in record.fds.into_iter().enumerate() {
                 match fds.take(raw) {
                     Ok(fd) => {
                         sockets.push(Arc::new(Socket::from(fd)));
-                        slots.push(record.slots.get(i).copied().unwrap_or(i));
+                        let slot = record.slots.get(i).copied().unwrap_or(i);
+                        members.push(Member { slot, generation: record.generations.get(i).copied().unwrap_or(0) });
                     }
                     Err(e) => tracing::error!(addr = %bound, error = %e, "a handed-over socket is missing"),
                 }
@@ -142,26 +154,36 @@ impl ActivatedSockets {
                 continue;
             }
             tracing::info!(name = %record.name, addr = %bound, "listening (taken over from the previous image)");
-            let group = Group::from_parts(sockets, slots);
+            let group = Group::from_parts(sockets, members);
             listeners.push(Activated { name: record.name, bound, group, per_slot: record.per_slot });
         }
         Self::new(listeners, steering)
     }
 
-    /// Duplicates of `slot`'s sockets, in listener order, and `LISTEN_FDNAMES`. A slot's
-    /// reuse-port sockets are bound the first time it starts (a scale-up adds slots).
-    pub(crate) fn for_slot(&self, slot: usize) -> io::Result<(Vec<OwnedFd>, String)> {
+    /// Duplicates of the sockets of process `generation` of `slot`, in listener order, and
+    /// `LISTEN_FDNAMES`. A reuse-port socket is bound the first time a slot starts (a
+    /// scale-up adds slots) and taken over by each next process of the slot, except a
+    /// replacement started `beside` a running one: it gets a socket of its own, current once
+    /// it takes over ([`promote`](Self::promote)).
+    pub(crate) fn for_process(&self, slot: usize, generation: u64, beside: bool) -> io::Result<(Vec<OwnedFd>, String)> {
+        let me = Member { slot, generation };
         let mut listeners = self.lock();
         let mut fds = Vec::with_capacity(listeners.len());
         let mut joined = false;
         for l in listeners.iter_mut() {
             let socket = if l.per_slot {
-                if l.group.socket(slot).is_none() {
-                    let (socket, _) = bind_one(&l.bound, true, false)?;
-                    l.group.joined(slot, Arc::new(socket));
-                    joined = true;
+                match l.group.current(slot).map(|(m, _)| m) {
+                    Some(current) if !beside => {
+                        l.group.hand_to(current, me);
+                        self.orphans().retain(|m| *m != current);
+                    }
+                    _ => {
+                        let (socket, _) = bind_one(&l.bound, true, false)?;
+                        l.group.joined(me, Arc::new(socket), false);
+                        joined = true;
+                    }
                 }
-                l.group.socket(slot)
+                l.group.socket(me)
             } else {
                 l.group.any()
             };
@@ -178,13 +200,73 @@ impl ActivatedSockets {
         Ok((fds, names))
     }
 
+    /// Process `generation` of `slot` took over: its sockets become the slot's current ones;
+    /// returns whether an older process's own sockets are now steered out (to be emptied).
+    pub(crate) fn promote(&self, slot: usize, generation: u64) -> bool {
+        let mut retired = false;
+        let mut closed = Vec::new();
+        let orphans = std::mem::take(&mut *self.orphans());
+        for l in self.lock().iter_mut().filter(|l| l.per_slot) {
+            if let Some(old) = l.group.make_current(Member { slot, generation }) {
+                if orphans.contains(&old) {
+                    // Its process died before the replacement was ready: nobody will take
+                    // what waits there (reset when it closes).
+                    closed.extend(l.group.leave(old));
+                } else {
+                    retired = true;
+                }
+            }
+        }
+        self.orphans().extend(orphans.into_iter().filter(|m| m.slot != slot));
+        drop(closed);
+        self.steer();
+        retired
+    }
+
+    fn orphans(&self) -> MutexGuard<'_, Vec<Member>> {
+        // Whole members are pushed and taken, so a poisoned lock is still consistent.
+        self.orphans.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Process `generation` of `slot` is gone: its own sockets close unless they are the
+    /// slot's current ones (which the slot's next process takes over, queue and all).
+    pub(crate) fn process_gone(&self, slot: usize, generation: u64) {
+        let me = Member { slot, generation };
+        let mut closed = Vec::new();
+        for l in self.lock().iter_mut().filter(|l| l.per_slot) {
+            match l.group.current(slot) {
+                Some((current, _)) if current == me => {
+                    if !self.orphans().contains(&me) {
+                        self.orphans().push(me);
+                    }
+                }
+                _ => closed.extend(l.group.leave(me)),
+            }
+        }
+        if !closed.is_empty() {
+            drop(closed);
+            // Closed first, then the programs index the groups as they now are.
+            self.steer();
+        }
+    }
+
+    /// Connections queued on process `generation` of `slot`'s own sockets.
+    pub(crate) fn queued_on(&self, slot: usize, generation: u64) -> u32 {
+        crate::routing::steer::queued_on(self.lock().iter().map(|l| &l.group), Member { slot, generation })
+    }
+
+    /// Connections queued on any socket of `slot`.
+    pub(crate) fn queued_in_slot(&self, slot: usize) -> u32 {
+        crate::routing::steer::queued_in_slot(self.lock().iter().filter(|l| l.per_slot).map(|l| &l.group), slot)
+    }
+
     /// A removed slot's worker is gone: its sockets leave their groups and close (what was
     /// still queued on them is reset: steered out before its worker drained, a socket keeps
     /// nothing unless that worker stopped taking connections). The caller steers again
     /// after: until then the old program's last index is out of range and the kernel picks.
     pub(crate) fn close_slot(&self, slot: usize) {
         for l in self.lock().iter_mut().filter(|l| l.per_slot && l.group.len() > 1) {
-            drop(l.group.leave(slot));
+            drop(l.group.leave_slot(slot));
         }
     }
 

@@ -184,9 +184,9 @@ impl Listeners {
 
     /// Connections queued on `slot`'s own reuse-port sockets (0 where it has none).
     pub(crate) fn queued(&self, slot: usize) -> u32 {
-        let mut n = self.activated.get().and_then(|a| a.queued().get(&slot).copied()).unwrap_or(0);
+        let mut n = self.activated.get().map_or(0, |a| a.queued_in_slot(slot));
         for listener in groups_of(&self.by_addr) {
-            n += steer::queued_by_slot(std::iter::once(&*listener.group())).get(&slot).copied().unwrap_or(0);
+            n += steer::queued_in_slot(std::iter::once(&*listener.group()), slot);
         }
         n
     }
@@ -219,7 +219,7 @@ impl Listeners {
         for listener in groups_of(&self.by_addr) {
             let mut group = listener.group();
             if group.len() > 1 {
-                drop(group.leave(slot));
+                drop(group.leave_slot(slot));
             }
         }
         self.steer_with(|s| {
@@ -228,16 +228,42 @@ impl Listeners {
         });
     }
 
-    /// A foreign worker's sockets for `slot`, in order, and their `LISTEN_FDNAMES`.
+    /// A foreign worker's sockets (process `generation` of `slot`, started `beside` a running
+    /// process of the slot when it replaces one), in order, and their `LISTEN_FDNAMES`.
     ///
     /// # Errors
     ///
     /// A slot's own reuse-port socket cannot be bound or a socket cannot be duplicated.
-    pub(crate) fn activation(&self, slot: usize) -> std::io::Result<(Vec<std::os::fd::OwnedFd>, String)> {
+    pub(crate) fn activation(
+        &self,
+        slot: usize,
+        generation: u64,
+        beside: bool,
+    ) -> std::io::Result<(Vec<std::os::fd::OwnedFd>, String)> {
         match self.activated.get() {
-            Some(sockets) => sockets.for_slot(slot),
+            Some(sockets) => sockets.for_process(slot, generation, beside),
             None => Ok((Vec::new(), String::new())),
         }
+    }
+
+    /// Process `generation` of `slot` took over from an older one: its own reuse-port sockets
+    /// get the slot's new connections; `true` when the older process had sockets of its own,
+    /// now steered out, which it should empty before it is told to drain.
+    pub(crate) fn promote(&self, slot: usize, generation: u64) -> bool {
+        self.activated.get().is_some_and(|a| a.promote(slot, generation))
+    }
+
+    /// Process `generation` of `slot` is gone: its own reuse-port sockets close, unless its
+    /// slot's next process takes them over.
+    pub(crate) fn process_gone(&self, slot: usize, generation: u64) {
+        if let Some(activated) = self.activated.get() {
+            activated.process_gone(slot, generation);
+        }
+    }
+
+    /// Connections queued on the own reuse-port sockets of process `generation` of `slot`.
+    pub(crate) fn queued_on(&self, slot: usize, generation: u64) -> u32 {
+        self.activated.get().map_or(0, |a| a.queued_on(slot, generation))
     }
 
     /// A foreign cluster's listeners: names and bound addresses, in order.
@@ -394,9 +420,9 @@ impl Listeners {
             }
             let fd = kept.keep(listener.socket.as_fd().try_clone_to_owned()?);
             let (mut group_fds, mut group_slots) = (Vec::new(), Vec::new());
-            for (slot, socket) in listener.group().iter() {
+            for (member, socket) in listener.group().iter() {
                 group_fds.push(kept.keep(socket.as_fd().try_clone_to_owned()?));
-                group_slots.push(slot);
+                group_slots.push(member.slot);
             }
             let record = ListenerRecord {
                 keys: vec![key.clone()],
@@ -441,7 +467,7 @@ impl Listeners {
                 match fds.take(*raw) {
                     Ok(fd) => {
                         sockets.push(Arc::new(socket2::Socket::from(fd)));
-                        slots.push(*slot);
+                        slots.push(crate::routing::steer::group::Member { slot: *slot, generation: 0 });
                     }
                     Err(e) => {
                         tracing::error!(addr = %record.addr, slot, error = %e, "a slot's handed-over socket is missing")

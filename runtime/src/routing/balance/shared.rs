@@ -11,7 +11,7 @@ use super::counts::ConnectionCounts;
 use super::live_key::LiveKey;
 use super::strategy::Strategy;
 use super::target::Target;
-use crate::routing::steer::group::Group;
+use crate::routing::steer::group::{Group, Member};
 
 /// One bound address, shared by every worker of the cluster.
 pub(crate) struct SharedListener {
@@ -63,11 +63,11 @@ impl SharedListener {
     /// The socket cannot be bound.
     pub(crate) fn slot_socket(&self, slot: usize) -> std::io::Result<(Arc<Socket>, bool)> {
         let mut group = self.group();
-        if let Some(socket) = group.socket(slot) {
+        if let Some((_, socket)) = group.current(slot) {
             return Ok((socket.clone(), false));
         }
         let socket = Arc::new(corral_protocol::bind(self.addr, corral_protocol::BindMode::ReusePortListen)?);
-        group.joined(slot, socket.clone());
+        group.joined(Member { slot, generation: 0 }, socket.clone(), true);
         Ok((socket, true))
     }
 

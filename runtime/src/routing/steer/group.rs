@@ -4,53 +4,116 @@
 //! A socket joins at the end when it starts listening; when one leaves, the last one takes
 //! its index (`reuseport_detach_sock` in net/core/sock_reuseport.c). [`Group`] mirrors both
 //! moves exactly, so index `i` here is index `i` there.
+//!
+//! Each socket belongs to a slot and a process generation. A slot has one **current** socket,
+//! the one new connections may be steered to; a replacement started beside a running process
+//! gets a socket of its own, which becomes current when it takes over, while the old one is
+//! steered out, emptied by its process, and closed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use socket2::Socket;
+
+/// Whose socket: a slot, and the generation of the process it was bound for (library
+/// clusters use generation 0: one socket per slot for all its processes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub slot: usize,
+    pub generation: u64,
+}
 
 /// One listener's per-slot sockets, in the kernel's order.
 #[derive(Debug, Default)]
 pub(crate) struct Group {
     sockets: Vec<Arc<Socket>>,
-    /// The slot of each socket, index for index.
-    slots: Vec<usize>,
+    /// Whose each socket is, index for index.
+    members: Vec<Member>,
+    /// Each slot's current generation.
+    current: BTreeMap<usize, u64>,
 }
 
 impl Group {
-    /// A group from sockets already in the kernel's order (taken over from the previous image).
-    pub(crate) fn from_parts(sockets: Vec<Arc<Socket>>, slots: Vec<usize>) -> Self {
-        debug_assert_eq!(sockets.len(), slots.len());
-        Group { sockets, slots }
+    /// A group from sockets already in the kernel's order (taken over from the previous
+    /// image); the newest generation of each slot is its current one.
+    pub(crate) fn from_parts(sockets: Vec<Arc<Socket>>, members: Vec<Member>) -> Self {
+        debug_assert_eq!(sockets.len(), members.len());
+        let mut current = BTreeMap::new();
+        for m in &members {
+            let g = current.entry(m.slot).or_insert(m.generation);
+            *g = (*g).max(m.generation);
+        }
+        Group { sockets, members, current }
     }
 
-    /// A socket that has just started listening, for `slot`: it joined at the end.
-    pub(crate) fn joined(&mut self, slot: usize, socket: Arc<Socket>) {
+    /// A socket that has just started listening: it joined at the end (current for its slot
+    /// when `current`).
+    pub(crate) fn joined(&mut self, member: Member, socket: Arc<Socket>, current: bool) {
         self.sockets.push(socket);
-        self.slots.push(slot);
+        self.members.push(member);
+        if current || !self.current.contains_key(&member.slot) {
+            self.current.insert(member.slot, member.generation);
+        }
     }
 
-    /// Takes `slot`'s socket out; the caller closes it (the kernel then moves the last socket
-    /// into its index, as this does).
-    pub(crate) fn leave(&mut self, slot: usize) -> Option<Arc<Socket>> {
-        let index = self.slots.iter().position(|s| *s == slot)?;
-        self.slots.swap_remove(index);
+    /// Takes `member`'s socket out; the caller closes it (the kernel then moves the last
+    /// socket into its index, as this does).
+    pub(crate) fn leave(&mut self, member: Member) -> Option<Arc<Socket>> {
+        let index = self.members.iter().position(|m| *m == member)?;
+        self.members.swap_remove(index);
+        if self.current.get(&member.slot) == Some(&member.generation) {
+            self.current.remove(&member.slot);
+        }
         Some(self.sockets.swap_remove(index))
     }
 
-    /// `slot`'s socket.
-    pub(crate) fn socket(&self, slot: usize) -> Option<&Arc<Socket>> {
-        self.index(slot).map(|i| &self.sockets[i as usize])
+    /// Takes every socket of `slot` out (a removed slot).
+    pub(crate) fn leave_slot(&mut self, slot: usize) -> Vec<Arc<Socket>> {
+        let mine: Vec<Member> = self.members.iter().copied().filter(|m| m.slot == slot).collect();
+        mine.into_iter().filter_map(|m| self.leave(m)).collect()
     }
 
-    /// `slot`'s index in the kernel's socket array.
+    /// `member`'s socket.
+    pub(crate) fn socket(&self, member: Member) -> Option<&Arc<Socket>> {
+        self.members.iter().position(|m| *m == member).map(|i| &self.sockets[i])
+    }
+
+    /// `slot`'s current socket and its member.
+    pub(crate) fn current(&self, slot: usize) -> Option<(Member, &Arc<Socket>)> {
+        let member = Member { slot, generation: *self.current.get(&slot)? };
+        Some((member, self.socket(member)?))
+    }
+
+    /// Makes `member`'s socket its slot's current one; returns the one it replaces.
+    pub(crate) fn make_current(&mut self, member: Member) -> Option<Member> {
+        let old = self.current.insert(member.slot, member.generation)?;
+        (old != member.generation).then_some(Member { slot: member.slot, generation: old })
+    }
+
+    /// Gives `from`'s socket to `to` (a restarted process takes its slot's socket over).
+    pub(crate) fn hand_to(&mut self, from: Member, to: Member) {
+        if let Some(m) = self.members.iter_mut().find(|m| **m == from) {
+            *m = to;
+        }
+        if self.current.get(&from.slot) == Some(&from.generation) {
+            self.current.insert(to.slot, to.generation);
+        }
+    }
+
+    /// The index of `slot`'s current socket in the kernel's socket array.
     pub(crate) fn index(&self, slot: usize) -> Option<u32> {
-        self.slots.iter().position(|s| *s == slot).and_then(|i| u32::try_from(i).ok())
+        let member = Member { slot, generation: *self.current.get(&slot)? };
+        self.members.iter().position(|m| *m == member).and_then(|i| u32::try_from(i).ok())
     }
 
-    /// The sockets and their slots, in the kernel's order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Arc<Socket>)> {
-        self.slots.iter().copied().zip(self.sockets.iter())
+    /// The slots with a current socket.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.current.keys().copied()
+    }
+
+    /// Every socket and whose it is, in the kernel's order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Member, &Arc<Socket>)> {
+        self.members.iter().copied().zip(self.sockets.iter())
     }
 
     /// Any socket of the group (a program is attached through one).
@@ -67,16 +130,32 @@ impl Group {
 mod tests {
     use super::*;
 
+    fn socket() -> Arc<Socket> {
+        Arc::new(Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
+    }
+
     #[test]
     fn a_leaving_socket_is_replaced_by_the_last_as_in_the_kernel() {
         let mut group = Group::default();
         for slot in 0..4 {
-            let socket = Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            group.joined(slot, Arc::new(socket));
+            group.joined(Member { slot, generation: 1 }, socket(), true);
         }
-        group.leave(1);
-        assert_eq!(group.iter().map(|(s, _)| s).collect::<Vec<_>>(), vec![0, 3, 2]);
+        group.leave(Member { slot: 1, generation: 1 });
+        assert_eq!(group.iter().map(|(m, _)| m.slot).collect::<Vec<_>>(), vec![0, 3, 2]);
         assert_eq!(group.index(3), Some(1));
         assert_eq!(group.index(1), None);
+    }
+
+    #[test]
+    fn a_replacement_has_its_own_socket_until_it_takes_over() {
+        let mut group = Group::default();
+        let (old, new) = (Member { slot: 0, generation: 1 }, Member { slot: 0, generation: 2 });
+        group.joined(old, socket(), true);
+        group.joined(new, socket(), false);
+        assert_eq!(group.index(0), Some(0), "the running process's socket stays current");
+        assert_eq!(group.make_current(new), Some(old));
+        assert_eq!(group.index(0), Some(1));
+        group.leave(old);
+        assert_eq!(group.index(0), Some(0), "the last socket took the leaving one's index");
     }
 }

@@ -106,9 +106,9 @@ impl Steering {
         let pick = |slot: &usize| live(slot) && self.accepting.contains(slot) && !self.stalled.contains(slot);
         let chosen = |keep: &dyn Fn(&usize) -> bool| -> Vec<Chosen> {
             group
-                .iter()
-                .filter(|(slot, _)| keep(slot))
-                .filter_map(|(slot, _)| Some(Chosen { slot, index: group.index(slot)? }))
+                .slots()
+                .filter(|slot| keep(slot))
+                .filter_map(|slot| Some(Chosen { slot, index: group.index(slot)? }))
                 .collect()
         };
         let picked = chosen(&pick);
@@ -183,14 +183,33 @@ impl Steering {
     }
 }
 
-/// The connections queued on each slot's sockets, over every group.
+/// The connections queued on each slot's **current** socket, over every group (a worker that
+/// leaves them waiting is stalled).
 pub(crate) fn queued_by_slot<'a>(groups: impl Iterator<Item = &'a Group>) -> BTreeMap<usize, u32> {
     let mut queued = BTreeMap::new();
     for group in groups {
-        for (slot, socket) in group.iter() {
-            let n = queue::accept_queue(socket.as_fd()).unwrap_or(0);
+        for slot in group.slots() {
+            let n = group.current(slot).map_or(0, |(_, socket)| queue::accept_queue(socket.as_fd()).unwrap_or(0));
             *queued.entry(slot).or_insert(0) += n;
         }
     }
     queued
+}
+
+/// The connections queued on `member`'s sockets, over every group.
+pub(crate) fn queued_on<'a>(groups: impl Iterator<Item = &'a Group>, member: group::Member) -> u32 {
+    groups.filter_map(|g| g.socket(member)).map(|s| queue::accept_queue(s.as_fd()).unwrap_or(0)).sum()
+}
+
+/// The connections queued on any socket of `slot`, over every group.
+pub(crate) fn queued_in_slot<'a>(groups: impl Iterator<Item = &'a Group>, slot: usize) -> u32 {
+    let mut n = 0;
+    for group in groups {
+        for (member, socket) in group.iter() {
+            if member.slot == slot {
+                n += queue::accept_queue(socket.as_fd()).unwrap_or(0);
+            }
+        }
+    }
+    n
 }
