@@ -513,6 +513,11 @@ const PAGES: &[&str] = &[
     "docs/src/migrating.md",
     "docs/src/architecture.md",
     "docs/src/commands.md",
+    "docs/src/recipes/README.md",
+    "docs/src/recipes/gunicorn.md",
+    "docs/src/recipes/uvicorn.md",
+    "docs/src/recipes/express.md",
+    "docs/src/recipes/puma.md",
 ];
 
 macro_rules! pages {
@@ -537,6 +542,11 @@ pages! {
     migrating => "docs/src/migrating.md",
     architecture => "docs/src/architecture.md",
     the_commands_page => "docs/src/commands.md",
+    recipes => "docs/src/recipes/README.md",
+    recipe_gunicorn => "docs/src/recipes/gunicorn.md",
+    recipe_uvicorn => "docs/src/recipes/uvicorn.md",
+    recipe_express => "docs/src/recipes/express.md",
+    recipe_puma => "docs/src/recipes/puma.md",
 }
 
 /// Every markdown file of the book (generated ones aside).
