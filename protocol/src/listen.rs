@@ -30,12 +30,18 @@ pub enum BindMode {
 
 /// Binds a non-blocking, close-on-exec TCP socket to `addr` as `mode` asks
 /// (`SO_REUSEADDR` always, `SO_REUSEPORT` for the reuse-port modes, `listen(BACKLOG)` unless
-/// holding).
+/// holding) and `TCP_NODELAY`, which every connection it accepts inherits.
 ///
 /// ```
 /// use corral_protocol::{BindMode, bind};
 /// let socket = bind("127.0.0.1:0".parse().unwrap(), BindMode::Listen).unwrap();
-/// assert_ne!(socket.local_addr().unwrap().as_socket().unwrap().port(), 0);
+/// let addr = socket.local_addr().unwrap().as_socket().unwrap();
+/// assert_ne!(addr.port(), 0);
+/// // A connection accepted from it has TCP_NODELAY without anyone setting it.
+/// let _client = std::net::TcpStream::connect(addr).unwrap();
+/// socket.set_nonblocking(false).unwrap();
+/// let (accepted, _) = socket.accept().unwrap();
+/// assert!(accepted.tcp_nodelay().unwrap());
 /// ```
 ///
 /// # Errors
@@ -101,6 +107,10 @@ fn bound(addr: SocketAddr, mode: BindMode) -> io::Result<Socket> {
     if mode != BindMode::Listen {
         socket.set_reuse_port(true)?;
     }
+    // Linux copies TCP_NODELAY from a listener to every connection it accepts, so the program
+    // serving them answers without Nagle's delay, even one that never sets it itself (uvicorn
+    // on an inherited fd: 44 ms per keep-alive request instead of 0.5).
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
 }

@@ -222,6 +222,8 @@ enum IoChannel<M> {
         notify: notify::NotifySocket,
         ready: Readiness,
         adopted: bool,
+        /// The inodes of the listening sockets it was given.
+        given: Arc<[u64]>,
     },
 }
 
@@ -436,7 +438,7 @@ pub(crate) fn adopt<M: Send + 'static>(spec: AdoptSpec, config: &ClusterConfig) 
                 None => (Signal::SIGTERM, Readiness::Notify),
             };
             let process = foreign_process(pid, stop_signal, commands_tx, taker);
-            (process, IoChannel::Foreign { notify, ready, adopted: true })
+            (process, IoChannel::Foreign { notify, ready, adopted: true, given: Arc::from([]) })
         }
     };
     Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver, hang: None }))
@@ -451,8 +453,9 @@ async fn start_foreign<M>(
 ) -> io::Result<(Process<M>, Io<M>)> {
     let Activation { listeners, names, workers } =
         activation.unwrap_or(Activation { listeners: Vec::new(), names: String::new(), workers: config.workers });
-    let notify = notify::NotifySocket::bind(slot, generation)?;
     let (uid, gid) = user_and_group(foreign)?;
+    let notify = notify::NotifySocket::bind(slot, generation, uid)?;
+    let given: Arc<[u64]> = listeners.iter().filter_map(crate::sys::listening::inode_of).collect();
     let child = activation::spawn_activated(activation::ActivationSpec {
         program: foreign.program.clone(),
         args: foreign.args.clone(),
@@ -476,7 +479,7 @@ async fn start_foreign<M>(
     let stop_signal = Signal::try_from(foreign.stop_signal).unwrap_or(Signal::SIGTERM);
     let (giver, taker) = handover::pair();
     let process = foreign_process(pid, stop_signal, commands_tx, taker);
-    let channel = IoChannel::Foreign { notify, ready: foreign.ready, adopted: false };
+    let channel = IoChannel::Foreign { notify, ready: foreign.ready, adopted: false, given };
     let (child, output) = child_output(child)?;
     Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver, hang: None }))
 }
@@ -562,8 +565,8 @@ impl<M: Serialize + Send + 'static> Io<M> {
                 // Its process group too: a child it forked does not outlive it.
                 waiter::AfterExit { reader_done: Some(done_rx), kill_group: true, exited }
             }
-            IoChannel::Foreign { notify, ready, adopted } => {
-                let who = notify::Who { slot, generation, pid, adopted };
+            IoChannel::Foreign { notify, ready, adopted, given } => {
+                let who = notify::Who { slot, generation, pid, adopted, given };
                 let (reports, bus, on_exit, giver) = (reports.clone(), bus.clone(), exited.clone(), giver.clone());
                 tokio::spawn(notify::run_notify(notify, who, ready, reports, bus, on_exit, giver));
                 waiter::AfterExit { reader_done: None, kill_group: true, exited }
