@@ -183,7 +183,10 @@ pub async fn keep_alive(addrs: &[SocketAddr], n: usize, warm: usize) -> std::io:
     Ok((times.into_iter().map(median).collect(), closed))
 }
 
-/// One `GET /who` every ~20 ms, a new connection each, until cancelled (at most 30 s).
+/// One `GET /who` every ~20 ms, a new connection each, until cancelled (at most 30 s). A
+/// request may wait up to 20 s: during a rolling reload, one that lands on a slot whose new
+/// worker is not serving yet (ready by a delay too short for a loaded machine) waits in the
+/// socket's queue; that is slow, not lost.
 pub struct LightLoad {
     pub stop: CancellationToken,
     pub ok: Arc<AtomicU64>,
@@ -198,7 +201,7 @@ impl LightLoad {
             let mut failed = BTreeMap::new();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             while !token.is_cancelled() && tokio::time::Instant::now() < deadline {
-                match who(addr, Duration::from_secs(5)).await {
+                match who(addr, Duration::from_secs(20)).await {
                     Ok(_) => _ = count.fetch_add(1, Ordering::Relaxed),
                     Err(e) => *failed.entry(e.to_string()).or_default() += 1,
                 }
