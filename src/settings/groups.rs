@@ -68,9 +68,11 @@ pub struct ListenerSettings {
     #[schemars(example = ["http=127.0.0.1:8080"])]
     pub listen: Option<Vec<String>>,
     /// How connections are shared: `reuseport` (each slot its own `SO_REUSEPORT` socket,
-    /// kept by corral across restarts and reloads) or `shared` (one socket for all); in the
-    /// file also `rr`, `lc` and `sticky`, for corral workers only.
-    #[arg(long, value_name = "shared|reuseport", value_parser = ["shared", "reuseport"])]
+    /// kept by corral across restarts and reloads, and steered: new connections go only to
+    /// ready workers that take them), `shared` (one socket for all) or `sticky` (reuse-port,
+    /// steered by the client's address: a client keeps its worker); in the file also `rr`
+    /// and `lc`, for corral workers only.
+    #[arg(long, value_name = "MODE", value_parser = ["shared", "reuseport", "sticky"])]
     pub sched: Option<String>,
     /// What keeps a client on one worker with `sched = "sticky"`: `ip`, or `ip+port/BITS`
     /// (the address and the top BITS of the source port).

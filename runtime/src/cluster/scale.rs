@@ -11,6 +11,9 @@ use crate::api::reports::{Scale, ScaleReport};
 use crate::config::cluster::MAX_WORKERS;
 use crate::slot::{SlotArgs, SlotMsg, WorkerSupervisor};
 
+/// How often a removed slot's queue is read until it is empty.
+const QUEUE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl<M, R> ClusterState<M, R>
 where
     M: Serialize + Clone + Send + Sync + 'static,
@@ -79,10 +82,20 @@ where
                 }
             }
         } else {
-            for slot in self.slots.iter_mut().skip(to) {
+            for (index, slot) in self.slots.iter_mut().enumerate().skip(to) {
                 slot.removing = true;
-                if let Some(sup) = &slot.supervisor {
-                    let _ = sup.send_message(SlotMsg::Stop(Span::none()));
+                // Steered out first, so no new connection waits on a socket nobody will take
+                // it from; the worker takes what is queued there already, then drains.
+                self.args.listeners.steer_out_removed(index);
+                if let Some(sup) = slot.supervisor.clone() {
+                    let (listeners, patience) = (self.args.listeners.clone(), self.args.config.kill_timeout);
+                    tokio::spawn(async move {
+                        let deadline = tokio::time::Instant::now() + patience;
+                        while listeners.queued(index) > 0 && tokio::time::Instant::now() < deadline {
+                            tokio::time::sleep(QUEUE_POLL).await;
+                        }
+                        let _ = sup.send_message(SlotMsg::Stop(Span::none()));
+                    });
                 }
             }
         }
@@ -97,6 +110,7 @@ where
     pub(crate) fn trim_removed(&mut self) {
         while self.slots.last().is_some_and(|s| s.removing && s.outcome.is_some()) {
             self.slots.pop();
+            self.args.listeners.close_slot(self.slots.len());
         }
         self.args.routes.resize(self.slots.len());
     }

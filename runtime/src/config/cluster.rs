@@ -544,7 +544,8 @@ impl ClusterConfig {
             }
         }
         if let Some(foreign) = self.exec.foreign() {
-            if self.scheduling.primary_accepts() {
+            // Sticky is steered by the kernel for a foreign program (its reuse-port group).
+            if self.scheduling.primary_accepts() && self.scheduling != Scheduling::Sticky {
                 return bad("scheduling", ConfigProblem::ForeignAccepts);
             }
             if foreign.program.as_os_str().is_empty() {

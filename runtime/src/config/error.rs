@@ -98,7 +98,7 @@ pub enum ConfigProblem {
     #[error("needs output = capture (only captured output can be written)")]
     LogFilesNeedCapture,
     /// A foreign program with a scheduling where the primary accepts.
-    #[error("a foreign program's workers accept themselves: use reuseport or shared")]
+    #[error("a foreign program's workers accept themselves: use reuseport, shared or sticky")]
     ForeignAccepts,
     /// A number that is not a signal.
     #[error("{0} is not a signal")]

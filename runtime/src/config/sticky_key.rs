@@ -54,6 +54,14 @@ impl StickyKey {
     }
 
     /// Whether the key is well formed (`bits` 1 – 16).
+    /// The top bits of the source port the key takes (0: the address alone).
+    pub(crate) fn port_bits(self) -> u8 {
+        match self {
+            StickyKey::Ip => 0,
+            StickyKey::IpPortPrefix { bits } => bits.clamp(1, 16),
+        }
+    }
+
     pub(crate) fn check(self) -> Result<(), ConfigProblem> {
         match self {
             StickyKey::Ip => Ok(()),

@@ -5,3 +5,4 @@
 pub(crate) mod balance;
 pub(crate) mod messages;
 pub(crate) mod rendezvous;
+pub(crate) mod steer;

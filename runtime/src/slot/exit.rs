@@ -40,6 +40,7 @@ where
         let Some(index) = self.procs.iter().position(|p| p.generation == generation) else { return };
         let mut proc = self.procs.remove(index);
         proc.set_accepting(false);
+        self.publish_accepting();
         self.args.listeners.unregister(slot, generation);
         let uptime = proc.started.elapsed();
         let stopping = !self.is_live();

@@ -84,6 +84,7 @@ where
         new.role = Role::Current;
         new.set_accepting(true);
         let (new_pid, route) = (new.pid(), new.process.route(generation));
+        self.publish_accepting();
         self.args.routes.set(slot, route);
         let mut pending = match self.life() {
             Life::Replacing(_) => match self.transition(Life::Running) {

@@ -188,6 +188,7 @@ where
             Role::Current if running => {
                 proc.set_accepting(true);
                 self.args.listeners.readiness_changed();
+                self.publish_accepting();
                 if took_over {
                     // The replacement of this slot is done.
                     self.promote(generation);

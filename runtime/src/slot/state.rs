@@ -127,6 +127,10 @@ impl<M> Proc<M> {
         self.accepting.store(accepting, Ordering::Release);
     }
 
+    pub(crate) fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
     /// Kills the process (SIGKILL) for `reason`; the first reason is kept, except that a
     /// protocol error, which decides the restart, always is.
     pub(crate) fn kill(&mut self, reason: KillReason) {
@@ -211,6 +215,13 @@ impl<M, R> SlotState<M, R> {
 
     pub(crate) fn slot(&self) -> usize {
         self.args.slot
+    }
+
+    /// Tells the listeners whether any process of the slot takes new connections now: a
+    /// reuse-port group steers the slot's sockets in or out by it.
+    pub(crate) fn publish_accepting(&self) {
+        let accepting = self.procs.iter().any(Proc::is_accepting);
+        self.args.listeners.steer_accepting(self.slot(), accepting);
     }
 
     /// The slot's state.

@@ -46,6 +46,7 @@ where
         {
             proc.phase = Phase::Draining(DrainCause::OwnAccord);
             proc.set_accepting(false);
+            self.publish_accepting();
         }
     }
 
@@ -58,6 +59,8 @@ where
         proc.phase = Phase::Draining(cause);
         proc.spans.drain = Some(lifecycle::drain(parent, slot, generation, proc.pid()));
         proc.set_accepting(false);
+        self.publish_accepting();
+        let Some(proc) = self.proc_mut(generation) else { return };
         let deadline_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         proc.process.ask_to_drain(deadline_ms);
         self.myself.send_after(timeout, move || SlotMsg::KillTimeout { generation });

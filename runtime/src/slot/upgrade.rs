@@ -122,6 +122,7 @@ where
         tracing::info!(slot, generation, pid, "worker taken over from the previous image");
         io.run(self.myself.get_derived(), &self.args.bus, &self.counters, &self.args.routes);
         self.args.listeners.readiness_changed();
+        self.publish_accepting();
         let _ = self.transition(Life::Running);
     }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::upgrade::error::HandoverVersion;
 
 /// The format of the block; a primary refuses a block of another version.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// Everything handed over.
 #[derive(Debug, Serialize, Deserialize)]
@@ -169,8 +169,11 @@ pub(crate) struct ActivatedRecord {
     pub name: String,
     pub tcp: Option<SocketAddr>,
     pub unix: Option<PathBuf>,
-    /// One socket, or one per slot (reuse-port).
+    /// One socket, or one per slot (reuse-port), in the order of the kernel's reuse-port
+    /// group (which a steering program indexes).
     pub fds: Vec<RawFd>,
+    /// Reuse-port: the slot of each socket in `fds`.
+    pub slots: Vec<usize>,
     pub per_slot: bool,
 }
 

@@ -59,7 +59,7 @@ pub(crate) struct Listeners {
     closing: CancellationToken,
     acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// A foreign cluster's sockets (socket activation).
-    activated: std::sync::OnceLock<ActivatedSockets>,
+    activated: std::sync::OnceLock<Arc<ActivatedSockets>>,
     /// The sticky key in force, shared by every listener (a reload may change it).
     sticky_key: Arc<LiveKey>,
 }
@@ -83,6 +83,9 @@ impl Listeners {
         let old = self.sticky_key.get();
         if old != key {
             self.sticky_key.set(key);
+            if let Some(sockets) = self.activated.get().filter(|_| self.scheduling == Scheduling::Sticky) {
+                sockets.set_client_key(Some(key.port_bits()));
+            }
             tracing::info!(%old, new = %key, "sticky key changed; new connections are placed by it");
         }
     }
@@ -93,10 +96,66 @@ impl Listeners {
     ///
     /// The first listener that cannot be bound, named.
     pub(crate) fn bind_activated(&self, specs: &[ListenSpec]) -> Result<(), ListenRefusal> {
-        let sockets = ActivatedSockets::bind(specs, self.distribution == Distribution::ReusePort)?;
-        // Bound once, by the cluster before its slots exist.
-        let _ = self.activated.set(sockets);
+        // A foreign program accepts itself: sticky is a steered reuse-port group, by client.
+        let sticky = self.scheduling == Scheduling::Sticky;
+        let sockets = ActivatedSockets::bind(specs, sticky || self.distribution == Distribution::ReusePort)?;
+        if sticky {
+            sockets.set_client_key(Some(self.sticky_key.get().port_bits()));
+        }
+        self.set_activated(sockets);
         Ok(())
+    }
+
+    /// Keeps a foreign cluster's sockets (bound once, by the cluster before its slots exist,
+    /// or taken over) and, for reuse-port groups, watches their accept queues.
+    fn set_activated(&self, sockets: ActivatedSockets) {
+        let sockets = Arc::new(sockets);
+        if sockets.steers() {
+            let (watched, closing) = (sockets.clone(), self.closing.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(crate::routing::steer::MONITOR_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = closing.cancelled() => return,
+                        _ = every.tick() => watched.monitor(),
+                    }
+                }
+            });
+        }
+        let _ = self.activated.set(sockets);
+    }
+
+    /// Whether a worker of `slot` takes new connections: a reuse-port group steers its
+    /// sockets in or out.
+    pub(crate) fn steer_accepting(&self, slot: usize, accepting: bool) {
+        if let Some(sockets) = self.activated.get() {
+            sockets.set_accepting(slot, accepting);
+        }
+    }
+
+    /// `slot` is being removed (a scale-down): its sockets get no new connection.
+    pub(crate) fn steer_out_removed(&self, slot: usize) {
+        if let Some(sockets) = self.activated.get() {
+            sockets.remove_slot(slot);
+        }
+    }
+
+    /// Connections queued on `slot`'s own reuse-port sockets (0 where it has none).
+    pub(crate) fn queued(&self, slot: usize) -> u32 {
+        self.steering().iter().filter(|s| s.slot == slot).map(|s| s.queued).sum()
+    }
+
+    /// A removed slot has ended: its own reuse-port sockets close.
+    pub(crate) fn close_slot(&self, slot: usize) {
+        if let Some(sockets) = self.activated.get() {
+            sockets.close_slot(slot);
+        }
+    }
+
+    /// Each slot's steering and queued connections (reuse-port `corral run` clusters).
+    pub(crate) fn steering(&self) -> Vec<crate::routing::steer::SlotSteering> {
+        self.activated.get().map(|s| s.queues()).unwrap_or_default()
     }
 
     /// A foreign worker's sockets for `slot`, in order, and their `LISTEN_FDNAMES`.
@@ -113,7 +172,7 @@ impl Listeners {
 
     /// A foreign cluster's listeners: names and bound addresses, in order.
     pub(crate) fn activated(&self) -> Vec<(String, ListenAddr)> {
-        self.activated.get().map(ActivatedSockets::bound).unwrap_or_default()
+        self.activated.get().map(|s| s.bound()).unwrap_or_default()
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SharedListener>>> {
@@ -306,7 +365,7 @@ impl Listeners {
             }
         }
         if !activated.is_empty() {
-            let _ = self.activated.set(ActivatedSockets::adopt(activated, fds));
+            self.set_activated(ActivatedSockets::adopt(activated, fds));
         }
         registrations
     }
