@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::time::Duration;
-
 use common::*;
 use nix::sys::signal::Signal;
 
@@ -29,19 +26,6 @@ fn worker(style: &str) -> Vec<String> {
         "import os, signal, socket, sys\ns = socket.socket(fileno=3)\n{on_term}while True:\n    c, _ = s.accept()\n    c.recv(65536)\n    body = '0 %d' % os.getpid()\n    c.sendall(('HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s' % (len(body), body)).encode())\n    c.close()\n"
     );
     vec!["python3".into(), "-c".into(), program]
-}
-
-/// Waits (bounded) until the pids answering satisfy `pred`.
-async fn until_pids(addr: std::net::SocketAddr, what: &str, pred: impl Fn(&HashSet<u32>) -> bool) -> HashSet<u32> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let seen = http_pids(addr, 20).await;
-        if pred(&seen) {
-            return seen;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: pids answering {seen:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,19 +24,6 @@ async fn pids(addr: SocketAddr, n: usize) -> HashSet<u32> {
     http_pids(addr, n).await
 }
 
-/// Waits (bounded) until `pred` holds of the pids answering.
-async fn until_pids(addr: SocketAddr, what: &str, pred: impl Fn(&HashSet<u32>) -> bool) -> HashSet<u32> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let seen = pids(addr, 20).await;
-        if pred(&seen) {
-            return seen;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: pids answering {seen:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("corral-run-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -31,23 +31,6 @@ async fn get_from(addr: SocketAddr, from: IpAddr, limit: Duration) -> std::io::R
     tokio::time::timeout(limit, fetch).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
-async fn answering(addr: SocketAddr, n: usize) -> HashSet<u32> {
-    http_pids(addr, n).await
-}
-
-/// Waits (bounded) until the pids answering satisfy `pred`.
-async fn until_pids(addr: SocketAddr, what: &str, pred: impl Fn(&HashSet<u32>) -> bool) -> HashSet<u32> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let seen = answering(addr, 20).await;
-        if pred(&seen) {
-            return seen;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: pids answering {seen:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_worker_is_steered_out_and_what_was_queued_on_it_is_served() {
     let run = CorralRun::start(&["-w", "2", "-l", "127.0.0.1:0", "--sched", "reuseport"], &python(), &[], 1).await;

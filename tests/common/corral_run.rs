@@ -126,3 +126,16 @@ pub async fn http_pids(addr: SocketAddr, n: usize) -> HashSet<u32> {
     }
     seen
 }
+
+/// Waits (bounded) until `pred` holds of the worker pids answering 20 fresh connections.
+pub async fn until_pids(addr: SocketAddr, what: &str, pred: impl Fn(&HashSet<u32>) -> bool) -> HashSet<u32> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let seen = http_pids(addr, 20).await;
+        if pred(&seen) {
+            return seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: pids answering {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
