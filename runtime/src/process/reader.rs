@@ -204,12 +204,9 @@ async fn on_frame<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'stati
         Body::Control(control) => *control,
     };
     batch.flush(cx).await;
-    let generation = cx.generation;
     match control {
-        Control::Ready => {
-            cx.report(ProcessEventKind::Ready);
-            cx.bus.emit(ClusterEvent::Ready { slot, generation, pid });
-        }
+        // The slot announces `Ready` once it has acted on it.
+        Control::Ready => cx.report(ProcessEventKind::Ready),
         Control::Pong { nonce, stats } => cx.report(ProcessEventKind::Pong { nonce, stats }),
         Control::Listen { id, addr } => cx.report(ProcessEventKind::Listen { id, addr }),
         Control::Load { open, accepted } => cx.load.report(open, accepted),

@@ -179,12 +179,14 @@ where
         let running = self.is_live();
         // The old process died while this one started: it took over already.
         let took_over = self.life().replacing().is_some_and(|p| p.generation == generation);
+        let slot = self.slot();
         let Some(proc) = self.proc_mut(generation) else { return };
         if proc.is_draining() {
             return;
         }
         proc.phase = Phase::Ready;
         proc.ready_at = Some(Instant::now());
+        let pid = proc.pid();
         match proc.role {
             Role::Candidate if running => self.promote(generation),
             Role::Current if running => {
@@ -198,6 +200,9 @@ where
             }
             Role::Candidate | Role::Current | Role::Retiring => {}
         }
+        // Announced once the slot has acted on it: whoever reacts to the event finds the
+        // worker taking connections (a request sent on `Ready` reaches it).
+        self.args.bus.emit(ClusterEvent::Ready { slot, generation, pid });
     }
 }
 

@@ -63,7 +63,8 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
                 if let Some(watch) = strays.take() {
                     tokio::spawn(watch);
                 }
-                Some(ClusterEvent::Ready { slot, generation, pid })
+                // The slot announces `Ready` once it has acted on it.
+                None
             }
             _ => None,
         };
