@@ -6,7 +6,9 @@
 //! `server.close()`, measured under a keep-alive load, broke 64 of 64 connections). [`serve`]
 //! drains instead:
 //!
-//! 1. stop accepting, after taking every connection already handed to this worker;
+//! 1. stop accepting, after taking every connection already handed to this worker (passed by
+//!    the primary); a listening socket of its own is shared with the primary, which keeps its
+//!    queue for the other workers or the slot's replacement, so the worker stops at once;
 //! 2. answer each connection's next request with `Connection: close` (the client reconnects,
 //!    to another worker);
 //! 3. close only connections still idle after [`DrainOptions::idle_grace`]; in-flight
@@ -39,8 +41,11 @@ use crate::listen::{Connection, Listener};
 pub struct DrainOptions {
     /// Connections still idle this long after the drain began are closed. Default: 1 s.
     pub idle_grace: Duration,
-    /// Once the drain began, connections already on their way to this worker are still taken
-    /// until none has come for this long. Default: 50 ms.
+    /// Once the drain began, connections the primary already passed to this worker are still
+    /// taken until none has come for this long. Default: 50 ms. (A worker accepting on a
+    /// socket takes nothing more: the socket is shared, and under a steady load a settle
+    /// would never come; the drain would last until the stop timeout killed it with what it
+    /// had taken.)
     pub handoff_settle: Duration,
 }
 
@@ -94,9 +99,12 @@ pub async fn serve(
     }
     // From here on every response says `Connection: close`.
     draining.store(true, Ordering::Release);
-    // Take what was already handed to us (passed fds in flight, our own accept queue).
-    while let Ok(Ok((stream, _))) = tokio::time::timeout(options.handoff_settle, listener.accept()).await {
-        spawn(stream);
+    // Take what the primary already passed to us (fds in flight). A socket we accept on
+    // ourselves is shared with the primary: what is queued on it stays for the others.
+    if listener.scheduling().primary_accepts() {
+        while let Ok(Ok((stream, _))) = tokio::time::timeout(options.handoff_settle, listener.accept()).await {
+            spawn(stream);
+        }
     }
     drop(listener);
     let grace = options.idle_grace;
