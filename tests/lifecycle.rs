@@ -337,3 +337,41 @@ async fn a_worker_that_never_says_ready_is_killed_at_the_listen_timeout() {
     events.wait_for("replacement ready", |e| matches!(e, ClusterEvent::Ready { generation: 2, .. })).await;
     cluster.stop().await.expect("clean stop");
 }
+
+/// Rolling reloads under load where the workers accept themselves: in reuse-port each
+/// replacement gets its own socket, the old worker empties its own before it drains; in
+/// shared every worker accepts on the primary's socket and a draining one stops at once.
+async fn reloads_under_load_lose_nothing(scheduling: Scheduling) {
+    let (cluster, mut events) = spawn(http_config(2, scheduling)).await;
+    let addr = events.http_ready(2).await;
+    let stop = CancellationToken::new();
+    let load = tokio::spawn(load(addr, 2, "/", stop.clone()));
+    until_requests_flow(addr).await;
+    let mut pids: HashSet<u32> = cluster.status().await.expect("status").iter().filter_map(|w| w.pid).collect();
+    for round in 1..=5u64 {
+        let report = cluster.reload().await.expect("reload");
+        assert!(report.is_complete(), "reload {round}: {report:?}");
+        let old: Vec<u32> = report.replaced.iter().map(|r| r.old_pid).collect();
+        for r in &report.replaced {
+            assert!(pids.insert(r.new_pid), "reload {round} started a fresh process");
+        }
+        // The old workers finish their drains while the load goes on.
+        assert!(wait_gone(&old, TIMEOUT).await.is_empty(), "reload {round}: the old workers drained and exited");
+        until_requests_flow(addr).await;
+    }
+    stop.cancel();
+    let seen = load.await.expect("load");
+    assert!(seen.failed.is_empty(), "{scheduling:?}: {} of {} failed: {:?}", seen.failed.len(), seen.ok, seen.failed);
+    assert!(seen.ok > 0);
+    cluster.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_port_reloads_under_load_lose_nothing() {
+    reloads_under_load_lose_nothing(Scheduling::ReusePort).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_reloads_under_load_lose_nothing() {
+    reloads_under_load_lose_nothing(Scheduling::Shared).await;
+}

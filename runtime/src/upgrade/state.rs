@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::upgrade::error::HandoverVersion;
 
 /// The format of the block; a primary refuses a block of another version.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 /// Everything handed over.
 #[derive(Debug, Serialize, Deserialize)]
@@ -157,6 +157,8 @@ pub(crate) struct ListenerRecord {
     pub group_fds: Vec<RawFd>,
     /// The slot of each socket in `group_fds`.
     pub group_slots: Vec<usize>,
+    /// The process generation each socket in `group_fds` was bound for.
+    pub group_generations: Vec<u64>,
 }
 
 /// A worker process registered on a listener (round robin, least connections).
@@ -299,6 +301,7 @@ mod tests {
             targets: vec![TargetRecord { slot: 1, generation: 4, listen_id: 7 }],
             group_fds: Vec::new(),
             group_slots: Vec::new(),
+            group_generations: Vec::new(),
         });
         let back = read(write(&handover).expect("write")).expect("read");
         assert_eq!(back.name, "web");

@@ -42,8 +42,6 @@ impl Activated {
 pub(crate) struct ActivatedSockets {
     listeners: Mutex<Vec<Activated>>,
     steering: Arc<Mutex<Steering>>,
-    /// Current sockets whose process is gone, kept for the slot's next process.
-    orphans: Mutex<Vec<Member>>,
 }
 
 impl ActivatedSockets {
@@ -83,7 +81,7 @@ impl ActivatedSockets {
     }
 
     fn new(listeners: Vec<Activated>, steering: Arc<Mutex<Steering>>) -> Self {
-        let sockets = ActivatedSockets { listeners: Mutex::new(listeners), steering, orphans: Mutex::new(Vec::new()) };
+        let sockets = ActivatedSockets { listeners: Mutex::new(listeners), steering };
         sockets.steer();
         sockets
     }
@@ -172,23 +170,14 @@ impl ActivatedSockets {
         let mut joined = false;
         for l in listeners.iter_mut() {
             let socket = if l.per_slot {
-                match l.group.current(slot).map(|(m, _)| m) {
-                    Some(current) if !beside => {
-                        l.group.hand_to(current, me);
-                        self.orphans().retain(|m| *m != current);
-                    }
-                    _ => {
-                        let (socket, _) = bind_one(&l.bound, true, false)?;
-                        l.group.joined(me, Arc::new(socket), false);
-                        joined = true;
-                    }
-                }
-                l.group.socket(me)
+                let bound = &l.bound;
+                let (socket, new) = l.group.socket_for(me, beside, || bind_one(bound, true, false).map(|(s, _)| s))?;
+                joined |= new;
+                socket
             } else {
-                l.group.any()
+                // Every listener has its socket: the shared one since `bind`.
+                l.group.any().cloned().ok_or_else(|| io::Error::other("a listener without its socket"))?
             };
-            // Every listener has its socket: bound above, or the shared one since `bind`.
-            let Some(socket) = socket else { return Err(io::Error::other("a listener without its socket")) };
             fds.push(socket.as_fd().try_clone_to_owned()?);
         }
         drop(listeners);
@@ -205,44 +194,24 @@ impl ActivatedSockets {
     pub(crate) fn promote(&self, slot: usize, generation: u64) -> bool {
         let mut retired = false;
         let mut closed = Vec::new();
-        let orphans = std::mem::take(&mut *self.orphans());
         for l in self.lock().iter_mut().filter(|l| l.per_slot) {
-            if let Some(old) = l.group.make_current(Member { slot, generation }) {
-                if orphans.contains(&old) {
-                    // Its process died before the replacement was ready: nobody will take
-                    // what waits there (reset when it closes).
-                    closed.extend(l.group.leave(old));
-                } else {
-                    retired = true;
-                }
-            }
+            let (running, orphan) = l.group.promote(Member { slot, generation });
+            retired |= running;
+            // An old process that died before the replacement was ready: what waits on its
+            // socket is reset when it closes.
+            closed.extend(orphan);
         }
-        self.orphans().extend(orphans.into_iter().filter(|m| m.slot != slot));
         drop(closed);
         self.steer();
         retired
-    }
-
-    fn orphans(&self) -> MutexGuard<'_, Vec<Member>> {
-        // Whole members are pushed and taken, so a poisoned lock is still consistent.
-        self.orphans.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Process `generation` of `slot` is gone: its own sockets close unless they are the
     /// slot's current ones (which the slot's next process takes over, queue and all).
     pub(crate) fn process_gone(&self, slot: usize, generation: u64) {
         let me = Member { slot, generation };
-        let mut closed = Vec::new();
-        for l in self.lock().iter_mut().filter(|l| l.per_slot) {
-            match l.group.current(slot) {
-                Some((current, _)) if current == me => {
-                    if !self.orphans().contains(&me) {
-                        self.orphans().push(me);
-                    }
-                }
-                _ => closed.extend(l.group.leave(me)),
-            }
-        }
+        let closed: Vec<_> =
+            self.lock().iter_mut().filter(|l| l.per_slot).filter_map(|l| l.group.process_gone(me)).collect();
         if !closed.is_empty() {
             drop(closed);
             // Closed first, then the programs index the groups as they now are.

@@ -39,6 +39,7 @@ use corral_protocol::{HandleHeader, HandleKind, ListenGrant, ListenRefusal, Prot
 use tokio_util::sync::CancellationToken;
 
 use crate::config::foreign::{ListenAddr, ListenSpec};
+use crate::routing::steer::group::Member;
 use crate::routing::steer::{self, MONITOR_EVERY, Steering};
 use crate::upgrade::state::{ActivatedRecord, Fds, Kept, ListenerRecord, TargetRecord};
 
@@ -250,7 +251,19 @@ impl Listeners {
     /// get the slot's new connections; `true` when the older process had sockets of its own,
     /// now steered out, which it should empty before it is told to drain.
     pub(crate) fn promote(&self, slot: usize, generation: u64) -> bool {
-        self.activated.get().is_some_and(|a| a.promote(slot, generation))
+        let mut retired = self.activated.get().is_some_and(|a| a.promote(slot, generation));
+        let groups = groups_of(&self.by_addr);
+        if !groups.is_empty() {
+            let mut closed = Vec::new();
+            for listener in &groups {
+                let (running, orphan) = listener.group().promote(Member { slot, generation });
+                retired |= running;
+                closed.extend(orphan);
+            }
+            drop(closed);
+            self.steer_with(|_| true);
+        }
+        retired
     }
 
     /// Process `generation` of `slot` is gone: its own reuse-port sockets close, unless its
@@ -259,11 +272,21 @@ impl Listeners {
         if let Some(activated) = self.activated.get() {
             activated.process_gone(slot, generation);
         }
+        let me = Member { slot, generation };
+        let closed: Vec<_> = groups_of(&self.by_addr).iter().filter_map(|l| l.group().process_gone(me)).collect();
+        if !closed.is_empty() {
+            drop(closed);
+            // Closed first, then the programs index the groups as they now are.
+            self.steer_with(|_| true);
+        }
     }
 
     /// Connections queued on the own reuse-port sockets of process `generation` of `slot`.
     pub(crate) fn queued_on(&self, slot: usize, generation: u64) -> u32 {
+        let me = Member { slot, generation };
+        let groups = groups_of(&self.by_addr);
         self.activated.get().map_or(0, |a| a.queued_on(slot, generation))
+            + groups.iter().map(|l| steer::queued_on(std::iter::once(&*l.group()), me)).sum::<u32>()
     }
 
     /// A foreign cluster's listeners: names and bound addresses, in order.
@@ -314,8 +337,8 @@ impl Listeners {
                 })?;
             }
             Distribution::ReusePort => {
-                let (socket, joined) =
-                    listener.slot_socket(target.slot).map_err(|e| ListenRefusal::bind(requested, &e))?;
+                let member = Member { slot: target.slot, generation: target.generation };
+                let (socket, joined) = listener.socket_for(member).map_err(|e| ListenRefusal::bind(requested, &e))?;
                 if joined {
                     // A new member gets no connection before its worker is ready.
                     self.steer_with(|_| true);
@@ -419,10 +442,11 @@ impl Listeners {
                 continue;
             }
             let fd = kept.keep(listener.socket.as_fd().try_clone_to_owned()?);
-            let (mut group_fds, mut group_slots) = (Vec::new(), Vec::new());
+            let (mut group_fds, mut group_slots, mut group_generations) = (Vec::new(), Vec::new(), Vec::new());
             for (member, socket) in listener.group().iter() {
                 group_fds.push(kept.keep(socket.as_fd().try_clone_to_owned()?));
                 group_slots.push(member.slot);
+                group_generations.push(member.generation);
             }
             let record = ListenerRecord {
                 keys: vec![key.clone()],
@@ -432,6 +456,7 @@ impl Listeners {
                 targets: listener.target_records(),
                 group_fds,
                 group_slots,
+                group_generations,
             };
             records.push((listener.clone(), record));
         }
@@ -463,11 +488,12 @@ impl Listeners {
             let _ = socket.set_nonblocking(true);
             let listener = Arc::new(SharedListener::new(record.addr, socket, record.passed, self.sticky_key.clone()));
             let (mut sockets, mut slots) = (Vec::new(), Vec::new());
-            for (raw, slot) in record.group_fds.iter().zip(&record.group_slots) {
+            for (i, (raw, slot)) in record.group_fds.iter().zip(&record.group_slots).enumerate() {
                 match fds.take(*raw) {
                     Ok(fd) => {
                         sockets.push(Arc::new(socket2::Socket::from(fd)));
-                        slots.push(crate::routing::steer::group::Member { slot: *slot, generation: 0 });
+                        let generation = record.group_generations.get(i).copied().unwrap_or(0);
+                        slots.push(Member { slot: *slot, generation });
                     }
                     Err(e) => {
                         tracing::error!(addr = %record.addr, slot, error = %e, "a slot's handed-over socket is missing")

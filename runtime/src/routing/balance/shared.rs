@@ -30,7 +30,8 @@ pub(crate) struct SharedListener {
     /// The cluster's sticky key in force (sticky scheduling).
     sticky_key: Arc<LiveKey>,
     /// Reuse-port: each slot's own listening socket, owned here and passed to the slot's
-    /// workers, so a replacement inherits the queue (in the kernel's order, for steering).
+    /// workers, so a restarted process inherits the queue; a replacement started beside a
+    /// running process has its own until it takes over (in the kernel's order, for steering).
     group: Mutex<Group>,
 }
 
@@ -55,20 +56,18 @@ impl SharedListener {
         self.group.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `slot`'s own reuse-port socket (bound and joined to the group the first time; `true`
-    /// then).
+    /// The reuse-port socket of process `member` (bound and joined to the group when it is
+    /// new: the slot's first process, or a replacement started beside a running one; `true`
+    /// then). A restarted process takes its slot's socket over, queue and all.
     ///
     /// # Errors
     ///
     /// The socket cannot be bound.
-    pub(crate) fn slot_socket(&self, slot: usize) -> std::io::Result<(Arc<Socket>, bool)> {
+    pub(crate) fn socket_for(&self, member: Member) -> std::io::Result<(Arc<Socket>, bool)> {
         let mut group = self.group();
-        if let Some((_, socket)) = group.current(slot) {
-            return Ok((socket.clone(), false));
-        }
-        let socket = Arc::new(corral_protocol::bind(self.addr, corral_protocol::BindMode::ReusePortListen)?);
-        group.joined(Member { slot, generation: 0 }, socket.clone(), true);
-        Ok((socket, true))
+        let beside = group.runs_beside(member);
+        group
+            .socket_for(member, beside, || corral_protocol::bind(self.addr, corral_protocol::BindMode::ReusePortListen))
     }
 
     fn with_targets<T>(&self, f: impl FnOnce(&mut Vec<Target>) -> T) -> T {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use socket2::Socket;
 
-/// Whose socket: a slot, and the generation of the process it was bound for (library
-/// clusters use generation 0: one socket per slot for all its processes).
+/// Whose socket: a slot, and the generation of the process it was bound for (a restarted
+/// process takes its slot's socket over and becomes its member).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Member {
     pub slot: usize,
@@ -31,6 +31,8 @@ pub(crate) struct Group {
     members: Vec<Member>,
     /// Each slot's current generation.
     current: BTreeMap<usize, u64>,
+    /// Current sockets whose process is gone, kept for the slot's next process.
+    orphans: Vec<Member>,
 }
 
 impl Group {
@@ -43,7 +45,7 @@ impl Group {
             let g = current.entry(m.slot).or_insert(m.generation);
             *g = (*g).max(m.generation);
         }
-        Group { sockets, members, current }
+        Group { sockets, members, current, orphans: Vec::new() }
     }
 
     /// A socket that has just started listening: it joined at the end (current for its slot
@@ -69,8 +71,69 @@ impl Group {
 
     /// Takes every socket of `slot` out (a removed slot).
     pub(crate) fn leave_slot(&mut self, slot: usize) -> Vec<Arc<Socket>> {
+        self.orphans.retain(|m| m.slot != slot);
         let mine: Vec<Member> = self.members.iter().copied().filter(|m| m.slot == slot).collect();
         mine.into_iter().filter_map(|m| self.leave(m)).collect()
+    }
+
+    /// The socket of process `me`: the one it has already; else its slot's current one,
+    /// queue and all, unless a process of the slot still runs on it (`beside`: a replacement
+    /// gets a socket of its own, bound by `bind`, current once it takes over). `true` when a
+    /// socket joined the group (to be steered again: it must get nothing before its worker is
+    /// ready).
+    ///
+    /// # Errors
+    ///
+    /// `bind` fails.
+    pub(crate) fn socket_for(
+        &mut self,
+        me: Member,
+        beside: bool,
+        bind: impl FnOnce() -> std::io::Result<Socket>,
+    ) -> std::io::Result<(Arc<Socket>, bool)> {
+        if let Some(socket) = self.socket(me) {
+            return Ok((socket.clone(), false));
+        }
+        if let Some((current, socket)) = self.current(me.slot).map(|(m, s)| (m, s.clone()))
+            && !beside
+        {
+            self.hand_to(current, me);
+            self.orphans.retain(|m| *m != current);
+            return Ok((socket, false));
+        }
+        let socket = Arc::new(bind()?);
+        self.joined(me, socket.clone(), false);
+        Ok((socket, true))
+    }
+
+    /// Whether a process other than `me` runs on `me`'s slot's current socket.
+    pub(crate) fn runs_beside(&self, me: Member) -> bool {
+        self.current(me.slot).is_some_and(|(current, _)| current != me && !self.orphans.contains(&current))
+    }
+
+    /// Process `me` took over its slot: its socket becomes current. Returns whether the old
+    /// current socket's process still runs (its socket is now steered out, for it to empty),
+    /// and the old socket when its process is gone (nobody will take what waits there: the
+    /// caller closes it).
+    pub(crate) fn promote(&mut self, me: Member) -> (bool, Option<Arc<Socket>>) {
+        let Some(old) = self.make_current(me) else { return (false, None) };
+        let orphaned = self.orphans.contains(&old);
+        self.orphans.retain(|m| m.slot != me.slot);
+        if orphaned { (false, self.leave(old)) } else { (true, None) }
+    }
+
+    /// Process `me` is gone: its socket leaves the group (returned, for the caller to close)
+    /// unless it is its slot's current one, which the slot's next process takes over.
+    pub(crate) fn process_gone(&mut self, me: Member) -> Option<Arc<Socket>> {
+        match self.current(me.slot) {
+            Some((current, _)) if current == me => {
+                if !self.orphans.contains(&me) {
+                    self.orphans.push(me);
+                }
+                None
+            }
+            _ => self.leave(me),
+        }
     }
 
     /// `member`'s socket.
