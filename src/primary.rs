@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_protocol::bootstrap::WorkerBootstrap;
-use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, ReloadError, Scale};
+use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, Reaper, ReloadError, Scale};
 use corral_workers::{BoxError, EXIT_BOOTSTRAP, Worker};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -200,9 +200,14 @@ where
     // keeping every task on one thread avoids a cross-thread wake-up per message (measured:
     // 47 µs instead of 70 µs round trip unpinned, 2.4× the one-way throughput).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Setup)?;
+    let orphans_patience = config.kill_timeout;
     let outcome = runtime.block_on(async move {
         let signals = Signals::install().map_err(Error::Setup)?;
         let (cluster, events) = Cluster::<M, R>::spawn(config).await?;
+        // As PID 1 (a container's init) or a child subreaper: orphaned descendants of the
+        // workers are adopted, reaped, and ended with the stop. Started once the cluster has
+        // booked what an upgrade handed over (its workers are children already).
+        let reaper = Reaper::start().map_err(Error::Setup)?;
         tokio::spawn(signals.serve(cluster.clone()));
         // OTLP metrics, when the environment asks for them; the last figures leave when it drops.
         #[cfg(feature = "telemetry")]
@@ -211,14 +216,17 @@ where
             None
         });
         let user = primary(cluster.clone(), events);
-        tokio::select! {
+        let outcome = tokio::select! {
             result = user => {
                 let stopped = cluster.stop().await;
-                result.map_err(Error::Primary)?;
-                stopped.map_err(Error::from)
+                result.map_err(Error::Primary).and_then(|()| stopped.map_err(Error::from))
             }
             outcome = cluster.wait() => outcome.map_err(Error::from),
-        }
+        };
+        // The workers are gone: what they left behind goes too (SIGTERM, then SIGKILL after
+        // `kill_timeout`, as a worker).
+        reaper.end_orphans(orphans_patience).await;
+        outcome
     });
     // Every worker has exited by now; whatever task is left (a reader winding down) must not
     // hold the process's exit.
