@@ -229,6 +229,11 @@ pub struct ClusterConfig {
     /// memory and traffic to whoever reaches it ([`parse_metrics_addr`](crate::operator::metrics::parse_metrics_addr)
     /// reads a bare port as 127.0.0.1). Default: none (off).
     pub metrics: Option<std::net::SocketAddr>,
+    /// How many ready workers make the cluster ready for the metrics endpoint's `GET /readyz`
+    /// (Kubernetes' `readinessProbe`): 200 once at least this many are ready, else 503 with
+    /// the status as JSON. Default: `None`, every configured worker
+    /// ([`workers`](Self::workers), as scaled).
+    pub ready_min: Option<usize>,
     /// This primary's place in a node set (needs the `cluster` feature): its host agent joins
     /// the process group named after the cluster, and `status --all`, `reload --all` and
     /// `broadcast` reach every node. Default: none (a single host).
@@ -268,6 +273,7 @@ impl Default for ClusterConfig {
             log_files: None,
             listen_allow: None,
             metrics: None,
+            ready_min: None,
             node: None,
         }
     }
@@ -343,6 +349,8 @@ setters! {
     listen_allow: Option<Vec<String>>,
     /// Sets [`ClusterConfig::metrics`].
     metrics: Option<std::net::SocketAddr>,
+    /// Sets [`ClusterConfig::ready_min`].
+    ready_min: Option<usize>,
     /// Sets [`ClusterConfig::heartbeat_interval`].
     heartbeat_interval: Duration,
     /// Sets [`ClusterConfig::heartbeat_timeout`].
