@@ -203,6 +203,8 @@ where
     let orphans_patience = config.kill_timeout;
     let outcome = runtime.block_on(async move {
         let signals = Signals::install().map_err(Error::Setup)?;
+        // Held since the program started (`corral run`), they are delivered now, to the handlers.
+        Signals::release();
         let (cluster, events) = Cluster::<M, R>::spawn(config).await?;
         // As PID 1 (a container's init) or a child subreaper: orphaned descendants of the
         // workers are adopted, reaped, and ended with the stop. Started once the cluster has
@@ -237,7 +239,7 @@ where
 }
 
 /// The primary's signal handlers, as PM2 and gunicorn users expect them.
-struct Signals {
+pub(crate) struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
@@ -248,6 +250,33 @@ struct Signals {
 }
 
 impl Signals {
+    /// The signals the primary handles.
+    const HANDLED: [nix::sys::signal::Signal; 7] = {
+        use nix::sys::signal::Signal::*;
+        [SIGINT, SIGTERM, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2]
+    };
+
+    fn set() -> nix::sys::signal::SigSet {
+        let mut set = nix::sys::signal::SigSet::empty();
+        for signal in Self::HANDLED {
+            set.add(signal);
+        }
+        set
+    }
+
+    /// Blocks the handled signals in the calling thread until [`release`](Self::release):
+    /// one sent while the program starts waits, pending, for the handlers, instead of killing
+    /// it (its default action) or, as a container's PID 1, being dropped (PID 1 gets no
+    /// signal it has no handler for). Call it first thing, before any thread starts.
+    pub(crate) fn hold() {
+        let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&Self::set()), None);
+    }
+
+    /// Unblocks them in the calling thread, once the handlers are installed.
+    fn release() {
+        let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&Self::set()), None);
+    }
+
     fn install() -> std::io::Result<Self> {
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,

@@ -49,7 +49,9 @@ fn parent_of(pid: u32) -> Option<u32> {
 }
 
 fn command_of(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline")).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default()
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 /// Waits (bounded) until `what` holds; panics with `describe()` otherwise.
@@ -75,7 +77,7 @@ async fn orphans(addr: std::net::SocketAddr, n: usize) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_pid_1_corral_reaps_every_orphan_reloads_on_sighup_and_exits_0_on_sigterm() {
     let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", corral_run::CORRAL, "run", "-w", "2", "-l", "127.0.0.1:0"])
+    cmd.args(["--pid", "--fork", "--mount-proc", CORRAL, "run", "-w", "2", "-l", "127.0.0.1:0"])
         .args(["--no-control", "--"])
         .args(python());
     let run = CorralRun::start_command(cmd, false, 1).await;
@@ -233,7 +235,7 @@ async fn readyz_counts_ready_min_workers() {
     std::fs::write(&never, script).expect("script");
     std::fs::set_permissions(&never, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     for (ready_min, want) in [("1", 200), ("2", 503)] {
-        let mut child = Command::new(corral_run::CORRAL)
+        let mut child = Command::new(CORRAL)
             .args(["run", "--log-format", "json", "-w", "2", "-l", "127.0.0.1:0", "--no-control"])
             .args(["--metrics", "127.0.0.1:0", "--ready-min", ready_min, "--listen-timeout", "60s", "--"])
             .arg(&never)

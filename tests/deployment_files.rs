@@ -24,14 +24,18 @@ fn read(rel: &str) -> String {
 
 /// `corral SUB --help`.
 fn help(sub: &str) -> String {
-    let out = std::process::Command::new(corral_run::CORRAL).args([sub, "--help"]).output().expect("corral --help");
+    let out = std::process::Command::new(CORRAL).args([sub, "--help"]).output().expect("corral --help");
     assert!(out.status.success(), "corral {sub} --help");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Checks `argv` (`corral SUB ARGS…`): SUB exists and documents every flag before `--`.
 fn check_corral_command(argv: &[String], what: &str) {
-    assert_eq!(argv.first().map(String::as_str).map(|p| p.rsplit('/').next().unwrap_or(p)), Some("corral"), "{what}: {argv:?}");
+    assert_eq!(
+        argv.first().map(String::as_str).map(|p| p.rsplit('/').next().unwrap_or(p)),
+        Some("corral"),
+        "{what}: {argv:?}"
+    );
     let sub = argv.get(1).unwrap_or_else(|| panic!("{what}: no subcommand"));
     let text = help(sub);
     for word in argv[2..].iter().take_while(|w| *w != "--") {
@@ -118,7 +122,8 @@ fn the_dockerfile_builds_corral_in_one_stage_and_runs_it_as_the_init_of_another(
     let instructions = dockerfile();
     let froms: Vec<&String> = instructions.iter().filter(|(k, _)| k == "FROM").map(|(_, a)| a).collect();
     assert!(froms.len() >= 2 && froms[0].to_ascii_lowercase().contains(" as build"), "multi-stage: {froms:?}");
-    let copies_binary = instructions.iter().any(|(k, a)| k == "COPY" && a.starts_with("--from=build") && a.contains("release/corral"));
+    let copies_binary =
+        instructions.iter().any(|(k, a)| k == "COPY" && a.starts_with("--from=build") && a.contains("release/corral"));
     assert!(copies_binary, "the binary comes from the build stage");
     assert!(instructions.iter().any(|(k, a)| k == "RUN" && a.contains("cargo build --release")));
     assert!(instructions.iter().any(|(k, a)| k == "STOPSIGNAL" && a == "SIGTERM"));
@@ -150,8 +155,8 @@ async fn the_dockerfiles_command_serves_its_app() {
     if let Some(i) = args.iter().position(|w| w == "--workers") {
         args[i + 1] = "2".into();
     }
-    let (flags, program) = args.split_at(at + 1);
-    let flags: Vec<&str> = flags[..flags.len() - 1].iter().map(String::as_str).collect();
+    let (flags, program) = (&args[..=at], &args[at + 2..]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let run = CorralRun::start(&flags, program, &[("CORRAL_LOG_FORMAT", "json")], 1).await;
     let (status, body) = http_get(run.addrs[0], "/").await.expect("GET /");
     assert_eq!(status, 200, "{body}");
@@ -202,7 +207,10 @@ fn the_kubernetes_deployment_probes_corral_and_gives_it_time_to_drain() {
     let kill_timeout = seconds(flag_value(&argv, "--kill-timeout").expect("--kill-timeout"));
     let grace = pod["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds");
     let pre_stop_secs: u64 = pre_stop[1].parse().expect("seconds");
-    assert!(grace > pre_stop_secs + 2 * kill_timeout, "grace {grace} s: preStop + kill_timeout for workers and orphans");
+    assert!(
+        grace > pre_stop_secs + 2 * kill_timeout,
+        "grace {grace} s: preStop + kill_timeout for workers and orphans"
+    );
     assert_eq!(docs[1]["spec"]["selector"], docs[0]["spec"]["selector"]["matchLabels"]);
 }
 

@@ -19,14 +19,16 @@ async fn env_of(addr: std::net::SocketAddr, name: &str) -> String {
 
 /// `corral ARGS` to its end: exit code, stdout and stderr.
 async fn corral(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = tokio::time::timeout(
-        TIMEOUT,
-        Command::new(corral_run::CORRAL).args(args).stdin(Stdio::null()).kill_on_drop(true).output(),
+    let out =
+        tokio::time::timeout(TIMEOUT, Command::new(CORRAL).args(args).stdin(Stdio::null()).kill_on_drop(true).output())
+            .await
+            .expect("in time")
+            .expect("corral runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-    .await
-    .expect("in time")
-    .expect("corral runs");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn path(p: &Path) -> &str {
@@ -39,7 +41,8 @@ async fn later_files_then_dash_e_win_and_the_first_files_values_stay() {
     let (a, b) = (dir.join("a.env"), dir.join("b.env"));
     std::fs::write(&a, "# base\nX=1\nY=a\nexport W='from a'\nQUOTED=\"two\nlines\"\n").expect("a");
     std::fs::write(&b, "X=2\n").expect("b");
-    let args = ["-w", "1", "-l", "127.0.0.1:0", "--no-control", "--env-file", path(&a), "--env-file", path(&b), "-e", "Y=b"];
+    let args =
+        ["-w", "1", "-l", "127.0.0.1:0", "--no-control", "--env-file", path(&a), "--env-file", path(&b), "-e", "Y=b"];
     let run = CorralRun::start(&args, &python(), &[], 1).await;
     let addr = run.addrs[0];
     assert_eq!(env_of(addr, "X").await, "2", "B over A");
@@ -95,7 +98,8 @@ async fn a_malformed_or_missing_env_file_refuses_the_start_with_exit_2() {
     let program = test_program("activated_worker.py");
     for (file, want) in [(&bad, format!("{}:2", path(&bad))), (&absent, path(&absent).to_string())] {
         let (code, out, err) =
-            corral(&["run", "-l", "127.0.0.1:0", "--no-control", "--env-file", path(file), "--", "python3", &program]).await;
+            corral(&["run", "-l", "127.0.0.1:0", "--no-control", "--env-file", path(file), "--", "python3", &program])
+                .await;
         assert_eq!(code, Some(2), "{out}{err}");
         assert!(err.contains(&want), "names {want}: {err}");
         assert!(!out.contains("listening on"), "nothing started: {out}");

@@ -24,6 +24,8 @@ fn allow_only_configured_listeners(config: &mut ClusterConfig) {
 
 /// Runs the cluster until it stops; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
+    // A SIGTERM (`docker stop`) while corral starts waits for its handler: a clean stop.
+    crate::primary::Signals::hold();
     let format = log_format(&args);
     let mut config = match config(args.clone()) {
         Ok(config) => config,
