@@ -157,7 +157,10 @@ pub fn run_if_worker<W: Worker>(worker: W) {
 /// on it). One single-threaded runtime, the same signal handling (SIGINT/SIGTERM stop,
 /// SIGHUP reloads, SIGTTIN/SIGTTOU scale), `primary` as in [`run`]. It titles the process
 /// `myapp: primary ARGS` for `ps` ([`set_primary_title`](crate::status::set_primary_title)), so
-/// `std::env::args()` reads the title afterwards: parse the arguments first.
+/// `std::env::args()` reads the title afterwards: parse the arguments first. It adopts the
+/// workers' orphans (PID 1, or a child subreaper elsewhere), reaps them and ends them with
+/// the stop, unless [`ClusterConfig::reap_orphans`] is off (turn it off when `primary` starts
+/// child processes of its own and waits for them).
 ///
 /// # Errors
 ///
@@ -200,7 +203,7 @@ where
     // keeping every task on one thread avoids a cross-thread wake-up per message (measured:
     // 47 µs instead of 70 µs round trip unpinned, 2.4× the one-way throughput).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Setup)?;
-    let orphans_patience = config.kill_timeout;
+    let (orphans_patience, reap_orphans) = (config.kill_timeout, config.reap_orphans);
     let outcome = runtime.block_on(async move {
         let signals = Signals::install().map_err(Error::Setup)?;
         // Held since the program started (`corral run`), they are delivered now, to the handlers.
@@ -209,7 +212,7 @@ where
         // As PID 1 (a container's init) or a child subreaper: orphaned descendants of the
         // workers are adopted, reaped, and ended with the stop. Started once the cluster has
         // booked what an upgrade handed over (its workers are children already).
-        let reaper = Reaper::start().map_err(Error::Setup)?;
+        let reaper = if reap_orphans { Some(Reaper::start().map_err(Error::Setup)?) } else { None };
         tokio::spawn(signals.serve(cluster.clone()));
         // OTLP metrics, when the environment asks for them; the last figures leave when it drops.
         #[cfg(feature = "telemetry")]
@@ -227,7 +230,9 @@ where
         };
         // The workers are gone: what they left behind goes too (SIGTERM, then SIGKILL after
         // `kill_timeout`, as a worker).
-        reaper.end_orphans(orphans_patience).await;
+        if let Some(reaper) = &reaper {
+            reaper.end_orphans(orphans_patience).await;
+        }
         outcome
     });
     // Every worker has exited by now; whatever task is left (a reader winding down) must not

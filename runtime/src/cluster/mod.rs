@@ -418,7 +418,9 @@ fn take_over(
     use crate::upgrade::state::ChannelRecord;
     // The handed-over workers are this image's children from the start: the reaper must
     // leave them to their waiters (it starts once this has run).
-    for pid in handover.slots.iter().filter_map(|r| r.worker.as_ref().map(|w| w.pid)) {
+    for pid in
+        handover.slots.iter().filter_map(|r| r.worker.as_ref().map(|w| w.pid)).chain(handover.reap.iter().copied())
+    {
         crate::sys::children::register(pid);
     }
     let registrations = listeners.adopt(handover.listeners, handover.activated, fds);
