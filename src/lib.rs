@@ -66,6 +66,7 @@
 //! | [`protocol`] | the wire between primary and workers |
 //! | [`config_file`], [`settings`] | `corral.toml`, and the one declaration of every setting |
 //! | [`cli`] | the `corral` program |
+//! | [`logging`] | log lines as text or JSON (`--log-format`) |
 //! | `telemetry` | OTLP traces and metrics (the `telemetry` feature) |
 #![warn(missing_docs)]
 #![deny(unnameable_types)]
@@ -77,6 +78,7 @@ pub mod control;
 pub mod cpu_pool;
 mod error;
 pub mod events;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 mod primary;
@@ -112,7 +114,9 @@ pub use error::{EXIT_CONFIG, EXIT_FAILURE, Error};
 pub use primary::{is_worker, main, run, run_if_worker, run_primary};
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
-/// `info`), in colour only when stderr is a terminal and `NO_COLOR` is unset or empty, and — with the `telemetry` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// `info`), as text — in colour only when stderr is a terminal and `NO_COLOR` is unset or
+/// empty — or as one JSON object per line when `CORRAL_LOG_FORMAT=json`
+/// ([`logging`]), and — with the `telemetry` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`
 /// set — exports spans over OTLP as `corral::telemetry` describes. Call it first thing in `main`, in
 /// primary and workers alike (they run the same `main`). A telemetry set-up that fails (say,
 /// an unknown `OTEL_EXPORTER_OTLP_PROTOCOL`) is logged and the program runs without export.
@@ -124,36 +128,7 @@ pub use primary::{is_worker, main, run, run_if_worker, run_primary};
 /// tracing::info!("logged to stderr, and exported when OTEL_EXPORTER_OTLP_ENDPOINT is set");
 /// ```
 pub fn init_tracing() {
-    use tracing_subscriber::prelude::*;
-    if tracing::dispatcher::has_been_set() {
-        return; // Someone else set tracing up; don't start an exporter nobody feeds.
-    }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(colour()).with_filter(filter);
-    #[cfg(feature = "telemetry")]
-    {
-        let (otel, failed) = match telemetry::layer() {
-            Ok(otel) => (otel, None),
-            Err(e) => (None, Some(e)),
-        };
-        if tracing_subscriber::registry().with(fmt).with(otel).try_init().is_ok()
-            && let Some(e) = failed
-        {
-            tracing::error!(error = %e, "OpenTelemetry export is off");
-        }
-    }
-    #[cfg(not(feature = "telemetry"))]
-    {
-        let _ = tracing_subscriber::registry().with(fmt).try_init();
-    }
-}
-
-/// Whether log lines get ANSI colours: only on a terminal, and never when `NO_COLOR` is set
-/// to anything but the empty string (<https://no-color.org>).
-fn colour() -> bool {
-    use std::io::IsTerminal;
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+    logging::init(logging::LogFormat::from_env());
 }
 
 /// The README's Rust example, compiled by `cargo test --doc` so that it cannot go stale.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_protocol::bootstrap::WorkerBootstrap;
-use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, ReloadError, Scale};
+use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, Reaper, ReloadError, Scale};
 use corral_workers::{BoxError, EXIT_BOOTSTRAP, Worker};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -157,7 +157,10 @@ pub fn run_if_worker<W: Worker>(worker: W) {
 /// on it). One single-threaded runtime, the same signal handling (SIGINT/SIGTERM stop,
 /// SIGHUP reloads, SIGTTIN/SIGTTOU scale), `primary` as in [`run`]. It titles the process
 /// `myapp: primary ARGS` for `ps` ([`set_primary_title`](crate::status::set_primary_title)), so
-/// `std::env::args()` reads the title afterwards: parse the arguments first.
+/// `std::env::args()` reads the title afterwards: parse the arguments first. It adopts the
+/// workers' orphans (PID 1, or a child subreaper elsewhere), reaps them and ends them with
+/// the stop, unless [`ClusterConfig::reap_orphans`] is off (turn it off when `primary` starts
+/// child processes of its own and waits for them).
 ///
 /// # Errors
 ///
@@ -200,9 +203,16 @@ where
     // keeping every task on one thread avoids a cross-thread wake-up per message (measured:
     // 47 µs instead of 70 µs round trip unpinned, 2.4× the one-way throughput).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Setup)?;
+    let (orphans_patience, reap_orphans) = (config.kill_timeout, config.reap_orphans);
     let outcome = runtime.block_on(async move {
         let signals = Signals::install().map_err(Error::Setup)?;
+        // Held since the program started (`corral run`), they are delivered now, to the handlers.
+        Signals::release();
         let (cluster, events) = Cluster::<M, R>::spawn(config).await?;
+        // As PID 1 (a container's init) or a child subreaper: orphaned descendants of the
+        // workers are adopted, reaped, and ended with the stop. Started once the cluster has
+        // booked what an upgrade handed over (its workers are children already).
+        let reaper = if reap_orphans { Some(Reaper::start().map_err(Error::Setup)?) } else { None };
         tokio::spawn(signals.serve(cluster.clone()));
         // OTLP metrics, when the environment asks for them; the last figures leave when it drops.
         #[cfg(feature = "telemetry")]
@@ -211,14 +221,19 @@ where
             None
         });
         let user = primary(cluster.clone(), events);
-        tokio::select! {
+        let outcome = tokio::select! {
             result = user => {
                 let stopped = cluster.stop().await;
-                result.map_err(Error::Primary)?;
-                stopped.map_err(Error::from)
+                result.map_err(Error::Primary).and_then(|()| stopped.map_err(Error::from))
             }
             outcome = cluster.wait() => outcome.map_err(Error::from),
+        };
+        // The workers are gone: what they left behind goes too (SIGTERM, then SIGKILL after
+        // `kill_timeout`, as a worker).
+        if let Some(reaper) = &reaper {
+            reaper.end_orphans(orphans_patience).await;
         }
+        outcome
     });
     // Every worker has exited by now; whatever task is left (a reader winding down) must not
     // hold the process's exit.
@@ -229,7 +244,7 @@ where
 }
 
 /// The primary's signal handlers, as PM2 and gunicorn users expect them.
-struct Signals {
+pub(crate) struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
@@ -240,6 +255,33 @@ struct Signals {
 }
 
 impl Signals {
+    /// The signals the primary handles.
+    const HANDLED: [nix::sys::signal::Signal; 7] = {
+        use nix::sys::signal::Signal::*;
+        [SIGINT, SIGTERM, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2]
+    };
+
+    fn set() -> nix::sys::signal::SigSet {
+        let mut set = nix::sys::signal::SigSet::empty();
+        for signal in Self::HANDLED {
+            set.add(signal);
+        }
+        set
+    }
+
+    /// Blocks the handled signals in the calling thread until [`release`](Self::release):
+    /// one sent while the program starts waits, pending, for the handlers, instead of killing
+    /// it (its default action) or, as a container's PID 1, being dropped (PID 1 gets no
+    /// signal it has no handler for). Call it first thing, before any thread starts.
+    pub(crate) fn hold() {
+        let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&Self::set()), None);
+    }
+
+    /// Unblocks them in the calling thread, once the handlers are installed.
+    fn release() {
+        let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&Self::set()), None);
+    }
+
     fn install() -> std::io::Result<Self> {
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,

@@ -88,6 +88,7 @@ pub use corral_protocol::{
 pub use operator::logfile::reopen_log_files;
 pub use operator::metrics::{MetricsAddrError, parse_metrics_addr};
 pub use operator::status_table::StatusTable;
+pub use process::reaper::{Reaper, ReaperRole, orphans_adopted};
 pub use routing::balance::ListenerCounts;
 pub use supervision::backoff::Backoff;
 pub use supervision::escalation::Escalation;

@@ -125,6 +125,9 @@ pub fn status(target: &Target, json: bool, watch: bool, all: bool) -> i32 {
                     print!("\x1b[2J\x1b[H");
                 }
                 print!("{}", table(&workers, all));
+                if let Some(n) = data["orphans_adopted"].as_u64().filter(|n| *n > 0) {
+                    println!("orphans adopted: {n}");
+                }
                 if all {
                     print!("{}", nodes_line(&data));
                 }

@@ -8,6 +8,7 @@ use crate::config_file::{ConfigFile, ConfigFileError};
 use crate::control::ControlSocket;
 use crate::error::Error;
 use crate::events::EventStream;
+use crate::logging::{LogFormat, last_word};
 use crate::settings::OverlayError;
 use corral_runtime::{ClusterConfig, ClusterError, ClusterEvent, ClusterHandle};
 
@@ -23,31 +24,44 @@ fn allow_only_configured_listeners(config: &mut ClusterConfig) {
 
 /// Runs the cluster until it stops; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
+    // A SIGTERM (`docker stop`) while corral starts waits for its handler: a clean stop.
+    crate::primary::Signals::hold();
+    let format = log_format(&args);
     let mut config = match config(args.clone()) {
         Ok(config) => config,
         Err(message) => {
-            eprintln!("corral: {message}");
+            last_word(format, "corral", &message.to_string());
             return EXIT_USAGE;
         }
     };
-    if args.config.is_some() {
-        // Every rolling reload (SIGHUP, `corral reload`) re-reads the file, the flags over it:
-        // a new program, environment or worker count reaches the new workers; a bad file is
-        // refused and the old workers serve on.
+    if args.config.is_some() || args.settings.program.env_files.is_some() {
+        // Every rolling reload (SIGHUP, `corral reload`) re-reads the file and the env files,
+        // the flags over them: a new program, environment or worker count reaches the new
+        // workers; a bad file is refused and the old workers serve on.
         config.reconfigure = Some(Reconfigure::new(move || config_of(args.clone()).map_err(Into::into)));
     }
-    crate::init_tracing();
+    crate::logging::init(format);
     let outcome = crate::primary::run_primary::<(), (), _, _>(config, primary);
     match outcome {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("corral: {e}");
+            last_word(format, "corral", &e.to_string());
             match e {
                 Error::Cluster(ClusterError::Config(_)) => EXIT_USAGE,
                 _ => EXIT_FAILED,
             }
         }
     }
+}
+
+/// The log format: `--log-format` or `$CORRAL_LOG_FORMAT` (clap reads both), else `[log]
+/// format` of the file, else text.
+fn log_format(args: &RunArgs) -> LogFormat {
+    let named = args.settings.log.format.clone().or_else(|| {
+        let file = ConfigFile::read(args.config.as_deref()?).ok()?;
+        file.settings.log.format
+    });
+    named.and_then(|f| f.parse().ok()).unwrap_or_default()
 }
 
 /// Why `corral run` cannot start (exit 2).

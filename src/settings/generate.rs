@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::Settings;
 use super::groups::{
-    BackoffSettings, ListenerSettings, LogsSettings, MetricsSettings, NodeSettings, ProgramSettings, ReadinessSettings,
-    RecycleSettings, RestartSettings, StopSettings,
+    BackoffSettings, ListenerSettings, LogSettings, LogsSettings, MetricsSettings, NodeSettings, ProgramSettings,
+    ReadinessSettings, RecycleSettings, RestartSettings, StopSettings,
 };
 
 /// One setting, as the generated texts show it.
@@ -63,6 +63,7 @@ fn declared() -> Vec<(Value, &'static [&'static str], Option<&'static str>)> {
         group::<RecycleSettings>(None),
         group::<BackoffSettings>(Some("backoff")),
         group::<LogsSettings>(Some("logs")),
+        group::<LogSettings>(Some("log")),
         group::<MetricsSettings>(Some("metrics")),
         group::<NodeSettings>(Some("node")),
     ]

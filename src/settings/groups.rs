@@ -53,6 +53,15 @@ pub struct ProgramSettings {
     #[serde(default, with = "values::env_table", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<std::collections::BTreeMap<String, String>>", example = serde_json::json!({"APP_ENV": "production"}))]
     pub env: Option<Vec<(String, String)>>,
+    /// Environment files in dotenv syntax (`KEY=VALUE` lines, `#` comments, quotes, `export`),
+    /// read in order at the start and at every reload that re-reads the configuration: a
+    /// later file overrides an earlier one, and `[env]` / `-e` override them all. A missing or
+    /// malformed file refuses the start (exit 2) or the reload, naming the file and the line.
+    /// Relative paths are relative to corral's working directory. The flag is repeatable;
+    /// its files come after the file's.
+    #[arg(long = "env-file", value_name = "PATH")]
+    #[schemars(example = ["/etc/app/app.env"])]
+    pub env_files: Option<Vec<PathBuf>>,
     /// Worker output: `capture` (each line logged with slot, pid and stream, and kept for
     /// `corral logs`) or `inherit` (straight to the terminal or journal).
     #[arg(long, value_name = "MODE", value_parser = ["inherit", "capture"])]
@@ -86,6 +95,11 @@ pub struct ReadinessSettings {
     /// When a new worker counts as ready: `notify` (it sends `READY=1`) or `delay:MS`.
     #[arg(long, value_name = "notify|delay:MS", value_parser = checked_ready)]
     pub ready: Option<String>,
+    /// How many ready workers make the cluster ready for the metrics endpoint's `GET /readyz`
+    /// (200; else 503 with the status as JSON); 0 or absent: every configured worker.
+    #[arg(long, value_name = "N")]
+    #[schemars(example = 1)]
+    pub ready_min: Option<usize>,
     /// A new worker not ready within this is killed and counted as an early death.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, with = "values::duration")]
@@ -211,8 +225,21 @@ pub struct LogsSettings {
     pub keep: Option<usize>,
 }
 
+/// `[log]`: corral's own log lines on stderr (its workers' captured output among them).
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (for people) or `json`: one JSON object per line, with `ts` (RFC 3339, UTC),
+    /// `level`, `target`, `message` and the fields (`slot`, `pid`, `generation`, and `stream`
+    /// for a worker's output line), for Loki, Fluent Bit, CloudWatch or GKE. The flag, then
+    /// `$CORRAL_LOG_FORMAT`, then the file.
+    #[arg(id = "log.format", long = "log-format", env = "CORRAL_LOG_FORMAT", value_name = "json|text", value_parser = ["json", "text"])]
+    pub format: Option<String>,
+}
+
 /// `[metrics]`: the primary's metrics endpoint, off by default: `GET /metrics` (Prometheus),
-/// `/status.json` and a status page at `/`.
+/// `/status.json`, a status page at `/`, and the probes `GET /healthz` (200 while the cluster
+/// answers within 1 s) and `GET /readyz` (200 once `ready_min` workers are ready).
 #[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSettings {

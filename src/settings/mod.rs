@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 pub use generate::{Group, Setting, reference_page, schema, settings_of, template, toml_value, with_defaults};
 use groups::{
-    BackoffSettings, ListenerSettings, LogsSettings, MetricsSettings, NodeSettings, ProgramSettings, ReadinessSettings,
-    RecycleSettings, RestartSettings, StopSettings,
+    BackoffSettings, ListenerSettings, LogSettings, LogsSettings, MetricsSettings, NodeSettings, ProgramSettings,
+    ReadinessSettings, RecycleSettings, RestartSettings, StopSettings,
 };
 
 /// The settings of a cluster run by `corral run`: `corral.toml` as a whole, and the flags of
@@ -69,6 +69,10 @@ pub struct Settings {
     #[command(flatten, next_help_heading = "Log files")]
     #[serde(default, skip_serializing_if = "is_default")]
     pub logs: LogsSettings,
+    /// `[log]`.
+    #[command(flatten, next_help_heading = "Log format")]
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub log: LogSettings,
     /// `[metrics]`.
     #[command(flatten, next_help_heading = "Metrics")]
     #[serde(default, skip_serializing_if = "is_default")]
@@ -116,6 +120,7 @@ impl Settings {
             },
             readiness: ReadinessSettings {
                 ready: Some(foreign.ready.to_string()),
+                ready_min: None,
                 listen_timeout: Some(c.listen_timeout),
                 watchdog: None,
                 heartbeat_interval: Some(c.heartbeat_interval),
@@ -142,6 +147,7 @@ impl Settings {
                 max_size: Some(logs.max_bytes),
                 keep: Some(logs.keep),
             },
+            log: LogSettings { format: Some("text".into()) },
             metrics: MetricsSettings { listen: None },
             node: NodeSettings {
                 heartbeat_interval: node.as_ref().map(|n| n.heartbeat_interval),
@@ -153,7 +159,7 @@ impl Settings {
 
     /// `over` on top of `self`: what `over` sets replaces what `self` says, key by key (a
     /// list, `listen` say, as a whole); `[env]` adds up, `over`'s value winning for a name in
-    /// both. This is how `corral run`'s flags override its file.
+    /// both, and so do `env_files` (`over`'s after `self`'s). This is how `corral run`'s flags override its file.
     ///
     /// ```
     /// use corral::settings::Settings;
@@ -170,9 +176,17 @@ impl Settings {
     ///
     /// Not expected: every setting survives the trip through JSON that combining them takes.
     pub fn overlay(&mut self, over: &Settings) -> Result<(), OverlayError> {
+        // Env files add up too: the file's first, then those of `over`.
+        let files: Option<Vec<_>> = match (&self.program.env_files, &over.program.env_files) {
+            (Some(mine), Some(theirs)) => Some(mine.iter().chain(theirs).cloned().collect()),
+            _ => None,
+        };
         let mut base = serde_json::to_value(&*self)?;
         merge(&mut base, serde_json::to_value(over)?);
         *self = serde_json::from_value(base)?;
+        if files.is_some() {
+            self.program.env_files = files;
+        }
         Ok(())
     }
 }

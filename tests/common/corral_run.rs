@@ -50,6 +50,12 @@ impl CorralRun {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::start_command(cmd, args.contains(&"--metrics"), listeners).await
+    }
+
+    /// Starts `cmd` (a `corral run` command line, maybe behind `unshare` or the like) and
+    /// waits (bounded) for `listeners` listening lines, and the metrics line if `metrics`.
+    pub async fn start_command(mut cmd: Command, metrics: bool, listeners: usize) -> CorralRun {
         let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -71,16 +77,17 @@ impl CorralRun {
                 addrs.push(addr.parse().expect("HOST:PORT"));
             }
         }
-        let mut metrics = None;
-        if args.contains(&"--metrics") {
+        let metrics = if metrics {
             let line = tokio::time::timeout(TIMEOUT, lines.next_line())
                 .await
                 .expect("a metrics line in time")
                 .expect("read stdout")
                 .expect("corral run ended before its metrics line");
             let addr = line.strip_prefix("metrics on http://").and_then(|l| l.strip_suffix("/metrics"));
-            metrics = Some(addr.unwrap_or_else(|| panic!("unexpected line {line:?}")).parse().expect("HOST:PORT"));
-        }
+            Some(addr.unwrap_or_else(|| panic!("unexpected line {line:?}")).parse().expect("HOST:PORT"))
+        } else {
+            None
+        };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         CorralRun { child, addrs, metrics, stderr }
     }

@@ -5,7 +5,12 @@ SIGTERM.
 
 Knobs (environment): NEVER_READY=1 (never says READY=1), PID_DIR (writes its pid there),
 CHILD_DIR (starts a grandchild `sleep` and writes its pid there), EXPECT_NAME (the name
-LISTEN_FDNAMES must give fd 3)."""
+LISTEN_FDNAMES must give fd 3), ORPHAN_LIFE (seconds an orphan of GET /orphan lives; 0.2).
+
+Paths: GET /env/NAME answers the value of NAME in its environment ("<unset>" without it);
+GET /orphan leaves an orphan, as daemonising libraries and crash reporters do (a child that
+calls setsid(), forks a grandchild `sleep ORPHAN_LIFE` and exits), and answers its pid;
+GET /print/TEXT prints TEXT on stdout; anything else answers "<slot> <pid>"."""
 import os, sys
 
 # First thing, before the slower imports: the tests count the processes started.
@@ -40,7 +45,12 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(0.05)
         if self.path.startswith("/print/"):
             print(self.path[len("/print/"):], flush=True)
-        body = f"{slot} {os.getpid()}\n".encode()
+        if self.path.startswith("/env/"):
+            body = os.environ.get(self.path[len("/env/"):], "<unset>").encode()
+        elif self.path.startswith("/orphan"):
+            body = f"{orphan()}\n".encode()
+        else:
+            body = f"{slot} {os.getpid()}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
@@ -50,6 +60,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def orphan():
+    """A grandchild in a session of its own that outlives its parent: its pid."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            grandchild = os.fork()
+            if grandchild == 0:
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.closerange(3, 1024)
+                os.execvp("sleep", ["sleep", os.environ.get("ORPHAN_LIFE", "0.2")])
+            os.write(w, str(grandchild).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    pid = os.read(r, 32).decode()
+    os.close(r)
+    os.waitpid(child, 0)
+    return pid
 
 
 class Server(ThreadingHTTPServer):

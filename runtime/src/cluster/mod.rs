@@ -416,6 +416,13 @@ fn take_over(
 ) -> (state::Inherited, Option<std::os::fd::OwnedFd>) {
     use crate::process::{AdoptChannel, AdoptSpec};
     use crate::upgrade::state::ChannelRecord;
+    // The handed-over workers are this image's children from the start: the reaper must
+    // leave them to their waiters (it starts once this has run).
+    for pid in
+        handover.slots.iter().filter_map(|r| r.worker.as_ref().map(|w| w.pid)).chain(handover.reap.iter().copied())
+    {
+        crate::sys::children::register(pid);
+    }
     let registrations = listeners.adopt(handover.listeners, handover.activated, fds);
     let control = handover.control.and_then(|c| fds.take(c.fd).ok());
     let mut adoptions = Vec::with_capacity(handover.slots.len());

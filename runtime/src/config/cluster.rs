@@ -229,6 +229,20 @@ pub struct ClusterConfig {
     /// memory and traffic to whoever reaches it ([`parse_metrics_addr`](crate::operator::metrics::parse_metrics_addr)
     /// reads a bare port as 127.0.0.1). Default: none (off).
     pub metrics: Option<std::net::SocketAddr>,
+    /// How many ready workers make the cluster ready for the metrics endpoint's `GET /readyz`
+    /// (Kubernetes' `readinessProbe`): 200 once at least this many are ready, else 503 with
+    /// the status as JSON. Default: `None`, every configured worker
+    /// ([`workers`](Self::workers), as scaled).
+    pub ready_min: Option<usize>,
+    /// Whether a primary run by `corral::run` / `corral::run_primary` (and `corral run`)
+    /// adopts its workers' orphans: as PID 1 it reaps them, elsewhere it makes itself a child
+    /// subreaper; either way it ends them with the stop. It waits for every child it did not
+    /// start itself, so turn it off in a primary whose own code starts child processes and
+    /// waits for them (`std::process::Command`): their exit statuses would be taken. A
+    /// cluster spawned directly ([`Cluster::spawn`](crate::cluster::Cluster::spawn)) never
+    /// reaps; [`Reaper`](crate::process::reaper::Reaper) does it for your own primary.
+    /// Default: `true`.
+    pub reap_orphans: bool,
     /// This primary's place in a node set (needs the `cluster` feature): its host agent joins
     /// the process group named after the cluster, and `status --all`, `reload --all` and
     /// `broadcast` reach every node. Default: none (a single host).
@@ -268,6 +282,8 @@ impl Default for ClusterConfig {
             log_files: None,
             listen_allow: None,
             metrics: None,
+            ready_min: None,
+            reap_orphans: true,
             node: None,
         }
     }
@@ -343,6 +359,10 @@ setters! {
     listen_allow: Option<Vec<String>>,
     /// Sets [`ClusterConfig::metrics`].
     metrics: Option<std::net::SocketAddr>,
+    /// Sets [`ClusterConfig::ready_min`].
+    ready_min: Option<usize>,
+    /// Sets [`ClusterConfig::reap_orphans`].
+    reap_orphans: bool,
     /// Sets [`ClusterConfig::heartbeat_interval`].
     heartbeat_interval: Duration,
     /// Sets [`ClusterConfig::heartbeat_timeout`].

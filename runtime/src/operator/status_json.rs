@@ -39,10 +39,11 @@ impl CpuMeter {
     }
 }
 
-/// Every worker's row, as `{"workers": [...]}`.
+/// Every worker's row, as `{"workers": [...], "orphans_adopted": N}` (orphaned processes
+/// the primary adopted as PID 1 or subreaper since it started).
 pub(crate) fn status_json(workers: &[WorkerStatus], cpu: &CpuMeter) -> Value {
     let rows: Vec<Value> = workers.iter().map(|w| status_row(w, cpu.percent(w))).collect();
-    json!({ "workers": rows })
+    json!({ "workers": rows, "orphans_adopted": crate::process::reaper::orphans_adopted() })
 }
 
 /// A worker's row, as `corral status --json` prints it (and `status --all`, with its node).

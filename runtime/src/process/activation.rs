@@ -148,7 +148,7 @@ fn spawn_now(spec: ActivationSpec) -> io::Result<Child> {
             Err(io::Error::last_os_error())
         });
     }
-    let child = cmd.spawn();
+    let child = crate::sys::children::spawn_known(|| cmd.spawn());
     drop((sources, spec.listeners));
     child
 }

@@ -19,6 +19,7 @@ mod handover;
 mod notify;
 mod output;
 mod reader;
+pub(crate) mod reaper;
 mod spawn;
 mod waiter;
 mod writer;
@@ -384,7 +385,8 @@ fn child_output(mut child: Child) -> io::Result<(Waitee, Captured)> {
     if let Some(err) = child.stderr.take() {
         output.push((OutputStream::Stderr, err.into_owned_fd()?, Vec::new()));
     }
-    Ok((Waitee::Child(child), output))
+    let known = crate::sys::children::Known::new(child.id().unwrap_or(0));
+    Ok((Waitee::Child(child, known), output))
 }
 
 /// A process of the primary's previous image, to take over (see [`adopt`]).

@@ -141,7 +141,7 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
             Ok(())
         });
     }
-    let child = cmd.spawn();
+    let child = crate::sys::children::spawn_known(|| cmd.spawn());
     // The parent's copies of the child's ends must go, or the primary never sees EOF when
     // the worker dies.
     drop((ipc, handles, hang, spec.ipc, spec.handles, spec.hang));

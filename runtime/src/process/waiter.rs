@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::event::{ProcessEvent, ProcessEventKind, Reports};
 use super::handover::{Giver, Part};
 use crate::supervision::exit::ExitStatus;
+use crate::sys::children::Known;
 
 /// A request to the task that owns a worker's `Child`.
 #[derive(Debug, Clone, Copy)]
@@ -124,9 +125,12 @@ pub(crate) async fn run_waiter(
 
 /// The process a waiter waits for: one this image forked, or one it took over from the
 /// previous image (its parent all the same: the pid did not change), watched by a pidfd.
+///
+/// Either holds the child's place in the book of known children ([`Known`]): the reaper
+/// leaves it alone until the waitee is dropped.
 pub(crate) enum Waitee {
-    Child(Child),
-    Adopted { pid: u32, pidfd: AsyncFd<OwnedFd>, reaped: bool },
+    Child(Child, Known),
+    Adopted { pid: u32, pidfd: AsyncFd<OwnedFd>, reaped: bool, known: Known },
 }
 
 impl Waitee {
@@ -136,6 +140,8 @@ impl Waitee {
     ///
     /// `pidfd_open` fails (`ESRCH`: it was reaped already).
     pub(crate) fn adopt(pid: u32) -> io::Result<Self> {
+        crate::sys::children::register(pid);
+        let known = Known::new(pid);
         let raw_pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is
         // passed.
@@ -149,12 +155,12 @@ impl Waitee {
         // SAFETY: `fd` is an open OwnedFd moved into the AsyncFd, which keeps it open and
         // unchanged until it is dropped.
         let pidfd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
-        Ok(Waitee::Adopted { pid, pidfd, reaped: false })
+        Ok(Waitee::Adopted { pid, pidfd, reaped: false, known })
     }
 
     pub(crate) fn id(&self) -> Option<u32> {
         match self {
-            Waitee::Child(child) => child.id(),
+            Waitee::Child(child, _) => child.id(),
             Waitee::Adopted { reaped: true, .. } => None,
             Waitee::Adopted { pid, .. } => Some(*pid),
         }
@@ -162,7 +168,7 @@ impl Waitee {
 
     pub(crate) fn start_kill(&mut self) {
         match self {
-            Waitee::Child(child) => {
+            Waitee::Child(child, _) => {
                 let _ = child.start_kill();
             }
             Waitee::Adopted { pid, reaped: false, .. } => {
@@ -172,18 +178,25 @@ impl Waitee {
         }
     }
 
+    /// The child, for the primary's next image (its pid stays in this image's book).
     fn into_child(self) -> Option<Child> {
         match self {
-            Waitee::Child(child) => Some(child),
-            Waitee::Adopted { .. } => None,
+            Waitee::Child(child, known) => {
+                known.keep();
+                Some(child)
+            }
+            Waitee::Adopted { known, .. } => {
+                known.keep();
+                None
+            }
         }
     }
 
     /// Waits for the exit and reaps the process.
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
         match self {
-            Waitee::Child(child) => child.wait().await.map(ExitStatus::from),
-            Waitee::Adopted { pid, pidfd, reaped } => loop {
+            Waitee::Child(child, _) => child.wait().await.map(ExitStatus::from),
+            Waitee::Adopted { pid, pidfd, reaped, .. } => loop {
                 if *reaped {
                     return std::future::pending().await;
                 }

@@ -2,6 +2,7 @@
 //! (`ps`, `pgrep`; [`title`]), a process's memory and CPU time ([`procfs`]), the TCP ports a
 //! process tree listens on ([`listening`]) and hang reports sampled from `/proc` ([`hang`]).
 
+pub(crate) mod children;
 pub mod hang;
 pub(crate) mod listening;
 pub(crate) mod procfs;

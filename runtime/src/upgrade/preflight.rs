@@ -72,7 +72,9 @@ pub(crate) async fn check(path: &Path, patience: Duration) -> Result<(), Preflig
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(not_executable)?;
+    let mut child = crate::sys::children::spawn_known(|| cmd.spawn()).map_err(not_executable)?;
+    // Its exit status is ours (below), never the reaper's.
+    let _known = crate::sys::children::Known::new(child.id().unwrap_or(0));
     drop(write);
     let mut stderr = child.stderr.take();
     let answer = async {

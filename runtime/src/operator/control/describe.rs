@@ -48,6 +48,8 @@ pub(crate) fn describe(c: &ClusterConfig) -> Value {
         "env": c.env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), Value::from(v.to_string_lossy().into_owned()))).collect::<serde_json::Map<_, _>>(),
         "exec": exec,
         "metrics": c.metrics.map(|a| a.to_string()),
+        "ready_min": c.ready_min,
+        "reap_orphans": c.reap_orphans,
         // The cookie is a secret: never shown.
         "node": c.node.as_ref().map(|n| json!({
             "name": n.name,

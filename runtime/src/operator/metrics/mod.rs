@@ -7,6 +7,7 @@
 //! * `GET /status.json`: the status snapshot, as `corral status --json` prints it.
 //! * `GET /`: a status page that refreshes itself, one row per worker with inline SVG
 //!   sparklines of RSS and requests per second over the last five minutes.
+//! * `GET /healthz` and `GET /readyz`: Kubernetes' liveness and readiness probes.
 //!
 //! | file            | what                                                        |
 //! |-----------------|-------------------------------------------------------------|
@@ -15,6 +16,7 @@
 //! | `history.rs`    | the ring of samples behind the sparklines                   |
 //! | `exposition.rs` | `/metrics`, encoded by `prometheus-client`                  |
 //! | `page.rs`       | `/`, server-rendered HTML and SVG                           |
+//! | `health.rs`     | `/healthz` and `/readyz`, the probes                        |
 //! | `server.rs`     | the bounded hyper server and its routes                     |
 //!
 //! Cost: nothing on the request path. The figures already exist (the status snapshot, the
@@ -23,12 +25,14 @@
 
 mod addr;
 mod exposition;
+mod health;
 mod history;
 mod page;
 mod recorder;
 mod server;
 
 pub use addr::{MetricsAddrError, parse_metrics_addr};
+pub use health::LIVENESS_PATIENCE;
 pub(crate) use recorder::Recorder;
 pub use recorder::exit_reason;
 pub use server::{CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};

@@ -121,6 +121,23 @@ where
                 let body = crate::operator::status_json::status_json(&workers, &self.cpu).to_string();
                 with_type(body, "application/json")
             }
+            "/healthz" => {
+                if super::health::alive(&self.cluster).await {
+                    text(StatusCode::OK, "ok\n")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "the cluster actor does not answer\n")
+                }
+            }
+            "/readyz" => {
+                let (workers, needed) = tokio::join!(self.workers(), super::health::ready_needed(&self.cluster));
+                let status = crate::operator::status_json::status_json(&workers, &self.cpu);
+                let (ready, body) = super::health::readiness(&workers, needed, status);
+                let mut response = with_type(body.to_string(), "application/json");
+                if !ready {
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                }
+                response
+            }
             "/" => {
                 let workers = self.workers().await;
                 let rows: Vec<_> = workers.into_iter().map(|w| (w.clone(), self.history.slot(w.slot))).collect();
@@ -133,7 +150,7 @@ where
                 });
                 with_type(body, "text/html; charset=utf-8")
             }
-            _ => text(StatusCode::NOT_FOUND, "not found: try /, /metrics or /status.json\n"),
+            _ => text(StatusCode::NOT_FOUND, "not found: try /, /metrics, /status.json, /healthz or /readyz\n"),
         };
         response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if request.method() == Method::HEAD {

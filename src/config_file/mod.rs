@@ -24,6 +24,8 @@
 //! assert!(err.to_string().starts_with("corral.toml:2: unknown field `wrokers`"), "{err}");
 //! ```
 
+mod env_files;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +39,7 @@ use corral_runtime::{
 use crate::settings::Settings;
 use crate::settings::groups::NodeSettings;
 pub use crate::settings::values::{ValueError, parse_duration, parse_signal, parse_size};
+pub use env_files::read_env_files;
 
 /// A configuration file, as written: its [`Settings`] (every key optional: what is absent
 /// keeps its default), and where it came from.
@@ -109,6 +112,13 @@ pub enum FileProblem {
     /// A bad readiness.
     #[error(transparent)]
     Ready(#[from] ReadinessError),
+    /// An environment file's line that is not dotenv syntax (`KEY=VALUE`); never shown, as
+    /// its value may be a secret.
+    #[error("not a KEY=VALUE line (dotenv syntax)")]
+    NotDotenv,
+    /// An environment file that cannot be read or substituted.
+    #[error("{0}")]
+    EnvFile(#[source] Arc<dotenvy::Error>),
     /// A value [`ClusterConfig::validate`] refuses.
     #[error(transparent)]
     Config(#[from] ConfigProblem),
@@ -208,8 +218,19 @@ impl ConfigFile {
         let not_one_of = |key: &str, given: &str, choices: &'static str| {
             self.error(key, FileProblem::NotOneOf { given: given.to_string(), choices })
         };
-        let Settings { program: p, listeners, readiness, stopping, restarts, recycling, backoff, logs, metrics, node } =
-            &self.settings;
+        let Settings {
+            program: p,
+            listeners,
+            readiness,
+            stopping,
+            restarts,
+            recycling,
+            backoff,
+            logs,
+            log: _,
+            metrics,
+            node,
+        } = &self.settings;
         if let Some(n) = p.workers {
             c.workers = if n == 0 { std::thread::available_parallelism().map(usize::from).unwrap_or(1) } else { n };
         }
@@ -288,8 +309,15 @@ impl ConfigFile {
         if *node != NodeSettings::default() {
             c.node = Some(self.node_config(node)?);
         }
+        // The env files first, in order, then `[env]` / `-e`: a later pair wins.
+        for (k, v) in read_env_files(p.env_files.as_deref().unwrap_or_default())? {
+            c.env.push((k.into(), v.into()));
+        }
         for (k, v) in p.env.iter().flatten() {
             c.env.push((k.into(), v.into()));
+        }
+        if let Some(n) = readiness.ready_min {
+            c.ready_min = (n > 0).then_some(n);
         }
         if let Some(program) = &p.program {
             c.exec = WorkerExec::Foreign(self.foreign(program)?);
