@@ -14,6 +14,7 @@ use corral_protocol::{BindMode, ListenRefusal};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::inherited;
+use super::targeted::{PinnedGroup, TargetError};
 use crate::config::foreign::{ListenAddr, ListenSpec};
 use crate::routing::steer::Steering;
 use crate::routing::steer::group::{Group, Member};
@@ -217,6 +218,32 @@ impl ActivatedSockets {
             // Closed first, then the programs index the groups as they now are.
             self.steer();
         }
+    }
+
+    /// The group of the listener named `name` (or the first) that `member`'s socket is in,
+    /// for a connection pinned to it.
+    ///
+    /// # Errors
+    ///
+    /// No such listener, one that is not per slot (shared, Unix), or no socket of `member`.
+    pub(crate) fn pinned_group(&self, name: Option<&str>, member: Member) -> Result<PinnedGroup, TargetError> {
+        let listeners = self.lock();
+        let found = match name {
+            Some(name) => listeners.iter().find(|l| l.name == name),
+            None => listeners.first(),
+        };
+        let Some(l) = found else { return Err(TargetError::NoListener(name.unwrap_or_default().to_string())) };
+        let (ListenAddr::Tcp(addr), true) = (&l.bound, l.per_slot) else {
+            return Err(TargetError::NotPerWorker(l.bound.to_string()));
+        };
+        if l.group.index_of(member).is_none() {
+            return Err(TargetError::NoSocket {
+                slot: member.slot,
+                generation: member.generation,
+                addr: l.bound.to_string(),
+            });
+        }
+        Ok(PinnedGroup { key: l.bound.to_string(), addr: *addr })
     }
 
     /// Connections queued on process `generation` of `slot`'s own sockets.

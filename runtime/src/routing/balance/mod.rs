@@ -27,6 +27,7 @@ mod migrate;
 mod shared;
 mod strategy;
 mod target;
+pub(crate) mod targeted;
 mod untaken;
 
 use std::collections::HashMap;

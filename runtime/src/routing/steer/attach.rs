@@ -48,7 +48,7 @@ mod tests {
     use socket2::Socket;
 
     use super::*;
-    use crate::routing::steer::program::{Chosen, Key, build};
+    use crate::routing::steer::program::{Chosen, Key, Pins, build};
 
     /// A reuse-port group of `n` listening sockets on one port (index = join order).
     fn group(n: usize) -> (Vec<Socket>, SocketAddr) {
@@ -91,21 +91,49 @@ mod tests {
     fn new_connections_go_only_to_the_chosen_sockets_spread_by_the_flow_hash() {
         let (sockets, addr) = group(3);
         let chosen = [Chosen { slot: 0, index: 0 }, Chosen { slot: 2, index: 2 }];
-        attach(sockets[1].as_fd(), &build(Key::Flow, &chosen)).unwrap();
+        attach(sockets[1].as_fd(), &build(Key::Flow, &chosen, &Pins::default())).unwrap();
         let count = landed(&sockets, addr, "127.0.0.1", 200);
         assert_eq!(count.get(&1), None, "{count:?}");
         let (a, b) = (count[&0], count[&2]);
         assert!(a > 60 && b > 60, "spread by the flow hash: {count:?}");
         // Replaced atomically: now only socket 1.
-        attach(sockets[0].as_fd(), &build(Key::Flow, &[Chosen { slot: 1, index: 1 }])).unwrap();
+        attach(sockets[0].as_fd(), &build(Key::Flow, &[Chosen { slot: 1, index: 1 }], &Pins::default())).unwrap();
         assert_eq!(landed(&sockets, addr, "127.0.0.1", 20), HashMap::from([(1, 20)]));
+    }
+
+    #[test]
+    fn a_pinned_source_reaches_its_socket_even_one_steered_out() {
+        let (sockets, addr) = group(3);
+        let chosen = [Chosen { slot: 0, index: 0 }];
+        for target in [2u32, 1, 2] {
+            let client = Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            client.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+            let local = client.local_addr().unwrap().as_socket().unwrap();
+            let pins = Pins { source: Some(local.ip()), ports: vec![(local.port(), target)] };
+            for key in [Key::Flow, Key::Client { v6: false, port_bits: 0 }] {
+                attach(sockets[0].as_fd(), &build(key, &chosen, &pins)).unwrap();
+            }
+            client.connect(&addr.into()).unwrap();
+            let landed_on = (0..200)
+                .find_map(|_| {
+                    let hit = sockets.iter().position(|s| s.accept().is_ok());
+                    if hit.is_none() {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    hit
+                })
+                .expect("accepted somewhere");
+            assert_eq!(landed_on, target as usize);
+            // Everyone else still goes by the key: socket 0 only.
+            assert_eq!(landed(&sockets, addr, "127.0.0.1", 10), HashMap::from([(0, 10)]));
+        }
     }
 
     #[test]
     fn a_client_address_keeps_its_socket() {
         let (sockets, addr) = group(3);
         let chosen: Vec<Chosen> = (0..3).map(|i| Chosen { slot: i, index: i as u32 }).collect();
-        attach(sockets[0].as_fd(), &build(Key::Client { v6: false, port_bits: 0 }, &chosen)).unwrap();
+        attach(sockets[0].as_fd(), &build(Key::Client { v6: false, port_bits: 0 }, &chosen, &Pins::default())).unwrap();
         let mut used = std::collections::HashSet::new();
         for host in 2..14 {
             let from = format!("127.0.0.{host}");

@@ -163,6 +163,11 @@ impl Group {
         }
     }
 
+    /// The index of `member`'s socket in the kernel's socket array.
+    pub(crate) fn index_of(&self, member: Member) -> Option<u32> {
+        self.members.iter().position(|m| *m == member).and_then(|i| u32::try_from(i).ok())
+    }
+
     /// The index of `slot`'s current socket in the kernel's socket array.
     pub(crate) fn index(&self, slot: usize) -> Option<u32> {
         let member = Member { slot, generation: *self.current.get(&slot)? };

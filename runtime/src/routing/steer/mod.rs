@@ -14,6 +14,7 @@
 
 pub(crate) mod attach;
 pub(crate) mod group;
+pub(crate) mod pins;
 pub(crate) mod program;
 pub(crate) mod queue;
 
@@ -21,7 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use group::Group;
+use group::{Group, Member};
+use pins::{PinTable, PinsFull};
 use program::{Chosen, Key};
 
 /// How often the accept queues are read.
@@ -58,6 +60,8 @@ pub(crate) struct Steering {
     off: bool,
     /// The key in force (sticky scheduling: the client address).
     client_key: Option<u8>,
+    /// corral's own connections pinned to one worker's socket.
+    pins: PinTable,
 }
 
 impl Default for Steering {
@@ -73,6 +77,7 @@ impl Default for Steering {
             removed: BTreeSet::new(),
             off,
             client_key: None,
+            pins: PinTable::default(),
         }
     }
 }
@@ -98,6 +103,32 @@ impl Steering {
             self.accepting.remove(&slot);
             self.removed.remove(&slot)
         }
+    }
+
+    /// Whether the groups are steered (not turned off, attaching has not failed).
+    pub(crate) fn is_on(&self) -> bool {
+        !self.off
+    }
+
+    /// Pins connections from `source`:`port` on the group at `addr` to `member`'s socket
+    /// (in force once the groups are steered again).
+    ///
+    /// # Errors
+    ///
+    /// [`PinsFull`]: too many pinned at once on that group.
+    pub(crate) fn pin(
+        &mut self,
+        addr: &str,
+        source: std::net::IpAddr,
+        port: u16,
+        member: Member,
+    ) -> Result<(), PinsFull> {
+        self.pins.pin(addr, source, port, member)
+    }
+
+    /// Ends a pin (in force once the groups are steered again).
+    pub(crate) fn unpin(&mut self, addr: &str, port: u16) {
+        self.pins.unpin(addr, port);
     }
 
     /// The sockets of `group` that get new connections.
@@ -126,7 +157,7 @@ impl Steering {
             None => Key::Flow,
         };
         let chosen = self.chosen(group);
-        let program = program::build(key, &chosen);
+        let program = program::build(key, &chosen, &self.pins.for_group(addr, group));
         match attach::attach(socket.as_fd(), &program) {
             Ok(()) => tracing::debug!(addr, chosen = ?chosen.iter().map(|c| c.slot).collect::<Vec<_>>(), "steering"),
             Err(e) => {

@@ -11,6 +11,10 @@
 //!
 //! With no socket chosen the program returns an index past the end, and the kernel falls back
 //! to its own hash over the whole group.
+//!
+//! Before either key, a [`Pins`] prefix sends a connection from one pinned source (address
+//! and port) to one given socket, whatever the key or the chosen set say: corral's own
+//! connections to one chosen worker (its probes) go through the port its clients use.
 
 use socket2::SockFilter;
 
@@ -34,6 +38,7 @@ const ALU_RSH_K: u16 = op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K);
 const ALU_LSH_K: u16 = op(libc::BPF_ALU | libc::BPF_LSH | libc::BPF_K);
 const ALU_XOR_X: u16 = op(libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X);
 const JMP_JA: u16 = op(libc::BPF_JMP | libc::BPF_JA);
+const JMP_JEQ_K: u16 = op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K);
 const JMP_JGE_K: u16 = op(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K);
 const RET_K: u16 = op(libc::BPF_RET | libc::BPF_K);
 const MISC_TAX: u16 = op(libc::BPF_MISC | libc::BPF_TAX);
@@ -71,9 +76,20 @@ pub(crate) struct Chosen {
     pub index: u32,
 }
 
-/// The program that steers new connections onto `chosen` only, by `key`.
-pub(crate) fn build(key: Key, chosen: &[Chosen]) -> Program {
+/// Connections from one source address, each pinned by its source port to one socket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Pins {
+    /// The source address every pinned connection comes from.
+    pub source: Option<std::net::IpAddr>,
+    /// Source port → socket index.
+    pub ports: Vec<(u16, u32)>,
+}
+
+/// The program that steers new connections onto `chosen` only, by `key` (pinned sources
+/// first).
+pub(crate) fn build(key: Key, chosen: &[Chosen], pins: &Pins) -> Program {
     let mut insns = Vec::new();
+    pin_prefix(pins, &mut insns);
     if chosen.is_empty() {
         // Out of range: the kernel's own selection over the whole group.
         insns.push(stmt(RET_K, u32::MAX));
@@ -93,6 +109,41 @@ pub(crate) fn build(key: Key, chosen: &[Chosen]) -> Program {
     }
     debug_assert!(insns.len() <= MAX_INSNS, "{} instructions", insns.len());
     Program { insns }
+}
+
+/// Returns the pinned socket's index for a connection from a pinned source; falls through
+/// (to the key's program) for every other one.
+fn pin_prefix(pins: &Pins, insns: &mut Vec<SockFilter>) {
+    let Some(source) = pins.source else { return };
+    if pins.ports.is_empty() {
+        return;
+    }
+    // Each word of the source address must match, else skip the whole prefix. The skips are
+    // `ja` (32-bit offsets) patched once the prefix's length is known.
+    let (words, first, port_at): (Vec<u32>, i32, i32) = match source {
+        std::net::IpAddr::V4(a) => (vec![u32::from_be_bytes(a.octets())], 12, 20),
+        std::net::IpAddr::V6(a) => {
+            let o = a.octets();
+            (o.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect(), 8, 40)
+        }
+    };
+    let mut skips = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        insns.push(stmt(LD_W_ABS, (NET + first + 4 * i as i32) as u32));
+        insns.push(jump(JMP_JEQ_K, *word, 1, 0));
+        skips.push(insns.len());
+        insns.push(stmt(JMP_JA, 0));
+    }
+    // The source port (an IPv4 SYN carries no options in practice: see `client_key`).
+    insns.push(stmt(LD_H_ABS, (NET + port_at) as u32));
+    for &(port, index) in &pins.ports {
+        insns.push(jump(JMP_JEQ_K, u32::from(port), 0, 1));
+        insns.push(stmt(RET_K, index));
+    }
+    let end = insns.len();
+    for at in skips {
+        insns[at] = stmt(JMP_JA, (end - at - 1) as u32);
+    }
 }
 
 /// The owner of each bucket by rendezvous over the chosen slots, as runs of equal owners:
@@ -177,7 +228,11 @@ mod tests {
     fn programs_fit_the_kernels_limit() {
         let many: Vec<Chosen> = (0..256).map(|i| Chosen { slot: i, index: i as u32 }).collect();
         for key in [Key::Flow, Key::Client { v6: true, port_bits: 4 }] {
-            assert!(build(key, &many).insns.len() <= MAX_INSNS);
+            let pins = Pins {
+                source: Some("::1".parse().unwrap()),
+                ports: (0..crate::routing::steer::pins::MAX_PINNED as u16).map(|p| (p, 1)).collect(),
+            };
+            assert!(build(key, &many, &pins).insns.len() <= MAX_INSNS);
         }
     }
 
