@@ -124,6 +124,14 @@ async fn scaling_down_under_load_leaves_no_connection_waiting() {
         ok as usize + failed.len()
     );
     assert!(ok > 50, "only {ok} requests");
+    // The status table shows each worker's steering and queue.
+    let out = tokio::process::Command::new(CORRAL)
+        .args(["status", "--control", &control_arg])
+        .output()
+        .await
+        .expect("corral status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("steering") && table.contains("in, 0 queued"), "{table}");
     run.signal(Signal::SIGTERM);
     let (code, stderr) = run.exit().await;
     assert_eq!(code, Some(0), "{stderr}");

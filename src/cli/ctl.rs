@@ -185,6 +185,11 @@ fn table(workers: &[Value], with_node: bool) -> String {
     if with_node {
         header.insert(0, "node");
     }
+    // Reuse-port groups: whether new connections go to each worker, and its socket's queue.
+    let steered = workers.iter().any(|w| !w["steered_in"].is_null());
+    if steered {
+        header.push("steering");
+    }
     t.set_header(header);
     for w in workers {
         let opt = |v: &Value| if v.is_null() { "-".to_string() } else { v.to_string().trim_matches('"').to_string() };
@@ -210,6 +215,13 @@ fn table(workers: &[Value], with_node: bool) -> String {
         ];
         if with_node {
             row.insert(0, opt(&w["node"]));
+        }
+        if steered {
+            row.push(match (w["steered_in"].as_bool(), w["queued"].as_u64()) {
+                (Some(true), Some(q)) => format!("in, {q} queued"),
+                (Some(false), Some(q)) => format!("out, {q} queued"),
+                _ => "-".into(),
+            });
         }
         t.add_row(row);
     }
