@@ -99,4 +99,8 @@ async fn a_bad_config_is_refused_naming_the_field() {
     };
     let err = Cluster::<TestCmd, TestReport>::spawn(config(1).backoff(base)).await.expect_err("max below base");
     assert!(matches!(err, ClusterError::Config(ConfigError::Invalid { field: "backoff.max", .. })), "{err:?}");
+    // Client steering is for reuse-port groups only.
+    let err = Cluster::<TestCmd, TestReport>::spawn(config(1).steer_by_client(true)).await.expect_err("round robin");
+    assert!(matches!(err, ClusterError::Config(ConfigError::Invalid { field: "steer_by_client", .. })), "{err:?}");
+    assert!(err.to_string().contains("reuseport"), "{err}");
 }

@@ -34,7 +34,19 @@ async fn get_from(addr: SocketAddr, source: IpAddr) -> std::io::Result<(usize, u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_clients_keep_their_worker_and_a_kill_moves_only_the_victims_clients() {
-    let (cluster, mut events) = spawn(http_config(3, Scheduling::Sticky)).await;
+    clients_keep_their_worker_and_a_kill_moves_only_the_victims_clients(http_config(3, Scheduling::Sticky)).await;
+}
+
+/// The same with the kernel handing connections out: a reuse-port group steered by the
+/// client's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_port_steered_by_client_keeps_clients_and_a_kill_moves_only_the_victims_clients() {
+    let config = http_config(3, Scheduling::ReusePort).steer_by_client(true);
+    clients_keep_their_worker_and_a_kill_moves_only_the_victims_clients(config).await;
+}
+
+async fn clients_keep_their_worker_and_a_kill_moves_only_the_victims_clients(config: corral::ClusterConfig) {
+    let (cluster, mut events) = spawn(config).await;
     let addr = events.http_ready(3).await;
     let mut owner: HashMap<IpAddr, (usize, u32)> = HashMap::new();
     for ip in client_ips() {

@@ -164,6 +164,9 @@ where
         let id = NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{}-{id}", config.name, std::process::id());
         let listeners = Arc::new(Listeners::new(config.scheduling, config.sticky_key));
+        if config.steer_by_client {
+            listeners.steer_by_client();
+        }
         let mut fds = crate::upgrade::state::Fds::default();
         let (inherited, control_fd) = match handover {
             Some(handover) => {

@@ -146,6 +146,14 @@ pub struct ClusterConfig {
     /// may change it: connections accepted from then on are placed by the new key (open ones
     /// stay where they are). Default: [`StickyKey::Ip`].
     pub sticky_key: StickyKey,
+    /// With [`Scheduling::ReusePort`]: the primary steers each new connection by the client's
+    /// address ([`sticky_key`](Self::sticky_key)) instead of the kernel's flow hash, so one
+    /// client keeps its worker and a worker that goes moves only its own clients (rendezvous
+    /// over 1,024 buckets; what `corral run --sched sticky` does). The kernel hands the
+    /// connections out, not the primary; [`Scheduling::Sticky`] is the primary-accept
+    /// variant, placed by the same hash as [`send_keyed`](crate::ClusterHandle::send_keyed).
+    /// Default: `false`.
+    pub steer_by_client: bool,
     /// What happens when a slot gives up. Default: [`Escalation::Stop`].
     pub escalation: Escalation,
     /// How long a stopping worker may take to drain before it is killed. Default: 5 s.
@@ -260,6 +268,7 @@ impl Default for ClusterConfig {
             period: Duration::from_secs(10),
             scheduling: Scheduling::RoundRobin,
             sticky_key: StickyKey::Ip,
+            steer_by_client: false,
             escalation: Escalation::Stop,
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(10),
@@ -341,6 +350,8 @@ setters! {
     scheduling: Scheduling,
     /// Sets [`ClusterConfig::sticky_key`].
     sticky_key: StickyKey,
+    /// Sets [`ClusterConfig::steer_by_client`].
+    steer_by_client: bool,
     /// Sets [`ClusterConfig::escalation`].
     escalation: Escalation,
     /// Sets [`ClusterConfig::kill_timeout`].
@@ -460,7 +471,8 @@ impl ClusterConfig {
     /// zero; `kill_timeout` or `listen_timeout` zero; `heartbeat_interval` zero or above
     /// `heartbeat_timeout`; any duration over [`MAX_DURATION`]; `max_frame_length` under 64 bytes or
     /// over 4 GiB; `event_buffer` or `send_buffer` zero; an empty `name`; a `sticky_key`
-    /// port prefix outside 1 – 16 bits; `recycle_concurrency` 0 or over [`MAX_WORKERS`].
+    /// port prefix outside 1 – 16 bits; `steer_by_client` without reuse-port scheduling;
+    /// `recycle_concurrency` 0 or over [`MAX_WORKERS`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, problem: ConfigProblem| Err(ConfigError::Invalid { field, problem });
         if self.workers == 0 {
@@ -523,6 +535,9 @@ impl ClusterConfig {
         }
         if let Err(problem) = self.sticky_key.check() {
             return bad("sticky_key", problem);
+        }
+        if self.steer_by_client && self.scheduling != Scheduling::ReusePort {
+            return bad("steer_by_client", ConfigProblem::SteerNeedsReusePort);
         }
         if self.max_memory == Some(0) {
             return bad("max_memory", ConfigProblem::ZeroLimit);

@@ -97,6 +97,9 @@ pub enum ConfigProblem {
     /// Log files without captured output.
     #[error("needs output = capture (only captured output can be written)")]
     LogFilesNeedCapture,
+    /// Client steering without reuse-port scheduling.
+    #[error("needs scheduling = reuseport (only reuse-port groups are steered)")]
+    SteerNeedsReusePort,
     /// A foreign program with a scheduling where the primary accepts.
     #[error("a foreign program's workers accept themselves: use reuseport, shared or sticky")]
     ForeignAccepts,

@@ -86,13 +86,23 @@ impl Listeners {
         }
     }
 
+    /// Steers the reuse-port groups by the client's address (the sticky key) rather than the
+    /// flow hash (a library cluster's `steer_by_client`).
+    pub(crate) fn steer_by_client(&self) {
+        let port_bits = self.sticky_key.get().port_bits();
+        self.steer_with(|s| {
+            s.set_client_key(Some(port_bits));
+            true
+        });
+    }
+
     /// Places connections accepted from now on by `key` (sticky scheduling; a reload's new
     /// configuration). Connections already handed out stay with their workers.
     pub(crate) fn set_sticky_key(&self, key: crate::config::sticky_key::StickyKey) {
         let old = self.sticky_key.get();
         if old != key {
             self.sticky_key.set(key);
-            if self.scheduling == Scheduling::Sticky && self.activated.get().is_some() {
+            if self.lock_steering().by_client() {
                 self.steer_with(|s| {
                     s.set_client_key(Some(key.port_bits()));
                     true

@@ -88,6 +88,11 @@ impl Steering {
         self.client_key = port_bits;
     }
 
+    /// Whether new connections are steered by the client's address.
+    pub(crate) fn by_client(&self) -> bool {
+        self.client_key.is_some()
+    }
+
     /// Records whether a worker of `slot` takes connections; `true` when that changed.
     pub(crate) fn set_accepting(&mut self, slot: usize, accepting: bool) -> bool {
         if accepting { self.accepting.insert(slot) } else { self.accepting.remove(&slot) }
