@@ -54,7 +54,6 @@ mod config;
 #[cfg(feature = "cluster")]
 pub mod node;
 mod operator;
-mod probe;
 mod process;
 mod routing;
 mod slot;
@@ -66,7 +65,9 @@ pub use api::events::lifecycle;
 pub use operator::{control, metrics};
 pub use sys::hang;
 
-pub use api::error::{ClusterError, KilledWorker, ReloadError, ReplaceError, ScaleError, StartFailure, UpgradeError};
+pub use api::error::{
+    ClusterError, KilledWorker, ProbeError, ReloadError, ReplaceError, ScaleError, StartFailure, UpgradeError,
+};
 pub use api::events::bus::EventStream;
 pub use api::events::{ClusterEvent, OutputStream};
 pub use api::handle::ClusterHandle;
@@ -90,7 +91,7 @@ pub use corral_protocol::{
 pub use operator::logfile::reopen_log_files;
 pub use operator::metrics::{MetricsAddrError, parse_metrics_addr};
 pub use operator::status_table::StatusTable;
-pub use probe::ProbeError;
+
 pub use process::reaper::{Reaper, ReaperRole, orphans_adopted};
 pub use routing::balance::ListenerCounts;
 pub use routing::balance::targeted::TargetError;

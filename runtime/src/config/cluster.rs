@@ -13,6 +13,7 @@ use crate::config::error::{ConfigError, ConfigNumber, ConfigProblem};
 use crate::config::foreign::ForeignWorker;
 use crate::config::node::NodeConfig;
 use crate::config::probe::{Check, ProbeConfig};
+use crate::config::probe_rules::{check_problem, probe_problem};
 use crate::config::sticky_key::StickyKey;
 use crate::supervision::backoff::Backoff;
 use crate::supervision::escalation::Escalation;
@@ -606,32 +607,18 @@ impl ClusterConfig {
                 return bad("log_files.max_bytes", ConfigProblem::Zero);
             }
         }
-        if let Some(probe) = &self.probe {
-            for (field, d) in [("probe.every", probe.every), ("probe.timeout", probe.timeout)] {
-                if d.is_zero() {
-                    return bad(field, ConfigProblem::Zero);
-                }
-            }
-            for (field, d) in
-                [("probe.every", probe.every), ("probe.timeout", probe.timeout), ("probe.grace", probe.grace)]
-            {
-                if d > MAX_DURATION {
-                    return bad(field, ConfigProblem::TooLong { value: d, limit: MAX_DURATION });
-                }
-            }
-            if probe.failures == 0 {
-                return bad("probe.failures", ConfigProblem::AtLeastOne);
-            }
+        if let Some((field, problem)) = self.probe.as_ref().and_then(|p| probe_problem(p, MAX_DURATION)) {
+            return bad(field, problem);
         }
         let ready_check = match self.exec.foreign().map(|f| &f.ready) {
             Some(crate::config::foreign::Readiness::Check(check)) => Some(("exec.ready", check)),
             _ => self.ready_check.as_ref().map(|c| ("ready_check", c)),
         };
         let checks = ready_check.into_iter().chain(self.probe.as_ref().map(|p| ("probe.check", &p.check)));
-        for (field, check) in checks {
-            if check.targets_one_worker() && self.scheduling == Scheduling::Shared {
-                return bad(field, ConfigProblem::ProbeNeedsOwnSocket { check: check.to_string() });
-            }
+        if let Some((field, problem)) =
+            checks.into_iter().find_map(|(f, c)| check_problem(c, self.scheduling).map(|p| (f, p)))
+        {
+            return bad(field, problem);
         }
         if let Some(foreign) = self.exec.foreign() {
             // Sticky is steered by the kernel for a foreign program (its reuse-port group).

@@ -13,8 +13,8 @@ use crate::api::reports::Replaced;
 use crate::api::status::WorkerStatus;
 use crate::config::cluster::ClusterConfig;
 use crate::config::command::WorkerCommand;
-use crate::probe::{ProbeResult, Purpose};
 use crate::process::ProcessEvent;
+use crate::process::probe::{ProbeResult, Purpose};
 
 /// Why a slot's process is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use tracing::Span;
 
 use super::life::{Life, Restart};
 use super::msg::SlotMsg;
-use super::probe::ProbeBook;
+use super::state::probes::ProbeBook;
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
 use crate::api::events::{ClusterEvent, lifecycle};
 use crate::process;

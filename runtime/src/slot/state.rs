@@ -13,9 +13,9 @@ use corral_protocol::WorkerStats;
 use ractor::{ActorRef, DerivedActorRef};
 use tracing::Span;
 
+use self::probes::ProbeBook;
 use super::life::Life;
 use super::msg::{RecycleTurn, SlotMsg, SlotReport};
-use super::probe::ProbeBook;
 use crate::api::events::bus::EventBus;
 use crate::api::status::{WorkerState, WorkerStatus};
 use crate::config::cluster::ClusterConfig;
@@ -157,6 +157,9 @@ impl<M> Proc<M> {
 /// The door of [`Life`]: declared here, as a child of this module, so that it alone may write
 /// the private `life` field.
 pub(crate) mod transition;
+
+/// A process's health probes, as [`Proc::probes`] holds them.
+pub(crate) mod probes;
 
 /// Everything a slot is started with (built by the cluster).
 pub(crate) struct SlotArgs<M, R> {

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use corral_protocol::ProtocolError;
 
+use crate::api::error::ProbeError;
 use crate::api::error::{ClusterError, ReloadError};
 use crate::config::probe::Check;
-use crate::probe::ProbeError;
 use crate::supervision::exit::ExitStatus;
 use crate::sys::hang::HangReport;
 
