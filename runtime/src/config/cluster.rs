@@ -125,6 +125,22 @@ impl LogFiles {
 pub struct ClusterConfig {
     /// Number of worker slots. Default: the number of CPUs.
     pub workers: usize,
+    /// Warm spares: this many more workers are started, become ready, and wait, idle (no
+    /// connection is dispatched or steered to them). When a worker dies, is recycled or fails
+    /// its probe, a ready spare takes its place at once (it is dispatched to, or its socket is
+    /// steered in), and the worker that left restarts in the background as the new spare, so
+    /// a crash is served again without waiting for a process to start. A rolling reload
+    /// replaces the spares too. [`workers`](Self::workers) (and `corral scale`) count the
+    /// active workers only. Refused with [`Scheduling::Shared`], where every worker accepts
+    /// on the one socket. Default: 0.
+    ///
+    /// ```
+    /// use corral_runtime::ClusterConfig;
+    ///
+    /// let config = ClusterConfig::default().workers(4).spares(1);
+    /// assert!(config.validate().is_ok());
+    /// ```
+    pub spares: usize,
     /// Restart type of every slot. Default: [`Restart::Permanent`].
     pub restart: Restart,
     /// Backoff between restarts after early deaths.
@@ -261,6 +277,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             workers: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            spares: 0,
             restart: Restart::Permanent,
             backoff: Backoff::default(),
             min_uptime: Duration::from_secs(1),
@@ -336,6 +353,8 @@ macro_rules! setters {
 setters! {
     /// Sets [`ClusterConfig::workers`].
     workers: usize,
+    /// Sets [`ClusterConfig::spares`].
+    spares: usize,
     /// Sets [`ClusterConfig::restart`].
     restart: Restart,
     /// Sets [`ClusterConfig::backoff`].
@@ -472,7 +491,8 @@ impl ClusterConfig {
     /// `heartbeat_timeout`; any duration over [`MAX_DURATION`]; `max_frame_length` under 64 bytes or
     /// over 4 GiB; `event_buffer` or `send_buffer` zero; an empty `name`; a `sticky_key`
     /// port prefix outside 1 – 16 bits; `steer_by_client` without reuse-port scheduling;
-    /// `recycle_concurrency` 0 or over [`MAX_WORKERS`].
+    /// `recycle_concurrency` 0 or over [`MAX_WORKERS`]; `workers` + `spares` over
+    /// [`MAX_WORKERS`], or spares with [`Scheduling::Shared`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, problem: ConfigProblem| Err(ConfigError::Invalid { field, problem });
         if self.workers == 0 {
@@ -480,6 +500,13 @@ impl ClusterConfig {
         }
         if self.workers > MAX_WORKERS {
             return bad("workers", ConfigProblem::TooManyWorkers { workers: self.workers, limit: MAX_WORKERS });
+        }
+        if self.workers.saturating_add(self.spares) > MAX_WORKERS {
+            let workers = self.workers.saturating_add(self.spares);
+            return bad("spares", ConfigProblem::TooManyWorkers { workers, limit: MAX_WORKERS });
+        }
+        if self.spares > 0 && self.scheduling == Scheduling::Shared {
+            return bad("spares", ConfigProblem::SparesNeedDispatch);
         }
         let durations = [
             ("min_uptime", self.min_uptime),
