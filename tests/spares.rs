@@ -187,3 +187,31 @@ async fn corral_run_a_killed_node_worker_is_replaced_by_the_spare() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("warm spare takes the worker's place"), "{stderr}");
 }
+
+/// A worker condemned by its liveness probe hands its place to the spare at once (before it
+/// drains); a load on fresh connections meanwhile loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_failing_its_probe_hands_its_place_to_the_spare() {
+    use corral::config::{Check, ProbeConfig};
+    let dir = scratch_dir("spares-probe");
+    let check: Check = format!("exec:test ! -e {}/sick-$CORRAL_SLOT", dir.display()).parse().expect("check");
+    let probe = ProbeConfig::new(check).every(Duration::from_millis(200)).failures(2);
+    let (cluster, mut events) = spawn(http_config(2, Scheduling::ReusePort).spares(1).probe(Some(probe))).await;
+    let addr = events.http_ready(3).await;
+    let (_, pids) = spares_and_pids(&cluster).await;
+    let spare_pid = pids[2].expect("the spare runs");
+    let stop = CancellationToken::new();
+    let load = tokio::spawn(load(addr, 1, "/", stop.clone()));
+    std::fs::write(dir.join("sick-0"), b"").expect("sick file");
+    let took = events.wait_for("the spare takes over", |e| matches!(e, ClusterEvent::SpareTookOver { .. })).await;
+    assert!(matches!(took, ClusterEvent::SpareTookOver { slot: 2, replaced: 0 }), "{took:?}");
+    std::fs::remove_file(dir.join("sick-0")).expect("remove");
+    let condemned = pids[0].expect("slot 0 ran");
+    assert!(wait_gone(&[condemned], TIMEOUT).await.is_empty(), "the condemned worker drained and exited");
+    let after = serving(addr, 2).await;
+    assert!(after.contains(&spare_pid), "the promoted spare serves: {after:?}");
+    stop.cancel();
+    let seen = load.await.expect("load");
+    assert!(seen.failed.is_empty(), "{} of {} failed: {:?}", seen.failed.len(), seen.ok, seen.failed);
+    cluster.stop().await.expect("clean stop");
+}

@@ -20,7 +20,7 @@ use crate::api::error::ReloadError;
 use crate::api::events::bus::EventStream;
 use crate::api::events::{ClusterEvent, lifecycle};
 use crate::api::reports::{ReloadReport, Scale};
-use crate::config::cluster::{ReconfigureError, Unchangeable};
+use crate::config::cluster::reconfigure::{ReconfigureError, Unchangeable};
 use crate::config::command::WorkerCommand;
 
 impl<M, R> ClusterState<M, R>

@@ -28,6 +28,7 @@ use crate::api::status::{WorkerState, WorkerStatus};
 ///     status_text: None,
 ///     spare: false,
 ///     steering: None,
+///     probe: None,
 /// };
 /// let table = StatusTable(&[row]).to_string();
 /// assert!(table.contains("4242"));

@@ -19,6 +19,7 @@
 //! | `spares.rs`     | warm spares: the book of standby slots, the swap on a worker's leave |
 //! | `promote.rs`    | a spare takes a leaving worker's place                            |
 //! | `health.rs`     | heartbeats, memory and request recycling                          |
+//! | `probe.rs`      | health probes: the ready check, liveness failures condemn         |
 //! | `recycle.rs`    | recycling turns: at most `recycle_concurrency` at a time          |
 //! | `turns.rs`      | the turns themselves, shared by the slots; a reload resizes them  |
 //! | `grant.rs`      | listen requests                                                   |
@@ -46,6 +47,7 @@ mod handover;
 mod health;
 mod life;
 mod msg;
+mod probe;
 mod promote;
 mod recycle;
 mod replace;
@@ -144,6 +146,7 @@ where
             SlotMsg::StartTimeout { generation } => st.start_timed_out(generation),
             SlotMsg::KillTimeout { generation } => st.kill_timed_out(generation),
             SlotMsg::Emptied { generation } => st.emptied(generation),
+            SlotMsg::Probed { generation, purpose, result } => st.probed(generation, purpose, result),
             SlotMsg::Process(ProcessEvent { generation, kind }) => match kind {
                 ProcessEventKind::Online => st.online(generation),
                 ProcessEventKind::Ready => st.ready(generation),

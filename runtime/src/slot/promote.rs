@@ -21,9 +21,8 @@ where
     /// itself, stops, or when no spare is ready.
     ///
     /// The one entry point for every path on which a worker leaves: the exit of the current
-    /// process, the close of its channel (earlier than the exit), a recycle, and a probe that
-    /// fails (which kills the process: call this before the kill, so that the spare takes
-    /// connections while the failed worker dies).
+    /// process, the close of its channel (earlier than the exit), a recycle, and a liveness
+    /// probe that condemns it (`probe.rs`: called as it is steered out, before it drains).
     pub(crate) fn hand_to_spare(&mut self) {
         if !self.is_live() {
             return;
