@@ -46,7 +46,7 @@ class Server:
     def __init__(self, label, argv, processes):
         self.label, self.processes = label, processes
         env = dict(os.environ, RUST_LOG="warn")
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(f"/tmp/spares-{label.replace('/', '-').replace(' ', '-')}.err", "w"), text=True,
                                   start_new_session=True, env=env)
         self.addr = None
         deadline = time.time() + 20
