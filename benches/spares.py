@@ -18,7 +18,8 @@ Each kill: a SIGKILL of the oldest serving worker that has been up >= 1.1 s (so 
 restart backoff enters), then `GET /` on fresh connections in a tight loop until a 200 names a
 pid that was not serving before (the promoted spare, or the replacement); the time from the
 kill to that answer. Printed: p50 / p90 / max per setup, requests that failed (refused, reset,
-non-200, or no answer within 250 ms) around the kills, and the load average.
+non-200, or no answer within 250 ms) around the kills, and the load average. Each setup's
+stderr goes to /tmp/spares-<label>.err (the primaries' logs, to compare with the kill times).
 """
 import argparse, os, re, signal, socket, statistics, subprocess, sys, threading, time
 
