@@ -75,10 +75,8 @@ pub use api::msg::ClusterMsg;
 pub use api::reports::{ReloadReport, Replaced, Scale, ScaleReport};
 pub use api::status::{LastProbe, Steered, WorkerState, WorkerStatus};
 pub use cluster::{Cluster, ClusterArgs, ClusterSignal, ClusterState};
-pub use config::cluster::{
-    ClusterConfig, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable, WorkerExec,
-    WorkerOutput,
-};
+pub use config::cluster::reconfigure::{Reconfigure, ReconfigureError, Unchangeable};
+pub use config::cluster::{ClusterConfig, LogFiles, MAX_DURATION, MAX_WORKERS, WorkerExec, WorkerOutput};
 pub use config::control_socket::ControlSocket;
 pub use config::error::{ConfigError, ConfigNumber, ConfigProblem};
 pub use config::foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readiness, ReadinessError};

@@ -51,6 +51,9 @@ pub(crate) type ReplaceReply = RpcReplyPort<Result<Replaced, ReplaceError>>;
 pub(crate) enum SlotMsg {
     /// Start the slot's current process (first start, and every restart after its delay).
     Start,
+    /// This slot held a spare and takes a leaving worker's place: its ready process takes
+    /// connections from now on (see `spares.rs`).
+    Activate,
     /// Start a replacement, make it current once ready, then drain the old process. The reply
     /// comes once the replacement is ready, or with why it failed (the old process then keeps
     /// serving).

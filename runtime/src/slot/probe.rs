@@ -164,6 +164,9 @@ where
         self.publish_accepting();
         self.args.listeners.readiness_changed();
         self.args.bus.emit(ClusterEvent::ProbeFailed { slot, pid, check, error });
+        // A warm spare, if one is ready, takes the slot's place now; the replacement started
+        // once the condemned worker has exited is the next spare.
+        self.hand_to_spare();
         self.drain(generation, DrainCause::Condemned, &Span::none());
     }
 }

@@ -174,6 +174,8 @@ pub(crate) struct SlotArgs<M, R> {
     pub adopt: Option<super::handover::Adoption>,
     /// The cluster's recycling turns (`recycle_concurrency`).
     pub recycling: Arc<super::turns::RecycleTurns>,
+    /// The cluster's book of warm spares.
+    pub spares: Arc<super::spares::Spares>,
 }
 
 /// The slot supervisor's state.
@@ -223,6 +225,11 @@ impl<M, R> SlotState<M, R> {
 
     pub(crate) fn slot(&self) -> usize {
         self.args.slot
+    }
+
+    /// Whether this slot holds a warm spare now: its ready process takes no connection.
+    pub(crate) fn standby(&self) -> bool {
+        self.args.spares.is_standby(self.args.slot)
     }
 
     /// Tells the listeners whether any process of the slot takes new connections now: a
@@ -300,6 +307,7 @@ impl<M, R> SlotState<M, R> {
             stats: self.last_stats,
             heartbeat_latency: self.last_latency,
             status_text: proc.and_then(|p| p.status_text.clone()),
+            spare: self.standby(),
             steering: self
                 .args
                 .listeners
