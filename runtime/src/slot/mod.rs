@@ -16,6 +16,7 @@
 //! | `start.rs`      | starting processes; online, ready, start timeout                  |
 //! | `exit.rs`       | a process's end; the restart decision applied                     |
 //! | `replace.rs`    | candidate → promoted → old retired                                |
+//! | `wait.rs`       | a reload's replacement held while the slot restarts or is replaced |
 //! | `health.rs`     | heartbeats, memory and request recycling                          |
 //! | `recycle.rs`    | recycling turns: at most `recycle_concurrency` at a time          |
 //! | `turns.rs`      | the turns themselves, shared by the slots; a reload resizes them  |
@@ -51,6 +52,7 @@ mod state;
 mod stop;
 mod turns;
 mod upgrade;
+mod wait;
 
 use std::marker::PhantomData;
 
@@ -136,6 +138,7 @@ where
             SlotMsg::Heartbeat => st.heartbeat().await,
             SlotMsg::RecycleTurn(turn) => st.recycle_turn(turn).await,
             SlotMsg::StartTimeout { generation } => st.start_timed_out(generation),
+            SlotMsg::WaitTimeout { id } => st.wait_timed_out(id),
             SlotMsg::KillTimeout { generation } => st.kill_timed_out(generation),
             SlotMsg::Emptied { generation } => st.emptied(generation),
             SlotMsg::Process(ProcessEvent { generation, kind }) => match kind {
@@ -151,6 +154,8 @@ where
                 ProcessEventKind::Exited(status) => st.exited(generation, status),
             },
         }
+        // A reload's replacement held for this slot runs as soon as the slot can take it.
+        st.resume_waiting().await;
         Ok(())
     }
 }

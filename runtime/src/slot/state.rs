@@ -185,6 +185,10 @@ pub(crate) struct SlotState<M, R> {
     pub last_latency: Option<Duration>,
     /// The hang report of the current process that exited last, for its `restart` span.
     pub last_hang: Option<Arc<HangReport>>,
+    /// A reload's replacement held until the slot can take it.
+    pub waiting: Option<super::wait::Waiting>,
+    /// The last hold's id.
+    pub next_wait: u64,
 }
 
 impl<M, R> SlotState<M, R> {
@@ -203,6 +207,8 @@ impl<M, R> SlotState<M, R> {
             last_stats: None,
             last_latency: None,
             last_hang: None,
+            waiting: None,
+            next_wait: 0,
         }
     }
 
