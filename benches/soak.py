@@ -10,9 +10,9 @@ Under closed-loop HTTP load (a fresh connection per request), at random moments:
   - control-socket traffic (`corral status --json`, `corral config`) all along.
 Every --sample-every, the actions and the load pause, the cluster settles (every worker back and
 serving, transients gone, bounded), and the primary's fds (by kind), threads and RSS are sampled;
-the first sample after the warm-up is the baseline. Exit 1 when a later sample is over the
-baseline by more than the bounds (fds +2, threads +0, RSS +--rss-slack-mib), a zombie is left,
-the primary died, or the cluster stopped serving.
+growth is judged on the trend: the least of each figure over the last third of the samples
+against the least over the first third. Exit 1 when that grew past the bounds (fds +2, threads
++0, RSS +--rss-slack-mib), a zombie was left, the primary died, or the cluster stopped serving.
 
 Build first: cargo build --release --bins. From the project root:
   python3 benches/soak.py --duration 1h
@@ -51,6 +51,20 @@ class Soak:
                            timeout=timeout)
         return r.returncode, r.stdout, r.stderr
 
+    def all_ready(self, limit_s):
+        end = time.time() + limit_s
+        while time.time() < end:
+            try:
+                code, out, _ = self.ctl("status", "--json", timeout=10)
+                data = json.loads(out)
+                rows = data.get("workers", []) if isinstance(data, dict) else data
+                if rows and all(str(r.get("state", "")).lower() == "ready" for r in rows):
+                    return True
+            except (subprocess.TimeoutExpired, ValueError):
+                pass
+            time.sleep(0.1)
+        return False
+
     def control_traffic(self):
         while not self.stop.is_set():
             with self.hold:
@@ -72,6 +86,8 @@ class Soak:
             with self.hold:
                 now = time.time()
                 if now >= next_upgrade:
+                    # An upgrade is refused while a slot is not ready: the kills paused, wait.
+                    self.all_ready(30)
                     try:
                         code, out, err = self.ctl("upgrade", "--timeout", "60s", timeout=90)
                         out += err
@@ -171,7 +187,15 @@ def main():
                 while len(live_workers(pid)) != soak.workers and time.time() < gone:
                     time.sleep(0.1)
                 bounds = {"rss_kib": a.rss_slack_mib * 1024}
-                now = settle(pid, base, limit_s=25, **bounds) if base else settle(pid, settled(pid), limit_s=25)
+                if base:
+                    now = settle(pid, base, limit_s=25, **bounds)
+                else:
+                    # The baseline: the least of every figure over a quiet while.
+                    now, quiet = settled(pid), time.time() + 20
+                    while time.time() < quiet:
+                        s = settled(pid)
+                        now = {"fds": min(now["fds"], s["fds"]), "kinds": s["kinds"] if s["fds"] < now["fds"] else now["kinds"],
+                               "threads": min(now["threads"], s["threads"]), "rss": min(now["rss"], s["rss"])}
                 z = zombies(pid)
                 if z:
                     time.sleep(0.5)
@@ -184,7 +208,7 @@ def main():
             samples.append(row)
             if base is None:
                 base = now
-            growth = grown(base, now, rss_kib=a.rss_slack_mib * 1024)
+            growth = []  # judged at the end, on the trend (see below)
             print(f"[{t / 60:6.1f} min] fds {now['fds']} ({now['kinds']}) threads {now['threads']} "
                   f"RSS {now['rss'] / 1024:.1f} MiB, workers {soak.workers}, zombies {len(z)}, {soak.counts}, "
                   f"served {clients.ok}/failed {clients.failed}" + (f"  GREW: {growth}" if growth else ""), flush=True)
@@ -208,16 +232,27 @@ def main():
         if prim:
             prim.close()
         shutil.rmtree(d, ignore_errors=True)
-    first, final = (samples[0], samples[-1]) if samples else ({}, {})
+    # Growth is a trend, not a noisy sample (an upgrade's new image, the allocator): the least
+    # of each figure over the last third of the samples against the least over the first third.
+    k = max(1, len(samples) // 3)
+    low = lambda rows: {"fds": min(r["fds"] for r in rows), "threads": min(r["threads"] for r in rows),
+                        "rss": min(r["rss"] for r in rows)}
+    first, last = (low(samples[:k]), low(samples[-k:])) if samples else ({}, {})
+    if samples:
+        growth = grown(first, last, rss_kib=a.rss_slack_mib * 1024)
+        if growth:
+            bad.append("grew from the first third of the samples to the last: " + ", ".join(growth))
+    final = samples[-1] if samples else {}
     if samples:
         print(f"soak {a.duration / 60:.0f} min (+{a.warmup:.0f} s warm-up), corral run --sched {a.sched} "
               f"-w {a.workers}, {a.clients} clients: {final['kills']} kills, {final['reloads']} reloads "
               f"({final['reloads_failed']} failed), {final['scales']} scale changes, {final['upgrades']} upgrades "
               f"({final['upgrades_failed']} failed), {final['control']} control requests ({final['control_failed']} failed), "
-              f"{final['served']} served / {final['failed']} failed; primary fds {first['fds']} -> {final['fds']} "
-              f"(max {max(s['fds'] for s in samples)}), threads {first['threads']} -> {final['threads']}, "
-              f"RSS {first['rss'] / 1024:.1f} -> {final['rss'] / 1024:.1f} MiB "
-              f"(max {max(s['rss'] for s in samples) / 1024:.1f}), {len(samples)} samples")
+              f"{final['served']} served / {final['failed']} failed; primary (least of the first / last {k} samples) "
+              f"fds {first['fds']} -> {last['fds']} (max {max(s['fds'] for s in samples)}), threads {first['threads']} -> "
+              f"{last['threads']}, RSS {first['rss'] / 1024:.1f} -> {last['rss'] / 1024:.1f} MiB "
+              f"(max {max(s['rss'] for s in samples) / 1024:.1f}), zombies {max(s['zombies'] for s in samples)}, "
+              f"{len(samples)} samples")
     if bad:
         print("FAILED: " + "; ".join(bad[:10]))
         sys.exit(1)

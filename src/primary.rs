@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use corral_protocol::bootstrap::WorkerBootstrap;
 use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, Reaper, ReloadError, Scale};

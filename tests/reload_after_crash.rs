@@ -111,7 +111,12 @@ async fn sighup_right_after_a_sigkill_reloads_every_time() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while count(&log, "rolling reload done") < round + 1 {
             let aborted = count(&log, "rolling reload aborted");
-            assert_eq!(aborted, 0, "round {round}: a reload aborted: {:?}", log.lock().expect("log").iter().rev().take(10).collect::<Vec<_>>());
+            assert_eq!(
+                aborted,
+                0,
+                "round {round}: a reload aborted: {:?}",
+                log.lock().expect("log").iter().rev().take(10).collect::<Vec<_>>()
+            );
             assert!(tokio::time::Instant::now() < deadline, "round {round}: the reload did not finish in 60 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -51,7 +51,9 @@ where
         self.next_wait += 1;
         let id = self.next_wait;
         let what = if busy { "being replaced" } else { "not ready (starting or restarting)" };
-        parent.in_scope(|| tracing::info!(slot, ?timeout, reason = reason.as_str(), "slot {what}: the replacement waits for it"));
+        parent.in_scope(|| {
+            tracing::info!(slot, ?timeout, reason = reason.as_str(), "slot {what}: the replacement waits for it")
+        });
         self.waiting = Some(Waiting { id, reason, parent: parent.clone(), reply, busy });
         self.myself.send_after(timeout, move || SlotMsg::WaitTimeout { id });
         None
@@ -75,7 +77,8 @@ where
         }
         if let Some(w) = self.waiting.take() {
             let slot = self.slot();
-            w.parent.in_scope(|| tracing::info!(slot, reason = w.reason.as_str(), "slot ready: the held replacement runs"));
+            w.parent
+                .in_scope(|| tracing::info!(slot, reason = w.reason.as_str(), "slot ready: the held replacement runs"));
             self.start_replacement(w.reason, &w.parent, w.reply, None).await;
         }
     }
@@ -89,7 +92,8 @@ where
         let slot = self.slot();
         let timeout = self.args.config.listen_timeout;
         let error = if w.busy { ReplaceError::Busy { slot } } else { ReplaceError::NoReadyWorker { slot } };
-        w.parent.in_scope(|| tracing::warn!(slot, ?timeout, %error, "the replacement waited listen_timeout for its slot"));
+        w.parent
+            .in_scope(|| tracing::warn!(slot, ?timeout, %error, "the replacement waited listen_timeout for its slot"));
         refuse(w.reply, error);
     }
 }
