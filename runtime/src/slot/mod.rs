@@ -18,6 +18,7 @@
 //! | `replace.rs`    | candidate → promoted → old retired                                |
 //! | `wait.rs`       | a reload's replacement held while the slot restarts or is replaced |
 //! | `health.rs`     | heartbeats, memory and request recycling                          |
+//! | `probe.rs`      | health probes: the ready check, liveness failures condemn         |
 //! | `recycle.rs`    | recycling turns: at most `recycle_concurrency` at a time          |
 //! | `turns.rs`      | the turns themselves, shared by the slots; a reload resizes them  |
 //! | `grant.rs`      | listen requests                                                   |
@@ -45,6 +46,7 @@ mod handover;
 mod health;
 mod life;
 mod msg;
+mod probe;
 mod recycle;
 mod replace;
 mod start;
@@ -141,6 +143,7 @@ where
             SlotMsg::WaitTimeout { id } => st.wait_timed_out(id),
             SlotMsg::KillTimeout { generation } => st.kill_timed_out(generation),
             SlotMsg::Emptied { generation } => st.emptied(generation),
+            SlotMsg::Probed { generation, purpose, result } => st.probed(generation, purpose, result),
             SlotMsg::Process(ProcessEvent { generation, kind }) => match kind {
                 ProcessEventKind::Online => st.online(generation),
                 ProcessEventKind::Ready => st.ready(generation),
