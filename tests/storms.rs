@@ -171,7 +171,10 @@ async fn one_mode(scheduling: Scheduling) -> String {
         assert_eq!(status, 200);
         pids.insert(answered_by(&body).1);
     }
-    assert_eq!(pids.len(), WORKERS, "{scheduling:?}: every slot serves: {pids:?}");
+    // (Sticky sends every connection from 127.0.0.1 to one worker.)
+    if scheduling != Scheduling::Sticky {
+        assert_eq!(pids.len(), WORKERS, "{scheduling:?}: every slot serves: {pids:?}");
+    }
 
     // Transients go within moments (tokio's idle blocking threads within 10 s): waited for,
     // bounded, so a count taken mid-close does not read as a leak.
