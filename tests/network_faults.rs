@@ -218,6 +218,10 @@ impl NsNode {
     }
 }
 
+/// One `status --all` during the partition: which node, when the answer came (since the cut),
+/// how long it took, the answer.
+type Poll = (usize, Duration, Duration, Option<Value>);
+
 /// `{node: up}` of a `status --all` answer, and the names listed more than once.
 fn view(status: &Value) -> (BTreeMap<String, bool>, Vec<String>) {
     let mut seen = BTreeMap::new();
@@ -291,7 +295,7 @@ async fn the_node_set_survives_a_partition_and_a_slow_lossy_network() {
     // ---- web-0 cut off from the other two for 10 s, every node's `status --all` polled.
     net.port(0, false);
     let cut = Instant::now();
-    let polls: Arc<Mutex<Vec<(usize, Duration, Duration, Option<Value>)>>> = Arc::default();
+    let polls: Arc<Mutex<Vec<Poll>>> = Arc::default();
     let nodes = Arc::new(std::mem::take(&mut net.nodes));
     let mut pollers = Vec::new();
     for i in 0..3 {
@@ -332,24 +336,23 @@ async fn the_node_set_survives_a_partition_and_a_slow_lossy_network() {
     // poll (250 ms apart, each up to STATUS_BOUND).
     let bound = HEARTBEAT_TIMEOUT + HEARTBEAT + Duration::from_millis(250) + STATUS_BOUND;
     let mut seen_down = Vec::new();
-    for i in 0..3 {
+    for (i, name) in NAMES.iter().enumerate() {
         let others: Vec<&str> = if i == 0 { vec![NAMES[1], NAMES[2]] } else { vec![NAMES[0]] };
         let first = polls.iter().find(|(j, _, _, s)| {
             *j == i && s.as_ref().is_some_and(|s| others.iter().all(|o| view(s).0.get(*o) == Some(&false)))
         });
-        let Some((_, at, _, status)) = first else { panic!("{} never reported {others:?} down", NAMES[i]) };
+        let Some((_, at, _, status)) = first else { panic!("{name} never reported {others:?} down") };
         // `at`: when that answer came (it knew by then).
-        assert!(*at <= bound, "{} reported {others:?} down only {at:?} after the cut", NAMES[i]);
-        seen_down.push(format!("{} {:.1} s", NAMES[i], at.as_secs_f64()));
+        assert!(*at <= bound, "{name} reported {others:?} down only {at:?} after the cut");
+        seen_down.push(format!("{name} {:.1} s", at.as_secs_f64()));
         // What it answers then: the workers it can reach, and the unreachable named (down).
         let status = status.as_ref().expect("answer");
         let reached: Vec<String> = workers_of(status).into_keys().collect();
         assert!(
             others.iter().all(|o| !reached.iter().any(|r| r == o)),
-            "{}: workers of a cut-off node listed: {status:#}",
-            NAMES[i]
+            "{name}: workers of a cut-off node listed: {status:#}"
         );
-        assert!(reached.iter().any(|r| r == NAMES[i]), "{}: its own workers missing: {status:#}", NAMES[i]);
+        assert!(reached.iter().any(|r| r == name), "{name}: its own workers missing: {status:#}");
     }
     let mut nodes = Arc::try_unwrap(nodes).ok().expect("pollers are done");
     for (i, node) in nodes.iter_mut().enumerate() {
