@@ -8,19 +8,8 @@ use serde::de::DeserializeOwned;
 use tracing::Span;
 
 use super::msg::{ReplaceReason, ReplaceReply, SlotMsg};
-use super::state::{Phase, SlotState};
+use super::state::{Phase, SlotState, Waiting};
 use crate::api::error::ReplaceError;
-
-/// A replacement held until its slot can take it.
-pub(crate) struct Waiting {
-    /// Matches the timer's [`SlotMsg::WaitTimeout`] to this wait.
-    pub id: u64,
-    pub reason: ReplaceReason,
-    pub parent: Span,
-    pub reply: Option<ReplaceReply>,
-    /// Why it could not run at once (what it is refused with if the wait runs out).
-    pub busy: bool,
-}
 
 impl<M, R> SlotState<M, R>
 where
