@@ -3,8 +3,6 @@
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_protocol::bootstrap::WorkerBootstrap;
 use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, Reaper, ReloadError, Scale};
@@ -303,13 +301,11 @@ impl Signals {
         M: serde::Serialize + Clone + Send + Sync + 'static,
         R: Clone + Send + 'static,
     {
-        // Set while a reload this primary asked for runs.
-        let reloading = Arc::new(AtomicBool::new(false));
         loop {
             tokio::select! {
                 _ = self.int.recv() => Self::stop(&cluster, "SIGINT"),
                 _ = self.term.recv() => Self::stop(&cluster, "SIGTERM"),
-                _ = self.hup.recv() => Self::reload(&cluster, &reloading),
+                _ = self.hup.recv() => Self::reload(&cluster),
                 _ = self.ttin.recv() => Self::scale(&cluster, Scale::By(1), "SIGTTIN"),
                 _ = self.ttou.recv() => Self::scale(&cluster, Scale::By(-1), "SIGTTOU"),
                 _ = self.usr1.recv() => {
@@ -333,20 +329,17 @@ impl Signals {
         let _ = cluster.actor().send_message(corral_runtime::ClusterMsg::Stop(None));
     }
 
-    /// SIGHUP: a rolling reload. One that comes while a reload runs is refused (that one goes
-    /// on), at WARN. SIGHUPs sent before the primary took the first one in are one signal
-    /// to the kernel: they make one reload.
-    fn reload<M, R>(cluster: &ClusterHandle<M, R>, reloading: &Arc<AtomicBool>)
+    /// SIGHUP: a rolling reload. One that comes while a reload runs is queued by the cluster
+    /// and runs once that one ends (all SIGHUPs meanwhile make that one reload; the cluster
+    /// says so in its log). SIGHUPs sent before the primary took the first one in are one
+    /// signal to the kernel: they make one reload.
+    fn reload<M, R>(cluster: &ClusterHandle<M, R>)
     where
         M: serde::Serialize + Clone + Send + Sync + 'static,
         R: Clone + Send + 'static,
     {
-        if reloading.swap(true, Ordering::SeqCst) {
-            tracing::warn!("SIGHUP refused: a rolling reload is running (it goes on)");
-            return;
-        }
-        tracing::info!("SIGHUP: rolling reload (SIGHUPs sent meanwhile are refused)");
-        let (cluster, reloading) = (cluster.clone(), reloading.clone());
+        tracing::info!("SIGHUP: rolling reload");
+        let cluster = cluster.clone();
         tokio::spawn(async move {
             match cluster.reload().await {
                 // The cluster logs how the reload went (done once the old workers drained,
@@ -361,7 +354,6 @@ impl Signals {
                 },
                 Err(e) => tracing::warn!(error = %e, "SIGHUP refused"),
             }
-            reloading.store(false, Ordering::SeqCst);
         });
     }
 

@@ -126,18 +126,27 @@ async fn reload_and_scale_requests_at_strange_moments_get_defined_answers() {
         .env_var("TESTBED_FAULT_GEN", "2");
     let (cluster, mut events) = spawn(config).await;
     events.http_ready(1).await;
-    // A reload while one runs is refused, and so is scaling.
+    // A reload while one runs waits for it and runs after it; scaling is refused meanwhile.
     let first = tokio::spawn({
         let cluster = cluster.clone();
         async move { cluster.reload().await }
     });
     events.wait_for("replacement forked", |e| matches!(e, ClusterEvent::Fork { generation: 2, .. })).await;
-    let second = cluster.reload().await.expect("answers");
-    assert!(matches!(second.error, Some(ReloadError::AlreadyRunning)), "{second:?}");
+    let second = tokio::spawn({
+        let cluster = cluster.clone();
+        async move { cluster.reload().await }
+    });
     let scaled = cluster.scale(Scale::To(3)).await;
     assert!(matches!(scaled, Err(ClusterError::Scale(ScaleError::Reloading))), "{scaled:?}");
-    assert!(first.await.expect("task").expect("reload").is_complete());
-    events.wait_for("reloaded", |e| matches!(e, ClusterEvent::Reloaded { .. })).await;
+    let first = first.await.expect("task").expect("reload");
+    assert!(first.is_complete(), "{first:?}");
+    let second = second.await.expect("task").expect("reload");
+    assert!(second.is_complete(), "{second:?}");
+    assert!(
+        second.replaced[0].generation > first.replaced[0].generation,
+        "the queued reload replaced the first one's worker: {first:?} then {second:?}"
+    );
+    events.wait_for("reloaded twice", |e| matches!(e, ClusterEvent::Reloaded { .. })).await;
 
     // Scale to 0: refused. Scale to a huge number: capped.
     let zero = cluster.scale(Scale::To(0)).await;

@@ -394,7 +394,10 @@ pub enum ReloadError {
     /// The cluster is stopping.
     #[error("the cluster is stopping")]
     Stopping,
-    /// Another rolling reload is running (this request was refused; that one goes on).
+    /// Another rolling reload is running. Requests through [`ClusterHandle::reload`] are
+    /// queued behind it instead; this is what an internal start of a reload meets.
+    ///
+    /// [`ClusterHandle::reload`]: crate::api::handle::ClusterHandle::reload
     #[error("a rolling reload is already running")]
     AlreadyRunning,
     /// The configuration re-read for this reload ([`ClusterConfig::reconfigure`]) was

@@ -436,8 +436,10 @@ where
     /// generation, running the executable as it is on disk now) ready before the old process
     /// drains, so capacity never drops. A replacement that crashes or is not ready within
     /// `listen_timeout` aborts the reload; the remaining workers keep serving. The report says
-    /// what was replaced and why it stopped, if it did; a reload asked for while another runs
-    /// is refused in the report.
+    /// what was replaced and why it stopped, if it did. A slot that is restarting, starting or
+    /// being recycled holds its replacement until it has a ready worker (at most
+    /// `listen_timeout`); a reload asked for while another runs starts once that one ends
+    /// (requests meanwhile make that one reload, and each gets its report).
     ///
     /// ```no_run
     /// use corral_runtime::{Cluster, ClusterConfig};

@@ -282,6 +282,7 @@ where
             slots: Vec::with_capacity(workers + spares),
             stopping: false,
             reload: None,
+            reload_queued: None,
             failure: None,
             waiters: Vec::new(),
             shutdown_span: None,
@@ -320,7 +321,7 @@ where
                 st.waiters.extend(reply);
                 st.begin_stop().await;
             }
-            Signal::Request(ClusterMsg::Reload(reply)) => st.start_reload(reply).await,
+            Signal::Request(ClusterMsg::Reload(reply)) => st.request_reload(reply).await,
             Signal::Request(ClusterMsg::Scale(request, reply)) => {
                 let result = st.scale(request).await;
                 if let Err(error) = &result {
@@ -351,9 +352,9 @@ where
                 st.preflight_done(result).await;
                 return Ok(());
             }
-            Signal::ReloadFinished(report, reply) => {
+            Signal::ReloadFinished(report, replies) => {
                 st.upgrade_reloaded(&report);
-                st.reload_finished(report, reply).await;
+                st.reload_finished(report, replies).await;
                 return Ok(());
             }
             Signal::Slot(SlotReport::ListenFailed { slot, refusal }) => st.listen_failed(slot, refusal).await,

@@ -15,8 +15,8 @@ pub(crate) enum Signal {
     Request(ClusterMsg),
     /// A slot ended, or its worker's listen request failed.
     Slot(SlotReport),
-    /// The reload task is done.
-    ReloadFinished(ReloadReport, Option<ractor::RpcReplyPort<ReloadReport>>),
+    /// The reload task is done; its requesters.
+    ReloadFinished(ReloadReport, Vec<ractor::RpcReplyPort<ReloadReport>>),
     /// An upgrade's preflight check of the new executable is done.
     PreflightDone(Result<(), crate::upgrade::error::PreflightError>),
 }

@@ -44,6 +44,7 @@ where
                         Some(e) => Err(AnswerError::ReloadStopped { source: Box::new(e), replaced: replaced.len() }),
                     }
                 }
+                Request::Lease { .. } | Request::Release { .. } => Err(AnswerError::LeaseNotHere),
                 Request::Broadcast { message } => {
                     let message: M = serde_json::from_value(message).map_err(AnswerError::NotOurMessage)?;
                     let workers = self.workers();

@@ -28,9 +28,25 @@ where
     M: Serialize + Clone + Send + Sync + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    /// `Reload`: starts a rolling reload, or refuses it (in the report) while another runs or
-    /// the cluster stops.
-    pub(crate) async fn start_reload(&mut self, reply: Option<RpcReplyPort<ReloadReport>>) {
+    /// `Reload`: starts a rolling reload; one asked for while another runs is queued and runs
+    /// once that one ends (every request queued meanwhile makes that one reload). Refused (in
+    /// the report) while the cluster stops.
+    pub(crate) async fn request_reload(&mut self, reply: Option<RpcReplyPort<ReloadReport>>) {
+        if self.reload.is_some() && !self.stopping {
+            let queued = self.reload_queued.get_or_insert_with(Vec::new);
+            queued.extend(reply);
+            tracing::info!(
+                requests = queued.len(),
+                "reload asked for while a rolling reload runs: it runs once that one ends (requests meanwhile are merged into one)"
+            );
+            return;
+        }
+        self.start_reload(reply.into_iter().collect()).await;
+    }
+
+    /// Starts a rolling reload for `replies`, or refuses it (in the report) while the cluster
+    /// stops or another runs.
+    pub(crate) async fn start_reload(&mut self, replies: Vec<RpcReplyPort<ReloadReport>>) {
         let refused = if self.stopping {
             Some(ReloadError::Stopping)
         } else if self.reload.is_some() {
@@ -42,8 +58,8 @@ where
             // The requester hears it in the report, and says it (the primary of
             // `corral::main` logs a refused SIGHUP; `corral reload` prints it).
             tracing::debug!(%error, "reload request refused");
-            if let Some(reply) = reply {
-                let _ = reply.send(ReloadReport { replaced: Vec::new(), error: Some(error) });
+            for reply in replies {
+                let _ = reply.send(ReloadReport { replaced: Vec::new(), error: Some(error.clone()) });
             }
             return;
         }
@@ -62,7 +78,9 @@ where
             .filter(|(_, s)| !s.removing)
             .filter_map(|(i, s)| s.supervisor.clone().map(|sup| (i, sup)))
             .collect();
-        let patience = self.replacement_patience();
+        // A slot that restarts or is being recycled holds the reload's replacement up to
+        // `listen_timeout` before it starts it.
+        let patience = self.replacement_patience().saturating_add(self.args.config.listen_timeout);
         let span = lifecycle::reload(supervisors.len());
         span.in_scope(|| tracing::info!(slots = supervisors.len(), "rolling reload started"));
         self.args.bus.emit(ClusterEvent::Reloading { slots: supervisors.len() });
@@ -106,7 +124,7 @@ where
             }
             // Answered once the cluster has taken the report in: a reload asked for right
             // after this one returned is not refused as still running.
-            let _ = cluster.send_message(ClusterSignal(Signal::ReloadFinished(report, reply)));
+            let _ = cluster.send_message(ClusterSignal(Signal::ReloadFinished(report, replies)));
         };
         tokio::spawn(task.instrument(span));
     }
@@ -152,8 +170,9 @@ where
         Ok(())
     }
 
-    /// `ReloadFinished`: the reload task is done; its requester hears it now.
-    pub(crate) async fn reload_finished(&mut self, report: ReloadReport, reply: Option<RpcReplyPort<ReloadReport>>) {
+    /// `ReloadFinished`: the reload task is done; its requesters hear it now. A reload asked
+    /// for meanwhile starts.
+    pub(crate) async fn reload_finished(&mut self, report: ReloadReport, replies: Vec<RpcReplyPort<ReloadReport>>) {
         if let Some(span) = self.reload.take() {
             span.record("corral.replaced", report.replaced.len());
             if let Some(error) = &report.error {
@@ -171,8 +190,12 @@ where
                 Err(error) => tracing::warn!(%error, "not scaled to the new configuration"),
             }
         }
-        if let Some(reply) = reply {
-            let _ = reply.send(report);
+        for reply in replies {
+            let _ = reply.send(report.clone());
+        }
+        if let Some(queued) = self.reload_queued.take() {
+            tracing::info!(requests = queued.len(), "running the reload asked for during the last one");
+            self.start_reload(queued).await;
         }
     }
 }

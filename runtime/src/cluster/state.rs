@@ -62,6 +62,9 @@ pub struct ClusterState<M, R> {
     pub(crate) stopping: bool,
     /// The `reload` span, while a rolling reload runs.
     pub(crate) reload: Option<Span>,
+    /// Reloads asked for while one ran: they make one more, once it ends (their requesters
+    /// hear that one's report).
+    pub(crate) reload_queued: Option<Vec<RpcReplyPort<crate::api::reports::ReloadReport>>>,
     pub(crate) failure: Option<Outcome>,
     pub(crate) waiters: Vec<RpcReplyPort<()>>,
     /// The `shutdown` span, from the beginning of the stop until the cluster stopped.

@@ -176,7 +176,7 @@ where
         }
         tracing::info!(upgrades = self.upgrades, "upgrade: the new image took over; replacing the workers");
         self.upgrade_reload = true;
-        self.start_reload(None).await;
+        self.start_reload(Vec::new()).await;
     }
 
     /// After a reload: when it was the upgrade's, says how the upgrade ended.

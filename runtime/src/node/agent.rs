@@ -14,6 +14,7 @@ use ractor_cluster::NodeServerMessage;
 use serde::Serialize;
 
 use super::error::AnswerError;
+use super::lease::LeaseRecord;
 use super::link::Links;
 use super::local::LocalNode;
 use super::msg::{AgentMsg, SessionEvent};
@@ -87,6 +88,8 @@ pub(crate) struct AgentState {
     args: AgentArgs,
     /// Sessions that authenticated (the others closed on a bad cookie or a stranger).
     authenticated: HashSet<u64>,
+    /// This node's part of the node set's reload lease (`lease.rs`).
+    lease: LeaseRecord,
 }
 
 impl Actor for HostAgent {
@@ -98,7 +101,7 @@ impl Actor for HostAgent {
         ractor::pg::join(args.group.clone(), vec![myself.get_cell()]);
         myself.send_interval(args.node.heartbeat_interval, || AgentMsg::Tick);
         tracing::info!(node = %args.node.name, listen = %args.node.listen, group = %args.group, "joined the node set");
-        Ok(AgentState { args, authenticated: HashSet::new() })
+        Ok(AgentState { args, authenticated: HashSet::new(), lease: LeaseRecord::default() })
     }
 
     async fn post_stop(&self, myself: ActorRef<AgentMsg>, state: &mut AgentState) -> Result<(), ActorProcessingErr> {
@@ -121,8 +124,24 @@ impl Actor for HostAgent {
             AgentMsg::Call(bytes, reply) => {
                 let node = state.args.node.name.clone();
                 let local = state.args.local.clone();
+                let request = wire::decode::<Request>(&bytes);
+                // The lease is answered here, one question at a time: two takers never both get it.
+                if let Ok(Request::Lease { holder, token, ttl_ms }) = &request {
+                    let ttl = std::time::Duration::from_millis(*ttl_ms);
+                    let answer = match state.lease.grant(holder, *token, ttl, Instant::now()) {
+                        Ok(()) => Reply { node, ok: Some(serde_json::json!({ "holder": holder })), error: None },
+                        Err(held_by) => Reply { node, ok: None, error: Some(format!("{LEASE_HELD_BY}{held_by}")) },
+                    };
+                    let _ = reply.send(wire::encode(&answer));
+                    return Ok(());
+                }
+                if let Ok(Request::Release { holder, token }) = &request {
+                    state.lease.release(holder, *token);
+                    let _ = reply.send(wire::encode(&Reply { node, ok: Some(serde_json::Value::Null), error: None }));
+                    return Ok(());
+                }
                 tokio::spawn(async move {
-                    let answer = match wire::decode::<Request>(&bytes) {
+                    let answer = match request {
                         Ok(request) => match local.answer(request).await {
                             Ok(data) => Reply { node, ok: Some(data), error: None },
                             // The wire carries the error's Display.
@@ -170,6 +189,10 @@ fn tick(myself: &ActorRef<AgentMsg>, state: &mut AgentState) {
     }
     for node in down {
         tracing::warn!(node = %node, silent_ms = timeout.as_millis() as u64, "node down: no heartbeat");
+        if state.lease.holder_down(&node) {
+            tracing::warn!(node = %node, "the reload lease of a node reported down lapses");
+        }
+        let args = &state.args;
         args.local.peer_changed(&node, super::local::PeerChange::Down(timeout));
         drop_sessions(args.server.clone(), node);
     }
@@ -241,6 +264,9 @@ fn session(state: &mut AgentState, event: SessionEvent) {
         }
     }
 }
+
+/// How a refused lease names its holder in the reply's error.
+pub(crate) const LEASE_HELD_BY: &str = "the reload lease is held by ";
 
 /// `name` of ractor_cluster's `name@host`.
 pub(crate) fn node_name(full: &str) -> &str {

@@ -90,6 +90,9 @@ pub enum AnswerError {
     /// A broadcast's message is not of this cluster's message type.
     #[error("the message is not one of this cluster's: {0}")]
     NotOurMessage(#[source] serde_json::Error),
+    /// A lease question reached the cluster: the host agent answers those.
+    #[error("the reload lease is the host agent's to answer")]
+    LeaseNotHere,
 }
 
 /// Where a `reload_all` stopped, and why ([`ReloadAllError`](crate::node::ReloadAllError)).
@@ -105,6 +108,24 @@ pub enum ReloadAllFailure {
     /// Its status could not be had after its reload.
     #[error("not healthy after its reload: {0}")]
     NoStatus(std::sync::Arc<NodeError>),
+    /// This node reaches only a minority of the node set (a partition): nothing reloaded.
+    #[error(
+        "refused: this node reaches {reached} of the {known} nodes of the set, not a majority (a partition?); nothing was reloaded"
+    )]
+    Minority {
+        /// Nodes reached, this one included.
+        reached: usize,
+        /// Nodes the set knows, up or down.
+        known: usize,
+    },
+    /// Another `reload --all` held the node set's lease for longer than this one would wait.
+    #[error("another reload --all (from {holder}) held the node set for {waited:?}; nothing was reloaded")]
+    LeaseBusy {
+        /// The node whose reload --all holds it.
+        holder: String,
+        /// How long this one waited.
+        waited: std::time::Duration,
+    },
 }
 
 /// Why a payload from a peer was not understood.

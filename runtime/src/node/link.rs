@@ -15,8 +15,9 @@ use tokio::net::TcpStream;
 
 /// The first redial delay.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
-/// The longest redial delay.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The longest redial delay: a healed partition is rejoined within about this (plus a
+/// heartbeat), however long it lasted.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How long one dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -22,6 +22,7 @@
 
 mod agent;
 pub(crate) mod error;
+mod lease;
 mod link;
 mod local;
 mod msg;
@@ -51,10 +52,16 @@ use crate::config::node::NodeConfig;
 
 /// How long a peer has to answer a status or broadcast question.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a peer has to answer `status --all`: short enough that the whole answer comes in
+/// bounded time (under 5 s) while a peer is cut off and not yet reported down, long enough
+/// for a slow, lossy link (200 ms each way, a retransmission or two).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one node's rolling reload may take before `reload_all` gives up on it.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a reloaded node has to report every worker ready.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a `reload --all` waits for the node set's reload lease another one holds.
+const LEASE_WAIT: Duration = Duration::from_secs(120);
 
 /// One node's workers, as `status --all` gathers them.
 #[derive(Debug, Clone, Serialize)]
@@ -228,7 +235,7 @@ impl NodeSet {
     pub async fn status_all(&self) -> NodeStatus {
         let mut workers = Vec::new();
         let mut unreachable = Vec::new();
-        for answer in self.ask_all(Request::Status, ASK_TIMEOUT).await {
+        for answer in self.ask_all(Request::Status, STATUS_TIMEOUT).await {
             match answer {
                 Ok((node, data)) => {
                     for mut row in data.get("workers").and_then(Value::as_array).cloned().unwrap_or_default() {
@@ -266,12 +273,93 @@ impl NodeSet {
 
     /// Rolls a reload across the node set, one node at a time in name order: the node's own
     /// rolling reload, then its health (every worker ready), then the next. Never two nodes
-    /// reloading at once; stops at the first failure and says where.
+    /// reloading at once, whoever starts what when: it first takes the node set's reload
+    /// lease (every reachable node's, in name order, waiting up to two minutes while another
+    /// `reload --all` holds it), and only with a majority of the nodes the set knows — on the
+    /// minority side of a partition it is refused. Stops at the first failure and says where.
     ///
     /// # Errors
     ///
     /// [`ReloadAllError`]: the node that failed, why, and what was done before.
     pub async fn reload_all(&self) -> Result<Vec<NodeReloaded>, ReloadAllError> {
+        let refused =
+            |failure| ReloadAllError { node: self.name.clone(), failure, done: Vec::new(), skipped: Vec::new() };
+        let token: u64 = rand::random();
+        let members = self.take_lease(token).await.map_err(refused)?;
+        // Renewed while the reload runs; given back at the end, whatever happens.
+        let renew = tokio::spawn({
+            let (members, holder) = (members.clone(), self.name.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(lease::RENEW_EVERY).await;
+                    for member in &members {
+                        let _ = Self::ask(member, &lease_request(&holder, token), ASK_TIMEOUT).await;
+                    }
+                }
+            }
+        });
+        let result = self.reload_each().await;
+        renew.abort();
+        let release = Request::Release { holder: self.name.clone(), token };
+        for member in &members {
+            let _ = Self::ask(member, &release, ASK_TIMEOUT).await;
+        }
+        result
+    }
+
+    /// Takes the reload lease of every member, in node-name order, with a majority of the
+    /// known nodes; waits (bounded) while another holds it. Returns the members holding it
+    /// for us.
+    async fn take_lease(&self, token: u64) -> Result<Vec<ActorRef<AgentMsg>>, ReloadAllFailure> {
+        let started = tokio::time::Instant::now();
+        let mut logged = false;
+        loop {
+            let mut named = Vec::new();
+            for member in self.members() {
+                if let Ok((node, _)) = Self::ask(&member, &Request::Status, STATUS_TIMEOUT).await {
+                    named.push((node, member));
+                }
+            }
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            let known = self.nodes().len();
+            if !lease::majority(named.len(), known) {
+                return Err(ReloadAllFailure::Minority { reached: named.len(), known });
+            }
+            let mut taken = Vec::new();
+            let mut held_by = None;
+            for (node, member) in &named {
+                match Self::ask(member, &lease_request(&self.name, token), ASK_TIMEOUT).await {
+                    Ok(_) => taken.push(member.clone()),
+                    Err(NodeError::Failed { said, .. }) if said.starts_with(agent::LEASE_HELD_BY) => {
+                        held_by = Some(said[agent::LEASE_HELD_BY.len()..].to_string());
+                        break;
+                    }
+                    // Gone meanwhile: counted out below.
+                    Err(e) => tracing::debug!(node = %node, error = %e, "reload lease: no answer"),
+                }
+            }
+            match held_by {
+                None if lease::majority(taken.len(), known) => return Ok(taken),
+                _ => {}
+            }
+            let release = Request::Release { holder: self.name.clone(), token };
+            for member in &taken {
+                let _ = Self::ask(member, &release, ASK_TIMEOUT).await;
+            }
+            let holder = held_by.unwrap_or_else(|| "an unreachable node".to_string());
+            if started.elapsed() >= LEASE_WAIT {
+                return Err(ReloadAllFailure::LeaseBusy { holder, waited: started.elapsed() });
+            }
+            if !logged {
+                tracing::info!(holder = %holder, "reload --all waits: another reload --all holds the node set");
+                logged = true;
+            }
+            tokio::time::sleep(Duration::from_millis(rand::random_range(150..400))).await;
+        }
+    }
+
+    /// The reloads of [`reload_all`](Self::reload_all), the lease held.
+    async fn reload_each(&self) -> Result<Vec<NodeReloaded>, ReloadAllError> {
         // Who is there, by name.
         let mut members: Vec<(String, ActorRef<AgentMsg>)> = Vec::new();
         for member in self.members() {
@@ -307,6 +395,11 @@ impl NodeSet {
         }
         Ok(done)
     }
+}
+
+/// The lease question for `holder`'s run `token`.
+fn lease_request(holder: &str, token: u64) -> Request {
+    Request::Lease { holder: holder.to_string(), token, ttl_ms: lease::TTL.as_millis() as u64 }
 }
 
 /// Waits (bounded) until every worker of `member`'s node is ready.

@@ -38,6 +38,23 @@ pub(crate) enum Request {
         /// The message.
         message: Value,
     },
+    /// Its reload lease, for `holder`'s `reload --all` (`token`), for `ttl_ms` (a renewal
+    /// when it holds it already); refused naming the holder when another has it.
+    Lease {
+        /// The node that runs the `reload --all`.
+        holder: String,
+        /// That run's token.
+        token: u64,
+        /// How long the lease lasts without renewal.
+        ttl_ms: u64,
+    },
+    /// Gives its reload lease back.
+    Release {
+        /// The node that held it.
+        holder: String,
+        /// Its run's token.
+        token: u64,
+    },
 }
 
 /// An answer: the node's name and its data or why it failed.

@@ -43,6 +43,10 @@ where
         self.publish_accepting();
         self.args.listeners.process_gone(slot, generation);
         self.args.listeners.unregister(slot, generation);
+        // The process is gone whether or not a listener knew it (it may have died before it
+        // asked to listen, or its listener is passed on or reuse-port): its handle channel's
+        // watcher ends here, and with it the primary's end of the channel.
+        proc.process.untaken.worker_gone();
         let uptime = proc.started.elapsed();
         let stopping = !self.is_live();
         let spans = std::mem::take(&mut proc.spans);

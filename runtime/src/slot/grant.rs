@@ -47,6 +47,11 @@ where
                 }
                 self.args.bus.emit(ClusterEvent::Listening { slot, addr });
             }
+            Err(corral_protocol::ListenRefusal::Pass { errno, .. }) if worker_gone(errno) => {
+                // The worker died while its listener was being passed (a kill during its
+                // start): nothing is wrong with the address; its exit restarts it.
+                tracing::debug!(slot, errno, "the worker was gone before its listener could be passed");
+            }
             Err(refusal) => {
                 // The cluster decides what a refusal means (it stops) and says why once.
                 tracing::debug!(slot, error = %refusal, "listen failed");
@@ -57,4 +62,9 @@ where
             }
         }
     }
+}
+
+/// Whether a failed send on the handle channel means the worker's end is closed (it died).
+fn worker_gone(errno: i32) -> bool {
+    matches!(errno, libc::EPIPE | libc::ECONNRESET | libc::ECONNREFUSED | libc::ENOTCONN)
 }

@@ -18,6 +18,7 @@
 //! | `replace.rs`    | candidate → promoted → old retired                                |
 //! | `spares.rs`     | warm spares: the book of standby slots, the swap on a worker's leave |
 //! | `promote.rs`    | a spare takes a leaving worker's place                            |
+//! | `wait.rs`       | a reload's replacement held while the slot restarts or is replaced |
 //! | `health.rs`     | heartbeats, memory and request recycling                          |
 //! | `probe.rs`      | health probes: the ready check, liveness failures condemn         |
 //! | `recycle.rs`    | recycling turns: at most `recycle_concurrency` at a time          |
@@ -57,6 +58,7 @@ mod state;
 mod stop;
 mod turns;
 mod upgrade;
+mod wait;
 
 use std::marker::PhantomData;
 
@@ -144,6 +146,7 @@ where
             SlotMsg::Heartbeat => st.heartbeat().await,
             SlotMsg::RecycleTurn(turn) => st.recycle_turn(turn).await,
             SlotMsg::StartTimeout { generation } => st.start_timed_out(generation),
+            SlotMsg::WaitTimeout { id } => st.wait_timed_out(id),
             SlotMsg::KillTimeout { generation } => st.kill_timed_out(generation),
             SlotMsg::Emptied { generation } => st.emptied(generation),
             SlotMsg::Probed { generation, purpose, result } => st.probed(generation, purpose, result),
@@ -165,6 +168,8 @@ where
                 ProcessEventKind::Exited(status) => st.exited(generation, status),
             },
         }
+        // A reload's replacement held for this slot runs as soon as the slot can take it.
+        st.resume_waiting().await;
         Ok(())
     }
 }

@@ -93,6 +93,11 @@ pub(crate) enum SlotMsg {
         /// The process's generation.
         generation: u64,
     },
+    /// Timer: a reload's replacement held for the slot (see `wait.rs`) had `listen_timeout`.
+    WaitTimeout {
+        /// Which hold.
+        id: u64,
+    },
     /// A retired process has taken what was queued on its own reuse-port sockets: it drains.
     Emptied {
         /// The process's generation.

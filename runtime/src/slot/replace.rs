@@ -35,6 +35,15 @@ where
         turn: Option<RecycleTurn>,
     ) {
         let slot = self.slot();
+        if reason == ReplaceReason::Reload && self.is_live() && !self.can_replace_now() && turn.is_none() {
+            // A reload waits for a slot that restarts, starts or is being recycled (see
+            // `wait.rs`); its `replace` span begins when it runs.
+            let busy = self.life().replacing().is_some();
+            match self.wait_for_slot(reason, parent, reply, busy) {
+                None => return,
+                Some(reply) => return refuse_unheld(slot, reply),
+            }
+        }
         let span = lifecycle::replace(parent, slot, reason.as_str());
         let refuse = |reply: Option<ReplaceReply>, error: ReplaceError| {
             lifecycle::fail(&span, &error);
@@ -124,5 +133,14 @@ where
                 let _ = reply.send(Ok(Replaced { slot, old_pid: pending.old_pid, new_pid, generation }));
             }
         }
+    }
+}
+
+/// A second reload replacement for a slot that holds one already: refused as busy.
+fn refuse_unheld(slot: usize, reply: Option<ReplaceReply>) {
+    let error = ReplaceError::Busy { slot };
+    tracing::warn!(slot, %error, "replacement refused: another one waits for the slot");
+    if let Some(reply) = reply {
+        let _ = reply.send(Err(error));
     }
 }

@@ -15,7 +15,7 @@ use tracing::Span;
 
 use self::probes::ProbeBook;
 use super::life::Life;
-use super::msg::{RecycleTurn, SlotMsg, SlotReport};
+use super::msg::{RecycleTurn, ReplaceReason, ReplaceReply, SlotMsg, SlotReport};
 use crate::api::events::bus::EventBus;
 use crate::api::status::{WorkerState, WorkerStatus};
 use crate::config::cluster::ClusterConfig;
@@ -154,6 +154,17 @@ impl<M> Proc<M> {
     }
 }
 
+/// A reload's replacement held until its slot can take it (`wait.rs`).
+pub(crate) struct Waiting {
+    /// Matches the timer's [`SlotMsg::WaitTimeout`] to this wait.
+    pub id: u64,
+    pub reason: ReplaceReason,
+    pub parent: Span,
+    pub reply: Option<ReplaceReply>,
+    /// Why it could not run at once (what it is refused with if the wait runs out).
+    pub busy: bool,
+}
+
 /// The door of [`Life`]: declared here, as a child of this module, so that it alone may write
 /// the private `life` field.
 pub(crate) mod transition;
@@ -195,6 +206,10 @@ pub(crate) struct SlotState<M, R> {
     pub last_latency: Option<Duration>,
     /// The hang report of the current process that exited last, for its `restart` span.
     pub last_hang: Option<Arc<HangReport>>,
+    /// A reload's replacement held until the slot can take it.
+    pub waiting: Option<Waiting>,
+    /// The last hold's id.
+    pub next_wait: u64,
 }
 
 impl<M, R> SlotState<M, R> {
@@ -213,6 +228,8 @@ impl<M, R> SlotState<M, R> {
             last_stats: None,
             last_latency: None,
             last_hang: None,
+            waiting: None,
+            next_wait: 0,
         }
     }
 
