@@ -59,6 +59,7 @@ mod routing;
 mod slot;
 mod supervision;
 mod sys;
+pub mod tree;
 mod upgrade;
 
 pub use api::events::lifecycle;

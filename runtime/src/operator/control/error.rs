@@ -64,6 +64,15 @@ pub(crate) enum ControlFailure {
     #[error("not a node-set command")]
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     NotNodeSetCommand,
+    /// A program command to a single cluster.
+    #[error("this is not a tree of programs (its file has no [programs]): name no program")]
+    NotATree,
+    /// A command that needs a program, to a tree.
+    #[error("this is a tree of programs: {0}")]
+    IsATree(&'static str),
+    /// The tree refused or failed the request.
+    #[error(transparent)]
+    Tree(crate::tree::TreeError),
     /// `reload --all` stopped.
     #[cfg(feature = "cluster")]
     #[error(transparent)]
@@ -91,6 +100,13 @@ impl ControlFailure {
             ControlFailure::Refused(_) | ControlFailure::NoNodeSupport | ControlFailure::NoNodeSet => {
                 ErrorKind::Refused
             }
+            ControlFailure::NotATree | ControlFailure::IsATree(_) => ErrorKind::BadRequest,
+            ControlFailure::Tree(crate::tree::TreeError::Program { source, .. })
+                if matches!(**source, ClusterError::NoSuchSlot { .. }) =>
+            {
+                ErrorKind::NoSuchSlot
+            }
+            ControlFailure::Tree(_) => ErrorKind::Refused,
             ControlFailure::Upgrade(UpgradeError::Preflight(_) | UpgradeError::Handover(_)) => ErrorKind::Failed,
             ControlFailure::Upgrade(_) => ErrorKind::Refused,
             #[cfg(feature = "cluster")]

@@ -9,6 +9,7 @@ mod error;
 mod logs;
 pub mod protocol;
 mod server;
+mod tree;
 
 pub use crate::config::control_socket::{ControlSocket, default_dir};
 pub use protocol::{
@@ -19,3 +20,4 @@ pub use server::{IDLE_TIMEOUT, MAX_CLIENTS, MAX_FOLLOWERS, REQUEST_TIMEOUT};
 
 pub(crate) use describe::describe;
 pub(crate) use server::{listening_fd, serve};
+pub(crate) use tree::serve_tree;
