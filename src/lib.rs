@@ -141,3 +141,8 @@ pub struct ReadmeExamples;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/src/library.md")]
 pub struct LibraryGuideExamples;
+
+/// The trees guide's Rust examples (docs/src/trees.md), compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/src/trees.md")]
+pub struct TreesGuideExamples;

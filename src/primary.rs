@@ -257,10 +257,13 @@ where
 ///
 /// ```no_run
 /// use corral::ClusterConfig;
-/// use corral::config::{ForeignWorker, WorkerExec};
+/// use corral::config::{ForeignWorker, Scheduling, WorkerExec};
 /// use corral::tree::{Condition, ProgramSpec, TreeConfig};
 ///
-/// let program = |p: &str, a: &str| ClusterConfig::default().exec(WorkerExec::Foreign(ForeignWorker::new(p).arg(a)));
+/// let program = |p: &str, a: &str| {
+///     let w = ForeignWorker::new(p).arg(a);
+///     ClusterConfig::default().exec(WorkerExec::Foreign(w)).scheduling(Scheduling::ReusePort)
+/// };
 /// let tree = TreeConfig::default()
 ///     .program(ProgramSpec::oneshot("migrate", program("python3", "migrate.py").workers(1)))
 ///     .program(ProgramSpec::service("api", program("python3", "api.py")).depends_on("migrate", Condition::Completed));

@@ -334,7 +334,7 @@ pub fn stop_program(target: &Target, program: String, timeout: Duration) -> i32 
                 .flatten()
                 .find(|p| p["name"] == program.as_str())
                 .map(|p| p["state"].as_str().unwrap_or("").to_string());
-            if matches!(state.as_deref(), Some("stopped") | None) {
+            if matches!(state.as_deref(), Some("stopped" | "completed" | "finished") | None) {
                 println!("stopped {program}");
                 return 0;
             }

@@ -100,9 +100,12 @@ enum Command {
     },
     /// Scale to N workers, or by +K / -K (a tree of programs: `scale NAME N`).
     Scale {
-        /// N, +K or -K; or, in a tree, the program's NAME, then the count.
-        #[arg(allow_hyphen_values = true, value_name = "[NAME] N|+K|-K", num_args = 1..=2, required = true)]
-        count: Vec<String>,
+        /// N, +K or -K; or, in a tree, the program's NAME.
+        #[arg(allow_negative_numbers = true, value_name = "NAME|N|+K|-K")]
+        first: String,
+        /// In a tree: N, +K or -K.
+        #[arg(allow_negative_numbers = true, value_name = "N|+K|-K")]
+        count: Option<String>,
         #[command(flatten)]
         target: ctl::Target,
     },
@@ -325,16 +328,15 @@ fn code() -> i32 {
                 out
             })
         }
-        Command::Scale { count, target } => {
-            let parsed = match &count[..] {
-                [n] => ctl::parse_scale(n),
-                [program, n] => ctl::parse_scale(n).map(|c| match c {
+        Command::Scale { first, count, target } => {
+            let parsed = match count {
+                None => ctl::parse_scale(&first),
+                Some(n) => ctl::parse_scale(&n).map(|c| match c {
                     crate::control::Command::Scale { to, by } => {
-                        crate::control::Command::ScaleProgram { program: program.clone(), to, by }
+                        crate::control::Command::ScaleProgram { program: first, to, by }
                     }
                     other => other,
                 }),
-                _ => return ctl::usage("corral scale [NAME] N|+K|-K"),
             };
             match parsed {
                 Ok(command) => {

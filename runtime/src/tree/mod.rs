@@ -6,13 +6,13 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use corral_runtime::{ClusterConfig, ForeignWorker, WorkerExec};
+//! use corral_runtime::{ClusterConfig, ForeignWorker, Scheduling, WorkerExec};
 //! use corral_runtime::tree::{Condition, ProgramSpec, Strategy, Tree, TreeConfig};
 //!
 //! # async fn demo() -> Result<(), corral_runtime::tree::TreeError> {
 //! let program = |args: &[&str]| {
 //!     let w = args[1..].iter().fold(ForeignWorker::new(args[0]), |w, a| w.arg(*a));
-//!     ClusterConfig::default().exec(WorkerExec::Foreign(w))
+//!     ClusterConfig::default().exec(WorkerExec::Foreign(w)).scheduling(Scheduling::ReusePort)
 //! };
 //! let config = TreeConfig::default()
 //!     .strategy(Strategy::RestForOne)
