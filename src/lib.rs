@@ -86,9 +86,9 @@ pub mod protocol;
 pub mod settings;
 pub mod status;
 pub mod supervision;
-pub mod tree;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+pub mod tree;
 pub mod upgrade;
 pub mod worker;
 

@@ -67,7 +67,6 @@ fn starts(log: &Path, name: &str) -> Vec<u32> {
 /// A running `corral run -c FILE --control SOCK`, its stdout lines collected.
 struct Tree {
     child: Child,
-    dir: PathBuf,
     sock: PathBuf,
     stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
     stderr: tokio::task::JoinHandle<String>,
@@ -94,7 +93,7 @@ impl Tree {
             }
         });
         let stderr = common::drain(child.stderr.take().expect("stderr"));
-        Tree { child, dir: dir.to_path_buf(), sock, stdout, stderr }
+        Tree { child, sock, stdout, stderr }
     }
 
     /// The next stdout line that starts with `prefix`.
@@ -119,7 +118,11 @@ impl Tree {
             .output()
             .await
             .expect("corral runs");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     async fn status(&self) -> serde_json::Value {
@@ -146,7 +149,11 @@ impl Tree {
     }
 
     /// Waits until `pred` holds of the ready workers.
-    async fn until(&self, what: &str, pred: impl Fn(&BTreeMap<String, HashSet<u32>>) -> bool) -> BTreeMap<String, HashSet<u32>> {
+    async fn until(
+        &self,
+        what: &str,
+        pred: impl Fn(&BTreeMap<String, HashSet<u32>>) -> bool,
+    ) -> BTreeMap<String, HashSet<u32>> {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             let now = self.ready().await;
@@ -167,7 +174,8 @@ impl Tree {
     }
 
     async fn exit(mut self) -> (Option<i32>, String) {
-        let status = tokio::time::timeout(TIMEOUT, self.child.wait()).await.expect("corral exits in time").expect("wait");
+        let status =
+            tokio::time::timeout(TIMEOUT, self.child.wait()).await.expect("corral exits in time").expect("wait");
         let stderr = self.stderr.await.unwrap_or_default();
         (status.code(), stderr)
     }
@@ -186,7 +194,8 @@ async fn starts_in_dependency_order_serves_and_stops_in_reverse() {
     let count = p(&dir.join("count"));
     let text = format!(
         "strategy = \"one_for_one\"\n\n{}{}{}{}",
-        sh("migrate", ONESHOT, &log, "kind = \"oneshot\"").replace("[programs.migrate.env]\n", &format!("[programs.migrate.env]\nCOUNT = {count:?}\n")),
+        sh("migrate", ONESHOT, &log, "kind = \"oneshot\"")
+            .replace("[programs.migrate.env]\n", &format!("[programs.migrate.env]\nCOUNT = {count:?}\n")),
         api(&log, "depends_on = { migrate = \"completed\" }"),
         sh("jobs", LOOP, &log, "depends_on = { api = \"ready\" }"),
         sh("cron", LOOP, &log, ""),
@@ -203,7 +212,8 @@ async fn starts_in_dependency_order_serves_and_stops_in_reverse() {
     assert_eq!(code, 200, "{body}");
 
     let status = tree.status().await;
-    let names: HashSet<&str> = status["programs"].as_array().expect("programs").iter().filter_map(|p| p["name"].as_str()).collect();
+    let names: HashSet<&str> =
+        status["programs"].as_array().expect("programs").iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(names, HashSet::from(["migrate", "api", "jobs", "cron"]));
     let migrate = status["programs"].as_array().expect("programs").iter().find(|p| p["name"] == "migrate").cloned();
     assert_eq!(migrate.map(|m| m["state"].clone()), Some(serde_json::json!("completed")));
@@ -307,9 +317,15 @@ async fn a_oneshot_that_fails_is_retried_and_one_that_always_fails_ends_the_tree
     let dir = scratch_dir("tree-giveup");
     let log = dir.join("events.log");
     let count = p(&dir.join("count"));
-    let oneshot = sh("migrate", ONESHOT, &log, "kind = \"oneshot\"\nmax_restarts = 1\nperiod = \"60s\"\n[programs.migrate.backoff]\nbase = \"10ms\"")
-        .replace("[programs.migrate.env]\n", &format!("[programs.migrate.env]\nCOUNT = {count:?}\nFAILS = \"always\"\n"));
-    let text = format!("max_restarts = 1\n\n{oneshot}{}", sh("app", LOOP, &log, "depends_on = { migrate = \"completed\" }"));
+    let oneshot = sh(
+        "migrate",
+        ONESHOT,
+        &log,
+        "kind = \"oneshot\"\nmax_restarts = 1\nperiod = \"60s\"\n[programs.migrate.backoff]\nbase = \"10ms\"",
+    )
+    .replace("[programs.migrate.env]\n", &format!("[programs.migrate.env]\nCOUNT = {count:?}\nFAILS = \"always\"\n"));
+    let text =
+        format!("max_restarts = 1\n\n{oneshot}{}", sh("app", LOOP, &log, "depends_on = { migrate = \"completed\" }"));
     let tree = Tree::start(&dir, &text);
     let (code, stderr) = tree.exit().await;
     assert_eq!(code, Some(1), "{stderr}");
@@ -324,9 +340,19 @@ async fn a_cycle_or_an_unknown_name_is_refused_at_load() {
     let dir = scratch_dir("tree-refused");
     let log = dir.join("events.log");
     for (text, names) in [
-        (format!("{}{}", sh("alpha", LOOP, &log, "depends_on = { beta = \"started\" }"), sh("beta", LOOP, &log, "depends_on = { alpha = \"started\" }")), vec!["alpha -> beta -> alpha"]),
+        (
+            format!(
+                "{}{}",
+                sh("alpha", LOOP, &log, "depends_on = { beta = \"started\" }"),
+                sh("beta", LOOP, &log, "depends_on = { alpha = \"started\" }")
+            ),
+            vec!["alpha -> beta -> alpha"],
+        ),
         (sh("gamma", LOOP, &log, "depends_on = { ghost = \"ready\" }"), vec!["gamma", "ghost"]),
-        (format!("{}{}", sh("svc", LOOP, &log, ""), sh("user", LOOP, &log, "depends_on = { svc = \"completed\" }")), vec!["svc", "service"]),
+        (
+            format!("{}{}", sh("svc", LOOP, &log, ""), sh("user", LOOP, &log, "depends_on = { svc = \"completed\" }")),
+            vec!["svc", "service"],
+        ),
         (format!("workers = 2\n{}", sh("x", LOOP, &log, "")), vec!["workers", "[programs.NAME]"]),
         (sh("y", LOOP, &log, "wrokers = 3"), vec!["programs.y.wrokers"]),
     ] {
@@ -351,10 +377,8 @@ async fn control_commands_name_a_program_and_a_reload_touches_only_what_changed(
     let log = dir.join("events.log");
     let base = |jobs_env: &str, with_cron: bool, extra: bool, jobs_dep: &str| {
         let mut t = api(&log, "");
-        t += &sh("jobs", LOOP, &log, &format!("depends_on = {{ {jobs_dep} = \"ready\" }}")).replace(
-            "[programs.jobs.env]\n",
-            &format!("[programs.jobs.env]\nFLAVOR = \"{jobs_env}\"\n"),
-        );
+        t += &sh("jobs", LOOP, &log, &format!("depends_on = {{ {jobs_dep} = \"ready\" }}"))
+            .replace("[programs.jobs.env]\n", &format!("[programs.jobs.env]\nFLAVOR = \"{jobs_env}\"\n"));
         if with_cron {
             t += &sh("cron", LOOP, &log, "");
         }
@@ -404,7 +428,9 @@ async fn control_commands_name_a_program_and_a_reload_touches_only_what_changed(
     assert!(out.contains("added: extra") && out.contains("removed: cron") && out.contains("rolled: jobs"), "{out}");
     let after = tree
         .until("jobs rolled, extra added, cron removed", |r| {
-            r.contains_key("extra") && !r.contains_key("cron") && r.get("jobs").is_some_and(|j| Some(j) != now.get("jobs"))
+            r.contains_key("extra")
+                && !r.contains_key("cron")
+                && r.get("jobs").is_some_and(|j| Some(j) != now.get("jobs"))
         })
         .await;
     assert_eq!(after.get("api"), now.get("api"), "api unchanged in the file: untouched");
@@ -424,7 +450,13 @@ async fn the_library_tree_runs_foreign_programs_in_order() {
     let program = |name: &str, script: &str| {
         let mut w = ForeignWorker::new("sh").arg("-c").arg(script);
         w.ready = Readiness::Delay(Duration::from_millis(50));
-        ClusterConfig::default().workers(1).scheduling(Scheduling::ReusePort).exec(WorkerExec::Foreign(w)).env_var("NAME", name).env_var("LOG", p(&log)).env_var("COUNT", p(&dir.join("count")))
+        ClusterConfig::default()
+            .workers(1)
+            .scheduling(Scheduling::ReusePort)
+            .exec(WorkerExec::Foreign(w))
+            .env_var("NAME", name)
+            .env_var("LOG", p(&log))
+            .env_var("COUNT", p(&dir.join("count")))
     };
     let config = TreeConfig::default()
         .control(corral::control::ControlSocket::Off)

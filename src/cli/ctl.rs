@@ -117,9 +117,10 @@ pub fn status(target: &Target, json: bool, watch: bool, all: bool) -> i32 {
             };
             let workers = data["workers"].as_array().cloned().unwrap_or_default();
             let programs = data["programs"].as_array().cloned();
-            let programs_up = programs.iter().flatten().all(|p| {
-                matches!(p["state"].as_str(), Some("running" | "completed" | "finished" | "stopped"))
-            });
+            let programs_up = programs
+                .iter()
+                .flatten()
+                .all(|p| matches!(p["state"].as_str(), Some("running" | "completed" | "finished" | "stopped")));
             let all_ready = programs_up
                 && (programs.is_some() || !workers.is_empty())
                 && workers.iter().all(|w| w["state"] == "ready");

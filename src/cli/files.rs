@@ -49,7 +49,12 @@ pub fn check(path: &Path) -> i32 {
     if crate::config_file::CorralFile::is_tree(path) {
         return match crate::config_file::TreeFile::read(path).and_then(|f| f.tree_config()) {
             Ok(tree) => {
-                print!("strategy = \"{}\"\nmax_restarts = {}\nperiod = {:?}\n", tree.strategy, tree.max_restarts, humantime::format_duration(tree.period).to_string());
+                print!(
+                    "strategy = \"{}\"\nmax_restarts = {}\nperiod = {:?}\n",
+                    tree.strategy,
+                    tree.max_restarts,
+                    humantime::format_duration(tree.period).to_string()
+                );
                 for p in &tree.programs {
                     print!("\n[programs.{}]\nkind = \"{}\"\n", p.name, p.kind);
                     if !p.depends_on.is_empty() {

@@ -92,7 +92,10 @@ async fn primary(tree: TreeHandle<(), ()>, mut events: TreeEvents<()>) -> Result
                     done.extend(new);
                 }
             }
-            TreeEvent::Program { program, event: ClusterEvent::Exit { slot, pid, status, exited_after_disconnect } } => {
+            TreeEvent::Program {
+                program,
+                event: ClusterEvent::Exit { slot, pid, status, exited_after_disconnect },
+            } => {
                 tracing::info!(program = &**program, slot, pid, %status, exited_after_disconnect, "worker exited");
             }
             TreeEvent::Program { .. } => {}

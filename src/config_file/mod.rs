@@ -129,7 +129,7 @@ pub enum FileProblem {
     NotAtTop(&'static str),
     /// The tree of programs is refused (a cycle, an unknown name).
     #[error(transparent)]
-    Tree(#[from] corral_runtime::tree::TreeConfigError),
+    Tree(Box<corral_runtime::tree::TreeConfigError>),
     /// A value [`ClusterConfig::validate`] refuses.
     #[error(transparent)]
     Config(#[from] ConfigProblem),

@@ -88,7 +88,11 @@ impl CorralFile {
     ///
     /// As [`ConfigFile::parse`] or [`TreeFile::parse`].
     pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Self, ConfigFileError> {
-        if has_programs(text) { TreeFile::parse(path, text).map(CorralFile::Tree) } else { ConfigFile::parse(path, text).map(CorralFile::Single) }
+        if has_programs(text) {
+            TreeFile::parse(path, text).map(CorralFile::Tree)
+        } else {
+            ConfigFile::parse(path, text).map(CorralFile::Single)
+        }
     }
 }
 
@@ -233,7 +237,7 @@ impl TreeFile {
             file.programs.push(ProgramEntry { name, kind, depends_on, file: program });
         }
         if file.programs.is_empty() {
-            return Err(at("programs", FileProblem::Tree(TreeConfigError::Empty)));
+            return Err(at("programs", FileProblem::Tree(Box::new(TreeConfigError::Empty))));
         }
         Ok(file)
     }
@@ -267,7 +271,12 @@ impl TreeFile {
                 // A migration says nothing: it is ready once started, and done at exit 0.
                 f.ready = Readiness::Delay(Duration::ZERO);
             }
-            tree.programs.push(ProgramSpec { name: p.name.clone(), kind: p.kind, depends_on: p.depends_on.clone(), config });
+            tree.programs.push(ProgramSpec {
+                name: p.name.clone(),
+                kind: p.kind,
+                depends_on: p.depends_on.clone(),
+                config,
+            });
         }
         tree.validate().map_err(|e| {
             let key = match &e {
@@ -281,7 +290,7 @@ impl TreeFile {
                 TreeConfigError::Program { program, .. } => format!("programs.{program}"),
                 _ => "programs".to_string(),
             };
-            self.error(&key, FileProblem::Tree(e))
+            self.error(&key, FileProblem::Tree(Box::new(e)))
         })?;
         Ok(tree)
     }

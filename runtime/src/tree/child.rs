@@ -146,9 +146,8 @@ impl<M, R> Child<M, R> {
         let name = self.spec.name.clone();
         let mut c = self.desired().effective(&name);
         let desired = self.desired.clone();
-        c.reconfigure = Some(Reconfigure::new(move || {
-            Ok(desired.lock().unwrap_or_else(PoisonError::into_inner).effective(&name))
-        }));
+        c.reconfigure =
+            Some(Reconfigure::new(move || Ok(desired.lock().unwrap_or_else(PoisonError::into_inner).effective(&name))));
         c
     }
 

@@ -93,14 +93,16 @@ mod tests {
 
     #[test]
     fn operator_stopped_programs_are_left_alone() {
-        let mut d = Decider { strategy: Strategy::OneForAll, intensity: RestartIntensity::new(3, Duration::from_secs(60)) };
+        let mut d =
+            Decider { strategy: Strategy::OneForAll, intensity: RestartIntensity::new(3, Duration::from_secs(60)) };
         let v = d.on_death(&stack(), "api", |n| n != "cron", Instant::now());
         assert_eq!(v, Verdict::Restart(["api", "jobs", "migrate"].map(String::from).into()));
     }
 
     #[test]
     fn intensity_gives_up() {
-        let mut d = Decider { strategy: Strategy::OneForOne, intensity: RestartIntensity::new(1, Duration::from_secs(60)) };
+        let mut d =
+            Decider { strategy: Strategy::OneForOne, intensity: RestartIntensity::new(1, Duration::from_secs(60)) };
         let t = Instant::now();
         assert!(matches!(d.on_death(&stack(), "migrate", |_| true, t), Verdict::Restart(_)));
         assert_eq!(d.on_death(&stack(), "migrate", |_| true, t), Verdict::GiveUp { restarts: 1 });

@@ -31,7 +31,9 @@ pub enum TreeConfigError {
     #[error("depends_on cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
     /// `completed` of a service, which never completes.
-    #[error("program {program:?} waits for {service:?} to complete, but {service:?} is a service (only a oneshot completes)")]
+    #[error(
+        "program {program:?} waits for {service:?} to complete, but {service:?} is a service (only a oneshot completes)"
+    )]
     NeverCompletes {
         /// The program.
         program: String,
@@ -83,7 +85,9 @@ pub enum TreeError {
         source: Arc<ClusterError>,
     },
     /// More program deaths than the tree's intensity allows: the tree gave up and stopped.
-    #[error("program {program:?} died ({cause}) and the tree gave up: {restarts} program restarts within {period_ms} ms")]
+    #[error(
+        "program {program:?} died ({cause}) and the tree gave up: {restarts} program restarts within {period_ms} ms"
+    )]
     GaveUp {
         /// The program whose death was one too many.
         program: String,

@@ -59,9 +59,7 @@ impl Graph {
             if deps.insert(p.name.clone(), p.depends_on.clone()).is_some() {
                 return Err(TreeConfigError::Duplicate(p.name.clone()));
             }
-            p.config
-                .validate()
-                .map_err(|source| TreeConfigError::Program { program: p.name.clone(), source })?;
+            p.config.validate().map_err(|source| TreeConfigError::Program { program: p.name.clone(), source })?;
         }
         for p in programs {
             for (dep, condition) in &p.depends_on {
@@ -118,9 +116,7 @@ fn topological(
     let mut order: Vec<String> = Vec::with_capacity(declared.len());
     let mut placed = BTreeSet::new();
     while order.len() < declared.len() {
-        let next = declared
-            .iter()
-            .find(|n| !placed.contains(*n) && deps[*n].iter().all(|(d, _)| placed.contains(d)));
+        let next = declared.iter().find(|n| !placed.contains(*n) && deps[*n].iter().all(|(d, _)| placed.contains(d)));
         match next {
             Some(n) => {
                 placed.insert(n.clone());
@@ -134,7 +130,11 @@ fn topological(
 
 /// A cycle among the programs not placed: follow unplaced dependencies from the first one
 /// until a name comes again.
-fn cycle(declared: &[String], deps: &BTreeMap<String, Vec<(String, Condition)>>, placed: &BTreeSet<String>) -> Vec<String> {
+fn cycle(
+    declared: &[String],
+    deps: &BTreeMap<String, Vec<(String, Condition)>>,
+    placed: &BTreeSet<String>,
+) -> Vec<String> {
     let Some(mut at) = declared.iter().find(|n| !placed.contains(*n)).cloned() else { return Vec::new() };
     let mut path: Vec<String> = Vec::new();
     loop {
@@ -158,7 +158,8 @@ mod tests {
     use crate::config::cluster::ClusterConfig;
 
     fn p(name: &str, deps: &[&str]) -> ProgramSpec {
-        deps.iter().fold(ProgramSpec::service(name, ClusterConfig::default()), |p, d| p.depends_on(*d, Condition::Started))
+        deps.iter()
+            .fold(ProgramSpec::service(name, ClusterConfig::default()), |p, d| p.depends_on(*d, Condition::Started))
     }
 
     #[test]

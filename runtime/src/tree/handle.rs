@@ -27,7 +27,9 @@ impl<M, R> Clone for TreeHandle<M, R> {
         TreeHandle {
             actor: self.actor.clone(),
             reconfigure: self.reconfigure.clone(),
-            done: self.done.clone(), subscribers: self.subscribers.clone() }
+            done: self.done.clone(),
+            subscribers: self.subscribers.clone(),
+        }
     }
 }
 
@@ -113,7 +115,10 @@ where
     /// No such program, not running, or its cluster refused (a reload running, no such slot).
     pub async fn restart_program(&self, name: &str, slot: Option<usize>) -> Result<Vec<Replaced>, TreeError> {
         let cluster = self.program(name).await?;
-        let program = |source: crate::api::error::ClusterError| TreeError::Program { program: name.to_string(), source: source.into() };
+        let program = |source: crate::api::error::ClusterError| TreeError::Program {
+            program: name.to_string(),
+            source: source.into(),
+        };
         match slot {
             Some(slot) => cluster.restart(slot).await.map(|r| vec![r]).map_err(program),
             None => cluster.reload().await.map(|r| r.replaced).map_err(program),
@@ -140,7 +145,10 @@ where
     /// No such program, not running, or its cluster refused.
     pub async fn scale(&self, name: &str, request: Scale) -> Result<ScaleReport, TreeError> {
         let cluster = self.program(name).await?;
-        cluster.scale(request).await.map_err(|source| TreeError::Program { program: name.to_string(), source: source.into() })
+        cluster
+            .scale(request)
+            .await
+            .map_err(|source| TreeError::Program { program: name.to_string(), source: source.into() })
     }
 
     /// Adds, removes and changes programs to match `config`, touching only those that

@@ -61,6 +61,17 @@ use child::Child;
 use decision::Decider;
 use events::Subscribers;
 
+tokio::task_local! {
+    /// Set while a tree spawns one of its programs' clusters.
+    static IN_TREE: ();
+}
+
+/// Whether the cluster being spawned is a program of a tree (which then notifies the
+/// service manager for the whole tree, not each cluster for itself).
+pub(crate) fn in_tree() -> bool {
+    IN_TREE.try_with(|()| ()).is_ok()
+}
+
 /// The tree actor: one [`TreeState`] machine over its programs' clusters, each spawned linked
 /// under it.
 #[derive(Debug)]
@@ -145,7 +156,11 @@ where
     type State = TreeState<M, R>;
     type Arguments = TreeArgs<R>;
 
-    async fn pre_start(&self, myself: ActorRef<TreeMsg<M, R>>, args: TreeArgs<R>) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TreeMsg<M, R>>,
+        args: TreeArgs<R>,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let TreeArgs { config, graph, subscribers, done } = args;
         let children = config.programs.into_iter().map(|p| (p.name.clone(), Child::new(p))).collect();
         Ok(TreeState {
@@ -168,7 +183,11 @@ where
         })
     }
 
-    async fn post_start(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         state.reconcile();
         Ok(())
     }
@@ -192,11 +211,8 @@ where
         event: SupervisionEvent,
         _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorFailed(cell, error) => {
-                tracing::debug!(actor = %cell.get_id(), %error, "a program's cluster failed")
-            }
-            _ => {}
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            tracing::debug!(actor = %cell.get_id(), %error, "a program's cluster failed");
         }
         Ok(())
     }

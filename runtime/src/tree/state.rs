@@ -103,6 +103,7 @@ where
             TreeMsg::Stop(reply) => {
                 if !self.stopping {
                     tracing::info!("stopping the tree, dependents first");
+                    crate::operator::systemd::stopping("stopping");
                 }
                 self.stopping = true;
                 if let Some(reply) = reply {
@@ -229,6 +230,7 @@ where
                     period_ms: self.period.as_millis(),
                 });
                 self.stopping = true;
+                crate::operator::systemd::stopping(&format!("program {name} gave up"));
                 self.emit(TreeEvent::GaveUp { program: name.into() });
             }
             Verdict::Restart(set) => {
@@ -289,7 +291,7 @@ where
             }
         }
         // 3. Removed programs that have stopped are forgotten.
-        self.children.retain(|_, c| !(c.removing && !c.phase.running()));
+        self.children.retain(|_, c| !c.removing || c.phase.running());
         // 4. A stopping tree is done once nothing runs.
         if self.stopping {
             if self.children.values().all(|c| !c.phase.running()) {
@@ -316,6 +318,8 @@ where
         {
             self.announced = true;
             tracing::info!("every program is up");
+            crate::operator::systemd::ready();
+            crate::operator::systemd::status(&format!("{} programs up", self.children.len()));
             self.emit(TreeEvent::Up);
         }
     }
@@ -355,7 +359,7 @@ where
         tracing::info!(program = name, workers = config.workers, "starting program");
         tokio::spawn(async move {
             let workers = config.workers;
-            let spawned = Cluster::<M, R>::spawn_linked(config, myself.get_cell()).await;
+            let spawned = super::IN_TREE.scope((), Cluster::<M, R>::spawn_linked(config, myself.get_cell())).await;
             let name = program.to_string();
             let (cluster, events) = match spawned {
                 Ok((cluster, events)) => (cluster, events),

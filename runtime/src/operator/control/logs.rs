@@ -67,7 +67,8 @@ impl LogRing {
 
     /// The last `n` lines (of `slot` and `program`, or all).
     pub(crate) fn tail(&self, slot: Option<usize>, program: Option<&str>, n: usize) -> Vec<LogLine> {
-        let mut out: Vec<LogLine> = self.lines.iter().rev().filter(|l| l.matches(slot, program)).take(n).cloned().collect();
+        let mut out: Vec<LogLine> =
+            self.lines.iter().rev().filter(|l| l.matches(slot, program)).take(n).cloned().collect();
         out.reverse();
         out
     }

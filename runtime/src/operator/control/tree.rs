@@ -129,7 +129,10 @@ where
                         Some(c) => c.config().await.ok().map(|c| super::describe(&c)),
                         None => None,
                     };
-                    out.insert(p.name.clone(), json!({"kind": p.kind.to_string(), "state": p.state.to_string(), "config": config}));
+                    out.insert(
+                        p.name.clone(),
+                        json!({"kind": p.kind.to_string(), "state": p.state.to_string(), "config": config}),
+                    );
                 }
                 Ok(json!({ "programs": out }))
             }
