@@ -59,10 +59,10 @@ mod routing;
 mod slot;
 mod supervision;
 mod sys;
-pub mod tree;
 mod upgrade;
 
 pub use api::events::lifecycle;
+pub use cluster::tree;
 pub use operator::{control, metrics};
 pub use sys::hang;
 

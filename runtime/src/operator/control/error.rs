@@ -70,9 +70,15 @@ pub(crate) enum ControlFailure {
     /// A command that needs a program, to a tree.
     #[error("this is a tree of programs: {0}")]
     IsATree(&'static str),
-    /// The tree refused or failed the request.
-    #[error(transparent)]
-    Tree(crate::tree::TreeError),
+    /// A tree of programs refused or failed the request (its own error, and the kind it
+    /// makes on the wire).
+    #[error("{error}")]
+    Tree {
+        /// The wire's kind.
+        kind: ErrorKind,
+        /// Why.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// `reload --all` stopped.
     #[cfg(feature = "cluster")]
     #[error(transparent)]
@@ -101,12 +107,7 @@ impl ControlFailure {
                 ErrorKind::Refused
             }
             ControlFailure::NotATree | ControlFailure::IsATree(_) => ErrorKind::BadRequest,
-            ControlFailure::Tree(crate::tree::TreeError::Program { source, .. })
-                if matches!(**source, ClusterError::NoSuchSlot { .. }) =>
-            {
-                ErrorKind::NoSuchSlot
-            }
-            ControlFailure::Tree(_) => ErrorKind::Refused,
+            ControlFailure::Tree { kind, .. } => *kind,
             ControlFailure::Upgrade(UpgradeError::Preflight(_) | UpgradeError::Handover(_)) => ErrorKind::Failed,
             ControlFailure::Upgrade(_) => ErrorKind::Refused,
             #[cfg(feature = "cluster")]

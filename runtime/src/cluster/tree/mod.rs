@@ -29,6 +29,7 @@
 //! ```
 
 mod child;
+mod control;
 mod decision;
 mod error;
 mod events;
@@ -141,7 +142,7 @@ where
         })?;
         let handle = TreeHandle::new(actor, reconfigure, done_rx, subscribers);
         if let Some(path) = control {
-            tokio::spawn(crate::operator::control::serve_tree(path, handle.clone()));
+            tokio::spawn(control::serve_tree(path, handle.clone()));
         }
         Ok((handle, events))
     }

@@ -60,8 +60,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::cluster::tree::spec::{Condition, ProgramSpec};
     use crate::config::cluster::ClusterConfig;
-    use crate::tree::spec::{Condition, ProgramSpec};
 
     fn stack() -> Graph {
         let c = ClusterConfig::default;

@@ -9,14 +9,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::error::ControlFailure;
-use super::logs::LogRing;
-use super::protocol::Command;
-use super::server::{Target, serve_target};
+use super::{ProgramInfo, TreeError, TreeEvent, TreeHandle};
+use crate::api::error::ClusterError;
 use crate::api::events::ClusterEvent;
 use crate::api::reports::{Replaced, Scale};
+use crate::operator::control::protocol::{Command, ErrorKind};
+use crate::operator::control::{ControlFailure, LogRing, Target, serve_target};
 use crate::operator::status_json::{CpuMeter, status_row};
-use crate::tree::{ProgramInfo, TreeError, TreeEvent, TreeHandle};
 
 /// A tree, as its control socket serves it.
 struct TreeTarget<M, R> {
@@ -44,7 +43,13 @@ where
 }
 
 fn tree_failure(e: TreeError) -> ControlFailure {
-    ControlFailure::Tree(e)
+    let kind = match &e {
+        TreeError::Program { source, .. } if matches!(**source, ClusterError::NoSuchSlot { .. }) => {
+            ErrorKind::NoSuchSlot
+        }
+        _ => ErrorKind::Refused,
+    };
+    ControlFailure::Tree { kind, error: Box::new(e) }
 }
 
 fn replaced_json(replaced: &[Replaced]) -> Vec<Value> {
@@ -126,7 +131,7 @@ where
                 let mut out = serde_json::Map::new();
                 for p in tree.status().await.map_err(tree_failure)? {
                     let config = match &p.cluster {
-                        Some(c) => c.config().await.ok().map(|c| super::describe(&c)),
+                        Some(c) => c.config().await.ok().map(|c| crate::operator::control::describe(&c)),
                         None => None,
                     };
                     out.insert(

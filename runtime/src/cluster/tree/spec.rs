@@ -228,13 +228,4 @@ impl TreeConfig {
         self.control = control;
         self
     }
-
-    /// Checks names, dependencies (no unknown name, no cycle) and every program's cluster.
-    ///
-    /// # Errors
-    ///
-    /// The first problem found.
-    pub fn validate(&self) -> Result<(), super::error::TreeConfigError> {
-        super::graph::Graph::of(&self.programs).map(|_| ())
-    }
 }

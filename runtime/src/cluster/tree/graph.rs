@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::TreeConfigError;
-use super::spec::{Condition, Kind, ProgramSpec};
+use super::spec::{Condition, Kind, ProgramSpec, TreeConfig};
 
 /// The programs by name, with their dependencies, in a topological order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,17 @@ pub struct Graph {
     deps: BTreeMap<String, Vec<(String, Condition)>>,
     /// Every program after all it depends on (ties in declaration order).
     order: Vec<String>,
+}
+
+impl TreeConfig {
+    /// Checks names, dependencies (no unknown name, no cycle) and every program's cluster.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), TreeConfigError> {
+        Graph::of(&self.programs).map(|_| ())
+    }
 }
 
 /// Whether `name` is `[a-z0-9_-]+`.
