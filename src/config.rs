@@ -2,7 +2,8 @@
 //! the types its builder methods take — how workers are started ([`WorkerExec`],
 //! [`ForeignWorker`]), where their output goes ([`WorkerOutput`], [`LogFiles`]), how
 //! connections are spread ([`Scheduling`], [`StickyKey`]), what a foreign program listens on
-//! ([`ListenSpec`]) and how it says it is ready ([`Readiness`]) — with their errors, and
+//! ([`ListenSpec`]), how it says it is ready ([`Readiness`]) and how it is checked
+//! ([`Check`], [`ProbeConfig`]) — with their errors, and
 //! [`Reconfigure`], a change applied to a running cluster.
 //!
 //! Supervision settings (restart policy, backoff, restart intensity, escalation) are in
@@ -26,7 +27,7 @@
 
 pub use corral_protocol::Scheduling;
 pub use corral_runtime::{
-    ConfigError, ConfigNumber, ConfigProblem, ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, LogFiles,
-    MAX_DURATION, MAX_WORKERS, Readiness, ReadinessError, Reconfigure, ReconfigureError, StickyKey, StickyKeyError,
-    Unchangeable, WorkerExec, WorkerOutput,
+    Check, CheckError, ConfigError, ConfigNumber, ConfigProblem, ForeignWorker, ListenAddr, ListenSpec,
+    ListenSpecError, LogFiles, MAX_DURATION, MAX_WORKERS, ProbeConfig, Readiness, ReadinessError, Reconfigure,
+    ReconfigureError, StickyKey, StickyKeyError, Unchangeable, WorkerExec, WorkerOutput,
 };

@@ -27,5 +27,5 @@
 
 pub use corral_runtime::{
     Backoff, ClusterArgs, ClusterMsg, ClusterSignal, ClusterState, Escalation, ExitStatus, KillReason, KilledWorker,
-    Restart, RestartIntensity, StartFailure,
+    PinsFull, ProbeError, Restart, RestartIntensity, StartFailure, TargetError,
 };

@@ -54,6 +54,7 @@ mod config;
 #[cfg(feature = "cluster")]
 pub mod node;
 mod operator;
+mod probe;
 mod process;
 mod routing;
 mod slot;
@@ -72,7 +73,7 @@ pub use api::events::{ClusterEvent, OutputStream};
 pub use api::handle::ClusterHandle;
 pub use api::msg::ClusterMsg;
 pub use api::reports::{ReloadReport, Replaced, Scale, ScaleReport};
-pub use api::status::{Steered, WorkerState, WorkerStatus};
+pub use api::status::{LastProbe, Steered, WorkerState, WorkerStatus};
 pub use cluster::{Cluster, ClusterArgs, ClusterSignal, ClusterState};
 pub use config::cluster::{
     ClusterConfig, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable, WorkerExec,
@@ -82,6 +83,7 @@ pub use config::control_socket::ControlSocket;
 pub use config::error::{ConfigError, ConfigNumber, ConfigProblem};
 pub use config::foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readiness, ReadinessError};
 pub use config::node::{COOKIE_ENV, Cookie, CookieError, NodeConfig, NodeMessage};
+pub use config::probe::{Check, CheckError, ProbeConfig};
 pub use config::sticky_key::{StickyKey, StickyKeyError};
 pub use corral_protocol::{
     CallError, ListenRefusal, PoolStats, ProtocolError, ReplyError, ReplyTo, Scheduling, WorkerStats,
@@ -89,8 +91,11 @@ pub use corral_protocol::{
 pub use operator::logfile::reopen_log_files;
 pub use operator::metrics::{MetricsAddrError, parse_metrics_addr};
 pub use operator::status_table::StatusTable;
+pub use probe::ProbeError;
 pub use process::reaper::{Reaper, ReaperRole, orphans_adopted};
 pub use routing::balance::ListenerCounts;
+pub use routing::balance::targeted::TargetError;
+pub use routing::steer::pins::PinsFull;
 pub use supervision::backoff::Backoff;
 pub use supervision::escalation::Escalation;
 pub use supervision::exit::ExitStatus;

@@ -229,6 +229,11 @@ fn table(workers: &[Value], with_node: bool) -> String {
     if steered {
         header.push("steering");
     }
+    // Health probes: the last one's result and age.
+    let probed = workers.iter().any(|w| !w["probe"].is_null());
+    if probed {
+        header.push("probe");
+    }
     t.set_header(header);
     for w in workers {
         let opt = |v: &Value| if v.is_null() { "-".to_string() } else { v.to_string().trim_matches('"').to_string() };
@@ -265,9 +270,32 @@ fn table(workers: &[Value], with_node: bool) -> String {
                 _ => "-".into(),
             });
         }
+        if probed {
+            row.push(probe_cell(&w["probe"]));
+        }
         t.add_row(row);
     }
     format!("{t}\n")
+}
+
+/// The last probe of a worker: `ok 2s ago (3 ms)`, `failed 1/3 1s ago: answered 500`.
+fn probe_cell(probe: &Value) -> String {
+    if probe.is_null() {
+        return "-".into();
+    }
+    let age = probe["age_ms"].as_u64().map_or("?".into(), |ms| {
+        humantime::format_duration(Duration::from_millis(ms - ms % 100)).to_string().replace(' ', "")
+    });
+    let took = probe["took_ms"].as_f64().map_or(String::new(), |ms| format!(" ({ms:.0} ms)"));
+    match probe["passed"].as_bool() {
+        Some(true) => format!("ok {age} ago{took}"),
+        _ => {
+            let failures = probe["failures"].as_u64().unwrap_or(0);
+            let error = probe["error"].as_str().unwrap_or("failed");
+            let error: String = error.chars().take(60).collect();
+            format!("failed ×{failures} {age} ago: {error}")
+        }
+    }
 }
 
 /// A command with a one-shot answer, printed (as JSON with `--json`).

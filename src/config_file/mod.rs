@@ -32,9 +32,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use corral_runtime::{
-    Backoff, ClusterConfig, ConfigProblem, CookieError, Escalation, ForeignWorker, ListenSpec, ListenSpecError,
-    LogFiles, MetricsAddrError, Readiness, ReadinessError, Restart, Scheduling, StickyKey, StickyKeyError, WorkerExec,
-    WorkerOutput,
+    Backoff, Check, CheckError, ClusterConfig, ConfigProblem, CookieError, Escalation, ForeignWorker, ListenSpec,
+    ListenSpecError, LogFiles, MetricsAddrError, ProbeConfig, Readiness, ReadinessError, Restart, Scheduling,
+    StickyKey, StickyKeyError, WorkerExec, WorkerOutput,
 };
 
 use crate::settings::Settings;
@@ -114,6 +114,9 @@ pub enum FileProblem {
     /// A bad readiness.
     #[error(transparent)]
     Ready(#[from] ReadinessError),
+    /// A bad health check.
+    #[error(transparent)]
+    Check(#[from] CheckError),
     /// An environment file's line that is not dotenv syntax (`KEY=VALUE`); never shown, as
     /// its value may be a secret.
     #[error("not a KEY=VALUE line (dotenv syntax)")]
@@ -252,6 +255,7 @@ impl ConfigFile {
             stopping,
             restarts,
             recycling,
+            probe,
             backoff,
             logs,
             log: _,
@@ -343,14 +347,39 @@ impl ConfigFile {
         for (k, v) in p.env.iter().flatten() {
             c.env.push((k.into(), v.into()));
         }
+        if let Some(check) = &probe.check {
+            let check = check.parse::<Check>().map_err(|e| bad("probe.check", e.into()))?;
+            let d = ProbeConfig::new(check);
+            c.probe = Some(ProbeConfig {
+                every: probe.every.unwrap_or(d.every),
+                timeout: probe.timeout.unwrap_or(d.timeout),
+                failures: probe.failures.unwrap_or(d.failures),
+                grace: probe.grace.unwrap_or(d.grace),
+                ..d
+            });
+        } else if probe.every.is_some() || probe.timeout.is_some() || probe.failures.is_some() || probe.grace.is_some()
+        {
+            return Err(bad("probe.check", FileProblem::Needed("by the other probe settings (--probe CHECK)")));
+        }
+        if probe.listener.is_some() {
+            c.probe_listener = probe.listener.clone();
+        }
         if let Some(n) = readiness.ready_min {
             c.ready_min = (n > 0).then_some(n);
+        }
+        // A library cluster's workers say when they are ready; a check may come on top.
+        let ready = match (&p.program, &readiness.ready) {
+            (None, Some(r)) => Some(r.parse::<Readiness>().map_err(|e| bad("ready", e.into()))?),
+            _ => None,
+        };
+        if let Some(Readiness::Check(check)) = ready {
+            c.ready_check = Some(check);
         }
         if let Some(program) = &p.program {
             c.exec = WorkerExec::Foreign(self.foreign(program)?);
         } else if let Some(key) = [
             ("listen", listeners.listen.is_some()),
-            ("ready", readiness.ready.is_some()),
+            ("ready", readiness.ready.is_some() && c.ready_check.is_none()),
             ("stop_signal", stopping.stop_signal.is_some()),
             ("watchdog", readiness.watchdog.is_some()),
         ]

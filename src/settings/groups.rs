@@ -14,8 +14,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    self, checked_listen, checked_metrics, checked_ready, checked_signal, checked_sticky_key, parse_duration,
-    parse_env, parse_size,
+    self, checked_check, checked_listen, checked_metrics, checked_ready, checked_signal, checked_sticky_key,
+    parse_duration, parse_env, parse_size,
 };
 
 /// The program: what every worker runs, with what, where and as whom.
@@ -92,8 +92,10 @@ pub struct ListenerSettings {
 /// Readiness and health: when a worker counts as ready, and when it is deemed stuck.
 #[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
 pub struct ReadinessSettings {
-    /// When a new worker counts as ready: `notify` (it sends `READY=1`) or `delay:MS`.
-    #[arg(long, value_name = "notify|delay:MS", value_parser = checked_ready)]
+    /// When a new worker counts as ready: `notify` (it sends `READY=1`), `delay:MS`, or a check
+    /// of it through its listener until one passes (`http:/PATH`, `tcp`, `exec:CMD`).
+    #[arg(long, value_name = "WHEN", value_parser = checked_ready)]
+    #[schemars(example = &"http:/healthz")]
     pub ready: Option<String>,
     /// How many ready workers make the cluster ready for the metrics endpoint's `GET /readyz`
     /// (200; else 503 with the status as JSON); 0 or absent: every configured worker.
@@ -120,6 +122,42 @@ pub struct ReadinessSettings {
     #[serde(default, with = "values::duration")]
     #[schemars(with = "Option<String>")]
     pub heartbeat_timeout: Option<Duration>,
+}
+
+/// `[probe]`: liveness probes of every ready worker, each reaching that one worker through
+/// the listener its clients use. After `failures` in a row the worker is steered out at once,
+/// diagnosed (a hang report), drained and replaced by the restart policy (`MissedProbe`).
+/// `http` and `tcp` checks need reuse-port (or sticky) scheduling; `exec` works with any.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSettings {
+    /// What is checked: `http:/PATH` (2xx/3xx), `tcp` (the worker takes the connection) or
+    /// `exec:CMD` (exits 0).
+    #[arg(id = "probe.check", long = "probe", value_name = "CHECK", value_parser = checked_check)]
+    #[schemars(example = &"http:/healthz")]
+    pub check: Option<String>,
+    /// How often each worker is probed.
+    #[arg(id = "probe.every", long = "probe-every", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub every: Option<Duration>,
+    /// How long one probe may take.
+    #[arg(id = "probe.timeout", long = "probe-timeout", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    /// Failures in a row that get a worker replaced.
+    #[arg(id = "probe.failures", long = "probe-failures", value_name = "N")]
+    pub failures: Option<u32>,
+    /// How long after a worker is ready its first probe waits.
+    #[arg(id = "probe.grace", long = "probe-grace", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub grace: Option<Duration>,
+    /// The listener `http` and `tcp` probes go through (its name); default: the first.
+    #[arg(id = "probe.listener", long = "probe-listener", value_name = "NAME")]
+    #[schemars(example = &"web")]
+    pub listener: Option<String>,
 }
 
 /// Stopping: how a worker is asked to drain, and when it is killed.

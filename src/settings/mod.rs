@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 pub use generate::{Group, Setting, reference_page, schema, settings_of, template, toml_value, with_defaults};
 use groups::{
-    BackoffSettings, ListenerSettings, LogSettings, LogsSettings, MetricsSettings, NodeSettings, ProgramSettings,
-    ReadinessSettings, RecycleSettings, RestartSettings, StopSettings,
+    BackoffSettings, ListenerSettings, LogSettings, LogsSettings, MetricsSettings, NodeSettings, ProbeSettings,
+    ProgramSettings, ReadinessSettings, RecycleSettings, RestartSettings, StopSettings,
 };
 
 /// The settings of a cluster run by `corral run`: `corral.toml` as a whole, and the flags of
@@ -57,6 +57,10 @@ pub struct Settings {
     #[command(flatten, next_help_heading = "Restarts")]
     #[serde(flatten)]
     pub restarts: RestartSettings,
+    /// `[probe]`.
+    #[command(flatten, next_help_heading = "Liveness probes")]
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub probe: ProbeSettings,
     /// `[backoff]`.
     #[command(flatten, next_help_heading = "Backoff")]
     #[serde(default, skip_serializing_if = "is_default")]
@@ -139,6 +143,14 @@ impl Settings {
                 max_requests: c.max_requests,
                 max_requests_jitter: Some(c.max_requests_jitter),
                 recycle_concurrency: Some(c.recycle_concurrency),
+            },
+            probe: ProbeSettings {
+                check: None,
+                every: Some(corral_runtime::ProbeConfig::DEFAULT_EVERY),
+                timeout: Some(corral_runtime::ProbeConfig::DEFAULT_TIMEOUT),
+                failures: Some(corral_runtime::ProbeConfig::DEFAULT_FAILURES),
+                grace: Some(std::time::Duration::ZERO),
+                listener: None,
             },
             backoff: BackoffSettings { base: Some(base), factor: Some(factor), max: Some(max), jitter: Some(jitter) },
             logs: LogsSettings {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use corral_runtime::{ListenSpec, ListenSpecError, MetricsAddrError, Readiness, ReadinessError};
+use corral_runtime::{Check, CheckError, ListenSpec, ListenSpecError, MetricsAddrError, Readiness, ReadinessError};
 
 /// A value that does not parse, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -41,6 +41,9 @@ pub enum ValueError {
     /// Not a readiness.
     #[error(transparent)]
     Ready(#[from] ReadinessError),
+    /// Not a health check.
+    #[error(transparent)]
+    Check(#[from] CheckError),
     /// Not a metrics address.
     #[error(transparent)]
     Metrics(#[from] MetricsAddrError),
@@ -124,6 +127,10 @@ pub(crate) fn checked_listen(s: &str) -> Result<String, ValueError> {
 
 pub(crate) fn checked_ready(s: &str) -> Result<String, ValueError> {
     Ok(s.parse::<Readiness>()?.to_string())
+}
+
+pub(crate) fn checked_check(s: &str) -> Result<String, ValueError> {
+    Ok(s.parse::<Check>()?.to_string())
 }
 
 pub(crate) fn checked_metrics(s: &str) -> Result<String, ValueError> {

@@ -10,7 +10,9 @@ LISTEN_FDNAMES must give fd 3), ORPHAN_LIFE (seconds an orphan of GET /orphan li
 Paths: GET /env/NAME answers the value of NAME in its environment ("<unset>" without it);
 GET /orphan leaves an orphan, as daemonising libraries and crash reporters do (a child that
 calls setsid(), forks a grandchild `sleep ORPHAN_LIFE` and exits), and answers its pid;
-GET /print/TEXT prints TEXT on stdout; anything else answers "<slot> <pid>"."""
+GET /print/TEXT prints TEXT on stdout; GET /healthz answers 200 "ok" (500 after SIGUSR1;
+never, after SIGUSR2: the connection is held until SIGTERM); anything else answers
+"<slot> <pid>"."""
 import os, sys
 
 # First thing, before the slower imports: the tests count the processes started.
@@ -37,10 +39,29 @@ sock = socket.socket(fileno=3)
 sock.setblocking(False)
 
 
+health = ["ok"]  # ok | 500 | hang (SIGUSR1, SIGUSR2)
+released = threading.Event()  # set at SIGTERM: hanging /healthz requests give up
+signal.signal(signal.SIGUSR1, lambda *_: health.__setitem__(0, "500"))
+signal.signal(signal.SIGUSR2, lambda *_: health.__setitem__(0, "hang"))
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
+        if self.path == "/healthz":
+            if health[0] == "hang":
+                released.wait(120)
+                self.close_connection = True
+                return
+            code, body = (500, b"unhealthy\n") if health[0] == "500" else (200, b"ok\n")
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
         if self.path.startswith("/slow"):
             time.sleep(0.05)
         if self.path.startswith("/print/"):
@@ -93,7 +114,12 @@ class Server(ThreadingHTTPServer):
 
 server = Server(sock.getsockname()[:2], Handler, bind_and_activate=False)
 server.socket = sock
-signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+def on_term(*_):
+    released.set()
+    threading.Thread(target=server.shutdown, daemon=True).start()
+
+
+signal.signal(signal.SIGTERM, on_term)
 
 
 def notify(message):

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use corral_protocol::WorkerStats;
 
+use crate::config::probe::Check;
+
 /// Where a slot is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerState {
@@ -53,6 +55,33 @@ pub struct WorkerStatus {
     /// Reuse-port scheduling: whether new connections are steered to the slot's socket, and
     /// how many wait in its accept queue (`None` in other schedulings).
     pub steering: Option<Steered>,
+    /// The last health probe of the current process (readiness or liveness), if any.
+    pub probe: Option<LastProbe>,
+}
+
+/// The last health probe of a worker, as [`WorkerStatus::probe`] reports it.
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_runtime::{Check, LastProbe};
+/// let p = LastProbe { check: Check::Tcp, passed: false, age: Duration::from_secs(2), took: Duration::from_millis(1000),
+///     failures: 2, error: Some("no answer within 1s".into()) };
+/// assert!(!p.passed && p.failures == 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastProbe {
+    /// What was checked.
+    pub check: Check,
+    /// Whether it passed.
+    pub passed: bool,
+    /// How long ago it was made.
+    pub age: Duration,
+    /// How long it took.
+    pub took: Duration,
+    /// Liveness probes failed in a row so far.
+    pub failures: u32,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
 }
 
 /// A reuse-port slot's steering, as [`WorkerStatus::steering`] reports it.
@@ -88,6 +117,7 @@ impl WorkerStatus {
             heartbeat_latency: None,
             status_text: None,
             steering: None,
+            probe: None,
         }
     }
 }

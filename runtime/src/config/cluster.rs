@@ -12,6 +12,7 @@ use crate::config::control_socket::ControlSocket;
 use crate::config::error::{ConfigError, ConfigNumber, ConfigProblem};
 use crate::config::foreign::ForeignWorker;
 use crate::config::node::NodeConfig;
+use crate::config::probe::{Check, ProbeConfig};
 use crate::config::sticky_key::StickyKey;
 use crate::supervision::backoff::Backoff;
 use crate::supervision::escalation::Escalation;
@@ -251,6 +252,22 @@ pub struct ClusterConfig {
     /// reaps; [`Reaper`](crate::process::reaper::Reaper) does it for your own primary.
     /// Default: `true`.
     pub reap_orphans: bool,
+    /// A check a new worker must pass before it counts as ready, after it said so itself (a
+    /// corral worker's ready message; for a foreign worker, [`Readiness::Check`] in its
+    /// [`ForeignWorker::ready`] sets it instead). Tried every 100 ms, backing off to 1 s, until
+    /// `listen_timeout`. Reloads, restarts and scale-ups wait for it. Default: none.
+    ///
+    /// [`Readiness::Check`]: crate::config::foreign::Readiness::Check
+    /// [`ForeignWorker::ready`]: crate::config::foreign::ForeignWorker::ready
+    pub ready_check: Option<Check>,
+    /// Liveness probes of every ready worker, beside the heartbeat: a worker that fails
+    /// [`ProbeConfig::failures`] in a row is steered out, diagnosed, drained and replaced.
+    /// HTTP and TCP checks need a listener each worker has its own socket in (reuse-port
+    /// scheduling; `shared` is refused). Default: none.
+    pub probe: Option<ProbeConfig>,
+    /// The listener HTTP and TCP probes go through (its name, or the address a worker asked
+    /// for). Default: the first (by name order for a foreign cluster, by address otherwise).
+    pub probe_listener: Option<String>,
     /// This primary's place in a node set (needs the `cluster` feature): its host agent joins
     /// the process group named after the cluster, and `status --all`, `reload --all` and
     /// `broadcast` reach every node. Default: none (a single host).
@@ -293,6 +310,9 @@ impl Default for ClusterConfig {
             metrics: None,
             ready_min: None,
             reap_orphans: true,
+            ready_check: None,
+            probe: None,
+            probe_listener: None,
             node: None,
         }
     }
@@ -374,6 +394,12 @@ setters! {
     ready_min: Option<usize>,
     /// Sets [`ClusterConfig::reap_orphans`].
     reap_orphans: bool,
+    /// Sets [`ClusterConfig::ready_check`].
+    ready_check: Option<Check>,
+    /// Sets [`ClusterConfig::probe`].
+    probe: Option<ProbeConfig>,
+    /// Sets [`ClusterConfig::probe_listener`].
+    probe_listener: Option<String>,
     /// Sets [`ClusterConfig::heartbeat_interval`].
     heartbeat_interval: Duration,
     /// Sets [`ClusterConfig::heartbeat_timeout`].
@@ -472,6 +498,8 @@ impl ClusterConfig {
     /// `heartbeat_timeout`; any duration over [`MAX_DURATION`]; `max_frame_length` under 64 bytes or
     /// over 4 GiB; `event_buffer` or `send_buffer` zero; an empty `name`; a `sticky_key`
     /// port prefix outside 1 – 16 bits; `steer_by_client` without reuse-port scheduling;
+    /// a `probe` with a zero `every` or `timeout` or zero `failures`; an HTTP or TCP ready
+    /// check or probe with `shared` scheduling;
     /// `recycle_concurrency` 0 or over [`MAX_WORKERS`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, problem: ConfigProblem| Err(ConfigError::Invalid { field, problem });
@@ -496,8 +524,8 @@ impl ClusterConfig {
         });
         let foreign = self.exec.foreign();
         let watchdog = foreign.and_then(|f| f.watchdog).map(|w| ("exec.watchdog", w));
-        let ready = match foreign.map(|f| f.ready) {
-            Some(crate::config::foreign::Readiness::Delay(d)) => Some(("exec.ready", d)),
+        let ready = match foreign.map(|f| &f.ready) {
+            Some(crate::config::foreign::Readiness::Delay(d)) => Some(("exec.ready", *d)),
             _ => None,
         };
         if let Some((field, d)) =
@@ -576,6 +604,33 @@ impl ClusterConfig {
             }
             if files.max_bytes == 0 {
                 return bad("log_files.max_bytes", ConfigProblem::Zero);
+            }
+        }
+        if let Some(probe) = &self.probe {
+            for (field, d) in [("probe.every", probe.every), ("probe.timeout", probe.timeout)] {
+                if d.is_zero() {
+                    return bad(field, ConfigProblem::Zero);
+                }
+            }
+            for (field, d) in
+                [("probe.every", probe.every), ("probe.timeout", probe.timeout), ("probe.grace", probe.grace)]
+            {
+                if d > MAX_DURATION {
+                    return bad(field, ConfigProblem::TooLong { value: d, limit: MAX_DURATION });
+                }
+            }
+            if probe.failures == 0 {
+                return bad("probe.failures", ConfigProblem::AtLeastOne);
+            }
+        }
+        let ready_check = match self.exec.foreign().map(|f| &f.ready) {
+            Some(crate::config::foreign::Readiness::Check(check)) => Some(("exec.ready", check)),
+            _ => self.ready_check.as_ref().map(|c| ("ready_check", c)),
+        };
+        let checks = ready_check.into_iter().chain(self.probe.as_ref().map(|p| ("probe.check", &p.check)));
+        for (field, check) in checks {
+            if check.targets_one_worker() && self.scheduling == Scheduling::Shared {
+                return bad(field, ConfigProblem::ProbeNeedsOwnSocket { check: check.to_string() });
             }
         }
         if let Some(foreign) = self.exec.foreign() {

@@ -100,6 +100,15 @@ pub enum ConfigProblem {
     /// Client steering without reuse-port scheduling.
     #[error("needs scheduling = reuseport (only reuse-port groups are steered)")]
     SteerNeedsReusePort,
+    /// An HTTP or TCP health check with `shared` scheduling, where no connection can be
+    /// made to one chosen worker.
+    #[error(
+        "{check} cannot reach one worker with shared scheduling (every worker accepts on one socket): use reuseport (sticky and the primary-accept modes work too), or an exec: check"
+    )]
+    ProbeNeedsOwnSocket {
+        /// The check.
+        check: String,
+    },
     /// A foreign program with a scheduling where the primary accepts.
     #[error("a foreign program's workers accept themselves: use reuseport, shared or sticky")]
     ForeignAccepts,

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::config::probe::Check;
+
 /// A program that does not speak corral's protocol, run as the cluster's workers.
 ///
 /// Each worker gets the cluster's listening sockets as systemd passes them: fds 3, 4, …,
@@ -94,18 +96,22 @@ impl ForeignWorker {
 /// use corral_runtime::Readiness;
 /// assert_eq!("delay:300".parse::<Readiness>().unwrap(), Readiness::Delay(Duration::from_millis(300)));
 /// assert_eq!("notify".parse::<Readiness>().unwrap(), Readiness::Notify);
+/// assert_eq!("tcp".parse::<Readiness>().unwrap(), Readiness::Check(corral_runtime::Check::Tcp));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
     /// When it sends `READY=1` to its `NOTIFY_SOCKET` (systemd's `Type=notify`).
     Notify,
     /// This long after it started (einhorn's timer ACK), for programs that speak nothing.
     Delay(Duration),
+    /// When a health check of it passes, tried every 100 ms (backing off to 1 s) from its
+    /// start until `listen_timeout`: `http:/PATH`, `tcp` or `exec:COMMAND`.
+    Check(Check),
 }
 
-/// A `--ready` value that is neither `notify` nor `delay:MS`.
+/// A `--ready` value that is not `notify`, `delay:MS` or a [`Check`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a readiness: use notify or delay:MS")]
+#[error("{0:?} is not a readiness: use notify, delay:MS, http:/PATH, tcp or exec:COMMAND")]
 pub struct ReadinessError(pub String);
 
 impl FromStr for Readiness {
@@ -115,10 +121,13 @@ impl FromStr for Readiness {
         if s == "notify" {
             return Ok(Readiness::Notify);
         }
-        s.strip_prefix("delay:")
-            .and_then(|ms| ms.parse::<u64>().ok())
-            .map(|ms| Readiness::Delay(Duration::from_millis(ms)))
-            .ok_or_else(|| ReadinessError(s.to_string()))
+        if let Some(ms) = s.strip_prefix("delay:") {
+            return ms
+                .parse::<u64>()
+                .map(|ms| Readiness::Delay(Duration::from_millis(ms)))
+                .map_err(|_| ReadinessError(s.to_string()));
+        }
+        s.parse::<Check>().map(Readiness::Check).map_err(|_| ReadinessError(s.to_string()))
     }
 }
 
@@ -127,6 +136,7 @@ impl fmt::Display for Readiness {
         match self {
             Readiness::Notify => f.write_str("notify"),
             Readiness::Delay(d) => write!(f, "delay:{}", d.as_millis()),
+            Readiness::Check(check) => check.fmt(f),
         }
     }
 }

@@ -9,4 +9,5 @@ pub(crate) mod control_socket;
 pub(crate) mod error;
 pub(crate) mod foreign;
 pub(crate) mod node;
+pub(crate) mod probe;
 pub(crate) mod sticky_key;

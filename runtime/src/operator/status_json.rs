@@ -65,6 +65,14 @@ pub(crate) fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
         "steered_in": w.steering.map(|s| s.steered_in),
         "queued": w.steering.map(|s| s.queued),
         "heartbeat_ms": w.heartbeat_latency.map(|l| l.as_secs_f64() * 1000.0),
+        "probe": w.probe.as_ref().map(|p| json!({
+            "check": p.check.to_string(),
+            "passed": p.passed,
+            "age_ms": p.age.as_millis() as u64,
+            "took_ms": p.took.as_secs_f64() * 1000.0,
+            "failures": p.failures,
+            "error": p.error,
+        })),
     })
 }
 

@@ -27,6 +27,7 @@ use crate::api::status::{WorkerState, WorkerStatus};
 ///     heartbeat_latency: Some(Duration::from_micros(180)),
 ///     status_text: None,
 ///     steering: None,
+///     probe: None,
 /// };
 /// let table = StatusTable(&[row]).to_string();
 /// assert!(table.contains("4242"));

@@ -140,6 +140,13 @@ impl<M> Process<M> {
         let _ = self.commands.send(command);
     }
 
+    /// Diagnoses what the process is doing (at most about
+    /// [`hang::BUDGET`](crate::sys::hang::BUDGET)), reported as [`ProcessEventKind::Hung`],
+    /// and leaves it running; what is asked of it next waits for the diagnosis.
+    pub(crate) fn diagnose(&self) {
+        let _ = self.commands.send(ProcessCommand::Diagnose);
+    }
+
     /// Kills it as [`kill`](Self::kill) does, after a diagnosis of what it is doing (at most
     /// about [`hang::BUDGET`](crate::sys::hang::BUDGET)), reported as [`ProcessEventKind::Hung`].
     pub(crate) fn diagnose_and_kill(&self) {
@@ -436,7 +443,7 @@ pub(crate) fn adopt<M: Send + 'static>(spec: AdoptSpec, config: &ClusterConfig) 
         AdoptChannel::Foreign { notify } => {
             let notify = notify::NotifySocket::adopt(std::os::unix::net::UnixDatagram::from(notify))?;
             let (stop_signal, ready) = match config.exec.foreign() {
-                Some(f) => (Signal::try_from(f.stop_signal).unwrap_or(Signal::SIGTERM), f.ready),
+                Some(f) => (Signal::try_from(f.stop_signal).unwrap_or(Signal::SIGTERM), f.ready.clone()),
                 None => (Signal::SIGTERM, Readiness::Notify),
             };
             let process = foreign_process(pid, stop_signal, commands_tx, taker);
@@ -481,7 +488,7 @@ async fn start_foreign<M>(
     let stop_signal = Signal::try_from(foreign.stop_signal).unwrap_or(Signal::SIGTERM);
     let (giver, taker) = handover::pair();
     let process = foreign_process(pid, stop_signal, commands_tx, taker);
-    let channel = IoChannel::Foreign { notify, ready: foreign.ready, adopted: false, given };
+    let channel = IoChannel::Foreign { notify, ready: foreign.ready.clone(), adopted: false, given };
     let (child, output) = child_output(child)?;
     Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver, hang: None }))
 }

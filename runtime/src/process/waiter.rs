@@ -31,6 +31,9 @@ pub(crate) enum ProcessCommand {
         /// Kill the process's group, not only the process.
         group: bool,
     },
+    /// Diagnose what the process is doing ([`ProcessEventKind::Hung`]) and leave it running
+    /// (it is drained next: a failed liveness probe).
+    Diagnose,
 }
 
 /// What the waiter does once the process has exited.
@@ -79,6 +82,16 @@ pub(crate) async fn run_waiter(
                 Some(ProcessCommand::SignalGroup(sig)) => {
                     if let Some(pid) = child.id() {
                         let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), sig);
+                    }
+                }
+                Some(ProcessCommand::Diagnose) => {
+                    if let Some(pid) = child.id() && !diagnosed {
+                        // Not reaped while this runs (this task is the reaper): bounded by
+                        // hang::BUDGET. Commands sent meanwhile (the drain) wait for it.
+                        diagnosed = true;
+                        let report = crate::sys::hang::diagnose(pid, hang.as_mut()).await;
+                        let kind = ProcessEventKind::Hung(Box::new(report));
+                        let _ = reports.send_message(ProcessEvent { generation, kind });
                     }
                 }
                 Some(ProcessCommand::DiagnoseThenKill { group }) => {

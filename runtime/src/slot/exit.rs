@@ -83,6 +83,7 @@ where
                     was_ready: proc.ready_at.is_some(),
                     protocol,
                     launch: Launch::Started,
+                    condemned: matches!(proc.killed, Some(KillReason::MissedProbe { .. })),
                 };
                 self.after_exit(exit);
             }

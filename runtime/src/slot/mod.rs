@@ -17,6 +17,7 @@
 //! | `exit.rs`       | a process's end; the restart decision applied                     |
 //! | `replace.rs`    | candidate → promoted → old retired                                |
 //! | `health.rs`     | heartbeats, memory and request recycling                          |
+//! | `probe.rs`      | health probes: the ready check, liveness failures condemn         |
 //! | `recycle.rs`    | recycling turns: at most `recycle_concurrency` at a time          |
 //! | `turns.rs`      | the turns themselves, shared by the slots; a reload resizes them  |
 //! | `grant.rs`      | listen requests                                                   |
@@ -44,6 +45,7 @@ mod handover;
 mod health;
 mod life;
 mod msg;
+mod probe;
 mod recycle;
 mod replace;
 mod start;
@@ -138,6 +140,7 @@ where
             SlotMsg::StartTimeout { generation } => st.start_timed_out(generation),
             SlotMsg::KillTimeout { generation } => st.kill_timed_out(generation),
             SlotMsg::Emptied { generation } => st.emptied(generation),
+            SlotMsg::Probed { generation, purpose, result } => st.probed(generation, purpose, result),
             SlotMsg::Process(ProcessEvent { generation, kind }) => match kind {
                 ProcessEventKind::Online => st.online(generation),
                 ProcessEventKind::Ready => st.ready(generation),

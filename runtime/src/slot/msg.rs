@@ -13,6 +13,7 @@ use crate::api::reports::Replaced;
 use crate::api::status::WorkerStatus;
 use crate::config::cluster::ClusterConfig;
 use crate::config::command::WorkerCommand;
+use crate::probe::{ProbeResult, Purpose};
 use crate::process::ProcessEvent;
 
 /// Why a slot's process is replaced.
@@ -98,6 +99,15 @@ pub(crate) enum SlotMsg {
     KillTimeout {
         /// The process's generation.
         generation: u64,
+    },
+    /// A health probe of the process of this generation ended (`slot/probe.rs`).
+    Probed {
+        /// The process's generation.
+        generation: u64,
+        /// Readiness or liveness.
+        purpose: Purpose,
+        /// What it found.
+        result: ProbeResult,
     },
     /// Something happened to one of the slot's processes.
     Process(ProcessEvent),

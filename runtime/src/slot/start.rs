@@ -12,6 +12,7 @@ use tracing::Span;
 
 use super::life::{Life, Restart};
 use super::msg::SlotMsg;
+use super::probe::ProbeBook;
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
 use crate::api::events::{ClusterEvent, lifecycle};
 use crate::process;
@@ -71,6 +72,7 @@ where
                     was_ready: false,
                     protocol: ProtocolFault::None,
                     launch,
+                    condemned: false,
                 };
                 self.after_exit(exit);
             }
@@ -135,6 +137,7 @@ where
             hang: None,
             spans: ProcSpans { fork: Some(fork.clone()), ..ProcSpans::default() },
             recycle_turn: None,
+            probes: ProbeBook::default(),
         });
         fork.in_scope(|| tracing::info!(slot, generation, pid, ?role, "worker started"));
         self.args.bus.emit(ClusterEvent::Fork { slot, generation, pid });
@@ -180,10 +183,15 @@ where
         // The old process died while this one started: it took over already.
         let took_over = self.life().replacing().is_some_and(|p| p.generation == generation);
         let slot = self.slot();
-        let Some(proc) = self.proc_mut(generation) else { return };
-        if proc.is_draining() {
+        match self.proc(generation) {
+            Some(proc) if !proc.is_draining() => {}
+            _ => return,
+        }
+        // Ready by its own word; by the cluster's only once its ready check passes.
+        if self.awaits_ready_check(generation) {
             return;
         }
+        let Some(proc) = self.proc_mut(generation) else { return };
         proc.phase = Phase::Ready;
         proc.ready_at = Some(Instant::now());
         let pid = proc.pid();
@@ -200,6 +208,7 @@ where
             }
             Role::Candidate | Role::Current | Role::Retiring => {}
         }
+        self.start_liveness(generation);
         // Announced once the slot has acted on it: whoever reacts to the event finds the
         // worker taking connections (a request sent on `Ready` reaches it).
         self.args.bus.emit(ClusterEvent::Ready { slot, generation, pid });

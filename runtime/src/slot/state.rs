@@ -15,6 +15,7 @@ use tracing::Span;
 
 use super::life::Life;
 use super::msg::{RecycleTurn, SlotMsg, SlotReport};
+use super::probe::ProbeBook;
 use crate::api::events::bus::EventBus;
 use crate::api::status::{WorkerState, WorkerStatus};
 use crate::config::cluster::ClusterConfig;
@@ -70,6 +71,8 @@ pub(crate) enum DrainCause {
     Retired,
     /// The worker began draining on its own.
     OwnAccord,
+    /// It failed its liveness probe: the restart policy replaces it once it has exited.
+    Condemned,
 }
 
 /// The lifecycle spans a process holds open (see [`lifecycle`](crate::api::events::lifecycle)); each ends
@@ -112,6 +115,8 @@ pub(crate) struct Proc<M> {
     pub spans: ProcSpans,
     /// The recycling turn a retired process holds until it has exited.
     pub recycle_turn: Option<RecycleTurn>,
+    /// Its health probes.
+    pub probes: ProbeBook,
 }
 
 impl<M> Proc<M> {
@@ -297,6 +302,7 @@ impl<M, R> SlotState<M, R> {
                 .listeners
                 .steering_of(self.slot())
                 .map(|s| crate::api::status::Steered { steered_in: s.steered_in, queued: s.queued }),
+            probe: proc.and_then(|p| p.probes.last()),
         }
     }
 }

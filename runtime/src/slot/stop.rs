@@ -63,6 +63,8 @@ where
         let timeout = self.args.config.kill_timeout;
         let Some(proc) = self.proc_mut(generation) else { return };
         proc.phase = Phase::Draining(cause);
+        // A draining process is not probed: it takes no new connection.
+        proc.probes.stop();
         proc.spans.drain = Some(lifecycle::drain(parent, slot, generation, proc.pid()));
         proc.set_accepting(false);
         self.publish_accepting();

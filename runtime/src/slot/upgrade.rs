@@ -118,8 +118,11 @@ where
             hang: None,
             spans: ProcSpans::default(),
             recycle_turn: None,
+            // Ready already (it was, to be handed over): only its liveness is probed.
+            probes: super::probe::ProbeBook::passed(),
         });
         tracing::info!(slot, generation, pid, "worker taken over from the previous image");
+        self.start_liveness(generation);
         io.run(self.myself.get_derived(), &self.args.bus, &self.counters, &self.args.routes);
         self.args.listeners.readiness_changed();
         self.publish_accepting();

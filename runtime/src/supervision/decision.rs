@@ -47,6 +47,9 @@ pub(crate) struct Exit {
     /// Whether it broke the IPC protocol, and whether restarting could fix that.
     pub protocol: ProtocolFault,
     pub launch: Launch,
+    /// The slot ended it for a failed health check (its liveness probe): a failure whatever
+    /// its exit status, restarted by every restart type but `Temporary`.
+    pub condemned: bool,
 }
 
 /// Whether the process was started at all.
@@ -153,7 +156,12 @@ impl RestartPolicy {
         if exit.protocol == ProtocolFault::Fatal {
             return Decision::GiveUp { restarts: self.intensity.count() };
         }
-        if !self.restart.should_restart(&exit.status) {
+        // A condemned process failed, whatever it exited with.
+        let restarts = match exit.condemned {
+            true => self.restart != Restart::Temporary,
+            false => self.restart.should_restart(&exit.status),
+        };
+        if !restarts {
             return Decision::Done(Done::NotRestarted);
         }
         if exit.launch == Launch::Starved {

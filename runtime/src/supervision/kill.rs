@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use corral_protocol::ProtocolError;
 
+use crate::config::probe::Check;
+use crate::probe::ProbeError;
+
 /// Why the primary killed (SIGKILL) a worker process instead of letting it run or exit.
 ///
 /// # Example
@@ -42,6 +45,16 @@ pub enum KillReason {
     },
     /// It broke the IPC protocol.
     Protocol(Arc<ProtocolError>),
+    /// It failed its liveness probe `failures` times in a row: steered out, diagnosed,
+    /// drained (killed only if it does not drain within `kill_timeout`) and replaced.
+    MissedProbe {
+        /// The check it failed.
+        check: Check,
+        /// Failures in a row.
+        failures: u32,
+        /// Why the last one failed.
+        error: Arc<ProbeError>,
+    },
 }
 
 impl KillReason {
@@ -59,6 +72,9 @@ impl fmt::Display for KillReason {
             KillReason::NotReady { timeout } => write!(f, "it did not become ready within {timeout:?}"),
             KillReason::DrainTimeout { timeout } => write!(f, "it did not drain within {timeout:?}"),
             KillReason::Protocol(e) => write!(f, "it broke the protocol: {e}"),
+            KillReason::MissedProbe { check, failures, error } => {
+                write!(f, "it failed its probe ({check}) {failures} times in a row: {error}")
+            }
         }
     }
 }

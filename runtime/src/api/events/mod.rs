@@ -13,6 +13,8 @@ use std::sync::Arc;
 use corral_protocol::ProtocolError;
 
 use crate::api::error::{ClusterError, ReloadError};
+use crate::config::probe::Check;
+use crate::probe::ProbeError;
 use crate::supervision::exit::ExitStatus;
 use crate::sys::hang::HangReport;
 
@@ -230,6 +232,51 @@ pub enum ClusterEvent<R> {
         pid: u32,
         /// Its threads and, for a corral worker, a backtrace of its event loop.
         report: Arc<HangReport>,
+    },
+    /// One health probe of a worker was made (readiness or liveness; see
+    /// [`ClusterConfig::probe`](crate::ClusterConfig::probe)). The metrics count these. There
+    /// is one per probe (every `every` per worker, every 100 ms while a ready check fails):
+    /// like every lifecycle event it waits in each subscriber's queue until read, so read
+    /// your event stream (or drop it).
+    Probed {
+        /// The slot.
+        slot: usize,
+        /// The process id.
+        pid: u32,
+        /// What was checked.
+        check: Check,
+        /// `false`: a readiness probe of a starting worker; `true`: a liveness probe.
+        live: bool,
+        /// How long it took.
+        took: Duration,
+        /// Why it failed, if it did.
+        error: Option<Arc<ProbeError>>,
+    },
+    /// A worker failed its liveness probe [`ProbeConfig::failures`](crate::ProbeConfig::failures)
+    /// times in a row: it is steered out, diagnosed (a `Hung` event follows), drained and
+    /// replaced by the slot's restart policy (kill reason
+    /// [`MissedProbe`](crate::KillReason::MissedProbe)).
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     if let ClusterEvent::ProbeFailed { slot, pid, check, error } = event {
+    ///         eprintln!("slot {slot}: pid {pid} failed {check}: {error}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ProbeFailed {
+        /// The slot.
+        slot: usize,
+        /// The process id.
+        pid: u32,
+        /// The check it failed.
+        check: Check,
+        /// Why the last probe failed.
+        error: Arc<ProbeError>,
     },
     /// A slot's worker process could not be started (`fork`/`exec` or its sockets failed).
     ///
@@ -481,6 +528,8 @@ impl<R> ClusterEvent<R> {
             | ClusterEvent::Disconnect { slot, .. }
             | ClusterEvent::Exit { slot, .. }
             | ClusterEvent::Hung { slot, .. }
+            | ClusterEvent::Probed { slot, .. }
+            | ClusterEvent::ProbeFailed { slot, .. }
             | ClusterEvent::StartFailed { slot, .. }
             | ClusterEvent::Restarting { slot, .. }
             | ClusterEvent::GaveUp { slot, .. }

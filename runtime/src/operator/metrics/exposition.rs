@@ -244,6 +244,21 @@ fn cluster(registry: &mut Registry, snapshot: &Snapshot, recorder: &Recorder) {
     r.register("corral_worker_exits", "Worker process exits, by slot and reason", recorder.exits.clone());
     r.register("corral_worker_hangs", "Workers killed for a missed heartbeat", recorder.hangs.clone());
     r.register(
+        "corral_worker_probe_duration_seconds",
+        "How long health probes of workers took, by check and purpose (ready, live)",
+        recorder.probe_seconds.clone(),
+    );
+    r.register(
+        "corral_worker_probe_failures",
+        "Health probes of workers that failed, by check and purpose (ready, live)",
+        recorder.probe_failures.clone(),
+    );
+    r.register(
+        "corral_worker_probe_condemned",
+        "Workers steered out and replaced for failing their liveness probe (MissedProbe), by slot",
+        recorder.probe_condemned.clone(),
+    );
+    r.register(
         "corral_worker_protocol_errors",
         "Workers killed for breaking the IPC protocol",
         recorder.protocol_errors.clone(),

@@ -37,6 +37,18 @@ pub(crate) struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// A probe's labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ProbeLabels {
+    /// The check as configured (`http:/healthz`, `tcp`, `exec:…`).
+    pub check: String,
+    /// `ready` (a starting worker's ready check) or `live` (a liveness probe).
+    pub purpose: &'static str,
+}
+
+/// The probe duration histogram's buckets, in seconds: from a local round trip to a timeout.
+const PROBE_BUCKETS: [f64; 11] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
 /// The reload duration histogram's buckets, in seconds: a reload takes a worker start per
 /// slot, from under a second to minutes.
 const RELOAD_BUCKETS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0];
@@ -50,6 +62,12 @@ pub(crate) struct Recorder {
     pub gave_up: Counter,
     pub reloads: Family<OutcomeLabels, Counter>,
     pub reload_seconds: Histogram,
+    /// Health probes' durations, by check and purpose.
+    pub probe_seconds: Family<ProbeLabels, Histogram>,
+    /// Failed health probes, by check and purpose.
+    pub probe_failures: Family<ProbeLabels, Counter>,
+    /// Workers condemned by their liveness probe, by slot.
+    pub probe_condemned: Family<SlotLabels, Counter>,
     /// Rolling reloads (and upgrades) completed since this primary's image started.
     pub generation: Gauge,
     /// Upgrades in place this primary (this pid) has been through.
@@ -70,6 +88,9 @@ impl Default for Recorder {
             gave_up: Counter::default(),
             reloads,
             reload_seconds: Histogram::new(RELOAD_BUCKETS),
+            probe_seconds: Family::new_with_constructor(|| Histogram::new(PROBE_BUCKETS)),
+            probe_failures: Family::default(),
+            probe_condemned: Family::default(),
             generation: Gauge::default(),
             upgrades: Gauge::default(),
         }
@@ -107,6 +128,17 @@ impl Recorder {
             }
             ClusterEvent::ProtocolError { slot: s, .. } => {
                 self.protocol_errors.get_or_create(&slot(s)).inc();
+            }
+            ClusterEvent::Probed { check, live, took, error, .. } => {
+                let labels = ProbeLabels { check: check.to_string(), purpose: if *live { "live" } else { "ready" } };
+                self.probe_seconds.get_or_create(&labels).observe(took.as_secs_f64());
+                let failures = self.probe_failures.get_or_create(&labels);
+                if error.is_some() {
+                    failures.inc();
+                }
+            }
+            ClusterEvent::ProbeFailed { slot: s, .. } => {
+                self.probe_condemned.get_or_create(&slot(s)).inc();
             }
             ClusterEvent::GaveUp { .. } => {
                 self.gave_up.inc();

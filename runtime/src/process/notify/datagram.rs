@@ -59,14 +59,14 @@ pub(super) fn receive(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Datag
 }
 
 /// What a datagram says, for the worker `pid`.
-pub(super) fn parse(datagram: &[u8], fds: usize, ready: Readiness, pid: u32) -> Vec<ProcessEventKind> {
+pub(super) fn parse(datagram: &[u8], fds: usize, ready: &Readiness, pid: u32) -> Vec<ProcessEventKind> {
     let text = String::from_utf8_lossy(datagram);
     let mut out = Vec::new();
     let mut fd_store = false;
     for line in text.lines() {
         let Some((key, value)) = line.split_once('=') else { continue };
         match (key, value) {
-            ("READY", "1") if ready == Readiness::Notify => out.push(ProcessEventKind::Ready),
+            ("READY", "1") if *ready == Readiness::Notify => out.push(ProcessEventKind::Ready),
             ("STATUS", _) => out.push(ProcessEventKind::Status(value.chars().take(256).collect())),
             ("STOPPING", "1") => out.push(ProcessEventKind::Draining),
             ("WATCHDOG", "1") => out.push(ProcessEventKind::Watchdog),
@@ -110,7 +110,7 @@ mod tests {
         let datagram = receive(&b, &mut buf).unwrap();
         assert_eq!(&buf[..datagram.len], b"BARRIER=1");
         assert_eq!(datagram.fds.len(), 1);
-        assert!(parse(&buf[..datagram.len], 1, Readiness::Notify, 1).is_empty());
+        assert!(parse(&buf[..datagram.len], 1, &Readiness::Notify, 1).is_empty());
         drop(datagram);
         // Every write end closed: the reader sees end of file, as the barrier's sender waits to.
         let mut byte = [0u8; 1];
@@ -122,7 +122,7 @@ mod tests {
         let kinds = parse(
             b"READY=1\nSTATUS=serving\nMAINPID=4242\nRELOADING=1\nMONOTONIC_USEC=1\nEXTEND_TIMEOUT_USEC=5\nWATCHDOG=1\nnonsense\nX-CUSTOM=1\nSTOPPING=1",
             0,
-            Readiness::Notify,
+            &Readiness::Notify,
             1,
         );
         assert_eq!(kinds.len(), 4, "{kinds:?}");
@@ -131,6 +131,6 @@ mod tests {
         assert!(matches!(kinds[2], ProcessEventKind::Watchdog));
         assert!(matches!(kinds[3], ProcessEventKind::Draining));
         // In delay mode READY=1 means nothing.
-        assert!(parse(b"READY=1", 0, Readiness::Delay(std::time::Duration::ZERO), 1).is_empty());
+        assert!(parse(b"READY=1", 0, &Readiness::Delay(std::time::Duration::ZERO), 1).is_empty());
     }
 }

@@ -87,8 +87,10 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
         }
     };
     let delay = async {
-        match ready {
-            Readiness::Delay(d) => tokio::time::sleep(d).await,
+        match &ready {
+            Readiness::Delay(d) => tokio::time::sleep(*d).await,
+            // Started is all the process itself says: the slot's ready check decides.
+            Readiness::Check(_) => {}
             Readiness::Notify => std::future::pending().await,
         }
     };
@@ -122,7 +124,7 @@ pub(crate) async fn run_notify<R: Clone + Send + 'static>(
                             tracing::warn!(pid, sender = ?received.sender, "NOTIFY_SOCKET datagram from another process; dropped");
                             continue;
                         }
-                        for kind in datagram::parse(&buf[..received.len], received.fds.len(), ready, pid) {
+                        for kind in datagram::parse(&buf[..received.len], received.fds.len(), &ready, pid) {
                             report(kind);
                         }
                         // Its fds close here, after what it said is reported: a barrier's sender

@@ -14,7 +14,7 @@ use corral_protocol::{BindMode, ListenRefusal};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::inherited;
-use super::targeted::{PinnedGroup, TargetError};
+use super::targeted::{PinnedGroup, Pinning, TargetError};
 use crate::config::foreign::{ListenAddr, ListenSpec};
 use crate::routing::steer::Steering;
 use crate::routing::steer::group::{Group, Member};
@@ -243,7 +243,7 @@ impl ActivatedSockets {
                 addr: l.bound.to_string(),
             });
         }
-        Ok(PinnedGroup { key: l.bound.to_string(), addr: *addr })
+        Ok(PinnedGroup { pinning: Pinning::Steered { key: l.bound.to_string() }, addr: *addr })
     }
 
     /// Connections queued on process `generation` of `slot`'s own sockets.

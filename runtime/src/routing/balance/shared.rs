@@ -1,5 +1,6 @@
 //! One address the primary listens on, and the worker processes registered on it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,6 +13,7 @@ use super::live_key::LiveKey;
 use super::strategy::Strategy;
 use super::target::Target;
 use crate::routing::steer::group::{Group, Member};
+use crate::routing::steer::pins::PinsFull;
 
 /// One bound address, shared by every worker of the cluster.
 pub(crate) struct SharedListener {
@@ -33,7 +35,16 @@ pub(crate) struct SharedListener {
     /// workers, so a restarted process inherits the queue; a replacement started beside a
     /// running process has its own until it takes over (in the kernel's order, for steering).
     group: Mutex<Group>,
+    /// Primary-accept: connections the primary itself opened to one chosen worker (health
+    /// probes), by their source address, each dispatched to that worker whatever the
+    /// strategy says.
+    pinned: Mutex<HashMap<SocketAddr, Member>>,
+    /// How many are pinned (read on every accept without the lock).
+    pinned_count: AtomicUsize,
 }
+
+/// The most probe connections pinned on one primary-accept listener at once.
+const MAX_PINNED_PEERS: usize = 256;
 
 impl SharedListener {
     pub(crate) fn new(addr: SocketAddr, socket: Socket, passed: bool, sticky_key: Arc<LiveKey>) -> Self {
@@ -48,6 +59,8 @@ impl SharedListener {
             counts: ConnectionCounts::default(),
             sticky_key,
             group: Mutex::new(Group::default()),
+            pinned: Mutex::new(HashMap::new()),
+            pinned_count: AtomicUsize::new(0),
         }
     }
 
@@ -78,6 +91,17 @@ impl SharedListener {
     /// The target for the next connection, from `peer`, by `strategy`; `None` if no target
     /// is ready.
     pub(crate) fn pick(&self, strategy: Strategy, peer: SocketAddr) -> Option<Target> {
+        if self.pinned_count.load(Ordering::Acquire) > 0
+            && let Some(member) = self.take_pin(peer)
+        {
+            // A probe of one worker: that worker, ready or not.
+            let target = self.with_targets(|targets| {
+                targets.iter().find(|t| t.slot == member.slot && t.generation == member.generation).cloned()
+            });
+            if target.is_some() {
+                return target;
+            }
+        }
         self.with_targets(|targets| {
             let ready: Vec<&Target> = targets.iter().filter(|t| t.is_accepting()).collect();
             // A worker that has stopped taking its connections is skipped until it catches
@@ -86,6 +110,39 @@ impl SharedListener {
             let turn = self.turn.fetch_add(1, Ordering::Relaxed);
             strategy.pick(if fed.is_empty() { &ready } else { &fed }, turn, peer, self.sticky_key.get()).cloned()
         })
+    }
+
+    /// Pins the connection the primary opens from `source` to `member` (primary-accept):
+    /// the accept loop hands it to that worker.
+    ///
+    /// # Errors
+    ///
+    /// [`PinsFull`] when too many are pinned already.
+    pub(crate) fn pin_peer(&self, source: SocketAddr, member: Member) -> Result<(), PinsFull> {
+        let mut pinned = self.lock_pinned();
+        if pinned.len() >= MAX_PINNED_PEERS {
+            return Err(PinsFull);
+        }
+        pinned.insert(source, member);
+        self.pinned_count.store(pinned.len(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Forgets the pin of `source` (its connection failed, or was never made).
+    pub(crate) fn unpin_peer(&self, source: SocketAddr) {
+        let _ = self.take_pin(source);
+    }
+
+    fn take_pin(&self, source: SocketAddr) -> Option<Member> {
+        let mut pinned = self.lock_pinned();
+        let member = pinned.remove(&source);
+        self.pinned_count.store(pinned.len(), Ordering::Release);
+        member
+    }
+
+    fn lock_pinned(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Member>> {
+        // Whole entries are inserted and removed: a poisoned map is still consistent.
+        self.pinned.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers a worker process (it gets connections once it is accepting).

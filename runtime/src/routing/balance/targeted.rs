@@ -8,18 +8,27 @@
 //! one socket, and which of them takes a connection is the kernel's choice.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::Listeners;
+use super::shared::SharedListener;
 use crate::routing::steer::group::Member;
 use crate::routing::steer::pins::PinsFull;
 
-/// Why a connection to one worker could not be made.
+/// Why a connection to one chosen worker (a health probe's) could not be made.
+///
+/// ```
+/// use corral_runtime::TargetError;
+/// let e = TargetError::NoListener("admin".into());
+/// assert_eq!(e.to_string(), "no listener \"admin\" to reach the worker through");
+/// ```
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum TargetError {
+#[non_exhaustive]
+pub enum TargetError {
     /// No listener of that name (or address), or none at all.
     #[error("no listener {0:?} to reach the worker through")]
     NoListener(String),
@@ -31,7 +40,14 @@ pub(crate) enum TargetError {
     /// The worker has no socket in the group (it has not asked for the listener yet, or it
     /// is gone).
     #[error("slot {slot} (generation {generation}) has no socket on {addr}")]
-    NoSocket { slot: usize, generation: u64, addr: String },
+    NoSocket {
+        /// The slot.
+        slot: usize,
+        /// The process's generation.
+        generation: u64,
+        /// The listener.
+        addr: String,
+    },
     /// The groups are not steered (`CORRAL_STEER=off`, or the kernel refused the program).
     #[error("reuse-port groups are not steered here, so one worker cannot be reached alone")]
     NotSteered,
@@ -40,16 +56,38 @@ pub(crate) enum TargetError {
     Pins(#[from] PinsFull),
     /// The connection failed.
     #[error("connecting to {addr}: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    Connect {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The connection took longer than the timeout.
     #[error("connecting to {addr}: no connection within {timeout:?}")]
-    Timeout { addr: SocketAddr, timeout: Duration },
+    Timeout {
+        /// Where.
+        addr: SocketAddr,
+        /// How long it waited.
+        timeout: Duration,
+    },
 }
 
-/// The group a connection is pinned on: its steering key and the address to connect to.
+/// How a connection reaches its worker, and the address to connect to.
 pub(crate) struct PinnedGroup {
-    pub key: String,
+    pub pinning: Pinning,
     pub addr: SocketAddr,
+}
+
+/// How a connection reaches its worker.
+pub(crate) enum Pinning {
+    /// The kernel puts it on the worker's socket in the reuse-port group with this steering
+    /// key.
+    Steered {
+        /// The group's key in the steering.
+        key: String,
+    },
+    /// The primary accepts it and hands it to the worker (primary-accept scheduling).
+    Dispatched(Arc<SharedListener>),
 }
 
 impl Listeners {
@@ -63,7 +101,6 @@ impl Listeners {
     ///
     /// [`TargetError`]: no such listener or socket, a listener that is not per worker,
     /// steering off, too many pinned, or the connection failed or timed out.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the per-worker probes (issue 28) call it"))]
     pub(crate) async fn connect_to(
         &self,
         listener: Option<&str>,
@@ -85,12 +122,28 @@ impl Listeners {
         socket.set_nonblocking(true).map_err(connect_error)?;
         socket.bind(&SocketAddr::new(dest.ip(), 0).into()).map_err(connect_error)?;
         let port = socket.local_addr().ok().and_then(|a| a.as_socket()).map_or(0, |a| a.port());
+        let key = match group.pinning {
+            Pinning::Steered { key } => key,
+            Pinning::Dispatched(listener) => {
+                let source = SocketAddr::new(dest.ip(), port);
+                listener.pin_peer(source, member)?;
+                let socket = TcpSocket::from_std_stream(socket.into());
+                let connected = match tokio::time::timeout(timeout, socket.connect(dest)).await {
+                    Ok(Ok(stream)) => return Ok(stream),
+                    Ok(Err(e)) => Err(connect_error(e)),
+                    Err(_) => Err(TargetError::Timeout { addr: dest, timeout }),
+                };
+                // Never accepted: the pin goes (an accepted one is taken by its dispatch).
+                listener.unpin_peer(source);
+                return connected;
+            }
+        };
         {
             let mut steering = self.lock_steering();
             if !steering.is_on() {
                 return Err(TargetError::NotSteered);
             }
-            steering.pin(&group.key, dest.ip(), port, member)?;
+            steering.pin(&key, dest.ip(), port, member)?;
         }
         self.steer_with(|_| true);
         let connected = if self.lock_steering().is_on() {
@@ -106,10 +159,28 @@ impl Listeners {
         };
         // The handshake is done (or abandoned): the socket was chosen at the SYN.
         self.steer_with(|s| {
-            s.unpin(&group.key, port);
+            s.unpin(&key, port);
             true
         });
         connected
+    }
+
+    /// The address of the listener named (or requested as) `listener`, or of the first: what
+    /// an exec probe is told in `CORRAL_LISTEN`.
+    pub(crate) fn address_of(&self, listener: Option<&str>) -> Option<String> {
+        if self.activated.get().is_some() {
+            let bound = self.activated();
+            let found = match listener {
+                Some(name) => bound.into_iter().find(|(n, _)| n == name),
+                None => bound.into_iter().next(),
+            };
+            return found.map(|(_, addr)| addr.to_string());
+        }
+        let map = self.map();
+        match listener {
+            Some(name) => map.get(name).map(|l| l.addr.to_string()),
+            None => map.values().map(|l| l.addr).min().map(|a| a.to_string()),
+        }
     }
 
     /// The group `member`'s socket is in, on the listener `listener` (or the first).
@@ -127,12 +198,17 @@ impl Listeners {
         let Some(found) = found else { return Err(TargetError::NoListener(listener.unwrap_or_default().to_string())) };
         let group = found.group();
         if group.len() == 0 {
+            drop(group);
+            // Primary-accept: the accept loop runs with a strategy.
+            if found.strategy.get().is_some() {
+                return Ok(PinnedGroup { pinning: Pinning::Dispatched(found.clone()), addr: found.addr });
+            }
             return Err(TargetError::NotPerWorker(found.addr.to_string()));
         }
         if group.index_of(member).is_none() {
             return Err(no_socket(found.addr.to_string()));
         }
-        Ok(PinnedGroup { key: found.addr.to_string(), addr: found.addr })
+        Ok(PinnedGroup { pinning: Pinning::Steered { key: found.addr.to_string() }, addr: found.addr })
     }
 }
 

@@ -24,11 +24,11 @@ struct GroupPins {
     ports: BTreeMap<u16, Member>,
 }
 
-/// [`PinTable::pin`] refused: the group has [`MAX_PINNED`] connections pinned already, or
-/// pins from another source address.
+/// A probe connection could not be pinned to its worker: too many are pinned on the listener
+/// already (256), or pinned from another source address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many connections pinned on this listener at once (at most {MAX_PINNED}, from one source address)")]
-pub(crate) struct PinsFull;
+pub struct PinsFull;
 
 impl PinTable {
     /// Pins connections from `source`:`port` on the group at `addr` to `member`'s socket.

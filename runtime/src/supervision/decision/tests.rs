@@ -33,6 +33,7 @@ fn exit(status: ExitStatus) -> Exit {
         was_ready: true,
         protocol: ProtocolFault::None,
         launch: Launch::Started,
+        condemned: false,
     }
 }
 
@@ -104,6 +105,15 @@ fn a_transient_worker_that_exits_with_a_non_zero_code_is_restarted() {
 #[test]
 fn a_transient_worker_killed_by_a_signal_is_restarted() {
     assert_eq!(policy(Restart::Transient).decide(&killed(), Instant::now(), 0.0), at_once());
+}
+
+#[test]
+fn a_worker_condemned_by_its_probe_is_restarted_even_after_a_clean_exit() {
+    // Drained after failed liveness probes, it exited 0 as a drained worker does.
+    let condemned = Exit { condemned: true, ..clean() };
+    assert_eq!(policy(Restart::Transient).decide(&condemned, Instant::now(), 0.0), at_once());
+    assert_eq!(policy(Restart::Permanent).decide(&condemned, Instant::now(), 0.0), at_once());
+    assert_eq!(policy(Restart::Temporary).decide(&condemned, Instant::now(), 0.0), Decision::Done(Done::NotRestarted));
 }
 
 // "A temporary child process is never restarted."
