@@ -275,7 +275,7 @@ where
 /// ```
 pub fn run_tree<M, R, F, Fut>(config: TreeConfig, primary: F) -> Result<(), Error>
 where
-    M: serde::Serialize + Clone + Send + Sync + 'static,
+    M: serde::Serialize + corral_runtime::NodeMessage + Clone + Send + Sync + 'static,
     R: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
     F: FnOnce(TreeHandle<M, R>, TreeEvents<R>) -> Fut,
     Fut: Future<Output = Result<(), BoxError>>,

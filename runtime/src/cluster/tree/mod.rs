@@ -95,7 +95,7 @@ pub struct TreeArgs<R> {
 
 impl<M, R> Tree<M, R>
 where
-    M: Serialize + Clone + Send + Sync + 'static,
+    M: Serialize + crate::config::node::NodeMessage + Clone + Send + Sync + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Checks `config`, starts the tree and its control socket; programs start in order from
@@ -150,7 +150,7 @@ where
 
 impl<M, R> Actor for Tree<M, R>
 where
-    M: Serialize + Clone + Send + Sync + 'static,
+    M: Serialize + crate::config::node::NodeMessage + Clone + Send + Sync + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     type Msg = TreeMsg<M, R>;

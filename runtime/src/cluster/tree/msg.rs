@@ -71,3 +71,8 @@ pub enum TreeMsg<M, R> {
     /// Add, remove and change programs to match a new configuration.
     Apply(Box<TreeConfig>, RpcReplyPort<Result<ApplyReport, TreeError>>),
 }
+
+// Under ractor's `cluster` feature, the tree's messages stay in this process, as the
+// cluster's own do (see `cluster::local_messages`).
+#[cfg(feature = "cluster")]
+impl<M: Send + 'static, R: Send + 'static> ractor::Message for TreeMsg<M, R> {}

@@ -50,7 +50,7 @@ pub struct TreeState<M, R> {
 
 impl<M, R> TreeState<M, R>
 where
-    M: Serialize + Clone + Send + Sync + 'static,
+    M: Serialize + crate::config::node::NodeMessage + Clone + Send + Sync + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Handles one message, then reconciles.
