@@ -54,7 +54,6 @@ mod config;
 #[cfg(feature = "cluster")]
 pub mod node;
 mod operator;
-mod probe;
 mod process;
 mod routing;
 mod slot;
@@ -67,7 +66,9 @@ pub use cluster::tree;
 pub use operator::{control, metrics};
 pub use sys::hang;
 
-pub use api::error::{ClusterError, KilledWorker, ReloadError, ReplaceError, ScaleError, StartFailure, UpgradeError};
+pub use api::error::{
+    ClusterError, KilledWorker, ProbeError, ReloadError, ReplaceError, ScaleError, StartFailure, UpgradeError,
+};
 pub use api::events::bus::EventStream;
 pub use api::events::{ClusterEvent, OutputStream};
 pub use api::handle::ClusterHandle;
@@ -75,10 +76,8 @@ pub use api::msg::ClusterMsg;
 pub use api::reports::{ReloadReport, Replaced, Scale, ScaleReport};
 pub use api::status::{LastProbe, Steered, WorkerState, WorkerStatus};
 pub use cluster::{Cluster, ClusterArgs, ClusterSignal, ClusterState};
-pub use config::cluster::{
-    ClusterConfig, LogFiles, MAX_DURATION, MAX_WORKERS, Reconfigure, ReconfigureError, Unchangeable, WorkerExec,
-    WorkerOutput,
-};
+pub use config::cluster::reconfigure::{Reconfigure, ReconfigureError, Unchangeable};
+pub use config::cluster::{ClusterConfig, LogFiles, MAX_DURATION, MAX_WORKERS, WorkerExec, WorkerOutput};
 pub use config::control_socket::ControlSocket;
 pub use config::error::{ConfigError, ConfigNumber, ConfigProblem};
 pub use config::foreign::{ForeignWorker, ListenAddr, ListenSpec, ListenSpecError, Readiness, ReadinessError};
@@ -91,7 +90,7 @@ pub use corral_protocol::{
 pub use operator::logfile::reopen_log_files;
 pub use operator::metrics::{MetricsAddrError, parse_metrics_addr};
 pub use operator::status_table::StatusTable;
-pub use probe::ProbeError;
+
 pub use process::reaper::{Reaper, ReaperRole, orphans_adopted};
 pub use routing::balance::ListenerCounts;
 pub use routing::balance::targeted::TargetError;

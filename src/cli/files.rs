@@ -109,6 +109,9 @@ pub fn effective(c: &ClusterConfig) -> String {
     }
     let d = |d: std::time::Duration| format!("{:?}", humantime::format_duration(d).to_string());
     line("workers", c.workers.to_string());
+    if c.spares != 0 {
+        line("spares", c.spares.to_string());
+    }
     line("sched", format!("{:?}", sched_name(c.scheduling)));
     if c.scheduling == crate::config::Scheduling::Sticky {
         line("sticky_key", format!("{:?}", c.sticky_key.to_string()));

@@ -265,6 +265,7 @@ impl ConfigFile {
         if let Some(n) = p.workers {
             c.workers = if n == 0 { std::thread::available_parallelism().map(usize::from).unwrap_or(1) } else { n };
         }
+        set(&mut c.spares, p.spares);
         let foreign = p.program.is_some();
         c.scheduling = match listeners.sched.as_deref() {
             Some(s) => parse_sched(s).ok_or_else(|| not_one_of("sched", s, "reuseport, shared, rr, lc, sticky"))?,

@@ -34,6 +34,12 @@ pub struct ProgramSettings {
     /// Worker processes; 0: one per CPU.
     #[arg(short, long, value_name = "N")]
     pub workers: Option<usize>,
+    /// Warm spares: started, ready, idle workers beyond `workers`; one takes a worker's place
+    /// at once when it dies, is recycled or fails its probe (its socket is steered in), and
+    /// the one that left restarts in the background as the new spare. Not counted by
+    /// `corral scale`.
+    #[arg(long, value_name = "N")]
+    pub spares: Option<usize>,
     /// The workers' working directory.
     #[arg(long, value_name = "DIR")]
     #[schemars(example = &"/srv/app")]

@@ -114,6 +114,7 @@ impl Settings {
             program: ProgramSettings {
                 // 0 stands for the default, one worker per CPU.
                 workers: Some(0),
+                spares: Some(c.spares),
                 output: Some("capture".into()),
                 ..ProgramSettings::default()
             },

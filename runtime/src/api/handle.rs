@@ -170,7 +170,8 @@ where
         &self.actor
     }
 
-    /// The number of worker slots.
+    /// The number of worker slots, warm spares ([`ClusterConfig::spares`](crate::ClusterConfig::spares))
+    /// included.
     ///
     /// ```no_run
     /// use corral_runtime::{Cluster, ClusterConfig};

@@ -52,6 +52,9 @@ pub struct WorkerStatus {
     pub heartbeat_latency: Option<Duration>,
     /// The last `STATUS=` line of a foreign worker (socket activation), if any.
     pub status_text: Option<String>,
+    /// Whether the slot holds a warm spare ([`ClusterConfig::spares`](crate::ClusterConfig::spares)):
+    /// a ready, idle worker that takes a leaving worker's place.
+    pub spare: bool,
     /// Reuse-port scheduling: whether new connections are steered to the slot's socket, and
     /// how many wait in its accept queue (`None` in other schedulings).
     pub steering: Option<Steered>,
@@ -116,6 +119,7 @@ impl WorkerStatus {
             stats: None,
             heartbeat_latency: None,
             status_text: None,
+            spare: false,
             steering: None,
             probe: None,
         }

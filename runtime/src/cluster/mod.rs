@@ -155,12 +155,12 @@ where
                 );
                 config.scheduling = handover.scheduling;
             }
-            // A scaled cluster stays scaled.
-            config.workers = handover.slots.len().max(1);
+            // A scaled cluster stays scaled (its spares, as configured, among the slots).
+            config.workers = handover.slots.len().saturating_sub(config.spares).max(1);
         }
         let bus = Arc::new(EventBus::new(config.event_buffer));
         let events = bus.subscribe();
-        let routes = Arc::new(Routes::new(config.workers));
+        let routes = Arc::new(Routes::new(config.workers + config.spares));
         let (done, done_rx) = watch::channel(None);
         let id = NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{}-{id}", config.name, std::process::id());
@@ -211,6 +211,7 @@ where
             id,
             inherited,
             recycling: crate::slot::RecycleTurns::new(recycle_concurrency),
+            spares: Arc::new(crate::slot::Spares::default()),
         };
         let spawned = match supervisor {
             None => Actor::spawn(Some(name), Cluster::<M, R>::default(), args).await,
@@ -272,6 +273,7 @@ where
         args: ClusterArgs<M, R>,
     ) -> Result<Self::State, ActorProcessingErr> {
         let workers = args.config.workers;
+        let spares = args.config.spares;
         let command = Arc::new(WorkerCommand::new(&args.config.exec));
         let mut args = args;
         let inherited = args.inherited.take();
@@ -279,7 +281,7 @@ where
             args,
             myself,
             command,
-            slots: Vec::with_capacity(workers),
+            slots: Vec::with_capacity(workers + spares),
             stopping: false,
             reload: None,
             failure: None,
@@ -293,9 +295,10 @@ where
             Some(i) => (i.adoptions.into_iter().map(Some).collect::<Vec<_>>(), Some(i.reap)),
             None => (Vec::new(), None),
         };
-        for slot in 0..workers {
+        // The spares are the last slots at first; they move as they take workers' places.
+        for slot in 0..workers + spares {
             let adoption = adoptions.get_mut(slot).and_then(Option::take);
-            let new = st.spawn_slot_adopting(slot, adoption).await?;
+            let new = st.spawn_slot_adopting(slot, adoption, slot >= workers).await?;
             st.slots.push(new);
         }
         if let Some(reap) = reap {

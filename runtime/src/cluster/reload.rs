@@ -20,7 +20,7 @@ use crate::api::error::ReloadError;
 use crate::api::events::bus::EventStream;
 use crate::api::events::{ClusterEvent, lifecycle};
 use crate::api::reports::{ReloadReport, Scale};
-use crate::config::cluster::{ReconfigureError, Unchangeable};
+use crate::config::cluster::reconfigure::{ReconfigureError, Unchangeable};
 use crate::config::command::WorkerCommand;
 
 impl<M, R> ClusterState<M, R>
@@ -50,7 +50,7 @@ where
         // A re-read configuration with fewer workers: the extra slots drain first, and are
         // not replaced only to go.
         let wanted = self.args.config.workers;
-        if wanted < self.slots.iter().filter(|s| !s.removing).count()
+        if wanted < self.active_slots()
             && let Err(error) = self.scale(Scale::To(wanted)).await
         {
             tracing::warn!(%error, "not scaled down to the new configuration");
@@ -164,7 +164,7 @@ where
         self.args.bus.emit(ClusterEvent::Reloaded { replaced: report.replaced.len(), error: report.error.clone() });
         // A re-read configuration may ask for another number of workers.
         let wanted = self.args.config.workers;
-        let active = self.slots.iter().filter(|s| !s.removing).count();
+        let active = self.active_slots();
         if complete && wanted != active {
             match self.scale(Scale::To(wanted)).await {
                 Ok(report) => tracing::info!(from = report.from, to = report.to, "scaled to the new configuration"),

@@ -21,7 +21,7 @@ where
 {
     /// Spawns the supervisor of `slot`, linked to the cluster.
     pub(crate) async fn spawn_slot(&self, slot: usize) -> Result<Slot, ractor::SpawnErr> {
-        self.spawn_slot_adopting(slot, None).await
+        self.spawn_slot_adopting(slot, None, false).await
     }
 
     /// As [`spawn_slot`](Self::spawn_slot), taking over a worker of the primary's previous
@@ -30,7 +30,10 @@ where
         &self,
         slot: usize,
         adopt: Option<crate::slot::Adoption>,
+        standby: bool,
     ) -> Result<Slot, ractor::SpawnErr> {
+        // In the book before the supervisor starts: its first process knows whether it is a spare.
+        self.args.spares.add(slot, standby);
         let args = SlotArgs {
             adopt,
             slot,
@@ -41,10 +44,12 @@ where
             listeners: self.args.listeners.clone(),
             command: self.command.clone(),
             recycling: self.args.recycling.clone(),
+            spares: self.args.spares.clone(),
         };
         let name = format!("{}-{}-{}-slot-{slot}", self.args.config.name, std::process::id(), self.args.id);
         let supervisor = WorkerSupervisor::<M, R>::default();
         let (sup, _) = Actor::spawn_linked(Some(name), supervisor, args, self.myself.get_cell()).await?;
+        self.args.spares.set_actor(slot, sup.clone());
         Ok(Slot { supervisor: Some(sup), outcome: None, removing: false })
     }
 
@@ -57,10 +62,13 @@ where
         if self.reload.is_some() {
             return Err(ScaleError::Reloading);
         }
-        if self.slots.iter().any(|s| s.removing) {
+        // (A removed slot that has ended stays in place until the slots after it go: spares
+        // move, so the removed ones are not always the last.)
+        if self.slots.iter().any(|s| s.removing && s.outcome.is_none()) {
             return Err(ScaleError::Draining);
         }
-        let from = self.slots.len();
+        // Spares are not counted: scaling adds or removes serving workers.
+        let from = self.active_slots();
         let wanted = request.target(from);
         if wanted < 1 {
             return Err(ScaleError::TooFew { wanted });
@@ -71,8 +79,9 @@ where
         };
         tracing::info!(from, to, "scaling");
         if to > from {
-            self.args.routes.resize(to);
-            for slot in from..to {
+            let (first, last) = (self.slots.len(), self.slots.len() + (to - from));
+            self.args.routes.resize(last);
+            for slot in first..last {
                 match self.spawn_slot(slot).await {
                     Ok(new) => self.slots.push(new),
                     Err(source) => {
@@ -82,8 +91,15 @@ where
                 }
             }
         } else {
-            for (index, slot) in self.slots.iter_mut().enumerate().skip(to) {
+            // The serving slots with the highest numbers go (a spare is never removed).
+            let spares = self.args.spares.clone();
+            let mut going: Vec<usize> =
+                (0..self.slots.len()).filter(|&i| !self.slots[i].removing && !spares.is_standby(i)).collect();
+            going.drain(..to.min(going.len()));
+            for index in going {
+                let slot = &mut self.slots[index];
                 slot.removing = true;
+                spares.remove(index);
                 // Steered out first, so no new connection waits on a socket nobody will take
                 // it from; the worker takes what is queued there already, then drains.
                 self.args.listeners.steer_out_removed(index);
@@ -113,5 +129,6 @@ where
             self.args.listeners.close_slot(self.slots.len());
         }
         self.args.routes.resize(self.slots.len());
+        self.args.spares.truncate(self.slots.len());
     }
 }

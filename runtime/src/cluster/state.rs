@@ -28,6 +28,8 @@ pub struct ClusterArgs<M, R> {
     pub(crate) inherited: Option<Inherited>,
     /// The recycling turns the slots share (`recycle_concurrency`).
     pub(crate) recycling: Arc<crate::slot::RecycleTurns>,
+    /// The book of warm spares the slots share (`spares`).
+    pub(crate) spares: Arc<crate::slot::Spares>,
 }
 
 /// One worker slot, as the cluster sees it.
@@ -88,6 +90,11 @@ impl<M, R> ClusterState<M, R> {
     /// answering.
     pub(crate) fn replacement_patience(&self) -> std::time::Duration {
         replacement_patience(self.args.config.listen_timeout)
+    }
+
+    /// Slots that serve: neither being removed nor holding a spare (what `workers` counts).
+    pub(crate) fn active_slots(&self) -> usize {
+        (0..self.slots.len()).filter(|&i| !self.slots[i].removing && !self.args.spares.is_standby(i)).count()
     }
 
     pub(crate) fn supervisors(&self) -> impl Iterator<Item = &ActorRef<SlotMsg>> {

@@ -1,9 +1,7 @@
-//! The cluster's configuration, and how a rolling reload re-reads it ([`Reconfigure`]).
+//! The cluster's configuration (a rolling reload re-reads it through a [`Reconfigure`] hook).
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
@@ -13,10 +11,16 @@ use crate::config::error::{ConfigError, ConfigNumber, ConfigProblem};
 use crate::config::foreign::ForeignWorker;
 use crate::config::node::NodeConfig;
 use crate::config::probe::{Check, ProbeConfig};
+use crate::config::probe_rules::{check_problem, probe_problem};
 use crate::config::sticky_key::StickyKey;
 use crate::supervision::backoff::Backoff;
 use crate::supervision::escalation::Escalation;
 use crate::supervision::restart::Restart;
+
+/// The reload's hook: declared here, as a child of this module (it yields a [`ClusterConfig`]).
+pub(crate) mod reconfigure;
+
+use reconfigure::Reconfigure;
 
 /// Which program a worker process runs.
 ///
@@ -126,6 +130,22 @@ impl LogFiles {
 pub struct ClusterConfig {
     /// Number of worker slots. Default: the number of CPUs.
     pub workers: usize,
+    /// Warm spares: this many more workers are started, become ready, and wait, idle (no
+    /// connection is dispatched or steered to them). When a worker dies, is recycled or fails
+    /// its probe, a ready spare takes its place at once (it is dispatched to, or its socket is
+    /// steered in), and the worker that left restarts in the background as the new spare, so
+    /// a crash is served again without waiting for a process to start. A rolling reload
+    /// replaces the spares too. [`workers`](Self::workers) (and `corral scale`) count the
+    /// active workers only. Refused with [`Scheduling::Shared`], where every worker accepts
+    /// on the one socket. Default: 0.
+    ///
+    /// ```
+    /// use corral_runtime::ClusterConfig;
+    ///
+    /// let config = ClusterConfig::default().workers(4).spares(1);
+    /// assert!(config.validate().is_ok());
+    /// ```
+    pub spares: usize,
     /// Restart type of every slot. Default: [`Restart::Permanent`].
     pub restart: Restart,
     /// Backoff between restarts after early deaths.
@@ -278,6 +298,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             workers: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            spares: 0,
             restart: Restart::Permanent,
             backoff: Backoff::default(),
             min_uptime: Duration::from_secs(1),
@@ -356,6 +377,8 @@ macro_rules! setters {
 setters! {
     /// Sets [`ClusterConfig::workers`].
     workers: usize,
+    /// Sets [`ClusterConfig::spares`].
+    spares: usize,
     /// Sets [`ClusterConfig::restart`].
     restart: Restart,
     /// Sets [`ClusterConfig::backoff`].
@@ -500,7 +523,8 @@ impl ClusterConfig {
     /// port prefix outside 1 – 16 bits; `steer_by_client` without reuse-port scheduling;
     /// a `probe` with a zero `every` or `timeout` or zero `failures`; an HTTP or TCP ready
     /// check or probe with `shared` scheduling;
-    /// `recycle_concurrency` 0 or over [`MAX_WORKERS`].
+    /// `recycle_concurrency` 0 or over [`MAX_WORKERS`]; `workers` + `spares` over
+    /// [`MAX_WORKERS`], or spares with [`Scheduling::Shared`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, problem: ConfigProblem| Err(ConfigError::Invalid { field, problem });
         if self.workers == 0 {
@@ -508,6 +532,13 @@ impl ClusterConfig {
         }
         if self.workers > MAX_WORKERS {
             return bad("workers", ConfigProblem::TooManyWorkers { workers: self.workers, limit: MAX_WORKERS });
+        }
+        if self.workers.saturating_add(self.spares) > MAX_WORKERS {
+            let workers = self.workers.saturating_add(self.spares);
+            return bad("spares", ConfigProblem::TooManyWorkers { workers, limit: MAX_WORKERS });
+        }
+        if self.spares > 0 && self.scheduling == Scheduling::Shared {
+            return bad("spares", ConfigProblem::SparesNeedDispatch);
         }
         let durations = [
             ("min_uptime", self.min_uptime),
@@ -606,32 +637,18 @@ impl ClusterConfig {
                 return bad("log_files.max_bytes", ConfigProblem::Zero);
             }
         }
-        if let Some(probe) = &self.probe {
-            for (field, d) in [("probe.every", probe.every), ("probe.timeout", probe.timeout)] {
-                if d.is_zero() {
-                    return bad(field, ConfigProblem::Zero);
-                }
-            }
-            for (field, d) in
-                [("probe.every", probe.every), ("probe.timeout", probe.timeout), ("probe.grace", probe.grace)]
-            {
-                if d > MAX_DURATION {
-                    return bad(field, ConfigProblem::TooLong { value: d, limit: MAX_DURATION });
-                }
-            }
-            if probe.failures == 0 {
-                return bad("probe.failures", ConfigProblem::AtLeastOne);
-            }
+        if let Some((field, problem)) = self.probe.as_ref().and_then(|p| probe_problem(p, MAX_DURATION)) {
+            return bad(field, problem);
         }
         let ready_check = match self.exec.foreign().map(|f| &f.ready) {
             Some(crate::config::foreign::Readiness::Check(check)) => Some(("exec.ready", check)),
             _ => self.ready_check.as_ref().map(|c| ("ready_check", c)),
         };
         let checks = ready_check.into_iter().chain(self.probe.as_ref().map(|p| ("probe.check", &p.check)));
-        for (field, check) in checks {
-            if check.targets_one_worker() && self.scheduling == Scheduling::Shared {
-                return bad(field, ConfigProblem::ProbeNeedsOwnSocket { check: check.to_string() });
-            }
+        if let Some((field, problem)) =
+            checks.into_iter().find_map(|(f, c)| check_problem(c, self.scheduling).map(|p| (f, p)))
+        {
+            return bad(field, problem);
         }
         if let Some(foreign) = self.exec.foreign() {
             // Sticky is steered by the kernel for a foreign program (its reuse-port group).
@@ -659,50 +676,4 @@ impl ClusterConfig {
 
 fn is_port_zero(addr: &crate::config::foreign::ListenAddr) -> bool {
     matches!(addr, crate::config::foreign::ListenAddr::Tcp(a) if a.port() == 0)
-}
-
-/// The error a [`Reconfigure`] hook gives for a configuration it refuses.
-pub type ReconfigureError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A hook that yields the configuration a rolling reload starts from.
-///
-/// ```
-/// use corral_runtime::{ClusterConfig, Reconfigure};
-///
-/// let hook = Reconfigure::new(|| Ok(ClusterConfig::default().workers(3)));
-/// let config = ClusterConfig::default().workers(2).reconfigure(Some(hook));
-/// assert!(config.reconfigure.is_some());
-/// ```
-#[derive(Clone)]
-pub struct Reconfigure(Arc<dyn Fn() -> Result<ClusterConfig, ReconfigureError> + Send + Sync>);
-
-impl Reconfigure {
-    /// A hook from a function. It runs in the primary's event loop at the start of each
-    /// reload: keep it short (read a file, parse it).
-    pub fn new(hook: impl Fn() -> Result<ClusterConfig, ReconfigureError> + Send + Sync + 'static) -> Self {
-        Reconfigure(Arc::new(hook))
-    }
-
-    /// Runs the hook.
-    ///
-    /// # Errors
-    ///
-    /// Whatever the hook refuses.
-    pub fn load(&self) -> Result<ClusterConfig, ReconfigureError> {
-        (self.0)()
-    }
-}
-
-impl fmt::Debug for Reconfigure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Reconfigure(..)")
-    }
-}
-
-/// What a reload cannot change: the sockets are bound and shared already.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} cannot change in a reload (restart the cluster for that)")]
-pub struct Unchangeable {
-    /// What changed: `scheduling` or `listen`.
-    pub what: &'static str,
 }

@@ -82,6 +82,11 @@ pub enum ConfigProblem {
     /// A limit of zero (`None` is no limit).
     #[error("must be greater than zero (or None for no limit)")]
     ZeroLimit,
+    /// Spares with shared scheduling, where every worker accepts on the one socket.
+    #[error(
+        "a spare would take connections with shared scheduling (every worker accepts on the one socket); use round robin, least connections, sticky or reuse-port"
+    )]
+    SparesNeedDispatch,
     /// `recycle_concurrency` 0 or over the limit.
     #[error("must be between 1 and {limit}")]
     RecycleConcurrency {

@@ -10,4 +10,5 @@ pub(crate) mod error;
 pub(crate) mod foreign;
 pub(crate) mod node;
 pub(crate) mod probe;
+pub(crate) mod probe_rules;
 pub(crate) mod sticky_key;

@@ -53,6 +53,7 @@ pub(crate) fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
         "pid": w.pid,
         "generation": w.generation,
         "state": state_name(w.state),
+        "spare": w.spare,
         "uptime_ms": w.uptime.map(|u| u.as_millis() as u64),
         "restarts": w.restarts,
         "rss_bytes": w.rss_bytes,

@@ -26,6 +26,7 @@ use crate::api::status::{WorkerState, WorkerStatus};
 ///     stats: None,
 ///     heartbeat_latency: Some(Duration::from_micros(180)),
 ///     status_text: None,
+///     spare: false,
 ///     steering: None,
 ///     probe: None,
 /// };
@@ -81,7 +82,7 @@ fn row(w: &WorkerStatus) -> [String; 11] {
         w.slot.to_string(),
         w.pid.map_or_else(dash, |p| p.to_string()),
         w.generation.to_string(),
-        state(w.state).to_string(),
+        if w.spare { format!("{} (spare)", state(w.state)) } else { state(w.state).to_string() },
         w.uptime.map_or_else(dash, |u| duration(u.as_secs())),
         w.restarts.to_string(),
         w.rss_bytes.map_or_else(dash, |b| format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20))),

@@ -7,6 +7,9 @@
 //! listening sockets by socket activation and talks through a `NOTIFY_SOCKET` (notify
 //! reader, waiter, output capture).
 //!
+//! Its health, beyond what it says itself, is checked from outside by [`probe`]: readiness and
+//! liveness probes of that one process through its listener.
+//!
 //! Starting is two steps, so that the slot can put the process in its books (route, state,
 //! `fork` event) before any of its events can arrive: [`start`] forks, [`Io::run`] starts the
 //! tasks.
@@ -18,6 +21,7 @@ mod event;
 mod handover;
 mod notify;
 mod output;
+pub(crate) mod probe;
 mod reader;
 pub(crate) mod reaper;
 mod spawn;

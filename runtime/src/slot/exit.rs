@@ -64,6 +64,8 @@ where
             Role::Candidate => self.candidate_failed(&proc, status),
             Role::Current => {
                 self.args.routes.clear(slot, generation);
+                self.args.spares.set_ready(slot, None);
+                self.hand_to_spare();
                 if self.candidate_takes_over() {
                     return;
                 }

@@ -16,6 +16,8 @@
 //! | `start.rs`      | starting processes; online, ready, start timeout                  |
 //! | `exit.rs`       | a process's end; the restart decision applied                     |
 //! | `replace.rs`    | candidate → promoted → old retired                                |
+//! | `spares.rs`     | warm spares: the book of standby slots, the swap on a worker's leave |
+//! | `promote.rs`    | a spare takes a leaving worker's place                            |
 //! | `health.rs`     | heartbeats, memory and request recycling                          |
 //! | `probe.rs`      | health probes: the ready check, liveness failures condemn         |
 //! | `recycle.rs`    | recycling turns: at most `recycle_concurrency` at a time          |
@@ -46,8 +48,10 @@ mod health;
 mod life;
 mod msg;
 mod probe;
+mod promote;
 mod recycle;
 mod replace;
+mod spares;
 mod start;
 mod state;
 mod stop;
@@ -62,6 +66,7 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use handover::{AdoptedWorker, Adoption, HandedSlot};
 pub(crate) use msg::{ReplaceReason, SlotMsg, SlotOutcome, SlotReport};
+pub(crate) use spares::Spares;
 pub(crate) use state::SlotArgs;
 use state::SlotState;
 pub(crate) use turns::RecycleTurns;
@@ -115,6 +120,7 @@ where
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SlotMsg::Start => st.start_current().await,
+            SlotMsg::Activate => st.activate(),
             SlotMsg::Replace { reason, parent, reply } => st.replace(reason, &parent, reply).await,
             SlotMsg::Stop(parent) => st.stop(&parent),
             SlotMsg::Status(reply) => {
@@ -150,7 +156,12 @@ where
                 ProcessEventKind::Status(text) => st.status_line(generation, text),
                 ProcessEventKind::Watchdog => st.watchdog(generation),
                 ProcessEventKind::Hung(report) => st.hung(generation, *report),
-                ProcessEventKind::ReaderEnded(error) => st.reader_ended(generation, error),
+                ProcessEventKind::ReaderEnded(error) => {
+                    if error.is_none() {
+                        st.channel_closed(generation);
+                    }
+                    st.reader_ended(generation, error)
+                }
                 ProcessEventKind::Exited(status) => st.exited(generation, status),
             },
         }

@@ -13,8 +13,8 @@ use crate::api::reports::Replaced;
 use crate::api::status::WorkerStatus;
 use crate::config::cluster::ClusterConfig;
 use crate::config::command::WorkerCommand;
-use crate::probe::{ProbeResult, Purpose};
 use crate::process::ProcessEvent;
+use crate::process::probe::{ProbeResult, Purpose};
 
 /// Why a slot's process is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,9 @@ pub(crate) type ReplaceReply = RpcReplyPort<Result<Replaced, ReplaceError>>;
 pub(crate) enum SlotMsg {
     /// Start the slot's current process (first start, and every restart after its delay).
     Start,
+    /// This slot held a spare and takes a leaving worker's place: its ready process takes
+    /// connections from now on (see `spares.rs`).
+    Activate,
     /// Start a replacement, make it current once ready, then drain the old process. The reply
     /// comes once the replacement is ready, or with why it failed (the old process then keeps
     /// serving).

@@ -1,7 +1,7 @@
 //! Health probes of the slot's processes, as the slot acts on them: a ready check gates
 //! `Ready`, and liveness failures in a row condemn the current process.
 //!
-//! The probing runs in a task per process (`crate::probe::schedule`), which only reports;
+//! The probing runs in a task per process (`crate::process::probe::schedule`), which only reports;
 //! every decision is made here, in the slot actor, one result at a time:
 //!
 //! * **readiness**: a process that said it is ready (a foreign worker with
@@ -14,7 +14,6 @@
 //!   whatever its exit status).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,50 +22,11 @@ use tracing::Span;
 
 use super::msg::SlotMsg;
 use super::state::{DrainCause, Phase, SlotState};
+use crate::api::error::ProbeError;
 use crate::api::events::ClusterEvent;
-use crate::api::status::LastProbe;
 use crate::config::probe::Check;
-use crate::probe::{ProbeError, ProbeResult, ProbeTarget, Purpose};
+use crate::process::probe::{ProbeResult, ProbeTarget, Purpose};
 use crate::supervision::kill::KillReason;
-
-/// A process's probes: the task making them, and what they found.
-#[derive(Default)]
-pub(crate) struct ProbeBook {
-    /// The task probing the process (aborted when dropped: a process that is gone, condemned
-    /// or ready is not probed by it any more).
-    task: Option<AbortOnDropHandle<()>>,
-    /// Its ready check passed.
-    pub ready_passed: bool,
-    /// Liveness failures in a row.
-    pub failures: u32,
-    /// The last result, and when it came.
-    last: Option<(Instant, Check, ProbeResult)>,
-}
-
-impl ProbeBook {
-    /// The book of a process that is ready already (taken over from the previous image).
-    pub(crate) fn passed() -> Self {
-        ProbeBook { ready_passed: true, ..ProbeBook::default() }
-    }
-
-    /// Stops probing (the process drains).
-    pub(crate) fn stop(&mut self) {
-        self.task = None;
-    }
-
-    /// The last probe, as the status shows it.
-    pub(crate) fn last(&self) -> Option<LastProbe> {
-        let (at, check, result) = self.last.as_ref()?;
-        Some(LastProbe {
-            check: check.clone(),
-            passed: result.outcome.is_ok(),
-            age: at.elapsed(),
-            took: result.took,
-            failures: self.failures,
-            error: result.outcome.as_ref().err().map(ToString::to_string),
-        })
-    }
-}
 
 impl<M, R> SlotState<M, R>
 where
@@ -87,16 +47,17 @@ where
     /// nothing does yet.
     pub(crate) fn awaits_ready_check(&mut self, generation: u64) -> bool {
         let Some(check) = self.ready_check() else { return false };
-        let timeout = self.args.config.probe.as_ref().map_or(crate::ProbeConfig::DEFAULT_TIMEOUT, |p| p.timeout);
+        let timeout =
+            self.args.config.probe.as_ref().map_or(crate::config::probe::ProbeConfig::DEFAULT_TIMEOUT, |p| p.timeout);
         let Some(target) = self.probe_target(generation) else { return false };
         let report = self.reporter(generation, Purpose::Ready);
         let Some(proc) = self.proc_mut(generation) else { return false };
         if proc.probes.ready_passed {
             return false;
         }
-        if proc.probes.task.is_none() {
-            let task = tokio::spawn(crate::probe::readiness(target, check, timeout, report));
-            proc.probes.task = Some(AbortOnDropHandle::new(task));
+        if !proc.probes.probing() {
+            let task = tokio::spawn(crate::process::probe::readiness(target, check, timeout, report));
+            proc.probes.start(AbortOnDropHandle::new(task));
         }
         true
     }
@@ -107,8 +68,8 @@ where
         let Some(target) = self.probe_target(generation) else { return };
         let report = self.reporter(generation, Purpose::Live);
         let Some(proc) = self.proc_mut(generation) else { return };
-        let task = tokio::spawn(crate::probe::liveness(target, probe, report));
-        proc.probes.task = Some(AbortOnDropHandle::new(task));
+        let task = tokio::spawn(crate::process::probe::liveness(target, probe, report));
+        proc.probes.start(AbortOnDropHandle::new(task));
     }
 
     fn probe_target(&self, generation: u64) -> Option<ProbeTarget> {
@@ -147,13 +108,13 @@ where
         });
         let Some(proc) = self.proc_mut(generation) else { return };
         let outcome = result.outcome.clone();
-        proc.probes.last = Some((Instant::now(), check.clone(), result));
+        proc.probes.record(check.clone(), result);
         match (purpose, outcome) {
             (Purpose::Ready, Ok(())) => {
                 if matches!(proc.phase, Phase::Starting | Phase::Online) {
                     tracing::debug!(slot, pid, %check, "ready check passed");
                     proc.probes.ready_passed = true;
-                    proc.probes.task = None;
+                    proc.probes.stop();
                     self.ready(generation);
                 }
             }
@@ -193,9 +154,9 @@ where
             reason = "MissedProbe",
             "worker {pid} failed its liveness probe {failures} times in a row (MissedProbe); steering it out, draining and replacing it"
         );
-        proc.probes.task = None;
+        proc.probes.stop();
         if proc.killed.is_none() {
-            proc.killed = Some(KillReason::MissedProbe { check: check.clone(), failures, error: error.clone() });
+            proc.killed = Some(KillReason::MissedProbe { check: check.to_string(), failures, error: error.clone() });
         }
         // No new connection reaches it from now on.
         proc.set_accepting(false);
@@ -203,6 +164,9 @@ where
         self.publish_accepting();
         self.args.listeners.readiness_changed();
         self.args.bus.emit(ClusterEvent::ProbeFailed { slot, pid, check, error });
+        // A warm spare, if one is ready, takes the slot's place now; the replacement started
+        // once the condemned worker has exited is the next spare.
+        self.hand_to_spare();
         self.drain(generation, DrainCause::Condemned, &Span::none());
     }
 }

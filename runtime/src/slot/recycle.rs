@@ -58,6 +58,9 @@ where
     }
 
     async fn recycle_now(&mut self, turn: RecycleTurn, reason: ReplaceReason) {
+        // A spare takes the slot's place at once; the replacement started here is the new
+        // spare, and the old process retires once it is ready.
+        self.hand_to_spare();
         self.start_replacement(reason, &Span::none(), None, Some(turn)).await;
     }
 }

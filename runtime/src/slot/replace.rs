@@ -80,10 +80,14 @@ where
         let slot = self.slot();
         let old =
             self.procs.iter().find(|p| p.role == Role::Current && p.generation != generation).map(|p| p.generation);
+        let standby = self.standby();
         let Some(new) = self.proc_mut(generation) else { return };
         new.role = Role::Current;
-        new.set_accepting(true);
+        // A spare's replacement (a rolling reload) is the spare now: ready, idle.
+        new.set_accepting(!standby);
+        let ready = (new.phase == Phase::Ready).then(|| new.accepting.clone());
         let (new_pid, route) = (new.pid(), new.process.route(generation));
+        self.args.spares.set_ready(slot, ready);
         self.publish_accepting();
         self.args.routes.set(slot, route);
         let mut pending = match self.life() {

@@ -12,7 +12,7 @@ use tracing::Span;
 
 use super::life::{Life, Restart};
 use super::msg::SlotMsg;
-use super::probe::ProbeBook;
+use super::state::probes::ProbeBook;
 use super::state::{Phase, Proc, ProcSpans, Role, SlotState};
 use crate::api::events::{ClusterEvent, lifecycle};
 use crate::process;
@@ -183,6 +183,7 @@ where
         // The old process died while this one started: it took over already.
         let took_over = self.life().replacing().is_some_and(|p| p.generation == generation);
         let slot = self.slot();
+        let (standby, spares) = (self.standby(), self.args.spares.clone());
         match self.proc(generation) {
             Some(proc) if !proc.is_draining() => {}
             _ => return,
@@ -198,7 +199,9 @@ where
         match proc.role {
             Role::Candidate if running => self.promote(generation),
             Role::Current if running => {
-                proc.set_accepting(true);
+                // A spare waits, ready and idle, until it takes a leaving worker's place.
+                proc.set_accepting(!standby);
+                spares.set_ready(slot, Some(proc.accepting.clone()));
                 self.args.listeners.readiness_changed();
                 self.publish_accepting();
                 if took_over {

@@ -13,9 +13,9 @@ use corral_protocol::WorkerStats;
 use ractor::{ActorRef, DerivedActorRef};
 use tracing::Span;
 
+use self::probes::ProbeBook;
 use super::life::Life;
 use super::msg::{RecycleTurn, SlotMsg, SlotReport};
-use super::probe::ProbeBook;
 use crate::api::events::bus::EventBus;
 use crate::api::status::{WorkerState, WorkerStatus};
 use crate::config::cluster::ClusterConfig;
@@ -158,6 +158,9 @@ impl<M> Proc<M> {
 /// the private `life` field.
 pub(crate) mod transition;
 
+/// A process's health probes, as [`Proc::probes`] holds them.
+pub(crate) mod probes;
+
 /// Everything a slot is started with (built by the cluster).
 pub(crate) struct SlotArgs<M, R> {
     pub slot: usize,
@@ -171,6 +174,8 @@ pub(crate) struct SlotArgs<M, R> {
     pub adopt: Option<super::handover::Adoption>,
     /// The cluster's recycling turns (`recycle_concurrency`).
     pub recycling: Arc<super::turns::RecycleTurns>,
+    /// The cluster's book of warm spares.
+    pub spares: Arc<super::spares::Spares>,
 }
 
 /// The slot supervisor's state.
@@ -220,6 +225,11 @@ impl<M, R> SlotState<M, R> {
 
     pub(crate) fn slot(&self) -> usize {
         self.args.slot
+    }
+
+    /// Whether this slot holds a warm spare now: its ready process takes no connection.
+    pub(crate) fn standby(&self) -> bool {
+        self.args.spares.is_standby(self.args.slot)
     }
 
     /// Tells the listeners whether any process of the slot takes new connections now: a
@@ -297,6 +307,7 @@ impl<M, R> SlotState<M, R> {
             stats: self.last_stats,
             heartbeat_latency: self.last_latency,
             status_text: proc.and_then(|p| p.status_text.clone()),
+            spare: self.standby(),
             steering: self
                 .args
                 .listeners

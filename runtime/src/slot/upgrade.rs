@@ -119,7 +119,7 @@ where
             spans: ProcSpans::default(),
             recycle_turn: None,
             // Ready already (it was, to be handed over): only its liveness is probed.
-            probes: super::probe::ProbeBook::passed(),
+            probes: super::state::probes::ProbeBook::passed(),
         });
         tracing::info!(slot, generation, pid, "worker taken over from the previous image");
         self.start_liveness(generation);

@@ -6,9 +6,6 @@ use std::time::Duration;
 
 use corral_protocol::ProtocolError;
 
-use crate::config::probe::Check;
-use crate::probe::ProbeError;
-
 /// Why the primary killed (SIGKILL) a worker process instead of letting it run or exit.
 ///
 /// # Example
@@ -48,12 +45,12 @@ pub enum KillReason {
     /// It failed its liveness probe `failures` times in a row: steered out, diagnosed,
     /// drained (killed only if it does not drain within `kill_timeout`) and replaced.
     MissedProbe {
-        /// The check it failed.
-        check: Check,
+        /// The check it failed, as configured (`http:/healthz`).
+        check: String,
         /// Failures in a row.
         failures: u32,
-        /// Why the last one failed.
-        error: Arc<ProbeError>,
+        /// Why the last one failed (a [`ProbeError`](crate::ProbeError)).
+        error: Arc<dyn std::error::Error + Send + Sync>,
     },
 }
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use corral_protocol::ProtocolError;
 
+use crate::api::error::ProbeError;
 use crate::api::error::{ClusterError, ReloadError};
 use crate::config::probe::Check;
-use crate::probe::ProbeError;
 use crate::supervision::exit::ExitStatus;
 use crate::sys::hang::HangReport;
 
@@ -348,6 +348,27 @@ pub enum ClusterEvent<R> {
         /// Restarts within the window.
         restarts: usize,
     },
+    /// A warm spare ([`ClusterConfig::spares`](crate::ClusterConfig::spares)) took the place of
+    /// a worker that left (died, was recycled, failed its probe): `slot`, which held the
+    /// spare, takes connections from now on; `replaced` starts the next spare.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default().spares(1)).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     if let ClusterEvent::SpareTookOver { slot, replaced } = event {
+    ///         eprintln!("spare slot {slot} took slot {replaced}'s place");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    SpareTookOver {
+        /// The slot that held the spare (active from now on).
+        slot: usize,
+        /// The slot whose worker left (it holds the next spare).
+        replaced: usize,
+    },
     /// A worker broke the protocol (garbage, oversized frame, wrong version); it is being
     /// killed and replaced.
     ///
@@ -533,6 +554,7 @@ impl<R> ClusterEvent<R> {
             | ClusterEvent::StartFailed { slot, .. }
             | ClusterEvent::Restarting { slot, .. }
             | ClusterEvent::GaveUp { slot, .. }
+            | ClusterEvent::SpareTookOver { slot, .. }
             | ClusterEvent::ProtocolError { slot, .. } => Some(*slot),
             ClusterEvent::Reloading { .. }
             | ClusterEvent::Reloaded { .. }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::api::handle::ClusterHandle;
-use crate::config::cluster::{ClusterConfig, Reconfigure};
+use crate::config::cluster::ClusterConfig;
+use crate::config::cluster::reconfigure::Reconfigure;
 use crate::config::control_socket::ControlSocket;
 use crate::config::foreign::ListenAddr;
 use crate::supervision::escalation::Escalation;

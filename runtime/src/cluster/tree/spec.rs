@@ -6,7 +6,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::cluster::{ClusterConfig, ReconfigureError};
+use crate::config::cluster::ClusterConfig;
+use crate::config::cluster::reconfigure::ReconfigureError;
 use crate::config::control_socket::ControlSocket;
 
 /// What a program is to the tree.

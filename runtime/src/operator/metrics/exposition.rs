@@ -127,6 +127,7 @@ fn slots(registry: &mut Registry, workers: &[WorkerStatus]) {
     let pool_running = PerSlot::<Gauge>::new();
     let pool_tasks: Family<PoolLabels, Counter> = Family::default();
     let steered_in = PerSlot::<Gauge>::new();
+    let spare = PerSlot::<Gauge>::new();
     let accept_queue = PerSlot::<Gauge>::new();
     let hz = crate::sys::procfs::ticks_per_second();
     for w in workers {
@@ -134,6 +135,7 @@ fn slots(registry: &mut Registry, workers: &[WorkerStatus]) {
         up.of(w).set(i64::from(w.pid.is_some()));
         ready.of(w).set(i64::from(w.state == WorkerState::Ready));
         generation.of(w).set(int(w.generation));
+        spare.of(w).set(i64::from(w.spare));
         restarts.of(w).inc_by(w.restarts);
         messages.get_or_create(&DirectionLabels { slot: slot.clone(), direction: "in" }).inc_by(w.messages_in);
         messages.get_or_create(&DirectionLabels { slot: slot.clone(), direction: "out" }).inc_by(w.messages_out);
@@ -178,6 +180,11 @@ fn slots(registry: &mut Registry, workers: &[WorkerStatus]) {
     r.register("corral_worker_up", "Whether the slot has a running process (1) or not (0)", up.family);
     r.register("corral_worker_ready", "Whether the slot's worker is ready and gets work", ready.family);
     r.register("corral_worker_pid", "The slot's current process id", pid.family);
+    r.register(
+        "corral_worker_spare",
+        "Whether the slot holds a warm spare (1: ready and idle) or serves (0)",
+        spare.family,
+    );
     r.register(
         "corral_worker_steered_in",
         "Reuse-port: whether new connections are steered to the slot's socket (1) or not (0)",

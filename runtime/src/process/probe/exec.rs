@@ -12,7 +12,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 
-use super::{ProbeError, ProbeTarget};
+use super::ProbeTarget;
+use crate::api::error::ProbeError;
 use crate::supervision::exit::ExitStatus;
 use crate::sys::children::{Known, spawn_known};
 

@@ -10,7 +10,6 @@
 //!
 //! | file          | what                                                       |
 //! |---------------|------------------------------------------------------------|
-//! | `error.rs`    | why one probe failed ([`ProbeError`])                      |
 //! | `http.rs`     | `GET PATH`: 2xx/3xx passes                                 |
 //! | `tcp.rs`      | the connection is taken off the worker's socket            |
 //! | `exec.rs`     | `sh -c COMMAND` in its own process group, with a timeout   |
@@ -19,7 +18,6 @@
 //! The probes only report; what follows a result (a worker ready, a worker condemned after
 //! `failures` in a row) is the slot's decision (`slot/probe.rs`).
 
-mod error;
 mod exec;
 mod http;
 mod schedule;
@@ -28,7 +26,7 @@ mod tcp;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use error::ProbeError;
+use crate::api::error::ProbeError;
 pub(crate) use schedule::{Purpose, liveness, readiness};
 
 use crate::config::probe::Check;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{ProbeError, ProbeTarget};
+use super::ProbeTarget;
+use crate::api::error::ProbeError;
 
 /// The most of an answer read: the status line is all that counts.
 const MAX_ANSWER: usize = 64 * 1024;

@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use super::{ProbeError, ProbeTarget};
+use super::ProbeTarget;
+use crate::api::error::ProbeError;
 
 /// How often the worker's socket is looked at.
 const POLL: Duration = Duration::from_millis(5);
