@@ -30,6 +30,9 @@ pub enum Error {
     /// This process was started as a worker but could not run as one.
     #[error(transparent)]
     Worker(#[from] corral_workers::WorkerError),
+    /// A tree of programs refused its configuration or gave up.
+    #[error(transparent)]
+    Tree(#[from] corral_runtime::tree::TreeError),
     /// The primary's own setup failed (tokio runtime, signal handlers).
     #[error("primary setup failed: {0}")]
     Setup(#[source] std::io::Error),
@@ -52,6 +55,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Cluster(corral_runtime::ClusterError::Config(_)) => EXIT_CONFIG,
+            Error::Tree(corral_runtime::tree::TreeError::Config(_)) => EXIT_CONFIG,
             _ => EXIT_FAILURE,
         }
     }

@@ -88,6 +88,7 @@ pub mod status;
 pub mod supervision;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+pub mod tree;
 pub mod upgrade;
 pub mod worker;
 
@@ -111,7 +112,7 @@ pub mod http {
 pub use corral_runtime::{Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterHandle};
 pub use corral_workers::{BoxError, Worker, WorkerContext};
 pub use error::{EXIT_CONFIG, EXIT_FAILURE, Error};
-pub use primary::{is_worker, main, run, run_if_worker, run_primary};
+pub use primary::{is_worker, main, run, run_if_worker, run_primary, run_tree};
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by `RUST_LOG` (default
 /// `info`), as text — in colour only when stderr is a terminal and `NO_COLOR` is unset or
@@ -140,3 +141,8 @@ pub struct ReadmeExamples;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/src/library.md")]
 pub struct LibraryGuideExamples;
+
+/// The trees guide's Rust examples (docs/src/trees.md), compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/src/trees.md")]
+pub struct TreesGuideExamples;

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use corral_protocol::bootstrap::WorkerBootstrap;
+use corral_runtime::tree::{Tree, TreeConfig, TreeEvents, TreeHandle};
 use corral_runtime::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle, EventStream, Reaper, ReloadError, Scale};
 use corral_workers::{BoxError, EXIT_BOOTSTRAP, Worker};
 use tokio::signal::unix::{SignalKind, signal};
@@ -241,6 +242,69 @@ where
     outcome
 }
 
+/// The primary of a supervision tree of programs ([`TreeConfig`]): as [`run_primary`] for a
+/// cluster, one single-threaded runtime, the orphans reaped, and the signals: SIGINT/SIGTERM
+/// stop the tree (dependents first), SIGHUP reloads it ([`TreeHandle::reload`]: the file
+/// re-read, only what changed touched), SIGUSR1 reopens log files; `primary` gets the tree's
+/// handle and its events, subscribed before the first program starts.
+///
+/// # Errors
+///
+/// [`Error::Tree`] for a refused configuration or a tree that gave up; [`Error::Setup`],
+/// [`Error::Primary`] as [`run_primary`].
+///
+/// ```no_run
+/// use corral::ClusterConfig;
+/// use corral::config::{ForeignWorker, Scheduling, WorkerExec};
+/// use corral::tree::{Condition, ProgramSpec, TreeConfig};
+///
+/// let program = |p: &str, a: &str| {
+///     let w = ForeignWorker::new(p).arg(a);
+///     ClusterConfig::default().exec(WorkerExec::Foreign(w)).scheduling(Scheduling::ReusePort)
+/// };
+/// let tree = TreeConfig::default()
+///     .program(ProgramSpec::oneshot("migrate", program("python3", "migrate.py").workers(1)))
+///     .program(ProgramSpec::service("api", program("python3", "api.py")).depends_on("migrate", Condition::Completed));
+/// let outcome = corral::run_tree::<(), (), _, _>(tree, |tree, mut events| async move {
+///     while events.recv().await.is_some() {}
+///     tree.wait().await.map_err(Into::into)
+/// });
+/// std::process::exit(match outcome { Ok(()) => 0, Err(e) => i32::from(e.exit_code()) });
+/// ```
+pub fn run_tree<M, R, F, Fut>(config: TreeConfig, primary: F) -> Result<(), Error>
+where
+    M: serde::Serialize + corral_runtime::NodeMessage + Clone + Send + Sync + 'static,
+    R: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    F: FnOnce(TreeHandle<M, R>, TreeEvents<R>) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    config.validate().map_err(corral_runtime::tree::TreeError::from)?;
+    corral_runtime::set_primary_title();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Setup)?;
+    let patience = config.programs.iter().map(|p| p.config.kill_timeout).max().unwrap_or_default();
+    let outcome = runtime.block_on(async move {
+        let signals = Signals::install().map_err(Error::Setup)?;
+        Signals::release();
+        let (tree, events) = Tree::<M, R>::spawn(config).await?;
+        let reaper = Reaper::start().map_err(Error::Setup)?;
+        tokio::spawn(signals.serve_tree(tree.clone()));
+        let user = primary(tree.clone(), events);
+        let outcome = tokio::select! {
+            result = user => {
+                let stopped = tree.stop().await;
+                result.map_err(Error::Primary).and_then(|()| stopped.map_err(Error::from))
+            }
+            outcome = tree.wait() => outcome.map_err(Error::from),
+        };
+        reaper.end_orphans(patience).await;
+        outcome
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    #[cfg(feature = "telemetry")]
+    crate::telemetry::flush();
+    outcome
+}
+
 /// The primary's signal handlers, as PM2 and gunicorn users expect them.
 pub(crate) struct Signals {
     int: tokio::signal::unix::Signal,
@@ -317,6 +381,51 @@ impl Signals {
                     let _ = cluster.actor().send_message(corral_runtime::ClusterMsg::Upgrade(None));
                 }
             }
+        }
+    }
+
+    /// The signals of a tree's primary: SIGINT / SIGTERM stop it, SIGHUP reloads it (one at a
+    /// time), SIGUSR1 reopens log files; the others are for a single cluster (logged).
+    async fn serve_tree<M, R>(mut self, tree: TreeHandle<M, R>)
+    where
+        M: serde::Serialize + Clone + Send + Sync + 'static,
+        R: Clone + Send + Sync + 'static,
+    {
+        let reloading = Arc::new(AtomicBool::new(false));
+        loop {
+            let name = tokio::select! {
+                _ = self.int.recv() => "SIGINT",
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.hup.recv() => {
+                    if reloading.swap(true, Ordering::SeqCst) {
+                        tracing::warn!("SIGHUP refused: a reload is running (it goes on)");
+                        continue;
+                    }
+                    tracing::info!("SIGHUP: reloading the tree (only what changed)");
+                    let (tree, reloading) = (tree.clone(), reloading.clone());
+                    tokio::spawn(async move {
+                        match tree.reload().await {
+                            Ok(report) => tracing::info!(?report, "reloaded"),
+                            Err(e) => tracing::warn!(error = %e, "SIGHUP refused"),
+                        }
+                        reloading.store(false, Ordering::SeqCst);
+                    });
+                    continue;
+                }
+                _ = self.usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening log files");
+                    corral_runtime::reopen_log_files();
+                    continue;
+                }
+                _ = self.ttin.recv() => { tracing::warn!("SIGTTIN ignored: scale a program with corral scale NAME N"); continue }
+                _ = self.ttou.recv() => { tracing::warn!("SIGTTOU ignored: scale a program with corral scale NAME N"); continue }
+                _ = self.usr2.recv() => { tracing::warn!("SIGUSR2 ignored: an in-place upgrade is for a single cluster"); continue }
+            };
+            tracing::info!("{name}: stopping the tree gracefully, dependents first");
+            let tree = tree.clone();
+            tokio::spawn(async move {
+                let _ = tree.stop().await;
+            });
         }
     }
 

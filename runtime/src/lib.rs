@@ -62,6 +62,7 @@ mod sys;
 mod upgrade;
 
 pub use api::events::lifecycle;
+pub use cluster::tree;
 pub use operator::{control, metrics};
 pub use sys::hang;
 

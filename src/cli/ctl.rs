@@ -116,13 +116,23 @@ pub fn status(target: &Target, json: bool, watch: bool, all: bool) -> i32 {
                 Err(f) => return f.exit(),
             };
             let workers = data["workers"].as_array().cloned().unwrap_or_default();
-            let all_ready = !workers.is_empty() && workers.iter().all(|w| w["state"] == "ready");
+            let programs = data["programs"].as_array().cloned();
+            let programs_up = programs
+                .iter()
+                .flatten()
+                .all(|p| matches!(p["state"].as_str(), Some("running" | "completed" | "finished" | "stopped")));
+            let all_ready = programs_up
+                && (programs.is_some() || !workers.is_empty())
+                && workers.iter().all(|w| w["state"] == "ready");
             if json {
                 print_json(&data);
             } else {
                 if watch {
                     // Clear the screen and go home, as `watch` and `pm2 monit` do.
                     print!("\x1b[2J\x1b[H");
+                }
+                if let Some(programs) = &programs {
+                    print!("{}", programs_table(programs));
                 }
                 print!("{}", table(&workers, all));
                 if let Some(n) = data["orphans_adopted"].as_u64().filter(|n| *n > 0) {
@@ -165,6 +175,31 @@ fn nodes_line(data: &Value) -> String {
     out
 }
 
+/// A tree's programs: name, kind, state, ready workers of configured, restarts, what each
+/// waits for.
+fn programs_table(programs: &[Value]) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header(vec!["program", "kind", "state", "workers", "restarts", "depends on"]);
+    for p in programs {
+        let deps: Vec<String> = p["depends_on"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(n, c)| format!("{n} {}", c.as_str().unwrap_or("?")))
+            .collect();
+        t.add_row(vec![
+            p["name"].as_str().unwrap_or("?").to_string(),
+            p["kind"].as_str().unwrap_or("?").to_string(),
+            p["state"].as_str().unwrap_or("?").to_string(),
+            format!("{}/{}", p["ready"], p["workers"]),
+            p["restarts"].to_string(),
+            if deps.is_empty() { "-".to_string() } else { deps.join(", ") },
+        ]);
+    }
+    format!("{t}\n")
+}
+
 fn table(workers: &[Value], with_node: bool) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -184,6 +219,10 @@ fn table(workers: &[Value], with_node: bool) -> String {
     ];
     if with_node {
         header.insert(0, "node");
+    }
+    let with_program = workers.iter().any(|w| w["program"].is_string());
+    if with_program {
+        header.insert(0, "program");
     }
     // Reuse-port groups: whether new connections go to each worker, and its socket's queue.
     let steered = workers.iter().any(|w| !w["steered_in"].is_null());
@@ -220,6 +259,9 @@ fn table(workers: &[Value], with_node: bool) -> String {
         ];
         if with_node {
             row.insert(0, opt(&w["node"]));
+        }
+        if with_program {
+            row.insert(0, opt(&w["program"]));
         }
         if steered {
             row.push(match (w["steered_in"].as_bool(), w["queued"].as_u64()) {
@@ -275,6 +317,63 @@ pub fn simple(target: &Target, command: Command, json: bool, show: impl Fn(&Valu
 
 /// `corral stop [--timeout DUR]`: asks for a graceful stop and waits until the cluster is gone
 /// (its control socket closes); exit 1 when it is still there after `timeout`.
+/// `replaced` of a program (reload NAME, restart NAME), one line per slot.
+pub fn show_replaced(d: &Value) -> String {
+    let program = d["program"].as_str().unwrap_or("?");
+    let replaced = d["replaced"].as_array().cloned().unwrap_or_default();
+    let mut out = String::new();
+    for r in &replaced {
+        out.push_str(&format!(
+            "{program}: slot {}: pid {} -> {} (generation {})\n",
+            r["slot"], r["old_pid"], r["new_pid"], r["generation"]
+        ));
+    }
+    out.push_str(&format!("{program}: replaced {} workers\n", replaced.len()));
+    out
+}
+
+/// What a tree's reload of its file did.
+pub fn show_applied(d: &Value) -> String {
+    let list = |k: &str| {
+        let names: Vec<&str> = d[k].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        if names.is_empty() { "-".to_string() } else { names.join(", ") }
+    };
+    format!(
+        "added: {}\nremoved: {}\nrolled: {}\nrestarted: {}\nrewired: {}\n",
+        list("added"),
+        list("removed"),
+        list("rolled"),
+        list("restarted"),
+        list("rewired")
+    )
+}
+
+/// `corral stop NAME`: asks, then waits until the program has no worker left.
+pub fn stop_program(target: &Target, program: String, timeout: Duration) -> i32 {
+    runtime().block_on(async {
+        if let Err(f) = ask(target, Command::StopProgram { program: program.clone() }).await {
+            return f.exit();
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            let Ok(data) = ask(target, Command::Status).await else { break };
+            let state = data["programs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == program.as_str())
+                .map(|p| p["state"].as_str().unwrap_or("").to_string());
+            if matches!(state.as_deref(), Some("stopped" | "completed" | "finished") | None) {
+                println!("stopped {program}");
+                return 0;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("corral: {program} is still stopping after {}", humantime::format_duration(timeout));
+        EXIT_FAILED
+    })
+}
+
 pub fn stop(target: &Target, timeout: Duration) -> i32 {
     runtime().block_on(async {
         if let Err(f) = ask(target, Command::Stop).await {
@@ -363,13 +462,13 @@ fn workers(data: &Value) -> Vec<(u64, Option<u64>, bool)> {
 }
 
 /// `corral logs [-f] [--slot N] [--lines N]`.
-pub fn logs(target: &Target, follow: bool, slot: Option<usize>, lines: usize) -> i32 {
+pub fn logs(target: &Target, follow: bool, program: Option<String>, slot: Option<usize>, lines: usize) -> i32 {
     runtime().block_on(async {
         let mut stream = match connect(target).await {
             Ok(s) => s,
             Err(f) => return f.exit(),
         };
-        let request = Request::new(1, Command::Logs { slot, lines, follow });
+        let request = Request::new(1, Command::Logs { slot, program, lines, follow });
         if let Err(e) = control::write_frame(&mut stream, &request).await {
             return Failure::Send(e).exit();
         }
@@ -385,8 +484,9 @@ pub fn logs(target: &Target, follow: bool, slot: Option<usize>, lines: usize) ->
                 Outcome::Error { error } => return Failure::Refused(error).exit(),
             };
             for l in data["lines"].as_array().into_iter().flatten() {
+                let program = l["program"].as_str().map(|p| format!("{p} ")).unwrap_or_default();
                 println!(
-                    "[slot {} pid {} {}] {}",
+                    "[{program}slot {} pid {} {}] {}",
                     l["slot"],
                     l["pid"],
                     l["stream"].as_str().unwrap_or("?"),

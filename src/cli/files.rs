@@ -46,6 +46,31 @@ pub fn schema() -> i32 {
 
 /// Validates the file and prints the effective configuration.
 pub fn check(path: &Path) -> i32 {
+    if crate::config_file::CorralFile::is_tree(path) {
+        return match crate::config_file::TreeFile::read(path).and_then(|f| f.tree_config()) {
+            Ok(tree) => {
+                print!(
+                    "strategy = \"{}\"\nmax_restarts = {}\nperiod = {:?}\n",
+                    tree.strategy,
+                    tree.max_restarts,
+                    humantime::format_duration(tree.period).to_string()
+                );
+                for p in &tree.programs {
+                    print!("\n[programs.{}]\nkind = \"{}\"\n", p.name, p.kind);
+                    if !p.depends_on.is_empty() {
+                        let deps: Vec<String> = p.depends_on.iter().map(|(n, c)| format!("{n} = \"{c}\"")).collect();
+                        println!("depends_on = {{ {} }}", deps.join(", "));
+                    }
+                    print!("{}", effective(&p.config));
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("corral: {e}");
+                EXIT_USAGE
+            }
+        };
+    }
     match ConfigFile::read(path).and_then(|f| f.cluster_config()) {
         Ok(config) => {
             print!("{}", effective(&config));

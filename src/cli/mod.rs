@@ -8,6 +8,7 @@
 mod ctl;
 mod files;
 mod run;
+mod run_tree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,8 +71,12 @@ enum Command {
     },
     /// Rolling reload; waits for it and reports per slot (exit 1 when it aborted). With
     /// --all, across the node set one node at a time (each node's reload, then its health),
-    /// stopping at the first failure.
+    /// stopping at the first failure. A tree of programs: re-reads the file and adds, removes
+    /// and rolls only the programs that changed; `reload NAME` rolls one program.
     Reload {
+        /// A program of a tree.
+        #[arg(value_name = "NAME")]
+        program: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -93,18 +98,27 @@ enum Command {
         #[command(flatten)]
         target: ctl::Target,
     },
-    /// Scale to N workers, or by +K / -K.
+    /// Scale to N workers, or by +K / -K (a tree of programs: `scale NAME N`).
     Scale {
-        /// N, +K or -K.
-        #[arg(allow_hyphen_values = true, value_name = "N|+K|-K")]
-        count: String,
+        /// N, +K or -K; or, in a tree, the program's NAME.
+        #[arg(allow_negative_numbers = true, value_name = "NAME|N|+K|-K")]
+        first: String,
+        /// In a tree: N, +K or -K.
+        #[arg(allow_negative_numbers = true, value_name = "N|+K|-K")]
+        count: Option<String>,
         #[command(flatten)]
         target: ctl::Target,
     },
-    /// Replace one slot's process (replacement first).
+    /// Replace one slot's process (replacement first). A tree of programs: `restart NAME`
+    /// replaces every process of the program, slot by slot (a rolling restart); `--slot N`
+    /// only that slot.
     Restart {
-        /// The slot.
-        slot: usize,
+        /// The slot; in a tree, the program's NAME.
+        #[arg(value_name = "SLOT|NAME")]
+        which: String,
+        /// With a NAME: only this slot.
+        #[arg(long, value_name = "N")]
+        slot: Option<usize>,
         #[command(flatten)]
         target: ctl::Target,
     },
@@ -118,11 +132,23 @@ enum Command {
         #[command(flatten)]
         target: ctl::Target,
     },
-    /// Stop the cluster gracefully and wait until it has stopped.
+    /// Stop the cluster gracefully and wait until it has stopped. A tree of programs: `stop
+    /// NAME` stops one program (it stays stopped until `corral start NAME`).
     Stop {
+        /// A program of a tree.
+        #[arg(value_name = "NAME")]
+        program: Option<String>,
         /// How long to wait for it.
         #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
         timeout: Duration,
+        #[command(flatten)]
+        target: ctl::Target,
+    },
+    /// A tree of programs: start a stopped program (once what it depends on holds).
+    Start {
+        /// The program.
+        #[arg(value_name = "NAME")]
+        program: String,
         #[command(flatten)]
         target: ctl::Target,
     },
@@ -144,8 +170,12 @@ enum Command {
         #[command(flatten)]
         target: ctl::Target,
     },
-    /// The workers' captured output, each line tagged with slot, pid and stream.
+    /// The workers' captured output, each line tagged with slot, pid and stream (and program,
+    /// in a tree).
     Logs {
+        /// Only this program's lines (a tree of programs).
+        #[arg(value_name = "NAME")]
+        program: Option<String>,
         /// Keep printing new lines.
         #[arg(short, long)]
         follow: bool,
@@ -246,7 +276,7 @@ fn code() -> i32 {
         Command::Check { file } => files::check(&file),
         Command::Schema => files::schema(),
         Command::Status { json, watch, all, target } => ctl::status(&target, json, watch, all),
-        Command::Reload { json, all: true, target } => {
+        Command::Reload { json, all: true, target, .. } => {
             ctl::simple(&target, crate::control::Command::ReloadAll, json, |d| {
                 let nodes = d["nodes"].as_array().cloned().unwrap_or_default();
                 let mut out = String::new();
@@ -278,8 +308,14 @@ fn code() -> i32 {
                 out
             })
         }
-        Command::Reload { json, all: false, target } => {
+        Command::Reload { json, all: false, program: Some(program), target } => {
+            ctl::simple(&target, crate::control::Command::ReloadProgram { program }, json, ctl::show_replaced)
+        }
+        Command::Reload { json, all: false, program: None, target } => {
             ctl::simple(&target, crate::control::Command::Reload, json, |d| {
+                if d.get("added").is_some() {
+                    return ctl::show_applied(d);
+                }
                 let replaced = d["replaced"].as_array().cloned().unwrap_or_default();
                 let mut out = String::new();
                 for r in &replaced {
@@ -292,13 +328,37 @@ fn code() -> i32 {
                 out
             })
         }
-        Command::Scale { count, target } => match ctl::parse_scale(&count) {
-            Ok(command) => ctl::simple(&target, command, false, |d| format!("scaled {} -> {}\n", d["from"], d["to"])),
-            Err(e) => ctl::usage(&e.to_string()),
-        },
-        Command::Restart { slot, target } => {
-            ctl::simple(&target, crate::control::Command::Restart { slot }, false, |d| {
+        Command::Scale { first, count, target } => {
+            let parsed = match count {
+                None => ctl::parse_scale(&first),
+                Some(n) => ctl::parse_scale(&n).map(|c| match c {
+                    crate::control::Command::Scale { to, by } => {
+                        crate::control::Command::ScaleProgram { program: first, to, by }
+                    }
+                    other => other,
+                }),
+            };
+            match parsed {
+                Ok(command) => {
+                    ctl::simple(&target, command, false, |d| format!("scaled {} -> {}\n", d["from"], d["to"]))
+                }
+                Err(e) => ctl::usage(&e.to_string()),
+            }
+        }
+        Command::Restart { which, slot, target } => match (which.parse::<usize>(), slot) {
+            (Ok(slot), None) => ctl::simple(&target, crate::control::Command::Restart { slot }, false, |d| {
                 format!("slot {}: pid {} -> {}\n", d["slot"], d["old_pid"], d["new_pid"])
+            }),
+            (_, slot) => ctl::simple(
+                &target,
+                crate::control::Command::RestartProgram { program: which, slot },
+                false,
+                ctl::show_replaced,
+            ),
+        },
+        Command::Start { program, target } => {
+            ctl::simple(&target, crate::control::Command::StartProgram { program }, false, |d| {
+                format!("starting {}\n", d["program"].as_str().unwrap_or("?"))
             })
         }
         Command::Signal { slot, signal, target } => {
@@ -306,11 +366,12 @@ fn code() -> i32 {
                 format!("sent {} to slot {} (pid {})\n", d["signal"].as_str().unwrap_or("?"), d["slot"], d["pid"])
             })
         }
-        Command::Stop { timeout, target } => ctl::stop(&target, timeout),
+        Command::Stop { program: Some(program), timeout, target } => ctl::stop_program(&target, program, timeout),
+        Command::Stop { program: None, timeout, target } => ctl::stop(&target, timeout),
         Command::Upgrade { timeout, target } => ctl::upgrade(&target, timeout),
         Command::Config { json: _, target } => {
             ctl::simple(&target, crate::control::Command::Config, true, |_| String::new())
         }
-        Command::Logs { follow, slot, lines, target } => ctl::logs(&target, follow, slot, lines),
+        Command::Logs { program, follow, slot, lines, target } => ctl::logs(&target, follow, program, slot, lines),
     }
 }

@@ -26,6 +26,9 @@ fn allow_only_configured_listeners(config: &mut ClusterConfig) {
 pub fn run(args: RunArgs) -> i32 {
     // A SIGTERM (`docker stop`) while corral starts waits for its handler: a clean stop.
     crate::primary::Signals::hold();
+    if args.config.as_deref().is_some_and(crate::config_file::CorralFile::is_tree) {
+        return super::run_tree::run(args);
+    }
     let format = log_format(&args);
     let mut config = match config(args.clone()) {
         Ok(config) => config,

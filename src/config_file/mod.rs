@@ -25,6 +25,7 @@
 //! ```
 
 mod env_files;
+mod programs;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ use crate::settings::Settings;
 use crate::settings::groups::NodeSettings;
 pub use crate::settings::values::{ValueError, parse_duration, parse_signal, parse_size};
 pub use env_files::read_env_files;
+pub use programs::{CorralFile, ProgramEntry, TreeFile};
 
 /// A configuration file, as written: its [`Settings`] (every key optional: what is absent
 /// keeps its default), and where it came from.
@@ -122,6 +124,15 @@ pub enum FileProblem {
     /// An environment file that cannot be read or substituted.
     #[error("{0}")]
     EnvFile(#[source] Arc<dotenvy::Error>),
+    /// Not a value of the expected kind.
+    #[error("is not {0}")]
+    NotA(&'static str),
+    /// A key that a file with `[programs]` has only inside a program's table.
+    #[error("is not for the top of a file with [programs] (it has {0}); put it in each [programs.NAME]")]
+    NotAtTop(&'static str),
+    /// The tree of programs is refused (a cycle, an unknown name).
+    #[error(transparent)]
+    Tree(Box<corral_runtime::tree::TreeConfigError>),
     /// A value [`ClusterConfig::validate`] refuses.
     #[error(transparent)]
     Config(#[from] ConfigProblem),
@@ -196,6 +207,22 @@ impl ConfigFile {
         file.path = path.to_path_buf();
         file.source = text.to_string();
         Ok(file)
+    }
+
+    /// A table already parsed (a `[programs.NAME]` of a tree file), read as a file of its
+    /// own would be; named `path` in messages, without lines (the caller knows where the
+    /// table is).
+    ///
+    /// # Errors
+    ///
+    /// An unknown key or a bad value, with the key.
+    pub fn from_table(path: impl AsRef<Path>, table: toml::Table) -> Result<Self, ConfigFileError> {
+        let path = path.as_ref().to_path_buf();
+        let settings: Settings = toml::Value::Table(table.clone()).try_into().map_err(|e: toml::de::Error| {
+            let (key, e) = culprit_in(&table).map_or((None, e), |(k, e)| (Some(k), e));
+            ConfigFileError { path: path.clone(), line: None, key, problem: FileProblem::Toml(Box::new(e)) }
+        })?;
+        Ok(ConfigFile { path, source: String::new(), settings })
     }
 
     /// The [`ClusterConfig`] this file describes, validated. With a `program`, its workers
@@ -464,13 +491,17 @@ pub fn parse_sched(s: &str) -> Option<Scheduling> {
 /// The first key of `text` that, on its own, does not fit the settings (dotted in a table),
 /// with toml's error about it.
 fn culprit(text: &str) -> Option<(String, toml::de::Error)> {
-    let table: toml::Table = text.parse().ok()?;
+    culprit_in(&text.parse().ok()?)
+}
+
+/// As [`culprit`], of a table already parsed.
+fn culprit_in(table: &toml::Table) -> Option<(String, toml::de::Error)> {
     let alone = |key: &str, value: &toml::Value| {
         let mut one = toml::Table::new();
         one.insert(key.to_string(), value.clone());
         toml::Value::Table(one).try_into::<Settings>().err()
     };
-    for (key, value) in &table {
+    for (key, value) in table {
         let Some(e) = alone(key, value) else { continue };
         if let toml::Value::Table(inner) = value
             && key != "env"
@@ -488,13 +519,13 @@ fn culprit(text: &str) -> Option<(String, toml::de::Error)> {
     None
 }
 
-fn line_of_offset(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of_offset(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// The line where `key` (dotted: `table.key`) is set, if the file sets it on a line of its own.
-fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    let (table, name) = match key.split_once('.') {
+pub(crate) fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let (table, name) = match key.rsplit_once('.') {
         Some((t, n)) => (Some(t), n),
         None => (None, key),
     };

@@ -25,6 +25,7 @@ mod reload;
 mod scale;
 mod state;
 mod stop;
+pub mod tree;
 mod upgrade;
 
 use std::marker::PhantomData;
@@ -241,7 +242,8 @@ where
         if let Some(files) = log_files {
             tokio::spawn(logfile::write(handle.clone(), files, log_name));
         }
-        if systemd::wanted() {
+        // A program of a tree: the tree speaks to the service manager for all of them.
+        if systemd::wanted() && !tree::in_tree() {
             tokio::spawn(systemd::notify(handle.clone(), upgrading));
         }
         if upgrading {

@@ -43,6 +43,20 @@ pub(crate) fn ready() {
     }
 }
 
+/// `STOPPING=1` with a status line, when under a service manager.
+pub(crate) fn stopping(status: &str) {
+    if wanted() {
+        send(&[NotifyState::Stopping, NotifyState::Status(status)]);
+    }
+}
+
+/// `STATUS=…`, when under a service manager.
+pub(crate) fn status(status: &str) {
+    if wanted() {
+        send(&[NotifyState::Status(status)]);
+    }
+}
+
 pub(crate) async fn notify<M, R>(cluster: ClusterHandle<M, R>, upgrading: bool)
 where
     M: Serialize + Clone + Send + 'static,

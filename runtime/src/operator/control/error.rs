@@ -64,6 +64,21 @@ pub(crate) enum ControlFailure {
     #[error("not a node-set command")]
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     NotNodeSetCommand,
+    /// A program command to a single cluster.
+    #[error("this is not a tree of programs (its file has no [programs]): name no program")]
+    NotATree,
+    /// A command that needs a program, to a tree.
+    #[error("this is a tree of programs: {0}")]
+    IsATree(&'static str),
+    /// A tree of programs refused or failed the request (its own error, and the kind it
+    /// makes on the wire).
+    #[error("{error}")]
+    Tree {
+        /// The wire's kind.
+        kind: ErrorKind,
+        /// Why.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// `reload --all` stopped.
     #[cfg(feature = "cluster")]
     #[error(transparent)]
@@ -91,6 +106,8 @@ impl ControlFailure {
             ControlFailure::Refused(_) | ControlFailure::NoNodeSupport | ControlFailure::NoNodeSet => {
                 ErrorKind::Refused
             }
+            ControlFailure::NotATree | ControlFailure::IsATree(_) => ErrorKind::BadRequest,
+            ControlFailure::Tree { kind, .. } => *kind,
             ControlFailure::Upgrade(UpgradeError::Preflight(_) | UpgradeError::Handover(_)) => ErrorKind::Failed,
             ControlFailure::Upgrade(_) => ErrorKind::Refused,
             #[cfg(feature = "cluster")]

@@ -16,10 +16,20 @@ pub(crate) const RING_LINES: usize = 10_000;
 pub(crate) struct LogLine {
     /// Milliseconds since the Unix epoch.
     pub time_ms: u64,
+    /// The program (a tree of programs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
     pub slot: usize,
     pub pid: u32,
     pub stream: &'static str,
     pub line: String,
+}
+
+impl LogLine {
+    /// Whether it is of `slot` (if given) and of `program` (if given).
+    pub(crate) fn matches(&self, slot: Option<usize>, program: Option<&str>) -> bool {
+        slot.is_none_or(|s| self.slot == s) && program.is_none_or(|p| self.program.as_deref() == Some(p))
+    }
 }
 
 /// The last [`RING_LINES`] lines, and a channel of new ones for followers.
@@ -33,13 +43,20 @@ impl LogRing {
         LogRing { lines: VecDeque::with_capacity(1024), follow: broadcast::channel(1024).0 }
     }
 
-    pub(crate) fn push(&mut self, slot: usize, pid: u32, stream: OutputStream, line: String) {
+    pub(crate) fn push(
+        &mut self,
+        program: Option<std::sync::Arc<str>>,
+        slot: usize,
+        pid: u32,
+        stream: OutputStream,
+        line: String,
+    ) {
         let time_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let stream = match stream {
             OutputStream::Stdout => "stdout",
             OutputStream::Stderr => "stderr",
         };
-        let entry = LogLine { time_ms, slot, pid, stream, line };
+        let entry = LogLine { time_ms, program: program.map(|p| p.to_string()), slot, pid, stream, line };
         if self.lines.len() == RING_LINES {
             self.lines.pop_front();
         }
@@ -48,10 +65,10 @@ impl LogRing {
         self.lines.push_back(entry);
     }
 
-    /// The last `n` lines (of `slot`, or all).
-    pub(crate) fn tail(&self, slot: Option<usize>, n: usize) -> Vec<LogLine> {
+    /// The last `n` lines (of `slot` and `program`, or all).
+    pub(crate) fn tail(&self, slot: Option<usize>, program: Option<&str>, n: usize) -> Vec<LogLine> {
         let mut out: Vec<LogLine> =
-            self.lines.iter().rev().filter(|l| slot.is_none_or(|s| l.slot == s)).take(n).cloned().collect();
+            self.lines.iter().rev().filter(|l| l.matches(slot, program)).take(n).cloned().collect();
         out.reverse();
         out
     }

@@ -18,4 +18,6 @@ pub use protocol::{
 pub use server::{IDLE_TIMEOUT, MAX_CLIENTS, MAX_FOLLOWERS, REQUEST_TIMEOUT};
 
 pub(crate) use describe::describe;
-pub(crate) use server::{listening_fd, serve};
+pub(crate) use error::ControlFailure;
+pub(crate) use logs::LogRing;
+pub(crate) use server::{Target, listening_fd, serve, serve_target};

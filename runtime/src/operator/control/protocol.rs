@@ -90,10 +90,44 @@ pub enum Command {
     Logs {
         /// Only this slot's lines.
         slot: Option<usize>,
+        /// Only this program's lines (a tree of programs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        program: Option<String>,
         /// How many past lines.
         lines: usize,
         /// Keep the response open and send new lines.
         follow: bool,
+    },
+    /// A tree of programs: a rolling restart of one program, or of one slot of it.
+    RestartProgram {
+        /// The program.
+        program: String,
+        /// Only this slot.
+        slot: Option<usize>,
+    },
+    /// A tree of programs: a rolling reload of one program, its configuration re-read.
+    ReloadProgram {
+        /// The program.
+        program: String,
+    },
+    /// A tree of programs: scale one program to `to` workers, or by `by`.
+    ScaleProgram {
+        /// The program.
+        program: String,
+        /// The number of workers wanted.
+        to: Option<usize>,
+        /// The change wanted.
+        by: Option<i64>,
+    },
+    /// A tree of programs: stop one program (it stays stopped).
+    StopProgram {
+        /// The program.
+        program: String,
+    },
+    /// A tree of programs: start a stopped program (once what it depends on holds).
+    StartProgram {
+        /// The program.
+        program: String,
     },
 }
 

@@ -7,6 +7,7 @@
 //! malformed or hostile client gets an error or a close; it never stalls the primary.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -40,12 +41,39 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a response may take to be written.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What every client task shares.
-struct Shared<M, R> {
+/// What a control socket serves: one cluster, or a tree of programs.
+pub(crate) trait Target: Send + Sync + 'static {
+    /// Answers one command (all but `logs`, which the server answers from its ring).
+    fn answer(&self, command: Command) -> impl Future<Output = Result<Value, ControlFailure>> + Send;
+    /// Resolves once what it serves has stopped.
+    fn stopped(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// One cluster, as a control socket serves it.
+struct ClusterTarget<M, R> {
     cluster: ClusterHandle<M, R>,
-    logs: Arc<Mutex<LogRing>>,
     /// Last CPU sample per pid, for CPU %.
     cpu: crate::operator::status_json::CpuMeter,
+}
+
+impl<M, R> Target for ClusterTarget<M, R>
+where
+    M: Serialize + Clone + Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
+{
+    async fn answer(&self, command: Command) -> Result<Value, ControlFailure> {
+        handle(&self.cluster, &self.cpu, command).await
+    }
+
+    async fn stopped(&self) {
+        let _ = self.cluster.wait().await;
+    }
+}
+
+/// What every client task shares.
+struct Shared<T> {
+    target: T,
+    logs: Arc<Mutex<LogRing>>,
     /// Places for `logs --follow`.
     followers: Arc<Semaphore>,
 }
@@ -57,6 +85,21 @@ where
     M: Serialize + Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
 {
+    let logs = Arc::new(Mutex::new(LogRing::new()));
+    let collect = collect_logs(cluster.clone(), logs.clone());
+    let target = ClusterTarget { cluster, cpu: Default::default() };
+    serve_target(path, target, logs, collect, inherited).await;
+}
+
+/// Serves the control socket at `path` for `target` until it stops, `collect` filling the
+/// ring of captured output meanwhile.
+pub(crate) async fn serve_target<T: Target>(
+    path: PathBuf,
+    target: T,
+    logs: Arc<Mutex<LogRing>>,
+    collect: impl Future<Output = ()> + Send + 'static,
+    inherited: Option<std::os::fd::OwnedFd>,
+) {
     let bound = match inherited {
         // Taken over from the previous image (an upgrade): never unbound, so clients that
         // connected during the exec wait in its backlog.
@@ -72,12 +115,11 @@ where
     };
     let _registered = Registered::new(&path, &listener);
     tracing::info!(path = %path.display(), "control socket");
-    let logs = Arc::new(Mutex::new(LogRing::new()));
-    tokio::spawn(collect_logs(cluster.clone(), logs.clone()));
+    tokio::spawn(collect);
     let followers = Arc::new(Semaphore::new(MAX_FOLLOWERS));
-    let shared = Arc::new(Shared { cluster: cluster.clone(), logs, cpu: Default::default(), followers });
+    let shared = Arc::new(Shared { target, logs, followers });
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
-    let stopped = cluster.clone();
+    let stopped = shared.clone();
     let accept = async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -97,7 +139,7 @@ where
     };
     tokio::select! {
         () = accept => {}
-        _ = stopped.wait() => {}
+        () = stopped.target.stopped() => {}
     }
     let _ = std::fs::remove_file(&path);
 }
@@ -173,7 +215,7 @@ where
     let mut events = cluster.subscribe_lifecycle();
     while let Some(event) = events.recv().await {
         if let ClusterEvent::Output { slot, pid, stream, line } = event {
-            logs.lock().unwrap_or_else(PoisonError::into_inner).push(slot, pid, stream, line);
+            logs.lock().unwrap_or_else(PoisonError::into_inner).push(None, slot, pid, stream, line);
         }
     }
 }
@@ -201,11 +243,7 @@ async fn refuse(mut stream: UnixStream, failure: ControlFailure) {
 }
 
 /// One client: its peer checked, then requests until it closes, errs or idles out.
-async fn client<M, R>(mut stream: UnixStream, shared: Arc<Shared<M, R>>, permit: tokio::sync::OwnedSemaphorePermit)
-where
-    M: Serialize + Clone + Send + Sync + 'static,
-    R: Clone + Send + Sync + 'static,
-{
+async fn client<T: Target>(mut stream: UnixStream, shared: Arc<Shared<T>>, permit: tokio::sync::OwnedSemaphorePermit) {
     let me = nix::unistd::geteuid().as_raw();
     match stream.peer_cred() {
         Ok(cred) if cred.uid() == me || cred.uid() == 0 => {}
@@ -231,15 +269,22 @@ where
         if request.v != CONTROL_VERSION {
             return refuse(stream, ControlFailure::Version(request.v)).await;
         }
-        if let Command::Logs { slot, lines, follow: true } = request.command {
+        if let Command::Logs { slot, program, lines, follow: true } = request.command {
             // A follower stays: it takes a follower's place and gives back its client's.
             let Ok(_follower) = shared.followers.clone().try_acquire_owned() else {
                 return refuse(stream, ControlFailure::TooManyFollowers).await;
             };
             drop(permit);
-            return follow_logs(stream, &shared, id, slot, lines).await;
+            return follow_logs(stream, &shared, id, slot, program, lines).await;
         }
-        let outcome = match handle(&shared, request.command).await {
+        let answer = match request.command {
+            Command::Logs { slot, program, lines, follow: false } => {
+                let ring = shared.logs.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(json!({ "lines": ring.tail(slot, program.as_deref(), lines) }))
+            }
+            command => shared.target.answer(command).await,
+        };
+        let outcome = match answer {
             Ok(data) => Outcome::Ok { data },
             Err(failure) => Outcome::Error { error: failure.into() },
         };
@@ -266,16 +311,19 @@ async fn read_request(stream: &mut UnixStream) -> Result<Option<Request>, Contro
     }
 }
 
-async fn handle<M, R>(shared: &Shared<M, R>, command: Command) -> Result<Value, ControlFailure>
+async fn handle<M, R>(
+    cluster: &ClusterHandle<M, R>,
+    cpu: &crate::operator::status_json::CpuMeter,
+    command: Command,
+) -> Result<Value, ControlFailure>
 where
     M: Serialize + Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
 {
-    let cluster = &shared.cluster;
     match command {
         Command::Status => {
             let workers = cluster.status().await.map_err(failed)?;
-            Ok(crate::operator::status_json::status_json(&workers, &shared.cpu))
+            Ok(crate::operator::status_json::status_json(&workers, cpu))
         }
         Command::Reload => {
             let report = cluster.reload().await.map_err(failed)?;
@@ -330,10 +378,13 @@ where
         }
         Command::Config => Ok(super::describe(&*cluster.config().await.map_err(failed)?)),
         Command::StatusAll | Command::ReloadAll | Command::Broadcast { .. } => across_nodes(cluster, command).await,
-        Command::Logs { slot, lines, follow: _ } => {
-            let tail = shared.logs.lock().unwrap_or_else(PoisonError::into_inner).tail(slot, lines);
-            Ok(json!({ "lines": tail }))
-        }
+        // Answered by the server from its ring.
+        Command::Logs { .. } => Err(ControlFailure::NotATree),
+        Command::RestartProgram { .. }
+        | Command::ReloadProgram { .. }
+        | Command::ScaleProgram { .. }
+        | Command::StopProgram { .. }
+        | Command::StartProgram { .. } => Err(ControlFailure::NotATree),
     }
 }
 
@@ -390,14 +441,17 @@ impl<T: Serialize> ToJson for T {
 }
 
 /// `logs --follow`: the tail, then each new line, until the client goes or the cluster stops.
-async fn follow_logs<M, R>(mut stream: UnixStream, shared: &Shared<M, R>, id: u64, slot: Option<usize>, lines: usize)
-where
-    M: Serialize + Clone + Send + Sync + 'static,
-    R: Clone + Send + Sync + 'static,
-{
+async fn follow_logs<T: Target>(
+    mut stream: UnixStream,
+    shared: &Shared<T>,
+    id: u64,
+    slot: Option<usize>,
+    program: Option<String>,
+    lines: usize,
+) {
     let (tail, mut new) = {
         let ring = shared.logs.lock().unwrap_or_else(PoisonError::into_inner);
-        (ring.tail(slot, lines), ring.subscribe())
+        (ring.tail(slot, program.as_deref(), lines), ring.subscribe())
     };
     let more = |data| Response { v: CONTROL_VERSION, id, outcome: Outcome::More { data } };
     if write_frame(&mut stream, &more(json!({ "lines": tail }))).await.is_err() {
@@ -408,7 +462,7 @@ where
     loop {
         tokio::select! {
             line = new.recv() => match line {
-                Ok(line) if slot.is_none_or(|s| s == line.slot) => {
+                Ok(line) if line.matches(slot, program.as_deref()) => {
                     let sent = tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut write, &more(json!({ "lines": [line] })))).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         return;
@@ -420,7 +474,7 @@ where
             },
             // The client closing (or sending anything) ends the stream.
             _ = tokio::io::AsyncReadExt::read(&mut read, &mut closed) => return,
-            _ = shared.cluster.wait() => return,
+            () = shared.target.stopped() => return,
         }
     }
 }
