@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_protocol::bootstrap::WorkerBootstrap;
 use corral_runtime::tree::{Tree, TreeConfig, TreeEvents, TreeHandle};
