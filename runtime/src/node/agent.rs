@@ -130,7 +130,7 @@ impl Actor for HostAgent {
                     let ttl = std::time::Duration::from_millis(*ttl_ms);
                     let answer = match state.lease.grant(holder, *token, ttl, Instant::now()) {
                         Ok(()) => Reply { node, ok: Some(serde_json::json!({ "holder": holder })), error: None },
-                        Err(held_by) => Reply { node, ok: None, error: Some(format!("{LEASE_HELD_BY}{held_by}")) },
+                        Err(held_by) => Reply { node, ok: None, error: Some(format!("{LEASE_HELD_BY}{}", held_by.0)) },
                     };
                     let _ = reply.send(wire::encode(&answer));
                     return Ok(());

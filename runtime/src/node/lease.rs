@@ -22,20 +22,25 @@ pub(crate) struct Lease {
 }
 
 /// One node's lease record.
+/// The lease is held by another node (named) until it lapses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the reload lease is held by {0}")]
+pub(crate) struct HeldBy(pub String);
+
 #[derive(Debug, Default)]
 pub(crate) struct LeaseRecord {
     held: Option<Lease>,
 }
 
 impl LeaseRecord {
-    /// Grants (or renews) the lease to `holder`'s `token` for `ttl`; `Err(holder)` naming who
+    /// Grants (or renews) the lease to `holder`'s `token` for `ttl`; [`HeldBy`] naming who
     /// holds it when another does.
-    pub(crate) fn grant(&mut self, holder: &str, token: u64, ttl: Duration, now: Instant) -> Result<(), String> {
+    pub(crate) fn grant(&mut self, holder: &str, token: u64, ttl: Duration, now: Instant) -> Result<(), HeldBy> {
         if let Some(lease) = &self.held
             && lease.until > now
             && (lease.holder != holder || lease.token != token)
         {
-            return Err(lease.holder.clone());
+            return Err(HeldBy(lease.holder.clone()));
         }
         self.held = Some(Lease { holder: holder.to_string(), token, until: now + ttl });
         Ok(())
@@ -72,15 +77,15 @@ mod tests {
         let now = Instant::now();
         let mut lease = LeaseRecord::default();
         assert_eq!(lease.grant("web-1", 7, TTL, now), Ok(()));
-        assert_eq!(lease.grant("web-2", 9, TTL, now), Err("web-1".to_string()));
+        assert_eq!(lease.grant("web-2", 9, TTL, now), Err(HeldBy("web-1".to_string())));
         // The same holder and token renews it.
         assert_eq!(lease.grant("web-1", 7, TTL, now + Duration::from_secs(5)), Ok(()));
         // Another reload of the same node (another token) waits too.
-        assert_eq!(lease.grant("web-1", 8, TTL, now + Duration::from_secs(5)), Err("web-1".to_string()));
+        assert_eq!(lease.grant("web-1", 8, TTL, now + Duration::from_secs(5)), Err(HeldBy("web-1".to_string())));
         // Lapsed: anyone may take it.
         assert_eq!(lease.grant("web-2", 9, TTL, now + Duration::from_secs(16)), Ok(()));
         lease.release("web-1", 7);
-        assert_eq!(lease.grant("web-1", 7, TTL, now + Duration::from_secs(17)), Err("web-2".to_string()));
+        assert_eq!(lease.grant("web-1", 7, TTL, now + Duration::from_secs(17)), Err(HeldBy("web-2".to_string())));
         lease.release("web-2", 9);
         assert_eq!(lease.grant("web-1", 7, TTL, now + Duration::from_secs(17)), Ok(()));
     }
