@@ -532,11 +532,12 @@ async fn a_typed_broadcast_reaches_every_worker_on_every_node_of_library_cluster
         assert!(printed.contains(&format!("node {name}: reached 2 of 2 workers")), "{printed}");
     }
     until_printed(&examples, "got: from the cli", 2).await;
-    // Node events: each saw the other two come up; one killed is reported down.
-    for name in ["lib-0", "lib-1", "lib-2"] {
-        let others: Vec<&Example> = examples.iter().filter(|e| !e.control.ends_with(format!("{name}.sock"))).collect();
-        for e in others {
-            assert!(e.count(&format!("node up: {name} (")) >= 1, "{:?}", e.out.lock().expect("lines"));
+    // Node events: each saw the other two come up (a node hears a peer at that peer's next
+    // heartbeat, which may come after the broadcasts on a loaded machine); one killed is
+    // reported down.
+    for (i, name) in ["lib-0", "lib-1", "lib-2"].into_iter().enumerate() {
+        for (_, e) in examples.iter().enumerate().filter(|(j, _)| *j != i) {
+            until_printed(std::slice::from_ref(e), &format!("node up: {name} ("), 1).await;
         }
     }
     examples[2].child.start_kill().expect("kill lib-2");
