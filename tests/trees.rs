@@ -74,10 +74,16 @@ struct Tree {
 
 impl Tree {
     fn start(dir: &Path, text: &str) -> Tree {
+        Tree::start_with(dir, text, &[])
+    }
+
+    /// As [`start`](Self::start), with more environment for corral.
+    fn start_with(dir: &Path, text: &str, env: &[(&str, &str)]) -> Tree {
         let (cfg, sock) = (dir.join("corral.toml"), dir.join("ctl.sock"));
         std::fs::write(&cfg, text).expect("corral.toml");
         let mut child = Command::new(CORRAL)
             .args(["run", "-c", &p(&cfg), "--control", &p(&sock)])
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -478,5 +484,222 @@ async fn the_library_tree_runs_foreign_programs_in_order() {
     assert_eq!(programs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["setup", "web"], "start order");
     tokio::time::timeout(TIMEOUT, tree.stop()).await.expect("stops in time").expect("clean stop");
     assert!(index_of(&events(&log), "web", "stop").is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A program that says hello on stdout, logs `NAME usr1 PID` at SIGUSR1, then loops as LOOP.
+const CHATTY: &str = r#"echo "hello from $NAME"; trap 'echo "$NAME usr1 $$" >> "$LOG"' USR1; echo "$NAME start $$" >> "$LOG"; trap 'echo "$NAME stop $$" >> "$LOG"; exit 0' TERM; while :; do sleep 0.1 & wait $!; done"#;
+
+fn usr1s(log: &Path, name: &str) -> Vec<u32> {
+    events(log).into_iter().filter(|(n, e, _)| n == name && e == "usr1").map(|(_, _, p)| p).collect()
+}
+
+/// Waits (bounded) until `pred` holds of the logged events.
+async fn until_logged(log: &Path, what: &str, pred: impl Fn(&[(String, String, u32)]) -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let evs = events(log);
+        if pred(&evs) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not in time; logged {evs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_lines_metrics_status_page_and_signals_name_the_program() {
+    let dir = scratch_dir("tree-attribution");
+    let log = dir.join("events.log");
+    let text = format!(
+        "[log]\nformat = \"json\"\n\n{}{}",
+        sh("talk", CHATTY, &log, "[programs.talk.metrics]\nlisten = \"127.0.0.1:0\"")
+            .replace("workers = 1", "workers = 2"),
+        sh("quiet", LOOP, &log, ""),
+    );
+    let mut tree = Tree::start(&dir, &text);
+    let line = tree.line("talk: metrics on http://").await;
+    let addr: std::net::SocketAddr = line
+        .trim_start_matches("talk: metrics on http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .expect("the metrics endpoint's address");
+    let before = tree.until("both up", |r| r.get("talk").is_some_and(|s| s.len() == 2) && r.len() == 2).await;
+
+    // Every sample of the program's endpoint carries its name; its rows too.
+    let (code, metrics) = http_get(addr, "/metrics").await.expect("GET /metrics");
+    assert_eq!(code, 200, "{metrics}");
+    let samples: Vec<&str> = metrics.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
+    assert!(samples.iter().any(|l| l.starts_with("corral_worker_ready{")), "{metrics}");
+    for sample in &samples {
+        assert!(sample.contains(r#"program="talk""#), "every metric is labelled with its program: {sample}");
+    }
+    let (code, body) = http_get(addr, "/status.json").await.expect("GET /status.json");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    let rows = status["workers"].as_array().expect("workers");
+    assert_eq!(rows.len(), 2, "{status}");
+    assert!(rows.iter().all(|w| w["program"] == "talk"), "{status}");
+    let (code, page) = http_get(addr, "/").await.expect("GET /");
+    assert_eq!(code, 200);
+    assert!(page.contains("<th>program</th>") && page.matches(r#"data-program="talk""#).count() == 2, "{page}");
+
+    // signal NAME SIGNAL: every worker of the program; --slot N: that one; the others never.
+    let (code, out, err) = tree.ctl(&["signal", "talk", "USR1"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("talk: sent SIGUSR1 to slot")).count(), 2, "{out}");
+    until_logged(&log, "both talk workers got SIGUSR1", |_| usr1s(&log, "talk").len() == 2).await;
+    assert_eq!(usr1s(&log, "talk").into_iter().collect::<HashSet<u32>>(), before["talk"]);
+    let (code, out, err) = tree.ctl(&["signal", "talk", "USR1", "--slot", "1"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    until_logged(&log, "one more SIGUSR1", |_| usr1s(&log, "talk").len() == 3).await;
+    assert!(usr1s(&log, "quiet").is_empty());
+    // What names no program, or one that is not there, is refused with the reason.
+    let (code, _, err) = tree.ctl(&["signal", "0", "USR1"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("corral signal NAME SIGNAL"), "{err}");
+    let (code, _, err) = tree.ctl(&["signal", "ghost", "USR1"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("ghost"), "{err}");
+    let (code, _, err) = tree.ctl(&["upgrade", "--timeout", "5s"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("corral restart NAME"), "the refusal says what to do instead: {err}");
+    assert_eq!(tree.ready().await, before, "nothing replaced");
+
+    let (code, stderr) = tree.stop().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    // Each captured line says which program (and slot, and pid) it comes from.
+    let hellos: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "hello from talk")
+        .collect();
+    assert_eq!(hellos.len(), 2, "one line per worker: {stderr}");
+    for h in &hellos {
+        assert_eq!((h["program"].as_str(), h["stream"].as_str()), (Some("talk"), Some("stdout")), "{h}");
+        assert!(before["talk"].contains(&(h["pid"].as_u64().expect("pid") as u32)), "{h}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_lines_in_text_say_the_program() {
+    let dir = scratch_dir("tree-text-lines");
+    let log = dir.join("events.log");
+    let tree = Tree::start(&dir, &sh("talk", CHATTY, &log, ""));
+    tree.until("talk up", |r| r.contains_key("talk")).await;
+    let (code, stderr) = tree.stop().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let hello = stderr.lines().find(|l| l.contains("hello from talk")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(hello.contains("corral::worker") && hello.contains(r#"program="talk""#), "{hello}");
+    assert!(hello.contains("slot=0") && hello.contains(r#"stream="stdout""#), "{hello}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_sees_env_files_and_reruns_a_changed_oneshot_before_what_waits_for_it() {
+    let dir = scratch_dir("tree-rerun");
+    let log = dir.join("events.log");
+    let env_file = dir.join("side.env");
+    std::fs::write(&env_file, "FLAVOR=a\n").expect("env file");
+    let count = p(&dir.join("count"));
+    let file = |version: &str| {
+        format!(
+            "{}{}{}{}{}",
+            sh("migrate", ONESHOT, &log, "kind = \"oneshot\"").replace(
+                "[programs.migrate.env]\n",
+                &format!("[programs.migrate.env]\nCOUNT = {count:?}\nVERSION = \"{version}\"\n")
+            ),
+            sh("app", LOOP, &log, "depends_on = { migrate = \"completed\" }"),
+            sh("web", LOOP, &log, "depends_on = { app = \"ready\" }"),
+            sh("side", LOOP, &log, &format!("env_files = [{:?}]", p(&env_file))),
+            sh("other", LOOP, &log, ""),
+        )
+    };
+    let tree = Tree::start(&dir, &file("1"));
+    let before = tree.until("all up", |r| r.len() == 4).await;
+
+    // An env file changed, corral.toml not: the program that reads it rolls, alone.
+    std::fs::write(&env_file, "FLAVOR=b\n").expect("env file");
+    let (code, out, err) = tree.ctl(&["reload"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("rolled: side") && out.contains("rerun: -"), "{out}");
+    let now = tree.until("side rolled", |r| r.len() == 4 && r.get("side") != before.get("side")).await;
+    for n in ["app", "web", "other"] {
+        assert_eq!(now.get(n), before.get(n), "{n} untouched");
+    }
+    assert_eq!(starts(&log, "migrate").len(), 1, "the oneshot did not run again");
+
+    // The oneshot changed: it runs again; what waits for it to complete stops first and
+    // starts once it has; what waits for that one to be ready, and the rest, are untouched.
+    std::fs::write(dir.join("corral.toml"), file("2")).expect("write");
+    let (code, out, err) = tree.ctl(&["reload"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("rerun: migrate") && out.contains("restarted: app"), "{out}");
+    let after =
+        tree.until("app back", |r| r.len() == 4 && r.get("app").is_some_and(|a| Some(a) != now.get("app"))).await;
+    for n in ["web", "side", "other"] {
+        assert_eq!(after.get(n), now.get(n), "{n} untouched");
+    }
+    let evs = events(&log);
+    let stopped_app = evs.iter().rposition(|(n, e, _)| n == "app" && e == "stop");
+    let second_migrate = evs.iter().rposition(|(n, e, _)| n == "migrate" && e == "start");
+    let migrate_done = evs.iter().rposition(|(n, e, _)| n == "migrate" && e == "exit");
+    let new_app = evs.iter().rposition(|(n, e, _)| n == "app" && e == "start");
+    assert_eq!(starts(&log, "migrate").len(), 2, "{evs:?}");
+    assert!(stopped_app < second_migrate, "app stopped before migrate ran again: {evs:?}");
+    assert!(migrate_done < new_app, "app started once migrate completed: {evs:?}");
+    let status = tree.status().await;
+    let migrate = status["programs"].as_array().expect("programs").iter().find(|p| p["name"] == "migrate").cloned();
+    assert_eq!(migrate.map(|m| m["state"].clone()), Some(serde_json::json!("completed")));
+
+    // Nothing changed: nothing touched.
+    let (code, out, err) = tree.ctl(&["reload"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("rolled: -") && out.contains("rerun: -") && out.contains("restarted: -"), "{out}");
+    let (code, stderr) = tree.stop().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(starts(&log, "migrate").len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_under_systemd_says_ready_and_feeds_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = scratch_dir("tree-watchdog");
+    let log = dir.join("events.log");
+    let notify = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&notify).expect("bind NOTIFY_SOCKET");
+    socket.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    let text = format!("{}{}", sh("a", LOOP, &log, ""), sh("b", LOOP, &log, "depends_on = { a = \"ready\" }"));
+    // A watchdog of 0.4 s: a beat every 0.2 s.
+    let tree = Tree::start_with(&dir, &text, &[("NOTIFY_SOCKET", &p(&notify)), ("WATCHDOG_USEC", "400000")]);
+    let seen = tokio::task::spawn_blocking(move || {
+        let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            let beats_after_ready = seen
+                .iter()
+                .position(|m| m.contains("READY=1"))
+                .map_or(0, |at| seen[at..].iter().filter(|m| m.contains("WATCHDOG=1")).count());
+            if beats_after_ready >= 3 {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .expect("reader");
+    let ready = seen.iter().position(|m| m.contains("READY=1"));
+    assert!(ready.is_some(), "READY=1 once every program is up: {seen:?}");
+    let beats = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    assert!(beats >= 3, "the watchdog is fed while the tree runs: {seen:?}");
+    assert_eq!(starts(&log, "a").len(), 1, "the programs do not speak for themselves (no restarts)");
+    let (code, stderr) = tree.stop().await;
+    assert_eq!(code, Some(0), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -317,6 +317,17 @@ pub fn simple(target: &Target, command: Command, json: bool, show: impl Fn(&Valu
 
 /// `corral stop [--timeout DUR]`: asks for a graceful stop and waits until the cluster is gone
 /// (its control socket closes); exit 1 when it is still there after `timeout`.
+/// `signal NAME SIGNAL` in a tree: one line per worker signalled.
+pub fn show_signalled(d: &Value) -> String {
+    let program = d["program"].as_str().unwrap_or("?");
+    let signal = d["signal"].as_str().unwrap_or("?");
+    let mut out = String::new();
+    for s in d["sent"].as_array().into_iter().flatten() {
+        out.push_str(&format!("{program}: sent {signal} to slot {} (pid {})\n", s["slot"], s["pid"]));
+    }
+    out
+}
+
 /// `replaced` of a program (reload NAME, restart NAME), one line per slot.
 pub fn show_replaced(d: &Value) -> String {
     let program = d["program"].as_str().unwrap_or("?");
@@ -339,12 +350,13 @@ pub fn show_applied(d: &Value) -> String {
         if names.is_empty() { "-".to_string() } else { names.join(", ") }
     };
     format!(
-        "added: {}\nremoved: {}\nrolled: {}\nrestarted: {}\nrewired: {}\n",
+        "added: {}\nremoved: {}\nrolled: {}\nrestarted: {}\nrewired: {}\nrerun: {}\n",
         list("added"),
         list("removed"),
         list("rolled"),
         list("restarted"),
-        list("rewired")
+        list("rewired"),
+        list("rerun")
     )
 }
 

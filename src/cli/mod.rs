@@ -122,13 +122,18 @@ enum Command {
         #[command(flatten)]
         target: ctl::Target,
     },
-    /// Send a signal to one slot's process.
+    /// Send a signal to one slot's process. A tree of programs: `signal NAME SIGNAL` sends it
+    /// to every worker of the program; `--slot N` only to that slot's.
     Signal {
-        /// The slot.
-        slot: usize,
+        /// The slot; in a tree, the program's NAME.
+        #[arg(value_name = "SLOT|NAME")]
+        which: String,
         /// The signal (TERM, SIGUSR1, 10, …).
         #[arg(value_parser = parse_sig)]
         signal: i32,
+        /// With a NAME: only this slot.
+        #[arg(long, value_name = "N")]
+        slot: Option<usize>,
         #[command(flatten)]
         target: ctl::Target,
     },
@@ -361,11 +366,17 @@ fn code() -> i32 {
                 format!("starting {}\n", d["program"].as_str().unwrap_or("?"))
             })
         }
-        Command::Signal { slot, signal, target } => {
-            ctl::simple(&target, crate::control::Command::Signal { slot, signal }, false, |d| {
+        Command::Signal { which, signal, slot, target } => match (which.parse::<usize>(), slot) {
+            (Ok(slot), None) => ctl::simple(&target, crate::control::Command::Signal { slot, signal }, false, |d| {
                 format!("sent {} to slot {} (pid {})\n", d["signal"].as_str().unwrap_or("?"), d["slot"], d["pid"])
-            })
-        }
+            }),
+            (_, slot) => ctl::simple(
+                &target,
+                crate::control::Command::SignalProgram { program: which, slot, signal },
+                false,
+                ctl::show_signalled,
+            ),
+        },
         Command::Stop { program: Some(program), timeout, target } => ctl::stop_program(&target, program, timeout),
         Command::Stop { program: None, timeout, target } => ctl::stop(&target, timeout),
         Command::Upgrade { timeout, target } => ctl::upgrade(&target, timeout),

@@ -160,6 +160,17 @@ impl fmt::Display for ConfigFileError {
     }
 }
 
+/// The text of the configuration file at `path`; a file that cannot be read is refused,
+/// naming it (the one reading every kind of `corral.toml` goes through).
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigFileError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigFileError {
+        path: path.to_path_buf(),
+        line: None,
+        key: None,
+        problem: FileProblem::Read(Arc::new(e)),
+    })
+}
+
 impl ConfigFile {
     /// A file that says nothing (every default), named `path` in messages.
     pub fn empty(path: impl Into<PathBuf>) -> Self {
@@ -172,13 +183,7 @@ impl ConfigFile {
     ///
     /// The file cannot be read, or [`parse`](Self::parse) refuses it.
     pub fn read(path: &Path) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
-            path: path.to_path_buf(),
-            line: None,
-            key: None,
-            problem: FileProblem::Read(Arc::new(e)),
-        })?;
-        Self::parse(path, &text)
+        Self::parse(path, &read_text(path)?)
     }
 
     /// Parses `text` (from `path`, for messages).

@@ -38,13 +38,12 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use corral_runtime::tree::{Condition, Kind, ProgramSpec, Strategy, TreeConfig, TreeConfigError};
 use corral_runtime::{Readiness, WorkerExec};
 
-use super::{ConfigFile, ConfigFileError, FileProblem, line_of_key, line_of_offset, parse_duration};
+use super::{ConfigFile, ConfigFileError, FileProblem, line_of_key, line_of_offset, parse_duration, read_text};
 use crate::settings::groups::LogSettings;
 
 /// The keys a file with `[programs]` may have at its top.
@@ -67,13 +66,7 @@ impl CorralFile {
     ///
     /// The file cannot be read, or is refused.
     pub fn read(path: &Path) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
-            path: path.to_path_buf(),
-            line: None,
-            key: None,
-            problem: FileProblem::Read(Arc::new(e)),
-        })?;
-        Self::parse(path, &text)
+        Self::parse(path, &read_text(path)?)
     }
 
     /// Whether the file at `path` has `[programs]` (a tree of programs); `false` when it
@@ -138,13 +131,7 @@ impl TreeFile {
     ///
     /// The file cannot be read, or [`parse`](Self::parse) refuses it.
     pub fn read(path: &Path) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
-            path: path.to_path_buf(),
-            line: None,
-            key: None,
-            problem: FileProblem::Read(Arc::new(e)),
-        })?;
-        Self::parse(path, &text)
+        Self::parse(path, &read_text(path)?)
     }
 
     /// Parses `text` (from `path`, for messages): each program's table by

@@ -198,7 +198,7 @@ where
             None => None,
         };
         let control_path = config.control.path(&config.name);
-        let (log_files, log_name) = (config.log_files.clone(), config.name.clone());
+        let (log_files, log_name, program) = (config.log_files.clone(), config.name.clone(), config.program.clone());
         let recycle_concurrency = config.recycle_concurrency;
         #[cfg(feature = "cluster")]
         let (node, group) = (config.node.clone(), config.name.clone());
@@ -233,7 +233,8 @@ where
         if let Some((listener, bound, events)) = metrics {
             let recorder = Arc::new(crate::operator::metrics::Recorder::default());
             tokio::spawn(recorder.clone().record(events));
-            tokio::spawn(crate::operator::metrics::serve(listener, handle.clone(), recorder, log_name.clone()));
+            let serve = crate::operator::metrics::serve(listener, handle.clone(), recorder, log_name.clone(), program);
+            tokio::spawn(serve);
             tracing::info!(addr = %bound, "metrics endpoint");
         }
         if let Some(path) = control_path {

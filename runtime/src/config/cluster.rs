@@ -292,6 +292,12 @@ pub struct ClusterConfig {
     /// the process group named after the cluster, and `status --all`, `reload --all` and
     /// `broadcast` reach every node. Default: none (a single host).
     pub node: Option<NodeConfig>,
+    /// The program of a supervision tree this cluster runs as ([`Tree`](crate::tree::Tree)
+    /// sets it to the program's name): its workers' captured output lines carry it as a
+    /// `program` field, every metric of its endpoint as a `program` label, its status page
+    /// and `/status.json` rows as a `program` column. Default: none (a cluster of its own,
+    /// whose lines, metrics and rows carry no program).
+    pub program: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -335,6 +341,7 @@ impl Default for ClusterConfig {
             probe: None,
             probe_listener: None,
             node: None,
+            program: None,
         }
     }
 }
@@ -447,6 +454,8 @@ setters! {
     reconfigure: Option<Reconfigure>,
     /// Sets [`ClusterConfig::log_files`].
     log_files: Option<LogFiles>,
+    /// Sets [`ClusterConfig::program`].
+    program: Option<String>,
 }
 
 impl ClusterConfig {

@@ -46,6 +46,17 @@ pub(crate) fn status_json(workers: &[WorkerStatus], cpu: &CpuMeter) -> Value {
     json!({ "workers": rows, "orphans_adopted": crate::process::reaper::orphans_adopted() })
 }
 
+/// `status` (as [`status_json`] makes it) with `program` on every worker row, for a program
+/// of a tree (as the tree's control socket tags them); unchanged for a cluster of its own.
+pub(crate) fn with_program(mut status: Value, program: Option<&str>) -> Value {
+    if let (Some(program), Some(rows)) = (program, status["workers"].as_array_mut()) {
+        for row in rows {
+            row["program"] = json!(program);
+        }
+    }
+    status
+}
+
 /// A worker's row, as `corral status --json` prints it (and `status --all`, with its node).
 pub(crate) fn status_row(w: &WorkerStatus, cpu_percent: Option<f64>) -> Value {
     json!({

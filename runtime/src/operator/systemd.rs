@@ -25,7 +25,20 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// Follows the cluster's events and tells the service manager, until the cluster stops.
+/// `WATCHDOG=1` at half of `WATCHDOG_USEC` while the primary's event loop runs, until `until`
+/// completes: a tree's beat (a cluster beats in [`notify`]). Nothing without a watchdog.
+pub(crate) async fn watchdog(until: impl std::future::Future<Output = ()>) {
+    let Some(every) = sd_notify::watchdog_enabled().filter(|_| wanted()) else { return };
+    let mut beat = tokio::time::interval(every / 2);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            _ = beat.tick() => send(&[NotifyState::Watchdog]),
+            () = &mut until => return,
+        }
+    }
+}
+
 /// `RELOADING=1` with `MONOTONIC_USEC=` (an upgrade begins), when under a service manager.
 pub(crate) fn reloading() {
     if wanted() {
@@ -57,6 +70,7 @@ pub(crate) fn status(status: &str) {
     }
 }
 
+/// Follows the cluster's events and tells the service manager, until the cluster stops.
 pub(crate) async fn notify<M, R>(cluster: ClusterHandle<M, R>, upgrading: bool)
 where
     M: Serialize + Clone + Send + 'static,

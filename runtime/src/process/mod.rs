@@ -212,6 +212,8 @@ pub(crate) struct Io<M> {
     giver: Giver,
     /// The read end of a corral worker's hang-report pipe.
     hang: Option<OwnedFd>,
+    /// The tree's program the process belongs to, for its output lines.
+    program: Option<Arc<str>>,
 }
 
 /// How a process talks to the primary.
@@ -294,6 +296,7 @@ pub(crate) async fn start<M: Send + 'static>(spec: StartSpec<'_>) -> io::Result<
         channel,
         giver,
         hang: Some(hang_read),
+        program: program_of(config),
     };
     Ok((process, io))
 }
@@ -454,7 +457,10 @@ pub(crate) fn adopt<M: Send + 'static>(spec: AdoptSpec, config: &ClusterConfig) 
             (process, IoChannel::Foreign { notify, ready, adopted: true, given: Arc::from([]) })
         }
     };
-    Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver, hang: None }))
+    Ok((
+        process,
+        Io { slot, generation, pid, child, output, commands, channel, giver, hang: None, program: program_of(config) },
+    ))
 }
 
 async fn start_foreign<M>(
@@ -494,7 +500,15 @@ async fn start_foreign<M>(
     let process = foreign_process(pid, stop_signal, commands_tx, taker);
     let channel = IoChannel::Foreign { notify, ready: foreign.ready.clone(), adopted: false, given };
     let (child, output) = child_output(child)?;
-    Ok((process, Io { slot, generation, pid, child, output, commands, channel, giver, hang: None }))
+    Ok((
+        process,
+        Io { slot, generation, pid, child, output, commands, channel, giver, hang: None, program: program_of(config) },
+    ))
+}
+
+/// The tree's program a cluster's processes belong to.
+fn program_of(config: &ClusterConfig) -> Option<Arc<str>> {
+    config.program.as_deref().map(Arc::from)
 }
 
 /// The uid and gid a foreign worker runs as, from the configured names.
@@ -526,7 +540,7 @@ impl<M: Serialize + Send + 'static> Io<M> {
         counters: &Arc<SlotCounters>,
         routes: &Arc<crate::routing::messages::Routes<M>>,
     ) {
-        let Io { slot, generation, pid, child, output, commands, channel, giver, hang } = self;
+        let Io { slot, generation, pid, child, output, commands, channel, giver, hang, program } = self;
         let hang = hang.and_then(|fd| match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
             Ok(pipe) => Some(pipe),
             Err(e) => {
@@ -537,7 +551,8 @@ impl<M: Serialize + Send + 'static> Io<M> {
         for (stream, fd, leftover) in output {
             match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
                 Ok(pipe) => {
-                    let forward = output::forward_lines(pipe, leftover, stream, slot, pid, bus.clone(), giver.clone());
+                    let source = output::LineSource { slot, pid, program: program.clone() };
+                    let forward = output::forward_lines(pipe, leftover, stream, source, bus.clone(), giver.clone());
                     tokio::spawn(forward);
                 }
                 Err(e) => tracing::warn!(slot, pid, error = %e, "cannot read the worker's output"),

@@ -14,25 +14,40 @@ use crate::api::events::{ClusterEvent, OutputStream};
 /// cannot make the primary buffer without bound).
 const MAX_LINE: usize = 64 * 1024;
 
-/// Reads `pipe` until EOF, emitting each line as a `tracing` event (target `corral::worker`)
-/// and as a [`ClusterEvent::Output`].
+/// Where a captured line comes from: the slot, its process, and the tree's program
+/// ([`ClusterConfig::program`](crate::config::cluster::ClusterConfig::program)).
+pub(crate) struct LineSource {
+    pub slot: usize,
+    pub pid: u32,
+    pub program: Option<Arc<str>>,
+}
+
+/// Reads `pipe` until EOF, emitting each line as a `tracing` event (target `corral::worker`,
+/// fields `program` (in a tree), `slot`, `pid`, `stream`) and as a [`ClusterEvent::Output`].
 pub(crate) async fn forward_lines<R: Clone + Send + 'static>(
     pipe: pipe::Receiver,
     leftover: Vec<u8>,
     stream: OutputStream,
-    slot: usize,
-    pid: u32,
+    source: LineSource,
     bus: Arc<EventBus<R>>,
     giver: Giver,
 ) {
+    let LineSource { slot, pid, program } = source;
     let emit = |raw: &[u8]| {
         let line = String::from_utf8_lossy(raw.strip_suffix(b"\n").unwrap_or(raw)).into_owned();
-        match stream {
-            OutputStream::Stdout => {
+        // A program of a tree says which one the line is from; a cluster of its own, as ever.
+        match (program.as_deref(), stream) {
+            (None, OutputStream::Stdout) => {
                 tracing::info!(target: "corral::worker", slot, pid, stream = "stdout", "{line}")
             }
-            OutputStream::Stderr => {
+            (None, OutputStream::Stderr) => {
                 tracing::warn!(target: "corral::worker", slot, pid, stream = "stderr", "{line}")
+            }
+            (Some(program), OutputStream::Stdout) => {
+                tracing::info!(target: "corral::worker", program, slot, pid, stream = "stdout", "{line}")
+            }
+            (Some(program), OutputStream::Stderr) => {
+                tracing::warn!(target: "corral::worker", program, slot, pid, stream = "stderr", "{line}")
             }
         }
         bus.emit(ClusterEvent::Output { slot, pid, stream, line });

@@ -67,6 +67,7 @@ impl Desired {
     pub(crate) fn effective(&self, name: &str) -> ClusterConfig {
         let mut c = self.config.clone();
         c.name = name.to_string();
+        c.program = Some(name.to_string());
         c.control = ControlSocket::Off;
         c.escalation = Escalation::Stop;
         if let crate::config::cluster::WorkerExec::Foreign(f) = &mut c.exec {

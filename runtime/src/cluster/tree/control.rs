@@ -143,10 +143,44 @@ where
             }
             Command::Restart { .. } => Err(ControlFailure::IsATree("name the program: corral restart NAME [--slot N]")),
             Command::Scale { .. } => Err(ControlFailure::IsATree("name the program: corral scale NAME N")),
-            Command::Signal { .. } => {
-                Err(ControlFailure::IsATree("signal one program's slot with its pid (see corral status)"))
+            Command::SignalProgram { program, slot, signal } => {
+                let signal =
+                    nix::sys::signal::Signal::try_from(signal).map_err(|_| ControlFailure::NotASignal(signal))?;
+                let cluster = tree.program(&program).await.map_err(tree_failure)?;
+                let program_failure = |e: ClusterError| {
+                    tree_failure(TreeError::Program { program: program.clone(), source: Arc::new(e) })
+                };
+                let slots = match slot {
+                    Some(slot) => vec![slot],
+                    None => {
+                        let workers = cluster.status().await.map_err(program_failure)?;
+                        workers.iter().filter(|w| w.pid.is_some()).map(|w| w.slot).collect()
+                    }
+                };
+                let mut sent = Vec::new();
+                for s in slots {
+                    match cluster.signal(s, signal).await {
+                        Ok(pid) => sent.push(json!({"slot": s, "pid": pid})),
+                        // A slot named must take it; of every worker, one that went between
+                        // the status and the signal is skipped.
+                        Err(e) if slot.is_some() => return Err(program_failure(e)),
+                        Err(e) => tracing::debug!(program, slot = s, error = %e, "not signalled"),
+                    }
+                }
+                if sent.is_empty() {
+                    return Err(tree_failure(TreeError::NotRunning {
+                        program,
+                        state: "no worker has a process".into(),
+                    }));
+                }
+                Ok(json!({ "program": program, "signal": signal.as_str(), "sent": sent }))
             }
-            Command::Upgrade => Err(ControlFailure::IsATree("an in-place upgrade is for a single cluster")),
+            Command::Signal { .. } => Err(ControlFailure::IsATree(
+                "name the program: corral signal NAME SIGNAL [--slot N] (every worker of it, or slot N)",
+            )),
+            Command::Upgrade => Err(ControlFailure::IsATree(
+                "an in-place upgrade hands one cluster over to the new image; a tree's programs are replaced with corral restart NAME (or corral reload)",
+            )),
             Command::StatusAll | Command::ReloadAll | Command::Broadcast { .. } => {
                 Err(ControlFailure::IsATree("node-set commands are for a single cluster"))
             }

@@ -116,6 +116,37 @@ impl Graph {
         }
         out
     }
+
+    /// `names` and every program that waits for one of them to complete (`completed`),
+    /// directly or through another such program: what runs again when they do.
+    ///
+    /// ```
+    /// use corral_runtime::ClusterConfig;
+    /// use corral_runtime::tree::{Condition, Graph, ProgramSpec};
+    ///
+    /// let c = || ClusterConfig::default().workers(1);
+    /// let programs = [
+    ///     ProgramSpec::oneshot("migrate", c()),
+    ///     ProgramSpec::oneshot("seed", c()).depends_on("migrate", Condition::Completed),
+    ///     ProgramSpec::service("api", c()).depends_on("seed", Condition::Completed),
+    ///     ProgramSpec::service("jobs", c()).depends_on("api", Condition::Ready),
+    /// ];
+    /// let graph = Graph::of(&programs).unwrap();
+    /// let again: Vec<String> = graph.awaiting_completion(["migrate"]).into_iter().collect();
+    /// assert_eq!(again, ["api", "migrate", "seed"]);
+    /// ```
+    pub fn awaiting_completion<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = names.into_iter().map(str::to_string).collect();
+        let mut todo: Vec<String> = out.iter().cloned().collect();
+        while let Some(n) = todo.pop() {
+            for (p, deps) in &self.deps {
+                if deps.iter().any(|(d, c)| *d == n && *c == Condition::Completed) && out.insert(p.clone()) {
+                    todo.push(p.clone());
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Kahn's algorithm, picking ready programs in declaration order; what is left over lies on

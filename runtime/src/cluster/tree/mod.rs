@@ -144,6 +144,14 @@ where
         if let Some(path) = control {
             tokio::spawn(control::serve_tree(path, handle.clone()));
         }
+        // The tree speaks to the service manager for all its programs (they do not): its
+        // watchdog beats while its event loop runs, as a cluster's does.
+        if crate::operator::systemd::wanted() {
+            let tree = handle.clone();
+            tokio::spawn(crate::operator::systemd::watchdog(async move {
+                let _ = tree.wait().await;
+            }));
+        }
         Ok((handle, events))
     }
 }

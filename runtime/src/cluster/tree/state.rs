@@ -434,6 +434,23 @@ where
                 c.removing = true;
             }
         }
+        // A oneshot that changed (its table, or the env files it reads) and has run, or is
+        // running, runs again; what waits for it to complete stops first and starts after.
+        let changed_oneshots: Vec<String> = config
+            .programs
+            .iter()
+            .filter(|spec| {
+                spec.kind == Kind::Oneshot
+                    && self.children.get(&spec.name).is_some_and(|c| {
+                        !c.removing
+                            && c.spec.kind == Kind::Oneshot
+                            && !matches!(c.phase, Phase::Down)
+                            && format!("{:?}", c.desired().config) != format!("{:?}", spec.config)
+                    })
+            })
+            .map(|spec| spec.name.clone())
+            .collect();
+        let rerun = graph.awaiting_completion(changed_oneshots.iter().map(String::as_str));
         for spec in config.programs {
             let name = spec.name.clone();
             let Some(c) = self.children.get_mut(&name) else {
@@ -463,6 +480,17 @@ where
                 }
             }
             c.spec = spec;
+            if rerun.contains(&name) {
+                if !matches!(c.phase, Phase::Down) {
+                    c.cycling = true;
+                    if c.spec.kind == Kind::Oneshot && changed_oneshots.contains(&name) {
+                        report.rerun.push(name.clone());
+                    } else {
+                        report.restarted.push(name.clone());
+                    }
+                }
+                continue;
+            }
             if same && !kind_changed {
                 continue;
             }

@@ -41,4 +41,8 @@ pub struct ApplyReport {
     pub restarted: Vec<String>,
     /// Programs whose place in the tree changed only (dependencies).
     pub rewired: Vec<String>,
+    /// Oneshots changed (their table or env files) that had run or were running: run again
+    /// with the new configuration; the programs that wait for one of them to complete are
+    /// stopped first and started again once it has (they are in `restarted`).
+    pub rerun: Vec<String>,
 }

@@ -129,6 +129,16 @@ pub enum Command {
         /// The program.
         program: String,
     },
+    /// A tree of programs: send a signal to one slot's process of a program, or to every
+    /// worker of it (PM2's `sendSignal SIGNAL APP`).
+    SignalProgram {
+        /// The program.
+        program: String,
+        /// Only this slot; every slot with a process when `None`.
+        slot: Option<usize>,
+        /// The signal's number.
+        signal: i32,
+    },
 }
 
 /// An answer: the version, the request's id, and the outcome.

@@ -384,7 +384,8 @@ where
         | Command::ReloadProgram { .. }
         | Command::ScaleProgram { .. }
         | Command::StopProgram { .. }
-        | Command::StartProgram { .. } => Err(ControlFailure::NotATree),
+        | Command::StartProgram { .. }
+        | Command::SignalProgram { .. } => Err(ControlFailure::NotATree),
     }
 }
 

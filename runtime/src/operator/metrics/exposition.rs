@@ -67,9 +67,13 @@ fn int(v: u64) -> i64 {
 }
 
 /// The exposition of `snapshot`: OpenMetrics text (which a Prometheus text parser reads too;
-/// [`as_prometheus_text`] drops the two lines only OpenMetrics knows).
-pub(crate) fn render(snapshot: &Snapshot, recorder: &Recorder) -> String {
-    let mut registry = Registry::default();
+/// [`as_prometheus_text`] drops the two lines only OpenMetrics knows). A program of a tree
+/// labels every metric with `program="NAME"`.
+pub(crate) fn render(snapshot: &Snapshot, recorder: &Recorder, program: Option<&str>) -> String {
+    let mut registry = match program {
+        Some(p) => Registry::with_labels(std::iter::once(("program".into(), p.to_string().into()))),
+        None => Registry::default(),
+    };
     slots(&mut registry, &snapshot.workers);
     cluster(&mut registry, snapshot, recorder);
     primary(&mut registry);

@@ -16,6 +16,8 @@ pub(crate) const REFRESH_SECONDS: u64 = 5;
 /// What the page shows.
 pub(crate) struct Page<'a> {
     pub name: &'a str,
+    /// The tree's program the cluster runs as: a `program` column on every row.
+    pub program: Option<&'a str>,
     pub primary_pid: u32,
     pub generation: i64,
     pub workers: &'a [(WorkerStatus, SlotHistory)],
@@ -136,8 +138,13 @@ pub(crate) fn render(page: &Page<'_>) -> String {
         page.generation,
         page.workers.len()
     );
+    let program = page.program.map(escape);
+    html.push_str("<table id=\"workers\"><thead><tr>");
+    if program.is_some() {
+        html.push_str("<th>program</th>");
+    }
     html.push_str(
-        "<table id=\"workers\"><thead><tr><th>slot</th><th>state</th><th>pid</th><th>uptime</th><th>restarts</th>\
+        "<th>slot</th><th>state</th><th>pid</th><th>uptime</th><th>restarts</th>\
          <th>RSS</th><th>req/s</th><th>open</th><th>heartbeat</th><th>status</th></tr></thead><tbody>",
     );
     for (w, history) in page.workers {
@@ -154,8 +161,10 @@ pub(crate) fn render(page: &Page<'_>) -> String {
         let status = escape(w.status_text.as_deref().unwrap_or(""));
         let _ = write!(
             html,
-            r#"<tr class="worker" data-slot="{slot}" data-state="{state}"><td class="num">{slot}</td><td><span class="state" style="background:{colour}">{state}</span></td><td class="num">{pid}</td><td class="num">{uptime}</td><td class="num">{restarts}</td><td class="num">{rss}{rss_spark}</td><td class="num">{last_rate}{rate_spark}</td><td class="num">{open}</td><td class="num">{heartbeat}</td><td>{status}</td></tr>"#,
+            r#"<tr class="worker"{data_program} data-slot="{slot}" data-state="{state}">{program_cell}<td class="num">{slot}</td><td><span class="state" style="background:{colour}">{state}</span></td><td class="num">{pid}</td><td class="num">{uptime}</td><td class="num">{restarts}</td><td class="num">{rss}{rss_spark}</td><td class="num">{last_rate}{rate_spark}</td><td class="num">{open}</td><td class="num">{heartbeat}</td><td>{status}</td></tr>"#,
             slot = w.slot,
+            data_program = program.as_ref().map(|p| format!(r#" data-program="{p}""#)).unwrap_or_default(),
+            program_cell = program.as_ref().map(|p| format!("<td>{p}</td>")).unwrap_or_default(),
             colour = colour(w.state),
             restarts = w.restarts,
             rss_spark = sparkline(&rss_ring, super::history::SAMPLES, "rss"),
@@ -222,10 +231,34 @@ mod tests {
             (WorkerStatus::without_process(0, WorkerState::Ready), SlotHistory::default()),
             (w, SlotHistory::default()),
         ];
-        let html = render(&Page { name: "web", primary_pid: 1, generation: 2, workers: &workers, listeners: &[] });
+        let html = render(&Page {
+            name: "web",
+            program: None,
+            primary_pid: 1,
+            generation: 2,
+            workers: &workers,
+            listeners: &[],
+        });
         assert_eq!(html.matches(r#"<tr class="worker""#).count(), 2);
+        assert!(!html.contains("program"), "a cluster of its own has no program column");
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
         assert!(html.contains(r#"data-state="gaveup""#));
         assert!(html.contains(r#"http-equiv="refresh""#));
+    }
+
+    #[test]
+    fn a_program_of_a_tree_has_a_program_column_on_every_row() {
+        let workers = [(WorkerStatus::without_process(0, WorkerState::Ready), SlotHistory::default())];
+        let html = render(&Page {
+            name: "api",
+            program: Some("api<1>"),
+            primary_pid: 1,
+            generation: 1,
+            workers: &workers,
+            listeners: &[],
+        });
+        assert!(html.contains("<th>program</th><th>slot</th>"), "{html}");
+        assert!(html.contains(r#"<tr class="worker" data-program="api&lt;1&gt;" data-slot="0""#), "{html}");
+        assert!(html.contains("<td>api&lt;1&gt;</td><td class=\"num\">0</td>"), "{html}");
     }
 }

@@ -62,6 +62,8 @@ struct Endpoint<M, R> {
     history: History,
     cpu: CpuMeter,
     name: String,
+    /// The tree's program the cluster runs as: a label on every metric, a column on every row.
+    program: Option<String>,
     /// The last status asked for requests, and when; held across the asking, so that
     /// concurrent requests share one.
     fresh: tokio::sync::Mutex<Option<(Instant, Vec<crate::api::status::WorkerStatus>)>>,
@@ -109,7 +111,7 @@ where
                     .get_all(hyper::header::ACCEPT)
                     .iter()
                     .any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")));
-                let body = exposition::render(&self.snapshot().await, &self.recorder);
+                let body = exposition::render(&self.snapshot().await, &self.recorder, self.program.as_deref());
                 if openmetrics {
                     with_type(body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
                 } else {
@@ -118,7 +120,8 @@ where
             }
             "/status.json" => {
                 let workers = self.workers().await;
-                let body = crate::operator::status_json::status_json(&workers, &self.cpu).to_string();
+                let status = crate::operator::status_json::status_json(&workers, &self.cpu);
+                let body = crate::operator::status_json::with_program(status, self.program.as_deref()).to_string();
                 with_type(body, "application/json")
             }
             "/healthz" => {
@@ -131,6 +134,7 @@ where
             "/readyz" => {
                 let (workers, needed) = tokio::join!(self.workers(), super::health::ready_needed(&self.cluster));
                 let status = crate::operator::status_json::status_json(&workers, &self.cpu);
+                let status = crate::operator::status_json::with_program(status, self.program.as_deref());
                 let (ready, body) = super::health::readiness(&workers, needed, status);
                 let mut response = with_type(body.to_string(), "application/json");
                 if !ready {
@@ -143,6 +147,7 @@ where
                 let rows: Vec<_> = workers.into_iter().map(|w| (w.clone(), self.history.slot(w.slot))).collect();
                 let body = page::render(&Page {
                     name: &self.name,
+                    program: self.program.as_deref(),
                     primary_pid: std::process::id(),
                     generation: self.recorder.generation.get(),
                     workers: &rows,
@@ -190,6 +195,7 @@ pub(crate) async fn serve<M, R>(
     cluster: ClusterHandle<M, R>,
     recorder: Arc<Recorder>,
     name: String,
+    program: Option<String>,
 ) where
     M: Serialize + Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
@@ -207,6 +213,7 @@ pub(crate) async fn serve<M, R>(
         history: History::default(),
         cpu: CpuMeter::default(),
         name,
+        program,
         fresh: tokio::sync::Mutex::new(None),
     });
     let sampler = tokio::spawn(endpoint.clone().sample());
