@@ -443,6 +443,7 @@ where
                 spec.kind == Kind::Oneshot
                     && self.children.get(&spec.name).is_some_and(|c| {
                         !c.removing
+                            && c.want == Want::Up
                             && c.spec.kind == Kind::Oneshot
                             && !matches!(c.phase, Phase::Down)
                             && format!("{:?}", c.desired().config) != format!("{:?}", spec.config)
