@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::api::autoscale::AutoscaleBook;
 use crate::api::error::ClusterError;
 use crate::api::events::bus::{EventBus, EventStream};
 use crate::api::msg::ClusterMsg;
@@ -50,6 +51,7 @@ pub struct ClusterHandle<M, R> {
     listeners: Arc<Listeners>,
     done: watch::Receiver<Option<Outcome>>,
     metrics: Option<std::net::SocketAddr>,
+    autoscale: Arc<AutoscaleBook>,
     /// The node set, once joined (`ClusterConfig::node`).
     #[cfg(feature = "cluster")]
     pub(super) node_set: Arc<std::sync::OnceLock<crate::node::NodeSet>>,
@@ -64,6 +66,7 @@ impl<M, R> Clone for ClusterHandle<M, R> {
             listeners: self.listeners.clone(),
             done: self.done.clone(),
             metrics: self.metrics,
+            autoscale: self.autoscale.clone(),
             #[cfg(feature = "cluster")]
             node_set: self.node_set.clone(),
         }
@@ -88,6 +91,7 @@ where
         listeners: Arc<Listeners>,
         done: watch::Receiver<Option<Outcome>>,
         metrics: Option<std::net::SocketAddr>,
+        autoscale: Arc<AutoscaleBook>,
     ) -> Self {
         ClusterHandle {
             actor,
@@ -96,6 +100,7 @@ where
             listeners,
             done,
             metrics,
+            autoscale,
             #[cfg(feature = "cluster")]
             node_set: Arc::default(),
         }
@@ -115,6 +120,24 @@ where
     /// ```
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics
+    }
+
+    /// The autoscaler's state, when [`ClusterConfig::autoscale`](crate::ClusterConfig::autoscale)
+    /// is set (what `corral status` shows: `workers 3 (auto 2..8: queue 14)`).
+    ///
+    /// ```no_run
+    /// use corral_runtime::{Autoscale, Cluster, ClusterConfig};
+    ///
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// let config = ClusterConfig::default().autoscale(Some(Autoscale::new(1, 4)));
+    /// let (cluster, _events) = Cluster::<String, String>::spawn(config).await?;
+    /// if let Some(status) = cluster.autoscale() {
+    ///     println!("{status}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn autoscale(&self) -> Option<crate::api::autoscale::AutoscaleStatus> {
+        self.autoscale.status()
     }
 
     /// Every listener's connection counters, by address: what the primary's acceptor did
@@ -154,8 +177,7 @@ where
         self.listeners.activated()
     }
 
-    /// The cluster actor, as a reference that takes [`ClusterMsg`]s (its cell, through
-    /// `Deref`, to link or monitor it).
+    /// The cluster actor, as a reference that takes [`ClusterMsg`]s (its cell, through `Deref`, to link or monitor it).
     ///
     /// ```no_run
     /// use corral_runtime::{Cluster, ClusterConfig, ClusterMsg};
@@ -170,8 +192,7 @@ where
         &self.actor
     }
 
-    /// The number of worker slots, warm spares ([`ClusterConfig::spares`](crate::ClusterConfig::spares))
-    /// included.
+    /// The number of worker slots, warm spares ([`ClusterConfig::spares`](crate::ClusterConfig::spares)) included.
     ///
     /// ```no_run
     /// use corral_runtime::{Cluster, ClusterConfig};
@@ -466,7 +487,9 @@ where
 
     /// Adds or removes workers (removed ones drain first). Refused below 1 worker, during a
     /// reload, while stopping, or while an earlier scale-down drains; capped at
-    /// [`MAX_WORKERS`](crate::config::cluster::MAX_WORKERS) (the report notes it).
+    /// [`MAX_WORKERS`](crate::config::limits::MAX_WORKERS) (the report notes it). An
+    /// autoscaled cluster's count is pinned by a scale inside its range (one outside it is
+    /// refused) until [`Scale::Auto`].
     ///
     /// ```no_run
     /// use corral_runtime::{Cluster, ClusterConfig};

@@ -38,7 +38,7 @@ pub enum ClusterMsg {
     /// the cluster stops.
     Reload(Option<RpcReplyPort<ReloadReport>>),
     /// Add or remove workers. Refused below 1 worker, during a reload, while the cluster stops
-    /// or while an earlier scale-down still drains; capped at [`MAX_WORKERS`](crate::config::cluster::MAX_WORKERS).
+    /// or while an earlier scale-down still drains; capped at [`MAX_WORKERS`](crate::config::limits::MAX_WORKERS).
     Scale(Scale, Option<RpcReplyPort<Result<ScaleReport, ScaleError>>>),
     /// The effective configuration (after scaling and reloads).
     Config(RpcReplyPort<std::sync::Arc<ClusterConfig>>),

@@ -17,6 +17,11 @@ pub(crate) enum Signal {
     Slot(SlotReport),
     /// The reload task is done; its requesters.
     ReloadFinished(ReloadReport, Vec<ractor::RpcReplyPort<ReloadReport>>),
+    /// The autoscaler asks for a step (refused while pinned, stopping or reloading).
+    Autoscale(
+        super::autoscale::decide::Step,
+        ractor::RpcReplyPort<Result<crate::api::reports::ScaleReport, crate::api::error::ScaleError>>,
+    ),
     /// An upgrade's preflight check of the new executable is done.
     PreflightDone(Result<(), crate::upgrade::error::PreflightError>),
 }

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
+use crate::config::autoscale::Autoscale;
 use crate::config::control_socket::ControlSocket;
 use crate::config::error::{ConfigError, ConfigNumber, ConfigProblem};
 use crate::config::foreign::ForeignWorker;
+use crate::config::limits::{MAX_DURATION, MAX_WORKERS};
 use crate::config::node::NodeConfig;
 use crate::config::probe::{Check, ProbeConfig};
 use crate::config::probe_rules::{check_problem, probe_problem};
@@ -288,6 +290,10 @@ pub struct ClusterConfig {
     /// The listener HTTP and TCP probes go through (its name, or the address a worker asked
     /// for). Default: the first (by name order for a foreign cluster, by address otherwise).
     pub probe_listener: Option<String>,
+    /// Autoscaling between a minimum and a maximum by saturation ([`Autoscale`]); set with
+    /// [`autoscale`](Self::autoscale), which starts the cluster at the minimum. Default: none
+    /// (a fixed count).
+    pub autoscale: Option<Autoscale>,
     /// This primary's place in a node set (needs the `cluster` feature): its host agent joins
     /// the process group named after the cluster, and `status --all`, `reload --all` and
     /// `broadcast` reach every node. Default: none (a single host).
@@ -340,31 +346,24 @@ impl Default for ClusterConfig {
             ready_check: None,
             probe: None,
             probe_listener: None,
+            autoscale: None,
             node: None,
             program: None,
         }
     }
 }
 
-/// The longest duration a [`ClusterConfig`] accepts, for every timeout, interval and delay in
-/// it: 100 years. Longer ones (a config file may say `"18446744073709551615s"`, 585 billion
-/// years) are typos, and cannot be turned into deadlines: `Instant::now() + d` panics past the
-/// clock's range, and the cluster adds allowances to some of them.
-///
-/// ```
-/// use std::time::Duration;
-/// use corral_runtime::{ClusterConfig, MAX_DURATION};
-///
-/// assert!(ClusterConfig::default().kill_timeout(MAX_DURATION).validate().is_ok());
-/// let err = ClusterConfig::default().kill_timeout(Duration::MAX).validate().unwrap_err();
-/// assert!(err.to_string().contains("kill_timeout"), "{err}");
-/// ```
-// 100 years of 365.25 days, as humantime counts a `y`: a config file's "100y" passes.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
-
-/// The most workers one cluster may have: far above any machine's useful count, low enough
-/// that a typo does not fork-bomb the host.
-pub const MAX_WORKERS: usize = 1024;
+impl ClusterConfig {
+    /// Sets [`ClusterConfig::autoscale`], and [`workers`](Self::workers) to its minimum.
+    #[must_use]
+    pub fn autoscale(mut self, value: Option<Autoscale>) -> Self {
+        if let Some(a) = &value {
+            self.workers = a.min;
+        }
+        self.autoscale = value;
+        self
+    }
+}
 
 macro_rules! setters {
     ($($(#[$doc:meta])* $field:ident: $ty:ty),* $(,)?) => {
@@ -536,6 +535,9 @@ impl ClusterConfig {
     /// [`MAX_WORKERS`], or spares with [`Scheduling::Shared`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, problem: ConfigProblem| Err(ConfigError::Invalid { field, problem });
+        if let Some((field, problem)) = self.autoscale.as_ref().and_then(|a| a.problem(self.workers, MAX_DURATION)) {
+            return bad(field, problem);
+        }
         if self.workers == 0 {
             return bad("workers", ConfigProblem::AtLeastOne);
         }

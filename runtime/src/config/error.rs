@@ -32,7 +32,7 @@ pub enum ConfigProblem {
     /// A count of zero.
     #[error("must be at least 1")]
     AtLeastOne,
-    /// More workers than [`MAX_WORKERS`](crate::config::cluster::MAX_WORKERS).
+    /// More workers than [`MAX_WORKERS`](crate::config::limits::MAX_WORKERS).
     #[error("{workers} is over the limit of {limit}")]
     TooManyWorkers {
         /// The count asked for.
@@ -40,7 +40,7 @@ pub enum ConfigProblem {
         /// The limit.
         limit: usize,
     },
-    /// A duration over [`MAX_DURATION`](crate::config::cluster::MAX_DURATION).
+    /// A duration over [`MAX_DURATION`](crate::config::limits::MAX_DURATION).
     #[error("{value:?} is over the limit of {limit:?} (100 years)")]
     TooLong {
         /// The duration.
@@ -87,6 +87,24 @@ pub enum ConfigProblem {
         "a spare would take connections with shared scheduling (every worker accepts on the one socket); use round robin, least connections, sticky or reuse-port"
     )]
     SparesNeedDispatch,
+    /// A range whose maximum is below its minimum.
+    #[error("the maximum {max} is below the minimum {min}")]
+    RangeInverted {
+        /// The minimum.
+        min: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A worker count outside the autoscaling range.
+    #[error("{workers} is outside the autoscaling range {min}..{max}")]
+    OutsideRange {
+        /// The count.
+        workers: usize,
+        /// The range's minimum.
+        min: usize,
+        /// The range's maximum.
+        max: usize,
+    },
     /// `recycle_concurrency` 0 or over the limit.
     #[error("must be between 1 and {limit}")]
     RecycleConcurrency {
