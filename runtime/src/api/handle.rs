@@ -123,19 +123,8 @@ where
     }
 
     /// The autoscaler's state, when [`ClusterConfig::autoscale`](crate::ClusterConfig::autoscale)
-    /// is set (what `corral status` shows: `workers 3 (auto 2..8: queue 14)`).
-    ///
-    /// ```no_run
-    /// use corral_runtime::{Autoscale, Cluster, ClusterConfig};
-    ///
-    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
-    /// let config = ClusterConfig::default().autoscale(Some(Autoscale::new(1, 4)));
-    /// let (cluster, _events) = Cluster::<String, String>::spawn(config).await?;
-    /// if let Some(status) = cluster.autoscale() {
-    ///     println!("{status}");
-    /// }
-    /// # Ok(()) }
-    /// ```
+    /// is set (what `corral status` shows: `workers 3 (auto 2..8: queue 14)`; see
+    /// [`AutoscaleStatus`](crate::api::autoscale::AutoscaleStatus) for an example).
     pub fn autoscale(&self) -> Option<crate::api::autoscale::AutoscaleStatus> {
         self.autoscale.status()
     }

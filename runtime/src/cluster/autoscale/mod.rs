@@ -18,8 +18,6 @@ use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::Instrument;
 
-pub(crate) use decide::Step;
-
 use super::msg::{ClusterSignal, Signal};
 use crate::api::autoscale::AutoscaleBook;
 use crate::api::msg::ClusterMsg;
@@ -61,7 +59,10 @@ async fn run(cluster: ActorRef<ClusterSignal>, listeners: Arc<Listeners>, book: 
             continue;
         }
         let Some(step) = decider.decide(&config, sample.at, book.workers(), book.changed(), load) else { continue };
-        match cluster.call(|reply| ClusterSignal(Signal::Autoscale(step, reply)), Some(STEP_PATIENCE)).await {
+        match cluster
+            .call(|reply| ClusterSignal(Signal::Autoscale(step.to, step.reason, reply)), Some(STEP_PATIENCE))
+            .await
+        {
             Ok(CallResult::Success(Ok(_))) => {}
             // Refused for now (a reload, a drain, a pin): the condition still holds at the
             // next sample if it lasts.
