@@ -278,7 +278,8 @@ impl ConfigFile {
             None => {}
         }
         if !matches!(p.workers, Some(Workers::Range(_))) && *autoscale != AutoscaleSettings::default() {
-            return Err(bad("workers", FileProblem::Needed("as a range MIN..MAX by the [autoscale] settings")));
+            // `--workers 4` over a file's range: a fixed count, its [autoscale] unused.
+            tracing::warn!(file = %self.path.display(), "[autoscale] is unused: workers is a fixed count, not a range MIN..MAX");
         }
         set(&mut c.spares, p.spares);
         let foreign = p.program.is_some();

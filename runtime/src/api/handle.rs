@@ -123,19 +123,8 @@ where
     }
 
     /// The autoscaler's state, when [`ClusterConfig::autoscale`](crate::ClusterConfig::autoscale)
-    /// is set (what `corral status` shows: `workers 3 (auto 2..8: queue 14)`).
-    ///
-    /// ```no_run
-    /// use corral_runtime::{Autoscale, Cluster, ClusterConfig};
-    ///
-    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
-    /// let config = ClusterConfig::default().autoscale(Some(Autoscale::new(1, 4)));
-    /// let (cluster, _events) = Cluster::<String, String>::spawn(config).await?;
-    /// if let Some(status) = cluster.autoscale() {
-    ///     println!("{status}");
-    /// }
-    /// # Ok(()) }
-    /// ```
+    /// is set (what `corral status` shows: `workers 3 (auto 2..8: queue 14)`; see
+    /// [`AutoscaleStatus`](crate::api::autoscale::AutoscaleStatus) for an example).
     pub fn autoscale(&self) -> Option<crate::api::autoscale::AutoscaleStatus> {
         self.autoscale.status()
     }
@@ -177,7 +166,8 @@ where
         self.listeners.activated()
     }
 
-    /// The cluster actor, as a reference that takes [`ClusterMsg`]s (its cell, through `Deref`, to link or monitor it).
+    /// The cluster actor, as a reference that takes [`ClusterMsg`]s (its cell, through
+    /// `Deref`, to link or monitor it).
     ///
     /// ```no_run
     /// use corral_runtime::{Cluster, ClusterConfig, ClusterMsg};
@@ -192,7 +182,8 @@ where
         &self.actor
     }
 
-    /// The number of worker slots, warm spares ([`ClusterConfig::spares`](crate::ClusterConfig::spares)) included.
+    /// The number of worker slots, warm spares ([`ClusterConfig::spares`](crate::ClusterConfig::spares))
+    /// included.
     ///
     /// ```no_run
     /// use corral_runtime::{Cluster, ClusterConfig};

@@ -345,8 +345,8 @@ where
                 }
                 return Ok(());
             }
-            Signal::Autoscale(step, reply) => {
-                let _ = reply.send(st.scale(Scale::To(step.to), step.reason).await);
+            Signal::Autoscale(to, reason, reply) => {
+                let _ = reply.send(st.scale(Scale::To(to), reason).await);
                 return Ok(());
             }
             Signal::Request(ClusterMsg::Config(reply)) => {

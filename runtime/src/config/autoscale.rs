@@ -248,9 +248,12 @@ impl Autoscale {
     }
 
     /// What [`ClusterConfig::validate`](crate::ClusterConfig::validate) refuses, with the
-    /// field, for a cluster of `workers` now.
-    pub(crate) fn problem(&self, workers: usize, max_duration: Duration) -> Option<(&'static str, ConfigProblem)> {
-        let max_workers = crate::config::limits::MAX_WORKERS;
+    /// field, for a cluster of `workers` now, within these limits.
+    pub(crate) fn problem(
+        &self,
+        workers: usize,
+        (max_workers, max_duration): (usize, Duration),
+    ) -> Option<(&'static str, ConfigProblem)> {
         if self.min == 0 {
             return Some(("autoscale.min", ConfigProblem::AtLeastOne));
         }
@@ -294,13 +297,13 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_field() {
-        let field = |a: Autoscale| a.problem(a.min.max(1), Duration::from_secs(3600)).map(|(f, _)| f);
+        let field = |a: Autoscale| a.problem(a.min.max(1), (1024, Duration::from_secs(3600))).map(|(f, _)| f);
         assert_eq!(field(Autoscale::new(1, 4)), None);
         assert_eq!(field(Autoscale::new(0, 4)), Some("autoscale.min"));
         assert_eq!(field(Autoscale::new(1, 2000)), Some("autoscale.max"));
         assert_eq!(field(Autoscale::new(3, 2)), Some("autoscale.max"));
         assert_eq!(field(Autoscale::new(1, 4).step(0)), Some("autoscale.step"));
         assert_eq!(field(Autoscale::new(1, 4).cooldown(Duration::from_secs(7200))), Some("autoscale.cooldown"));
-        assert_eq!(Autoscale::new(2, 4).problem(5, Duration::MAX).map(|(f, _)| f), Some("workers"));
+        assert_eq!(Autoscale::new(2, 4).problem(5, (1024, Duration::MAX)).map(|(f, _)| f), Some("workers"));
     }
 }

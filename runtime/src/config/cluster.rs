@@ -290,9 +290,8 @@ pub struct ClusterConfig {
     /// The listener HTTP and TCP probes go through (its name, or the address a worker asked
     /// for). Default: the first (by name order for a foreign cluster, by address otherwise).
     pub probe_listener: Option<String>,
-    /// Autoscaling between a minimum and a maximum by saturation ([`Autoscale`]); set with
-    /// [`autoscale`](Self::autoscale), which starts the cluster at the minimum. Default: none
-    /// (a fixed count).
+    /// Autoscaling by saturation ([`Autoscale`]); its setter starts the cluster at the
+    /// minimum. Default: none (a fixed count).
     pub autoscale: Option<Autoscale>,
     /// This primary's place in a node set (needs the `cluster` feature): its host agent joins
     /// the process group named after the cluster, and `status --all`, `reload --all` and
@@ -535,7 +534,8 @@ impl ClusterConfig {
     /// [`MAX_WORKERS`], or spares with [`Scheduling::Shared`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, problem: ConfigProblem| Err(ConfigError::Invalid { field, problem });
-        if let Some((field, problem)) = self.autoscale.as_ref().and_then(|a| a.problem(self.workers, MAX_DURATION)) {
+        let limits = (MAX_WORKERS, MAX_DURATION);
+        if let Some((field, problem)) = self.autoscale.as_ref().and_then(|a| a.problem(self.workers, limits)) {
             return bad(field, problem);
         }
         if self.workers == 0 {

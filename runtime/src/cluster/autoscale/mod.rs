@@ -8,7 +8,7 @@
 //! | `sample.rs` | connections waiting, the ready workers' CPU against their share |
 //! | `decide.rs` | the verdict over a sliding window, and when it makes a step |
 
-pub(crate) mod decide;
+mod decide;
 mod sample;
 
 use std::sync::Arc;
@@ -59,7 +59,10 @@ async fn run(cluster: ActorRef<ClusterSignal>, listeners: Arc<Listeners>, book: 
             continue;
         }
         let Some(step) = decider.decide(&config, sample.at, book.workers(), book.changed(), load) else { continue };
-        match cluster.call(|reply| ClusterSignal(Signal::Autoscale(step, reply)), Some(STEP_PATIENCE)).await {
+        match cluster
+            .call(|reply| ClusterSignal(Signal::Autoscale(step.to, step.reason, reply)), Some(STEP_PATIENCE))
+            .await
+        {
             Ok(CallResult::Success(Ok(_))) => {}
             // Refused for now (a reload, a drain, a pin): the condition still holds at the
             // next sample if it lasts.

@@ -200,7 +200,7 @@ impl Listeners {
     pub(crate) fn waiting(&self) -> u32 {
         let mut listeners = self.all();
         // One listener may be in the map under several keys (asked-for and bound address).
-        listeners.sort_by_key(|l| Arc::as_ptr(l));
+        listeners.sort_by_key(Arc::as_ptr);
         listeners.dedup_by(|a, b| Arc::ptr_eq(a, b));
         let activated = self.activated.get().map_or(0, |a| a.waiting());
         activated.saturating_add(listeners.iter().map(|l| l.waiting()).fold(0, u32::saturating_add))
