@@ -410,6 +410,8 @@ where
         if st.args.done.borrow().is_none() {
             st.args.done.send_replace(Some(Outcome::Clean));
         }
+        // Its addresses are free from now on, whoever still holds a handle.
+        st.args.listeners.release();
         Ok(())
     }
 }

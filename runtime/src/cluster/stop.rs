@@ -117,6 +117,9 @@ where
             lifecycle::fail(&span, error);
         }
         drop(span);
+        // Every worker is gone: the addresses are free before anyone hears of the stop (a
+        // tree restarting this program binds them again at once).
+        self.args.listeners.release();
         self.args.bus.emit(ClusterEvent::Stopped { error: error.clone() });
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(());

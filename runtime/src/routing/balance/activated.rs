@@ -251,6 +251,13 @@ impl ActivatedSockets {
         crate::routing::steer::queued_on(self.lock().iter().map(|l| &l.group), Member { slot, generation })
     }
 
+    /// The cluster has stopped (its workers are gone): every socket closes here, so that the
+    /// address is free for whoever binds it next (a tree restarting this program).
+    pub(crate) fn close_all(&self) {
+        let closed: Vec<Activated> = std::mem::take(&mut *self.lock());
+        drop(closed);
+    }
+
     /// Connections queued on every socket (every listener, every slot).
     pub(crate) fn waiting(&self) -> u32 {
         crate::routing::steer::queued_in_all(self.lock().iter().map(|l| &l.group))

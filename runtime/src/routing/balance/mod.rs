@@ -442,6 +442,16 @@ impl Listeners {
         self.map().clear();
     }
 
+    /// The cluster has stopped and its workers are gone: a foreign cluster's sockets close
+    /// too (the listening sockets of the primary-accept modes closed at [`close_all`](Self::close_all)),
+    /// whoever still holds this `Listeners` (a handle kept by a task), so the addresses are free.
+    pub(crate) fn release(&self) {
+        if let Some(activated) = self.activated.get() {
+            activated.close_all();
+        }
+        self.map().clear();
+    }
+
     /// Hands every listener over to the primary's next image (an upgrade): the acceptors hand
     /// the connections already queued to the workers and stop (later ones wait in the
     /// kernel's backlog); the sockets stay open, kept in `kept`, described by the records.
