@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example http_cluster -- --workers 4 --port 3000 --sched rr
 //! # --spares 1: a warm spare takes a dead worker's place at once
+//! # --workers 2..8: autoscaled between 2 and 8 workers by load (corral scale N pins, auto resumes)
 //! # or --sched lc | shared | reuseport | sticky (one worker per client IP)
 //! curl http://127.0.0.1:3000/            # Handled by worker 2 (pid 12345)
 //! curl http://127.0.0.1:3000/slow?ms=200 # answers after 200 ms
@@ -28,15 +29,16 @@ use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, ValueEnum};
-use corral::config::Scheduling;
+use corral::config::{Autoscale, Scheduling};
+use corral::settings::Workers;
 use corral::{BoxError, ClusterConfig, ClusterEvent, Worker, WorkerContext};
 use serde::Deserialize;
 
 #[derive(Parser, Clone)]
 struct Args {
-    /// Number of workers (default: the number of CPUs).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    workers: Option<u16>,
+    /// Number of workers (default: the number of CPUs), or MIN..MAX to autoscale by load.
+    #[arg(long, value_name = "N|MIN..MAX")]
+    workers: Option<Workers>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -180,8 +182,10 @@ fn main() -> std::process::ExitCode {
     let addr = std::net::SocketAddr::new(args.host, args.port).to_string();
     let mut config =
         ClusterConfig::default().scheduling(args.sched.into()).metrics(args.metrics).spares(usize::from(args.spares));
-    if let Some(n) = args.workers {
-        config = config.workers(usize::from(n));
+    match args.workers {
+        Some(Workers::Count(0)) | None => {}
+        Some(Workers::Count(n)) => config = config.workers(n),
+        Some(Workers::Range(range)) => config = config.autoscale(Some(Autoscale::range(range))),
     }
     corral::run(config, Http { addr }, |cluster, mut events| async move {
         let mut ready = 0;

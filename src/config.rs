@@ -27,7 +27,8 @@
 
 pub use corral_protocol::Scheduling;
 pub use corral_runtime::{
-    Check, CheckError, ConfigError, ConfigNumber, ConfigProblem, ForeignWorker, ListenAddr, ListenSpec,
+    Autoscale, Check, CheckError, ConfigError, ConfigNumber, ConfigProblem, ForeignWorker, ListenAddr, ListenSpec,
     ListenSpecError, LogFiles, MAX_DURATION, MAX_WORKERS, ProbeConfig, Readiness, ReadinessError, Reconfigure,
-    ReconfigureError, StickyKey, StickyKeyError, Unchangeable, WorkerExec, WorkerOutput,
+    ReconfigureError, ScaleSignal, ScaleSignalError, StickyKey, StickyKeyError, Unchangeable, WorkerExec, WorkerOutput,
+    WorkerRange, WorkerRangeError,
 };

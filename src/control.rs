@@ -29,5 +29,6 @@ pub use corral_runtime::control::{
     write_frame,
 };
 pub use corral_runtime::{
-    ReloadError, ReloadReport, ReplaceError, Replaced, Scale, ScaleError, ScaleReport, reopen_log_files,
+    Load, ReloadError, ReloadReport, ReplaceError, Replaced, Scale, ScaleError, ScaleReason, ScaleReport,
+    reopen_log_files,
 };

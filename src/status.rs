@@ -21,6 +21,6 @@
 
 pub use corral_protocol::{PoolStats, WorkerStats};
 pub use corral_runtime::{
-    HangReport, LastProbe, ListenerCounts, StatusTable, Steered, ThreadActivity, ThreadSample, WorkerState,
-    WorkerStatus, set_primary_title, syscall_name,
+    AutoscaleStatus, HangReport, LastProbe, ListenerCounts, StatusTable, Steered, ThreadActivity, ThreadSample,
+    WorkerState, WorkerStatus, set_primary_title, syscall_name,
 };

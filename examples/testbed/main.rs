@@ -21,7 +21,8 @@
 //! * `TESTBED_SAY=TEXT`: print a line with TEXT on stdout and one on stderr at start.
 //! * `TESTBED_CRASH_IF_EXISTS=PATH`: start fails while that file exists (a bad deploy).
 //! * `TESTBED_HTTP=ADDR`: also serve HTTP on the cluster's shared `ADDR`: `GET /` answers
-//!   `<slot> <pid>`, `GET /slow?ms=N` answers after N ms.
+//!   `<slot> <pid>`, `GET /slow?ms=N` answers after N ms, `GET /burn?ms=N` after N ms of
+//!   busy CPU on the runtime's thread.
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -58,13 +59,27 @@ fn router(slot: usize) -> axum::Router {
         ms: u64,
     }
     let pid = std::process::id();
-    axum::Router::new().route("/", get(move || async move { format!("{slot} {pid}") })).route(
-        "/slow",
-        get(move |axum::extract::Query(Ms { ms }): axum::extract::Query<Ms>| async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            format!("{slot} {pid}")
-        }),
-    )
+    axum::Router::new()
+        .route("/", get(move || async move { format!("{slot} {pid}") }))
+        .route(
+            "/slow",
+            get(move |axum::extract::Query(Ms { ms }): axum::extract::Query<Ms>| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                format!("{slot} {pid}")
+            }),
+        )
+        .route(
+            "/burn",
+            get(move |axum::extract::Query(Ms { ms }): axum::extract::Query<Ms>| async move {
+                // Busy on the runtime's thread, as a CPU-bound handler is.
+                let end = std::time::Instant::now() + Duration::from_millis(ms);
+                let mut x = 0u64;
+                while std::time::Instant::now() < end {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+                format!("{slot} {pid}")
+            }),
+        )
 }
 
 impl Worker for Testbed {

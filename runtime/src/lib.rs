@@ -66,6 +66,7 @@ pub use cluster::tree;
 pub use operator::{control, metrics};
 pub use sys::hang;
 
+pub use api::autoscale::AutoscaleStatus;
 pub use api::error::{
     ClusterError, KilledWorker, ProbeError, ReloadError, ReplaceError, ScaleError, StartFailure, UpgradeError,
 };
@@ -73,9 +74,10 @@ pub use api::events::bus::EventStream;
 pub use api::events::{ClusterEvent, OutputStream};
 pub use api::handle::ClusterHandle;
 pub use api::msg::ClusterMsg;
-pub use api::reports::{ReloadReport, Replaced, Scale, ScaleReport};
+pub use api::reports::{Load, ReloadReport, Replaced, Scale, ScaleReason, ScaleReport};
 pub use api::status::{LastProbe, Steered, WorkerState, WorkerStatus};
 pub use cluster::{Cluster, ClusterArgs, ClusterSignal, ClusterState};
+pub use config::autoscale::{Autoscale, ScaleSignal, ScaleSignalError, WorkerRange, WorkerRangeError};
 pub use config::cluster::reconfigure::{Reconfigure, ReconfigureError, Unchangeable};
 pub use config::cluster::{ClusterConfig, LogFiles, MAX_DURATION, MAX_WORKERS, WorkerExec, WorkerOutput};
 pub use config::control_socket::ControlSocket;

@@ -134,6 +134,9 @@ pub fn status(target: &Target, json: bool, watch: bool, all: bool) -> i32 {
                 if let Some(programs) = &programs {
                     print!("{}", programs_table(programs));
                 }
+                if let Some(line) = data["autoscale"]["summary"].as_str() {
+                    println!("{line}");
+                }
                 print!("{}", table(&workers, all));
                 if let Some(n) = data["orphans_adopted"].as_u64().filter(|n| *n > 0) {
                     println!("orphans adopted: {n}");
@@ -502,21 +505,35 @@ pub fn logs(target: &Target, follow: bool, program: Option<String>, slot: Option
     })
 }
 
-/// A `corral scale` count that is not N, +K or -K.
+/// A `corral scale` count that is not N, +K, -K or `auto`.
 #[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not N, +K or -K")]
+#[error("{0:?} is not N, +K, -K or auto")]
 pub struct BadScale(String);
 
-/// `scale N | +K | -K`.
+/// `scale N | +K | -K | auto`.
 pub fn parse_scale(s: &str) -> Result<Command, BadScale> {
     let bad = |_| BadScale(s.to_string());
+    if s == "auto" {
+        return Ok(Command::Scale { to: None, by: None, auto: true });
+    }
     if let Some(k) = s.strip_prefix('+') {
-        return k.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k) }).map_err(bad);
+        return k.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k), auto: false }).map_err(bad);
     }
     if s.starts_with('-') {
-        return s.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k) }).map_err(bad);
+        return s.parse::<i64>().map(|k| Command::Scale { to: None, by: Some(k), auto: false }).map_err(bad);
     }
-    s.parse::<usize>().map(|n| Command::Scale { to: Some(n), by: None }).map_err(|_| BadScale(s.to_string()))
+    s.parse::<usize>()
+        .map(|n| Command::Scale { to: Some(n), by: None, auto: false })
+        .map_err(|_| BadScale(s.to_string()))
+}
+
+/// What `corral scale` prints: `scaled 2 -> 3`, or `autoscaling resumed at 3 workers`.
+pub fn scaled_line(data: &Value) -> String {
+    if data["note"] == "autoscaling resumed" {
+        format!("autoscaling resumed at {} workers\n", data["to"])
+    } else {
+        format!("scaled {} -> {}\n", data["from"], data["to"])
+    }
 }
 
 /// Usage errors of the control commands exit 2.

@@ -108,7 +108,10 @@ pub fn effective(c: &ClusterConfig) -> String {
         }
     }
     let d = |d: std::time::Duration| format!("{:?}", humantime::format_duration(d).to_string());
-    line("workers", c.workers.to_string());
+    match &c.autoscale {
+        Some(a) => line("workers", format!("{:?}", a.workers().to_string())),
+        None => line("workers", c.workers.to_string()),
+    }
     if c.spares != 0 {
         line("spares", c.spares.to_string());
     }
@@ -130,6 +133,16 @@ pub fn effective(c: &ClusterConfig) -> String {
     line("period", d(c.period));
     line("escalation", format!("{:?}", format!("{:?}", c.escalation).to_lowercase()));
     line("output", format!("{:?}", format!("{:?}", c.output).to_lowercase()));
+    if let Some(a) = &c.autoscale {
+        out.push_str(&format!(
+            "\n[autoscale]\nup_after = {}\ndown_after = {}\nstep = {}\ncooldown = {}\nsignal = {:?}\n",
+            d(a.up_after),
+            d(a.down_after),
+            a.step,
+            d(a.cooldown),
+            a.signal.to_string()
+        ));
+    }
     out.push_str("\n[backoff]\n");
     out.push_str(&format!(
         "base = {}\nfactor = {}\nmax = {}\njitter = {}\n",

@@ -99,13 +99,14 @@ enum Command {
         #[command(flatten)]
         target: ctl::Target,
     },
-    /// Scale to N workers, or by +K / -K (a tree of programs: `scale NAME N`).
+    /// Scale to N workers, or by +K / -K, or `auto` (back to autoscaling; a tree of programs:
+    /// `scale NAME N`).
     Scale {
-        /// N, +K or -K; or, in a tree, the program's NAME.
-        #[arg(allow_negative_numbers = true, value_name = "NAME|N|+K|-K")]
+        /// N, +K, -K or auto; or, in a tree, the program's NAME.
+        #[arg(allow_negative_numbers = true, value_name = "NAME|N|+K|-K|auto")]
         first: String,
-        /// In a tree: N, +K or -K.
-        #[arg(allow_negative_numbers = true, value_name = "N|+K|-K")]
+        /// In a tree: N, +K, -K or auto.
+        #[arg(allow_negative_numbers = true, value_name = "N|+K|-K|auto")]
         count: Option<String>,
         #[command(flatten)]
         target: ctl::Target,
@@ -333,16 +334,14 @@ fn code() -> i32 {
             let parsed = match count {
                 None => ctl::parse_scale(&first),
                 Some(n) => ctl::parse_scale(&n).map(|c| match c {
-                    crate::control::Command::Scale { to, by } => {
-                        crate::control::Command::ScaleProgram { program: first, to, by }
+                    crate::control::Command::Scale { to, by, auto } => {
+                        crate::control::Command::ScaleProgram { program: first, to, by, auto }
                     }
                     other => other,
                 }),
             };
             match parsed {
-                Ok(command) => {
-                    ctl::simple(&target, command, false, |d| format!("scaled {} -> {}\n", d["from"], d["to"]))
-                }
+                Ok(command) => ctl::simple(&target, command, false, ctl::scaled_line),
                 Err(e) => ctl::usage(&e.to_string()),
             }
         }

@@ -32,13 +32,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use corral_runtime::{
-    Backoff, Check, CheckError, ClusterConfig, ConfigProblem, CookieError, Escalation, ForeignWorker, ListenSpec,
-    ListenSpecError, LogFiles, MetricsAddrError, ProbeConfig, Readiness, ReadinessError, Restart, Scheduling,
-    StickyKey, StickyKeyError, WorkerExec, WorkerOutput,
+    Autoscale, Backoff, Check, CheckError, ClusterConfig, ConfigProblem, CookieError, Escalation, ForeignWorker,
+    ListenSpec, ListenSpecError, LogFiles, MetricsAddrError, ProbeConfig, Readiness, ReadinessError, Restart,
+    ScaleSignal, Scheduling, StickyKey, StickyKeyError, WorkerExec, WorkerOutput, WorkerRange,
 };
 
 use crate::settings::Settings;
-use crate::settings::groups::NodeSettings;
+use crate::settings::Workers;
+use crate::settings::groups::{AutoscaleSettings, NodeSettings};
 pub use crate::settings::values::{ValueError, parse_duration, parse_signal, parse_size};
 pub use env_files::read_env_files;
 pub use programs::{CorralFile, ProgramEntry, TreeFile};
@@ -256,14 +257,24 @@ impl ConfigFile {
             restarts,
             recycling,
             probe,
+            autoscale,
             backoff,
             logs,
             log: _,
             metrics,
             node,
         } = &self.settings;
-        if let Some(n) = p.workers {
-            c.workers = if n == 0 { std::thread::available_parallelism().map(usize::from).unwrap_or(1) } else { n };
+        match p.workers {
+            Some(Workers::Count(n)) => {
+                c.workers = if n == 0 { std::thread::available_parallelism().map(usize::from).unwrap_or(1) } else { n };
+                c.autoscale = None;
+            }
+            Some(Workers::Range(range)) => c = c.autoscale(Some(self.autoscale_of(range, autoscale)?)),
+            None => {}
+        }
+        if !matches!(p.workers, Some(Workers::Range(_))) && *autoscale != AutoscaleSettings::default() {
+            // `--workers 4` over a file's range: a fixed count, its [autoscale] unused.
+            tracing::warn!(file = %self.path.display(), "[autoscale] is unused: workers is a fixed count, not a range MIN..MAX");
         }
         set(&mut c.spares, p.spares);
         let foreign = p.program.is_some();
@@ -396,6 +407,28 @@ impl ConfigFile {
             bad(key, problem.into())
         })?;
         Ok(c)
+    }
+
+    /// `workers = "MIN..MAX"` with the `[autoscale]` table.
+    fn autoscale_of(&self, range: WorkerRange, a: &AutoscaleSettings) -> Result<Autoscale, ConfigFileError> {
+        let d = Autoscale::range(range);
+        let signal = match a.signal.as_deref() {
+            None => d.signal,
+            Some(s) => s.parse::<ScaleSignal>().map_err(|_| {
+                self.error(
+                    "autoscale.signal",
+                    FileProblem::NotOneOf { given: s.to_string(), choices: "auto, queue, cpu" },
+                )
+            })?,
+        };
+        Ok(Autoscale {
+            up_after: a.up_after.unwrap_or(d.up_after),
+            down_after: a.down_after.unwrap_or(d.down_after),
+            step: a.step.unwrap_or(d.step),
+            cooldown: a.cooldown.unwrap_or(d.cooldown),
+            signal,
+            ..d
+        })
     }
 
     fn node_config(&self, node: &NodeSettings) -> Result<corral_runtime::NodeConfig, ConfigFileError> {

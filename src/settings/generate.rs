@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::Settings;
 use super::groups::{
-    BackoffSettings, ListenerSettings, LogSettings, LogsSettings, MetricsSettings, NodeSettings, ProbeSettings,
-    ProgramSettings, ReadinessSettings, RecycleSettings, RestartSettings, StopSettings,
+    AutoscaleSettings, BackoffSettings, ListenerSettings, LogSettings, LogsSettings, MetricsSettings, NodeSettings,
+    ProbeSettings, ProgramSettings, ReadinessSettings, RecycleSettings, RestartSettings, StopSettings,
 };
 
 /// One setting, as the generated texts show it.
@@ -62,6 +62,7 @@ fn declared() -> Vec<(Value, &'static [&'static str], Option<&'static str>)> {
         group::<RestartSettings>(None),
         group::<RecycleSettings>(None),
         group::<ProbeSettings>(Some("probe")),
+        group::<AutoscaleSettings>(Some("autoscale")),
         group::<BackoffSettings>(Some("backoff")),
         group::<LogsSettings>(Some("logs")),
         group::<LogSettings>(Some("log")),

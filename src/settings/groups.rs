@@ -31,9 +31,9 @@ pub struct ProgramSettings {
     #[arg(skip)]
     #[schemars(example = ["app.py"])]
     pub args: Option<Vec<String>>,
-    /// Worker processes; 0: one per CPU.
-    #[arg(short, long, value_name = "N")]
-    pub workers: Option<usize>,
+    /// Worker processes (0: one per CPU), or a range `MIN..MAX` to autoscale (`[autoscale]`).
+    #[arg(short, long, value_name = "N|MIN..MAX")]
+    pub workers: Option<values::Workers>,
     /// Warm spares: started, ready, idle workers beyond `workers`; one takes a worker's place
     /// at once when it dies, is recycled or fails its probe (its socket is steered in), and
     /// the one that left restarts in the background as the new spare. Not counted by
@@ -164,6 +164,38 @@ pub struct ProbeSettings {
     #[arg(id = "probe.listener", long = "probe-listener", value_name = "NAME")]
     #[schemars(example = &"web")]
     pub listener: Option<String>,
+}
+
+/// `[autoscale]`: with `workers = "MIN..MAX"`, the count follows the load. Every 250 ms the
+/// primary samples the connections waiting (its sockets' accept queues, and connections handed
+/// to a worker not taken yet) and the ready workers' CPU against their share (a core each, or
+/// the cores shared out). Saturated (connections wait, or CPU over 85 %) for `up_after`: a
+/// step up; idle (nothing waits, CPU under 30 %) for `down_after`: the youngest worker drains;
+/// each further step after `cooldown`. `corral scale N` pins the count until `corral scale auto`.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscaleSettings {
+    /// Saturated this long before a step up.
+    #[arg(id = "autoscale.up_after", long = "autoscale-up-after", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub up_after: Option<Duration>,
+    /// Idle this long before a step down.
+    #[arg(id = "autoscale.down_after", long = "autoscale-down-after", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub down_after: Option<Duration>,
+    /// Workers added or drained per step.
+    #[arg(id = "autoscale.step", long = "autoscale-step", value_name = "N")]
+    pub step: Option<usize>,
+    /// The least time between two steps.
+    #[arg(id = "autoscale.cooldown", long = "autoscale-cooldown", value_name = "DUR", value_parser = parse_duration)]
+    #[serde(default, with = "values::duration")]
+    #[schemars(with = "Option<String>")]
+    pub cooldown: Option<Duration>,
+    /// What says saturated or idle: `auto` (either), `queue` or `cpu`.
+    #[arg(id = "autoscale.signal", long = "autoscale-signal", value_name = "SIGNAL", value_parser = ["auto", "queue", "cpu"])]
+    pub signal: Option<String>,
 }
 
 /// Stopping: how a worker is asked to drain, and when it is killed.

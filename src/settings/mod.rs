@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 
 pub use generate::{Group, Setting, reference_page, schema, settings_of, template, toml_value, with_defaults};
 use groups::{
-    BackoffSettings, ListenerSettings, LogSettings, LogsSettings, MetricsSettings, NodeSettings, ProbeSettings,
-    ProgramSettings, ReadinessSettings, RecycleSettings, RestartSettings, StopSettings,
+    AutoscaleSettings, BackoffSettings, ListenerSettings, LogSettings, LogsSettings, MetricsSettings, NodeSettings,
+    ProbeSettings, ProgramSettings, ReadinessSettings, RecycleSettings, RestartSettings, StopSettings,
 };
+pub use values::Workers;
 
 /// The settings of a cluster run by `corral run`: `corral.toml` as a whole, and the flags of
 /// `corral run` that are not about the invocation itself. Every field is optional: what is
@@ -61,6 +62,10 @@ pub struct Settings {
     #[command(flatten, next_help_heading = "Liveness probes")]
     #[serde(default, skip_serializing_if = "is_default")]
     pub probe: ProbeSettings,
+    /// `[autoscale]`.
+    #[command(flatten, next_help_heading = "Autoscaling")]
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub autoscale: AutoscaleSettings,
     /// `[backoff]`.
     #[command(flatten, next_help_heading = "Backoff")]
     #[serde(default, skip_serializing_if = "is_default")]
@@ -113,7 +118,7 @@ impl Settings {
         Settings {
             program: ProgramSettings {
                 // 0 stands for the default, one worker per CPU.
-                workers: Some(0),
+                workers: Some(values::Workers::Count(0)),
                 spares: Some(c.spares),
                 output: Some("capture".into()),
                 ..ProgramSettings::default()
@@ -153,6 +158,13 @@ impl Settings {
                 grace: Some(std::time::Duration::ZERO),
                 listener: None,
             },
+            autoscale: AutoscaleSettings {
+                up_after: Some(corral_runtime::Autoscale::DEFAULT_UP_AFTER),
+                down_after: Some(corral_runtime::Autoscale::DEFAULT_DOWN_AFTER),
+                step: Some(corral_runtime::Autoscale::DEFAULT_STEP),
+                cooldown: Some(corral_runtime::Autoscale::DEFAULT_COOLDOWN),
+                signal: Some(corral_runtime::ScaleSignal::default().to_string()),
+            },
             backoff: BackoffSettings { base: Some(base), factor: Some(factor), max: Some(max), jitter: Some(jitter) },
             logs: LogsSettings {
                 dir: None,
@@ -180,7 +192,7 @@ impl Settings {
     /// let mut file: Settings = toml::from_str("workers = 2\nkill_timeout = \"3s\"\n[env]\nA = \"1\"\n").unwrap();
     /// let flags: Settings = toml::from_str("workers = 4\n[env]\nB = \"2\"\n").unwrap();
     /// file.overlay(&flags).unwrap();
-    /// assert_eq!(file.program.workers, Some(4));
+    /// assert_eq!(file.program.workers, Some(corral::settings::Workers::Count(4)));
     /// assert_eq!(file.stopping.kill_timeout, Some(std::time::Duration::from_secs(3)));
     /// assert_eq!(file.program.env.unwrap().len(), 2);
     /// ```

@@ -220,3 +220,82 @@ pub(crate) mod env_table {
 pub(crate) fn checked_sticky_key(s: &str) -> Result<String, corral_runtime::StickyKeyError> {
     s.parse::<corral_runtime::StickyKey>().map(|_| s.to_string())
 }
+
+/// `workers`: a fixed count (`4`; `0` is one per CPU) or an autoscaling range (`"2..8"`).
+///
+/// ```
+/// use corral::settings::Workers;
+///
+/// assert_eq!("4".parse::<Workers>(), Ok(Workers::Count(4)));
+/// assert_eq!("2..8".parse::<Workers>().unwrap().to_string(), "2..8");
+/// assert!("four".parse::<Workers>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// This many workers (0: one per CPU).
+    Count(usize),
+    /// Autoscaled between the range's bounds (the `[autoscale]` table says how).
+    Range(corral_runtime::WorkerRange),
+}
+
+impl std::str::FromStr for Workers {
+    type Err = corral_runtime::WorkerRangeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().parse::<usize>() {
+            Ok(n) => Ok(Workers::Count(n)),
+            Err(_) => s.parse().map(Workers::Range),
+        }
+    }
+}
+
+impl std::fmt::Display for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Workers::Count(n) => write!(f, "{n}"),
+            Workers::Range(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+impl serde::Serialize for Workers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Workers::Count(n) => s.serialize_u64(*n as u64),
+            Workers::Range(r) => s.serialize_str(&r.to_string()),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A count or a range, as the file writes it.
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Count(u64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Count(n) => usize::try_from(n).map(Workers::Count).map_err(serde::de::Error::custom),
+            Written::Text(t) => {
+                t.parse::<corral_runtime::WorkerRange>().map(Workers::Range).map_err(serde::de::Error::custom)
+            }
+        }
+    }
+}
+
+impl schemars::JsonSchema for Workers {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Workers".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*[1-9][0-9]*\\s*\\.\\.=?\\s*[0-9]+\\s*$" }
+            ]
+        })
+    }
+}

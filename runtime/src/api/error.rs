@@ -436,6 +436,24 @@ pub enum ScaleError {
     /// The workers of an earlier scale-down are still draining.
     #[error("an earlier scale-down is still draining; try again once it is done")]
     Draining,
+    /// An autoscaled cluster asked for a count outside its range.
+    #[error(
+        "cannot scale to {wanted} workers: outside the autoscaling range {min}..{max} (change `workers` and reload for another range)"
+    )]
+    OutsideRange {
+        /// The number asked for.
+        wanted: i64,
+        /// The range's minimum.
+        min: usize,
+        /// The range's maximum.
+        max: usize,
+    },
+    /// `Scale::Auto` for a cluster that does not autoscale.
+    #[error("this cluster does not autoscale (its `workers` is a number, not a range like \"2..8\")")]
+    NotAutoscaled,
+    /// An autoscaler's step while an operator's scale pins the count.
+    #[error("the worker count is pinned by a scale (`corral scale auto` resumes autoscaling)")]
+    Pinned,
     /// Fewer than one worker was asked for.
     #[error("cannot scale to {wanted} workers: at least 1 (stop the cluster instead)")]
     TooFew {

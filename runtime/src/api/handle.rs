@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::api::autoscale::AutoscaleBook;
 use crate::api::error::ClusterError;
 use crate::api::events::bus::{EventBus, EventStream};
 use crate::api::msg::ClusterMsg;
@@ -50,6 +51,7 @@ pub struct ClusterHandle<M, R> {
     listeners: Arc<Listeners>,
     done: watch::Receiver<Option<Outcome>>,
     metrics: Option<std::net::SocketAddr>,
+    autoscale: Arc<AutoscaleBook>,
     /// The node set, once joined (`ClusterConfig::node`).
     #[cfg(feature = "cluster")]
     pub(super) node_set: Arc<std::sync::OnceLock<crate::node::NodeSet>>,
@@ -64,6 +66,7 @@ impl<M, R> Clone for ClusterHandle<M, R> {
             listeners: self.listeners.clone(),
             done: self.done.clone(),
             metrics: self.metrics,
+            autoscale: self.autoscale.clone(),
             #[cfg(feature = "cluster")]
             node_set: self.node_set.clone(),
         }
@@ -88,6 +91,7 @@ where
         listeners: Arc<Listeners>,
         done: watch::Receiver<Option<Outcome>>,
         metrics: Option<std::net::SocketAddr>,
+        autoscale: Arc<AutoscaleBook>,
     ) -> Self {
         ClusterHandle {
             actor,
@@ -96,6 +100,7 @@ where
             listeners,
             done,
             metrics,
+            autoscale,
             #[cfg(feature = "cluster")]
             node_set: Arc::default(),
         }
@@ -115,6 +120,13 @@ where
     /// ```
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics
+    }
+
+    /// The autoscaler's state, when [`ClusterConfig::autoscale`](crate::ClusterConfig::autoscale)
+    /// is set (what `corral status` shows: `workers 3 (auto 2..8: queue 14)`; see
+    /// [`AutoscaleStatus`](crate::api::autoscale::AutoscaleStatus) for an example).
+    pub fn autoscale(&self) -> Option<crate::api::autoscale::AutoscaleStatus> {
+        self.autoscale.status()
     }
 
     /// Every listener's connection counters, by address: what the primary's acceptor did
@@ -466,7 +478,9 @@ where
 
     /// Adds or removes workers (removed ones drain first). Refused below 1 worker, during a
     /// reload, while stopping, or while an earlier scale-down drains; capped at
-    /// [`MAX_WORKERS`](crate::config::cluster::MAX_WORKERS) (the report notes it).
+    /// [`MAX_WORKERS`](crate::config::cluster::MAX_WORKERS) (the report notes it). An
+    /// autoscaled cluster's count is pinned by a scale inside its range (one outside it is
+    /// refused) until [`Scale::Auto`].
     ///
     /// ```no_run
     /// use corral_runtime::{Cluster, ClusterConfig};

@@ -3,6 +3,7 @@
 //! status snapshots it gets back, the outcome of a run, and the stream of
 //! [`ClusterEvent`](events::ClusterEvent)s every subscriber receives.
 
+pub(crate) mod autoscale;
 pub(crate) mod error;
 pub mod events;
 pub(crate) mod handle;

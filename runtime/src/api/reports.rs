@@ -63,6 +63,9 @@ pub enum Scale {
     To(usize),
     /// This many more (positive) or fewer (negative) workers.
     By(i64),
+    /// An autoscaled cluster ([`ClusterConfig::autoscale`](crate::ClusterConfig::autoscale)):
+    /// back to autoscaling after a scale pinned the count (`corral scale auto`).
+    Auto,
 }
 
 impl Scale {
@@ -72,6 +75,60 @@ impl Scale {
         match self {
             Scale::To(n) => i64::try_from(n).unwrap_or(i64::MAX),
             Scale::By(delta) => current.saturating_add(delta),
+            Scale::Auto => current,
+        }
+    }
+}
+
+/// Why a cluster's worker count changed ([`ClusterEvent::Scaled`](crate::ClusterEvent::Scaled)).
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_runtime::{Load, ScaleReason};
+///
+/// let load = Load { queue: 13.5, cpu: 0.97, over: Duration::from_secs(2) };
+/// assert_eq!(ScaleReason::Saturated(load).to_string(), "saturated for 2.0s: queue 13.5, cpu 97% of the workers' share");
+/// assert_eq!(ScaleReason::Asked.to_string(), "asked for");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScaleReason {
+    /// The autoscaler: connections waited or the CPU was busy, for `up_after` (or `cooldown`
+    /// after its last step).
+    Saturated(Load),
+    /// The autoscaler: nothing waited and the CPU was quiet, for `down_after` (or
+    /// `cooldown` after its last step).
+    Idle(Load),
+    /// A scale asked for ([`ClusterHandle::scale`](crate::api::handle::ClusterHandle::scale),
+    /// `corral scale N`); it pins an autoscaled cluster's count.
+    Asked,
+    /// A rolling reload re-read a configuration with another count.
+    Reconfigured,
+}
+
+/// What the autoscaler saw: means over its sampling window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    /// Connections waiting (accept queues, and handed to a worker but not taken), on average.
+    pub queue: f64,
+    /// The ready workers' CPU use, as a fraction of their share of the CPUs (1.0: all of it).
+    pub cpu: f64,
+    /// How long the condition lasted when the step was taken.
+    pub over: std::time::Duration,
+}
+
+impl std::fmt::Display for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "queue {:.1}, cpu {:.0}% of the workers' share", self.queue, self.cpu * 100.0)
+    }
+}
+
+impl std::fmt::Display for ScaleReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScaleReason::Saturated(load) => write!(f, "saturated for {:.1}s: {load}", load.over.as_secs_f64()),
+            ScaleReason::Idle(load) => write!(f, "idle for {:.1}s: {load}", load.over.as_secs_f64()),
+            ScaleReason::Asked => f.write_str("asked for"),
+            ScaleReason::Reconfigured => f.write_str("the reloaded configuration says so"),
         }
     }
 }

@@ -11,10 +11,12 @@
 //! | `state.rs`  | slots, reload and stop state                               |
 //! | `reload.rs` | rolling reload                                             |
 //! | `scale.rs`  | scaling, spawning slot supervisors                         |
+//! | `autoscale/`| the scaler: samples the load, asks for steps               |
 //! | `stop.rs`   | stopping, escalation, how the cluster ended                |
 //! | `operate.rs`| one slot: restart (replacement first), signal              |
 //! | `upgrade.rs`| upgrading the primary in place: hand over, exec, take over |
 
+mod autoscale;
 #[cfg(feature = "cluster")]
 pub(crate) mod local_messages;
 mod msg;
@@ -42,11 +44,13 @@ pub use msg::ClusterSignal;
 use msg::Signal;
 pub use state::{ClusterArgs, ClusterState};
 
+use crate::api::autoscale::AutoscaleBook;
 use crate::api::error::ClusterError;
 use crate::api::events::bus::{EventBus, EventStream};
 use crate::api::handle::ClusterHandle;
 use crate::api::msg::ClusterMsg;
 use crate::api::outcome::Outcome;
+use crate::api::reports::{Scale, ScaleReason};
 use crate::config::cluster::ClusterConfig;
 use crate::config::command::WorkerCommand;
 use crate::operator::{control, logfile, systemd};
@@ -200,6 +204,7 @@ where
         let control_path = config.control.path(&config.name);
         let (log_files, log_name) = (config.log_files.clone(), config.name.clone());
         let recycle_concurrency = config.recycle_concurrency;
+        let autoscale_book = Arc::new(AutoscaleBook::new(config.autoscale.clone(), config.workers));
         #[cfg(feature = "cluster")]
         let (node, group) = (config.node.clone(), config.name.clone());
         let args = ClusterArgs {
@@ -212,6 +217,7 @@ where
             inherited,
             recycling: crate::slot::RecycleTurns::new(recycle_concurrency),
             spares: Arc::new(crate::slot::Spares::default()),
+            autoscale: autoscale_book.clone(),
         };
         let spawned = match supervisor {
             None => Actor::spawn(Some(name), Cluster::<M, R>::default(), args).await,
@@ -219,7 +225,8 @@ where
         };
         let (actor, _join) = spawned.map_err(ClusterError::Spawn)?;
         let metrics_addr = metrics.as_ref().map(|(_, bound, _)| *bound);
-        let handle = ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx, metrics_addr);
+        let handle =
+            ClusterHandle::new(actor.get_derived(), bus, routes, listeners, done_rx, metrics_addr, autoscale_book);
         #[cfg(feature = "cluster")]
         if let Some(node) = node {
             match crate::node::start(node, group, Arc::new(handle.clone())).await {
@@ -305,6 +312,9 @@ where
         if let Some(reap) = reap {
             st.finish_upgrade(reap).await;
         }
+        if st.args.config.autoscale.is_some() {
+            autoscale::start(st.myself.clone(), st.args.listeners.clone(), st.args.autoscale.clone());
+        }
         Ok(st)
     }
 
@@ -325,13 +335,17 @@ where
             }
             Signal::Request(ClusterMsg::Reload(reply)) => st.request_reload(reply).await,
             Signal::Request(ClusterMsg::Scale(request, reply)) => {
-                let result = st.scale(request).await;
+                let result = st.scale(request, ScaleReason::Asked).await;
                 if let Err(error) = &result {
                     tracing::warn!(%error, "scale refused");
                 }
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
+                return Ok(());
+            }
+            Signal::Autoscale(to, reason, reply) => {
+                let _ = reply.send(st.scale(Scale::To(to), reason).await);
                 return Ok(());
             }
             Signal::Request(ClusterMsg::Config(reply)) => {

@@ -17,6 +17,13 @@ pub(crate) enum Signal {
     Slot(SlotReport),
     /// The reload task is done; its requesters.
     ReloadFinished(ReloadReport, Vec<ractor::RpcReplyPort<ReloadReport>>),
+    /// The autoscaler asks for a step to this many workers, for this reason (refused while
+    /// pinned, stopping or reloading).
+    Autoscale(
+        usize,
+        crate::api::reports::ScaleReason,
+        ractor::RpcReplyPort<Result<crate::api::reports::ScaleReport, crate::api::error::ScaleError>>,
+    ),
     /// An upgrade's preflight check of the new executable is done.
     PreflightDone(Result<(), crate::upgrade::error::PreflightError>),
 }

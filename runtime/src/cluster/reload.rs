@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::api::error::ReloadError;
 use crate::api::events::bus::EventStream;
 use crate::api::events::{ClusterEvent, lifecycle};
-use crate::api::reports::{ReloadReport, Scale};
+use crate::api::reports::{ReloadReport, Scale, ScaleReason};
 use crate::config::cluster::reconfigure::{ReconfigureError, Unchangeable};
 use crate::config::command::WorkerCommand;
 
@@ -67,7 +67,7 @@ where
         // not replaced only to go.
         let wanted = self.args.config.workers;
         if wanted < self.active_slots()
-            && let Err(error) = self.scale(Scale::To(wanted)).await
+            && let Err(error) = self.scale(Scale::To(wanted), ScaleReason::Reconfigured).await
         {
             tracing::warn!(%error, "not scaled down to the new configuration");
         }
@@ -144,6 +144,12 @@ where
         if new.exec.foreign().map(|f| &f.listen) != old.exec.foreign().map(|f| &f.listen) {
             return Err(refused(Box::new(Unchangeable { what: "listen" })));
         }
+        // Autoscaled: the count stays where the scaler (or a pin) has it, inside the new range.
+        self.args.autoscale.reconfigure(new.autoscale.clone());
+        if let Some(a) = &new.autoscale {
+            new.workers = a.clamp(self.args.autoscale.pinned().unwrap_or_else(|| self.active_slots()));
+            super::autoscale::start(self.myself.clone(), self.args.listeners.clone(), self.args.autoscale.clone());
+        }
         // Names and the control socket stay: they identify this running cluster.
         new.name = old.name.clone();
         new.control = old.control.clone();
@@ -185,7 +191,7 @@ where
         let wanted = self.args.config.workers;
         let active = self.active_slots();
         if complete && wanted != active {
-            match self.scale(Scale::To(wanted)).await {
+            match self.scale(Scale::To(wanted), ScaleReason::Reconfigured).await {
                 Ok(report) => tracing::info!(from = report.from, to = report.to, "scaled to the new configuration"),
                 Err(error) => tracing::warn!(%error, "not scaled to the new configuration"),
             }

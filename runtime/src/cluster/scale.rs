@@ -7,7 +7,8 @@ use tracing::Span;
 
 use super::state::{ClusterState, Slot};
 use crate::api::error::ScaleError;
-use crate::api::reports::{Scale, ScaleReport};
+use crate::api::events::ClusterEvent;
+use crate::api::reports::{Scale, ScaleReason, ScaleReport};
 use crate::config::cluster::MAX_WORKERS;
 use crate::slot::{SlotArgs, SlotMsg, WorkerSupervisor};
 
@@ -53,31 +54,61 @@ where
         Ok(Slot { supervisor: Some(sup), outcome: None, removing: false })
     }
 
-    /// `Scale`: adds or removes slots. Refused while stopping, during a reload, while an
-    /// earlier scale-down drains, and below one worker; capped at [`MAX_WORKERS`].
-    pub(crate) async fn scale(&mut self, request: Scale) -> Result<ScaleReport, ScaleError> {
+    /// `Scale`: adds or removes slots, for `reason`. Refused while stopping, during a reload,
+    /// while an earlier scale-down drains (the autoscaler's steps down excepted: they drain
+    /// side by side), and below one worker; capped at [`MAX_WORKERS`]. With autoscaling, a
+    /// scale asked for pins the count inside the range (refused outside it), `Scale::Auto`
+    /// lifts the pin, and the autoscaler's steps are refused while pinned.
+    pub(crate) async fn scale(&mut self, request: Scale, reason: ScaleReason) -> Result<ScaleReport, ScaleError> {
         if self.stopping {
             return Err(ScaleError::Stopping);
         }
         if self.reload.is_some() {
             return Err(ScaleError::Reloading);
         }
-        // (A removed slot that has ended stays in place until the slots after it go: spares
-        // move, so the removed ones are not always the last.)
-        if self.slots.iter().any(|s| s.removing && s.outcome.is_none()) {
-            return Err(ScaleError::Draining);
-        }
+        let auto = self.args.autoscale.config();
         // Spares are not counted: scaling adds or removes serving workers.
         let from = self.active_slots();
+        if request == Scale::Auto {
+            if auto.is_none() {
+                return Err(ScaleError::NotAutoscaled);
+            }
+            self.args.autoscale.pin(None);
+            tracing::info!(workers = from, "autoscaling resumed: the pin is lifted");
+            return Ok(ScaleReport { from, to: from, note: Some("autoscaling resumed".into()) });
+        }
+        let stepping = matches!(reason, ScaleReason::Saturated(_) | ScaleReason::Idle(_));
+        if stepping && self.args.autoscale.is_pinned() {
+            return Err(ScaleError::Pinned);
+        }
+        // (A removed slot that has ended stays in place until the slots after it go: spares
+        // move, so the removed ones are not always the last.)
+        let draining = self.slots.iter().any(|s| s.removing && s.outcome.is_none());
+        if draining && !matches!(reason, ScaleReason::Idle(_)) {
+            return Err(ScaleError::Draining);
+        }
         let wanted = request.target(from);
         if wanted < 1 {
             return Err(ScaleError::TooFew { wanted });
+        }
+        if let Some(a) = auto.as_ref().filter(|_| reason == ScaleReason::Asked)
+            && !usize::try_from(wanted).is_ok_and(|n| a.contains(n))
+        {
+            return Err(ScaleError::OutsideRange { wanted, min: a.min, max: a.max });
         }
         let (to, note) = match usize::try_from(wanted) {
             Ok(n) if n <= MAX_WORKERS => (n, None),
             _ => (MAX_WORKERS, Some(format!("{wanted} workers asked; capped at {MAX_WORKERS}"))),
         };
-        tracing::info!(from, to, "scaling");
+        if auto.is_some() && reason == ScaleReason::Asked {
+            tracing::info!(workers = to, "the worker count is pinned until `corral scale auto`");
+            self.args.autoscale.pin(Some(to));
+        }
+        if to != from {
+            tracing::info!(from, to, %reason, "scaling");
+            self.args.bus.emit(ClusterEvent::Scaled { from, to, reason });
+            self.args.autoscale.scaled(to);
+        }
         if to > from {
             let (first, last) = (self.slots.len(), self.slots.len() + (to - from));
             self.args.routes.resize(last);

@@ -30,6 +30,8 @@ pub struct ClusterArgs<M, R> {
     pub(crate) recycling: Arc<crate::slot::RecycleTurns>,
     /// The book of warm spares the slots share (`spares`).
     pub(crate) spares: Arc<crate::slot::Spares>,
+    /// The autoscaler's book, shared with the scaler task and the handle (`autoscale`).
+    pub(crate) autoscale: Arc<crate::api::autoscale::AutoscaleBook>,
 }
 
 /// One worker slot, as the cluster sees it.

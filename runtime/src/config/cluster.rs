@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use corral_protocol::{DEFAULT_MAX_FRAME_LENGTH, Scheduling};
 
+use crate::config::autoscale::Autoscale;
 use crate::config::control_socket::ControlSocket;
 use crate::config::error::{ConfigError, ConfigNumber, ConfigProblem};
 use crate::config::foreign::ForeignWorker;
@@ -288,6 +289,9 @@ pub struct ClusterConfig {
     /// The listener HTTP and TCP probes go through (its name, or the address a worker asked
     /// for). Default: the first (by name order for a foreign cluster, by address otherwise).
     pub probe_listener: Option<String>,
+    /// Autoscaling by saturation ([`Autoscale`]); its setter starts the cluster at the
+    /// minimum. Default: none (a fixed count).
+    pub autoscale: Option<Autoscale>,
     /// This primary's place in a node set (needs the `cluster` feature): its host agent joins
     /// the process group named after the cluster, and `status --all`, `reload --all` and
     /// `broadcast` reach every node. Default: none (a single host).
@@ -334,6 +338,7 @@ impl Default for ClusterConfig {
             ready_check: None,
             probe: None,
             probe_listener: None,
+            autoscale: None,
             node: None,
         }
     }
@@ -358,6 +363,18 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 /// The most workers one cluster may have: far above any machine's useful count, low enough
 /// that a typo does not fork-bomb the host.
 pub const MAX_WORKERS: usize = 1024;
+
+impl ClusterConfig {
+    /// Sets [`ClusterConfig::autoscale`], and [`workers`](Self::workers) to its minimum.
+    #[must_use]
+    pub fn autoscale(mut self, value: Option<Autoscale>) -> Self {
+        if let Some(a) = &value {
+            self.workers = a.min;
+        }
+        self.autoscale = value;
+        self
+    }
+}
 
 macro_rules! setters {
     ($($(#[$doc:meta])* $field:ident: $ty:ty),* $(,)?) => {
@@ -527,6 +544,10 @@ impl ClusterConfig {
     /// [`MAX_WORKERS`], or spares with [`Scheduling::Shared`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, problem: ConfigProblem| Err(ConfigError::Invalid { field, problem });
+        let limits = (MAX_WORKERS, MAX_DURATION);
+        if let Some((field, problem)) = self.autoscale.as_ref().and_then(|a| a.problem(self.workers, limits)) {
+            return bad(field, problem);
+        }
         if self.workers == 0 {
             return bad("workers", ConfigProblem::AtLeastOne);
         }

@@ -87,6 +87,24 @@ pub enum ConfigProblem {
         "a spare would take connections with shared scheduling (every worker accepts on the one socket); use round robin, least connections, sticky or reuse-port"
     )]
     SparesNeedDispatch,
+    /// A range whose maximum is below its minimum.
+    #[error("the maximum {max} is below the minimum {min}")]
+    RangeInverted {
+        /// The minimum.
+        min: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A worker count outside the autoscaling range.
+    #[error("{workers} is outside the autoscaling range {min}..{max}")]
+    OutsideRange {
+        /// The count.
+        workers: usize,
+        /// The range's minimum.
+        min: usize,
+        /// The range's maximum.
+        max: usize,
+    },
     /// `recycle_concurrency` 0 or over the limit.
     #[error("must be between 1 and {limit}")]
     RecycleConcurrency {

@@ -3,6 +3,7 @@
 //! ([`sticky_key`]), the control socket ([`control_socket`]), the node set ([`node`]) — and
 //! the command a slot's processes are started with ([`command`]).
 
+pub(crate) mod autoscale;
 pub(crate) mod cluster;
 pub(crate) mod command;
 pub(crate) mod control_socket;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::api::autoscale::AutoscaleStatus;
 use crate::api::status::WorkerStatus;
 
 /// The last CPU sample per pid, to turn CPU ticks into a percentage between two looks.
@@ -40,10 +41,30 @@ impl CpuMeter {
 }
 
 /// Every worker's row, as `{"workers": [...], "orphans_adopted": N}` (orphaned processes
-/// the primary adopted as PID 1 or subreaper since it started).
-pub(crate) fn status_json(workers: &[WorkerStatus], cpu: &CpuMeter) -> Value {
+/// the primary adopted as PID 1 or subreaper since it started), and an autoscaled cluster's
+/// `"autoscale"`.
+pub(crate) fn status_json(workers: &[WorkerStatus], cpu: &CpuMeter, autoscale: Option<&AutoscaleStatus>) -> Value {
     let rows: Vec<Value> = workers.iter().map(|w| status_row(w, cpu.percent(w))).collect();
-    json!({ "workers": rows, "orphans_adopted": crate::process::reaper::orphans_adopted() })
+    let mut status = json!({ "workers": rows, "orphans_adopted": crate::process::reaper::orphans_adopted() });
+    if let Some(a) = autoscale {
+        status["autoscale"] = autoscale_json(a);
+    }
+    status
+}
+
+/// An autoscaled cluster's scaler, as `corral status --json` prints it; `summary` is the
+/// line `corral status` shows.
+pub(crate) fn autoscale_json(a: &AutoscaleStatus) -> Value {
+    json!({
+        "min": a.config.min,
+        "max": a.config.max,
+        "workers": a.workers,
+        "pinned": a.pinned,
+        "signal": a.config.signal.to_string(),
+        "queue": a.load.map(|l| (l.queue * 10.0).round() / 10.0),
+        "cpu_percent": a.load.map(|l| (l.cpu * 1000.0).round() / 10.0),
+        "summary": a.to_string(),
+    })
 }
 
 /// A worker's row, as `corral status --json` prints it (and `status --all`, with its node).

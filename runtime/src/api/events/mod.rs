@@ -14,6 +14,7 @@ use corral_protocol::ProtocolError;
 
 use crate::api::error::ProbeError;
 use crate::api::error::{ClusterError, ReloadError};
+use crate::api::reports::ScaleReason;
 use crate::config::probe::Check;
 use crate::supervision::exit::ExitStatus;
 use crate::sys::hang::HangReport;
@@ -392,6 +393,28 @@ pub enum ClusterEvent<R> {
         /// What was wrong.
         error: Arc<ProtocolError>,
     },
+    /// The number of workers changed: an autoscaler's step, a scale asked for, a reloaded
+    /// configuration. Workers added start (ready-gated); removed ones drain.
+    ///
+    /// ```no_run
+    /// # use corral_runtime::{Cluster, ClusterConfig, ClusterEvent};
+    /// # async fn demo() -> Result<(), corral_runtime::ClusterError> {
+    /// # let (cluster, mut events) = Cluster::<String, String>::spawn(ClusterConfig::default()).await?;
+    /// while let Some(event) = events.recv().await {
+    ///     if let ClusterEvent::Scaled { from, to, reason } = event {
+    ///         println!("{from} -> {to} workers: {reason}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    Scaled {
+        /// Active workers before.
+        from: usize,
+        /// Active workers after.
+        to: usize,
+        /// Why.
+        reason: ScaleReason,
+    },
     /// A rolling reload started (systemd hears `RELOADING=1`).
     ///
     /// ```no_run
@@ -557,6 +580,7 @@ impl<R> ClusterEvent<R> {
             | ClusterEvent::SpareTookOver { slot, .. }
             | ClusterEvent::ProtocolError { slot, .. } => Some(*slot),
             ClusterEvent::Reloading { .. }
+            | ClusterEvent::Scaled { .. }
             | ClusterEvent::Reloaded { .. }
             | ClusterEvent::Upgraded { .. }
             | ClusterEvent::NodeUp { .. }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::{ProgramInfo, TreeError, TreeEvent, TreeHandle};
 use crate::api::error::ClusterError;
 use crate::api::events::ClusterEvent;
-use crate::api::reports::{Replaced, Scale};
-use crate::operator::control::protocol::{Command, ErrorKind};
+use crate::api::reports::Replaced;
+use crate::operator::control::protocol::{Command, ErrorKind, scale_request};
 use crate::operator::control::{ControlFailure, LogRing, Target, serve_target};
 use crate::operator::status_json::{CpuMeter, status_row};
 
@@ -59,14 +59,6 @@ fn replaced_json(replaced: &[Replaced]) -> Vec<Value> {
         .collect()
 }
 
-fn scale_of(to: Option<usize>, by: Option<i64>) -> Result<Scale, ControlFailure> {
-    match (to, by) {
-        (Some(n), None) => Ok(Scale::To(n)),
-        (None, Some(d)) => Ok(Scale::By(d)),
-        _ => Err(ControlFailure::ScaleArgs),
-    }
-}
-
 impl<M, R> Target for TreeTarget<M, R>
 where
     M: Serialize + Clone + Send + Sync + 'static,
@@ -107,8 +99,8 @@ where
                 let replaced = tree.restart_program(&program, slot).await.map_err(tree_failure)?;
                 Ok(json!({ "program": program, "replaced": replaced_json(&replaced) }))
             }
-            Command::ScaleProgram { program, to, by } => {
-                let report = tree.scale(&program, scale_of(to, by)?).await.map_err(tree_failure)?;
+            Command::ScaleProgram { program, to, by, auto } => {
+                let report = tree.scale(&program, scale_request(to, by, auto)?).await.map_err(tree_failure)?;
                 Ok(json!({"program": program, "from": report.from, "to": report.to, "note": report.note}))
             }
             Command::StopProgram { program } => {

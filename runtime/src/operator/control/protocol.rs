@@ -4,7 +4,7 @@
 //! ```
 //! use corral_runtime::control::{Command, Request};
 //!
-//! let request = Request::new(7, Command::Scale { to: None, by: Some(-1) });
+//! let request = Request::new(7, Command::Scale { to: None, by: Some(-1), auto: false });
 //! let json = serde_json::to_string(&request).unwrap();
 //! assert_eq!(json, r#"{"v":1,"id":7,"command":"scale","args":{"to":null,"by":-1}}"#);
 //! let back: Request = serde_json::from_str(&json).unwrap();
@@ -42,6 +42,21 @@ impl Request {
     }
 }
 
+/// The scale a `scale` command asks for: `to`, `by` or `auto`, exactly one of them.
+pub(crate) fn scale_request(
+    to: Option<usize>,
+    by: Option<i64>,
+    auto: bool,
+) -> Result<crate::api::reports::Scale, crate::operator::control::ControlFailure> {
+    use crate::api::reports::Scale;
+    match (to, by, auto) {
+        (Some(n), None, false) => Ok(Scale::To(n)),
+        (None, Some(d), false) => Ok(Scale::By(d)),
+        (None, None, true) => Ok(Scale::Auto),
+        _ => Err(crate::operator::control::ControlFailure::ScaleArgs),
+    }
+}
+
 /// What a client may ask.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", content = "args", rename_all = "snake_case")]
@@ -50,12 +65,16 @@ pub enum Command {
     Status,
     /// A rolling reload; answered when it is done.
     Reload,
-    /// Exactly `to` workers, or `by` more (fewer when negative).
+    /// Exactly `to` workers, or `by` more (fewer when negative), or (`auto`) back to
+    /// autoscaling after a scale pinned the count.
     Scale {
         /// The number of workers wanted.
         to: Option<usize>,
         /// The change wanted.
         by: Option<i64>,
+        /// `corral scale auto`: lift the pin of an autoscaled cluster.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        auto: bool,
     },
     /// Replace one slot's process (replacement first).
     Restart {
@@ -118,6 +137,9 @@ pub enum Command {
         to: Option<usize>,
         /// The change wanted.
         by: Option<i64>,
+        /// Back to autoscaling (`corral scale NAME auto`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        auto: bool,
     },
     /// A tree of programs: stop one program (it stays stopped).
     StopProgram {

@@ -28,7 +28,6 @@ use super::protocol::{
 use crate::api::error::ClusterError;
 use crate::api::events::ClusterEvent;
 use crate::api::handle::ClusterHandle;
-use crate::api::reports::Scale;
 
 /// Clients served at once (`logs --follow` followers have a pool of their own).
 pub const MAX_CLIENTS: usize = 32;
@@ -323,7 +322,7 @@ where
     match command {
         Command::Status => {
             let workers = cluster.status().await.map_err(failed)?;
-            Ok(crate::operator::status_json::status_json(&workers, cpu))
+            Ok(crate::operator::status_json::status_json(&workers, cpu, cluster.autoscale().as_ref()))
         }
         Command::Reload => {
             let report = cluster.reload().await.map_err(failed)?;
@@ -339,12 +338,8 @@ where
                 Some(source) => Err(ControlFailure::Reload { source, replaced: replaced.len() }),
             }
         }
-        Command::Scale { to, by } => {
-            let request = match (to, by) {
-                (Some(n), None) => Scale::To(n),
-                (None, Some(d)) => Scale::By(d),
-                _ => return Err(ControlFailure::ScaleArgs),
-            };
+        Command::Scale { to, by, auto } => {
+            let request = super::protocol::scale_request(to, by, auto)?;
             let report = cluster.scale(request).await.map_err(refused)?;
             Ok(json!({"from": report.from, "to": report.to, "note": report.note}))
         }

@@ -21,6 +21,7 @@ use crate::routing::balance::ListenerCounts;
 pub(crate) struct Snapshot {
     pub workers: Vec<WorkerStatus>,
     pub listeners: Vec<ListenerCounts>,
+    pub autoscale: Option<crate::api::autoscale::AutoscaleStatus>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,6 +73,9 @@ pub(crate) fn render(snapshot: &Snapshot, recorder: &Recorder) -> String {
     let mut registry = Registry::default();
     slots(&mut registry, &snapshot.workers);
     cluster(&mut registry, snapshot, recorder);
+    if let Some(status) = &snapshot.autoscale {
+        autoscale(&mut registry, status);
+    }
     primary(&mut registry);
     let mut text = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail, and every metric above encodes.
@@ -218,6 +222,40 @@ fn slots(registry: &mut Registry, workers: &[WorkerStatus]) {
     r.register("corral_worker_pool_tasks", "CPU pool tasks that ended, by outcome", pool_tasks);
 }
 
+/// An autoscaled cluster's range, count, pin and the load its scaler saw last.
+fn autoscale(r: &mut Registry, status: &crate::api::autoscale::AutoscaleStatus) {
+    let int = |n: usize| {
+        let g: Gauge = Gauge::default();
+        g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        g
+    };
+    let float = |x: f64| {
+        let g: FloatGauge = FloatGauge::default();
+        g.set(x);
+        g
+    };
+    let load = status.load;
+    r.register("corral_autoscale_min", "The fewest workers autoscaling keeps", int(status.config.min));
+    r.register("corral_autoscale_max", "The most workers autoscaling starts", int(status.config.max));
+    r.register("corral_autoscale_workers", "Active workers now", int(status.workers));
+    r.register(
+        "corral_autoscale_target",
+        "The count autoscaling aims at: the pinned one, or the current",
+        int(status.pinned.unwrap_or(status.workers)),
+    );
+    r.register("corral_autoscale_pinned", "1 while a scale pins the count", int(usize::from(status.pinned.is_some())));
+    r.register(
+        "corral_autoscale_queue",
+        "Connections waiting, on average over the scaler's last window",
+        float(load.map_or(0.0, |l| l.queue)),
+    );
+    r.register(
+        "corral_autoscale_cpu_ratio",
+        "The ready workers' CPU use over the scaler's last window, as a fraction of their share",
+        float(load.map_or(0.0, |l| l.cpu)),
+    );
+}
+
 fn cluster(registry: &mut Registry, snapshot: &Snapshot, recorder: &Recorder) {
     let workers: Gauge = Gauge::default();
     workers.set(snapshot.workers.len() as i64);
@@ -248,6 +286,11 @@ fn cluster(registry: &mut Registry, snapshot: &Snapshot, recorder: &Recorder) {
     );
     r.register("corral_cluster_upgrades", "Upgrades in place this primary has been through", recorder.upgrades.clone());
     r.register("corral_cluster_gave_up", "Slots that gave up", recorder.gave_up.clone());
+    r.register(
+        "corral_cluster_scaled",
+        "Changes of the worker count, by direction and reason",
+        recorder.scaled.clone(),
+    );
     r.register("corral_worker_exits", "Worker process exits, by slot and reason", recorder.exits.clone());
     r.register("corral_worker_hangs", "Workers killed for a missed heartbeat", recorder.hangs.clone());
     r.register(

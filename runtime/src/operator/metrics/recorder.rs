@@ -46,6 +46,15 @@ pub(crate) struct ProbeLabels {
     pub purpose: &'static str,
 }
 
+/// A change of the worker count's labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ScaleLabels {
+    /// `up` or `down`.
+    pub direction: &'static str,
+    /// `saturated`, `idle` (the autoscaler), `asked` (a scale) or `reconfigured` (a reload).
+    pub reason: &'static str,
+}
+
 /// The probe duration histogram's buckets, in seconds: from a local round trip to a timeout.
 const PROBE_BUCKETS: [f64; 11] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
@@ -72,6 +81,8 @@ pub(crate) struct Recorder {
     pub generation: Gauge,
     /// Upgrades in place this primary (this pid) has been through.
     pub upgrades: Gauge,
+    /// Changes of the worker count, by direction and reason.
+    pub scaled: Family<ScaleLabels, Counter>,
 }
 
 impl Default for Recorder {
@@ -93,6 +104,7 @@ impl Default for Recorder {
             probe_condemned: Family::default(),
             generation: Gauge::default(),
             upgrades: Gauge::default(),
+            scaled: Family::default(),
         }
     }
 }
@@ -142,6 +154,17 @@ impl Recorder {
             }
             ClusterEvent::GaveUp { .. } => {
                 self.gave_up.inc();
+            }
+            ClusterEvent::Scaled { from, to, reason } => {
+                use crate::api::reports::ScaleReason;
+                let reason = match reason {
+                    ScaleReason::Saturated(_) => "saturated",
+                    ScaleReason::Idle(_) => "idle",
+                    ScaleReason::Asked => "asked",
+                    ScaleReason::Reconfigured => "reconfigured",
+                };
+                let direction = if to > from { "up" } else { "down" };
+                self.scaled.get_or_create(&ScaleLabels { direction, reason }).inc();
             }
             ClusterEvent::Reloading { .. } => *reload_started = Some(Instant::now()),
             ClusterEvent::Reloaded { error, .. } => self.reload_ended(error.is_none(), reload_started),

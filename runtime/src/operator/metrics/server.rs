@@ -93,7 +93,11 @@ where
     }
 
     async fn snapshot(&self) -> Snapshot {
-        Snapshot { workers: self.workers().await, listeners: self.cluster.connection_counts() }
+        Snapshot {
+            workers: self.workers().await,
+            listeners: self.cluster.connection_counts(),
+            autoscale: self.cluster.autoscale(),
+        }
     }
 
     async fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -118,7 +122,9 @@ where
             }
             "/status.json" => {
                 let workers = self.workers().await;
-                let body = crate::operator::status_json::status_json(&workers, &self.cpu).to_string();
+                let body =
+                    crate::operator::status_json::status_json(&workers, &self.cpu, self.cluster.autoscale().as_ref())
+                        .to_string();
                 with_type(body, "application/json")
             }
             "/healthz" => {
@@ -130,7 +136,8 @@ where
             }
             "/readyz" => {
                 let (workers, needed) = tokio::join!(self.workers(), super::health::ready_needed(&self.cluster));
-                let status = crate::operator::status_json::status_json(&workers, &self.cpu);
+                let status =
+                    crate::operator::status_json::status_json(&workers, &self.cpu, self.cluster.autoscale().as_ref());
                 let (ready, body) = super::health::readiness(&workers, needed, status);
                 let mut response = with_type(body.to_string(), "application/json");
                 if !ready {

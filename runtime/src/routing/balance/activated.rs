@@ -251,6 +251,11 @@ impl ActivatedSockets {
         crate::routing::steer::queued_on(self.lock().iter().map(|l| &l.group), Member { slot, generation })
     }
 
+    /// Connections queued on every socket (every listener, every slot).
+    pub(crate) fn waiting(&self) -> u32 {
+        crate::routing::steer::queued_in_all(self.lock().iter().map(|l| &l.group))
+    }
+
     /// Connections queued on any socket of `slot`.
     pub(crate) fn queued_in_slot(&self, slot: usize) -> u32 {
         crate::routing::steer::queued_in_slot(self.lock().iter().filter(|l| l.per_slot).map(|l| &l.group), slot)

@@ -194,6 +194,18 @@ impl Listeners {
         self.steer_with(|s| s.set_removed(slot, true));
     }
 
+    /// Connections that wait, over every socket the primary owns: in accept queues, and
+    /// handed to a worker that has not taken them yet (primary-accept). What the autoscaler
+    /// reads as saturation.
+    pub(crate) fn waiting(&self) -> u32 {
+        let mut listeners = self.all();
+        // One listener may be in the map under several keys (asked-for and bound address).
+        listeners.sort_by_key(Arc::as_ptr);
+        listeners.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        let activated = self.activated.get().map_or(0, |a| a.waiting());
+        activated.saturating_add(listeners.iter().map(|l| l.waiting()).fold(0, u32::saturating_add))
+    }
+
     /// Connections queued on `slot`'s own reuse-port sockets (0 where it has none).
     pub(crate) fn queued(&self, slot: usize) -> u32 {
         let mut n = self.activated.get().map_or(0, |a| a.queued_in_slot(slot));

@@ -145,6 +145,16 @@ impl SharedListener {
         self.pinned.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Connections that wait: in this listener's accept queues (its own socket and every
+    /// reuse-port socket of its group), and handed to a worker that has not taken them yet.
+    pub(crate) fn waiting(&self) -> u32 {
+        use std::os::fd::AsFd;
+        let own = crate::routing::steer::queue::accept_queue(self.socket.as_fd()).unwrap_or(0);
+        let group = crate::routing::steer::queued_in_all(std::iter::once(&*self.group()));
+        let untaken: usize = self.with_targets(|targets| targets.iter().map(|t| t.untaken.len()).sum());
+        own + group + u32::try_from(untaken).unwrap_or(u32::MAX)
+    }
+
     /// Registers a worker process (it gets connections once it is accepting).
     pub(crate) fn register(&self, target: Target) {
         self.with_targets(|t| t.push(target));

@@ -188,6 +188,11 @@ impl Untaken {
         refused
     }
 
+    /// How many connections handed to the worker it has not taken yet.
+    pub(crate) fn len(&self) -> usize {
+        self.with(|inner| inner.kept.len())
+    }
+
     /// Whether the strategy should skip this worker: it has left more than [`STALL_BOUND`]
     /// connections untaken for [`STALL_AFTER`], or it is gone.
     /// Also skipped for a while after it refused a connection.

@@ -237,6 +237,11 @@ pub(crate) fn queued_on<'a>(groups: impl Iterator<Item = &'a Group>, member: gro
     groups.filter_map(|g| g.socket(member)).map(|s| queue::accept_queue(s.as_fd()).unwrap_or(0)).sum()
 }
 
+/// The connections queued on every socket of every group.
+pub(crate) fn queued_in_all<'a>(groups: impl Iterator<Item = &'a Group>) -> u32 {
+    groups.flat_map(Group::iter).map(|(_, socket)| queue::accept_queue(socket.as_fd()).unwrap_or(0)).sum()
+}
+
 /// The connections queued on any socket of `slot`, over every group.
 pub(crate) fn queued_in_slot<'a>(groups: impl Iterator<Item = &'a Group>, slot: usize) -> u32 {
     let mut n = 0;
