@@ -2,7 +2,7 @@
 """Autoscaling under a load step (issue 31), side by side in one run: corral's scaler, fixed
 clusters at the sizes it moves between, and uWSGI's cheaper subsystem on the same app.
 
-    cargo build --release --bin corral
+    cargo build --release --bin corral --example http_cluster
     python3 benches/autoscale.py                # every setup, 3 rounds, alternating
     python3 benches/autoscale.py --rounds 1 corral   # only setups whose label has a word
 
@@ -17,7 +17,7 @@ all (~15 % of one core: 2 keep-alive clients at 1.5/s and a fresh-connection cli
                    cooldown 1s (default signal: queue or CPU)
   corral fixed 2   corral run -w 2 (the issue's reference)
   corral fixed 4   corral run -w 4 (the final size the scaler reaches under this load)
-  uwsgi cheaper    uwsgi --http-socket, --processes 4 --threads 4 --cheaper 1 --cheaper-initial 1
+  uwsgi cheaper    uwsgi --http11-socket (keep-alive), --processes 4 --threads 4 --cheaper 1 --cheaper-initial 1
                    --cheaper-algo busyness --cheaper-step 1 --cheaper-overload 1
                    --cheaper-busyness-multiplier 5 (5 idle cycles of 1 s: as down_after 5s)
 
@@ -277,6 +277,30 @@ def scaler_cost(d, rounds):
     return out
 
 
+def lib_cost(rounds):
+    """A library cluster in round robin (the primary accepts and hands off every connection):
+    the primary's CPU s/s under `wrk -H "Connection: close"` with --workers 2..2 vs 2."""
+    lib = os.path.join(ROOT, "target", "release", "examples", "http_cluster")
+    out = {"on": [], "off": []}
+    for _ in range(rounds):
+        for label, workers in (("on", "2..2"), ("off", "2")):
+            s = Server(f"lib cost {label}", [lib, "--workers", workers, "--port", "0", "--sched", "rr"], "http_cluster")
+            try:
+                s.wait_listening()
+                url = f"http://{s.addr[0]}:{s.addr[1]}/"
+                w = subprocess.Popen(["wrk", "-t1", "-c16", "-d14s", "-H", "Connection: close", url],
+                                     stdout=subprocess.PIPE, text=True)
+                time.sleep(2.0)
+                c0, t0 = s.cpu(), time.monotonic()
+                time.sleep(10.0)
+                cpu = (s.cpu() - c0) / (time.monotonic() - t0)
+                rps = re.search(r"Requests/sec:\s+([\d.]+)", w.communicate(timeout=30)[0] or "")
+                out[label].append((cpu, float(rps.group(1)) if rps else float("nan")))
+            finally:
+                s.stop()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -300,7 +324,7 @@ def main():
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
             s.close()
-            srv = Server("uwsgi cheaper", [uwsgi, "--http-socket", f"127.0.0.1:{port}", "--wsgi-file", WSGI, "--master",
+            srv = Server("uwsgi cheaper", [uwsgi, "--http11-socket", f"127.0.0.1:{port}", "--wsgi-file", WSGI, "--master",
                                            "--processes", "4", "--threads", "4", "--cheaper", "1", "--cheaper-initial", "1",
                                            "--cheaper-algo", "busyness", "--cheaper-step", "1", "--cheaper-overload", "1",
                                            "--cheaper-busyness-multiplier", "5", "--disable-logging", "--die-on-term"],
@@ -339,6 +363,14 @@ def main():
         print(f"\nscaler cost: primary CPU {on * 100:.2f} % of a core with workers = \"2..2\" (scaler on) vs "
               f"{off * 100:.2f} % with workers = 2 (off), medians of {a.rounds}: {on - off:+.2%} of a core, "
               f"{(on / off - 1) * 100 if off else float('nan'):+.1f} % of the primary's own CPU")
+        lib = lib_cost(a.rounds)
+        on = statistics.median(c for c, _ in lib["on"])
+        off = statistics.median(c for c, _ in lib["off"])
+        rps_on, rps_off = statistics.median(r for _, r in lib["on"]), statistics.median(r for _, r in lib["off"])
+        print(f"scaler cost, library rr under wrk -c16 Connection: close: primary CPU {on * 100:.1f} % of a core "
+              f"(--workers 2..2, {rps_on:.0f} conn/s) vs {off * 100:.1f} % (--workers 2, {rps_off:.0f} conn/s): "
+              f"{(on / off - 1) * 100 if off else float('nan'):+.1f} % of the primary's own CPU; per connection "
+              f"{(on / rps_on) / (off / rps_off) * 100 - 100:+.1f} %")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ const STATUS_PATIENCE: Duration = Duration::from_secs(2);
 /// How long a step may take to be taken (spawning its slots), before the next is tried.
 const STEP_PATIENCE: Duration = Duration::from_secs(10);
 
+/// The ready workers' pids are read from the slots' status every this many samples (and
+/// whenever the count changed): they rarely change, and the status asks every slot actor,
+/// which is most of what the scaler costs the primary.
+const ROSTER_EVERY: u32 = 4;
+
 /// Starts the scaler of `cluster` (once: `book` remembers). It ends when the cluster does.
 pub(crate) fn start(cluster: ActorRef<ClusterSignal>, listeners: Arc<Listeners>, book: Arc<AutoscaleBook>) {
     if book.start_once() {
@@ -41,17 +46,29 @@ async fn run(cluster: ActorRef<ClusterSignal>, listeners: Arc<Listeners>, book: 
     let mut ticks = tokio::time::interval(decide::TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (mut sampler, mut decider) = (sample::Sampler::new(), decide::Decider::default());
+    // The ready, active workers' pids, the count they were read at, and samples since.
+    let (mut pids, mut read_at, mut age): (Vec<u32>, usize, u32) = (Vec::new(), 0, ROSTER_EVERY);
     loop {
         ticks.tick().await;
         let Some(config) = book.config() else { continue };
-        let status = cluster.call(|reply| ClusterSignal::from(ClusterMsg::Status(reply)), Some(STATUS_PATIENCE)).await;
-        let workers = match status {
-            Ok(CallResult::Success(workers)) => workers,
-            Ok(_) => continue,
-            Err(_) => return, // The cluster is gone.
-        };
-        let pids: Vec<u32> =
-            workers.iter().filter(|w| w.state == WorkerState::Ready && !w.spare).filter_map(|w| w.pid).collect();
+        if age >= ROSTER_EVERY || read_at != book.workers() {
+            read_at = book.workers();
+            let status =
+                cluster.call(|reply| ClusterSignal::from(ClusterMsg::Status(reply)), Some(STATUS_PATIENCE)).await;
+            match status {
+                Ok(CallResult::Success(workers)) => {
+                    pids = workers
+                        .iter()
+                        .filter(|w| w.state == WorkerState::Ready && !w.spare)
+                        .filter_map(|w| w.pid)
+                        .collect();
+                    age = 0;
+                }
+                Ok(_) => continue,
+                Err(_) => return, // The cluster is gone.
+            }
+        }
+        age += 1;
         let sample = sampler.sample(&listeners, &pids);
         let load = decider.observe(sample, config.signal);
         book.observed(load);
