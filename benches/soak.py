@@ -20,7 +20,7 @@ Build first: cargo build --release --bins. From the project root:
 import argparse, json, os, random, re, shutil, signal, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from storm import Clients, Primary, all_back, grown, live_workers, settle, settled, zombies, unix_peers  # noqa: E402
+from storm import Clients, Primary, grown, live_workers, settle, settled, zombies, unix_peers  # noqa: E402
 
 ROOT = os.getcwd()
 WORKER = os.path.join(ROOT, "tests", "programs", "activated_worker.py")
@@ -64,6 +64,29 @@ class Soak:
                 pass
             time.sleep(0.1)
         return False
+
+    def slots(self):
+        """How many slots the cluster has (`corral status --json`), None when it does not say."""
+        try:
+            code, out, _ = self.ctl("status", "--json", timeout=10)
+            data = json.loads(out)
+        except (subprocess.TimeoutExpired, ValueError):
+            return None
+        rows = data.get("workers", []) if isinstance(data, dict) else data
+        return len(rows) if code == 0 else None
+
+    def scale_to(self, n, limit_s):
+        """`corral scale n` until the cluster has n slots (bounded); returns the slots it has."""
+        end, have = time.time() + limit_s, self.slots()
+        while have != n and time.time() < end:
+            try:
+                self.ctl("scale", str(n), timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+            have = self.slots()
+            if have != n:
+                time.sleep(0.5)
+        return have if have is not None else self.workers
 
     def control_traffic(self):
         while not self.stop.is_set():
@@ -117,8 +140,9 @@ class Soak:
                     except subprocess.TimeoutExpired:
                         code = None
                     if code == 0:
-                        self.workers += 1 if up else -1
                         self.counts["scales"] += 1
+                    # The cluster's count, whatever the answer was (a timeout may have been applied).
+                    self.workers = self.slots() or self.workers
                     next_scale = now + self.rng.uniform(10, 25)
                 else:
                     # A burst of kills, 5-25 ms apart.
@@ -176,13 +200,10 @@ def main():
             with soak.hold:
                 clients.pause()
                 # Sampled at the same size every time: back to --workers, the drained ones gone.
-                if soak.workers != a.workers:
-                    try:
-                        if soak.ctl("scale", str(a.workers), timeout=60)[0] == 0:
-                            soak.workers = a.workers
-                    except subprocess.TimeoutExpired:
-                        pass
-                back = all_back(pid, addr, soak.workers, limit_s=60)
+                # What the cluster has, not what this script counted: a `scale` that timed out
+                # here may still have been applied there.
+                soak.workers = soak.scale_to(a.workers, limit_s=60)
+                back, why = back_and_serving(pid, addr, soak.workers, limit_s=60)
                 gone = time.time() + 30
                 while len(live_workers(pid)) != soak.workers and time.time() < gone:
                     time.sleep(0.1)
@@ -219,7 +240,7 @@ def main():
             if z:
                 bad.append(f"at {t / 60:.1f} min: zombies {z[:5]}")
             if not back or ok_after < 20:
-                bad.append(f"at {t / 60:.1f} min: not serving (back {back}, {ok_after}/20)")
+                bad.append(f"at {t / 60:.1f} min: not serving (back {back}: {why}; {ok_after}/20)")
             if last:
                 break
             next_sample = time.time() + a.sample_every
@@ -257,6 +278,29 @@ def main():
         print("FAILED: " + "; ".join(bad[:10]))
         sys.exit(1)
     print("ok")
+
+
+def back_and_serving(pid, addr, n, limit_s):
+    """(True, "") once n workers are live and n requests in a row were answered 200; else
+    (False, what was last seen) after limit_s."""
+    from storm import get
+    end, why = time.time() + limit_s, ""
+    while time.time() < end:
+        live = live_workers(pid)
+        if len(live) < n:
+            why = f"{len(live)} live workers of {n}"
+        else:
+            codes = []
+            for _ in range(n):
+                try:
+                    codes.append(get(addr, 3))
+                except Exception as e:  # any failure of one request is a miss, never a crash
+                    codes.append(type(e).__name__)
+            if all(c == 200 for c in codes):
+                return True, ""
+            why = f"{len(live)} live workers, answers {codes}"
+        time.sleep(0.05)
+    return False, why
 
 
 def _served(addr):

@@ -203,7 +203,7 @@ where
     // One event loop, as Node's primary: its work (supervision, IPC, events) is light, and
     // keeping every task on one thread avoids a cross-thread wake-up per message (measured:
     // 47 µs instead of 70 µs round trip unpinned, 2.4× the one-way throughput).
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Setup)?;
+    let runtime = primary_runtime()?;
     let (orphans_patience, reap_orphans) = (config.kill_timeout, config.reap_orphans);
     let outcome = runtime.block_on(async move {
         let signals = Signals::install().map_err(Error::Setup)?;
@@ -282,7 +282,7 @@ where
 {
     config.validate().map_err(corral_runtime::tree::TreeError::from)?;
     corral_runtime::set_primary_title();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Setup)?;
+    let runtime = primary_runtime()?;
     let patience = config.programs.iter().map(|p| p.config.kill_timeout).max().unwrap_or_default();
     let outcome = runtime.block_on(async move {
         let signals = Signals::install().map_err(Error::Setup)?;
@@ -494,3 +494,17 @@ fn log_event<R: std::fmt::Debug>(event: &ClusterEvent<R>) {
         other => tracing::debug!(event = ?other, "cluster event"),
     }
 }
+
+/// The primary's runtime: one event loop (see [`run_primary`]). Its blocking pool (a worker's
+/// `/proc` scans, file reads) keeps an idle thread for [`BLOCKING_KEEP_ALIVE`] instead of tokio's
+/// 10 s: after a restart storm the primary is back to its own threads within a second or two.
+fn primary_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .build()
+        .map_err(Error::Setup)
+}
+
+/// How long an idle thread of the primary's blocking pool waits for more work.
+const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);

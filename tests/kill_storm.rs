@@ -11,57 +11,12 @@ use std::time::Duration;
 use common::*;
 use corral::config::Scheduling;
 use corral::control::Scale;
-use corral::status::WorkerState;
 use corral::supervision::Backoff;
 use nix::sys::signal::Signal;
 
 /// How many kills (`KILL_STORM_KILLS` raises it for a longer run, as a script would).
 fn kills() -> usize {
     std::env::var("KILL_STORM_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(150)
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(Iterator::count).unwrap_or(0)
-}
-
-fn status_field(name: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Children of this process that are zombies.
-fn zombies() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
-        let mut fields = rest.split_whitespace();
-        let (state, ppid) = (fields.next(), fields.next());
-        if state == Some("Z") && ppid == Some(me.as_str()) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// Waits (bounded) until every slot is ready; returns the pids.
-async fn all_serving(cluster: &Handle, n: usize) -> Vec<u32> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let status = cluster.status().await.expect("status");
-        if status.len() == n && status.iter().all(|w| w.state == WorkerState::Ready) {
-            return status.iter().filter_map(|w| w.pid).collect();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not every slot serves: {status:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

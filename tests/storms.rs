@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use common::*;
 use corral::config::Scheduling;
-use corral::status::WorkerState;
 use corral::supervision::Backoff;
 use nix::sys::signal::Signal;
 
@@ -37,20 +36,7 @@ struct Figures {
 }
 
 fn sample() -> Figures {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Figures {
-        fds: std::fs::read_dir("/proc/self/fd").map(Iterator::count).unwrap_or(0),
-        threads: field("Threads:"),
-        rss_kib: field("VmRSS:"),
-    }
+    Figures { fds: fds(), threads: status_field("Threads:"), rss_kib: status_field("VmRSS:") }
 }
 
 /// The least of a few samples: a connection being passed, a blocking thread about to retire,
@@ -71,35 +57,6 @@ async fn settled() -> Figures {
 
 fn grown(base: Figures, now: Figures) -> bool {
     now.fds > base.fds + 2 || now.threads > base.threads || now.rss_kib > base.rss_kib + RSS_SLACK_KIB
-}
-
-/// Children of this process that are zombies.
-fn zombies() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
-        let mut fields = rest.split_whitespace();
-        if fields.next() == Some("Z") && fields.next() == Some(me.as_str()) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// Waits (bounded) until every slot is ready; returns the pids.
-async fn all_serving(cluster: &Handle, n: usize) -> Vec<u32> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let status = cluster.status().await.expect("status");
-        if status.len() == n && status.iter().all(|w| w.state == WorkerState::Ready) {
-            return status.iter().filter_map(|w| w.pid).collect();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not every slot serves: {status:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A small xorshift generator, seeded from the clock: which worker, how long a pause.

@@ -7,6 +7,7 @@
 
 mod ctl;
 mod files;
+mod heap;
 mod run;
 mod run_tree;
 

@@ -26,6 +26,7 @@ fn allow_only_configured_listeners(config: &mut ClusterConfig) {
 pub fn run(args: RunArgs) -> i32 {
     // A SIGTERM (`docker stop`) while corral starts waits for its handler: a clean stop.
     crate::primary::Signals::hold();
+    super::heap::one_arena();
     if args.config.as_deref().is_some_and(crate::config_file::CorralFile::is_tree) {
         return super::run_tree::run(args);
     }
@@ -116,6 +117,7 @@ fn config_of(args: RunArgs) -> Result<ClusterConfig, RunConfigError> {
 /// The primary: once every worker is ready, one `listening on HOST:PORT` line per listener
 /// on stdout (and `metrics on http://ADDR/metrics` with `--metrics`); then the cluster's events, logged, until it stops.
 async fn primary(cluster: ClusterHandle<(), ()>, mut events: EventStream<()>) -> Result<(), corral_workers::BoxError> {
+    let trim = tokio::spawn(super::heap::trim_forever());
     let mut ready = HashSet::new();
     let mut announced = false;
     while let Some(event) = events.recv().await {
@@ -135,6 +137,7 @@ async fn primary(cluster: ClusterHandle<(), ()>, mut events: EventStream<()>) ->
         }
     }
     // The events end once the cluster has stopped; how it ended is `run_primary`'s answer.
+    trim.abort();
     Ok(())
 }
 

@@ -80,6 +80,7 @@ fn tree_config(args: &RunArgs) -> Result<TreeConfig, TreeRunError> {
 /// listener on stdout (a program added later: once it is ready); then the tree's events,
 /// logged, until it stops.
 async fn primary(tree: TreeHandle<(), ()>, mut events: TreeEvents<()>) -> Result<(), corral_workers::BoxError> {
+    let trim = tokio::spawn(super::heap::trim_forever());
     let mut announced: Option<HashSet<String>> = None;
     while let Some(event) = events.recv().await {
         match &event {
@@ -102,6 +103,7 @@ async fn primary(tree: TreeHandle<(), ()>, mut events: TreeEvents<()>) -> Result
             other => tracing::debug!(event = ?other, "tree event"),
         }
     }
+    trim.abort();
     Ok(())
 }
 

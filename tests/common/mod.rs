@@ -14,8 +14,11 @@ use corral::{Cluster, ClusterConfig, ClusterEvent, ClusterHandle};
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
 mod corral_run;
+mod own_process;
 #[allow(unused_imports)] // Each test file uses a part of the helpers.
 pub use corral_run::*;
+#[allow(unused_imports)]
+pub use own_process::*;
 
 pub use corral_testkit::messages::{TestCmd, TestReport};
 
