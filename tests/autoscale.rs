@@ -336,3 +336,74 @@ async fn a_round_robin_library_cluster_scales_with_its_load() {
 async fn a_reuse_port_library_cluster_scales_with_its_load() {
     a_library_cluster_scales_with_its_load(Scheduling::ReusePort).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_program_of_a_tree_scales_on_its_own() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = scratch_dir("autoscale-tree");
+    let (file, socket) = (dir.join("corral.toml"), dir.join("ctl.sock"));
+    std::fs::write(
+        &file,
+        format!(
+            "[programs.api]\nprogram = \"python3\"\nargs = [{:?}]\nworkers = \"1..2\"\nlisten = [\"127.0.0.1:0\"]\n\
+             ready = \"notify\"\n[programs.api.autoscale]\nup_after = \"500ms\"\ndown_after = \"1s\"\ncooldown = \"250ms\"\n\
+             [programs.api.env]\nBURN_MS = \"20\"\nBURN_THREADS = \"2\"\n",
+            test_program("burn_worker.py")
+        ),
+    )
+    .expect("write corral.toml");
+    let mut tree = tokio::process::Command::new(CORRAL)
+        .args(["run", "-c"])
+        .arg(&file)
+        .arg("--control")
+        .arg(&socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("corral run a tree");
+    let mut lines = tokio::io::BufReader::new(tree.stdout.take().expect("stdout")).lines();
+    let addr: SocketAddr = loop {
+        let line =
+            tokio::time::timeout(TIMEOUT, lines.next_line()).await.expect("in time").expect("read").expect("a line");
+        if let Some(addr) = line.strip_prefix("api: listening on ") {
+            break addr.parse().expect("HOST:PORT");
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The program's own scaler, in the tree's status.
+    let workers = |doc: &Value| doc["programs"][0]["autoscale"]["workers"].as_u64();
+    let until = |n: u64, what: &'static str| {
+        let socket = socket.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + SCALE_BOUND;
+            loop {
+                let (_, out, _) = ctl(&["status", "--json"], &socket).await;
+                let doc: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+                if workers(&doc) == Some(n) {
+                    return doc;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{what}: {doc}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let doc = until(1, "the start").await;
+    assert_eq!(doc["programs"][0]["autoscale"]["max"].as_u64(), Some(2), "{doc}");
+    let (high, outcomes) = (CancellationToken::new(), Arc::new(Mutex::new(Outcomes::default())));
+    for _ in 0..8 {
+        closed_loop(addr, "/", high.clone(), outcomes.clone());
+    }
+    until(2, "saturated").await;
+    high.cancel();
+    until(1, "idle").await;
+    let (ok, failed) = taken(&outcomes);
+    assert!(failed.is_empty(), "{} of {ok} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(tree.id().expect("pid") as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = tokio::time::timeout(TIMEOUT, tree.wait()).await.expect("stops in time").expect("wait");
+    assert_eq!(status.code(), Some(0));
+}

@@ -184,6 +184,10 @@ fn programs_table(programs: &[Value]) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
     t.set_header(vec!["program", "kind", "state", "workers", "restarts", "depends on"]);
+    let autoscaled: Vec<String> = programs
+        .iter()
+        .filter_map(|p| Some(format!("{}: {}", p["name"].as_str()?, p["autoscale"]["summary"].as_str()?)))
+        .collect();
     for p in programs {
         let deps: Vec<String> = p["depends_on"]
             .as_object()
@@ -200,7 +204,12 @@ fn programs_table(programs: &[Value]) -> String {
             if deps.is_empty() { "-".to_string() } else { deps.join(", ") },
         ]);
     }
-    format!("{t}\n")
+    let mut out = format!("{t}\n");
+    for line in autoscaled {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 fn table(workers: &[Value], with_node: bool) -> String {

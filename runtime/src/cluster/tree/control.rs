@@ -208,15 +208,17 @@ where
             }
             let deps: serde_json::Map<String, Value> =
                 p.depends_on.iter().map(|(n, c)| (n.clone(), json!(c.to_string()))).collect();
+            let autoscale = p.cluster.as_ref().and_then(|c| c.autoscale());
             list.push(json!({
                 "name": p.name,
                 "kind": p.kind.to_string(),
                 "state": p.state.to_string(),
-                "workers": p.workers,
+                "workers": autoscale.as_ref().map_or(p.workers, |a| a.workers),
                 "ready": ready,
                 "restarts": p.restarts,
                 "depends_on": deps,
                 "last_death": p.last_death,
+                "autoscale": autoscale.as_ref().map(crate::operator::status_json::autoscale_json),
             }));
         }
         json!({ "workers": workers, "programs": list, "orphans_adopted": crate::process::reaper::orphans_adopted() })
