@@ -37,7 +37,7 @@ use serde::Deserialize;
 #[derive(Parser, Clone)]
 struct Args {
     /// Number of workers (default: the number of CPUs), or MIN..MAX to autoscale by load.
-    #[arg(long, value_name = "N|MIN..MAX")]
+    #[arg(long, value_name = "N|MIN..MAX", value_parser = workers)]
     workers: Option<Workers>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -176,6 +176,16 @@ impl Worker for Http {
     }
 }
 
+/// `--workers`: 1 to 1024 workers, or a range of them.
+fn workers(s: &str) -> Result<Workers, String> {
+    let within = |n: usize| (1..=corral::config::MAX_WORKERS).contains(&n);
+    match s.parse::<Workers>().map_err(|e| e.to_string())? {
+        Workers::Count(n) if !within(n) => Err(format!("{n} is not in 1..=1024")),
+        Workers::Range(r) if !within(r.max) => Err(format!("{r}: at most 1024 workers")),
+        ok => Ok(ok),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     corral::init_tracing();
     let args = Args::parse();
@@ -183,7 +193,7 @@ fn main() -> std::process::ExitCode {
     let mut config =
         ClusterConfig::default().scheduling(args.sched.into()).metrics(args.metrics).spares(usize::from(args.spares));
     match args.workers {
-        Some(Workers::Count(0)) | None => {}
+        None => {}
         Some(Workers::Count(n)) => config = config.workers(n),
         Some(Workers::Range(range)) => config = config.autoscale(Some(Autoscale::range(range))),
     }

@@ -71,8 +71,9 @@ async fn a_bad_flag_is_a_usage_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_cluster_refuses_bad_flags() {
-    for args in [&["--sched", "fastest"][..], &["--workers", "0"], &["--port", "70000"]] {
-        let out = Command::new(example("http_cluster")).args(args).output().await.expect("run");
+    for args in [&["--sched", "fastest"][..], &["--workers", "0"], &["--workers", "0..4"], &["--port", "70000"]] {
+        let run = Command::new(example("http_cluster")).args(args).kill_on_drop(true).output();
+        let out = tokio::time::timeout(TIMEOUT, run).await.expect("refused at once, not started").expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?} is a usage error");
         assert!(String::from_utf8_lossy(&out.stderr).contains(args[0]), "{args:?}: the error names the flag");
     }
