@@ -496,15 +496,14 @@ fn log_event<R: std::fmt::Debug>(event: &ClusterEvent<R>) {
 }
 
 /// The primary's runtime: one event loop (see [`run_primary`]). Its blocking pool (a worker's
-/// `/proc` scans, file reads) keeps an idle thread for [`BLOCKING_KEEP_ALIVE`] instead of tokio's
-/// 10 s: after a restart storm the primary is back to its own threads within a second or two.
+/// `/proc` scans, file reads) keeps tokio's 10 s keep-alive: a pool thread retired sooner is a
+/// thread to create again, and a primary starved of processes (`RLIMIT_NPROC`) may not get it
+/// back (`tests/starved.rs` failed with a 1 s keep-alive: the freed slot let a fork through,
+/// and the next `spawn_blocking` found no thread and could not make one).
 fn primary_runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()
         .map_err(Error::Setup)
 }
 
-/// How long an idle thread of the primary's blocking pool waits for more work.
-const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
