@@ -501,9 +501,5 @@ fn log_event<R: std::fmt::Debug>(event: &ClusterEvent<R>) {
 /// back (`tests/starved.rs` failed with a 1 s keep-alive: the freed slot let a fork through,
 /// and the next `spawn_blocking` found no thread and could not make one).
 fn primary_runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Setup)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Setup)
 }
-
