@@ -255,9 +255,12 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_zero() {
     // stops once a new connection is refused (the primary stopped listening); any request
     // sent on an accepted connection must be answered.
     let stop = CancellationToken::new();
+    // Answers the clients have had: the SIGTERM comes once every client is under way (on a
+    // loaded machine a client task may start late).
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut clients = Vec::new();
     for i in 0..8 {
-        let stop = stop.clone();
+        let (stop, served) = (stop.clone(), served.clone());
         clients.push(tokio::spawn(async move {
             let (mut ok, mut failed, mut closes) = (0u32, Vec::new(), 0u32);
             let mut keep_alive = HttpClient::new(addr);
@@ -278,6 +281,9 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_zero() {
                 match result {
                     Ok((200, _, close)) => {
                         ok += 1;
+                        if ok == 1 {
+                            served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         closes += u32::from(close && i % 2 == 0);
                     }
                     Ok((status, body, _)) => failed.push(format!("status {status}: {body}")),
@@ -288,7 +294,11 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_zero() {
             (ok, failed, closes)
         }));
     }
-    until_requests_flow(addr).await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while served.load(std::sync::atomic::Ordering::Relaxed) < 8 {
+        assert!(tokio::time::Instant::now() < deadline, "every client answered once");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     kill(primary.id().expect("pid"), nix::sys::signal::Signal::SIGTERM);
     let status = tokio::time::timeout(TIMEOUT, primary.wait()).await.expect("exits in time").expect("status");
     stop.cancel();
