@@ -118,7 +118,13 @@ impl Redispatch for SharedListener {
 /// span, linked to the first by the trace context it still carries).
 async fn redispatch(listener: &Arc<SharedListener>, kept: Kept) {
     // Set when the acceptor started, before any connection was kept.
-    let strategy = listener.strategy.get().copied().unwrap_or(Strategy::RoundRobin);
+    let strategy = match listener.strategy.get().copied().unwrap_or(Strategy::RoundRobin) {
+        // It has waited on a dead worker already: to the least busy worker, not the next in
+        // turn — a spare promoted in that worker's place takes it first. A sticky client
+        // stays with its key's owner.
+        Strategy::RoundRobin | Strategy::LeastConnections => Strategy::Redispatch,
+        other => other,
+    };
     let span = dispatch_span(listener, strategy, kept.peer);
     span.record("corral.redispatched", true);
     listener.counts.redispatched_one();
