@@ -1,6 +1,8 @@
 //! HTTP load benchmark: corral's `examples/http_cluster.rs` (2 workers, every `--sched` mode)
-//! side by side with Node.js `cluster` (2 workers, SCHED_RR and SCHED_NONE) and a single plain
-//! axum process (`examples/hello_axum.rs`), all driven by `wrk` in the same run.
+//! side by side with Node.js `cluster` (2 workers, SCHED_RR and SCHED_NONE), a single plain
+//! axum process (`examples/hello_axum.rs`: the ceiling) and the same axum app as 2
+//! single-threaded processes on one `SO_REUSEPORT` port (`hello_axum --processes 2`: the
+//! cluster's shape without corral), all driven by `wrk` in the same run.
 //!
 //! ```text
 //! cargo build --release --examples          # the servers; this bench does not build them
@@ -11,7 +13,9 @@
 //!
 //! Environment: `BENCH_DURATION` seconds of load per run (default 10), `BENCH_REPS`
 //! repetitions (default 3), `BENCH_WARMUP` seconds of unmeasured load before each run
-//! (default 1, 0 = none), `BENCH_CONNECTION=close` to send `Connection: close` with every
+//! (default 1, 0 = none), `BENCH_TELEMETRY_CLUSTER=PATH` to add `rr` and `reuseport` entries
+//! of an `http_cluster` built with `--features telemetry` (no exporter configured: the cost
+//! of the feature built in), `BENCH_CONNECTION=close` to send `Connection: close` with every
 //! request (wrk opens a new connection per request: the accept path's cost; default
 //! keep-alive).
 //!
@@ -194,6 +198,19 @@ fn matrix() -> Vec<Entry> {
     } else {
         missing_example(&http_cluster, "corral entries");
     }
+    // The same example built with `--features telemetry` (no exporter configured), for the
+    // cost of the feature being built in: `BENCH_TELEMETRY_CLUSTER=/path/to/http_cluster`.
+    if let Some(telemetry) = std::env::var_os("BENCH_TELEMETRY_CLUSTER").map(PathBuf::from) {
+        for sched in ["rr", "reuseport"] {
+            servers.push(Entry {
+                label: format!("corral {sched} +telemetry"),
+                program: telemetry.clone(),
+                args: strings(&["--workers", &workers, "--host", "127.0.0.1", "--port", "0", "--sched", sched]),
+                node: false,
+                workers: Some(WORKERS),
+            });
+        }
+    }
 
     if !Path::new(NODE_SCRIPT).is_file() {
         println!("{NODE_SCRIPT} not found: skipping the Node.js cluster entries");
@@ -217,6 +234,14 @@ fn matrix() -> Vec<Entry> {
             label: "axum 1 process".into(),
             program: hello,
             args: strings(&["--host", "127.0.0.1", "--port", "0"]),
+            node: false,
+            workers: None,
+        });
+        // The process shape without corral: 2 single-threaded axum processes on SO_REUSEPORT.
+        servers.push(Entry {
+            label: format!("axum {WORKERS} processes"),
+            program: examples.join("hello_axum"),
+            args: strings(&["--host", "127.0.0.1", "--port", "0", "--processes", &workers]),
             node: false,
             workers: None,
         });

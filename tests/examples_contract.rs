@@ -55,6 +55,7 @@ async fn every_http_example_says_where_it_listens_once_ready() {
         ("07_status_table", &["--port", "0", "--workers", "2", "--interval-ms", "60000"]),
         ("http_cluster", &["--port", "0", "--workers", "2"]),
         ("hello_axum", &["--port", "0"]),
+        ("hello_axum", &["--port", "0", "--processes", "2"]),
     ] {
         let (child, addr, lines) = start(name, args).await;
         assert!(addr.ip().is_loopback() && addr.port() != 0, "{name}: {addr}");

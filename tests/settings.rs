@@ -200,3 +200,27 @@ fn the_schema_validates_the_init_template_and_rejects_wrong_types() {
     assert!(!valid(&schema, "[backoff]\nfactor = \"fast\"\n"));
     assert!(!valid(&schema, "[env]\nA = 1\n"));
 }
+
+/// `corral schema | head -c 10` (a reader that goes away): the command ends quietly, killed by
+/// SIGPIPE as Unix tools are, not with a panic from `println!`.
+#[test]
+fn a_command_writing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .arg("schema")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("corral schema");
+    // The reader goes away before the first write.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(sigpipe()), "{:?} {stderr}", out.status);
+}
+
+fn sigpipe() -> i32 {
+    nix::sys::signal::Signal::SIGPIPE as i32
+}

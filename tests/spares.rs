@@ -215,3 +215,30 @@ async fn a_worker_failing_its_probe_hands_its_place_to_the_spare() {
     assert!(seen.failed.is_empty(), "{} of {} failed: {:?}", seen.failed.len(), seen.ok, seen.failed);
     cluster.stop().await.expect("clean stop");
 }
+
+/// With `net.ipv4.tcp_migrate_req=1`, a connection queued on a killed worker's own reuse-port
+/// socket is served by the others (the spare) at once, instead of waiting for the slot's next
+/// process (which starts in 5 s here). Run in a network namespace of its own, where the
+/// setting is this test's alone: `tests/programs/migrate_on_death.py` under `unshare -n`.
+/// Needs root and `unshare`/`ip`; says so and passes without.
+#[test]
+fn corral_run_a_dead_workers_queue_moves_to_the_others_when_the_kernel_migrates() {
+    let root = nix::unistd::geteuid().is_root();
+    let tools = ["unshare", "ip"].iter().all(|t| std::process::Command::new(t).arg("--version").output().is_ok());
+    if !root || !tools {
+        eprintln!("skipped: needs root, unshare and ip (a network namespace of its own)");
+        return;
+    }
+    let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs");
+    let out = std::process::Command::new("timeout")
+        .args(["60", "unshare", "-n", "python3"])
+        .arg(format!("{programs}/migrate_on_death.py"))
+        .arg(CORRAL)
+        .arg(format!("{programs}/activated_worker.py"))
+        .output()
+        .expect("run the script");
+    let said = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{said}");
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("served after"), "{said}");
+}

@@ -271,12 +271,27 @@ pub fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code()).unwrap_or(1))
 }
 
+/// A command writing into a closed pipe (`corral status | head`) ends quietly, as Unix tools
+/// do, instead of panicking in `println!`. Not for `run`: the primary keeps Rust's ignored
+/// SIGPIPE, and a peer gone mid-write is an error it handles.
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called once at start, before any thread is spawned; SIG_DFL installs no handler
+    // code, so nothing runs in signal context.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        tracing::debug!(error = %e, "SIGPIPE left ignored");
+    }
+}
+
 fn code() -> i32 {
     let command = Cli::command().mut_subcommand("run", crate::settings::with_defaults);
     let cli = match Cli::from_arg_matches(&command.get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if !matches!(cli.command, Command::Run(_)) {
+        default_sigpipe();
+    }
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Init { file, force } => files::init(&file, force),

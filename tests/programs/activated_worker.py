@@ -5,7 +5,8 @@ SIGTERM.
 
 Knobs (environment): NEVER_READY=1 (never says READY=1), PID_DIR (writes its pid there),
 CHILD_DIR (starts a grandchild `sleep` and writes its pid there), EXPECT_NAME (the name
-LISTEN_FDNAMES must give fd 3), ORPHAN_LIFE (seconds an orphan of GET /orphan lives; 0.2).
+LISTEN_FDNAMES must give fd 3), ORPHAN_LIFE (seconds an orphan of GET /orphan lives; 0.2),
+SLOW_START_FILE (while that file exists, a worker starting sleeps 5 s before it serves).
 
 Paths: GET /env/NAME answers the value of NAME in its environment ("<unset>" without it);
 GET /orphan leaves an orphan, as daemonising libraries and crash reporters do (a child that
@@ -135,6 +136,8 @@ def notify(message):
         s.close()
 
 
+if os.environ.get("SLOW_START_FILE") and os.path.exists(os.environ["SLOW_START_FILE"]):
+    time.sleep(5)  # a slow start, only once the test asks for it
 if not os.environ.get("NEVER_READY"):
     notify(f"READY=1\nSTATUS=serving on fd 3 as slot {slot}")
 server.serve_forever(poll_interval=0.05)

@@ -29,6 +29,12 @@ where
         }
         let slot = self.slot();
         let Some((spare, actor)) = self.args.spares.claim(slot) else { return };
+        // The claim made the acceptor dispatch to the spare; steer its reuse-port sockets in
+        // now too, and wake hand-offs waiting for a ready worker, instead of when the spare's
+        // slot handles `Activate`: that slot's actor shares this thread and may be behind
+        // other work (this slot's own exit, a fork's bookkeeping) for milliseconds.
+        self.args.listeners.steer_accepting(spare, true);
+        self.args.listeners.readiness_changed();
         // The spare's slot takes connections as soon as it handles this; this slot's processes
         // that still run (a recycled worker until its replacement is ready) serve on.
         if actor.send_message(SlotMsg::Activate).is_err() {

@@ -105,7 +105,7 @@ pub(crate) async fn accept_loop(
 async fn dispatch(listener: &Arc<SharedListener>, strategy: Strategy, stream: std::net::TcpStream, peer: SocketAddr) {
     let span = dispatch_span(listener, strategy, peer);
     let trace = TraceContext::of_span(&span);
-    hand_off(listener, strategy, stream, peer, trace, 0).instrument(span).await;
+    hand_off(listener, strategy, stream, peer, trace, 0, span.clone()).instrument(span).await;
 }
 
 impl Redispatch for SharedListener {
@@ -118,11 +118,19 @@ impl Redispatch for SharedListener {
 /// span, linked to the first by the trace context it still carries).
 async fn redispatch(listener: &Arc<SharedListener>, kept: Kept) {
     // Set when the acceptor started, before any connection was kept.
-    let strategy = listener.strategy.get().copied().unwrap_or(Strategy::RoundRobin);
+    let strategy = match listener.strategy.get().copied().unwrap_or(Strategy::RoundRobin) {
+        // It has waited on a dead worker already: to the least busy worker, not the next in
+        // turn — a spare promoted in that worker's place takes it first. A sticky client
+        // stays with its key's owner.
+        Strategy::RoundRobin | Strategy::LeastConnections => Strategy::Redispatch,
+        other => other,
+    };
     let span = dispatch_span(listener, strategy, kept.peer);
     span.record("corral.redispatched", true);
     listener.counts.redispatched_one();
-    hand_off(listener, strategy, kept.stream, kept.peer, kept.trace, kept.refusals).instrument(span).await;
+    hand_off(listener, strategy, kept.stream, kept.peer, kept.trace, kept.refusals, span.clone())
+        .instrument(span)
+        .await;
 }
 
 /// The `dispatch` span of one hand-off (target `corral::net`).
@@ -148,6 +156,9 @@ async fn hand_off(
     peer: SocketAddr,
     mut trace: Option<TraceContext>,
     refusals: u32,
+    // The `dispatch` span this runs in: recorded into directly (`Span::current()` would look
+    // it up in the subscriber's registry for every connection).
+    span: tracing::Span,
 ) {
     let deadline = tokio::time::Instant::now() + DISPATCH_PATIENCE;
     loop {
@@ -167,7 +178,7 @@ async fn hand_off(
                 kind: HandleKind::Connection { listener: target.listen_id, peer: peer.to_string() },
                 trace: trace.clone(),
             };
-            tracing::Span::current().record("corral.slot", target.slot);
+            span.record("corral.slot", target.slot);
             match target.channel.send_counted(&header, stream.as_fd()).await {
                 Ok(seq) => {
                     target.load.dispatched_one();

@@ -211,8 +211,9 @@ impl ActivatedSockets {
     /// slot's current ones (which the slot's next process takes over, queue and all).
     pub(crate) fn process_gone(&self, slot: usize, generation: u64) {
         let me = Member { slot, generation };
+        let migrate = super::migrate::tcp_migrate_req() == Some(true);
         let closed: Vec<_> =
-            self.lock().iter_mut().filter(|l| l.per_slot).filter_map(|l| l.group.process_gone(me)).collect();
+            self.lock().iter_mut().filter(|l| l.per_slot).filter_map(|l| l.group.process_gone(me, migrate)).collect();
         if !closed.is_empty() {
             drop(closed);
             // Closed first, then the programs index the groups as they now are.

@@ -5,6 +5,11 @@
 //! it when it drains. Connections the kernel had queued on it in the last instant, after the
 //! worker's final `accept`, are reset, unless this setting is on (it is off by default). The
 //! other schedulings lose none: the primary's socket, or the one shared socket, stays open.
+//!
+//! With the setting on, a worker that *dies* gives up its socket at once too, as long as
+//! another process serves on the group (`Group::process_gone`): what was queued there is
+//! served by the others (a warm spare steered in, say) instead of waiting for the slot's next
+//! process to start — for `corral run`, an interpreter's start-up.
 
 use std::sync::Once;
 

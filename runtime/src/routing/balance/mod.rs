@@ -296,7 +296,9 @@ impl Listeners {
             activated.process_gone(slot, generation);
         }
         let me = Member { slot, generation };
-        let closed: Vec<_> = groups_of(&self.by_addr).iter().filter_map(|l| l.group().process_gone(me)).collect();
+        let migrate = migrate::tcp_migrate_req() == Some(true);
+        let closed: Vec<_> =
+            groups_of(&self.by_addr).iter().filter_map(|l| l.group().process_gone(me, migrate)).collect();
         if !closed.is_empty() {
             drop(closed);
             // Closed first, then the programs index the groups as they now are.

@@ -16,6 +16,11 @@ pub(crate) enum Strategy {
     RoundRobin,
     /// The ready worker with the lowest load estimate (ties in turn).
     LeastConnections,
+    /// For a connection handed out again because its worker died without taking it: the
+    /// ready worker with the lowest load estimate, ties to the one dispatched the fewest
+    /// connections (a spare promoted in the dead worker's place, a fresh replacement). Never
+    /// a cluster's own strategy.
+    Redispatch,
     /// The ready worker whose slot owns the client's key (rendezvous hashing); the key in
     /// force is the cluster's [`LiveKey`](super::live_key::LiveKey), which a reload may change.
     Sticky,
@@ -40,6 +45,7 @@ impl Strategy {
                 // Ties broken in turn, so equal loads still spread.
                 (0..ready.len()).map(|i| ready[(turn + i) % ready.len()]).min_by_key(|t| t.load.estimate())
             }
+            Strategy::Redispatch => ready.iter().copied().min_by_key(|t| (t.load.estimate(), t.load.dispatched())),
             // Over slots, not processes: a restarted slot takes its own clients back, and a
             // slot with two ready processes (a replacement) scores once.
             Strategy::Sticky => KeyHash::of(&key.of(peer)).owner(ready.iter().copied(), |t| t.slot),
@@ -77,5 +83,54 @@ impl Distribution {
             // Held, never listening: the kernel must not queue connections on it.
             Distribution::ReusePort => BindMode::ReusePortHold,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use corral_protocol::{HandleChannel, seqpacket_pair};
+
+    use super::super::target::{Load, Target};
+    use super::super::untaken::Untaken;
+    use super::Strategy;
+    use crate::config::sticky_key::StickyKey;
+
+    fn target(slot: usize, dispatched: u64) -> Target {
+        let pair = seqpacket_pair().expect("socketpair");
+        let load = Arc::new(Load::default());
+        for _ in 0..dispatched {
+            load.dispatched_one();
+        }
+        // Every dispatched connection reported taken and closed: no load left.
+        load.report(0, dispatched);
+        Target {
+            slot,
+            generation: 1,
+            listen_id: 1,
+            channel: Arc::new(HandleChannel::new(pair.primary).expect("channel")),
+            accepting: Arc::new(AtomicBool::new(true)),
+            load,
+            untaken: Arc::new(Untaken::default()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_handed_out_again_goes_to_the_freshest_of_the_least_busy() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let (busy, spare) = (target(0, 500), target(2, 0));
+        let ready = [&busy, &spare];
+        for turn in 0..4 {
+            let picked = Strategy::Redispatch.pick(&ready, turn, peer, StickyKey::default()).expect("picked");
+            assert_eq!(picked.slot, 2, "turn {turn}: the promoted spare, dispatched nothing yet");
+        }
+        // Round robin alternates between them whatever their history.
+        let slots: Vec<usize> = (0..4)
+            .map(|turn| Strategy::RoundRobin.pick(&ready, turn, peer, StickyKey::default()).expect("picked").slot)
+            .collect();
+        assert_eq!(slots, [0, 2, 0, 2]);
     }
 }

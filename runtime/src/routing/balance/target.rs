@@ -44,6 +44,11 @@ impl Load {
         self.open.load(Ordering::Relaxed) + unseen
     }
 
+    /// Connections dispatched to the worker since it started.
+    pub(crate) fn dispatched(&self) -> u64 {
+        self.dispatched.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn dispatched_one(&self) {
         self.dispatched.fetch_add(1, Ordering::Relaxed);
     }

@@ -124,8 +124,18 @@ impl Group {
 
     /// Process `me` is gone: its socket leaves the group (returned, for the caller to close)
     /// unless it is its slot's current one, which the slot's next process takes over.
-    pub(crate) fn process_gone(&mut self, me: Member) -> Option<Arc<Socket>> {
+    ///
+    /// With `migrate` (the kernel moves a closed reuse-port socket's queue to another socket
+    /// of its group: `net.ipv4.tcp_migrate_req`), the current socket leaves too whenever
+    /// another process still serves on the group: what waits there is served at once by the
+    /// others instead of waiting for the slot's next process to start, which binds a socket
+    /// of its own.
+    pub(crate) fn process_gone(&mut self, me: Member, migrate: bool) -> Option<Arc<Socket>> {
         match self.current(me.slot) {
+            Some((current, _)) if current == me && migrate && self.served_by_another(me) => {
+                self.orphans.retain(|m| *m != me);
+                self.leave(me)
+            }
             Some((current, _)) if current == me => {
                 if !self.orphans.contains(&me) {
                     self.orphans.push(me);
@@ -134,6 +144,12 @@ impl Group {
             }
             _ => self.leave(me),
         }
+    }
+
+    /// Whether a socket of the group other than `me`'s has a live process on it (an orphan's
+    /// process is gone).
+    fn served_by_another(&self, me: Member) -> bool {
+        self.members.iter().any(|m| *m != me && !self.orphans.contains(m))
     }
 
     /// `member`'s socket.
@@ -225,5 +241,31 @@ mod tests {
         assert_eq!(group.index(0), Some(1));
         group.leave(old);
         assert_eq!(group.index(0), Some(0), "the last socket took the leaving one's index");
+    }
+
+    #[test]
+    fn a_dead_workers_socket_stays_for_its_slot_unless_the_kernel_moves_its_queue() {
+        let (a, b) = (Member { slot: 0, generation: 1 }, Member { slot: 1, generation: 1 });
+        let mut kept = Group::default();
+        kept.joined(a, socket(), true);
+        kept.joined(b, socket(), true);
+        assert!(kept.process_gone(a, false).is_none(), "kept, queue and all, for slot 0's next process");
+        assert_eq!(kept.index(0), Some(0));
+
+        let mut moved = Group::default();
+        moved.joined(a, socket(), true);
+        moved.joined(b, socket(), true);
+        assert!(moved.process_gone(a, true).is_some(), "closed: the kernel moves its queue to slot 1's");
+        assert_eq!(moved.index(0), None, "slot 0's next process binds a socket of its own");
+        let (_, joined) =
+            moved.socket_for(Member { slot: 0, generation: 2 }, false, || (*socket()).try_clone()).unwrap();
+        assert!(joined);
+
+        // The last process on the group keeps its socket whatever the setting: nobody would
+        // take a queue moved out of it.
+        let mut alone = Group::default();
+        alone.joined(a, socket(), true);
+        assert!(alone.process_gone(a, true).is_none());
+        assert_eq!(alone.index(0), Some(0));
     }
 }
