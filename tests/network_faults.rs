@@ -70,7 +70,7 @@ enum Links {
     /// (`tests/programs/link_emulator.py`) running in the switch namespace: it forwards each
     /// packet to the destination host's device, delays it, loses it or cuts a host off. For
     /// kernels built without netem (this VM's).
-    Emulator(Emulator),
+    Emulator(Box<Emulator>),
 }
 
 /// The link emulator: commands on its stdin, one answer a line on its stdout. It exits when
@@ -160,7 +160,7 @@ impl Net {
         }
         if emulate {
             let devs: Vec<(String, &str)> = IPS.iter().enumerate().map(|(i, ip)| (format!("{tag}t{i}"), *ip)).collect();
-            net.links = Links::Emulator(Emulator::start(&net.switch, &devs).await?);
+            net.links = Links::Emulator(Box::new(Emulator::start(&net.switch, &devs).await?));
             for (i, (dev, _)) in devs.iter().enumerate() {
                 // The device stays attached to the emulator's fd in its host's namespace.
                 sh(&["ip", "-n", &net.switch, "link", "set", dev, "netns", &net.hosts[i], "name", "eth0"])?;
