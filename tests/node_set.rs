@@ -2,7 +2,8 @@
 //! 127.0.0.1, 127.0.0.2 and 127.0.0.3 joined over ractor_cluster, driven as an operator does
 //! with `corral status --all`, `reload --all` and `broadcast`; a cross-node rolling reload
 //! under load through a small balancer in front of the three; a SIGKILLed primary reported
-//! down (and back when it returns); a node with another cookie refused.
+//! down (and back when it returns); a node with another cookie refused; a primary upgraded in
+//! place (`corral upgrade`) rejoining with no other node seeing it down or a worker lost.
 
 mod common;
 
@@ -72,6 +73,19 @@ struct Node {
 impl Node {
     /// Starts node `name` on `ip` with its node server on `port`, joining `join`.
     async fn start(dir: &Path, name: &str, ip: &str, port: u16, cookie: &Path, join: Option<SocketAddr>) -> Node {
+        Self::start_from(Path::new(CORRAL), dir, name, ip, port, cookie, join).await
+    }
+
+    /// [`start`](Self::start), the primary running the `corral` at `exe`.
+    async fn start_from(
+        exe: &Path,
+        dir: &Path,
+        name: &str,
+        ip: &str,
+        port: u16,
+        cookie: &Path,
+        join: Option<SocketAddr>,
+    ) -> Node {
         let control = dir.join(format!("{name}.sock"));
         let listen = format!("{ip}:0");
         let node_listen = format!("{ip}:{port}");
@@ -92,8 +106,9 @@ impl Node {
         if let Some(seed) = join {
             args.extend(["--join".into(), seed.to_string()]);
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let run = CorralRun::start(&args, &python(), &[], 1).await;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("run").args(&args).arg("--").args(python());
+        let run = CorralRun::start_command(cmd, false, 1).await;
         Node { run, control, name: name.into() }
     }
 
@@ -450,6 +465,156 @@ async fn reload_all_stops_at_the_first_node_that_fails_and_says_where() {
         node.run.signal(Signal::SIGTERM);
         let _ = node.run.exit().await;
     }
+}
+
+/// As a deploy does: copy beside, then rename over (`cp` writes it, so that no fork of this
+/// test process holds it open for writing when it is executed).
+fn deploy(src: &Path, dst: &Path) {
+    let tmp = dst.with_extension("new");
+    let status = std::process::Command::new("cp").arg(src).arg(&tmp).status().expect("run cp");
+    assert!(status.success(), "cp {} {}", src.display(), tmp.display());
+    std::fs::rename(&tmp, dst).expect("rename");
+}
+
+/// A directory removed when dropped.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether `node`'s part of a `status --all` answer is whole: listed up, and each of its two
+/// slots with a ready worker.
+fn node_whole(status: &Value, node: &str) -> bool {
+    let ready: HashSet<u64> = by_node(status)
+        .get(node)
+        .into_iter()
+        .flatten()
+        .filter(|w| w["state"] == "ready")
+        .filter_map(|w| w["slot"].as_u64())
+        .collect();
+    node_up(status, node) == Some(true) && ready == HashSet::from([0, 1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_upgraded_in_place_rejoins_and_no_other_node_sees_a_worker_lost() {
+    // The heartbeat bound: a peer silent this long is reported down (corral's default).
+    const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(2500);
+    let dir = temp_dir("upgrade");
+    // The copy of corral is large: removed whatever happens (after the nodes, dropped first).
+    let _removed = RemovedOnDrop(dir.clone());
+    let cookie = cookie_file(&dir, "cookie", "s3cret-cookie");
+    let ports: Vec<u16> = IPS.iter().map(|ip| free_port(ip)).collect();
+    let seed: SocketAddr = format!("{}:{}", IPS[0], ports[0]).parse().expect("seed");
+    // web-1 runs from a copy of corral, which the "deploy" replaces.
+    let exe = dir.join("corral");
+    deploy(Path::new(CORRAL), &exe);
+    let nodes = Arc::new(vec![
+        Node::start(&dir, "web-0", IPS[0], ports[0], &cookie, None).await,
+        Node::start_from(&exe, &dir, "web-1", IPS[1], ports[1], &cookie, Some(seed)).await,
+        Node::start(&dir, "web-2", IPS[2], ports[2], &cookie, Some(seed)).await,
+    ]);
+    let before = until_full(&nodes, &ALL).await.remove(0);
+    let pid = nodes[1].run.pid();
+    let pids = |s: &Value, node: &str| -> HashSet<u64> {
+        by_node(s).get(node).into_iter().flatten().filter_map(|w| w["pid"].as_u64()).collect()
+    };
+
+    // web-0 and web-2 ask `status --all` over and over while web-1 upgrades.
+    let start = tokio::time::Instant::now();
+    let stop = CancellationToken::new();
+    let watchers: Vec<_> = [0, 2]
+        .into_iter()
+        .map(|i| {
+            let (nodes, stop) = (nodes.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.is_cancelled() {
+                    let status = nodes[i].status_all().await;
+                    seen.push((start.elapsed(), status));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                seen
+            })
+        })
+        .collect();
+    deploy(Path::new(CORRAL), &exe);
+    let (code, out, err) = nodes[1].ctl(&["upgrade", "--timeout", "30s"]).await;
+    assert_eq!(code, Some(0), "corral upgrade: {out}{err}");
+    let upgraded = start.elapsed();
+    // Whole again on every node, web-1's workers a generation on.
+    for i in 0..3 {
+        until(&nodes[i], "web-1 upgraded and whole", TIMEOUT, |s| {
+            full_view(s, &ALL) && !pids(s, "web-1").is_empty() && pids(s, "web-1").is_disjoint(&pids(&before, "web-1"))
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    let mut gaps = Vec::new();
+    let mut unreachable = std::collections::BTreeSet::new();
+    for (watcher, seen) in [0, 2].into_iter().zip(watchers) {
+        let seen = seen.await.expect("watcher");
+        let name = ALL[watcher];
+        // web-1 never reported down, and never a worker of web-0 or web-2 missing; while
+        // web-1's workers are out of the answer (between the exec and the rejoin), the
+        // answer says so: web-1 is named unreachable, never left out silently.
+        for (at, status) in &seen {
+            assert!(status.is_object(), "{name}: no status --all answer at {at:?}");
+            assert_ne!(node_up(status, "web-1"), Some(false), "{name} saw web-1 down at {at:?}: {status:#}");
+            for other in ["web-0", "web-2"] {
+                assert!(node_whole(status, other), "{name}: {other} not whole at {at:?}: {status:#}");
+            }
+            if !node_whole(status, "web-1") {
+                let said = status["unreachable"].as_array().into_iter().flatten().filter_map(Value::as_str);
+                let said: Vec<&str> = said.filter(|u| u.starts_with("node web-1:")).collect();
+                assert!(!said.is_empty(), "{name}: web-1's workers left out silently at {at:?}: {status:#}");
+                unreachable.insert(said[0].to_string());
+            }
+        }
+        // The longest stretch in which web-1 was not whole (its workers out of the answer):
+        // from the last whole answer before it to the first whole one after.
+        let mut gap = Duration::ZERO;
+        let mut last_whole = Duration::ZERO;
+        let mut missing = false;
+        for (at, status) in &seen {
+            if node_whole(status, "web-1") {
+                if missing {
+                    gap = gap.max(*at - last_whole);
+                    missing = false;
+                }
+                last_whole = *at;
+            } else {
+                missing = true;
+            }
+        }
+        assert!(!missing, "{name}: web-1 not whole at the end");
+        assert!(gap <= HEARTBEAT_TIMEOUT, "{name}: web-1's workers were out of status --all for {gap:?}");
+        gaps.push(format!("{name} {gap:.2?}"));
+    }
+    let after = nodes[0].status_all().await;
+    assert_eq!(nodes[1].run.pid(), pid, "the same pid");
+    for node in ["web-0", "web-2"] {
+        assert_eq!(pids(&after, node), pids(&before, node), "{node}'s workers untouched");
+    }
+    // web-0 and web-2 stopped before web-1 (which they must not see go down); then no log
+    // says web-1 went down.
+    let mut nodes = Arc::try_unwrap(nodes).ok().expect("watchers are done");
+    nodes.swap(1, 2);
+    for node in nodes {
+        node.run.signal(Signal::SIGTERM);
+        let name = node.name.clone();
+        let (code, stderr) = node.run.exit().await;
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        let downs: Vec<&str> = stderr.lines().filter(|l| l.contains("node down") && l.contains("node=web-1")).collect();
+        assert!(downs.is_empty(), "{name} saw web-1 down: {downs:#?}");
+    }
+    eprintln!(
+        "web-1 upgraded in place in {upgraded:.2?}; its workers out of status --all at most: {}; said meanwhile: {unreachable:?}",
+        gaps.join(", ")
+    );
 }
 
 /// A library cluster of the `node_set` example, its stdout collected.

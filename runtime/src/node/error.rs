@@ -66,6 +66,10 @@ pub enum Silence {
     /// The task asking it failed.
     #[error("the question's task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+    /// It is up (heard from within the heartbeat timeout) but has no session now: the
+    /// session closed and is being redialled (the peer restarted or was upgraded in place).
+    #[error("no session now: it closed and is being redialled")]
+    NoSession,
 }
 
 /// Why this node could not answer a peer's question (its Display is the wire's `error`).

@@ -29,6 +29,7 @@ mod msg;
 mod watch;
 pub mod wire;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,7 +72,11 @@ pub struct NodeStatus {
     pub workers: Vec<Value>,
     /// Every node known: this one and its peers, up or down.
     pub nodes: Vec<PeerState>,
-    /// Group members that did not answer (a peer hanging, or leaving).
+    /// The nodes whose workers are missing from `workers` though no node reported them
+    /// down, each as `node NAME: …` saying why: a member that did not answer in time (a peer
+    /// hanging or cut off, not yet reported down) or answered with an error, or a peer with
+    /// no session now (it closed and is being redialled: the peer restarted or was upgraded
+    /// in place).
     pub unreachable: Vec<String>,
 }
 
@@ -107,6 +112,7 @@ pub struct NodeSet {
     group: String,
     listen: std::net::SocketAddr,
     peers: SharedPeers,
+    server: ActorRef<NodeServerMessage>,
 }
 
 impl std::fmt::Debug for NodeSet {
@@ -150,8 +156,8 @@ pub(crate) async fn start(node: NodeConfig, group: String, local: Arc<dyn LocalN
             subscription: Box::new(watch::Watch { agent: agent.clone() }),
         })
         .map_err(|_| start_err(NodeStartError::Subscribe))?;
-    tokio::spawn(links.maintain(server, interval.min(Duration::from_millis(500)), user_timeout));
-    Ok(NodeSet { name: node.name, group, listen, peers })
+    tokio::spawn(links.maintain(server.clone(), interval.min(Duration::from_millis(500)), user_timeout));
+    Ok(NodeSet { name: node.name, group, listen, peers, server })
 }
 
 impl NodeSet {
@@ -207,11 +213,32 @@ impl NodeSet {
         }
     }
 
-    /// Every agent's answer to `request`, asked at once, by node name.
+    /// The node names of the group's members' sessions, by ractor node id (a member whose
+    /// session has not said its name yet is not there).
+    async fn session_names(&self) -> HashMap<u64, String> {
+        let Ok(sessions) = ractor::call_t!(self.server, NodeServerMessage::GetSessions, 1000) else {
+            return HashMap::new();
+        };
+        sessions
+            .into_iter()
+            .filter_map(|(id, s)| Some((id, agent::node_name(&s.peer_name?.name).to_string())))
+            .collect()
+    }
+
+    /// Every agent's answer to `request`, asked at once, by node name; a member that did not
+    /// answer is named by its node's name where its session said it.
     async fn ask_all(&self, request: Request, timeout: Duration) -> Vec<Result<(String, Value), NodeError>> {
+        let names = self.session_names().await;
         let asks = self.members().into_iter().map(|member| {
             let request = request.clone();
-            tokio::spawn(async move { Self::ask(&member, &request, timeout).await })
+            let id = member.get_id();
+            let name = if id.is_local() { Some(self.name.clone()) } else { names.get(&id.node()).cloned() };
+            tokio::spawn(async move {
+                Self::ask(&member, &request, timeout).await.map_err(|e| match (e, name) {
+                    (NodeError::Unreachable { silence, .. }, Some(node)) => NodeError::Unreachable { node, silence },
+                    (e, _) => e,
+                })
+            })
         });
         let mut out = Vec::new();
         for ask in asks.collect::<Vec<_>>() {
@@ -231,13 +258,18 @@ impl NodeSet {
     }
 
     /// Every worker of every node, each row with its `node`, plus the nodes known and the
-    /// members that did not answer.
+    /// nodes whose workers are not in the answer though they are up: members that did not
+    /// answer, and peers up (heard from within the heartbeat timeout) with no session now
+    /// (it closed and is being redialled: the peer restarted, upgraded in place, or the
+    /// network blinked) — never left out silently.
     pub async fn status_all(&self) -> NodeStatus {
         let mut workers = Vec::new();
         let mut unreachable = Vec::new();
+        let mut named = HashSet::new();
         for answer in self.ask_all(Request::Status, STATUS_TIMEOUT).await {
             match answer {
                 Ok((node, data)) => {
+                    named.insert(node.clone());
                     for mut row in data.get("workers").and_then(Value::as_array).cloned().unwrap_or_default() {
                         if let Value::Object(map) = &mut row {
                             map.insert("node".into(), Value::from(node.clone()));
@@ -245,10 +277,24 @@ impl NodeSet {
                         workers.push(row);
                     }
                 }
-                Err(e) => unreachable.push(e.to_string()),
+                Err(e) => {
+                    // Named already (by its node's name where known).
+                    if let NodeError::Unreachable { node, .. }
+                    | NodeError::Failed { node, .. }
+                    | NodeError::Empty { node } = &e
+                    {
+                        named.insert(node.clone());
+                    }
+                    unreachable.push(e.to_string());
+                }
             }
         }
-        NodeStatus { workers, nodes: self.nodes(), unreachable }
+        let nodes = self.nodes();
+        for peer in nodes.iter().filter(|p| p.up && p.node != self.name && !named.contains(&p.node)) {
+            unreachable
+                .push(NodeError::Unreachable { node: peer.node.clone(), silence: Silence::NoSession }.to_string());
+        }
+        NodeStatus { workers, nodes, unreachable }
     }
 
     /// Sends `message` (the cluster's message type, as every node decodes it) to every worker
