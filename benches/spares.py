@@ -4,6 +4,8 @@
     cargo build --release --bins --examples
     python3 benches/spares.py                 # every setup, 20 kills each, alternating
     python3 benches/spares.py --kills 10 lib  # only setups whose label contains a word
+    # with net.ipv4.tcp_migrate_req=1, in a network namespace of its own (root):
+    unshare -n sh -c 'ip link set lo up; echo 1 > /proc/sys/net/ipv4/tcp_migrate_req; python3 benches/spares.py run/node'
 
 Setups (2 serving workers each; kills alternate between the setups, one kill per setup per
 round, each setup its own long-running cluster):
@@ -46,6 +48,7 @@ def setups():
 class Server:
     def __init__(self, label, argv, processes):
         self.label, self.processes = label, processes
+        self.last_kill = 0.0
         env = dict(os.environ, RUST_LOG="warn")
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(f"/tmp/spares-{label.replace('/', '-').replace(' ', '-')}.err", "w"), text=True,
                                   start_new_session=True, env=env)
@@ -144,8 +147,15 @@ def one_kill(srv):
     if not old:
         return None, 0
     victim = max(old, key=age)
+    # Kills of one cluster >= 2.1 s apart: each slot then dies at most 3 times in 10 s, inside
+    # the default restart intensity (5 in 10 s), whatever how few setups run (with only two,
+    # the rounds alone are too quick, and a spares=0 cluster gave up).
+    wait = srv.last_kill + 2.1 - time.perf_counter()
+    if wait > 0:
+        time.sleep(wait)
     failed = 0
     t = time.perf_counter()
+    srv.last_kill = t
     os.kill(victim, signal.SIGKILL)
     while time.perf_counter() < t + 3:
         try:

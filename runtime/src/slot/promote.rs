@@ -61,11 +61,13 @@ where
         let current = proc.role == Role::Current;
         proc.set_accepting(false);
         self.publish_accepting();
-        self.args.listeners.unregister(slot, generation);
         if current {
             self.args.spares.set_ready(slot, None);
             self.hand_to_spare();
         }
+        // After the spare took the place: what the worker never took is handed out again
+        // (by its watcher, on `gone`), and may go to that spare.
+        self.args.listeners.unregister(slot, generation);
     }
 
     /// `Activate`: this slot held a spare and is active now; its ready process takes

@@ -250,6 +250,11 @@ impl Untaken {
                 }
             }
             if queued.ended {
+                // The worker is dying. Its slot is told the same moment (its frame stream
+                // closes too) and says `gone` once it has acted: it takes the worker out and
+                // puts a warm spare in its place first, so what is handed out below can go to
+                // that spare rather than to whoever was next before.
+                self.gone.cancelled().await;
                 break;
             }
         }
