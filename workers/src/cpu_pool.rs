@@ -11,7 +11,8 @@
 //! * `pool`: the actor, [`CpuPool`], and its state;
 //! * `handle`: [`CpuPoolHandle`], what callers keep, and [`CpuPoolMsg`], the actor's messages;
 //! * `task`: [`CpuTask`], a queued task as its caller awaits it;
-//! * `thread`: the pool threads' side (the job queue, the thread loop, the live counters);
+//! * `thread`: the pool threads' side (the job queue, the thread loop, the live counters,
+//!   the threads, spawned by the first task);
 //! * `spin`: when an awaited task spins instead of letting its runtime park;
 //! * `config`, `stats`, `error`: [`CpuPoolConfig`], [`CpuPoolStats`], [`CpuPoolError`].
 

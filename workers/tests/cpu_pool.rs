@@ -397,7 +397,8 @@ fn count_thread_exit(exits: &Arc<AtomicUsize>) {
 async fn stopping_refuses_new_tasks_runs_the_queued_ones_and_joins_the_threads() {
     bounded(async {
         let (pool, actor) = start(CpuPoolConfig::default().threads(2).queue_capacity(3).thread_name("cp-stop")).await;
-        // A thread names itself once it runs.
+        // The threads start with the first task; a thread names itself once it runs.
+        assert_eq!(pool.run(|| ()).await, Ok(()));
         eventually("the threads to be named", || threads_named("cp-stop-") == 2).await;
         let (gate, entered) = (Gate::new(), Count::new());
         let exits = Arc::new(AtomicUsize::new(0));
@@ -441,7 +442,7 @@ async fn stopping_refuses_new_tasks_runs_the_queued_ones_and_joins_the_threads()
         }
         assert_eq!(results, [Some(0), Some(1), Some(2), Some(3), Some(4)]);
         let s = pool.stats();
-        assert_eq!((s.done, s.queued, s.running, s.accepted), (5, 0, 0, 5));
+        assert_eq!((s.done, s.queued, s.running, s.accepted), (6, 0, 0, 6));
         // Stopping again is harmless.
         pool.stop().await;
         assert_eq!(pool.submit(|| None::<u32>).await.unwrap_err(), CpuPoolError::Stopped);
@@ -507,22 +508,67 @@ async fn invalid_configs_are_refused() {
 }
 
 #[tokio::test]
-async fn a_thread_that_cannot_spawn_fails_the_start_with_its_cause() {
-    // A 1 PiB stack is more than the address space: the spawn fails, nothing panics.
-    let err = CpuPool::start(CpuPoolConfig::default().threads(1).stack_size(1 << 50)).await.unwrap_err();
-    assert!(matches!(err, CpuPoolError::Start(_)), "{err:?}");
-    // The chain: Start -> ractor's SpawnErr -> Thread { index: 0 } -> the io::Error.
-    let mut chain = Vec::new();
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-    while let Some(e) = next {
-        chain.push(e);
-        next = e.source();
-    }
-    let thread = chain
-        .iter()
-        .find_map(|e| e.downcast_ref::<CpuPoolError>().filter(|e| matches!(e, CpuPoolError::Thread { .. })));
-    assert!(matches!(thread, Some(CpuPoolError::Thread { index: 0, .. })), "{err:?}");
-    assert!(chain.last().unwrap().downcast_ref::<std::sync::Arc<std::io::Error>>().is_some(), "{err:?}");
+async fn a_thread_that_cannot_spawn_fails_the_first_task_with_its_cause() {
+    bounded(async {
+        // A 1 PiB stack is more than the address space: the spawn fails, nothing panics. The
+        // pool itself starts (its threads start with the first task).
+        let (pool, actor) = start(CpuPoolConfig::default().threads(1).stack_size(1 << 50)).await;
+        for attempt in 0..2 {
+            let err = pool.run(|| 1).await.unwrap_err();
+            assert!(matches!(err, CpuPoolError::Thread { index: 0, .. }), "attempt {attempt}: {err:?}");
+            let source = std::error::Error::source(&err).expect("the io::Error");
+            assert!(source.downcast_ref::<std::sync::Arc<std::io::Error>>().is_some(), "{err:?}");
+        }
+        let err = pool.try_run(|| 1).unwrap_err();
+        assert!(matches!(err, CpuPoolError::Thread { index: 0, .. }), "{err:?}");
+        // Nothing was queued, no permit was lost, nothing was spawned.
+        let s = pool.stats();
+        assert_eq!((s.accepted, s.queued, s.rejected), (0, 0, 0));
+        assert_eq!(pool.started_threads(), 0);
+        pool.stop().await;
+        actor.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_threads_start_with_the_first_task_not_with_the_pool() {
+    bounded(async {
+        let (pool, actor) = start(CpuPoolConfig::default().threads(3).thread_name("cp-lazy")).await;
+        // Stats and handles do not start anything.
+        let _ = pool.stats();
+        let other = CpuPoolHandle::connect(pool.actor()).await.expect("a second handle");
+        assert_eq!(other.threads(), 3);
+        assert_eq!(pool.started_threads(), 0);
+        assert_eq!(threads_named("cp-lazy-"), 0, "no thread before the first task");
+
+        assert_eq!(other.try_run(|| 5).expect("room").await, Ok(5));
+        assert_eq!(pool.started_threads(), 3);
+        eventually("the three threads to be named", || threads_named("cp-lazy-") == 3).await;
+        // Later tasks spawn nothing more.
+        for i in 0..10 {
+            assert_eq!(pool.run(move || i).await, Ok(i));
+        }
+        assert_eq!(threads_named("cp-lazy-"), 3);
+        pool.stop().await;
+        actor.await.unwrap();
+        eventually("the threads to be joined", || threads_named("cp-lazy-") == 0).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pool_that_never_ran_a_task_stops_without_threads() {
+    bounded(async {
+        let (pool, actor) = start(CpuPoolConfig::default().threads(2).thread_name("cp-idle")).await;
+        pool.stop().await;
+        actor.await.unwrap();
+        assert_eq!(pool.started_threads(), 0);
+        assert_eq!(threads_named("cp-idle-"), 0);
+        assert_eq!(pool.run(|| 1).await, Err(CpuPoolError::Stopped));
+        assert_eq!(pool.started_threads(), 0, "a refused task spawns nothing");
+    })
+    .await;
 }
 
 #[test]

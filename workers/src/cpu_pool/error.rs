@@ -31,9 +31,10 @@ pub enum CpuPoolError {
     /// The config is invalid ([`CpuPoolConfig::validate`](crate::CpuPoolConfig::validate)).
     #[error("invalid CPU pool config: {0}")]
     Config(#[from] CpuPoolConfigFault),
-    /// A pool thread could not be spawned (the actor's `pre_start` fails with this; callers
-    /// of [`CpuPool::start`](crate::CpuPool::start) get it as the source of a
-    /// [`Start`](Self::Start)).
+    /// A pool thread could not be spawned. The threads start with the pool's first task, so
+    /// the [`run`](crate::CpuPoolHandle::run), [`submit`](crate::CpuPoolHandle::submit) or
+    /// [`try_run`](crate::CpuPoolHandle::try_run) that triggered the spawn fails with this
+    /// (its task is not queued); the next task tries again.
     #[error("the CPU pool could not start: cannot spawn pool thread {index}: {source}")]
     Thread {
         /// The thread's index in the pool.
@@ -42,8 +43,7 @@ pub enum CpuPoolError {
         #[source]
         source: Arc<io::Error>,
     },
-    /// The pool actor could not start (its source says why, e.g. a [`Thread`](Self::Thread)
-    /// failure).
+    /// The pool actor could not start (its source says why).
     #[error("the CPU pool could not start: {0}")]
     Start(#[source] Arc<ractor::SpawnErr>),
 }

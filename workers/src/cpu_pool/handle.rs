@@ -112,7 +112,8 @@ impl CpuPoolHandle {
     /// # Errors
     ///
     /// [`CpuPoolError::Panicked`] when `f` panicked, [`CpuPoolError::Stopped`] when the pool
-    /// stopped before taking the task.
+    /// stopped before taking the task, [`CpuPoolError::Thread`] when this was the pool's first
+    /// task and a thread could not be spawned.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -141,7 +142,8 @@ impl CpuPoolHandle {
     ///
     /// # Errors
     ///
-    /// [`CpuPoolError::Stopped`] when the pool stopped.
+    /// [`CpuPoolError::Stopped`] when the pool stopped, [`CpuPoolError::Thread`] when this
+    /// was the pool's first task and a thread could not be spawned.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -174,7 +176,9 @@ impl CpuPoolHandle {
     /// # Errors
     ///
     /// [`CpuPoolError::Busy`] at once when the queue is full (counted in
-    /// [`CpuPoolStats::rejected`]), [`CpuPoolError::Stopped`] when the pool stopped.
+    /// [`CpuPoolStats::rejected`]), [`CpuPoolError::Stopped`] when the pool stopped,
+    /// [`CpuPoolError::Thread`] when this was the pool's first task and a thread could not be
+    /// spawned.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -244,6 +248,26 @@ impl CpuPoolHandle {
     /// ```
     pub fn threads(&self) -> usize {
         self.shared.threads
+    }
+
+    /// How many pool threads have been spawned: 0 until the pool's first task, then
+    /// [`threads`](Self::threads) (it counts threads spawned over the pool's life, so it does
+    /// not go down when the pool stops).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), corral_workers::CpuPoolError> {
+    /// use corral_workers::{CpuPool, CpuPoolConfig};
+    ///
+    /// let (pool, _actor) = CpuPool::start(CpuPoolConfig::default().threads(2)).await?;
+    /// assert_eq!(pool.started_threads(), 0);
+    /// pool.run(|| ()).await?;
+    /// assert_eq!(pool.started_threads(), 2);
+    /// # pool.stop().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn started_threads(&self) -> usize {
+        self.shared.started.load(Ordering::Acquire)
     }
 
     /// The number of places in the queue.

@@ -1,18 +1,18 @@
-//! The pool actor, [`CpuPool`]: it spawns the threads, owns their lifecycle and answers
-//! [`CpuPoolMsg`]s. Its docs hold the pool's design and stopping rules.
+//! The pool actor, [`CpuPool`]: it owns the threads' lifecycle (they are spawned by the
+//! first task) and answers [`CpuPoolMsg`]s. Its docs hold the pool's design and stopping rules.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::config::CpuPoolConfig;
 use super::error::CpuPoolError;
 use super::handle::{CpuPoolHandle, CpuPoolMsg};
 use super::spin::SpinPolicy;
-use super::thread::{Counters, Shared, thread_main};
+use super::thread::{Counters, Shared, Threads};
 
 /// The pool actor: a fixed set of dedicated OS threads for CPU-heavy work inside a worker.
 ///
@@ -31,10 +31,18 @@ use super::thread::{Counters, Shared, thread_main};
 ///   whose threads come and go and are shared with tokio's own blocking I/O). There are
 ///   [`CpuPoolConfig::threads`] of them, [`default_threads`](crate::default_threads) by default: the machine's cores
 ///   shared out among the cluster's workers, so `workers × threads` does not oversubscribe it.
-/// - **The actor** ([`CpuPool`]) owns the threads' lifecycle: it spawns them in `pre_start`,
-///   holds their join handles, answers [`CpuPoolMsg`]s and, when it stops, closes the queue,
-///   lets the queued tasks run and joins the threads. Link it under the worker's actor to
-///   have it stop with it.
+/// - **The threads start with the first task**, not with the pool: the first
+///   [`run`](CpuPoolHandle::run), [`submit`](CpuPoolHandle::submit) or
+///   [`try_run`](CpuPoolHandle::try_run) spawns all of them before it queues its task
+///   (about 50 µs per thread, once). A worker whose handlers never use the pool stays a
+///   single-threaded process, which spares it glibc's multi-thread costs (cancellation points
+///   around every system call, locked malloc arenas). If a spawn fails, the task that
+///   triggered it fails with [`CpuPoolError::Thread`], the threads already spawned stay, and
+///   the next task spawns the rest. [`CpuPoolHandle::started_threads`] says how many there are.
+/// - **The actor** ([`CpuPool`]) owns the threads' lifecycle: it creates the queue in
+///   `pre_start`, answers [`CpuPoolMsg`]s and, when it stops, closes the queue (no thread is
+///   spawned after that), lets the queued tasks run and joins the threads that were spawned.
+///   Link it under the worker's actor to have it stop with it.
 /// - **The hot path does not go through the actor.** A task going through a ractor mailbox
 ///   would pay a hop through the event loop both ways. Instead a [`CpuPoolHandle`] (cheap to
 ///   clone, what handlers keep) sends the task straight to the threads over a
@@ -106,13 +114,13 @@ use super::thread::{Counters, Shared, thread_main};
 pub struct CpuPool;
 
 impl CpuPool {
-    /// Spawns the pool actor (unnamed, unlinked) and its threads, and returns a handle and
-    /// the actor's join handle.
+    /// Spawns the pool actor (unnamed, unlinked) and returns a handle and the actor's join
+    /// handle. The pool's threads start with its first task.
     ///
     /// # Errors
     ///
-    /// [`CpuPoolError::Config`] for an invalid config, [`CpuPoolError::Start`] when a thread
-    /// or the actor cannot start.
+    /// [`CpuPoolError::Config`] for an invalid config, [`CpuPoolError::Start`] when the actor
+    /// cannot start.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -182,17 +190,14 @@ impl CpuPool {
 #[derive(Debug)]
 pub struct CpuPoolState {
     shared: Arc<Shared>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    /// One per thread: completes when the thread has left its loop.
-    exited: Vec<oneshot::Receiver<()>>,
 }
 
 impl Drop for CpuPoolState {
     fn drop(&mut self) {
         // After `post_stop` this does nothing. When the actor was killed or failed (no
-        // `post_stop`), or did not finish starting, the threads still get their exits: they
-        // finish the queue and end on their own.
-        self.shared.close(self.threads.len());
+        // `post_stop`), the threads spawned still get their exits: they finish the queue and
+        // end on their own.
+        self.shared.close();
     }
 }
 
@@ -217,27 +222,11 @@ impl Actor for CpuPool {
             threads: config.threads,
             capacity: config.queue_capacity,
             spin: SpinPolicy::new(config.spin),
+            // No thread yet: the first task spawns them.
+            started: AtomicUsize::new(0),
+            spawned: Mutex::new(Threads::new(rx, config.thread_name, config.stack_size, config.threads)),
         });
-        let mut state = CpuPoolState {
-            shared,
-            threads: Vec::with_capacity(config.threads),
-            exited: Vec::with_capacity(config.threads),
-        };
-        for index in 0..config.threads {
-            let mut builder = std::thread::Builder::new().name(format!("{}-{index}", config.thread_name));
-            if let Some(bytes) = config.stack_size {
-                builder = builder.stack_size(bytes);
-            }
-            let (exited_tx, exited_rx) = oneshot::channel();
-            let (rx, shared) = (rx.clone(), state.shared.clone());
-            // On failure `state` drops here and its `Drop` stops the threads already spawned.
-            let thread = builder
-                .spawn(move || thread_main(rx, shared, exited_tx))
-                .map_err(|e| CpuPoolError::Thread { index, source: Arc::new(e) })?;
-            state.threads.push(thread);
-            state.exited.push(exited_rx);
-        }
-        Ok(state)
+        Ok(CpuPoolState { shared })
     }
 
     async fn handle(
@@ -263,13 +252,19 @@ impl Actor for CpuPool {
         _myself: ActorRef<CpuPoolMsg>,
         state: &mut CpuPoolState,
     ) -> Result<(), ActorProcessingErr> {
-        state.shared.close(state.threads.len());
+        state.shared.close();
+        // Only the threads that were spawned (none if the pool never ran a task). No thread
+        // is spawned after `close`, so this list is final.
+        let (exited, threads) = {
+            let mut spawned = state.shared.threads_spawned();
+            (std::mem::take(&mut spawned.exited), std::mem::take(&mut spawned.handles))
+        };
         // Await (without blocking the event loop) each thread leaving its loop, which it does
         // after the queued tasks; then `join` only waits for the thread's teardown.
-        for exited in state.exited.drain(..) {
+        for exited in exited {
             let _ = exited.await;
         }
-        for thread in state.threads.drain(..) {
+        for thread in threads {
             // A pool thread cannot panic (every call into the caller's code is under
             // `catch_unwind`); were it to, there would be nothing more to clean up.
             let _ = thread.join();

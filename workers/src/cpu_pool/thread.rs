@@ -1,10 +1,10 @@
-//! The pool's side of a task: the type-erased job, the thread loop, and the counters the
-//! threads keep.
+//! The pool's side of a task: the type-erased job, the thread loop, the counters the
+//! threads keep, and the threads themselves, spawned on the first task.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -130,6 +130,42 @@ pub(super) struct Shared {
     pub capacity: usize,
     /// When awaited tasks spin ([`CpuPoolConfig::spin`](super::CpuPoolConfig::spin)).
     pub spin: SpinPolicy,
+    /// How many threads have been spawned (over the pool's life: it does not go down when
+    /// they end). Equal to `threads` once all are: the submitters' fast path.
+    pub started: AtomicUsize,
+    /// The threads spawned so far (what a stop sends exits to and joins), and what the
+    /// missing ones are spawned with.
+    pub spawned: Mutex<Threads>,
+}
+
+/// The pool's threads: none until the first task, then all of them (a worker that never uses
+/// its pool stays single-threaded, and glibc keeps its single-thread fast paths).
+#[derive(Debug)]
+pub(super) struct Threads {
+    /// The queue's receiving end, cloned into each new thread; dropped when the pool closes,
+    /// so that nothing spawns after the stop.
+    pub rx: Option<Receiver<Job>>,
+    /// The thread-name prefix ([`CpuPoolConfig::thread_name`](super::CpuPoolConfig::thread_name)).
+    pub name: String,
+    /// [`CpuPoolConfig::stack_size`](super::CpuPoolConfig::stack_size).
+    pub stack_size: Option<usize>,
+    /// Join handles of the threads spawned, in index order.
+    pub handles: Vec<std::thread::JoinHandle<()>>,
+    /// One per spawned thread: completes when the thread has left its loop.
+    pub exited: Vec<oneshot::Receiver<()>>,
+}
+
+impl Threads {
+    /// No thread yet: they will take their tasks from `rx`.
+    pub fn new(rx: Receiver<Job>, name: String, stack_size: Option<usize>, threads: usize) -> Self {
+        Threads {
+            rx: Some(rx),
+            name,
+            stack_size,
+            handles: Vec::with_capacity(threads),
+            exited: Vec::with_capacity(threads),
+        }
+    }
 }
 
 impl Shared {
@@ -139,10 +175,15 @@ impl Shared {
     /// exits: either this sees `closed` set, or `close` sees this submitter and waits for its
     /// send to finish before it sends the exits (both sides use `SeqCst`, so one of the two
     /// orders holds).
-    pub fn send(&self, task: Box<dyn ErasedTask>) -> Result<(), CpuPoolError> {
+    ///
+    /// The first task spawns the threads (see [`start`](Self::start)); a spawn that fails
+    /// fails this task with [`CpuPoolError::Thread`], and the next task tries again.
+    pub fn send(self: &Arc<Self>, task: Box<dyn ErasedTask>) -> Result<(), CpuPoolError> {
         self.submitting.fetch_add(1, Ordering::SeqCst);
         let result = if self.closed.load(Ordering::SeqCst) {
             Err(CpuPoolError::Stopped)
+        } else if let Err(e) = self.start() {
+            Err(e)
         } else {
             self.counters.accepted.fetch_add(1, Ordering::Relaxed);
             self.counters.queued.fetch_add(1, Ordering::Relaxed);
@@ -160,9 +201,48 @@ impl Shared {
         result
     }
 
-    /// Stops accepting and tells `threads` threads to exit once the tasks already queued are
-    /// done. Returns false when the pool was already closed.
-    pub fn close(&self, threads: usize) -> bool {
+    /// Spawns the threads not spawned yet, unless all are. Called by a submitter between its
+    /// check of `closed` and its send, so [`close`](Self::close) (which waits for such
+    /// submitters) sees every thread spawned here.
+    fn start(self: &Arc<Self>) -> Result<(), CpuPoolError> {
+        if self.started.load(Ordering::Acquire) == self.threads {
+            return Ok(());
+        }
+        let mut spawned = self.threads_spawned();
+        let Some(rx) = spawned.rx.clone() else {
+            // Closed meanwhile (the caller saw `closed` unset an instant before).
+            return Err(CpuPoolError::Stopped);
+        };
+        while spawned.handles.len() < self.threads {
+            let index = spawned.handles.len();
+            let mut builder = std::thread::Builder::new().name(format!("{}-{index}", spawned.name));
+            if let Some(bytes) = spawned.stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            let (exited_tx, exited_rx) = oneshot::channel();
+            let (rx, shared) = (rx.clone(), self.clone());
+            // On failure the threads spawned so far stay (a stop joins them); the next task
+            // spawns the rest.
+            let handle = builder
+                .spawn(move || thread_main(rx, shared, exited_tx))
+                .map_err(|e| CpuPoolError::Thread { index, source: Arc::new(e) })?;
+            spawned.handles.push(handle);
+            spawned.exited.push(exited_rx);
+            self.started.fetch_add(1, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// The threads, locked. Nothing panics while holding the lock, but a poisoned lock is
+    /// still usable: its data is a list of handles, consistent after every push.
+    pub fn threads_spawned(&self) -> MutexGuard<'_, Threads> {
+        self.spawned.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops accepting and tells every thread spawned to exit once the tasks already queued
+    /// are done; no thread is spawned after this. Returns false when the pool was already
+    /// closed.
+    pub fn close(&self) -> bool {
         if self.closed.swap(true, Ordering::SeqCst) {
             return false;
         }
@@ -173,7 +253,10 @@ impl Shared {
         while self.submitting.load(Ordering::SeqCst) != 0 {
             std::thread::yield_now();
         }
-        for _ in 0..threads {
+        // No submitter is spawning now, and none will (they all see `closed`).
+        let mut spawned = self.threads_spawned();
+        spawned.rx = None;
+        for _ in 0..spawned.handles.len() {
             // Cannot fail: every thread holds a receiver until it takes its exit.
             let _ = self.tx.send(Job::Exit);
         }
