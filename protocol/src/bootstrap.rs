@@ -30,8 +30,10 @@ pub const IPC_FD: RawFd = 3;
 /// The fd number of the worker's end of the handle channel (`SOCK_SEQPACKET`).
 pub const HANDLE_FD: RawFd = 4;
 /// The fd number of the write end of the worker's hang-report pipe: when the primary sends
-/// [`HANG_DUMP_SIGNAL`] to a worker that stopped answering heartbeats, the worker writes a
-/// symbolised backtrace of its event-loop thread here, ended by a NUL byte. Optional: a
+/// [`HANG_DUMP_SIGNAL`] to a worker that stopped answering heartbeats, the worker's signal
+/// handler writes a raw backtrace of its event-loop thread here, one
+/// [`hang_record`](crate::hang_record) in one atomic write, which the primary names from the
+/// worker's `/proc/PID/maps`. Optional: a
 /// worker without it (or one that does not catch the signal) is diagnosed from `/proc` only.
 pub const HANG_FD: RawFd = 5;
 /// The real-time signal (`SIGRTMIN+3` under glibc: 37) a corral worker catches to dump a

@@ -15,6 +15,8 @@
 //! * [`call`]: typed request/response ([`ReplyTo`], [`PendingCalls`], [`CallError`]).
 //! * [`bootstrap`]: how a worker process finds its ends of the socketpairs (fixed fd numbers,
 //!   named in the environment).
+//! * [`hang_record`]: the raw backtrace a hung worker's signal handler writes for the primary
+//!   to name.
 //!
 //! Linux only.
 //!
@@ -46,6 +48,7 @@ mod envelope;
 mod error;
 mod handle;
 mod handshake;
+pub mod hang_record;
 mod listen;
 mod outgoing;
 mod propagation;

@@ -1,49 +1,41 @@
-//! Hang dumps: a backtrace of the event-loop thread on [`HANG_DUMP_SIGNAL`], for the primary
-//! to record before it kills a worker that stopped answering heartbeats.
+//! Hang dumps: a raw backtrace of the event-loop thread on [`HANG_DUMP_SIGNAL`], for the
+//! primary to name and record before it kills a worker that stopped answering heartbeats.
 //!
-//! Three parts, so that nothing that allocates or locks runs in the signal handler:
+//! Nothing that allocates or locks runs in the signal handler, and the worker starts no thread
+//! for this (a worker is a single-threaded process unless its code asks for more):
 //!
 //! 1. [`install`] (on the event-loop thread, at start) records that thread's id and the top
-//!    of its stack, makes sure it has an alternate signal stack, creates a private pipe and
-//!    installs the handler (`SA_ONSTACK`).
+//!    of its stack and the executable segments of the loaded objects, makes sure the thread
+//!    has an alternate signal stack, makes [`HANG_FD`] non-blocking and installs the handler
+//!    (`SA_ONSTACK`).
 //! 2. The handler runs on the event-loop thread (a copy of the signal delivered to another
 //!    thread is forwarded to it with `tgkill`): it walks the frame-pointer chain from the
 //!    interrupted registers and scans the stack above the interrupted stack pointer for words
 //!    that point into executable code (return addresses; a heuristic, for code built without
-//!    frame pointers), into a buffer on the signal stack, and writes the raw addresses to the
-//!    private pipe in one `write` (under `PIPE_BUF`, so atomic). Every read is bounded by the
-//!    interrupted stack pointer and the stack's top, so the walk cannot fault.
-//! 3. A diagnostic thread reads the addresses, names them from the loaded objects' symbol
-//!    tables ([`symbols`], off the handler; milliseconds, where a DWARF symboliser takes
-//!    seconds on a debug binary's first use) and writes the text, ended by a NUL byte, to [`HANG_FD`], the pipe the
-//!    primary gave the worker at start and reads while it diagnoses a hang. The channel does
-//!    not depend on the event loop (stuck) or on the worker's stdout (maybe not captured).
+//!    frame pointers), into a buffer on the signal stack, and writes them as one
+//!    [`hang_record`](corral_protocol::hang_record) straight to [`HANG_FD`], the pipe the
+//!    primary gave the worker at start, in one `write` (under `PIPE_BUF`, so atomic). Every
+//!    read is bounded by the interrupted stack pointer and the stack's top, so the walk cannot
+//!    fault.
+//! 3. The primary, which reads that pipe while it diagnoses the hang (the worker is still
+//!    alive: the kill comes after), names the addresses from the worker's `/proc/PID/maps` and
+//!    the symbol tables of the mapped files. The channel depends neither on the event loop
+//!    (stuck) nor on the worker's stdout (maybe not captured).
 //!
 //! [`HANG_DUMP_SIGNAL`]: corral_protocol::bootstrap::HANG_DUMP_SIGNAL
 //! [`HANG_FD`]: corral_protocol::bootstrap::HANG_FD
 
 use std::ffi::c_void;
-use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 use corral_protocol::bootstrap::HANG_DUMP_SIGNAL;
+use corral_protocol::hang_record::{self, MAX_FRAMES, MAX_RECORD_BYTES, MAX_SCANNED};
 
-mod symbols;
-
-use symbols::Symbols;
-
-/// Frames of the frame-pointer walk, at most.
-const MAX_FRAMES: usize = 64;
-/// Return-address candidates of the stack scan, at most.
-const MAX_SCANNED: usize = 16;
 /// Bytes of stack scanned above the interrupted stack pointer, at most.
 const SCAN_BYTES: usize = 64 * 1024;
-/// Words of one record: the two counts, then the addresses (656 bytes: under `PIPE_BUF`).
-const RECORD_WORDS: usize = 2 + MAX_FRAMES + MAX_SCANNED;
 /// Size of the alternate signal stack this module allocates when the thread has none.
 const ALT_STACK_BYTES: usize = 64 * 1024;
 /// Executable segments remembered for the stack scan, at most.
@@ -53,8 +45,9 @@ const MAX_TEXT: usize = 64;
 static EVENT_LOOP_TID: AtomicI32 = AtomicI32::new(0);
 /// The top (highest address) of the event-loop thread's stack.
 static STACK_TOP: AtomicUsize = AtomicUsize::new(0);
-/// Write end of the private pipe to the diagnostic thread (-1: none).
-static RAW_PIPE: AtomicI32 = AtomicI32::new(-1);
+/// The primary's hang pipe ([`HANG_FD`](corral_protocol::bootstrap::HANG_FD)), non-blocking
+/// (-1: none).
+static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
 /// Set while a dump is being taken: a second signal meanwhile is dropped.
 static BUSY: AtomicBool = AtomicBool::new(false);
 /// Executable segments of the loaded objects, `(start, end)`, filled once before the handler
@@ -81,27 +74,16 @@ pub(crate) fn install(report: OwnedFd) -> Result<(), InstallError> {
     }
     let top = stack_top()?;
     ensure_alt_stack()?;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the 2-element array it is given.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(os_error("pipe2"));
-    }
-    // SAFETY: pipe2 just created both fds; each is owned exactly once from here on.
-    let (raw_read, raw_write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // The handler must never block on a full pipe.
     // SAFETY: fcntl on an fd we own, with integer arguments only.
-    if unsafe { libc::fcntl(raw_write.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
+    if unsafe { libc::fcntl(report.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
         return Err(os_error("fcntl"));
     }
     TEXT.get_or_init(text_segments);
-    std::thread::Builder::new()
-        .name("corral-hang-dump".into())
-        .spawn(move || symbolise_loop(File::from(raw_read), File::from(report)))
-        .map_err(|source| InstallError { what: "spawn the diagnostic thread", source })?;
     STACK_TOP.store(top, Ordering::Release);
     EVENT_LOOP_TID.store(gettid(), Ordering::Release);
-    // The write end lives as long as the process: the handler may use it at any time.
-    RAW_PIPE.store(std::os::fd::IntoRawFd::into_raw_fd(raw_write), Ordering::Release);
+    // The pipe lives as long as the process: the handler may use it at any time.
+    REPORT_FD.store(report.into_raw_fd(), Ordering::Release);
 
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value, filled in below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -228,21 +210,25 @@ unsafe fn registers(_context: *mut c_void) -> (usize, usize, usize) {
     (0, 0, 0)
 }
 
-/// Fills `record` (counts first, then addresses) from the interrupted context; returns how
-/// many words of it are used. Async-signal-safe: reads memory only within
+/// Fills `frames` (the frame-pointer walk) and `scanned` (the stack scan) from the interrupted
+/// context; returns how many of each are used. Async-signal-safe: reads memory only within
 /// `[sp, top)`, the part of the interrupted thread's stack in use, which is mapped.
 ///
 /// # Safety
 ///
 /// As [`registers`]; called only on the thread whose stack ends at [`STACK_TOP`].
-unsafe fn capture(context: *mut c_void, record: &mut [usize; RECORD_WORDS]) -> usize {
+unsafe fn capture(
+    context: *mut c_void,
+    frames_out: &mut [u64; MAX_FRAMES],
+    scanned_out: &mut [u64; MAX_SCANNED],
+) -> (usize, usize) {
     // SAFETY: forwarded from the caller.
     let (pc, sp, mut fp) = unsafe { registers(context) };
     let top = STACK_TOP.load(Ordering::Acquire);
     let word = std::mem::size_of::<usize>();
     let mut frames = 0;
     if pc != 0 {
-        record[2 + frames] = pc;
+        frames_out[frames] = pc as u64;
         frames += 1;
     }
     // Frame records are [saved fp, return address] on both x86_64 and aarch64.
@@ -254,7 +240,7 @@ unsafe fn capture(context: *mut c_void, record: &mut [usize; RECORD_WORDS]) -> u
         if ret < 4096 {
             break;
         }
-        record[2 + frames] = ret;
+        frames_out[frames] = ret as u64;
         frames += 1;
         if next <= fp {
             break;
@@ -272,19 +258,18 @@ unsafe fn capture(context: *mut c_void, record: &mut [usize; RECORD_WORDS]) -> u
             // SAFETY: `at` lies within [sp, top), mapped stack of this thread, word-aligned.
             let value = unsafe { std::ptr::read_volatile(at as *const usize) };
             if text.iter().any(|&(start, stop)| value > start && value < stop) {
-                record[2 + frames + scanned] = value;
+                scanned_out[scanned] = value as u64;
                 scanned += 1;
             }
             at += word;
         }
     }
-    record[0] = frames;
-    record[1] = scanned;
-    2 + frames + scanned
+    (frames, scanned)
 }
 
-/// The signal handler. Async-signal-safe: atomics, `gettid`, `getpid`, `tgkill`, `write` and
-/// reads of the interrupted stack; no allocation, no lock; errno is preserved.
+/// The signal handler. Async-signal-safe: atomics, `gettid`, `getpid`, `tgkill`, `write`,
+/// reads of the interrupted stack and copies into buffers on the signal stack; no allocation,
+/// no lock; errno is preserved.
 extern "C" fn on_signal(signal: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
     let saved = nix::errno::Errno::last_raw();
     let target = EVENT_LOOP_TID.load(Ordering::Acquire);
@@ -294,85 +279,19 @@ extern "C" fn on_signal(signal: libc::c_int, _info: *mut libc::siginfo_t, contex
             unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), target, signal) };
         }
     } else if !BUSY.swap(true, Ordering::AcqRel) {
-        let mut record = [0usize; RECORD_WORDS];
+        let (mut frames, mut scanned) = ([0u64; MAX_FRAMES], [0u64; MAX_SCANNED]);
         // SAFETY: `context` is the kernel's ucontext_t (SA_SIGINFO), and this is the
         // event-loop thread, whose stack top `capture` bounds its reads with.
-        let words = unsafe { capture(context, &mut record) };
-        let fd = RAW_PIPE.load(Ordering::Acquire);
+        let (f, s) = unsafe { capture(context, &mut frames, &mut scanned) };
+        let mut record = [0u8; MAX_RECORD_BYTES];
+        let len = hang_record::encode(&mut record, target, &frames[..f], &scanned[..s]);
+        let fd = REPORT_FD.load(Ordering::Acquire);
         if fd >= 0 {
-            // SAFETY: write reads `words` words of `record`, a live local array.
-            unsafe { libc::write(fd, record.as_ptr().cast(), words * std::mem::size_of::<usize>()) };
+            // SAFETY: write reads `len` bytes of `record`, a live local array at least that
+            // long; `fd` is the hang pipe this module owns for the life of the process.
+            unsafe { libc::write(fd, record.as_ptr().cast(), len) };
         }
         BUSY.store(false, Ordering::Release);
     }
     nix::errno::Errno::set_raw(saved);
-}
-
-/// The diagnostic thread: reads raw records, writes symbolised text (NUL-terminated) to the
-/// primary's pipe. Ends when either pipe fails.
-fn symbolise_loop(mut raw: File, mut report: File) {
-    let word = std::mem::size_of::<usize>();
-    let mut buf = vec![0u8; RECORD_WORDS * word];
-    // Built on the first record, so that libraries loaded after start are known too.
-    let mut symbols: Option<Symbols> = None;
-    loop {
-        // The handler writes a record in one write of at most PIPE_BUF bytes: one read gets
-        // it whole.
-        let n = match raw.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let words: Vec<usize> = buf[..n - n % word]
-            .chunks_exact(word)
-            .map(|c| {
-                let mut bytes = [0u8; std::mem::size_of::<usize>()];
-                bytes.copy_from_slice(c);
-                usize::from_ne_bytes(bytes)
-            })
-            .collect();
-        let mut text = render(&words, symbols.get_or_insert_with(Symbols::of_this_process));
-        text.push('\0');
-        if report.write_all(text.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-/// The text of one record.
-fn render(words: &[usize], symbols: &mut Symbols) -> String {
-    let (Some(&frames), Some(&scanned)) = (words.first(), words.get(1)) else {
-        return "no backtrace: a truncated record".to_string();
-    };
-    let addrs = &words[2..];
-    let frames = frames.min(addrs.len());
-    let scanned = scanned.min(addrs.len() - frames);
-    let mut out = String::new();
-    let _ = writeln!(out, "event-loop thread {} (frame-pointer walk):", EVENT_LOOP_TID.load(Ordering::Relaxed));
-    for (i, &addr) in addrs[..frames].iter().enumerate() {
-        describe(&mut out, i, addr, symbols);
-    }
-    if scanned > 0 {
-        let _ = writeln!(out, "return addresses found on its stack (heuristic, innermost first):");
-        for (i, &addr) in addrs[frames..frames + scanned].iter().enumerate() {
-            describe(&mut out, i, addr, symbols);
-        }
-    }
-    out
-}
-
-/// One line for the code at `addr`: `#i 0xADDR function+0xOFF (object+0xREL)`.
-fn describe(out: &mut String, index: usize, addr: usize, symbols: &mut Symbols) {
-    let _ = write!(out, "  #{index:<2} {addr:#x}");
-    match symbols.resolve(addr) {
-        Some(r) => {
-            match r.function {
-                Some((name, offset)) => {
-                    let _ = write!(out, " {name}+{offset:#x}");
-                }
-                None => out.push_str(" ?"),
-            }
-            let _ = writeln!(out, " ({}+{:#x})", r.object, r.relative);
-        }
-        None => out.push_str(" ?\n"),
-    }
 }

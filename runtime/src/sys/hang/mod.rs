@@ -7,8 +7,10 @@
 //!   CPU time, sampled twice [`SAMPLE_GAP`] apart and summarised as busy in user space or
 //!   blocked in a system call;
 //! * for a corral worker that catches [`HANG_DUMP_SIGNAL`] (seen in `/proc/PID/status`), a
-//!   symbolised backtrace of its event-loop thread, which the worker writes to the hang pipe
-//!   the primary gave it at start ([`HANG_FD`]).
+//!   backtrace of its event-loop thread: the worker's signal handler writes the raw addresses
+//!   ([`hang_record`](corral_protocol::hang_record)) to the hang pipe the primary gave it at
+//!   start ([`HANG_FD`]), and the primary names them ([`backtrace`], [`symbols`]) from the
+//!   worker's `/proc/PID/maps` and the symbol tables of its files, before the kill.
 //!
 //! [`HANG_DUMP_SIGNAL`]: corral_protocol::bootstrap::HANG_DUMP_SIGNAL
 //! [`HANG_FD`]: corral_protocol::bootstrap::HANG_FD
@@ -17,15 +19,17 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use corral_protocol::bootstrap::HANG_DUMP_SIGNAL;
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
+
+mod backtrace;
+mod symbols;
+
+use symbols::Symbols;
 
 /// Time between the two samples of each thread.
 pub const SAMPLE_GAP: Duration = Duration::from_millis(100);
 /// The whole diagnosis takes at most this long; the kill follows at once.
 pub const BUDGET: Duration = Duration::from_secs(1);
-/// The longest backtrace text kept.
-const MAX_BACKTRACE: usize = 64 * 1024;
 
 /// What a hung worker was doing, just before it was killed.
 ///
@@ -264,7 +268,7 @@ pub(crate) async fn diagnose(pid: u32, hang_pipe: Option<&mut pipe::Receiver>) -
         Ok(Ok(threads)) => threads,
         _ => Vec::new(),
     };
-    let mut backtrace = None;
+    let mut dump = None;
     if let Some(pipe) = hang_pipe
         && catches(pid, HANG_DUMP_SIGNAL)
     {
@@ -274,30 +278,29 @@ pub(crate) async fn diagnose(pid: u32, hang_pipe: Option<&mut pipe::Receiver>) -
         // SAFETY: kill takes integers only; `pid` is our unreaped child.
         let sent = unsafe { libc::kill(pid as libc::pid_t, HANG_DUMP_SIGNAL) } == 0;
         if sent {
-            backtrace = tokio::time::timeout_at(deadline, read_report(pipe)).await.ok().flatten();
+            dump = match tokio::time::timeout_at(deadline, backtrace::read_record(pipe)).await {
+                Ok(Some(Ok(record))) => Some(name_addresses(pid, record, deadline).await),
+                Ok(Some(Err(e))) => Some(format!("no backtrace: {e}")),
+                Ok(None) | Err(_) => None,
+            };
         }
     }
-    HangReport { pid, threads, backtrace, took: started.elapsed() }
+    HangReport { pid, threads, backtrace: dump, took: started.elapsed() }
 }
 
-/// Reads one NUL-terminated report.
-async fn read_report(pipe: &mut pipe::Receiver) -> Option<String> {
-    let mut text = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = pipe.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        text.extend_from_slice(&chunk[..n]);
-        if let Some(end) = text.iter().position(|&b| b == 0) {
-            text.truncate(end);
-            return Some(String::from_utf8_lossy(&text).into_owned());
-        }
-        if text.len() > MAX_BACKTRACE {
-            text.truncate(MAX_BACKTRACE);
-            return Some(String::from_utf8_lossy(&text).into_owned());
-        }
+/// The text of `record`, its addresses named from `pid`'s maps and files (blocking file
+/// reads: off the actors), or left unnamed if that does not finish by `deadline`. `pid` is
+/// alive and unreaped meanwhile: the caller kills it only afterwards.
+async fn name_addresses(
+    pid: u32,
+    record: corral_protocol::hang_record::HangRecord,
+    deadline: tokio::time::Instant,
+) -> String {
+    let unnamed = record.clone();
+    let naming = tokio::task::spawn_blocking(move || backtrace::render(&record, &mut Symbols::of_process(pid)));
+    match tokio::time::timeout_at(deadline, naming).await {
+        Ok(Ok(text)) => text,
+        _ => backtrace::render(&unnamed, &mut Symbols::default()),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Function names for raw code addresses, from the ELF symbol tables of the loaded objects.
+//! Function names for raw code addresses of another process (a hung worker), from its
+//! `/proc/PID/maps` (which file is mapped where) and the ELF symbol tables of those files.
 //!
 //! The symbol table (`.symtab`, else `.dynsym`) is small next to the DWARF a debug build
 //! carries, and release builds keep it (they are not stripped), so names come back in
@@ -10,11 +11,12 @@
 //! Each line names the object and the address relative to it (`corral-testbed+0x1a2b3`), so
 //! that `addr2line -e <object> 0x1a2b3` gives file and line afterwards.
 
-use std::ffi::{CStr, c_void};
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use object::{Object, ObjectSymbol, ObjectSymbolTable, ReadCache, SymbolIndex, SymbolKind};
+use object::{
+    Object, ObjectSegment, ObjectSymbol, ObjectSymbolTable, ReadCache, SegmentFlags, SymbolIndex, SymbolKind,
+};
 
 /// Where a function starts, relative to its object's load address, and where its name is.
 #[derive(Debug, Clone, Copy)]
@@ -32,21 +34,32 @@ struct Table {
     file: ReadCache<File>,
     /// Sorted by start.
     functions: Vec<Function>,
+    /// Its executable `PT_LOAD` segments: `(virtual address, file offset, file size)`.
+    segments: Vec<(u64, u64, u64)>,
+}
+
+/// One executable mapping of a file, as `/proc/PID/maps` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mapping {
+    start: usize,
+    end: usize,
+    /// The file offset mapped at `start`.
+    offset: u64,
 }
 
 /// One loaded object (the executable or a shared library): where it is mapped, and its
 /// functions once they have been read.
 #[derive(Debug)]
 struct Loaded {
-    /// The file to read: `/proc/self/exe` for the executable, which is the running image
-    /// even when the file on disk was replaced since (an upgrade).
-    path: PathBuf,
+    /// The file to read: `/proc/PID/exe` for the executable, which is the running image
+    /// even when the file on disk was replaced since (an upgrade); none for the vDSO.
+    path: Option<PathBuf>,
     /// The object's name for the report.
     label: String,
-    /// Load bias: the in-memory address of the object's virtual address 0.
-    bias: usize,
-    /// Its executable segments, as absolute `[start, end)`.
-    text: Vec<(usize, usize)>,
+    /// Its path as the maps show it (without a ` (deleted)` suffix).
+    mapped: String,
+    /// Its executable mappings.
+    text: Vec<Mapping>,
     /// Its functions; `None` until read, `Some(None)` when it has no readable table.
     table: Option<Option<Table>>,
 }
@@ -62,29 +75,48 @@ pub(super) struct Resolved<'a> {
     pub function: Option<(String, u64)>,
 }
 
-/// Names for addresses in this process.
-#[derive(Debug)]
+/// Names for addresses in a process.
+#[derive(Debug, Default)]
 pub(super) struct Symbols {
     objects: Vec<Loaded>,
 }
 
 impl Symbols {
-    /// The objects loaded now (their tables are read later, as addresses need them).
-    pub(super) fn of_this_process() -> Self {
-        Symbols { objects: loaded_objects() }
+    /// The objects `pid` has mapped now (their tables are read later, as addresses need
+    /// them). Empty when its maps cannot be read (it is gone): every address is then unknown.
+    pub(super) fn of_process(pid: u32) -> Self {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { return Symbols::default() };
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        Symbols { objects: loaded_objects(pid, &maps, exe.as_deref()) }
     }
 
     /// What `addr` is: its object, its offset there and the function around it.
     pub(super) fn resolve(&mut self, addr: usize) -> Option<Resolved<'_>> {
-        let loaded = self.objects.iter_mut().find(|o| o.text.iter().any(|&(s, e)| addr >= s && addr < e))?;
-        let relative = (addr - loaded.bias) as u64;
-        let table = loaded.table.get_or_insert_with(|| read_table(&loaded.path));
-        let function = table.as_ref().and_then(|t| {
-            let f = nearest(&t.functions, relative)?;
-            Some((name_of(&t.file, f)?, relative - f.start))
-        });
+        let loaded = self.objects.iter_mut().find(|o| o.text.iter().any(|m| addr >= m.start && addr < m.end))?;
+        let mapping = *loaded.text.iter().find(|m| addr >= m.start && addr < m.end)?;
+        let table = loaded.table.get_or_insert_with(|| loaded.path.as_deref().and_then(read_table));
+        let Some(t) = table.as_ref() else {
+            // No readable file: the offset into the file is the best there is.
+            let relative = (addr - mapping.start) as u64 + mapping.offset;
+            return Some(Resolved { object: &loaded.label, relative, function: None });
+        };
+        let relative = virtual_address(&t.segments, mapping, addr);
+        let function = nearest(&t.functions, relative).and_then(|f| Some((name_of(&t.file, f)?, relative - f.start)));
         Some(Resolved { object: &loaded.label, relative, function })
     }
+}
+
+/// The object's virtual address (what its symbol table and `addr2line -e` use) of `addr`, in
+/// `mapping`: the file offset at `addr`, placed in the executable segment that holds it. A
+/// segment's file offset and virtual address agree modulo the page size, and the kernel maps
+/// the page holding the segment's start, so the mapping's offset may lie up to a page before
+/// the segment's.
+fn virtual_address(segments: &[(u64, u64, u64)], mapping: Mapping, addr: usize) -> u64 {
+    let file_offset = (addr - mapping.start) as u64 + mapping.offset;
+    segments
+        .iter()
+        .find(|&&(_, offset, size)| file_offset >= offset && file_offset < offset + size)
+        .map_or(file_offset, |&(vaddr, offset, _)| vaddr + (file_offset - offset))
 }
 
 /// The function whose range holds `relative`: the last one starting at or before it, if it
@@ -97,10 +129,19 @@ fn nearest(functions: &[Function], relative: u64) -> Option<&Function> {
 
 /// The functions of the object at `path`, sorted; `None` when the file cannot be read or has
 /// no symbol table (a stripped binary: the report then keeps the offsets). Reads no name.
-fn read_table(path: &std::path::Path) -> Option<Table> {
+fn read_table(path: &Path) -> Option<Table> {
     let file = ReadCache::new(File::open(path).ok()?);
+    let mut segments = Vec::new();
     let mut functions: Vec<Function> = {
         let elf = object::File::parse(&file).ok()?;
+        for segment in elf.segments() {
+            let executable =
+                matches!(segment.flags(), SegmentFlags::Elf { p_flags } if p_flags & object::elf::PF_X != 0);
+            if executable {
+                let (offset, size) = segment.file_range();
+                segments.push((segment.address(), offset, size));
+            }
+        }
         let text = |s: &object::Symbol<'_, '_, &ReadCache<File>>| s.kind() == SymbolKind::Text && s.address() != 0;
         let of = |dynamic: bool| {
             move |s: object::Symbol<'_, '_, &ReadCache<File>>| Function {
@@ -114,7 +155,7 @@ fn read_table(path: &std::path::Path) -> Option<Table> {
     };
     functions.sort_by_key(|f| (f.start, std::cmp::Reverse(f.size)));
     functions.dedup_by_key(|f| f.start);
-    Some(Table { file, functions })
+    Some(Table { file, functions, segments })
 }
 
 /// The demangled name of `f`.
@@ -126,56 +167,51 @@ fn name_of(file: &ReadCache<File>, f: &Function) -> Option<String> {
     Some(format!("{:#}", rustc_demangle::demangle(symbol.ok()?.name().ok()?)))
 }
 
-/// Every loaded object with its executable segments and load bias.
-fn loaded_objects() -> Vec<Loaded> {
-    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut c_void) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info for the duration of the call, and
-        // `data` is the Vec passed below, borrowed mutably for the whole iteration.
-        let (info, out) = unsafe { (&*info, &mut *data.cast::<Vec<Loaded>>()) };
-        if info.dlpi_phdr.is_null() {
-            return 0;
-        }
-        // SAFETY: dlpi_phdr points to dlpi_phnum program headers of this object.
-        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
-        let bias = info.dlpi_addr as usize;
-        let text: Vec<(usize, usize)> = headers
-            .iter()
-            .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0)
-            .map(|h| (bias + h.p_vaddr as usize, bias + h.p_vaddr as usize + h.p_memsz as usize))
-            .collect();
-        if text.is_empty() {
-            return 0;
-        }
-        let name = if info.dlpi_name.is_null() {
-            String::new()
-        } else {
-            // SAFETY: a non-null dlpi_name is a NUL-terminated string valid during the call.
-            unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
-        };
-        // The first object, with an empty name, is the executable.
-        let path = if name.is_empty() && out.is_empty() {
-            PathBuf::from("/proc/self/exe")
-        } else if name.is_empty() {
-            // The vDSO: no file to read.
-            return 0;
-        } else {
-            PathBuf::from(&name)
-        };
-        let label = if name.is_empty() {
-            std::fs::read_link("/proc/self/exe")
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| "exe".to_string())
-        } else {
-            name.rsplit('/').next().unwrap_or(&name).to_string()
-        };
-        out.push(Loaded { path, label, bias, text, table: None });
-        0
-    }
+/// Every file `maps` (the text of `/proc/PID/maps`) shows mapped executable, with its
+/// executable mappings; `exe` is where `/proc/PID/exe` points (the executable, read through
+/// that link). The vDSO is kept (named, with offsets, but no file to read); anonymous mappings
+/// and deleted files other than the executable are left out.
+fn loaded_objects(pid: u32, maps: &str, exe: Option<&Path>) -> Vec<Loaded> {
     let mut out: Vec<Loaded> = Vec::new();
-    // SAFETY: the callback only reads the headers it is given and pushes into `out`, which
-    // outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut out).cast()) };
+    for line in maps.lines() {
+        // start-end perms offset dev inode path
+        let mut fields = line.splitn(6, ' ');
+        let (Some(range), Some(perms), Some(offset), Some(_dev), Some(_inode), Some(path)) =
+            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start();
+        let vdso = path == "[vdso]";
+        if !perms.contains('x') || !(path.starts_with('/') || vdso) {
+            continue;
+        }
+        let (Some((start, end)), Ok(offset)) = (range.split_once('-'), u64::from_str_radix(offset, 16)) else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
+            continue;
+        };
+        let mapping = Mapping { start, end, offset };
+        let name = path.strip_suffix(" (deleted)").unwrap_or(path);
+        if let Some(known) = out.iter_mut().find(|o| o.mapped == name) {
+            known.text.push(mapping);
+            continue;
+        }
+        let is_exe = exe.is_some_and(|e| e.as_os_str() == path || e.as_os_str() == name);
+        let file = if is_exe {
+            Some(PathBuf::from(format!("/proc/{pid}/exe")))
+        } else if vdso {
+            None
+        } else if name != path {
+            // A deleted library: its file is gone.
+            continue;
+        } else {
+            Some(PathBuf::from(name))
+        };
+        let label = name.rsplit('/').next().unwrap_or(name).to_string();
+        out.push(Loaded { path: file, label, mapped: name.to_string(), text: vec![mapping], table: None });
+    }
     out
 }
 
@@ -191,7 +227,7 @@ mod tests {
     #[test]
     fn a_function_of_the_executable_is_named() {
         let addr = std::hint::black_box(a_function_with_a_name()) + 1;
-        let mut symbols = Symbols::of_this_process();
+        let mut symbols = Symbols::of_process(std::process::id());
         let r = symbols.resolve(addr).expect("the address is in the executable's text");
         let (name, offset) = r.function.expect("test binaries keep their symbol table");
         assert!(name.contains("a_function_with_a_name"), "{name}");
@@ -200,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_libc_function_is_named_from_its_dynamic_symbols() {
-        let mut symbols = Symbols::of_this_process();
+        let mut symbols = Symbols::of_process(std::process::id());
         let r = symbols.resolve(libc::getpid as *const () as usize).expect("libc is loaded");
         assert!(r.object.starts_with("libc"), "{}", r.object);
         assert!(r.function.as_ref().is_some_and(|(n, _)| n.contains("getpid")), "{r:?}");
@@ -208,9 +244,52 @@ mod tests {
 
     #[test]
     fn an_address_outside_every_object_resolves_to_nothing() {
-        let mut symbols = Symbols::of_this_process();
+        let mut symbols = Symbols::of_process(std::process::id());
         let on_the_heap = Box::new(0u64);
         assert_eq!(symbols.resolve(&raw const *on_the_heap as usize), None);
+    }
+
+    #[test]
+    fn maps_give_each_file_its_executable_mappings() {
+        let maps = "\
+55d0c0000000-55d0c0100000 r--p 00000000 fd:01 42 /srv/app/server (deleted)
+55d0c0100000-55d0c0900000 r-xp 00100000 fd:01 42 /srv/app/server (deleted)
+7f0000000000-7f0000028000 r--p 00000000 fd:01 7 /usr/lib/libc.so.6
+7f0000028000-7f00001bd000 r-xp 00028000 fd:01 7 /usr/lib/libc.so.6
+7f0000200000-7f0000201000 r-xp 00000000 fd:01 8 /usr/lib/libgone.so (deleted)
+7f0000300000-7f0000301000 rwxp 00000000 00:00 0
+7ffc00000000-7ffc00002000 r-xp 00000000 00:00 0                          [vdso]
+";
+        let objects = loaded_objects(4242, maps, Some(Path::new("/srv/app/server (deleted)")));
+        let summary: Vec<(&str, Option<&Path>, Vec<Mapping>)> =
+            objects.iter().map(|o| (o.label.as_str(), o.path.as_deref(), o.text.clone())).collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "server",
+                    Some(Path::new("/proc/4242/exe")),
+                    vec![Mapping { start: 0x55d0c0100000, end: 0x55d0c0900000, offset: 0x100000 }]
+                ),
+                (
+                    "libc.so.6",
+                    Some(Path::new("/usr/lib/libc.so.6")),
+                    vec![Mapping { start: 0x7f0000028000, end: 0x7f00001bd000, offset: 0x28000 }]
+                ),
+                ("[vdso]", None, vec![Mapping { start: 0x7ffc00000000, end: 0x7ffc00002000, offset: 0 }]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_address_is_placed_in_the_segment_that_holds_its_file_offset() {
+        // A segment at file offset 0x1234 and virtual address 0x401234, mapped from the
+        // page before it (offset 0x1000) at 0x7000.
+        let segments = [(0x401234, 0x1234, 0x5000)];
+        let mapping = Mapping { start: 0x7000, end: 0xd000, offset: 0x1000 };
+        assert_eq!(virtual_address(&segments, mapping, 0x7300), 0x401300);
+        // Outside every segment: the file offset.
+        assert_eq!(virtual_address(&segments, mapping, 0x7100), 0x1100);
     }
 
     #[test]
