@@ -9,7 +9,7 @@
 //! * for a corral worker that catches [`HANG_DUMP_SIGNAL`] (seen in `/proc/PID/status`), a
 //!   backtrace of its event-loop thread: the worker's signal handler writes the raw addresses
 //!   ([`hang_record`](corral_protocol::hang_record)) to the hang pipe the primary gave it at
-//!   start ([`HANG_FD`]), and the primary names them ([`backtrace`], [`symbols`]) from the
+//!   start ([`HANG_FD`]), and the primary names them (`backtrace`, `symbols`) from the
 //!   worker's `/proc/PID/maps` and the symbol tables of its files, before the kill.
 //!
 //! [`HANG_DUMP_SIGNAL`]: corral_protocol::bootstrap::HANG_DUMP_SIGNAL
