@@ -30,6 +30,7 @@ pub(crate) fn watch(notice: DeathNotice, reports: Reports, slot: usize, generati
     let spawned = std::thread::Builder::new().name("corral-notice".into()).stack_size(STACK_BYTES).spawn(move || {
         match notice.wait() {
             Notice::OwnerDied => {
+                tracing::debug!(slot, pid, "death notice: the worker is dying");
                 // The slot may be gone already (its cluster stopped): nobody to tell.
                 let _ = reports.send_message(ProcessEvent { generation, kind: ProcessEventKind::Dying });
             }
