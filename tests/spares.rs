@@ -65,6 +65,41 @@ async fn a_killed_worker_is_replaced_by_the_spare(scheduling: Scheduling) {
     cluster.stop().await.expect("clean stop");
 }
 
+/// The spare takes a killed worker's place as the worker's death begins (its death notice: the
+/// kernel releases the robust mutex its event loop holds before it frees anything), not once
+/// the kernel has torn it down: with 1 GiB to free, the worker's channel closes (`Disconnect`)
+/// long after. Without the notice the slot could only act on that close or on the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spare_takes_over_before_the_killed_worker_is_torn_down() {
+    let config = http_config(2, Scheduling::RoundRobin)
+        .spares(1)
+        .env_var("TESTBED_BALLAST_MB", "1024")
+        .env_var("TESTBED_FAULT_SLOT", "0")
+        .env_var("TESTBED_FAULT_GEN", "1");
+    let (cluster, mut events) = spawn(config).await;
+    let addr = events.http_ready(3).await;
+    let (spares, pids) = spares_and_pids(&cluster).await;
+    assert_eq!(spares, vec![2]);
+    let victim = pids[0].expect("slot 0 runs");
+    let spare_pid = pids[2].expect("the spare runs");
+
+    kill(victim, Signal::SIGKILL);
+    let first = events
+        .wait_for("the spare takes over, or the killed worker's channel closes", |e| {
+            matches!(e, ClusterEvent::SpareTookOver { .. })
+                || matches!(e, ClusterEvent::Disconnect { pid, .. } if *pid == victim)
+        })
+        .await;
+    assert!(
+        matches!(first, ClusterEvent::SpareTookOver { slot: 2, replaced: 0 }),
+        "the spare took over only when the dead worker's channel closed: {first:?}"
+    );
+    let after = serving(addr, 2).await;
+    assert!(after.contains(&spare_pid), "the promoted spare serves: {after:?}");
+    assert!(!after.contains(&victim), "the killed worker is gone");
+    cluster.stop().await.expect("clean stop");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_a_killed_worker_is_replaced_by_the_spare() {
     a_killed_worker_is_replaced_by_the_spare(Scheduling::RoundRobin).await;

@@ -18,6 +18,9 @@
 //!   `TESTBED_CHILD_PID_FILE`, then exits 1).
 //! * `TESTBED_FAULT_SLOT`, `TESTBED_FAULT_GEN`: apply the mode only to that slot / generation;
 //!   every other process is a plain echo worker.
+//! * `TESTBED_BALLAST_MB=N`: touch N MiB of memory at start and keep it, so that the kernel
+//!   has that much to free when the process dies (its teardown takes tens of milliseconds);
+//!   like the mode, only where `TESTBED_FAULT_SLOT` / `TESTBED_FAULT_GEN` apply.
 //! * `TESTBED_SAY=TEXT`: print a line with TEXT on stdout and one on stderr at start.
 //! * `TESTBED_CRASH_IF_EXISTS=PATH`: start fails while that file exists (a bad deploy).
 //! * `TESTBED_HTTP=ADDR`: also serve HTTP on the cluster's shared `ADDR`: `GET /` answers
@@ -417,6 +420,10 @@ fn main() -> std::process::ExitCode {
     let applies = var("TESTBED_FAULT_SLOT").is_none_or(|s| s == boot.slot.to_string())
         && var("TESTBED_FAULT_GEN").is_none_or(|g| g == boot.generation.to_string());
     let mode = if applies { var("TESTBED_MODE").unwrap_or_else(|| "echo".into()) } else { "echo".into() };
+    if let Some(mb) = var("TESTBED_BALLAST_MB").filter(|_| applies).and_then(|v| v.parse::<usize>().ok()) {
+        // Non-zero bytes: every page is written, so every page is really there to free.
+        std::hint::black_box(Box::leak(vec![1u8; mb << 20].into_boxed_slice()));
+    }
     if !matches!(
         mode.as_str(),
         "echo"

@@ -36,6 +36,11 @@ pub const HANDLE_FD: RawFd = 4;
 /// worker's `/proc/PID/maps`. Optional: a
 /// worker without it (or one that does not catch the signal) is diagnosed from `/proc` only.
 pub const HANG_FD: RawFd = 5;
+/// The fd number of the worker's death notice: a one-page memfd holding a process-shared
+/// robust mutex that the worker's event-loop thread locks for its life, so that the primary
+/// learns of its death as the kernel starts tearing it down, not after
+/// ([`death_notice`](crate::death_notice)). Optional, like [`HANG_FD`].
+pub const DEATH_NOTICE_FD: RawFd = 6;
 /// The real-time signal (`SIGRTMIN+3` under glibc: 37) a corral worker catches to dump a
 /// backtrace of its event-loop thread into [`HANG_FD`]. A fixed number, not
 /// `SIGRTMIN() + 3`, because glibc and musl reserve different real-time signals for

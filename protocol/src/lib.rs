@@ -44,6 +44,7 @@ pub mod bootstrap;
 pub mod call;
 mod codec;
 mod control;
+pub mod death_notice;
 mod envelope;
 mod error;
 mod handle;

@@ -84,6 +84,12 @@ pub fn run<W: Worker>(worker: W, boot: WorkerBootstrap) -> Result<i32, WorkerErr
     {
         tracing::warn!(error = %e, "hang dumps are off");
     }
+    // The death notice, held by this thread (the event loop's) until the process ends: the
+    // primary learns of our death as it begins, before the kernel tears the process down.
+    // Locked before the hello, which tells the primary to start watching it.
+    if let Some(Err(e)) = corral_protocol::death_notice::hold_inherited() {
+        tracing::warn!(error = %e, "no death notice: the primary sees this worker's death at its exit");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(WorkerError::Runtime)?;
     runtime.block_on(run_async(worker, boot, ipc, handles))
 }

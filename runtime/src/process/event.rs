@@ -46,6 +46,9 @@ pub(crate) enum ProcessEventKind {
     Watchdog,
     /// It missed its heartbeat and was diagnosed; the SIGKILL follows.
     Hung(Box<crate::sys::hang::HangReport>),
+    /// It is dying: its event-loop thread has begun to exit (its death notice), before the
+    /// kernel has torn it down; its channel's close and its exit follow.
+    Dying,
     /// Its frame reader ended: EOF (`None`) or a protocol error.
     ReaderEnded(Option<ProtocolError>),
     /// It exited (reported after the reader ended, so its last messages come first).

@@ -19,6 +19,7 @@ mod counters;
 mod error;
 mod event;
 mod handover;
+mod notice;
 mod notify;
 mod output;
 pub(crate) mod probe;
@@ -35,6 +36,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use corral_protocol::bootstrap::WorkerBootstrap;
+use corral_protocol::death_notice::DeathNotice;
 use corral_protocol::{
     Control, FrameCodec, HandleChannel, Outgoing, PendingCalls, ReplySink, reply_sink, seqpacket_pair, stream_pair,
 };
@@ -254,6 +256,8 @@ pub(crate) async fn start<M: Send + 'static>(spec: StartSpec<'_>) -> io::Result<
     let stream = stream_pair().map_err(io::Error::other)?;
     let handles = seqpacket_pair().map_err(io::Error::other)?;
     let (hang_read, hang_write) = hang_pipe()?;
+    let mut notice = notice::make(spec.slot);
+    let notice_fd = notice.as_ref().and_then(DeathNotice::fd).map(|fd| fd.try_clone_to_owned()).transpose()?;
     let boot = WorkerBootstrap {
         slot: spec.slot as u32,
         generation: spec.generation,
@@ -271,9 +275,13 @@ pub(crate) async fn start<M: Send + 'static>(spec: StartSpec<'_>) -> io::Result<
         ipc: stream.worker,
         handles: handles.worker,
         hang: Some(hang_write),
+        notice: notice_fd,
         capture_output: config.output == WorkerOutput::Capture,
     })
     .await?;
+    if let Some(notice) = &mut notice {
+        notice.close_fd(); // The worker has its own; the mapping is all the watch needs.
+    }
     let pid = child.id().unwrap_or(0);
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (giver, taker) = handover::pair();
@@ -281,7 +289,7 @@ pub(crate) async fn start<M: Send + 'static>(spec: StartSpec<'_>) -> io::Result<
         ipc: stream.primary,
         handles: handles.primary,
         handles_sent: 0,
-        start: ReaderStart::Fresh,
+        start: ReaderStart::Fresh { notice },
         since: forked,
     };
     let (process, channel) = corral_channel(pid, ends, commands_tx, taker, config)?;

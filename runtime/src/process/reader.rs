@@ -18,6 +18,7 @@ use super::handover::{Giver, Part};
 use crate::api::events::ClusterEvent;
 use crate::api::events::bus::{BusSnapshot, EventBus};
 use crate::routing::balance::Load;
+use corral_protocol::death_notice::DeathNotice;
 use crate::routing::messages::{Route, Routes};
 
 /// What the reader needs to know and where it reports.
@@ -50,7 +51,8 @@ impl<M, R> ReaderCtx<M, R> {
 /// primary's previous image (said hello long ago; `leftover` is what that image had read of
 /// the next frame).
 pub(crate) enum ReaderStart {
-    Fresh,
+    /// With its death notice, watched once the hello says the worker holds it.
+    Fresh { notice: Option<DeathNotice> },
     Adopted { leftover: Vec<u8> },
 }
 
@@ -136,7 +138,13 @@ async fn read_frames<M: Send + 'static, R: DeserializeOwned + Clone + Send + 'st
     giver: &Giver,
 ) -> Result<Stop, ProtocolError> {
     match start {
-        ReaderStart::Fresh => hello(frames, cx).await?,
+        ReaderStart::Fresh { notice } => {
+            hello(frames, cx).await?;
+            // The worker locks its notice before it says hello: it holds it now.
+            if let Some(notice) = notice {
+                super::notice::watch(notice, cx.reports.clone(), cx.slot, cx.generation, cx.pid);
+            }
+        }
         ReaderStart::Adopted { leftover } => {
             // Whole frames the previous image read but did not get to are handled first, in
             // order; the start of a next one waits in the buffer for the rest.

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::{OnceLock, mpsc as std_mpsc};
 
-use corral_protocol::bootstrap::{HANDLE_FD, HANG_FD, IPC_FD, WorkerBootstrap};
+use corral_protocol::bootstrap::{DEATH_NOTICE_FD, HANDLE_FD, HANG_FD, IPC_FD, WorkerBootstrap};
 use nix::fcntl::{FcntlArg, fcntl};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -28,6 +28,8 @@ pub(crate) struct SpawnSpec {
     pub handles: OwnedFd,
     /// The write end of the worker's hang-report pipe; ends up at [`HANG_FD`].
     pub hang: Option<OwnedFd>,
+    /// The worker's death notice (a memfd); ends up at [`DEATH_NOTICE_FD`].
+    pub notice: Option<OwnedFd>,
     /// Pipe the worker's stdout and stderr to the primary instead of inheriting them.
     pub capture_output: bool,
 }
@@ -90,6 +92,8 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
     let (ipc_raw, handles_raw) = (ipc.as_raw_fd(), handles.as_raw_fd());
     let hang = spec.hang.as_ref().map(dup_high).transpose()?;
     let hang_raw = hang.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+    let notice = spec.notice.as_ref().map(dup_high).transpose()?;
+    let notice_raw = notice.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     let primary_pid = spec.boot.primary_pid as libc::pid_t;
 
     let mut cmd = Command::new(&spec.program);
@@ -126,6 +130,9 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
             if hang_raw >= 0 && libc::dup2(hang_raw, HANG_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            if notice_raw >= 0 && libc::dup2(notice_raw, DEATH_NOTICE_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -144,7 +151,7 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
     let child = crate::sys::children::spawn_known(|| cmd.spawn());
     // The parent's copies of the child's ends must go, or the primary never sees EOF when
     // the worker dies.
-    drop((ipc, handles, hang, spec.ipc, spec.handles, spec.hang));
+    drop((ipc, handles, hang, notice, spec.ipc, spec.handles, spec.hang, spec.notice));
     child
 }
 

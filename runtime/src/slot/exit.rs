@@ -17,8 +17,9 @@ use crate::supervision::decision::{Decision, Done, Exit, Launch, ProtocolFault};
 use crate::supervision::exit::ExitStatus;
 use crate::supervision::kill::KillReason;
 
-/// How long after its worker's exit a slot that handed its place to a spare starts the next
-/// spare (at least; the restart policy's backoff may say longer).
+/// How long after its worker's exit a slot that holds the standby (it handed its place to a
+/// spare, or its spare died) starts the next spare (at least; the restart policy's backoff
+/// may say longer).
 const NEXT_SPARE_AFTER: Duration = Duration::from_millis(50);
 
 impl<M, R> SlotState<M, R>
@@ -159,11 +160,11 @@ where
     /// `Restarting` and sends `Start` after the delay.
     fn schedule_restart(&mut self, status: ExitStatus, delay: Duration, attempt: u32) {
         let slot = self.slot();
-        // A spare took this slot's place: what starts now is the next spare, which nobody
-        // waits for. Started a moment later, it does not take the CPU from the promoted spare
-        // as it serves its first requests (a worker's start is milliseconds of CPU) — unless
-        // connections wait on the slot's own reuse-port sockets, which only its next process
-        // takes.
+        // The slot holds the standby now (a spare took its place, or its own standby spare
+        // died): what starts now is a spare, which nobody waits for. Started a moment later,
+        // it does not take the CPU from a just promoted spare as it serves its first requests
+        // (a worker's start is milliseconds of CPU) — unless connections wait on the slot's
+        // own reuse-port sockets, which only its next process takes.
         let waited_for = self.args.listeners.queued(slot) > 0;
         let delay = if self.standby() && !waited_for { delay.max(NEXT_SPARE_AFTER) } else { delay };
         let restart = lifecycle::restart(slot, attempt, delay, &status);

@@ -159,9 +159,10 @@ where
                 ProcessEventKind::Status(text) => st.status_line(generation, text),
                 ProcessEventKind::Watchdog => st.watchdog(generation),
                 ProcessEventKind::Hung(report) => st.hung(generation, *report),
+                ProcessEventKind::Dying => st.dying(generation),
                 ProcessEventKind::ReaderEnded(error) => {
                     if error.is_none() {
-                        st.channel_closed(generation);
+                        st.dying(generation);
                     }
                     st.reader_ended(generation, error)
                 }

@@ -21,7 +21,8 @@ where
     /// itself, stops, or when no spare is ready.
     ///
     /// The one entry point for every path on which a worker leaves: the exit of the current
-    /// process, the close of its channel (earlier than the exit), a recycle, and a liveness
+    /// process, its death notice or the close of its channel (both earlier than the exit:
+    /// [`dying`](Self::dying)), a recycle, and a liveness
     /// probe that condemns it (`probe.rs`: called as it is steered out, before it drains).
     pub(crate) fn hand_to_spare(&mut self) {
         if !self.is_live() {
@@ -45,19 +46,22 @@ where
         self.args.bus.emit(ClusterEvent::SpareTookOver { slot: spare, replaced: slot });
     }
 
-    /// The channel of process `generation` (a corral worker) closed while it served: it is
-    /// dying (a worker closes it only by exiting), and its exit comes a little later, once
-    /// the kernel has torn the process down and the waiter has reaped it. Acted on now: it
-    /// gets no new connection, those passed to it that it never took go to another worker
-    /// at once, and a spare takes its place.
-    pub(crate) fn channel_closed(&mut self, generation: u64) {
+    /// Process `generation` (a corral worker) is dying while it serves: its death notice
+    /// fired (its event-loop thread began to exit) or its channel closed (a worker closes it
+    /// only by exiting), whichever came first. Its exit comes later, once the kernel has torn
+    /// the process down and the waiter has reaped it. Acted on now, once: it gets no new
+    /// connection, those passed to it that it never took go to another worker at once, and
+    /// a spare takes its place.
+    pub(crate) fn dying(&mut self, generation: u64) {
         let slot = self.slot();
         let Some(proc) = self.proc_mut(generation) else { return };
-        if !proc.process.speaks_corral() || proc.is_draining() {
+        if !proc.process.speaks_corral() || proc.is_draining() || proc.dying {
             // A draining worker's end is its exit, handled there; a foreign program's
-            // notification socket says nothing about its life.
+            // notification socket says nothing about its life; the second sign of the same
+            // death changes nothing.
             return;
         }
+        proc.dying = true;
         let current = proc.role == Role::Current;
         proc.set_accepting(false);
         self.publish_accepting();

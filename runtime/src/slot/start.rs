@@ -137,6 +137,7 @@ where
             hang: None,
             spans: ProcSpans { fork: Some(fork.clone()), ..ProcSpans::default() },
             recycle_turn: None,
+            dying: false,
             probes: ProbeBook::default(),
         });
         fork.in_scope(|| tracing::info!(slot, generation, pid, ?role, "worker started"));

@@ -115,6 +115,8 @@ pub(crate) struct Proc<M> {
     pub spans: ProcSpans,
     /// The recycling turn a retired process holds until it has exited.
     pub recycle_turn: Option<RecycleTurn>,
+    /// It was seen dying (its death notice, or its channel's close) and taken out of service.
+    pub dying: bool,
     /// Its health probes.
     pub probes: ProbeBook,
 }

@@ -118,6 +118,7 @@ where
             hang: None,
             spans: ProcSpans::default(),
             recycle_turn: None,
+            dying: false,
             // Ready already (it was, to be handed over): only its liveness is probed.
             probes: super::state::probes::ProbeBook::passed(),
         });
