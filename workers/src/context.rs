@@ -516,7 +516,8 @@ impl<R: Serialize + Send + 'static> WorkerContext<R> {
     }
 
     /// This worker's CPU pool: dedicated OS threads for CPU-heavy work, so that it never
-    /// stalls the worker's event loop (sized by the cluster's `cpu_threads`).
+    /// stalls the worker's event loop (sized by the cluster's `cpu_threads`). The threads
+    /// start with the first task: until then the worker is a single-threaded process.
     ///
     /// # Examples
     ///
