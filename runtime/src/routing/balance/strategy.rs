@@ -12,7 +12,9 @@ use crate::routing::rendezvous::KeyHash;
 /// How the primary picks the worker for a connection it accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Strategy {
-    /// The next ready worker in turn.
+    /// The next ready worker in turn; a worker dispatched nothing yet (a spare promoted into a
+    /// dead worker's place, a replacement, one scaled up) takes the next connection out of
+    /// turn, once.
     RoundRobin,
     /// The ready worker with the lowest load estimate (ties in turn).
     LeastConnections,
@@ -40,7 +42,11 @@ impl Strategy {
             return None;
         }
         match self {
-            Strategy::RoundRobin => Some(ready[turn % ready.len()]),
+            // The idle newcomer serves at once instead of up to a whole round later: after a
+            // crash, the promoted spare answers the very next connection.
+            Strategy::RoundRobin => {
+                ready.iter().copied().find(|t| t.load.dispatched() == 0).or(Some(ready[turn % ready.len()]))
+            }
             Strategy::LeastConnections => {
                 // Ties broken in turn, so equal loads still spread.
                 (0..ready.len()).map(|i| ready[(turn + i) % ready.len()]).min_by_key(|t| t.load.estimate())
@@ -128,9 +134,25 @@ mod tests {
             assert_eq!(picked.slot, 2, "turn {turn}: the promoted spare, dispatched nothing yet");
         }
         // Round robin alternates between them whatever their history.
+        spare.load.dispatched_one();
         let slots: Vec<usize> = (0..4)
             .map(|turn| Strategy::RoundRobin.pick(&ready, turn, peer, StickyKey::default()).expect("picked").slot)
             .collect();
         assert_eq!(slots, [0, 2, 0, 2]);
+    }
+
+    #[tokio::test]
+    async fn round_robin_gives_a_worker_dispatched_nothing_yet_the_next_connection_then_takes_turns() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let (old, promoted) = (target(1, 500), target(2, 0));
+        let ready = [&old, &promoted];
+        // Turn 0 would be slot 1's: the newcomer takes it.
+        let first = Strategy::RoundRobin.pick(&ready, 0, peer, StickyKey::default()).expect("picked");
+        assert_eq!(first.slot, 2);
+        first.load.dispatched_one();
+        let slots: Vec<usize> = (1..5)
+            .map(|turn| Strategy::RoundRobin.pick(&ready, turn, peer, StickyKey::default()).expect("picked").slot)
+            .collect();
+        assert_eq!(slots, [2, 1, 2, 1], "then in turn");
     }
 }
