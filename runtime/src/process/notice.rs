@@ -20,7 +20,9 @@ const STACK_BYTES: usize = 64 * 1024;
 /// one cannot be made: the worker's death is then seen at its exit, as for any process.
 pub(crate) fn make(slot: usize) -> Option<DeathNotice> {
     DeathNotice::new()
-        .inspect_err(|e| tracing::warn!(slot, error = %e, "no death notice for this worker; its death is seen at its exit"))
+        .inspect_err(
+            |e| tracing::warn!(slot, error = %e, "no death notice for this worker; its death is seen at its exit"),
+        )
         .ok()
 }
 

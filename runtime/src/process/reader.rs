@@ -18,8 +18,8 @@ use super::handover::{Giver, Part};
 use crate::api::events::ClusterEvent;
 use crate::api::events::bus::{BusSnapshot, EventBus};
 use crate::routing::balance::Load;
-use corral_protocol::death_notice::DeathNotice;
 use crate::routing::messages::{Route, Routes};
+use corral_protocol::death_notice::DeathNotice;
 
 /// What the reader needs to know and where it reports.
 pub(crate) struct ReaderCtx<M, R> {
@@ -52,8 +52,12 @@ impl<M, R> ReaderCtx<M, R> {
 /// the next frame).
 pub(crate) enum ReaderStart {
     /// With its death notice, watched once the hello says the worker holds it.
-    Fresh { notice: Option<DeathNotice> },
-    Adopted { leftover: Vec<u8> },
+    Fresh {
+        notice: Option<DeathNotice>,
+    },
+    Adopted {
+        leftover: Vec<u8>,
+    },
 }
 
 /// Why a reader stopped without an error.
