@@ -14,7 +14,7 @@
 //!
 //! - the primary makes one page of shared memory per worker (a sealed `memfd`) holding a
 //!   process-shared robust `pthread_mutex_t` ([`DeathNotice::new`]) and gives the worker the
-//!   memfd at [`DEATH_NOTICE_FD`](crate::bootstrap::DEATH_NOTICE_FD);
+//!   memfd at [`DEATH_NOTICE_FD`];
 //! - the worker's event-loop thread locks it before it says hello and holds it for its life
 //!   ([`hold_inherited`]);
 //! - once the worker is online, a watcher thread of the primary blocks in

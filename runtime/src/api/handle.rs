@@ -401,7 +401,7 @@ where
     }
 
     /// A new event stream, from now on, of everything but the workers' user messages
-    /// ([`ClusterEvent::Message`]): for a task that watches the lifecycle (forks, exits,
+    /// ([`ClusterEvent::Message`](crate::api::events::ClusterEvent::Message)): for a task that watches the lifecycle (forks, exits,
     /// reloads, output lines). Messages are not cloned for it, and a flood of them never
     /// waits for it to read.
     ///
