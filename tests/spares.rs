@@ -68,7 +68,8 @@ async fn a_killed_worker_is_replaced_by_the_spare(scheduling: Scheduling) {
 /// The spare takes a killed worker's place as the worker's death begins (its death notice: the
 /// kernel releases the robust mutex its event loop holds before it frees anything), not once
 /// the kernel has torn it down: with 1 GiB to free, the worker's channel closes (`Disconnect`)
-/// long after. Without the notice the slot could only act on that close or on the exit.
+/// long after. Without the notice the slot could only act on that close or on the exit. Its
+/// teardown runs under `SCHED_IDLE`, after the living.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spare_takes_over_before_the_killed_worker_is_torn_down() {
     let config = http_config(2, Scheduling::RoundRobin)
@@ -94,6 +95,11 @@ async fn the_spare_takes_over_before_the_killed_worker_is_torn_down() {
         matches!(first, ClusterEvent::SpareTookOver { slot: 2, replaced: 0 }),
         "the spare took over only when the dead worker's channel closed: {first:?}"
     );
+    // Its teardown yields to the living: the primary put it under SCHED_IDLE before it told
+    // the slot (it is not reaped yet: freeing 1 GiB takes a while, and only when idle).
+    // SAFETY: sched_getscheduler takes a pid and reads nothing of ours.
+    let policy = unsafe { libc::sched_getscheduler(victim as libc::pid_t) };
+    assert_eq!(policy, libc::SCHED_IDLE, "the dying worker's scheduling policy");
     let after = serving(addr, 2).await;
     assert!(after.contains(&spare_pid), "the promoted spare serves: {after:?}");
     assert!(!after.contains(&victim), "the killed worker is gone");

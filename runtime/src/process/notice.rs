@@ -32,9 +32,13 @@ pub(crate) fn watch(notice: DeathNotice, reports: Reports, slot: usize, generati
     let spawned = std::thread::Builder::new().name("corral-notice".into()).stack_size(STACK_BYTES).spawn(move || {
         match notice.wait() {
             Notice::OwnerDied => {
-                tracing::debug!(slot, pid, "death notice: the worker is dying");
+                yield_to_the_living(pid);
                 // The slot may be gone already (its cluster stopped): nobody to tell.
                 let _ = reports.send_message(ProcessEvent { generation, kind: ProcessEventKind::Dying });
+                // This thread's own end (the page's unmapping, its exit) yields to the event
+                // loop it just woke, instead of running first on their shared core.
+                yield_to_the_living(0);
+                tracing::debug!(slot, pid, "death notice: the worker is dying");
             }
             Notice::NotHeld => tracing::debug!(slot, pid, "the worker does not hold its death notice"),
             Notice::Failed(code) => {
@@ -45,5 +49,23 @@ pub(crate) fn watch(notice: DeathNotice, reports: Reports, slot: usize, generati
     });
     if let Err(e) = spawned {
         tracing::warn!(slot, pid, error = %e, "cannot watch the worker's death notice; its death is seen at its exit");
+    }
+}
+
+/// Puts thread `pid` (0: the calling one) under `SCHED_IDLE`: it runs only when no other
+/// thread wants the CPU. For the dying worker: the kernel frees its memory (0.4–1 ms of CPU
+/// for a worker, more for a big one) after, not before, the spare that takes its place has
+/// answered (on 2 vCPUs, perf showed the spare's first answer waiting behind that teardown
+/// on their shared core). For this thread: its own end does not delay the event loop it has
+/// just woken. Best effort: a failure (a worker of another user, without `CAP_SYS_NICE`)
+/// changes nothing else.
+fn yield_to_the_living(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `param` (a live local) and takes integers. A non-zero
+    // `pid` is a child of ours not reaped yet (the waiter reaps it only after this thread's
+    // report), so it names that process and no other; 0 is this thread.
+    if unsafe { libc::sched_setscheduler(pid, libc::SCHED_IDLE, &param) } < 0 {
+        tracing::debug!(pid, error = %std::io::Error::last_os_error(), "cannot lower the dying worker's priority");
     }
 }
