@@ -95,11 +95,15 @@ async fn the_spare_takes_over_before_the_killed_worker_is_torn_down() {
         matches!(first, ClusterEvent::SpareTookOver { slot: 2, replaced: 0 }),
         "the spare took over only when the dead worker's channel closed: {first:?}"
     );
-    // Its teardown yields to the living: the primary put it under SCHED_IDLE before it told
-    // the slot (it is not reaped yet: freeing 1 GiB takes a while, and only when idle).
+    // Its teardown yields to the living: its waiter puts it under SCHED_IDLE as the slot takes
+    // it out (it is not reaped yet: freeing 1 GiB takes a while, and only when idle).
     // SAFETY: sched_getscheduler takes a pid and reads nothing of ours.
-    let policy = unsafe { libc::sched_getscheduler(victim as libc::pid_t) };
-    assert_eq!(policy, libc::SCHED_IDLE, "the dying worker's scheduling policy");
+    let policy = || unsafe { libc::sched_getscheduler(victim as libc::pid_t) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while policy() != libc::SCHED_IDLE && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(policy(), libc::SCHED_IDLE, "the dying worker's scheduling policy");
     let after = serving(addr, 2).await;
     assert!(after.contains(&spare_pid), "the promoted spare serves: {after:?}");
     assert!(!after.contains(&victim), "the killed worker is gone");

@@ -146,6 +146,12 @@ impl<M> Process<M> {
         let _ = self.commands.send(command);
     }
 
+    /// The process is dying unasked: its teardown yields the CPU to the processes serving in
+    /// its place (`SCHED_IDLE`, set by its waiter, never on a reaped pid).
+    pub(crate) fn yield_to_the_living(&self) {
+        let _ = self.commands.send(ProcessCommand::YieldToTheLiving);
+    }
+
     /// Diagnoses what the process is doing (at most about
     /// [`hang::BUDGET`](crate::sys::hang::BUDGET)), reported as [`ProcessEventKind::Hung`],
     /// and leaves it running; what is asked of it next waits for the diagnosis.

@@ -32,12 +32,12 @@ pub(crate) fn watch(notice: DeathNotice, reports: Reports, slot: usize, generati
     let spawned = std::thread::Builder::new().name("corral-notice".into()).stack_size(STACK_BYTES).spawn(move || {
         match notice.wait() {
             Notice::OwnerDied => {
-                yield_to_the_living(pid);
                 // The slot may be gone already (its cluster stopped): nobody to tell.
                 let _ = reports.send_message(ProcessEvent { generation, kind: ProcessEventKind::Dying });
                 // This thread's own end (the page's unmapping, its exit) yields to the event
                 // loop it just woke, instead of running first on their shared core.
-                yield_to_the_living(0);
+                // SAFETY: 0 names the calling thread.
+                unsafe { yield_to_the_living(0) };
                 tracing::debug!(slot, pid, "death notice: the worker is dying");
             }
             Notice::NotHeld => tracing::debug!(slot, pid, "the worker does not hold its death notice"),
@@ -53,18 +53,22 @@ pub(crate) fn watch(notice: DeathNotice, reports: Reports, slot: usize, generati
 }
 
 /// Puts thread `pid` (0: the calling one) under `SCHED_IDLE`: it runs only when no other
-/// thread wants the CPU. For the dying worker: the kernel frees its memory (0.4–1 ms of CPU
-/// for a worker, more for a big one) after, not before, the spare that takes its place has
-/// answered (on 2 vCPUs, perf showed the spare's first answer waiting behind that teardown
-/// on their shared core). For this thread: its own end does not delay the event loop it has
-/// just woken. Best effort: a failure (a worker of another user, without `CAP_SYS_NICE`)
-/// changes nothing else.
-fn yield_to_the_living(pid: u32) {
+/// thread wants the CPU. For a worker that died unasked (the waiter does it, on the slot's
+/// word): the kernel frees its memory (0.4–1 ms of CPU for a worker, more for a big one)
+/// after, not before, the spare that takes its place has answered (on 2 vCPUs, perf showed
+/// the spare's first answer waiting behind that teardown on their shared core). For this
+/// thread: its own end does not delay the event loop it has just woken. Best effort: a
+/// failure (a worker of another user, without `CAP_SYS_NICE`) changes nothing else.
+///
+/// # Safety
+///
+/// `pid` is 0 or a child of the caller that is not reaped (no other process can have that
+/// pid): the waiter, which alone reaps it, calls this between two polls of its exit.
+pub(super) unsafe fn yield_to_the_living(pid: u32) {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return };
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads `param` (a live local) and takes integers. A non-zero
-    // `pid` is a child of ours not reaped yet (the waiter reaps it only after this thread's
-    // report), so it names that process and no other; 0 is this thread.
+    // SAFETY: sched_setscheduler reads `param` (a live local) and takes integers; the caller
+    // vouches that `pid` names the process meant (see above).
     if unsafe { libc::sched_setscheduler(pid, libc::SCHED_IDLE, &param) } < 0 {
         tracing::debug!(pid, error = %std::io::Error::last_os_error(), "cannot lower the dying worker's priority");
     }

@@ -34,6 +34,9 @@ pub(crate) enum ProcessCommand {
     /// Diagnose what the process is doing ([`ProcessEventKind::Hung`]) and leave it running
     /// (it is drained next: a failed liveness probe).
     Diagnose,
+    /// It is dying unasked: put it under `SCHED_IDLE`, so that its teardown yields to the
+    /// processes serving in its place.
+    YieldToTheLiving,
 }
 
 /// What the waiter does once the process has exited.
@@ -82,6 +85,13 @@ pub(crate) async fn run_waiter(
                 Some(ProcessCommand::SignalGroup(sig)) => {
                     if let Some(pid) = child.id() {
                         let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), sig);
+                    }
+                }
+                Some(ProcessCommand::YieldToTheLiving) => {
+                    if let Some(pid) = child.id() {
+                        // SAFETY: this task alone reaps the child, and has not yet (`id` is
+                        // `Some` until it has): the pid is still that process's.
+                        unsafe { super::notice::yield_to_the_living(pid) };
                     }
                 }
                 Some(ProcessCommand::Diagnose) => {

@@ -62,6 +62,8 @@ where
             return;
         }
         proc.dying = true;
+        // Before the spare is woken below: the dead worker's teardown yields to it.
+        proc.process.yield_to_the_living();
         let current = proc.role == Role::Current;
         proc.set_accepting(false);
         self.publish_accepting();
