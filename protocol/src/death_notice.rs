@@ -80,7 +80,7 @@ pub enum Notice {
 #[derive(Debug)]
 pub struct DeathNotice {
     mutex: NonNull<libc::pthread_mutex_t>,
-    /// The memfd, until the worker has it ([`DeathNotice::close_fd`]).
+    /// The memfd, until the spawner takes it ([`DeathNotice::take_fd`]).
     fd: Option<OwnedFd>,
 }
 
@@ -139,22 +139,16 @@ impl DeathNotice {
         Ok(notice)
     }
 
-    /// The memfd, for the spawner to place at [`DEATH_NOTICE_FD`] in the worker; `None` after
-    /// [`close_fd`](Self::close_fd).
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().map(AsFd::as_fd)
-    }
-
-    /// Closes this side's memfd once the worker has its own: the mapping is all the wait
-    /// needs.
+    /// Hands over the memfd, for the spawner to place at [`DEATH_NOTICE_FD`] in the worker;
+    /// `None` once taken. This side keeps only the mapping, which is all the wait needs.
     ///
     /// ```
     /// let mut notice = corral_protocol::death_notice::DeathNotice::new().unwrap();
-    /// notice.close_fd();
-    /// assert!(notice.fd().is_none());
+    /// assert!(notice.take_fd().is_some());
+    /// assert!(notice.take_fd().is_none());
     /// ```
-    pub fn close_fd(&mut self) {
-        self.fd = None;
+    pub fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.fd.take()
     }
 
     /// Blocks until the thread holding the mutex exits ([`Notice::OwnerDied`]); returns at

@@ -263,7 +263,7 @@ pub(crate) async fn start<M: Send + 'static>(spec: StartSpec<'_>) -> io::Result<
     let handles = seqpacket_pair().map_err(io::Error::other)?;
     let (hang_read, hang_write) = hang_pipe()?;
     let mut notice = notice::make(spec.slot);
-    let notice_fd = notice.as_ref().and_then(DeathNotice::fd).map(|fd| fd.try_clone_to_owned()).transpose()?;
+    let notice_fd = notice.as_mut().and_then(DeathNotice::take_fd);
     let boot = WorkerBootstrap {
         slot: spec.slot as u32,
         generation: spec.generation,
@@ -285,9 +285,6 @@ pub(crate) async fn start<M: Send + 'static>(spec: StartSpec<'_>) -> io::Result<
         capture_output: config.output == WorkerOutput::Capture,
     })
     .await?;
-    if let Some(notice) = &mut notice {
-        notice.close_fd(); // The worker has its own; the mapping is all the watch needs.
-    }
     let pid = child.id().unwrap_or(0);
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (giver, taker) = handover::pair();
