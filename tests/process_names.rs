@@ -10,21 +10,6 @@ use std::time::Duration;
 use common::*;
 use nix::sys::signal::Signal;
 
-/// The live children of `pid`, from `/proc`.
-fn children(pid: u32) -> Vec<u32> {
-    let mut kids = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) && fields[0] != "Z" {
-            kids.push(child);
-        }
-    }
-    kids
-}
-
 /// A process's `comm` and its `argv[0]`.
 fn names(pid: u32) -> Option<(String, String)> {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim_end().to_string();
@@ -38,7 +23,7 @@ fn names(pid: u32) -> Option<(String, String)> {
 async fn workers(primary: u32, n: usize) -> Vec<(u32, String, String)> {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
-        let mut found: Vec<(u32, String, String)> = children(primary)
+        let mut found: Vec<(u32, String, String)> = live_children(primary)
             .into_iter()
             .filter_map(|pid| names(pid).map(|(comm, argv0)| (pid, comm, argv0)))
             .filter(|(_, _, argv0)| argv0.contains(": worker "))

@@ -25,20 +25,13 @@ fn threads(pid: u32) -> Vec<(u32, String)> {
 async fn workers(primary: u32, n: usize) -> Vec<u32> {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(primary)
-                && fields[0] != "Z"
-                && String::from_utf8_lossy(&cmdline).contains(": worker ")
-            {
-                found.push(pid);
-            }
-        }
+        let mut found: Vec<u32> = live_children(primary)
+            .into_iter()
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(": worker ")
+            })
+            .collect();
         if found.len() == n {
             found.sort_unstable();
             return found;

@@ -1,6 +1,7 @@
 //! The test process as a cluster's primary, seen from `/proc` (the storm tests run one test
 //! per binary, so nothing else shares these figures): its fds, `/proc/self/status` fields and
-//! zombie children; and the wait for every slot to serve again after a storm.
+//! zombie children; any process's live children; and the wait for every slot to serve again
+//! after a storm.
 
 use std::time::Duration;
 
@@ -24,21 +25,32 @@ pub fn status_field(name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Children of this process that are zombies.
-pub fn zombies() -> Vec<u32> {
-    let me = std::process::id().to_string();
+/// The children of `parent`, with their state letter (`R`, `S`, `Z`…), from `/proc`.
+fn children_with_state(parent: u32) -> Vec<(u32, String)> {
+    let parent = parent.to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
         let mut fields = rest.split_whitespace();
-        let (state, ppid) = (fields.next(), fields.next());
-        if state == Some("Z") && ppid == Some(me.as_str()) {
-            found.push(pid);
+        if let (Some(state), Some(ppid)) = (fields.next(), fields.next())
+            && ppid == parent
+        {
+            found.push((pid, state.to_string()));
         }
     }
     found
+}
+
+/// The children of `parent` that are alive (not zombies).
+pub fn live_children(parent: u32) -> Vec<u32> {
+    children_with_state(parent).into_iter().filter(|(_, state)| state != "Z").map(|(pid, _)| pid).collect()
+}
+
+/// Children of this process that are zombies.
+pub fn zombies() -> Vec<u32> {
+    children_with_state(std::process::id()).into_iter().filter(|(_, state)| state == "Z").map(|(pid, _)| pid).collect()
 }
 
 /// Waits (bounded by [`TIMEOUT`]) until the cluster has `n` slots, every one ready; returns

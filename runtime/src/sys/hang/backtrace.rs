@@ -12,29 +12,17 @@ use tokio::net::unix::pipe;
 use super::symbols::Symbols;
 
 /// Reads one record from `pipe`: the header, then as many bytes as it announces. The worker
-/// writes a record in one `write` under `PIPE_BUF`, so one read usually has it whole. `None`
-/// when the pipe ends or fails first.
+/// writes a record in one `write` under `PIPE_BUF`, so it arrives whole. `None` when the pipe
+/// ends or fails first.
 pub(super) async fn read_record(pipe: &mut pipe::Receiver) -> Option<Result<HangRecord, HangRecordError>> {
     let mut buf = [0u8; MAX_RECORD_BYTES];
-    let mut have = 0;
-    let mut need = HEADER_BYTES;
-    loop {
-        while have < need {
-            let n = pipe.read(&mut buf[have..need]).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            have += n;
-        }
-        if need > HEADER_BYTES {
-            return Some(HangRecord::decode(&buf[..have]));
-        }
-        match HangRecord::length(&buf[..have]) {
-            Ok(length) if length > have => need = length,
-            Ok(_) => return Some(HangRecord::decode(&buf[..have])),
-            Err(e) => return Some(Err(e)),
-        }
-    }
+    pipe.read_exact(&mut buf[..HEADER_BYTES]).await.ok()?;
+    let length = match HangRecord::length(&buf[..HEADER_BYTES]) {
+        Ok(length) => length,
+        Err(e) => return Some(Err(e)),
+    };
+    pipe.read_exact(&mut buf[HEADER_BYTES..length]).await.ok()?;
+    Some(HangRecord::decode(&buf[..length]))
 }
 
 /// The text of `record`, its addresses named with `symbols`:

@@ -92,8 +92,10 @@ impl Symbols {
 
     /// What `addr` is: its object, its offset there and the function around it.
     pub(super) fn resolve(&mut self, addr: usize) -> Option<Resolved<'_>> {
-        let loaded = self.objects.iter_mut().find(|o| o.text.iter().any(|m| addr >= m.start && addr < m.end))?;
-        let mapping = *loaded.text.iter().find(|m| addr >= m.start && addr < m.end)?;
+        let (loaded, mapping) = self.objects.iter_mut().find_map(|o| {
+            let mapping = *o.text.iter().find(|m| addr >= m.start && addr < m.end)?;
+            Some((o, mapping))
+        })?;
         let table = loaded.table.get_or_insert_with(|| loaded.path.as_deref().and_then(read_table));
         let Some(t) = table.as_ref() else {
             // No readable file: the offset into the file is the best there is.
